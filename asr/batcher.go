@@ -1,0 +1,414 @@
+package asr
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrClosed is returned when the batcher is closed.
+var ErrClosed = errors.New("asr: batcher closed")
+
+// BatcherOptions configure the shared inference stage.
+type BatcherOptions struct {
+	// MaxBatch is the most streams in one encoder call; default 32. A model
+	// with a fixed batch axis caps it.
+	MaxBatch int
+	// MaxWait bounds how long a ready chunk waits for others to fill a
+	// batch; default 10 ms.
+	MaxWait time.Duration
+	// Workers is the number of engines run in parallel; default 1 for a
+	// dynamic-batch model, one per CPU for a fixed-batch one.
+	Workers int
+	// Engine chooses the execution provider and threads.
+	Engine EngineOptions
+	// RunTimeout is the deadline of one batch step; a step that passes it
+	// is abandoned and retried on a fresh engine. Default 5 s.
+	RunTimeout time.Duration
+	// FallbackAfter is the number of consecutive failed steps after which
+	// a GPU engine is replaced by a CPU one; default 3.
+	FallbackAfter int
+	// Endpoint decides when an utterance ends.
+	Endpoint EndpointConfig
+	// TailPaddingMs of silence is added when a stream finishes, so the
+	// model's right context covers the last word; default 660.
+	TailPaddingMs int
+	// MaxBacklogMs is the most undecoded audio a stream keeps before the
+	// oldest is dropped; default 10000.
+	MaxBacklogMs int
+	// NewEngine opens an engine; default NewEngine. Tests wrap it.
+	NewEngine func(*ModelInfo, EngineOptions) (Engine, error)
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *BatcherOptions) withDefaults(info *ModelInfo) {
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 32
+	}
+	if info.MaxBatch > 0 {
+		o.MaxBatch = min(o.MaxBatch, info.MaxBatch)
+	}
+	if o.MaxWait <= 0 {
+		o.MaxWait = 10 * time.Millisecond
+	}
+	if o.Workers <= 0 {
+		o.Workers = 1
+		if info.MaxBatch > 0 {
+			o.Workers = runtime.NumCPU()
+		}
+	}
+	if o.RunTimeout <= 0 {
+		o.RunTimeout = 5 * time.Second
+	}
+	if o.FallbackAfter <= 0 {
+		o.FallbackAfter = 3
+	}
+	if o.TailPaddingMs == 0 {
+		o.TailPaddingMs = 660
+	}
+	if o.MaxBacklogMs == 0 {
+		o.MaxBacklogMs = 10000
+	}
+	if o.NewEngine == nil {
+		o.NewEngine = NewEngine
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Stats are the batcher's counters since it started.
+type Stats struct {
+	Batches       int64
+	Chunks        int64         // stream chunks decoded
+	BatchSizes    map[int]int64 // batches by size
+	Faults        int64         // failed or timed-out steps
+	Timeouts      int64
+	Retries       int64
+	Fallbacks     int64 // engines replaced by a CPU one
+	DroppedFrames int64 // feature frames dropped on overflow
+	ActiveStreams int
+	Healthy       bool
+	StepTime      time.Duration // total time in successful steps
+}
+
+// Batcher is the one inference stage every stream goes through: it gathers
+// streams with a full chunk ready, runs one encoder call for up to MaxBatch
+// of them and a batched greedy search across the same streams.
+type Batcher struct {
+	info *ModelInfo
+	opts BatcherOptions
+
+	mu      sync.Mutex
+	ready   []*Stream
+	readyAt []time.Time
+	streams map[*Stream]struct{}
+	closed  bool
+	stats   Stats
+	wake    chan struct{}
+
+	workers []*worker
+	freed   chan *worker
+	quit    chan struct{}
+	wg      sync.WaitGroup
+	dropped atomic.Int64
+}
+
+// NewBatcher opens the engines and starts the dispatcher.
+func NewBatcher(info *ModelInfo, opts BatcherOptions) (*Batcher, error) {
+	opts.withDefaults(info)
+	b := &Batcher{
+		info: info, opts: opts,
+		streams: map[*Stream]struct{}{},
+		wake:    make(chan struct{}, 1),
+		freed:   make(chan *worker, opts.Workers),
+		quit:    make(chan struct{}),
+	}
+	b.stats.BatchSizes = map[int]int64{}
+	b.stats.Healthy = true
+	for i := range opts.Workers {
+		w, err := newWorker(b, i)
+		if err != nil {
+			for _, w := range b.workers {
+				w.close()
+			}
+			return nil, err
+		}
+		b.workers = append(b.workers, w)
+		b.freed <- w
+	}
+	b.wg.Add(1)
+	go b.dispatch()
+	return b, nil
+}
+
+// Info describes the model the batcher serves.
+func (b *Batcher) Info() *ModelInfo { return b.info }
+
+// Provider is the execution provider of the first engine.
+func (b *Batcher) Provider() string { return b.workers[0].provider() }
+
+// NewStream starts a stream; onResult receives its partial and final
+// results on the batcher's goroutine and must not block.
+func (b *Batcher) NewStream(id string, onResult func(Result)) (*Stream, error) {
+	fo := DefaultFbankOptions()
+	fo.NumBins = b.info.FeatureDim
+	fb, err := NewFbank(fo)
+	if err != nil {
+		return nil, err
+	}
+	s := &Stream{id: id, b: b, onResult: onResult, fbank: fb, done: make(chan struct{})}
+	ctx := b.info.ContextSize
+	s.tokens = make([]int64, ctx, ctx+64)
+	for i := range s.tokens {
+		s.tokens[i] = -1
+	}
+	s.tokens[ctx-1] = int64(b.info.BlankID)
+	s.decOut = make([]float32, b.info.EncoderDim)
+	for _, st := range b.info.States {
+		if st.Int64 {
+			s.state = append(s.state, StateBuf{I: make([]int64, st.size)})
+		} else {
+			s.state = append(s.state, StateBuf{F: make([]float32, st.size)})
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, ErrClosed
+	}
+	b.streams[s] = struct{}{}
+	return s, nil
+}
+
+// StreamBytes is the memory one stream holds in steady state: encoder
+// state, decoder cache, fbank and feature buffers (measured, not estimated,
+// by BenchmarkStreamMemory).
+func (b *Batcher) StreamBytes() int {
+	return b.info.StateBytes() + 4*b.info.EncoderDim
+}
+
+// Stats returns a copy of the counters.
+func (b *Batcher) Stats() Stats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.stats
+	s.BatchSizes = make(map[int]int64, len(b.stats.BatchSizes))
+	for k, v := range b.stats.BatchSizes {
+		s.BatchSizes[k] = v
+	}
+	s.ActiveStreams = len(b.streams)
+	s.DroppedFrames = b.dropped.Load()
+	return s
+}
+
+func (b *Batcher) countDropped(frames int64) { b.dropped.Add(frames) }
+
+// enqueue puts a stream in the ready queue (the caller set s.queued) or,
+// for a finished stream with nothing left to decode, finalizes it.
+func (b *Batcher) enqueue(s *Stream) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.ready = append(b.ready, s)
+	b.readyAt = append(b.readyAt, time.Now())
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops the batcher: queued work is dropped, engines are closed and
+// unfinished streams are released. Idempotent.
+func (b *Batcher) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.mu.Unlock()
+	close(b.quit)
+	b.wg.Wait()
+	for _, w := range b.workers {
+		w.close()
+	}
+	return nil
+}
+
+// dispatch owns the ready queue: it hands batches to idle workers.
+func (b *Batcher) dispatch() {
+	defer b.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var idle []*worker
+	for {
+		select {
+		case <-b.quit:
+			return
+		case w := <-b.freed:
+			idle = append(idle, w)
+		case <-b.wake:
+		case <-timer.C:
+		}
+		for len(idle) > 0 {
+			batch, wait := b.take()
+			if batch == nil {
+				if wait > 0 {
+					timer.Reset(wait)
+				}
+				break
+			}
+			w := idle[len(idle)-1]
+			idle = idle[:len(idle)-1]
+			w.holding.Store(int32(len(batch)))
+			w.jobs <- batch
+		}
+	}
+}
+
+// take returns the next batch, or how long to wait for one to fill.
+func (b *Batcher) take() ([]*Stream, time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var batch []*Stream
+	n := 0
+	// Finished streams with no full chunk left are settled here, not batched.
+	for i, s := range b.ready {
+		if s.finishing && !b.hasChunk(s) {
+			b.settle(s)
+			continue
+		}
+		b.ready[n], b.readyAt[n] = s, b.readyAt[i]
+		n++
+	}
+	b.ready, b.readyAt = b.ready[:n], b.readyAt[:n]
+	if n == 0 {
+		return nil, 0
+	}
+	if age := time.Since(b.readyAt[0]); n < b.opts.MaxBatch && age < b.opts.MaxWait && n < b.waitingFor() {
+		return nil, b.opts.MaxWait - age
+	}
+	k := min(n, b.opts.MaxBatch)
+	batch = append(batch, b.ready[:k]...)
+	b.ready = append(b.ready[:0], b.ready[k:]...)
+	b.readyAt = append(b.readyAt[:0], b.readyAt[k:]...)
+	return batch, 0
+}
+
+// waitingFor is how many streams could join a batch: all live ones that no
+// worker holds. Waiting longer cannot fill a batch beyond that.
+func (b *Batcher) waitingFor() int {
+	busy := 0
+	for _, w := range b.workers {
+		busy += int(w.holding.Load())
+	}
+	return len(b.streams) - busy
+}
+
+func (b *Batcher) hasChunk(s *Stream) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.framesEnd()-s.processed >= int64(b.info.ChunkFrames)
+}
+
+// settle finalizes a finished stream. b.mu held.
+func (b *Batcher) settle(s *Stream) {
+	if len(s.tokens) > b.info.ContextSize {
+		s.onResult(s.result(Final))
+	}
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	delete(b.streams, s)
+	close(s.done)
+}
+
+// afterStep commits nothing itself: the worker committed the streams. It
+// puts back those with more work and frees the worker.
+func (b *Batcher) afterStep(streams []*Stream) {
+	var again []*Stream
+	for _, s := range streams {
+		s.mu.Lock()
+		s.queued = false
+		ok := s.readyLocked() || s.finishing
+		if ok {
+			s.queued = true
+		}
+		s.mu.Unlock()
+		if ok {
+			again = append(again, s)
+		}
+	}
+	for _, s := range again {
+		b.enqueue(s)
+	}
+}
+
+func (b *Batcher) record(n int, d time.Duration) {
+	b.mu.Lock()
+	b.stats.Batches++
+	b.stats.Chunks += int64(n)
+	b.stats.BatchSizes[n]++
+	b.stats.StepTime += d
+	b.stats.Healthy = true
+	b.mu.Unlock()
+}
+
+func (b *Batcher) fault(timeout bool, fallback bool) {
+	b.mu.Lock()
+	b.stats.Faults++
+	b.stats.Retries++
+	if timeout {
+		b.stats.Timeouts++
+	}
+	if fallback {
+		b.stats.Fallbacks++
+	}
+	b.mu.Unlock()
+}
+
+func (b *Batcher) setHealthy(ok bool) {
+	b.mu.Lock()
+	b.stats.Healthy = ok
+	b.mu.Unlock()
+}
+
+// logSoftmaxAt returns log p(y) of logits.
+func logSoftmaxAt(logits []float32, y int) float32 {
+	m := logits[0]
+	for _, v := range logits[1:] {
+		m = max(m, v)
+	}
+	var sum float64
+	for _, v := range logits {
+		sum += math.Exp(float64(v - m))
+	}
+	return float32(float64(logits[y]-m) - math.Log(sum))
+}
+
+func argmax(v []float32) int {
+	best, bi := v[0], 0
+	for i, x := range v[1:] {
+		if x > best {
+			best, bi = x, i+1
+		}
+	}
+	return bi
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return fmt.Sprint(err)
+}

@@ -1,0 +1,147 @@
+package asr
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// ErrRuntimeMissing is returned when the ONNX Runtime shared library cannot
+// be found.
+var ErrRuntimeMissing = errors.New("asr: ONNX Runtime library not found")
+
+// RuntimeLibEnv names the environment variable that points at
+// libonnxruntime.so.
+const RuntimeLibEnv = "CALLSCRIBE_ORT_LIB"
+
+const runtimeRel = ".cache/onnxruntime/libonnxruntime.so.1"
+
+// FindRuntimeLibrary returns the path of libonnxruntime: explicit if set,
+// else $CALLSCRIBE_ORT_LIB, else the project cache (.cache/onnxruntime/)
+// next to the executable's parent or above the working directory, else
+// $XDG_CACHE_HOME/callscribe/onnxruntime.
+func FindRuntimeLibrary(explicit string) (string, error) {
+	if explicit != "" {
+		if _, err := os.Stat(explicit); err != nil {
+			return "", fmt.Errorf("%w: %v", ErrRuntimeMissing, err)
+		}
+		return explicit, nil
+	}
+	if p := os.Getenv(RuntimeLibEnv); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("%w: %s=%s: %v", ErrRuntimeMissing, RuntimeLibEnv, p, err)
+		}
+		return p, nil
+	}
+	var cands []string
+	if exe, err := os.Executable(); err == nil {
+		cands = append(cands, filepath.Join(filepath.Dir(exe), "..", runtimeRel))
+	}
+	if wd, err := os.Getwd(); err == nil {
+		for d := wd; ; d = filepath.Dir(d) {
+			cands = append(cands, filepath.Join(d, runtimeRel))
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	if c, err := os.UserCacheDir(); err == nil {
+		cands = append(cands, filepath.Join(c, "callscribe", "onnxruntime", "libonnxruntime.so.1"))
+	}
+	for _, c := range cands {
+		if _, err := os.Stat(c); err == nil {
+			return filepath.Clean(c), nil
+		}
+	}
+	return "", fmt.Errorf("%w: run `make setup` (scripts/setup) to install it, or set %s", ErrRuntimeMissing, RuntimeLibEnv)
+}
+
+// The ONNX Runtime environment is process-wide in the C library; this guards
+// its one-time start.
+var runtimeOnce struct {
+	sync.Mutex
+	path string
+	err  error
+}
+
+// InitRuntime loads the ONNX Runtime library at path (see
+// FindRuntimeLibrary) once per process. Later calls with any path return the
+// first outcome.
+func InitRuntime(path string) error {
+	runtimeOnce.Lock()
+	defer runtimeOnce.Unlock()
+	if runtimeOnce.path != "" {
+		return runtimeOnce.err
+	}
+	p, err := FindRuntimeLibrary(path)
+	if err != nil {
+		return err
+	}
+	runtimeOnce.path = p
+	ort.SetSharedLibraryPath(p)
+	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+		runtimeOnce.err = fmt.Errorf("asr: start ONNX Runtime from %s: %w", p, err)
+	}
+	return runtimeOnce.err
+}
+
+// RuntimeVersion is the loaded ONNX Runtime's version.
+func RuntimeVersion() string { return ort.GetVersion() }
+
+func readONNX(path string) (onnxFile, error) {
+	ins, outs, err := ort.GetInputOutputInfo(path)
+	if err != nil {
+		return onnxFile{}, fmt.Errorf("%w: %s: %v", ErrModel, path, err)
+	}
+	f := onnxFile{Meta: map[string]string{}}
+	conv := func(list []ort.InputOutputInfo) []tensorInfo {
+		out := make([]tensorInfo, len(list))
+		for i, t := range list {
+			out[i] = tensorInfo{Name: t.Name, Dims: append([]int64(nil), t.Dimensions...),
+				Int64: t.DataType == ort.TensorElementDataTypeInt64}
+		}
+		return out
+	}
+	f.Inputs, f.Outputs = conv(ins), conv(outs)
+	md, err := ort.GetModelMetadata(path)
+	if err != nil {
+		return onnxFile{}, fmt.Errorf("%w: %s metadata: %v", ErrModel, path, err)
+	}
+	defer md.Destroy()
+	keys, err := md.GetCustomMetadataMapKeys()
+	if err != nil {
+		return onnxFile{}, fmt.Errorf("%w: %s metadata: %v", ErrModel, path, err)
+	}
+	for _, k := range keys {
+		if v, ok, err := md.LookupCustomMetadataMap(k); err == nil && ok {
+			f.Meta[k] = v
+		}
+	}
+	return f, nil
+}
+
+// LoadModelInfo reads a model's description from its files. InitRuntime must
+// have succeeded.
+func LoadModelInfo(files ModelFiles) (*ModelInfo, error) {
+	files, err := files.Resolve()
+	if err != nil {
+		return nil, err
+	}
+	enc, err := readONNX(files.Encoder)
+	if err != nil {
+		return nil, err
+	}
+	dec, err := readONNX(files.Decoder)
+	if err != nil {
+		return nil, err
+	}
+	join, err := readONNX(files.Joiner)
+	if err != nil {
+		return nil, err
+	}
+	return newModelInfo(files, enc, dec, join)
+}

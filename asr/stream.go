@@ -1,0 +1,259 @@
+package asr
+
+import (
+	"strings"
+	"sync"
+)
+
+// ResultKind tells a partial from a final result.
+type ResultKind int
+
+const (
+	// Partial is the current text of an open utterance; it replaces the
+	// previous partial of the same utterance.
+	Partial ResultKind = iota
+	// Final closes an utterance.
+	Final
+)
+
+func (k ResultKind) String() string {
+	if k == Final {
+		return "final"
+	}
+	return "partial"
+}
+
+// Word is one decoded word with its time in the stream (ms since the stream
+// started) and confidence (mean token posterior, 0..1).
+type Word struct {
+	Text    string  `json:"word"`
+	StartMs int64   `json:"start_ms"`
+	EndMs   int64   `json:"end_ms"`
+	Conf    float32 `json:"conf"`
+}
+
+// Result is a partial or final transcript of one utterance of a stream.
+type Result struct {
+	Stream  string
+	Kind    ResultKind
+	Utt     int // utterance index in the stream, from 0
+	Text    string
+	StartMs int64
+	EndMs   int64
+	Words   []Word  // finals only
+	Conf    float32 // finals only: mean word confidence
+}
+
+// Stream is one audio source being recognized (a call leg). Accept and
+// Finish may be called from one goroutine while the batcher decodes.
+type Stream struct {
+	id       string
+	b        *Batcher
+	onResult func(Result)
+	done     chan struct{}
+
+	mu        sync.Mutex // guards the fields up to decoding state
+	fbank     *Fbank
+	feats     []float32 // frames [featStart, featStart+len/dim)
+	featStart int64
+	processed int64 // first frame of the next chunk
+	finishing bool  // Finish called
+	queued    bool  // in the batcher's ready queue or in a batch
+	closed    bool
+	dropped   int64 // frames dropped on overflow
+
+	// Decoding state: only the batch holding the stream touches it.
+	state     []StateBuf
+	tokens    []int64 // context + tokens of the open utterance
+	times     []int64 // encoder frame of each token after the context
+	probs     []float32
+	trailing  int // blank frames since the last token
+	decOut    []float32
+	hasDecOut bool
+	encFrames int64 // encoder frames decoded since the stream started
+	segStart  int64 // feature frame where the utterance began
+	utt       int
+	lastLen   int // tokens at the last partial
+}
+
+// ID returns the stream's name.
+func (s *Stream) ID() string { return s.id }
+
+// Done is closed when a finished stream has delivered its last result.
+func (s *Stream) Done() <-chan struct{} { return s.done }
+
+// Accept adds 16 kHz samples in [-1, 1]. It computes features at once and
+// never blocks on the model; when decoding falls behind by more than the
+// batcher's backlog limit the oldest audio is dropped and counted.
+func (s *Stream) Accept(samples []float32) {
+	s.mu.Lock()
+	if s.finishing || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.fbank.Accept(samples)
+	s.pullFrames()
+	ready := s.readyLocked()
+	s.mu.Unlock()
+	if ready {
+		s.b.enqueue(s)
+	}
+}
+
+// Finish ends the input: the tail is padded with silence so the model sees
+// the last words, the rest is decoded and the last utterance is finalized.
+func (s *Stream) Finish() {
+	s.mu.Lock()
+	if s.finishing || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	if pad := s.b.opts.TailPaddingMs * 16; pad > 0 {
+		s.fbank.Accept(make([]float32, pad))
+	}
+	s.fbank.Finish()
+	s.pullFrames()
+	s.finishing = true
+	// A stream in a batch is put back by the batcher when the batch ends.
+	enqueue := !s.queued
+	s.queued = true
+	s.mu.Unlock()
+	if enqueue {
+		s.b.enqueue(s)
+	}
+}
+
+// pullFrames moves computed frames into the feature buffer. s.mu held.
+func (s *Stream) pullFrames() {
+	dim := s.fbank.Dim()
+	// Drop frames no chunk needs any more.
+	if dead := int(s.processed-s.featStart) * dim; dead > 0 && dead >= len(s.feats)/2 {
+		n := copy(s.feats, s.feats[dead:])
+		s.feats = s.feats[:n]
+		s.featStart = s.processed
+	}
+	for {
+		n := len(s.feats)
+		if cap(s.feats) < n+dim {
+			grown := make([]float32, n, 2*cap(s.feats)+64*dim)
+			copy(grown, s.feats)
+			s.feats = grown
+		}
+		s.feats = s.feats[:n+dim]
+		if !s.fbank.Next(s.feats[n:]) {
+			s.feats = s.feats[:n]
+			break
+		}
+	}
+	// Overflow: skip whole chunks of the oldest audio while no batch holds
+	// the stream, so the model never sees a torn chunk.
+	if limit := int64(s.b.opts.MaxBacklogMs / 10); limit > 0 && !s.queued {
+		shift := int64(s.b.info.ChunkShift)
+		for s.framesEnd()-s.processed > limit+int64(s.b.info.ChunkFrames) {
+			s.processed += shift
+			s.dropped += shift
+			s.b.countDropped(shift)
+		}
+	}
+}
+
+func (s *Stream) framesEnd() int64 {
+	return s.featStart + int64(len(s.feats)/s.fbank.Dim())
+}
+
+// readyLocked tells whether a full chunk waits and no batch holds the stream.
+// It marks the stream queued when so. s.mu held.
+func (s *Stream) readyLocked() bool {
+	if s.queued || s.closed {
+		return false
+	}
+	if s.framesEnd()-s.processed >= int64(s.b.info.ChunkFrames) {
+		s.queued = true
+		return true
+	}
+	return false
+}
+
+// text joins BPE tokens: "▁" starts a word.
+func (s *Stream) text(tokens []int64) string {
+	var sb strings.Builder
+	for _, t := range tokens {
+		if t < 0 || int(t) == s.b.info.UnkID || int(t) == s.b.info.BlankID {
+			continue
+		}
+		sb.WriteString(s.b.info.Tokens[t])
+	}
+	return strings.TrimSpace(strings.ReplaceAll(sb.String(), "\u2581", " "))
+}
+
+// result describes the open utterance. Words only when final.
+func (s *Stream) result(kind ResultKind) Result {
+	ctx := s.b.info.ContextSize
+	toks := s.tokens[ctx:]
+	shift := int64(s.b.info.FrameShiftMs())
+	r := Result{Stream: s.id, Kind: kind, Utt: s.utt, Text: s.text(toks), StartMs: s.segStart * 10, EndMs: s.processed * 10}
+	if len(toks) > 0 {
+		r.StartMs = s.times[0] * shift
+		r.EndMs = s.times[len(s.times)-1]*shift + shift
+	}
+	if kind != Final {
+		return r
+	}
+	var w *Word
+	var n int
+	flush := func() {
+		if w != nil {
+			w.Conf /= float32(n)
+			w.Text = strings.TrimSpace(w.Text)
+			if w.Text != "" {
+				r.Words = append(r.Words, *w)
+			}
+		}
+	}
+	for i, t := range toks {
+		if int(t) == s.b.info.UnkID {
+			continue
+		}
+		sym := s.b.info.Tokens[t]
+		start := s.times[i] * shift
+		if w == nil || strings.HasPrefix(sym, "\u2581") {
+			flush()
+			w, n = &Word{StartMs: start}, 0
+		}
+		w.Text += strings.ReplaceAll(sym, "\u2581", "")
+		w.EndMs = start + shift
+		w.Conf += s.probs[i]
+		n++
+	}
+	flush()
+	for _, w := range r.Words {
+		r.Conf += w.Conf
+	}
+	if len(r.Words) > 0 {
+		r.Conf /= float32(len(r.Words))
+	}
+	return r
+}
+
+// resetUtterance starts the next utterance as sherpa-onnx does: the last
+// tokens stay as decoder context; an utterance without tokens starts over
+// from the blank context.
+func (s *Stream) resetUtterance() {
+	ctx := s.b.info.ContextSize
+	if len(s.tokens) > ctx {
+		copy(s.tokens, s.tokens[len(s.tokens)-ctx:])
+	} else {
+		for i := range ctx {
+			s.tokens[i] = -1
+		}
+		s.tokens[ctx-1] = int64(s.b.info.BlankID)
+		s.hasDecOut = false
+	}
+	s.tokens = s.tokens[:ctx]
+	s.times = s.times[:0]
+	s.probs = s.probs[:0]
+	s.trailing = 0
+	s.segStart = s.processed
+	s.utt++
+	s.lastLen = 0
+}

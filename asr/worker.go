@@ -1,0 +1,344 @@
+package asr
+
+import (
+	"errors"
+	"math"
+	"sync/atomic"
+	"time"
+)
+
+var errAbandoned = errors.New("asr: step abandoned")
+
+// worker runs batches on one engine at a time. The engine lives in a runner
+// goroutine so that a hung call can be abandoned: the worker waits for each
+// step with a deadline, and on an error or a timeout it drops the runner
+// (its engine is closed when the call returns, if ever) and runs the same
+// batch again on a fresh engine from the streams' committed state.
+type worker struct {
+	b        *Batcher
+	id       int
+	jobs     chan []*Stream
+	holding  atomic.Int32 // streams in the batch being run
+	r        *runner
+	failures int // consecutive failed steps
+	opts     EngineOptions
+	timer    *time.Timer
+}
+
+// runner owns an engine and the scratch of the step it runs.
+type runner struct {
+	eng       Engine
+	in        chan []*Stream
+	out       chan error
+	abandoned atomic.Bool
+	batch     *Batch
+	hyps      []scratch
+}
+
+// scratch is one stream's decoding during a step, committed on success.
+type scratch struct {
+	ctx      []int64
+	tokens   []int64
+	times    []int64
+	probs    []float32
+	trailing int
+}
+
+func newWorker(b *Batcher, id int) (*worker, error) {
+	w := &worker{b: b, id: id, jobs: make(chan []*Stream, 1), opts: b.opts.Engine,
+		timer: time.NewTimer(time.Hour)}
+	w.timer.Stop()
+	r, err := w.newRunner()
+	if err != nil {
+		return nil, err
+	}
+	w.r = r
+	b.wg.Add(1)
+	go w.loop()
+	return w, nil
+}
+
+func (w *worker) provider() string {
+	if w.r != nil {
+		return w.r.eng.Provider()
+	}
+	return w.opts.Provider
+}
+
+func (w *worker) newRunner() (*runner, error) {
+	eng, err := w.b.opts.NewEngine(w.b.info, w.opts)
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{eng: eng, in: make(chan []*Stream, 1), out: make(chan error, 1)}
+	go r.loop(w.b.info)
+	return r, nil
+}
+
+// abandon lets the runner go: an engine call in progress is aborted, and
+// the engine is closed once the runner returns.
+func (r *runner) abandon() {
+	r.abandoned.Store(true)
+	r.eng.Abort()
+	close(r.in)
+}
+
+func (r *runner) loop(info *ModelInfo) {
+	defer r.eng.Close()
+	for job := range r.in {
+		err := r.step(info, job)
+		if r.abandoned.Load() {
+			return
+		}
+		r.out <- err
+	}
+}
+
+func (w *worker) close() {
+	if w.r != nil {
+		w.r.abandon()
+		w.r = nil
+	}
+}
+
+func (w *worker) loop() {
+	defer w.b.wg.Done()
+	for {
+		select {
+		case <-w.b.quit:
+			return
+		case job := <-w.jobs:
+			if !w.run(job) {
+				return
+			}
+			w.holding.Store(0)
+			w.b.afterStep(job)
+			w.b.freed <- w
+		}
+	}
+}
+
+// run decodes one batch, retrying until it succeeds or the batcher closes.
+func (w *worker) run(job []*Stream) bool {
+	b := w.b
+	for {
+		if w.r == nil {
+			r, err := w.newRunner()
+			if err != nil {
+				b.opts.Logger.Error("asr: open engine", "worker", w.id, "err", err)
+				if !w.backoff() {
+					return false
+				}
+				continue
+			}
+			w.r = r
+		}
+		start := time.Now()
+		w.r.in <- job
+		w.timer.Reset(b.opts.RunTimeout)
+		var err error
+		timedOut := false
+		select {
+		case err = <-w.r.out:
+		case <-w.timer.C:
+			timedOut = true
+		case <-b.quit:
+			w.timer.Stop()
+			return false
+		}
+		if !timedOut && !w.timer.Stop() {
+			<-w.timer.C
+		}
+		if err == nil && !timedOut {
+			w.commit(job)
+			b.record(len(job), time.Since(start))
+			w.failures = 0
+			return true
+		}
+		w.failures++
+		fallback := w.failures >= b.opts.FallbackAfter && w.opts.Provider != "" && w.opts.Provider != "cpu"
+		b.fault(timedOut, fallback)
+		b.opts.Logger.Warn("asr: batch step failed, retrying on a fresh engine",
+			"worker", w.id, "batch", len(job), "timeout", timedOut, "err", errString(err), "failures", w.failures)
+		w.r.abandon()
+		w.r = nil
+		if fallback {
+			b.opts.Logger.Warn("asr: falling back to the CPU provider", "worker", w.id, "from", w.opts.Provider)
+			w.opts.Provider = "cpu"
+		}
+		if w.failures >= b.opts.FallbackAfter {
+			b.setHealthy(false)
+		}
+		if w.failures > 1 && !w.backoff() {
+			return false
+		}
+	}
+}
+
+// backoff waits a little longer after each failure; false when closing.
+func (w *worker) backoff() bool {
+	d := time.Duration(min(w.failures, 20)) * 50 * time.Millisecond
+	w.timer.Reset(d)
+	select {
+	case <-w.timer.C:
+		return true
+	case <-w.b.quit:
+		w.timer.Stop()
+		return false
+	}
+}
+
+// stack copies one stream's state into row i of a batch of n.
+func stack[T float32 | int64](st *StateSpec, dst, src []T, i, n int) {
+	post := st.post
+	for p := range st.pre {
+		copy(dst[(p*n+i)*post:(p*n+i+1)*post], src[p*post:(p+1)*post])
+	}
+}
+
+// unstack copies row i of a batch of n into one stream's state.
+func unstack[T float32 | int64](st *StateSpec, dst, src []T, i, n int) {
+	post := st.post
+	for p := range st.pre {
+		copy(dst[p*post:(p+1)*post], src[(p*n+i)*post:(p*n+i+1)*post])
+	}
+}
+
+// step runs the encoder and greedy search for the streams. It reads their
+// committed state and writes only the runner's own buffers.
+func (r *runner) step(info *ModelInfo, job []*Stream) error {
+	n := len(job)
+	bt, err := r.eng.Batch(n)
+	if err != nil {
+		return err
+	}
+	r.batch = bt
+	for len(r.hyps) < n {
+		r.hyps = append(r.hyps, scratch{ctx: make([]int64, info.ContextSize)})
+	}
+	chunk := info.ChunkFrames * info.FeatureDim
+	allCached := true
+	for i, s := range job {
+		s.mu.Lock()
+		off := int(s.processed-s.featStart) * info.FeatureDim
+		copy(bt.X[i*chunk:(i+1)*chunk], s.feats[off:off+chunk])
+		s.mu.Unlock()
+		for k := range info.States {
+			st := &info.States[k]
+			if st.Int64 {
+				stack(st, bt.States[k].I, s.state[k].I, i, n)
+			} else {
+				stack(st, bt.States[k].F, s.state[k].F, i, n)
+			}
+		}
+		h := &r.hyps[i]
+		copy(h.ctx, s.tokens[len(s.tokens)-info.ContextSize:])
+		h.tokens, h.times, h.probs = h.tokens[:0], h.times[:0], h.probs[:0]
+		h.trailing = s.trailing
+		if s.hasDecOut {
+			copy(bt.JoinDec[i*info.EncoderDim:(i+1)*info.EncoderDim], s.decOut)
+		} else {
+			allCached = false
+		}
+	}
+	if err := r.eng.Encode(bt); err != nil {
+		return err
+	}
+	if !allCached {
+		if err := r.decode(info, bt, n); err != nil {
+			return err
+		}
+	}
+	D, V, F := info.EncoderDim, info.VocabSize, info.OutFrames
+	for t := range F {
+		if r.abandoned.Load() {
+			return errAbandoned
+		}
+		for i := range n {
+			copy(bt.JoinEnc[i*D:(i+1)*D], bt.EncOut[(i*F+t)*D:(i*F+t+1)*D])
+		}
+		if err := r.eng.Join(bt); err != nil {
+			return err
+		}
+		emitted := false
+		for i, s := range job {
+			logits := bt.Logits[i*V : (i+1)*V]
+			y := argmax(logits)
+			h := &r.hyps[i]
+			if y == info.BlankID || y == info.UnkID {
+				h.trailing++
+				continue
+			}
+			emitted = true
+			h.tokens = append(h.tokens, int64(y))
+			h.times = append(h.times, s.encFrames+int64(t))
+			h.probs = append(h.probs, float32(math.Exp(float64(logSoftmaxAt(logits, y)))))
+			h.trailing = 0
+			copy(h.ctx, h.ctx[1:])
+			h.ctx[len(h.ctx)-1] = int64(y)
+		}
+		if emitted {
+			if err := r.decode(info, bt, n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// decode runs the prediction network on every row's context into JoinDec.
+func (r *runner) decode(info *ModelInfo, bt *Batch, n int) error {
+	C := info.ContextSize
+	for i := range n {
+		copy(bt.Y[i*C:(i+1)*C], r.hyps[i].ctx)
+	}
+	if err := r.eng.Decode(bt); err != nil {
+		return err
+	}
+	copy(bt.JoinDec[:n*info.EncoderDim], bt.DecOut[:n*info.EncoderDim])
+	return nil
+}
+
+// commit makes a successful step's results the streams' state and reports
+// partials, endpoints and finals.
+func (w *worker) commit(job []*Stream) {
+	info := w.b.info
+	r := w.r
+	bt := r.batch
+	n := len(job)
+	D := info.EncoderDim
+	sub := info.ChunkShift / info.OutFrames
+	for i, s := range job {
+		for k := range info.States {
+			st := &info.States[k]
+			if st.Int64 {
+				unstack(st, s.state[k].I, bt.NewStates[k].I, i, n)
+			} else {
+				unstack(st, s.state[k].F, bt.NewStates[k].F, i, n)
+			}
+		}
+		h := &r.hyps[i]
+		s.tokens = append(s.tokens, h.tokens...)
+		s.times = append(s.times, h.times...)
+		s.probs = append(s.probs, h.probs...)
+		s.trailing = h.trailing
+		copy(s.decOut, bt.JoinDec[i*D:(i+1)*D])
+		s.hasDecOut = true
+		s.encFrames += int64(info.OutFrames)
+		s.mu.Lock()
+		s.processed += int64(info.ChunkShift)
+		s.mu.Unlock()
+
+		ntok := len(s.tokens) - info.ContextSize
+		if ntok != s.lastLen {
+			s.lastLen = ntok
+			s.onResult(s.result(Partial))
+		}
+		if w.b.opts.Endpoint.IsEndpoint(int(s.processed-s.segStart), s.trailing*sub) {
+			if ntok > 0 {
+				s.onResult(s.result(Final))
+			}
+			s.resetUtterance()
+		}
+	}
+}

@@ -1,0 +1,119 @@
+package media
+
+import (
+	"math"
+	"testing"
+)
+
+// tone returns n samples of a sine at f Hz.
+func tone(f float64, rate, n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(0.5 * math.Sin(2*math.Pi*f*float64(i)/float64(rate)))
+	}
+	return s
+}
+
+// level returns the amplitude of the f Hz component of x (a single DFT bin
+// over a Hann-windowed middle section).
+func level(x []float32, f float64, rate int) float64 {
+	x = x[len(x)/4 : 3*len(x)/4]
+	var re, im, wsum float64
+	for i, v := range x {
+		w := 0.5 - 0.5*math.Cos(2*math.Pi*float64(i)/float64(len(x)-1))
+		a := 2 * math.Pi * f * float64(i) / float64(rate)
+		re += w * float64(v) * math.Cos(a)
+		im += w * float64(v) * math.Sin(a)
+		wsum += w
+	}
+	return 2 * math.Hypot(re, im) / wsum
+}
+
+func db(x float64) float64 { return 20 * math.Log10(x) }
+
+func TestResamplerPassbandAndStopband(t *testing.T) {
+	for _, tc := range []struct{ in, out int }{{8000, 16000}, {48000, 16000}, {44100, 16000}, {16000, 8000}, {22050, 16000}} {
+		low := min(tc.in, tc.out)
+		n := tc.in // one second
+		// Passband: flat within 0.1 dB up to 0.4·min(rate).
+		for _, f := range []float64{100, 300, 1000, 0.25 * float64(low), 0.4 * float64(low)} {
+			y, err := Resample(tone(f, tc.in, n), tc.in, tc.out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := db(level(y, f, tc.out) / 0.5); math.Abs(got) > 0.1 {
+				t.Errorf("%d->%d: %g Hz passes at %.3f dB", tc.in, tc.out, f, got)
+			}
+		}
+		// Stopband: a tone above 0.5·min(rate) (down) or its image (up) is at
+		// least 60 dB down.
+		for _, f := range []float64{0.5 * float64(low), 0.52 * float64(low), 0.6 * float64(low), 0.9 * float64(low)} {
+			var leak float64
+			if tc.out < tc.in { // the tone itself must vanish (aliasing to out-f)
+				y, _ := Resample(tone(f, tc.in, n), tc.in, tc.out)
+				alias := math.Abs(float64(tc.out) - f)
+				leak = math.Max(level(y, alias, tc.out), level(y, math.Mod(f, float64(tc.out)), tc.out))
+			} else { // a tone at in-f must not make an image at f
+				src := float64(tc.in) - f
+				y, _ := Resample(tone(src, tc.in, n), tc.in, tc.out)
+				leak = level(y, f, tc.out)
+			}
+			if got := db(leak / 0.5); got > -60 {
+				t.Errorf("%d->%d: stopband %g Hz at %.1f dB", tc.in, tc.out, f, got)
+			}
+		}
+	}
+}
+
+func TestResamplerStreamingEqualsWhole(t *testing.T) {
+	x := tone(440, 8000, 8000)
+	whole, _ := Resample(x, 8000, 16000)
+	r, _ := NewResampler(8000, 16000)
+	var got []float32
+	for i := 0; i < len(x); i += 160 {
+		got = r.Process(got, x[i:min(i+160, len(x))])
+	}
+	got = r.Flush(got)
+	if len(got) != len(whole) || len(got) != 16000 {
+		t.Fatalf("lengths %d, %d", len(got), len(whole))
+	}
+	for i := range got {
+		if got[i] != whole[i] {
+			t.Fatalf("sample %d: %g != %g", i, got[i], whole[i])
+		}
+	}
+}
+
+func TestResamplerIsZeroPhase(t *testing.T) {
+	// An impulse stays at the same time.
+	x := make([]float32, 800)
+	x[400] = 1
+	y, _ := Resample(x, 8000, 16000)
+	best := 0
+	for i := range y {
+		if y[i] > y[best] {
+			best = i
+		}
+	}
+	if best != 800 {
+		t.Fatalf("impulse moved to %d, want 800", best)
+	}
+}
+
+func TestResamplerRejectsBadRates(t *testing.T) {
+	for _, r := range [][2]int{{0, 16000}, {8000, -1}, {1000000, 16000}} {
+		if _, err := NewResampler(r[0], r[1]); err == nil {
+			t.Errorf("%v accepted", r)
+		}
+	}
+}
+
+func BenchmarkResample8kTo16k20ms(b *testing.B) {
+	r, _ := NewResampler(8000, 16000)
+	in := tone(440, 8000, 160)
+	out := make([]float32, 0, 400)
+	b.ReportAllocs()
+	for b.Loop() {
+		out = r.Process(out[:0], in)
+	}
+}
