@@ -83,7 +83,7 @@ func NewFbank(opts FbankOptions) (*Fbank, error) {
 }
 
 func melScale(f float32) float32 {
-	return 1127 * float32(math.Log(float64(1+f/700)))
+	return 1127 * logf(1+f/700)
 }
 
 // melBanks builds the triangular filters the way Kaldi's MelBanks does, in
@@ -230,6 +230,6 @@ func (f *Fbank) compute(dst []float32) {
 		if e < eps {
 			e = eps
 		}
-		dst[b] = float32(math.Log(float64(e)))
+		dst[b] = logf(e)
 	}
 }

@@ -2,90 +2,120 @@ package asr
 
 import "math"
 
-// realFFT computes the power spectrum of a real signal of power-of-two
-// length n with a complex FFT of size n/2. Twiddles and the bit-reversal
-// table are computed once; Power allocates nothing.
+// realFFT computes power spectra of real frames. It follows kissfft's
+// real-input FFT (radix-4/2 decimation in time, float32 arithmetic, the same
+// operation order), which is what kaldi-native-fbank and so sherpa-onnx use:
+// features come out bit-identical, and a model sees exactly the input the
+// reference recognizer gives it.
 type realFFT struct {
-	n       int
-	rev     []int
-	cos     []float64 // twiddles of the n/2 complex FFT
-	sin     []float64
-	postCos []float64 // twiddles that split the packed result
-	postSin []float64
-	re, im  []float64
+	n       int // real length
+	nc      int // complex length n/2
+	tw      []cpx
+	superTw []cpx
+	factors []int
+	in      []cpx
+	out     []cpx
 }
+
+type cpx struct{ r, i float32 }
 
 func newRealFFT(n int) *realFFT {
 	if n < 4 || n&(n-1) != 0 {
 		panic("asr: FFT size must be a power of two >= 4")
 	}
-	h := n / 2
-	f := &realFFT{
-		n:  n,
-		re: make([]float64, h), im: make([]float64, h),
-		rev: make([]int, h),
-		cos: make([]float64, h/2), sin: make([]float64, h/2),
-		postCos: make([]float64, h), postSin: make([]float64, h),
+	nc := n / 2
+	f := &realFFT{n: n, nc: nc, tw: make([]cpx, nc), superTw: make([]cpx, nc/2),
+		in: make([]cpx, nc), out: make([]cpx, nc)}
+	const pi = 3.141592653589793238462643383279502884197169399375105820974944
+	for i := range nc {
+		phase := -2 * pi * float64(i) / float64(nc)
+		f.tw[i] = cpx{float32(math.Cos(phase)), float32(math.Sin(phase))}
 	}
-	bits := 0
-	for 1<<bits < h {
-		bits++
+	for i := range nc / 2 {
+		phase := -pi * (float64(i+1)/float64(nc) + .5)
+		f.superTw[i] = cpx{float32(math.Cos(phase)), float32(math.Sin(phase))}
 	}
-	for i := range h {
-		r := 0
-		for b := range bits {
-			if i&(1<<b) != 0 {
-				r |= 1 << (bits - 1 - b)
-			}
+	for m := nc; m > 1; {
+		p := 4
+		if m%4 != 0 {
+			p = 2
 		}
-		f.rev[i] = r
-	}
-	for i := range h / 2 {
-		a := -2 * math.Pi * float64(i) / float64(h)
-		f.cos[i], f.sin[i] = math.Cos(a), math.Sin(a)
-	}
-	for k := range h {
-		a := -2 * math.Pi * float64(k) / float64(n)
-		f.postCos[k], f.postSin[k] = math.Cos(a), math.Sin(a)
+		m /= p
+		f.factors = append(f.factors, p, m)
 	}
 	return f
 }
 
-// Power writes |X[k]|^2 for k = 0..n/2 of the real input x (len n) into
-// out (len n/2+1).
-func (f *realFFT) Power(x []float32, out []float32) {
-	h := f.n / 2
-	re, im := f.re, f.im
-	for i := range h {
-		j := f.rev[i]
-		re[j] = float64(x[2*i])
-		im[j] = float64(x[2*i+1])
-	}
-	for size := 2; size <= h; size <<= 1 {
-		half := size / 2
-		step := h / size
-		for start := 0; start < h; start += size {
-			for k := range half {
-				wr, wi := f.cos[k*step], f.sin[k*step]
-				a, b := start+k, start+k+half
-				tr := re[b]*wr - im[b]*wi
-				ti := re[b]*wi + im[b]*wr
-				re[b], im[b] = re[a]-tr, im[a]-ti
-				re[a], im[a] = re[a]+tr, im[a]+ti
-			}
+func cmul(a, b cpx) cpx {
+	return cpx{a.r*b.r - a.i*b.i, a.r*b.i + a.i*b.r}
+}
+
+// work is kissfft's kf_work: out[0:p·m] is the DFT of in[0], in[stride], ...
+func (f *realFFT) work(out []cpx, in []cpx, stride int, factors []int) {
+	p, m := factors[0], factors[1]
+	if m == 1 {
+		for k := range p {
+			out[k] = in[k*stride]
+		}
+	} else {
+		for k := range p {
+			f.work(out[k*m:], in[k*stride:], stride*p, factors[2:])
 		}
 	}
-	// Split the packed spectrum Z[k] = E[k] + i·O[k] into X[k].
-	out[0] = float32((re[0] + im[0]) * (re[0] + im[0]))
-	out[h] = float32((re[0] - im[0]) * (re[0] - im[0]))
-	for k := 1; k < h; k++ {
-		zr, zi := re[k], im[k]
-		cr, ci := re[h-k], -im[h-k]
-		er, ei := 0.5*(zr+cr), 0.5*(zi+ci)
-		or, oi := 0.5*(zi-ci), -0.5*(zr-cr)
-		wr, wi := f.postCos[k], f.postSin[k]
-		xr := er + wr*or - wi*oi
-		xi := ei + wr*oi + wi*or
-		out[k] = float32(xr*xr + xi*xi)
+	if p == 4 {
+		f.bfly4(out, stride, m)
+	} else {
+		f.bfly2(out, stride, m)
+	}
+}
+
+func (f *realFFT) bfly2(out []cpx, stride, m int) {
+	for k := range m {
+		t := cmul(out[m+k], f.tw[k*stride])
+		out[m+k] = cpx{out[k].r - t.r, out[k].i - t.i}
+		out[k] = cpx{out[k].r + t.r, out[k].i + t.i}
+	}
+}
+
+func (f *realFFT) bfly4(out []cpx, stride, m int) {
+	for k := range m {
+		s0 := cmul(out[k+m], f.tw[k*stride])
+		s1 := cmul(out[k+2*m], f.tw[2*k*stride])
+		s2 := cmul(out[k+3*m], f.tw[3*k*stride])
+		s5 := cpx{out[k].r - s1.r, out[k].i - s1.i}
+		out[k] = cpx{out[k].r + s1.r, out[k].i + s1.i}
+		s3 := cpx{s0.r + s2.r, s0.i + s2.i}
+		s4 := cpx{s0.r - s2.r, s0.i - s2.i}
+		out[k+2*m] = cpx{out[k].r - s3.r, out[k].i - s3.i}
+		out[k] = cpx{out[k].r + s3.r, out[k].i + s3.i}
+		out[k+m] = cpx{s5.r + s4.i, s5.i - s4.r}
+		out[k+3*m] = cpx{s5.r - s4.i, s5.i + s4.r}
+	}
+}
+
+// Power writes |X[k]|^2 for k = 0..n/2 of the real input x (len n) into
+// out (len n/2+1), as kaldi-native-fbank's ComputePowerSpectrum does.
+func (f *realFFT) Power(x []float32, out []float32) {
+	nc := f.nc
+	for i := range nc {
+		f.in[i] = cpx{x[2*i], x[2*i+1]}
+	}
+	f.work(f.out, f.in, 1, f.factors)
+	buf := f.out
+	dc := buf[0]
+	re0, reN := dc.r+dc.i, dc.r-dc.i
+	out[0] = re0 * re0
+	out[nc] = reN * reN
+	for k := 1; k <= nc/2; k++ {
+		fpk := buf[k]
+		fpnk := cpx{buf[nc-k].r, -buf[nc-k].i}
+		f1k := cpx{fpk.r + fpnk.r, fpk.i + fpnk.i}
+		f2k := cpx{fpk.r - fpnk.r, fpk.i - fpnk.i}
+		tw := cmul(f2k, f.superTw[k-1])
+		// At k = nc/2 both writes land on one bin; the second one stays.
+		ar, ai := (f1k.r+tw.r)*0.5, (f1k.i+tw.i)*0.5
+		out[k] = ar*ar + ai*ai
+		br, bi := (f1k.r-tw.r)*0.5, (tw.i-f1k.i)*0.5
+		out[nc-k] = br*br + bi*bi
 	}
 }

@@ -5,32 +5,51 @@ import (
 	"math"
 )
 
-// Resampler converts a stream of samples between two rates with a
-// Kaiser-windowed sinc: zero phase (each output sample is centred on its
-// input time), passband flat to 0.40·min(rate) within 0.1 dB, at least 60 dB
-// of rejection from 0.5·min(rate) on. Process allocates nothing once its
-// buffer has grown to the working size.
+// Resampler converts a stream of samples between two rates with a windowed
+// sinc, zero phase (each output sample is centred on its input time). With
+// FilterSharp, the default, the passband is flat to 0.40·min(rate) within
+// 0.1 dB and everything from 0.5·min(rate) on is at least 60 dB down.
+// Process allocates nothing once its buffer has grown to the working size.
 type Resampler struct {
 	in, out  int
 	l, m     int       // out/in = l/m, reduced
 	w        int       // taps on each side of the output instant
-	table    []float32 // l phases × 2w taps
+	table    []float32 // l rows × 2w taps
+	base     []int64   // per row: input sample before the output instant
 	buf      []float32 // input from bufStart on
 	bufStart int64
 	nextOut  int64
 	inTotal  int64
 }
 
-// Resampler design: cutoff at 0.45·min(rate), Kaiser beta for ~80 dB,
-// enough zero crossings for a transition band of 0.1·min(rate).
-const (
-	resampleCutoff = 0.45
-	resampleBeta   = 8.0
-	resampleZeros  = 24
+// Filter is a resampler's low-pass design.
+type Filter struct {
+	// Cutoff as a fraction of min(in, out) rate.
+	Cutoff float64
+	// Zeros is the number of sinc zero crossings on each side.
+	Zeros int
+	// KaiserBeta shapes a Kaiser window; 0 selects a Hann window.
+	KaiserBeta float64
+}
+
+var (
+	// FilterSharp: cutoff 0.45·min(rate), Kaiser window for ~80 dB, a
+	// transition band of about 0.1·min(rate).
+	FilterSharp = Filter{Cutoff: 0.45, Zeros: 24, KaiserBeta: 8}
+	// FilterKaldi is Kaldi's LinearResample as sherpa-onnx configures it
+	// (cutoff 0.99·Nyquist of the lower rate, Hann window, 6 zeros): a
+	// short filter that lets images of the baseband through above the
+	// lower rate's Nyquist frequency (about 20-40 dB down).
+	FilterKaldi = Filter{Cutoff: 0.99 * 0.5, Zeros: 6}
 )
 
-// NewResampler returns a resampler from inRate to outRate (Hz).
+// NewResampler returns a FilterSharp resampler from inRate to outRate (Hz).
 func NewResampler(inRate, outRate int) (*Resampler, error) {
+	return NewResamplerFilter(inRate, outRate, FilterSharp)
+}
+
+// NewResamplerFilter returns a resampler with the given filter.
+func NewResamplerFilter(inRate, outRate int, f Filter) (*Resampler, error) {
 	if inRate <= 0 || outRate <= 0 || inRate > 384000 || outRate > 384000 {
 		return nil, fmt.Errorf("media: resample %d Hz -> %d Hz: bad rate", inRate, outRate)
 	}
@@ -41,21 +60,36 @@ func NewResampler(inRate, outRate int) (*Resampler, error) {
 	}
 	// Cutoff in cycles per input sample; the filter's half-width in input
 	// samples spans resampleZeros zero crossings.
-	fc := resampleCutoff * float64(min(inRate, outRate)) / float64(inRate)
-	halfWidth := resampleZeros / (2 * fc)
+	if f.Cutoff <= 0 || f.Cutoff > 0.5 || f.Zeros <= 0 || f.Zeros > 256 || f.KaiserBeta < 0 {
+		return nil, fmt.Errorf("media: bad resampler filter %+v", f)
+	}
+	fc := f.Cutoff * float64(min(inRate, outRate)) / float64(inRate)
+	halfWidth := float64(f.Zeros) / (2 * fc)
 	r.w = int(math.Ceil(halfWidth))
-	r.table = make([]float32, r.l*2*r.w)
-	i0b := besselI0(resampleBeta)
-	for p := range r.l {
-		frac := float64(p) / float64(r.l)
-		for j := range 2 * r.w {
-			tau := frac + float64(r.w-1-j) // output time minus input index
+	// Row i of the table serves output samples k with k mod l = i: their
+	// centre lies frac(i·m/l) after input sample unit·m + floor(i·m/l).
+	taps := 2 * r.w
+	r.table = make([]float32, r.l*taps)
+	r.base = make([]int64, r.l)
+	i0b := besselI0(f.KaiserBeta)
+	fcHz := float32(f.Cutoff * float64(min(inRate, outRate)))
+	for i := range r.l {
+		r.base[i] = int64(i) * int64(r.m) / int64(r.l)
+		outT := float64(i) / float64(outRate)
+		for j := range taps {
+			idx := r.base[i] - int64(r.w) + 1 + int64(j)
+			deltaT := float64(idx)/float64(inRate) - outT // seconds
+			if f.KaiserBeta == 0 {
+				r.table[i*taps+j] = kaldiWeight(float32(deltaT), fcHz, f.Zeros, inRate)
+				continue
+			}
+			tau := deltaT * float64(inRate) // input samples
 			if math.Abs(tau) >= halfWidth {
 				continue
 			}
 			x := tau / halfWidth
-			win := besselI0(resampleBeta*math.Sqrt(1-x*x)) / i0b
-			r.table[p*2*r.w+j] = float32(2 * fc * sinc(2*fc*tau) * win)
+			win := besselI0(f.KaiserBeta*math.Sqrt(1-x*x)) / i0b
+			r.table[i*taps+j] = float32(2 * fc * sinc(2*fc*tau) * win)
 		}
 	}
 	r.Reset()
@@ -116,13 +150,13 @@ func (r *Resampler) run(dst []float32, avail int64) []float32 {
 	L, M, W := int64(r.l), int64(r.m), int64(r.w)
 	taps := 2 * r.w
 	for {
-		u := r.nextOut * M
-		base, p := u/L, u%L
+		i := r.nextOut % L
+		base := (r.nextOut/L)*M + r.base[i]
 		if base+W >= avail {
 			break
 		}
 		x := r.buf[base-W+1-r.bufStart:][:taps]
-		h := r.table[int(p)*taps:][:taps]
+		h := r.table[int(i)*taps:][:taps]
 		var acc float32
 		for j := range taps {
 			acc += h[j] * x[j]
@@ -140,15 +174,38 @@ func (r *Resampler) run(dst []float32, avail int64) []float32 {
 	return dst
 }
 
-// Resample converts a whole signal.
+// Resample converts a whole signal with FilterSharp.
 func Resample(samples []float32, inRate, outRate int) ([]float32, error) {
-	r, err := NewResampler(inRate, outRate)
+	return ResampleFilter(samples, inRate, outRate, FilterSharp)
+}
+
+// ResampleFilter converts a whole signal with the given filter.
+func ResampleFilter(samples []float32, inRate, outRate int, f Filter) ([]float32, error) {
+	r, err := NewResamplerFilter(inRate, outRate, f)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]float32, 0, int(int64(len(samples))*int64(outRate)/int64(inRate))+1)
 	out = r.Process(out, samples)
 	return r.Flush(out), nil
+}
+
+// kaldiWeight is Kaldi's LinearResample filter (Hann-windowed sinc) with
+// its float32 and float64 steps, so that FilterKaldi reproduces the
+// reference resampler to the bit: a model can turn a one-ulp difference in
+// its input into another word.
+func kaldiWeight(t float32, fcHz float32, zeros, inRate int) float32 {
+	var win, filt float32
+	if math.Abs(float64(t)) < float64(zeros)/(2.0*float64(fcHz)) {
+		win = float32(0.5 * (1 + math.Cos(2*math.Pi*float64(fcHz)/float64(zeros)*float64(t))))
+	}
+	if t != 0 {
+		filt = float32(math.Sin(2*math.Pi*float64(fcHz)*float64(t)) / (math.Pi * float64(t)))
+	} else {
+		filt = float32(2 * float64(fcHz))
+	}
+	w := filt * win
+	return w / float32(inRate)
 }
 
 func gcd(a, b int) int {

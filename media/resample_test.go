@@ -1,7 +1,9 @@
 package media
 
 import (
+	"encoding/binary"
 	"math"
+	"os"
 	"testing"
 )
 
@@ -115,5 +117,37 @@ func BenchmarkResample8kTo16k20ms(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		out = r.Process(out[:0], in)
+	}
+}
+
+// testdata/speech-8k.kaldi16k.f32 is the first 8000 samples (float32 LE)
+// that sherpa-onnx's LinearResample (Kaldi's) makes of testdata/speech-8k.wav
+// at 16 kHz, fed in 100 ms pieces.
+func TestFilterKaldiMatchesReferenceBitForBit(t *testing.T) {
+	raw, err := os.ReadFile("testdata/speech-8k.kaldi16k.f32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ReadWAVFile("testdata/speech-8k.wav")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewResamplerFilter(8000, 16000, FilterKaldi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []float32
+	for i := 0; i < len(a.Samples); i += 800 {
+		got = r.Process(got, a.Samples[i:min(i+800, len(a.Samples))])
+	}
+	got = r.Flush(got)
+	if len(got) < len(raw)/4 {
+		t.Fatalf("got %d samples", len(got))
+	}
+	for i := range len(raw) / 4 {
+		want := math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+		if got[i] != want {
+			t.Fatalf("sample %d: %g, want %g", i, got[i], want)
+		}
 	}
 }

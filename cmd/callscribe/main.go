@@ -1,0 +1,40 @@
+// Command callscribe is the Callscribe gateway. Subcommands:
+//
+//	callscribe transcribe [-model DIR] [-json] FILE.wav...
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: callscribe <command> [flags]
+
+commands:
+  transcribe [-model DIR] [-json] FILE.wav...   recognize WAV files as concurrent streams
+`)
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "transcribe":
+		return transcribeMain(args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		usage(stdout)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "callscribe: unknown command %q\n", args[0])
+		usage(stderr)
+		return 2
+	}
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/media"
+)
+
+// defaultModelDir is the model the project's tests and demo use, relative to
+// the repository (the binary lives in bin/).
+const defaultModelDir = "../shared/models/sherpa-onnx-kws-zipformer-gigaspeech-3.3M-2024-01-01-mobile"
+
+type transcribeOptions struct {
+	model     asr.ModelFiles
+	ortLib    string
+	provider  string
+	threads   int
+	maxBatch  int
+	workers   int
+	endpoint  bool
+	resampler string
+}
+
+func transcribeMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("transcribe", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o transcribeOptions
+	fs.StringVar(&o.model.Dir, "model", "", "model directory (default: $CALLSCRIBE_MODEL or the shared test model)")
+	fs.StringVar(&o.model.Encoder, "encoder", "", "encoder file (default: found in the model directory)")
+	fs.StringVar(&o.model.Joiner, "joiner", "", "joiner file (default: found in the model directory)")
+	fs.StringVar(&o.ortLib, "ort-lib", "", "path of libonnxruntime.so (default: $"+asr.RuntimeLibEnv+" or the setup cache)")
+	fs.StringVar(&o.provider, "provider", "cpu", "execution provider: cpu or cuda")
+	fs.IntVar(&o.threads, "threads", 1, "intra-op threads per engine")
+	fs.IntVar(&o.maxBatch, "max-batch", 32, "most streams per encoder call")
+	fs.IntVar(&o.workers, "workers", 0, "engines run in parallel (default: 1, or one per CPU for a batch-1 model)")
+	fs.BoolVar(&o.endpoint, "endpoint", true, "split utterances at endpoints")
+	fs.StringVar(&o.resampler, "resampler", "kaldi", "filter for non-16 kHz input: kaldi (what the model expects) or sharp")
+	asJSON := fs.Bool("json", false, "print every partial and final as a JSON line")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "callscribe transcribe: no WAV files given")
+		return 2
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	files := fs.Args()
+	results, err := transcribe(files, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "callscribe transcribe: %v\n", err)
+		return 1
+	}
+	enc := json.NewEncoder(stdout)
+	for i, f := range files {
+		if !*asJSON {
+			fmt.Fprintf(stdout, "%s\t%s\n", f, asr.FinalText(results[i]))
+			continue
+		}
+		for _, r := range results[i] {
+			enc.Encode(jsonResult{File: f, Type: r.Kind.String(), Utt: r.Utt, Text: r.Text,
+				StartMs: r.StartMs, EndMs: r.EndMs, Words: r.Words, Conf: r.Conf})
+		}
+	}
+	return 0
+}
+
+type jsonResult struct {
+	File    string     `json:"file"`
+	Type    string     `json:"type"`
+	Utt     int        `json:"utt"`
+	Text    string     `json:"text"`
+	StartMs int64      `json:"start_ms"`
+	EndMs   int64      `json:"end_ms"`
+	Words   []asr.Word `json:"words,omitempty"`
+	Conf    float32    `json:"conf,omitempty"`
+}
+
+func modelDir(dir string) string {
+	if dir != "" {
+		return dir
+	}
+	if d := os.Getenv("CALLSCRIBE_MODEL"); d != "" {
+		return d
+	}
+	if exe, err := os.Executable(); err == nil {
+		d := filepath.Join(filepath.Dir(exe), "..", defaultModelDir)
+		if _, err := os.Stat(d); err == nil {
+			return filepath.Clean(d)
+		}
+	}
+	return defaultModelDir
+}
+
+// loadAudio reads WAV files as 16 kHz mono.
+func loadAudio(files []string, filter media.Filter) ([][]float32, error) {
+	sigs := make([][]float32, len(files))
+	for i, f := range files {
+		a, err := media.ReadWAVFile(f)
+		if err != nil {
+			return nil, err
+		}
+		x := a.Samples
+		if a.SampleRate != 16000 {
+			if x, err = media.ResampleFilter(x, a.SampleRate, 16000, filter); err != nil {
+				return nil, fmt.Errorf("%s: %w", f, err)
+			}
+		}
+		sigs[i] = x
+	}
+	return sigs, nil
+}
+
+func resampleFilter(name string) (media.Filter, error) {
+	switch name {
+	case "kaldi":
+		return media.FilterKaldi, nil
+	case "sharp":
+		return media.FilterSharp, nil
+	}
+	return media.Filter{}, fmt.Errorf("-resampler %q: want kaldi or sharp", name)
+}
+
+// transcribe decodes the files as concurrent streams through one batcher.
+func transcribe(files []string, o transcribeOptions) ([][]asr.Result, error) {
+	filter, err := resampleFilter(o.resampler)
+	if err != nil {
+		return nil, err
+	}
+	sigs, err := loadAudio(files, filter)
+	if err != nil {
+		return nil, err
+	}
+	if err := asr.InitRuntime(o.ortLib); err != nil {
+		return nil, err
+	}
+	o.model.Dir = modelDir(o.model.Dir)
+	info, err := asr.LoadModelInfo(o.model)
+	if err != nil {
+		return nil, err
+	}
+	bo := asr.BatcherOptions{MaxBatch: o.maxBatch, Workers: o.workers,
+		Engine: asr.EngineOptions{Provider: o.provider, Threads: o.threads}}
+	bo.Endpoint = asr.DefaultEndpointConfig()
+	bo.Endpoint.Enabled = o.endpoint
+	if bo.Workers == 0 && info.MaxBatch > 0 {
+		bo.Workers = runtime.NumCPU()
+	}
+	b, err := asr.NewBatcher(info, bo)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	res, err := asr.DecodeAll(b, sigs, 100)
+	if err != nil {
+		return nil, err
+	}
+	if errors.Is(err, asr.ErrClosed) {
+		return nil, err
+	}
+	return res, nil
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/callscribe/callscribe/asr"
+)
+
+func testModelDir(t *testing.T) string {
+	t.Helper()
+	d := os.Getenv("CALLSCRIBE_MODEL")
+	if d == "" {
+		d = filepath.Join("..", "..", defaultModelDir)
+	}
+	if _, err := os.Stat(filepath.Join(d, "tokens.txt")); err != nil {
+		t.Fatalf("model: %v (set CALLSCRIBE_MODEL)", err)
+	}
+	return d
+}
+
+// parityCases reads asr/testdata/parity.tsv: what the sherpa-onnx peer
+// (sherpa-onnx-node 1.13.8, greedy search, same model files) transcribed
+// with the fp32 dynamic-batch encoder and with the batch-1 int8 one,
+// recorded by scripts/parity-reference.
+func parityCases(t *testing.T) (files, fp32, int8 []string) {
+	f, err := os.Open("../../asr/testdata/parity.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	model := testModelDir(t)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		cols := strings.Split(sc.Text(), "\t")
+		if len(cols) != 3 {
+			t.Fatalf("bad line %q", sc.Text())
+		}
+		name := cols[0]
+		path := filepath.Join("../../asr/testdata/parity", name)
+		if !strings.HasPrefix(name, "u") {
+			path = filepath.Join(model, "test_wavs", name)
+		}
+		files = append(files, path)
+		fp32 = append(fp32, cols[1])
+		int8 = append(int8, cols[2])
+	}
+	return files, fp32, int8
+}
+
+// int8Divergent lists the utterances where Callscribe's text with the
+// batch-1 int8 encoder differs from the peer's, with Callscribe's text. The
+// features (bit-exact, TestFbankMatchesKaldiNativeFbank), the resampling
+// (bit-exact, media's TestFilterKaldiMatchesReferenceBitForBit) and the
+// chunking (exact fp32 parity on every file) are the same, and running
+// Callscribe on the peer's own ONNX Runtime build (1.28.2) gives these same
+// texts, so the difference lies inside the int8 encoder's run (dynamic
+// quantization makes near-tie tokens flip); it is not yet explained further.
+// All six are low-confidence words of the synthetic corpus; the LibriSpeech
+// WAVs match. The test still fails if any text changes.
+var int8Divergent = map[string]string{
+	"u01-8k.wav":  "I WILL NIGHT TO CHECK THEATRES ON MY OWN",
+	"u05-8k.wav":  "CLEAN HALLS WHY NIGHT RUNSFALL TO ME IN BEHIND MEN",
+	"u07-8k.wav":  "YOUR PAYMENT HAS BEEN REVENED AND YOUR MALAN BIG ERO",
+	"u12-16k.wav": "LEG WILL SEND YOUR HOUSE ON MURMAD",
+	"u13-8k.wav":  "MICROBLIT'S CARD WAS CHARGED WISDOM PURCHASE",
+	"u20-16k.wav": "WE ARE SORRY FOR LIVING CONVEN AND STITCHEN CALLS",
+}
+
+// TestParityWithSherpaOnnx decodes the model's test WAVs and the espeak-ng
+// corpus (16 and 8 kHz) as concurrent streams with endpointing on, and
+// checks every text equals the peer's: with the default fp32 dynamic-batch
+// encoder (all streams in shared batches) and with the original int8
+// encoder (fixed batch 1: a pool of sessions).
+func TestParityWithSherpaOnnx(t *testing.T) {
+	files, fp32, int8 := parityCases(t)
+	if len(files) < 23 {
+		t.Fatalf("only %d parity cases", len(files))
+	}
+	for _, tc := range []struct {
+		encoder string
+		want    []string
+		known   map[string]string
+	}{
+		{"", fp32, nil},
+		{"encoder-epoch-12-avg-2-chunk-16-left-64.int8.onnx", int8, int8Divergent},
+	} {
+		encoder, want := tc.encoder, tc.want
+		o := transcribeOptions{resampler: "kaldi", endpoint: true, maxBatch: 32}
+		o.model.Dir = testModelDir(t)
+		o.model.Encoder = encoder
+		res, err := transcribe(files, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		same := 0
+		for i, f := range files {
+			name := filepath.Base(f)
+			w, known := want[i], false
+			if k, ok := tc.known[name]; ok {
+				w, known = k, true
+			}
+			if got := asr.FinalText(res[i]); got != w {
+				t.Errorf("%s %s:\n got %q\nwant %q", encoder, name, got, w)
+			} else if !known {
+				same++
+			}
+		}
+		t.Logf("encoder %q: %d of %d texts equal the peer's", encoder, same, len(files))
+	}
+}
+
+func TestTranscribeCommandErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.wav")
+	os.WriteFile(bad, []byte("RIFF\x04\x00\x00\x00WAVEjunk"), 0o644)
+	model := testModelDir(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+		code int
+	}{
+		{"no files", []string{"transcribe"}, "no WAV files", 2},
+		{"missing file", []string{"transcribe", "-model", model, filepath.Join(dir, "nope.wav")}, "nope.wav", 1},
+		{"bad wav", []string{"transcribe", "-model", model, bad}, "bad.wav", 1},
+		{"missing model", []string{"transcribe", "-model", dir, filepath.Join(model, "test_wavs", "0.wav")}, "no encoder", 1},
+		{"bad resampler", []string{"transcribe", "-resampler", "x", bad}, "-resampler", 1},
+		{"unknown command", []string{"frobnicate"}, "unknown command", 2},
+	} {
+		var out, errb bytes.Buffer
+		code := run(tc.args, &out, &errb)
+		if code != tc.code || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%s: exit %d, stderr %q; want %d and %q", tc.name, code, errb.String(), tc.code, tc.want)
+		}
+		if n := strings.Count(strings.TrimSpace(errb.String()), "\n"); tc.code == 1 && n != 0 {
+			t.Errorf("%s: error is %d lines", tc.name, n+1)
+		}
+	}
+}
+
+func TestTranscribeJSON(t *testing.T) {
+	var out, errb bytes.Buffer
+	wav := filepath.Join(testModelDir(t), "test_wavs", "0.wav")
+	if code := run([]string{"transcribe", "-json", "-model", testModelDir(t), wav}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	s := out.String()
+	if !strings.Contains(s, `"type":"partial"`) || !strings.Contains(s, `"type":"final"`) || !strings.Contains(s, `"words":[{"word":"AFTER"`) {
+		t.Fatalf("output:\n%s", s)
+	}
+}

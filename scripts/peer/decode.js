@@ -1,0 +1,27 @@
+// Reference decoder: the sherpa-onnx peer (npm sherpa-onnx-node) decoding
+// WAV files with greedy search, each fed in 100 ms pieces followed by 0.66 s
+// of silence, as Callscribe's parity test does. Prints "FILE<TAB>TEXT".
+// usage: node decode.js MODEL_DIR ENCODER DECODER JOINER FILE...
+const sherpa_onnx = require('sherpa-onnx-node');
+const [dir, enc, dec, joi, ...files] = process.argv.slice(2);
+const rec = new sherpa_onnx.OnlineRecognizer({
+  featConfig: {sampleRate: 16000, featureDim: 80},
+  modelConfig: {
+    transducer: {encoder: `${dir}/${enc}`, decoder: `${dir}/${dec}`, joiner: `${dir}/${joi}`},
+    tokens: `${dir}/tokens.txt`, numThreads: 1, provider: 'cpu', debug: 0,
+  },
+  decodingMethod: 'greedy_search',
+});
+for (const f of files) {
+  const wave = sherpa_onnx.readWave(f);
+  const s = rec.createStream();
+  const n = Math.floor(wave.sampleRate / 10);
+  for (let i = 0; i < wave.samples.length; i += n) {
+    s.acceptWaveform({sampleRate: wave.sampleRate, samples: wave.samples.subarray(i, i + n)});
+    while (rec.isReady(s)) rec.decode(s);
+  }
+  s.acceptWaveform({sampleRate: wave.sampleRate, samples: new Float32Array(Math.round(wave.sampleRate * 0.66))});
+  s.inputFinished();
+  while (rec.isReady(s)) rec.decode(s);
+  console.log(f.split('/').pop() + '\t' + rec.getResult(s).text.trim());
+}
