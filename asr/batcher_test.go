@@ -27,7 +27,7 @@ func loadTestWavs(t testing.TB) ([]string, [][]float32) {
 		}
 		x := a.Samples
 		if a.SampleRate != 16000 {
-			if x, err = media.Resample(x, a.SampleRate, 16000); err != nil {
+			if x, err = media.ResampleFilter(x, a.SampleRate, 16000, media.FilterKaldi); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -73,5 +73,78 @@ func TestBatcherTranscribesTestWavs(t *testing.T) {
 	t.Logf("batches %d, sizes %v", st.Batches, st.BatchSizes)
 	if st.BatchSizes[3] == 0 {
 		t.Errorf("no batch of 3 streams: %v", st.BatchSizes)
+	}
+}
+
+// Batching never changes a result: each stream decoded alone gives the same
+// partials, finals, times and confidences as all of them in shared batches.
+func TestBatchedEqualsAlone(t *testing.T) {
+	_, sigs := loadTestWavs(t)
+	b := newTestBatcher(t, ModelFiles{}, BatcherOptions{})
+	together, err := DecodeAll(b, append(append(sigs, sigs...), sigs...), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := b.Stats(); st.BatchSizes[9] == 0 {
+		t.Fatalf("no batch of 9: %v", st.BatchSizes)
+	}
+	for i, x := range sigs {
+		alone, err := DecodeAll(b, [][]float32{x}, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []int{i, i + 3, i + 6} {
+			if len(together[k]) != len(alone[0]) {
+				t.Fatalf("stream %d: %d results, alone %d", k, len(together[k]), len(alone[0]))
+			}
+			for j := range alone[0] {
+				g, w := together[k][j], alone[0][j]
+				if g.Text != w.Text || g.Conf != w.Conf || g.StartMs != w.StartMs || len(g.Words) != len(w.Words) {
+					t.Fatalf("stream %d result %d: %+v, alone %+v", k, j, g, w)
+				}
+			}
+		}
+	}
+}
+
+// Endpointing splits a stream at a long pause into utterances with their
+// own finals, and the word times fall where the speech is.
+func TestEndpointSplitsUtterances(t *testing.T) {
+	_, sigs := loadTestWavs(t)
+	gap := 3 * 16000
+	x := append(append(append([]float32{}, sigs[0]...), make([]float32, gap)...), sigs[2]...)
+	b := newTestBatcher(t, ModelFiles{}, BatcherOptions{Endpoint: DefaultEndpointConfig()})
+	res, err := DecodeAll(b, [][]float32{x}, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var finals []Result
+	for _, r := range res[0] {
+		if r.Kind == Final {
+			finals = append(finals, r)
+		}
+	}
+	if len(finals) != 2 {
+		t.Fatalf("%d finals: %+v", len(finals), finals)
+	}
+	if finals[0].Utt != 0 || finals[1].Utt != 1 || finals[0].Text != testWavTexts["0.wav"] {
+		t.Errorf("finals %+v", finals)
+	}
+	end0 := int64(len(sigs[0]) / 16)
+	if finals[0].EndMs > end0+200 || finals[1].StartMs < end0+int64(gap/16) {
+		t.Errorf("utterance times %d-%d, %d-%d; speech ends at %d ms, resumes at %d ms",
+			finals[0].StartMs, finals[0].EndMs, finals[1].StartMs, finals[1].EndMs, end0, end0+int64(gap/16))
+	}
+	for _, f := range finals {
+		last := int64(-1)
+		for _, w := range f.Words {
+			if w.StartMs < last || w.EndMs <= w.StartMs || w.Conf <= 0 || w.Conf > 1 {
+				t.Errorf("word %+v after %d", w, last)
+			}
+			last = w.EndMs
+		}
+		if f.Conf <= 0 || f.Conf > 1 {
+			t.Errorf("utterance conf %g", f.Conf)
+		}
 	}
 }

@@ -241,6 +241,7 @@ func (s *Stream) result(kind ResultKind) Result {
 func (s *Stream) resetUtterance() {
 	ctx := s.b.info.ContextSize
 	if len(s.tokens) > ctx {
+		s.utt++ // an utterance without words keeps its number
 		copy(s.tokens, s.tokens[len(s.tokens)-ctx:])
 	} else {
 		for i := range ctx {
@@ -254,6 +255,5 @@ func (s *Stream) resetUtterance() {
 	s.probs = s.probs[:0]
 	s.trailing = 0
 	s.segStart = s.processed
-	s.utt++
 	s.lastLen = 0
 }

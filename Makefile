@@ -1,0 +1,47 @@
+# Callscribe. `make demo` and `make test` are the two commands of the README.
+SHELL := /bin/bash
+ORT_LIB := $(CURDIR)/.cache/onnxruntime/libonnxruntime.so.1
+export CALLSCRIBE_ORT_LIB ?= $(ORT_LIB)
+GO ?= go
+BINS := callscribe callscribe-bench
+
+.PHONY: all setup build test test-short bench demo vet clean
+
+all: build
+
+setup:
+	scripts/setup
+
+$(ORT_LIB):
+	scripts/setup --ort-only
+
+build: $(ORT_LIB)
+	@mkdir -p bin
+	$(GO) build -o bin/ ./cmd/...
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+
+# The full suite: unit and integration tests on the real model, race
+# detector on the packages without ONNX Runtime, short fuzz runs.
+test: setup build vet
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -race ./media/...
+	$(GO) test -run '^$$' -fuzz FuzzReadWAV -fuzztime 10s ./media
+
+# Benchmarks: Go micro-benchmarks, then Callscribe beside the sherpa-onnx
+# peer on the same files and cores.
+bench: build
+	scripts/setup --peer
+	$(GO) test -run '^$$' -bench . -benchmem ./asr ./media
+	bin/callscribe-bench
+
+# Until the gateway lands: the main job on the embedded default, all test
+# WAVs of the model as concurrent streams through the shared batcher.
+demo: build
+	bin/callscribe transcribe -json $(wildcard ../shared/models/*/test_wavs/*.wav)
+	bin/callscribe transcribe $(wildcard ../shared/models/*/test_wavs/*.wav)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,200 @@
+package asr
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// faultPlan decides, by the global number of an engine call, whether it
+// fails, hangs until aborted, or hangs ignoring Abort for a while.
+type faultPlan struct {
+	calls    atomic.Int64
+	fail     map[int64]bool
+	hang     map[int64]bool
+	hardHang map[int64]bool
+	// cudaFailures: engines opened with provider "cuda" fail every call,
+	// as a lost device would.
+	engines atomic.Int64
+}
+
+type faultEngine struct {
+	Engine
+	plan     *faultPlan
+	provider string
+	abort    chan struct{}
+	once     sync.Once
+}
+
+var errInjected = errors.New("injected fault")
+
+func (e *faultEngine) check() error {
+	if e.provider == "cuda" {
+		return errInjected
+	}
+	n := e.plan.calls.Add(1)
+	switch {
+	case e.plan.fail[n]:
+		return errInjected
+	case e.plan.hang[n]:
+		<-e.abort
+		return ErrAborted
+	case e.plan.hardHang[n]:
+		time.Sleep(1500 * time.Millisecond) // a driver that ignores cancellation
+		return ErrAborted
+	}
+	return nil
+}
+
+func (e *faultEngine) Encode(b *Batch) error {
+	if err := e.check(); err != nil {
+		return err
+	}
+	return e.Engine.Encode(b)
+}
+
+func (e *faultEngine) Decode(b *Batch) error {
+	if err := e.check(); err != nil {
+		return err
+	}
+	return e.Engine.Decode(b)
+}
+
+func (e *faultEngine) Join(b *Batch) error {
+	if err := e.check(); err != nil {
+		return err
+	}
+	return e.Engine.Join(b)
+}
+
+func (e *faultEngine) Abort() {
+	e.once.Do(func() { close(e.abort) })
+	e.Engine.Abort()
+}
+
+func (e *faultEngine) Provider() string { return e.provider }
+
+func (p *faultPlan) open(info *ModelInfo, opts EngineOptions) (Engine, error) {
+	p.engines.Add(1)
+	want := opts.Provider
+	opts.Provider = "cpu" // the real engine under the fake device
+	eng, err := NewEngine(info, opts)
+	if err != nil {
+		return nil, err
+	}
+	if want == "" {
+		want = "cpu"
+	}
+	return &faultEngine{Engine: eng, plan: p, provider: want, abort: make(chan struct{})}, nil
+}
+
+func set(ns ...int64) map[int64]bool {
+	m := map[int64]bool{}
+	for _, n := range ns {
+		m[n] = true
+	}
+	return m
+}
+
+// decodeWithin runs DecodeAll and fails the test if it does not finish in time.
+func decodeWithin(t *testing.T, b *Batcher, sigs [][]float32, d time.Duration) [][]Result {
+	t.Helper()
+	type out struct {
+		res [][]Result
+		err error
+	}
+	ch := make(chan out, 1)
+	go func() {
+		r, err := DecodeAll(b, sigs, 100)
+		ch <- out{r, err}
+	}()
+	select {
+	case o := <-ch:
+		if o.err != nil {
+			t.Fatal(o.err)
+		}
+		return o.res
+	case <-time.After(d):
+		t.Fatalf("decoding stuck after %v: %+v", d, b.Stats())
+	}
+	return nil
+}
+
+func TestFaultsLoseNothing(t *testing.T) {
+	names, sigs := loadTestWavs(t)
+	clean := newTestBatcher(t, ModelFiles{}, BatcherOptions{})
+	want := decodeWithin(t, clean, sigs, time.Minute)
+
+	plan := &faultPlan{
+		fail:     set(1, 2, 40, 41, 42, 300, 301), // encoder and joiner calls fail, some in a row
+		hang:     set(25, 150, 151, 600),          // calls hang until aborted
+		hardHang: set(400),                        // a call that ignores Abort
+	}
+	opts := BatcherOptions{NewEngine: plan.open, RunTimeout: 300 * time.Millisecond}
+	b := newTestBatcher(t, ModelFiles{}, opts)
+	got := decodeWithin(t, b, sigs, time.Minute)
+
+	for i, n := range names {
+		if len(got[i]) != len(want[i]) {
+			t.Errorf("%s: %d results, want %d", n, len(got[i]), len(want[i]))
+			continue
+		}
+		for j := range want[i] {
+			g, w := got[i][j], want[i][j]
+			if g.Kind != w.Kind || g.Text != w.Text || g.StartMs != w.StartMs || g.EndMs != w.EndMs || g.Conf != w.Conf {
+				t.Errorf("%s result %d: got %+v, want %+v", n, j, g, w)
+			}
+		}
+	}
+	st := b.Stats()
+	t.Logf("stats: %+v; engines opened %d", st, plan.engines.Load())
+	if st.Faults < 8 || st.Timeouts < 5 || st.Retries != st.Faults {
+		t.Errorf("faults %d timeouts %d retries %d", st.Faults, st.Timeouts, st.Retries)
+	}
+	if plan.engines.Load() < 1+st.Faults {
+		t.Errorf("%d engines for %d faults: a failed engine was reused", plan.engines.Load(), st.Faults)
+	}
+	if st.ActiveStreams != 0 {
+		t.Errorf("%d streams left", st.ActiveStreams)
+	}
+}
+
+func TestLostDeviceFallsBackToCPU(t *testing.T) {
+	names, sigs := loadTestWavs(t)
+	plan := &faultPlan{}
+	opts := BatcherOptions{NewEngine: plan.open, RunTimeout: time.Second, FallbackAfter: 2,
+		Engine: EngineOptions{Provider: "cuda"}}
+	b := newTestBatcher(t, ModelFiles{}, opts)
+	got := decodeWithin(t, b, sigs, time.Minute)
+	for i, n := range names {
+		if text := FinalText(got[i]); text != testWavTexts[n] {
+			t.Errorf("%s: %q", n, text)
+		}
+	}
+	st := b.Stats()
+	if st.Fallbacks != 1 || st.Faults != 2 || !st.Healthy || b.Provider() != "cpu" {
+		t.Errorf("fallbacks %d faults %d healthy %v provider %s", st.Fallbacks, st.Faults, st.Healthy, b.Provider())
+	}
+}
+
+// Without a CUDA build of ONNX Runtime the real engine starts on CPU.
+func TestCUDAUnavailableStartsOnCPU(t *testing.T) {
+	initRuntime(t)
+	info, err := LoadModelInfo(ModelFiles{Dir: testModelDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEngine(info, EngineOptions{Provider: "cuda"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if e.Provider() != "cpu" {
+		t.Skipf("CUDA provider available here (%s)", e.Provider())
+	}
+	if _, err := NewEngine(info, EngineOptions{Provider: "tpu"}); err == nil {
+		t.Error("unknown provider accepted")
+	}
+}
