@@ -16,8 +16,9 @@ var ErrClosed = errors.New("asr: batcher closed")
 
 // BatcherOptions configure the shared inference stage.
 type BatcherOptions struct {
-	// MaxBatch is the most streams in one encoder call; default 32. A model
-	// with a fixed batch axis caps it.
+	// MaxBatch is the most streams in one encoder call; default 16 (on the
+	// shared model, 12-16 decode fastest per stream: larger batches spill
+	// the stacked states out of cache). A model with a fixed batch axis caps it.
 	MaxBatch int
 	// MaxWait bounds how long a ready chunk waits for others to fill a
 	// batch; default 10 ms.
@@ -49,7 +50,7 @@ type BatcherOptions struct {
 
 func (o *BatcherOptions) withDefaults(info *ModelInfo) {
 	if o.MaxBatch <= 0 {
-		o.MaxBatch = 32
+		o.MaxBatch = 16
 	}
 	if info.MaxBatch > 0 {
 		o.MaxBatch = min(o.MaxBatch, info.MaxBatch)
@@ -91,7 +92,7 @@ type Stats struct {
 	Faults        int64         // failed or timed-out steps
 	Timeouts      int64
 	Retries       int64
-	Fallbacks     int64 // engines replaced by a CPU one
+	Fallbacks     int64 // engines moved to the CPU provider (failures, or CUDA unavailable)
 	DroppedFrames int64 // feature frames dropped on overflow
 	ActiveStreams int
 	Healthy       bool
@@ -113,6 +114,7 @@ type Batcher struct {
 	stats   Stats
 	wake    chan struct{}
 
+	fbank   *fbankTables
 	workers []*worker
 	freed   chan *worker
 	quit    chan struct{}
@@ -123,8 +125,15 @@ type Batcher struct {
 // NewBatcher opens the engines and starts the dispatcher.
 func NewBatcher(info *ModelInfo, opts BatcherOptions) (*Batcher, error) {
 	opts.withDefaults(info)
+	fo := DefaultFbankOptions()
+	fo.NumBins = info.FeatureDim
+	tables, err := newFbankTables(fo)
+	if err != nil {
+		return nil, err
+	}
 	b := &Batcher{
-		info: info, opts: opts,
+		fbank: tables,
+		info:  info, opts: opts,
 		streams: map[*Stream]struct{}{},
 		wake:    make(chan struct{}, 1),
 		freed:   make(chan *worker, opts.Workers),
@@ -157,12 +166,7 @@ func (b *Batcher) Provider() string { return b.workers[0].provider() }
 // NewStream starts a stream; onResult receives its partial and final
 // results on the batcher's goroutine and must not block.
 func (b *Batcher) NewStream(id string, onResult func(Result)) (*Stream, error) {
-	fo := DefaultFbankOptions()
-	fo.NumBins = b.info.FeatureDim
-	fb, err := NewFbank(fo)
-	if err != nil {
-		return nil, err
-	}
+	fb := b.fbank.newFbank()
 	s := &Stream{id: id, b: b, onResult: onResult, fbank: fb, done: make(chan struct{})}
 	ctx := b.info.ContextSize
 	s.tokens = make([]int64, ctx, ctx+64)
@@ -185,13 +189,6 @@ func (b *Batcher) NewStream(id string, onResult func(Result)) (*Stream, error) {
 	}
 	b.streams[s] = struct{}{}
 	return s, nil
-}
-
-// StreamBytes is the memory one stream holds in steady state: encoder
-// state, decoder cache, fbank and feature buffers (measured, not estimated,
-// by BenchmarkStreamMemory).
-func (b *Batcher) StreamBytes() int {
-	return b.info.StateBytes() + 4*b.info.EncoderDim
 }
 
 // Stats returns a copy of the counters.
@@ -364,10 +361,13 @@ func (b *Batcher) record(n int, d time.Duration) {
 	b.mu.Unlock()
 }
 
-func (b *Batcher) fault(timeout bool, fallback bool) {
+// fault counts a failed step (retried) and/or a move to the CPU provider.
+func (b *Batcher) fault(step, timeout, fallback bool) {
 	b.mu.Lock()
-	b.stats.Faults++
-	b.stats.Retries++
+	if step {
+		b.stats.Faults++
+		b.stats.Retries++
+	}
 	if timeout {
 		b.stats.Timeouts++
 	}

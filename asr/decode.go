@@ -6,12 +6,10 @@ import (
 )
 
 // DecodeAll recognizes whole 16 kHz signals, each as its own stream, all at
-// once through b: the signals are fed in pieces of pieceMs, round robin,
-// as live calls would arrive. It returns every stream's results in order.
+// once through b: the signals are fed in pieces of pieceMs, round robin, as
+// live calls would arrive, or whole when pieceMs is 0. It returns every
+// stream's results in order.
 func DecodeAll(b *Batcher, signals [][]float32, pieceMs int) ([][]Result, error) {
-	if pieceMs <= 0 {
-		pieceMs = 100
-	}
 	var mu sync.Mutex
 	results := make([][]Result, len(signals))
 	streams := make([]*Stream, len(signals))
@@ -27,6 +25,9 @@ func DecodeAll(b *Batcher, signals [][]float32, pieceMs int) ([][]Result, error)
 		streams[i] = s
 	}
 	piece := 16 * pieceMs
+	if piece <= 0 {
+		piece = 1 << 62
+	}
 	for off := 0; ; off += piece {
 		more := false
 		for i, x := range signals {

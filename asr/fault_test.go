@@ -194,6 +194,15 @@ func TestCUDAUnavailableStartsOnCPU(t *testing.T) {
 	if e.Provider() != "cpu" {
 		t.Skipf("CUDA provider available here (%s)", e.Provider())
 	}
+	// The batcher counts the fallback and decodes on CPU.
+	b, err := NewBatcher(info, BatcherOptions{Engine: EngineOptions{Provider: "cuda"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if st := b.Stats(); st.Fallbacks != 1 || b.Provider() != "cpu" {
+		t.Errorf("fallbacks %d, provider %s", st.Fallbacks, b.Provider())
+	}
 	if _, err := NewEngine(info, EngineOptions{Provider: "tpu"}); err == nil {
 		t.Error("unknown provider accepted")
 	}

@@ -31,14 +31,10 @@ func DefaultFbankOptions() FbankOptions {
 // ends. Accept and Next allocate nothing once the input buffer has grown to
 // its working size.
 type Fbank struct {
-	numBins       int
-	length, shift int
-	preemph       float32
-	window        []float32
-	banks         []melBin
-	fft           *realFFT
-	frame         []float32 // padded FFT input
-	power         []float32
+	*fbankTables
+	fft   *realFFT
+	frame []float32 // padded FFT input
+	power []float32
 
 	wave     []float32 // samples from offset on
 	offset   int64     // absolute index of wave[0]
@@ -51,8 +47,36 @@ type melBin struct {
 	weights []float32
 }
 
+// fbankTables are the read-only parts of an Fbank, shared by all streams.
+type fbankTables struct {
+	numBins       int
+	length, shift int
+	preemph       float32
+	window        []float32
+	banks         []melBin
+	fft           *fftTables
+}
+
 // NewFbank returns a feature extractor for opts.
 func NewFbank(opts FbankOptions) (*Fbank, error) {
+	t, err := newFbankTables(opts)
+	if err != nil {
+		return nil, err
+	}
+	return t.newFbank(), nil
+}
+
+func (t *fbankTables) newFbank() *Fbank {
+	return &Fbank{fbankTables: t, fft: newRealFFT(t.fft),
+		frame: make([]float32, t.fft.n), power: make([]float32, t.fft.n/2+1)}
+}
+
+// bytes is the memory one Fbank holds of its own.
+func (f *Fbank) bytes() int {
+	return 4*(cap(f.frame)+cap(f.power)+cap(f.wave)) + 8*(cap(f.fft.in)+cap(f.fft.out))
+}
+
+func newFbankTables(opts FbankOptions) (*fbankTables, error) {
 	if opts.SampleRate <= 0 || opts.NumBins <= 0 || opts.FrameLengthMs <= 0 || opts.FrameShiftMs <= 0 {
 		return nil, fmt.Errorf("asr: invalid fbank options %+v", opts)
 	}
@@ -62,13 +86,11 @@ func NewFbank(opts FbankOptions) (*Fbank, error) {
 	for padded < length {
 		padded <<= 1
 	}
-	f := &Fbank{
+	f := &fbankTables{
 		numBins: opts.NumBins, length: length, shift: shift,
 		preemph: float32(opts.Preemph),
 		window:  make([]float32, length),
-		fft:     newRealFFT(padded),
-		frame:   make([]float32, padded),
-		power:   make([]float32, padded/2+1),
+		fft:     newFFTTables(padded),
 	}
 	a := 2 * math.Pi / float64(length-1)
 	for i := range length {
@@ -126,7 +148,7 @@ func melBanks(opts FbankOptions, padded int) ([]melBin, error) {
 		if first < 0 {
 			return nil, fmt.Errorf("asr: mel bin %d is empty; use fewer bins", b)
 		}
-		banks[b] = melBin{first: first, weights: w[first : last+1]}
+		banks[b] = melBin{first: first, weights: append([]float32(nil), w[first:last+1]...)}
 	}
 	return banks, nil
 }

@@ -8,24 +8,32 @@ import "math"
 // features come out bit-identical, and a model sees exactly the input the
 // reference recognizer gives it.
 type realFFT struct {
+	*fftTables
+	in  []cpx
+	out []cpx
+}
+
+// fftTables are the read-only twiddles of one FFT size, shared by streams.
+type fftTables struct {
 	n       int // real length
 	nc      int // complex length n/2
 	tw      []cpx
 	superTw []cpx
 	factors []int
-	in      []cpx
-	out     []cpx
 }
 
 type cpx struct{ r, i float32 }
 
-func newRealFFT(n int) *realFFT {
+func newRealFFT(t *fftTables) *realFFT {
+	return &realFFT{fftTables: t, in: make([]cpx, t.nc), out: make([]cpx, t.nc)}
+}
+
+func newFFTTables(n int) *fftTables {
 	if n < 4 || n&(n-1) != 0 {
 		panic("asr: FFT size must be a power of two >= 4")
 	}
 	nc := n / 2
-	f := &realFFT{n: n, nc: nc, tw: make([]cpx, nc), superTw: make([]cpx, nc/2),
-		in: make([]cpx, nc), out: make([]cpx, nc)}
+	f := &fftTables{n: n, nc: nc, tw: make([]cpx, nc), superTw: make([]cpx, nc/2)}
 	const pi = 3.141592653589793238462643383279502884197169399375105820974944
 	for i := range nc {
 		phase := -2 * pi * float64(i) / float64(nc)

@@ -76,6 +76,16 @@ type Stream struct {
 	lastLen   int // tokens at the last partial
 }
 
+// MemoryBytes is what the stream holds of its own: encoder state, decoder
+// cache, hypothesis, feature and fbank buffers (tables shared by all streams
+// are not counted).
+func (s *Stream) MemoryBytes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.b.info.StateBytes() + 4*cap(s.decOut) + 8*cap(s.tokens) + 8*cap(s.times) + 4*cap(s.probs)
+	return n + 4*cap(s.feats) + s.fbank.bytes()
+}
+
 // ID returns the stream's name.
 func (s *Stream) ID() string { return s.id }
 

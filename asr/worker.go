@@ -70,6 +70,11 @@ func (w *worker) newRunner() (*runner, error) {
 	if err != nil {
 		return nil, err
 	}
+	if w.opts.Provider != "" && w.opts.Provider != eng.Provider() {
+		// The engine started on another provider (CUDA could not start).
+		w.b.fault(false, false, true)
+		w.opts.Provider = eng.Provider()
+	}
 	r := &runner{eng: eng, in: make(chan []*Stream, 1), out: make(chan error, 1)}
 	go r.loop(w.b.info)
 	return r, nil
@@ -157,7 +162,7 @@ func (w *worker) run(job []*Stream) bool {
 		}
 		w.failures++
 		fallback := w.failures >= b.opts.FallbackAfter && w.opts.Provider != "" && w.opts.Provider != "cpu"
-		b.fault(timedOut, fallback)
+		b.fault(true, timedOut, fallback)
 		b.opts.Logger.Warn("asr: batch step failed, retrying on a fresh engine",
 			"worker", w.id, "batch", len(job), "timeout", timedOut, "err", errString(err), "failures", w.failures)
 		w.r.abandon()
@@ -244,6 +249,14 @@ func (r *runner) step(info *ModelInfo, job []*Stream) error {
 	if err := r.eng.Encode(bt); err != nil {
 		return err
 	}
+	return r.greedy(info, job, bt, allCached)
+}
+
+// greedy runs the batched greedy search over the encoder frames in bt:
+// one joiner call per frame for all streams, one decoder call after a frame
+// in which any stream emitted a token.
+func (r *runner) greedy(info *ModelInfo, job []*Stream, bt *Batch, allCached bool) error {
+	n := len(job)
 	if !allCached {
 		if err := r.decode(info, bt, n); err != nil {
 			return err

@@ -102,13 +102,9 @@ func decodePCM(r io.Reader, size int64, format, channels, bits uint16, rate uint
 	if size == 0 || size == 0xFFFFFFFF {
 		data, err = io.ReadAll(r)
 	} else {
-		data = make([]byte, size)
-		var n int
-		n, err = io.ReadFull(r, data)
-		data = data[:n]
-		if err == io.ErrUnexpectedEOF {
-			err = nil // a truncated last chunk still holds good samples
-		}
+		// Read what is there rather than trust the header's size; a
+		// truncated last chunk still holds good samples.
+		data, err = io.ReadAll(io.LimitReader(r, size))
 	}
 	if err != nil {
 		return Audio{}, fmt.Errorf("%w: %v", ErrBadWAV, err)

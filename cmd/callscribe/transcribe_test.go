@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -152,5 +154,30 @@ func TestTranscribeJSON(t *testing.T) {
 	s := out.String()
 	if !strings.Contains(s, `"type":"partial"`) || !strings.Contains(s, `"type":"final"`) || !strings.Contains(s, `"words":[{"word":"AFTER"`) {
 		t.Fatalf("output:\n%s", s)
+	}
+}
+
+func TestMain(m *testing.M) {
+	// Re-executed as the command itself by tests that need a fresh process.
+	if os.Getenv("CALLSCRIBE_TEST_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func TestMissingRuntimeLibrary(t *testing.T) {
+	wav := filepath.Join(testModelDir(t), "test_wavs", "0.wav")
+	cmd := exec.Command(os.Args[0], "transcribe", wav)
+	cmd.Env = append(os.Environ(), "CALLSCRIBE_TEST_MAIN=1", "CALLSCRIBE_ORT_LIB=/nonexistent/libonnxruntime.so")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("exit: %v", err)
+	}
+	msg := strings.TrimSpace(stderr.String())
+	if strings.Contains(msg, "\n") || !strings.Contains(msg, "ONNX Runtime library not found") || !strings.Contains(msg, "CALLSCRIBE_ORT_LIB") {
+		t.Fatalf("stderr: %q", msg)
 	}
 }
