@@ -23,11 +23,10 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 
-# The full suite: unit and integration tests on the real model, race
-# detector on the packages without ONNX Runtime, short fuzz runs.
+# The full suite, under the race detector: unit and integration tests on the
+# real model and ONNX Runtime, then short fuzz runs.
 test: setup build vet
-	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -race ./media/...
+	$(GO) test -count=1 -race ./...
 	$(GO) test -run '^$$' -fuzz FuzzReadWAV -fuzztime 10s ./media
 
 # Benchmarks: Go micro-benchmarks, then Callscribe beside the sherpa-onnx

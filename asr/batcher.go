@@ -281,7 +281,7 @@ func (b *Batcher) take() ([]*Stream, time.Duration) {
 	n := 0
 	// Finished streams with no full chunk left are settled here, not batched.
 	for i, s := range b.ready {
-		if s.finishing && !b.hasChunk(s) {
+		if b.drained(s) {
 			b.settle(s)
 			continue
 		}
@@ -312,10 +312,11 @@ func (b *Batcher) waitingFor() int {
 	return len(b.streams) - busy
 }
 
-func (b *Batcher) hasChunk(s *Stream) bool {
+// drained tells whether a stream has finished and has no full chunk left.
+func (b *Batcher) drained(s *Stream) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.framesEnd()-s.processed >= int64(b.info.ChunkFrames)
+	return s.finishing && s.framesEnd()-s.processed < int64(b.info.ChunkFrames)
 }
 
 // settle finalizes a finished stream. b.mu held.

@@ -32,7 +32,7 @@ func TestReadWAVRejectsGarbage(t *testing.T) {
 		nil,
 		[]byte("RIFF"),
 		[]byte("RIFX\x00\x00\x00\x00WAVE"),
-		[]byte("RIFF\x00\x00\x00\x00WAVEdata\x04\x00\x00\x00abcd"), // data before fmt
+		[]byte("RIFF\x00\x00\x00\x00WAVEdata\x04\x00\x00\x00abcd"),                                                                                 // data before fmt
 		[]byte("RIFF\x00\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x02\x00\x01\x00\x40\x1f\x00\x00\x00\x00\x00\x00\x02\x00\x10\x00data\x00\x00\x00\x00"), // ADPCM
 	} {
 		if _, err := ReadWAV(bytes.NewReader(b)); !errors.Is(err, ErrBadWAV) {
