@@ -163,11 +163,27 @@ func (b *Batcher) Info() *ModelInfo { return b.info }
 // Provider is the execution provider of the first engine.
 func (b *Batcher) Provider() string { return b.workers[0].provider() }
 
-// NewStream starts a stream; onResult receives its partial and final
-// results on the batcher's goroutine and must not block.
+// StreamOptions adjust one stream.
+type StreamOptions struct {
+	// MaxBacklogMs overrides the batcher's backlog bound: 0 keeps it, < 0
+	// lifts it (a file decoded faster than real time must lose nothing).
+	MaxBacklogMs int
+}
+
+// NewStream starts a live stream; onResult receives its partial and final
+// results on a batcher goroutine and must not block.
 func (b *Batcher) NewStream(id string, onResult func(Result)) (*Stream, error) {
+	return b.NewStreamWith(id, onResult, StreamOptions{})
+}
+
+// NewStreamWith starts a stream with options.
+func (b *Batcher) NewStreamWith(id string, onResult func(Result), o StreamOptions) (*Stream, error) {
 	fb := b.fbank.newFbank()
-	s := &Stream{id: id, b: b, onResult: onResult, fbank: fb, done: make(chan struct{})}
+	s := &Stream{id: id, b: b, onResult: onResult, fbank: fb, done: make(chan struct{}),
+		maxBacklog: int64(b.opts.MaxBacklogMs / 10)}
+	if o.MaxBacklogMs != 0 {
+		s.maxBacklog = int64(o.MaxBacklogMs / 10)
+	}
 	ctx := b.info.ContextSize
 	s.tokens = make([]int64, ctx, ctx+64)
 	for i := range s.tokens {

@@ -3,6 +3,7 @@ package asr
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/callscribe/callscribe/media"
 )
@@ -147,4 +148,32 @@ func TestEndpointSplitsUtterances(t *testing.T) {
 			t.Errorf("utterance conf %g", f.Conf)
 		}
 	}
+}
+
+// A ready chunk waits at most MaxWait for other live streams to fill its
+// batch, then runs alone.
+func TestMaxWaitBoundsPartialBatch(t *testing.T) {
+	_, sigs := loadTestWavs(t)
+	const wait = 300 * time.Millisecond
+	b := newTestBatcher(t, ModelFiles{}, BatcherOptions{MaxWait: wait})
+	a, _ := b.NewStream("a", func(Result) {})
+	idle, _ := b.NewStream("idle", func(Result) {}) // live, never speaks
+	start := time.Now()
+	a.Accept(sigs[0][:16000]) // 1 s: two chunks ready at once
+	for b.Stats().Chunks == 0 {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("chunk never decoded")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if d := time.Since(start); d < wait-20*time.Millisecond {
+		t.Errorf("decoded after %v, before MaxWait %v", d, wait)
+	}
+	if st := b.Stats(); st.BatchSizes[1] == 0 {
+		t.Errorf("batch sizes %v", st.BatchSizes)
+	}
+	a.Finish()
+	idle.Finish()
+	<-a.Done()
+	<-idle.Done()
 }

@@ -14,11 +14,11 @@ func DecodeAll(b *Batcher, signals [][]float32, pieceMs int) ([][]Result, error)
 	results := make([][]Result, len(signals))
 	streams := make([]*Stream, len(signals))
 	for i := range signals {
-		s, err := b.NewStream(streamName(i), func(r Result) {
+		s, err := b.NewStreamWith(streamName(i), func(r Result) {
 			mu.Lock()
 			results[i] = append(results[i], r)
 			mu.Unlock()
-		})
+		}, StreamOptions{MaxBacklogMs: -1})
 		if err != nil {
 			return nil, err
 		}

@@ -207,3 +207,36 @@ func TestCUDAUnavailableStartsOnCPU(t *testing.T) {
 		t.Error("unknown provider accepted")
 	}
 }
+
+// A stalled engine never lets a stream's backlog grow past its bound: the
+// oldest audio is dropped, counted, and decoding resumes after it.
+func TestBacklogIsBounded(t *testing.T) {
+	_, sigs := loadTestWavs(t)
+	plan := &faultPlan{hang: set(1)} // the first call hangs until its deadline
+	opts := BatcherOptions{NewEngine: plan.open, RunTimeout: 2 * time.Second, MaxBacklogMs: 1000}
+	b := newTestBatcher(t, ModelFiles{}, opts)
+	s, err := b.NewStream("s", func(Result) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := sigs[1] // 16.7 s, fed while the engine hangs
+	for off := 0; off < len(x); off += 320 {
+		s.Accept(x[off:min(off+320, len(x))])
+		s.mu.Lock()
+		backlog := s.framesEnd() - s.processed
+		s.mu.Unlock()
+		if backlog > 100+45+32 {
+			t.Fatalf("backlog %d frames", backlog)
+		}
+	}
+	s.Finish()
+	select {
+	case <-s.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("stream stuck")
+	}
+	st := b.Stats()
+	if st.DroppedFrames < 1000 || st.Timeouts != 1 {
+		t.Errorf("dropped %d frames, %d timeouts", st.DroppedFrames, st.Timeouts)
+	}
+}

@@ -52,15 +52,16 @@ type Stream struct {
 	onResult func(Result)
 	done     chan struct{}
 
-	mu        sync.Mutex // guards the fields up to decoding state
-	fbank     *Fbank
-	feats     []float32 // frames [featStart, featStart+len/dim)
-	featStart int64
-	processed int64 // first frame of the next chunk
-	finishing bool  // Finish called
-	queued    bool  // in the batcher's ready queue or in a batch
-	closed    bool
-	dropped   int64 // frames dropped on overflow
+	mu         sync.Mutex // guards the fields up to decoding state
+	fbank      *Fbank
+	feats      []float32 // frames [featStart, featStart+len/dim)
+	featStart  int64
+	processed  int64 // first frame of the next chunk
+	finishing  bool  // Finish called
+	queued     bool  // in the batcher's ready queue or in a batch
+	closed     bool
+	dropped    int64 // frames dropped on overflow
+	maxBacklog int64 // frames; <= 0: unbounded
 
 	// Decoding state: only the batch holding the stream touches it.
 	state     []StateBuf
@@ -70,7 +71,6 @@ type Stream struct {
 	trailing  int // blank frames since the last token
 	decOut    []float32
 	hasDecOut bool
-	encFrames int64 // encoder frames decoded since the stream started
 	segStart  int64 // feature frame where the utterance began
 	utt       int
 	lastLen   int // tokens at the last partial
@@ -155,9 +155,10 @@ func (s *Stream) pullFrames() {
 			break
 		}
 	}
-	// Overflow: skip whole chunks of the oldest audio while no batch holds
-	// the stream, so the model never sees a torn chunk.
-	if limit := int64(s.b.opts.MaxBacklogMs / 10); limit > 0 && !s.queued {
+	// Overflow: skip whole chunk shifts of the oldest undecoded audio. A
+	// batch holding the stream has copied its chunk already and its commit
+	// advances past it, so the skip lands after that chunk.
+	if limit := s.maxBacklog; limit > 0 {
 		shift := int64(s.b.info.ChunkShift)
 		for s.framesEnd()-s.processed > limit+int64(s.b.info.ChunkFrames) {
 			s.processed += shift

@@ -37,6 +37,7 @@ type runner struct {
 
 // scratch is one stream's decoding during a step, committed on success.
 type scratch struct {
+	frame0   int64 // encoder frame of the chunk's start in the stream's timeline
 	ctx      []int64
 	tokens   []int64
 	times    []int64
@@ -227,6 +228,7 @@ func (r *runner) step(info *ModelInfo, job []*Stream) error {
 		s.mu.Lock()
 		off := int(s.processed-s.featStart) * info.FeatureDim
 		copy(bt.X[i*chunk:(i+1)*chunk], s.feats[off:off+chunk])
+		frame0 := s.processed / int64(info.ChunkShift/info.OutFrames)
 		s.mu.Unlock()
 		for k := range info.States {
 			st := &info.States[k]
@@ -237,6 +239,7 @@ func (r *runner) step(info *ModelInfo, job []*Stream) error {
 			}
 		}
 		h := &r.hyps[i]
+		h.frame0 = frame0
 		copy(h.ctx, s.tokens[len(s.tokens)-info.ContextSize:])
 		h.tokens, h.times, h.probs = h.tokens[:0], h.times[:0], h.probs[:0]
 		h.trailing = s.trailing
@@ -274,7 +277,7 @@ func (r *runner) greedy(info *ModelInfo, job []*Stream, bt *Batch, allCached boo
 			return err
 		}
 		emitted := false
-		for i, s := range job {
+		for i := range job {
 			logits := bt.Logits[i*V : (i+1)*V]
 			y := argmax(logits)
 			h := &r.hyps[i]
@@ -284,7 +287,7 @@ func (r *runner) greedy(info *ModelInfo, job []*Stream, bt *Batch, allCached boo
 			}
 			emitted = true
 			h.tokens = append(h.tokens, int64(y))
-			h.times = append(h.times, s.encFrames+int64(t))
+			h.times = append(h.times, h.frame0+int64(t))
 			h.probs = append(h.probs, float32(math.Exp(float64(logSoftmaxAt(logits, y)))))
 			h.trailing = 0
 			copy(h.ctx, h.ctx[1:])
@@ -337,7 +340,6 @@ func (w *worker) commit(job []*Stream) {
 		s.trailing = h.trailing
 		copy(s.decOut, bt.JoinDec[i*D:(i+1)*D])
 		s.hasDecOut = true
-		s.encFrames += int64(info.OutFrames)
 		s.mu.Lock()
 		s.processed += int64(info.ChunkShift)
 		s.mu.Unlock()
