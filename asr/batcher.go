@@ -274,7 +274,7 @@ func (b *Batcher) dispatch() {
 		case <-timer.C:
 		}
 		for len(idle) > 0 {
-			batch, wait := b.take()
+			batch, wait := b.take(len(idle))
 			if batch == nil {
 				if wait > 0 {
 					timer.Reset(wait)
@@ -289,8 +289,10 @@ func (b *Batcher) dispatch() {
 	}
 }
 
-// take returns the next batch, or how long to wait for one to fill.
-func (b *Batcher) take() ([]*Stream, time.Duration) {
+// take returns the next batch for one of idle workers, or how long to wait
+// for one to fill. Fewer ready streams than idle workers can take in full
+// batches are shared out evenly, so no core idles while another runs them all.
+func (b *Batcher) take(idle int) ([]*Stream, time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var batch []*Stream
@@ -311,7 +313,7 @@ func (b *Batcher) take() ([]*Stream, time.Duration) {
 	if age := time.Since(b.readyAt[0]); n < b.opts.MaxBatch && age < b.opts.MaxWait && n < b.waitingFor() {
 		return nil, b.opts.MaxWait - age
 	}
-	k := min(n, b.opts.MaxBatch)
+	k := min(n, b.opts.MaxBatch, (n+idle-1)/idle)
 	batch = append(batch, b.ready[:k]...)
 	b.ready = append(b.ready[:0], b.ready[k:]...)
 	b.readyAt = append(b.readyAt[:0], b.readyAt[k:]...)

@@ -40,6 +40,7 @@ type options struct {
 	maxBatch int
 	pieceMs  int
 	threads  int
+	workers  int
 }
 
 func main() {
@@ -53,6 +54,7 @@ func main() {
 	flag.IntVar(&o.maxBatch, "max-batch", 16, "Callscribe's largest batch")
 	flag.IntVar(&o.pieceMs, "piece-ms", 0, "feed Callscribe's streams in pieces of this many ms (0: whole, as the peer is fed)")
 	flag.IntVar(&o.threads, "threads", 1, "intra-op threads per Callscribe worker")
+	flag.IntVar(&o.workers, "workers", 0, "Callscribe workers (default: -cores)")
 	flag.Parse()
 	if err := run(o, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "callscribe-bench: %v\n", err)
@@ -117,9 +119,8 @@ type result struct {
 	audio     time.Duration
 	batches   map[int]int64
 	texts     []string
-	stateB    int   // encoder state per stream
-	ownB      int   // Stream.MemoryBytes
-	heapB     int64 // heap per stream, measured
+	stateB    int // encoder state per stream
+	ownB      int // Stream.MemoryBytes of a live stream
 }
 
 func (r result) rtf() float64 { return r.cpu.Seconds() / r.audio.Seconds() }
@@ -192,7 +193,7 @@ func run(o options, w io.Writer) error {
 			fmt.Fprintf(w, "  throughput Callscribe / peer: %.2fx (cpu per audio second: %.2fx)\n",
 				rows[0].throughput()/rows[1].throughput(), rows[1].cpu.Seconds()/rows[0].cpu.Seconds())
 		}
-		fmt.Fprintf(w, "  memory per stream: %d B encoder state, %d B all its buffers, %d B heap measured\n\n", cs.stateB, cs.ownB, cs.heapB)
+		fmt.Fprintf(w, "  memory per live stream: %d B (encoder state %d B, the rest decoder cache, features, fbank, hypothesis)\n\n", cs.ownB, cs.stateB)
 	}
 	return nil
 }
@@ -219,7 +220,11 @@ func runCallscribe(model, enc string, sigs [][]float32, o options) (result, erro
 	if err != nil {
 		return result{}, err
 	}
-	b, err := asr.NewBatcher(info, asr.BatcherOptions{MaxBatch: o.maxBatch, Workers: o.cores,
+	workers := o.workers
+	if workers <= 0 {
+		workers = o.cores
+	}
+	b, err := asr.NewBatcher(info, asr.BatcherOptions{MaxBatch: o.maxBatch, Workers: workers,
 		Engine:   asr.EngineOptions{Threads: o.threads},
 		Endpoint: asr.EndpointConfig{}, MaxBacklogMs: -1})
 	if err != nil {
@@ -231,7 +236,8 @@ func runCallscribe(model, enc string, sigs [][]float32, o options) (result, erro
 	if _, err := asr.DecodeAll(b, sigs[:min(len(sigs), 2*o.maxBatch)], 0); err != nil {
 		return result{}, err
 	}
-	own, heap := streamMemory(b, sigs[0])
+	own := streamMemory(b, sigs[1%len(sigs)])
+	before := b.Stats().BatchSizes
 	runtime.GC()
 	c0, t0 := cpuTime(syscall.RUSAGE_SELF), time.Now()
 	res, err := asr.DecodeAll(b, sigs, o.pieceMs)
@@ -239,41 +245,46 @@ func runCallscribe(model, enc string, sigs [][]float32, o options) (result, erro
 		return result{}, err
 	}
 	r := result{name: "callscribe", wall: time.Since(t0), cpu: cpuTime(syscall.RUSAGE_SELF) - c0,
-		batches: b.Stats().BatchSizes, stateB: info.StateBytes(), ownB: own, heapB: heap}
+		batches: b.Stats().BatchSizes, stateB: info.StateBytes(), ownB: own}
+	for k, v := range before {
+		if r.batches[k] -= v; r.batches[k] == 0 {
+			delete(r.batches, k)
+		}
+	}
 	for _, rs := range res {
 		r.texts = append(r.texts, asr.FinalText(rs))
 	}
 	return r, nil
 }
 
-// streamMemory reports what one of 16 live streams holds after 2 s of
-// speech: its own accounting (MemoryBytes) and the heap it adds as measured.
-func streamMemory(b *asr.Batcher, x []float32) (own int, heap int64) {
+// streamMemory reports what one of 16 live streams holds of its own
+// (Stream.MemoryBytes) after 5 s of speech arriving in 20 ms packets with
+// decoding keeping up, as on a call.
+func streamMemory(b *asr.Batcher, x []float32) int {
 	const n = 16
-	chunks0 := b.Stats().Chunks
-	var m0, m1 runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&m0)
 	streams := make([]*asr.Stream, n)
 	for i := range streams {
 		streams[i], _ = b.NewStream(fmt.Sprint("m", i), func(asr.Result) {})
 	}
-	for off := 0; off+320 <= min(len(x), 32000); off += 320 {
+	chunks := b.Stats().Chunks
+	for off := 0; off+320 <= min(len(x), 5*16000); off += 320 {
 		for _, s := range streams {
 			s.Accept(x[off : off+320])
 		}
+		if frames := (off+320-280)/160 + 1; (off/320)%16 == 15 && frames >= 45 {
+			want := chunks + int64(n*((frames-45)/32+1))
+			for start := time.Now(); b.Stats().Chunks < want && time.Since(start) < 10*time.Second; {
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
 	}
-	for start := time.Now(); b.Stats().Chunks < chunks0+n*4 && time.Since(start) < 10*time.Second; {
-		time.Sleep(time.Millisecond)
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&m1)
+	own := 0
 	for _, s := range streams {
 		own += s.MemoryBytes()
 		s.Finish()
 		<-s.Done()
 	}
-	return own / n, (int64(m1.HeapAlloc) - int64(m0.HeapAlloc)) / n
+	return own / n
 }
 
 type peerOut struct {
