@@ -26,16 +26,8 @@ func benchStreams(b *testing.B, bt *Batcher, n int) []*Stream {
 }
 
 func benchEngine(b *testing.B, encoder string, batches []int) {
-	initRuntime(b)
-	info, err := LoadModelInfo(ModelFiles{Dir: testModelDir(b), Encoder: encoder})
-	if err != nil {
-		b.Fatal(err)
-	}
-	bt, err := NewBatcher(info, BatcherOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bt.Close()
+	bt := newTestBatcher(b, ModelFiles{Encoder: encoder}, BatcherOptions{})
+	info := bt.Info()
 	for _, n := range batches {
 		if info.MaxBatch > 0 && n > info.MaxBatch {
 			continue
@@ -74,16 +66,8 @@ func BenchmarkEngineStep(b *testing.B) {
 
 // BenchmarkGreedySearch is the joiner/decoder part of a step alone.
 func BenchmarkGreedySearch(b *testing.B) {
-	initRuntime(b)
-	info, err := LoadModelInfo(ModelFiles{Dir: testModelDir(b)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	bt, err := NewBatcher(info, BatcherOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bt.Close()
+	bt := newTestBatcher(b, ModelFiles{}, BatcherOptions{})
+	info := bt.Info()
 	for _, n := range []int{1, 16} {
 		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
 			streams := benchStreams(b, bt, n)

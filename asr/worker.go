@@ -194,19 +194,28 @@ func (w *worker) backoff() bool {
 	}
 }
 
-// stack copies one stream's state into row i of a batch of n.
-func stack[T float32 | int64](st *StateSpec, dst, src []T, i, n int) {
-	post := st.post
-	for p := range st.pre {
-		copy(dst[(p*n+i)*post:(p*n+i+1)*post], src[p*post:(p+1)*post])
+// stackRow copies one stream's state into row i of a batch of n (or, with
+// back, row i of the batch into the stream's state), for every state tensor.
+func stackRow(info *ModelInfo, batch, stream []StateBuf, i, n int, back bool) {
+	for k := range info.States {
+		st := &info.States[k]
+		if st.Int64 {
+			copyRow(st, batch[k].I, stream[k].I, i, n, back)
+		} else {
+			copyRow(st, batch[k].F, stream[k].F, i, n, back)
+		}
 	}
 }
 
-// unstack copies row i of a batch of n into one stream's state.
-func unstack[T float32 | int64](st *StateSpec, dst, src []T, i, n int) {
+func copyRow[T float32 | int64](st *StateSpec, batch, stream []T, i, n int, back bool) {
 	post := st.post
 	for p := range st.pre {
-		copy(dst[p*post:(p+1)*post], src[(p*n+i)*post:(p*n+i+1)*post])
+		row := batch[(p*n+i)*post : (p*n+i+1)*post]
+		if back {
+			copy(stream[p*post:(p+1)*post], row)
+		} else {
+			copy(row, stream[p*post:(p+1)*post])
+		}
 	}
 }
 
@@ -230,14 +239,7 @@ func (r *runner) step(info *ModelInfo, job []*Stream) error {
 		copy(bt.X[i*chunk:(i+1)*chunk], s.feats[off:off+chunk])
 		frame0 := s.processed / int64(info.ChunkShift/info.OutFrames)
 		s.mu.Unlock()
-		for k := range info.States {
-			st := &info.States[k]
-			if st.Int64 {
-				stack(st, bt.States[k].I, s.state[k].I, i, n)
-			} else {
-				stack(st, bt.States[k].F, s.state[k].F, i, n)
-			}
-		}
+		stackRow(info, bt.States, s.state, i, n, false)
 		h := &r.hyps[i]
 		h.frame0 = frame0
 		copy(h.ctx, s.tokens[len(s.tokens)-info.ContextSize:])
@@ -325,14 +327,7 @@ func (w *worker) commit(job []*Stream) {
 	D := info.EncoderDim
 	sub := info.ChunkShift / info.OutFrames
 	for i, s := range job {
-		for k := range info.States {
-			st := &info.States[k]
-			if st.Int64 {
-				unstack(st, s.state[k].I, bt.NewStates[k].I, i, n)
-			} else {
-				unstack(st, s.state[k].F, bt.NewStates[k].F, i, n)
-			}
-		}
+		stackRow(info, bt.NewStates, s.state, i, n, true)
 		h := &r.hyps[i]
 		s.tokens = append(s.tokens, h.tokens...)
 		s.times = append(s.times, h.times...)

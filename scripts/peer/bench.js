@@ -4,16 +4,9 @@
 // A batch-1 encoder is decoded one stream at a time.
 // usage: node bench.js MODEL_DIR ENCODER DECODER JOINER BATCH(0|1) FILE...
 // Prints one JSON line: texts, batch sizes, decode seconds.
-const sherpa_onnx = require('sherpa-onnx-node');
+const {sherpa_onnx, create} = require('./recognizer.js');
 const [dir, enc, dec, joi, batch1, ...files] = process.argv.slice(2);
-const rec = new sherpa_onnx.OnlineRecognizer({
-  featConfig: {sampleRate: 16000, featureDim: 80},
-  modelConfig: {
-    transducer: {encoder: `${dir}/${enc}`, decoder: `${dir}/${dec}`, joiner: `${dir}/${joi}`},
-    tokens: `${dir}/tokens.txt`, numThreads: 1, provider: 'cpu', debug: 0,
-  },
-  decodingMethod: 'greedy_search',
-});
+const rec = create(dir, enc, dec, joi);
 const t0 = process.hrtime.bigint();
 const streams = files.map(f => {
   const w = sherpa_onnx.readWave(f);

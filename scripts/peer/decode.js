@@ -2,16 +2,9 @@
 // WAV files with greedy search, each fed in 100 ms pieces followed by 0.66 s
 // of silence, as Callscribe's parity test does. Prints "FILE<TAB>TEXT".
 // usage: node decode.js MODEL_DIR ENCODER DECODER JOINER FILE...
-const sherpa_onnx = require('sherpa-onnx-node');
+const {sherpa_onnx, create} = require('./recognizer.js');
 const [dir, enc, dec, joi, ...files] = process.argv.slice(2);
-const rec = new sherpa_onnx.OnlineRecognizer({
-  featConfig: {sampleRate: 16000, featureDim: 80},
-  modelConfig: {
-    transducer: {encoder: `${dir}/${enc}`, decoder: `${dir}/${dec}`, joiner: `${dir}/${joi}`},
-    tokens: `${dir}/tokens.txt`, numThreads: 1, provider: 'cpu', debug: 0,
-  },
-  decodingMethod: 'greedy_search',
-});
+const rec = create(dir, enc, dec, joi);
 for (const f of files) {
   const wave = sherpa_onnx.readWave(f);
   const s = rec.createStream();
