@@ -28,6 +28,7 @@ vet:
 test: setup build vet
 	$(GO) test -count=1 -race ./...
 	$(GO) test -run '^$$' -fuzz FuzzReadWAV -fuzztime 10s ./media
+	$(GO) test -run '^$$' -fuzz FuzzLegRTP -fuzztime 10s ./media
 
 # Benchmarks: Go micro-benchmarks, then Callscribe beside the sherpa-onnx
 # peer on the same files and cores.

@@ -1,0 +1,267 @@
+package media
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/pion/rtp"
+)
+
+// LegOptions configure the receive path of one call leg.
+type LegOptions struct {
+	// PayloadTypes maps RTP payload types to SDP codec names (from the
+	// negotiated SDP). Required.
+	PayloadTypes map[uint8]string
+	// DTMFPayloadType is the telephone-event payload type; -1 for none.
+	DTMFPayloadType int
+	// RingMs bounds the leg's 16 kHz buffer; default 10000.
+	RingMs int
+	// ReorderMs is how long a missing packet is waited for before it is
+	// declared lost; default 60.
+	ReorderMs int
+	// MaxGapMs caps the silence written for one timestamp jump (loss, DTX,
+	// hold); default 5000. Longer jumps count as discontinuities.
+	MaxGapMs int
+	// Filter resamples to 16 kHz; default FilterKaldi (what the speech
+	// model expects of narrowband audio, see README).
+	Filter *Filter
+	// OnDTMF receives each RFC 4733 event once, on the packet path; it must
+	// not block.
+	OnDTMF func(DTMF)
+}
+
+// DTMF is one telephone-event (RFC 4733).
+type DTMF struct {
+	Digit      byte  // '0'-'9', '*', '#', 'A'-'D'
+	StartMs    int64 // on the leg's timeline
+	DurationMs int64
+}
+
+// LegStats are a leg's packet counters.
+type LegStats struct {
+	Packets, Bytes  int64
+	Malformed       int64 // not RTP: too short, bad version, CSRC or padding past the end
+	UnknownPT       int64
+	Late            int64 // older than the playout point, or duplicates
+	Lost            int64 // declared lost after the reorder window
+	Discontinuities int64 // SSRC changes and timestamp jumps over MaxGapMs
+	DTMF            int64
+	SilenceSamples  int64 // 16 kHz samples of gap written for loss/DTX
+	DroppedSamples  int64 // overwritten in the ring before being read
+}
+
+// Leg turns one leg's RTP packets into 16 kHz audio in its Ring. HandleRTP
+// is called by one goroutine (the leg's socket reader) and allocates
+// nothing per packet.
+type Leg struct {
+	opts    LegOptions
+	ring    *Ring
+	decs    map[uint8]*legCodec
+	reorder reorder
+
+	cur      *legCodec // codec of the last audio packet
+	ssrc     uint32
+	haveSSRC bool
+	haveTS   bool
+	nextTS   uint32 // RTP timestamp where the timeline ends
+	lastDTMF uint32 // timestamp of the last reported telephone-event
+	haveDTMF bool
+
+	pkt   rtp.Packet
+	pcm   []float32
+	out   []float32
+	stats LegStats
+}
+
+type legCodec struct {
+	codec Codec
+	dec   Decoder
+	rs    *Resampler
+}
+
+// ErrNoCodec is returned when a leg has no payload type to decode.
+var ErrNoCodec = errors.New("media: leg has no codec")
+
+// NewLeg prepares a leg's receive path.
+func NewLeg(o LegOptions) (*Leg, error) {
+	if len(o.PayloadTypes) == 0 {
+		return nil, ErrNoCodec
+	}
+	if o.RingMs <= 0 {
+		o.RingMs = 10000
+	}
+	if o.ReorderMs <= 0 {
+		o.ReorderMs = 60
+	}
+	if o.MaxGapMs <= 0 {
+		o.MaxGapMs = 5000
+	}
+	if o.Filter == nil {
+		o.Filter = &FilterKaldi
+	}
+	l := &Leg{opts: o, ring: NewRing(o.RingMs * 16), decs: map[uint8]*legCodec{},
+		pcm: make([]float32, 0, 4096), out: make([]float32, 0, 8192)}
+	for pt, name := range o.PayloadTypes {
+		c, err := LookupCodec(name)
+		if err != nil {
+			return nil, fmt.Errorf("media: payload type %d: %q: %w", pt, name, err)
+		}
+		rs, err := NewResamplerFilter(c.NewDecoder().SampleRate(), 16000, *o.Filter)
+		if err != nil {
+			return nil, err
+		}
+		l.decs[pt] = &legCodec{codec: c, dec: c.NewDecoder(), rs: rs}
+	}
+	l.reorder.init(32, 512)
+	return l, nil
+}
+
+// Ring is where the leg's 16 kHz audio goes.
+func (l *Leg) Ring() *Ring { return l.ring }
+
+// Stats returns the counters. Safe only from the packet goroutine, or after
+// it stopped; Dropped samples are read from the ring.
+func (l *Leg) Stats() LegStats {
+	s := l.stats
+	s.DroppedSamples = l.ring.Dropped()
+	return s
+}
+
+// HandleRTP takes one datagram. Bad packets are dropped and counted.
+func (l *Leg) HandleRTP(buf []byte) {
+	l.stats.Packets++
+	l.stats.Bytes += int64(len(buf))
+	if len(buf) < 12 || buf[0]>>6 != 2 {
+		l.stats.Malformed++
+		return
+	}
+	if err := l.pkt.Unmarshal(buf); err != nil {
+		l.stats.Malformed++
+		return
+	}
+	h := &l.pkt.Header
+	pt := h.PayloadType
+	if _, ok := l.decs[pt]; !ok && int(pt) != l.opts.DTMFPayloadType {
+		l.stats.UnknownPT++
+		return
+	}
+	if !l.haveSSRC || h.SSRC != l.ssrc {
+		if l.haveSSRC { // a new source: its sequence and clock start over
+			l.flush()
+			l.stats.Discontinuities++
+			l.haveTS = false
+		}
+		l.ssrc, l.haveSSRC = h.SSRC, true
+		l.reorder.reset()
+	}
+	switch l.reorder.put(h.SequenceNumber, h.Timestamp, pt, l.pkt.Payload) {
+	case putLate:
+		l.stats.Late++
+		return
+	case putFar: // a jump beyond the window: play what is held, then restart
+		l.flush()
+		l.reorder.reset()
+		l.reorder.put(h.SequenceNumber, h.Timestamp, pt, l.pkt.Payload)
+	}
+	l.drain(false)
+}
+
+// flush plays out everything held, gaps included.
+func (l *Leg) flush() { l.drain(true) }
+
+func (l *Leg) drain(all bool) {
+	window := uint32(l.opts.ReorderMs * 8) // in 8 kHz clock units; see below
+	for {
+		s, ok := l.reorder.pop()
+		if !ok {
+			if !l.reorder.waiting() {
+				return
+			}
+			// The next packet is missing. Wait for it while the newest held
+			// packet is less than the reorder window ahead.
+			if !all && (!l.haveTS || int32(l.reorder.newestTS-l.nextTS) < int32(l.clockUnits(window))) {
+				return
+			}
+			l.reorder.skip()
+			l.stats.Lost++
+			continue
+		}
+		l.play(s)
+	}
+}
+
+// clockUnits converts 8 kHz units to the current codec's clock.
+func (l *Leg) clockUnits(u uint32) uint32 {
+	if l.cur != nil {
+		return u * uint32(l.cur.codec.ClockRate) / 8000
+	}
+	return u
+}
+
+func (l *Leg) play(s *slot) {
+	if int(s.pt) == l.opts.DTMFPayloadType {
+		l.dtmf(s)
+		return
+	}
+	c := l.decs[s.pt]
+	if c != l.cur {
+		if l.cur != nil && c.codec.ClockRate != l.cur.codec.ClockRate {
+			l.haveTS = false // another clock: the timestamps do not compare
+		}
+		l.cur = c
+	}
+	if l.haveTS {
+		if gap := int32(s.ts - l.nextTS); gap > 0 {
+			ms := int64(gap) * 1000 / int64(c.codec.ClockRate)
+			if ms > int64(l.opts.MaxGapMs) {
+				l.stats.Discontinuities++
+				ms = int64(l.opts.MaxGapMs)
+			}
+			l.ring.WriteSilence(int(ms * 16))
+			l.stats.SilenceSamples += ms * 16
+		} else if gap < 0 {
+			l.stats.Late++ // overlaps audio already played
+			return
+		}
+	}
+	var err error
+	l.pcm, err = c.dec.Decode(l.pcm[:0], s.payload)
+	if err != nil {
+		l.stats.Malformed++
+		return
+	}
+	l.out = c.rs.Process(l.out[:0], l.pcm)
+	l.ring.Write(l.out)
+	l.nextTS = s.ts + uint32(len(l.pcm)*c.codec.ClockRate/c.dec.SampleRate())
+	l.haveTS = true
+}
+
+var dtmfDigits = [16]byte{'0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '*', '#', 'A', 'B', 'C', 'D'}
+
+// dtmf reports an event at its first end packet (the end packet is sent
+// three times; the event's timestamp tells them apart).
+func (l *Leg) dtmf(s *slot) {
+	p := s.payload
+	if len(p) < 4 || p[0] > 15 {
+		l.stats.Malformed++
+		return
+	}
+	if p[1]&0x80 == 0 || (l.haveDTMF && l.lastDTMF == s.ts) {
+		return
+	}
+	l.lastDTMF, l.haveDTMF = s.ts, true
+	l.stats.DTMF++
+	if l.opts.OnDTMF == nil {
+		return
+	}
+	rate := int64(8000)
+	if l.cur != nil {
+		rate = int64(l.cur.codec.ClockRate)
+	}
+	start := l.ring.End() / 16
+	if l.haveTS {
+		start += int64(int32(s.ts-l.nextTS)) * 1000 / rate
+	}
+	dur := int64(uint16(p[2])<<8|uint16(p[3])) * 1000 / rate
+	l.opts.OnDTMF(DTMF{Digit: dtmfDigits[p[0]], StartMs: start, DurationMs: dur})
+}
