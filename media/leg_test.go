@@ -122,8 +122,8 @@ func TestLegDropsMalformed(t *testing.T) {
 	bad := [][]byte{
 		nil,
 		good[:11],
-		append([]byte{0x40}, good[1:]...),                    // version 1
-		append([]byte{0x8f}, good[1:20]...),                  // 15 CSRCs past the end
+		append([]byte{0x40}, good[1:]...),   // version 1
+		append([]byte{0x8f}, good[1:20]...), // 15 CSRCs past the end
 		append(append([]byte{0xa0}, good[1:]...)[:172], 200), // padding longer than the packet
 	}
 	for _, b := range bad {
