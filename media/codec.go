@@ -33,6 +33,8 @@ func LookupCodec(name string) (Codec, error) {
 		return Codec{Name: "PCMU", ClockRate: 8000, NewDecoder: func() Decoder { return g711Decoder{&ulawTable} }}, nil
 	case "PCMA":
 		return Codec{Name: "PCMA", ClockRate: 8000, NewDecoder: func() Decoder { return g711Decoder{&alawTable} }}, nil
+	case "G722":
+		return Codec{Name: "G722", ClockRate: 8000, NewDecoder: func() Decoder { return newG722Decoder() }}, nil
 	}
 	return Codec{}, ErrUnknownCodec
 }

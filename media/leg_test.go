@@ -2,6 +2,7 @@ package media
 
 import (
 	"math"
+	"os"
 	"testing"
 
 	"github.com/pion/rtp"
@@ -207,6 +208,40 @@ func BenchmarkLegPCMU20ms(b *testing.B) {
 		ts += 160
 		if i%50 == 49 {
 			l.Ring().Read(buf)
+		}
+	}
+}
+
+// G.722 rides RTP with an 8 kHz clock while it carries 16 kHz audio.
+func TestLegG722(t *testing.T) {
+	code, err := os.ReadFile("testdata/speech.g722")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLeg(LegOptions{PayloadTypes: map[uint8]string{9: "G722"}, DTMFPayloadType: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := 0; (k+1)*160 <= len(code); k++ {
+		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 9, SequenceNumber: uint16(k),
+			Timestamp: uint32(k * 160), SSRC: 4}, Payload: code[k*160 : (k+1)*160]}
+		if k == 40 {
+			continue // one lost packet: 20 ms of silence, the timeline intact
+		}
+		b, _ := p.Marshal()
+		l.HandleRTP(b)
+	}
+	want, _ := newG722Decoder().Decode(nil, code)
+	got := readAll(l)
+	if len(got) != len(want) {
+		t.Fatalf("%d samples, want %d", len(got), len(want))
+	}
+	if st := l.Stats(); st.Lost != 1 || st.SilenceSamples != 320 {
+		t.Errorf("%+v", st)
+	}
+	for i := 0; i < 40*320; i++ {
+		if got[i] != want[i] {
+			t.Fatalf("sample %d differs before the loss", i)
 		}
 	}
 }
