@@ -23,18 +23,20 @@ type Codec struct {
 	Name      string // SDP encoding name, e.g. "PCMU"
 	ClockRate int    // RTP clock rate
 	// NewDecoder returns a decoder with its own state for one leg.
-	NewDecoder func() Decoder
+	NewDecoder func() (Decoder, error)
 }
 
 // LookupCodec finds a codec by SDP encoding name (case-insensitive).
 func LookupCodec(name string) (Codec, error) {
 	switch strings.ToUpper(name) {
 	case "PCMU":
-		return Codec{Name: "PCMU", ClockRate: 8000, NewDecoder: func() Decoder { return g711Decoder{&ulawTable} }}, nil
+		return Codec{Name: "PCMU", ClockRate: 8000, NewDecoder: func() (Decoder, error) { return g711Decoder{&ulawTable}, nil }}, nil
 	case "PCMA":
-		return Codec{Name: "PCMA", ClockRate: 8000, NewDecoder: func() Decoder { return g711Decoder{&alawTable} }}, nil
+		return Codec{Name: "PCMA", ClockRate: 8000, NewDecoder: func() (Decoder, error) { return g711Decoder{&alawTable}, nil }}, nil
 	case "G722":
-		return Codec{Name: "G722", ClockRate: 8000, NewDecoder: func() Decoder { return newG722Decoder() }}, nil
+		return Codec{Name: "G722", ClockRate: 8000, NewDecoder: func() (Decoder, error) { return newG722Decoder(), nil }}, nil
+	case "OPUS":
+		return Codec{Name: "opus", ClockRate: 48000, NewDecoder: newOpusDecoder}, nil
 	}
 	return Codec{}, ErrUnknownCodec
 }

@@ -21,7 +21,10 @@ func TestG722MatchesFFmpeg(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dec := c.NewDecoder()
+	dec, err := c.NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var got []float32
 	for i := 0; i < len(code); i += 160 { // 20 ms packets
 		if got, err = dec.Decode(got, code[i:min(i+160, len(code))]); err != nil {

@@ -106,11 +106,15 @@ func NewLeg(o LegOptions) (*Leg, error) {
 		if err != nil {
 			return nil, fmt.Errorf("media: payload type %d: %q: %w", pt, name, err)
 		}
-		rs, err := NewResamplerFilter(c.NewDecoder().SampleRate(), 16000, *o.Filter)
+		dec, err := c.NewDecoder()
 		if err != nil {
 			return nil, err
 		}
-		l.decs[pt] = &legCodec{codec: c, dec: c.NewDecoder(), rs: rs}
+		rs, err := NewResamplerFilter(dec.SampleRate(), 16000, *o.Filter)
+		if err != nil {
+			return nil, err
+		}
+		l.decs[pt] = &legCodec{codec: c, dec: dec, rs: rs}
 	}
 	l.reorder.init(32, 512)
 	return l, nil
