@@ -1,0 +1,153 @@
+package media
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrNoPorts is returned when every RTP port of the range is in use.
+var ErrNoPorts = errors.New("media: no free RTP port")
+
+// Ports hands out even RTP ports from a range, as SDP m-lines expect.
+type Ports struct {
+	mu     sync.Mutex
+	lo, hi int
+	next   int
+	used   map[int]bool
+}
+
+// NewPorts returns an allocator for [lo, hi].
+func NewPorts(lo, hi int) (*Ports, error) {
+	if lo <= 0 || hi > 65535 || hi < lo+1 {
+		return nil, fmt.Errorf("media: bad RTP port range %d-%d", lo, hi)
+	}
+	lo += lo & 1
+	return &Ports{lo: lo, hi: hi, next: lo, used: map[int]bool{}}, nil
+}
+
+// Listen binds a UDP socket on host at a free port of the range.
+func (p *Ports) Listen(host string) (*net.UDPConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := (p.hi - p.lo + 2) / 2
+	for range n {
+		port := p.next
+		p.next += 2
+		if p.next > p.hi {
+			p.next = p.lo
+		}
+		if p.used[port] {
+			continue
+		}
+		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(host), uint16(port))))
+		if err != nil {
+			continue // taken by someone else
+		}
+		p.used[port] = true
+		return conn, nil
+	}
+	return nil, ErrNoPorts
+}
+
+// Release returns a port to the range.
+func (p *Ports) Release(port int) {
+	p.mu.Lock()
+	delete(p.used, port)
+	p.mu.Unlock()
+}
+
+// Receiver reads one leg's RTP socket on its own goroutine and feeds the
+// leg. It latches on the first source (symmetric RTP) and ignores packets
+// from any other until Relatch.
+type Receiver struct {
+	conn    *net.UDPConn
+	leg     *Leg
+	ports   *Ports
+	latched atomic.Pointer[netip.AddrPort]
+	relatch atomic.Bool
+	last    atomic.Int64 // unix nanos of the last accepted packet
+	ignored atomic.Int64
+	done    chan struct{}
+	once    sync.Once
+}
+
+// NewReceiver starts reading conn into leg. ports, if not nil, gets the
+// port back on Close.
+func NewReceiver(conn *net.UDPConn, leg *Leg, ports *Ports) *Receiver {
+	r := &Receiver{conn: conn, leg: leg, ports: ports, done: make(chan struct{})}
+	r.last.Store(time.Now().UnixNano())
+	go r.run()
+	return r
+}
+
+// LocalAddr is where the peer sends RTP.
+func (r *Receiver) LocalAddr() netip.AddrPort {
+	return r.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// Leg is the leg fed.
+func (r *Receiver) Leg() *Leg { return r.leg }
+
+// Relatch makes the next packet's source the accepted one (a re-INVITE
+// moved the peer's media).
+func (r *Receiver) Relatch() { r.relatch.Store(true) }
+
+// Source is the latched peer address, if any.
+func (r *Receiver) Source() (netip.AddrPort, bool) {
+	p := r.latched.Load()
+	if p == nil {
+		return netip.AddrPort{}, false
+	}
+	return *p, true
+}
+
+// Idle is the time since the last accepted packet.
+func (r *Receiver) Idle() time.Duration {
+	return time.Duration(time.Now().UnixNano() - r.last.Load())
+}
+
+// Ignored counts packets from sources other than the latched one.
+func (r *Receiver) Ignored() int64 { return r.ignored.Load() }
+
+// Done is closed when the reader has stopped.
+func (r *Receiver) Done() <-chan struct{} { return r.done }
+
+func (r *Receiver) run() {
+	defer close(r.done)
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := r.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return // closed
+		}
+		cur := r.latched.Load()
+		if cur == nil || r.relatch.Swap(false) {
+			from := from
+			r.latched.Store(&from)
+		} else if *cur != from {
+			r.ignored.Add(1)
+			continue
+		}
+		r.last.Store(time.Now().UnixNano())
+		r.leg.HandleRTP(buf[:n])
+	}
+}
+
+// Close stops the reader and releases the port; the leg's stats are final
+// once Done is closed. Idempotent.
+func (r *Receiver) Close() error {
+	var err error
+	r.once.Do(func() {
+		err = r.conn.Close()
+		<-r.done
+		if r.ports != nil {
+			r.ports.Release(int(r.LocalAddr().Port()))
+		}
+	})
+	return err
+}

@@ -1,0 +1,185 @@
+package sip
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/pion/sdp/v3"
+)
+
+var (
+	// ErrBadSDP is wrapped by errors about an SDP body that cannot be read.
+	ErrBadSDP = errors.New("sip: bad SDP")
+	// ErrNoCommonCodec means the offer has no codec we decode (488).
+	ErrNoCommonCodec = errors.New("sip: no common codec")
+)
+
+// Offer is what Callscribe needs of an SDP offer's audio stream.
+type Offer struct {
+	Addr      netip.AddrPort  // where the peer's RTP comes from/goes to
+	Codecs    map[uint8]codec // offered payload types
+	Direction string          // sendrecv, sendonly, recvonly, inactive
+	Hold      bool            // sendonly/inactive or a 0.0.0.0 address
+}
+
+type codec struct {
+	name  string
+	clock int
+}
+
+// static payload types of RFC 3551 that offers may leave without rtpmap.
+var staticPT = map[uint8]codec{0: {"PCMU", 8000}, 8: {"PCMA", 8000}, 9: {"G722", 8000}}
+
+// ParseOffer reads the first audio stream of an SDP offer.
+func ParseOffer(body []byte) (Offer, error) {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(string(body)); err != nil {
+		return Offer{}, fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	var m *sdp.MediaDescription
+	for _, md := range sd.MediaDescriptions {
+		if md.MediaName.Media == "audio" && md.MediaName.Port.Value > 0 {
+			m = md
+			break
+		}
+	}
+	if m == nil {
+		return Offer{}, fmt.Errorf("%w: no audio stream", ErrBadSDP)
+	}
+	conn := sd.ConnectionInformation
+	if m.ConnectionInformation != nil {
+		conn = m.ConnectionInformation
+	}
+	if conn == nil || conn.Address == nil {
+		return Offer{}, fmt.Errorf("%w: no connection address", ErrBadSDP)
+	}
+	ip, err := netip.ParseAddr(strings.TrimSpace(strings.Split(conn.Address.Address, "/")[0]))
+	if err != nil {
+		return Offer{}, fmt.Errorf("%w: connection address %q", ErrBadSDP, conn.Address.Address)
+	}
+	if m.MediaName.Port.Value > 65535 {
+		return Offer{}, fmt.Errorf("%w: port %d", ErrBadSDP, m.MediaName.Port.Value)
+	}
+	o := Offer{Addr: netip.AddrPortFrom(ip, uint16(m.MediaName.Port.Value)), Codecs: map[uint8]codec{}, Direction: "sendrecv"}
+	for _, f := range m.MediaName.Formats {
+		pt, err := strconv.ParseUint(f, 10, 7)
+		if err != nil {
+			continue
+		}
+		if c, ok := staticPT[uint8(pt)]; ok {
+			o.Codecs[uint8(pt)] = c
+		}
+	}
+	for _, a := range append(sd.Attributes, m.Attributes...) {
+		switch a.Key {
+		case "sendrecv", "sendonly", "recvonly", "inactive":
+			o.Direction = a.Key
+		case "rtpmap":
+			// "<pt> <name>/<clock>[/<channels>]"
+			ptStr, rest, ok := strings.Cut(a.Value, " ")
+			if !ok {
+				continue
+			}
+			pt, err := strconv.ParseUint(ptStr, 10, 7)
+			if err != nil {
+				continue
+			}
+			parts := strings.Split(rest, "/")
+			clock := 0
+			if len(parts) > 1 {
+				clock, _ = strconv.Atoi(parts[1])
+			}
+			if clock <= 0 || !offered(m, ptStr) {
+				continue
+			}
+			o.Codecs[uint8(pt)] = codec{name: parts[0], clock: clock}
+		}
+	}
+	o.Hold = o.Direction == "sendonly" || o.Direction == "inactive" || ip.IsUnspecified()
+	return o, nil
+}
+
+func offered(m *sdp.MediaDescription, pt string) bool {
+	for _, f := range m.MediaName.Formats {
+		if f == pt {
+			return true
+		}
+	}
+	return false
+}
+
+// Choice is the negotiated codec of a call.
+type Choice struct {
+	PT     uint8
+	Name   string
+	Clock  int
+	DTMFPT int // -1 when the offer has no telephone-event at the codec's clock
+}
+
+// Negotiate picks the first codec of prefs the offer has.
+func Negotiate(o Offer, prefs []string) (Choice, error) {
+	for _, want := range prefs {
+		best := -1
+		for pt, c := range o.Codecs {
+			if strings.EqualFold(c.name, want) && (best < 0 || int(pt) < best) {
+				best = int(pt)
+			}
+		}
+		if best < 0 {
+			continue
+		}
+		c := o.Codecs[uint8(best)]
+		ch := Choice{PT: uint8(best), Name: c.name, Clock: c.clock, DTMFPT: -1}
+		for pt, d := range o.Codecs {
+			if strings.EqualFold(d.name, "telephone-event") && d.clock == c.clock && (ch.DTMFPT < 0 || int(pt) < ch.DTMFPT) {
+				ch.DTMFPT = int(pt)
+			}
+		}
+		return ch, nil
+	}
+	return Choice{}, ErrNoCommonCodec
+}
+
+// answerDirection mirrors the offer (RFC 3264 6.1).
+func answerDirection(offer string) string {
+	switch offer {
+	case "sendonly":
+		return "recvonly"
+	case "recvonly":
+		return "sendonly"
+	case "inactive":
+		return "inactive"
+	}
+	return "sendrecv"
+}
+
+// Answer builds the SDP answer: our RTP address and the chosen codec.
+func Answer(local netip.AddrPort, ch Choice, offerDirection string, sessionID uint64, version uint64) []byte {
+	ip := local.Addr()
+	family := "IP4"
+	if ip.Is6() && !ip.Is4In6() {
+		family = "IP6"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "v=0\r\no=callscribe %d %d IN %s %s\r\ns=callscribe\r\nc=IN %s %s\r\nt=0 0\r\n",
+		sessionID, version, family, ip, family, ip)
+	fmt.Fprintf(&b, "m=audio %d RTP/AVP %d", local.Port(), ch.PT)
+	if ch.DTMFPT >= 0 {
+		fmt.Fprintf(&b, " %d", ch.DTMFPT)
+	}
+	b.WriteString("\r\n")
+	name := ch.Name
+	suffix := ""
+	if strings.EqualFold(name, "opus") {
+		suffix = "/2"
+	}
+	fmt.Fprintf(&b, "a=rtpmap:%d %s/%d%s\r\n", ch.PT, name, ch.Clock, suffix)
+	if ch.DTMFPT >= 0 {
+		fmt.Fprintf(&b, "a=rtpmap:%d telephone-event/%d\r\na=fmtp:%d 0-16\r\n", ch.DTMFPT, ch.Clock, ch.DTMFPT)
+	}
+	fmt.Fprintf(&b, "a=ptime:20\r\na=%s\r\n", answerDirection(offerDirection))
+	return []byte(b.String())
+}
