@@ -1,0 +1,528 @@
+// Package sip answers calls from a SIP trunk on emiago/sipgo: INVITE with
+// SDP offer/answer, ACK, BYE, CANCEL, OPTIONS, hold by re-INVITE, access
+// and call limits, media timeout. Each call's audio goes to a media.Leg;
+// what happens to the audio is the Handler's business.
+package sip
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/callscribe/callscribe/media"
+)
+
+// Config configures the SIP server. Zero fields take the defaults named.
+type Config struct {
+	// UDP and TCP are the listen addresses ("127.0.0.1:5060"); empty: off.
+	UDP, TCP string
+	// MediaIP is the address RTP sockets bind to and SDP announces.
+	MediaIP string
+	// RTPPortLo and RTPPortHi bound the RTP ports; default 20000-30000.
+	RTPPortLo, RTPPortHi int
+	// Codecs in order of preference; default PCMU, PCMA, G722, opus.
+	Codecs []string
+	// MediaTimeout ends a call without RTP for this long while not on
+	// hold; default 30 s.
+	MediaTimeout time.Duration
+	// MaxCalls bounds concurrent calls (503 beyond it); default 1000.
+	MaxCalls int
+	// AllowCIDRs, when set, is the only sources accepted (403 otherwise).
+	AllowCIDRs []netip.Prefix
+	// CarryHeaders names the headers kept on the call record; a name ending
+	// in "*" is a prefix. Default: X-* and User-to-User.
+	CarryHeaders []string
+	// AnswerDelay holds the 200 OK back (ringing); default 0.
+	AnswerDelay time.Duration
+	// Leg configures each leg's receive path.
+	Leg media.LegOptions
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() error {
+	if c.UDP == "" && c.TCP == "" {
+		return errors.New("sip: config: no listen address (udp or tcp)")
+	}
+	if c.MediaIP == "" {
+		c.MediaIP = "127.0.0.1"
+	}
+	if _, err := netip.ParseAddr(c.MediaIP); err != nil {
+		return fmt.Errorf("sip: config: media_ip %q: %w", c.MediaIP, err)
+	}
+	if c.RTPPortLo == 0 && c.RTPPortHi == 0 {
+		c.RTPPortLo, c.RTPPortHi = 20000, 30000
+	}
+	if len(c.Codecs) == 0 {
+		c.Codecs = []string{"PCMU", "PCMA", "G722", "opus"}
+	}
+	for _, name := range c.Codecs {
+		if _, err := media.LookupCodec(name); err != nil {
+			return fmt.Errorf("sip: config: codecs: %q: %w", name, err)
+		}
+	}
+	if c.MediaTimeout <= 0 {
+		c.MediaTimeout = 30 * time.Second
+	}
+	if c.MaxCalls <= 0 {
+		c.MaxCalls = 1000
+	}
+	if len(c.CarryHeaders) == 0 {
+		c.CarryHeaders = []string{"X-*", "User-to-User"}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Call is one answered call.
+type Call struct {
+	SIPCallID string
+	From, To  string
+	Source    netip.AddrPort // where the INVITE came from
+	Headers   map[string]string
+	Codec     string
+	Leg       *media.Leg
+	Started   time.Time
+
+	rcv    *media.Receiver
+	dlg    *sipgo.DialogServerSession
+	hold   atomic.Bool
+	ver    atomic.Uint64
+	sessID uint64
+	choice Choice
+	done   chan struct{}
+	reason string
+}
+
+// OnHold tells whether the peer has put the call on hold.
+func (c *Call) OnHold() bool { return c.hold.Load() }
+
+// Done is closed when the call has ended; Reason tells why.
+func (c *Call) Done() <-chan struct{} { return c.done }
+
+// Reason is why the call ended: bye, timeout, shutdown, error.
+func (c *Call) Reason() string {
+	select {
+	case <-c.done:
+		return c.reason
+	default:
+		return ""
+	}
+}
+
+// Handler learns of calls. Both methods are called on the call's goroutine
+// and must not block for long.
+type Handler interface {
+	CallStarted(c *Call)
+	CallEnded(c *Call)
+}
+
+// Server is the SIP user agent server.
+type Server struct {
+	cfg   Config
+	h     Handler
+	ua    *sipgo.UserAgent
+	srv   *sipgo.Server
+	cli   *sipgo.Client
+	dlgs  *sipgo.DialogServerCache
+	ports *media.Ports
+
+	mu      sync.Mutex
+	calls   map[string]*Call
+	closed  bool
+	wg      sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+	addrs   []net.Addr
+	closers []io.Closer // listeners, closed by Close
+
+	// Counters.
+	Rejected atomic.Int64
+}
+
+// NewServer prepares a server; Serve starts it.
+func NewServer(cfg Config, h Handler) (*Server, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	ports, err := media.NewPorts(cfg.RTPPortLo, cfg.RTPPortHi)
+	if err != nil {
+		return nil, fmt.Errorf("sip: config: rtp ports: %w", err)
+	}
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("callscribe"))
+	if err != nil {
+		return nil, err
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(cfg.Logger))
+	if err != nil {
+		ua.Close()
+		return nil, err
+	}
+	cli, err := sipgo.NewClient(ua, sipgo.WithClientLogger(cfg.Logger))
+	if err != nil {
+		ua.Close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, h: h, ua: ua, srv: srv, cli: cli, ports: ports, calls: map[string]*Call{}}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	srv.OnInvite(s.onInvite)
+	srv.OnAck(s.onAck)
+	srv.OnBye(s.onBye)
+	srv.OnOptions(s.onOptions)
+	srv.OnNoRoute(s.onOther)
+	return s, nil
+}
+
+// Listen binds the configured addresses and serves them until Close. It
+// returns once the sockets are bound (an error names the one that failed).
+func (s *Server) Listen() error {
+	defer s.setContact()
+	if s.cfg.UDP != "" {
+		pc, err := net.ListenPacket("udp", s.cfg.UDP)
+		if err != nil {
+			return fmt.Errorf("sip: listen udp %s: %w", s.cfg.UDP, err)
+		}
+		s.addrs = append(s.addrs, pc.LocalAddr())
+		s.closers = append(s.closers, pc)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.srv.ServeUDP(pc)
+		}()
+	}
+	if s.cfg.TCP != "" {
+		l, err := net.Listen("tcp", s.cfg.TCP)
+		if err != nil {
+			s.Close()
+			return fmt.Errorf("sip: listen tcp %s: %w", s.cfg.TCP, err)
+		}
+		s.addrs = append(s.addrs, l.Addr())
+		s.closers = append(s.closers, l)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.srv.ServeTCP(l)
+		}()
+	}
+	return nil
+}
+
+// setContact makes the Contact of our answers the first bound address.
+func (s *Server) setContact() {
+	host, port := s.cfg.MediaIP, 5060
+	if len(s.addrs) > 0 {
+		if ap, err := netip.ParseAddrPort(s.addrs[0].String()); err == nil {
+			host, port = ap.Addr().String(), int(ap.Port())
+		}
+	}
+	s.dlgs = sipgo.NewDialogServerCache(s.cli, sipmsg.ContactHeader{
+		Address: sipmsg.Uri{User: "callscribe", Host: host, Port: port}})
+}
+
+// Addrs are the bound listen addresses.
+func (s *Server) Addrs() []net.Addr { return s.addrs }
+
+// ActiveCalls is the number of calls in progress.
+func (s *Server) ActiveCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.calls)
+}
+
+// Close hangs up every call (reason shutdown, BYE sent) and stops the
+// server. Idempotent.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.waitCalls()
+	err := s.srv.Close()
+	for _, c := range s.closers {
+		c.Close()
+	}
+	s.ua.Close()
+	s.wg.Wait()
+	return err
+}
+
+func (s *Server) waitCalls() {
+	for {
+		s.mu.Lock()
+		var c *Call
+		for _, v := range s.calls {
+			c = v
+			break
+		}
+		s.mu.Unlock()
+		if c == nil {
+			return
+		}
+		<-c.done
+	}
+}
+
+func respond(tx sipmsg.ServerTransaction, req *sipmsg.Request, code int, reason string, hdrs ...sipmsg.Header) {
+	res := sipmsg.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	tx.Respond(res)
+}
+
+const allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS"
+
+func (s *Server) onOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	respond(tx, req, 200, "OK", sipmsg.NewHeader("Allow", allowed), sipmsg.NewHeader("Accept", "application/sdp"))
+}
+
+func (s *Server) onOther(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	respond(tx, req, 405, "Method Not Allowed", sipmsg.NewHeader("Allow", allowed))
+}
+
+func (s *Server) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	s.dlgs.ReadAck(req, tx)
+}
+
+func (s *Server) onBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if err := s.dlgs.ReadBye(req, tx); err != nil {
+		respond(tx, req, 481, "Call/Transaction Does Not Exist")
+	}
+}
+
+func sourceOf(req *sipmsg.Request) netip.AddrPort {
+	ap, _ := netip.ParseAddrPort(req.Source())
+	return ap
+}
+
+func (s *Server) allowedSource(src netip.AddrPort) bool {
+	if len(s.cfg.AllowCIDRs) == 0 {
+		return true
+	}
+	for _, p := range s.cfg.AllowCIDRs {
+		if p.Contains(src.Addr().Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) carried(req *sipmsg.Request) map[string]string {
+	out := map[string]string{}
+	for _, h := range req.Headers() {
+		name := h.Name()
+		for _, want := range s.cfg.CarryHeaders {
+			if p, ok := strings.CutSuffix(want, "*"); ok && len(name) >= len(p) && strings.EqualFold(name[:len(p)], p) ||
+				strings.EqualFold(name, want) {
+				out[name] = h.Value()
+				break
+			}
+		}
+	}
+	return out
+}
+
+func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	callID := ""
+	if h := req.CallID(); h != nil {
+		callID = h.Value()
+	}
+	if to := req.To(); to != nil && to.Params.Has("tag") {
+		s.reinvite(callID, req, tx)
+		return
+	}
+	log := s.cfg.Logger.With("call_id", callID)
+	src := sourceOf(req)
+	if !s.allowedSource(src) {
+		s.Rejected.Add(1)
+		log.Info("sip: source not allowed", "source", src)
+		respond(tx, req, 403, "Forbidden")
+		return
+	}
+	offer, err := ParseOffer(req.Body())
+	if err != nil {
+		s.Rejected.Add(1)
+		respond(tx, req, 400, "Bad Request", sipmsg.NewHeader("Warning", `399 callscribe "`+sanitize(err.Error())+`"`))
+		return
+	}
+	choice, err := Negotiate(offer, s.cfg.Codecs)
+	if err != nil {
+		s.Rejected.Add(1)
+		respond(tx, req, 488, "Not Acceptable Here", sipmsg.NewHeader("Warning", `304 callscribe "no common codec"`))
+		return
+	}
+	s.mu.Lock()
+	full := len(s.calls) >= s.cfg.MaxCalls || s.closed
+	_, dup := s.calls[callID]
+	s.mu.Unlock()
+	if full || dup {
+		s.Rejected.Add(1)
+		respond(tx, req, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", "5"))
+		return
+	}
+	conn, err := s.ports.Listen(s.cfg.MediaIP)
+	if err != nil {
+		s.Rejected.Add(1)
+		log.Error("sip: no RTP port", "err", err)
+		respond(tx, req, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", "5"))
+		return
+	}
+	lo := s.cfg.Leg
+	lo.PayloadTypes = map[uint8]string{choice.PT: choice.Name}
+	lo.DTMFPayloadType = choice.DTMFPT
+	leg, err := media.NewLeg(lo)
+	if err != nil {
+		conn.Close()
+		s.ports.Release(conn.LocalAddr().(*net.UDPAddr).Port)
+		respond(tx, req, 500, "Server Internal Error")
+		return
+	}
+	rcv := media.NewReceiver(conn, leg, s.ports)
+	dlg, err := s.dlgs.ReadInvite(req, tx)
+	if err != nil {
+		rcv.Close()
+		respond(tx, req, 400, "Bad Request", sipmsg.NewHeader("Warning", `399 callscribe "`+sanitize(err.Error())+`"`))
+		return
+	}
+	c := &Call{SIPCallID: callID, Source: src, Headers: s.carried(req), Codec: choice.Name, Leg: leg,
+		rcv: rcv, dlg: dlg, choice: choice, sessID: randUint64(), done: make(chan struct{})}
+	if f := req.From(); f != nil {
+		c.From = f.Address.String()
+	}
+	if t := req.To(); t != nil {
+		c.To = t.Address.String()
+	}
+	c.hold.Store(offer.Hold)
+	dlg.Respond(100, "Trying", nil)
+	if s.cfg.AnswerDelay > 0 {
+		dlg.Respond(180, "Ringing", nil)
+		select {
+		case <-time.After(s.cfg.AnswerDelay):
+		case <-tx.Done(): // CANCEL: the transaction answered 487
+			rcv.Close()
+			dlg.Close()
+			return
+		}
+	}
+	answer := Answer(rcv.LocalAddr(), choice, offer.Direction, c.sessID, c.ver.Add(1))
+	if err := dlg.RespondSDP(answer); err != nil {
+		log.Info("sip: answer not sent", "err", err)
+		rcv.Close()
+		dlg.Close()
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		go s.hangup(c, "shutdown")
+		return
+	}
+	s.calls[callID] = c
+	s.mu.Unlock()
+	c.Started = time.Now()
+	s.wg.Add(1)
+	go s.run(c, log)
+}
+
+func sanitize(s string) string {
+	return strings.NewReplacer(`"`, "'", "\r", " ", "\n", " ").Replace(s)
+}
+
+func randUint64() uint64 {
+	var b [8]byte
+	rand.Read(b[:])
+	return binary.BigEndian.Uint64(b[:]) >> 1
+}
+
+// reinvite updates an established call: hold and resume, a new address.
+func (s *Server) reinvite(callID string, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	s.mu.Lock()
+	c := s.calls[callID]
+	s.mu.Unlock()
+	if c == nil {
+		respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	offer, err := ParseOffer(req.Body())
+	if err != nil {
+		respond(tx, req, 488, "Not Acceptable Here")
+		return
+	}
+	if _, err := Negotiate(offer, []string{c.choice.Name}); err != nil {
+		respond(tx, req, 488, "Not Acceptable Here", sipmsg.NewHeader("Warning", `304 callscribe "codec change not supported"`))
+		return
+	}
+	c.hold.Store(offer.Hold)
+	if !offer.Hold {
+		c.rcv.Relatch()
+	}
+	res := sipmsg.NewSDPResponseFromRequest(req, Answer(c.rcv.LocalAddr(), c.choice, offer.Direction, c.sessID, c.ver.Add(1)))
+	tx.Respond(res)
+}
+
+// run is the call's loop: it ends on BYE, media timeout or shutdown.
+func (s *Server) run(c *Call, log *slog.Logger) {
+	defer s.wg.Done()
+	if s.h != nil {
+		s.h.CallStarted(c)
+	}
+	tick := time.NewTicker(min(time.Second, s.cfg.MediaTimeout/4))
+	defer tick.Stop()
+	reason := ""
+	for reason == "" {
+		select {
+		case <-c.dlg.Context().Done():
+			reason = "bye"
+		case <-s.ctx.Done():
+			reason = "shutdown"
+		case <-tick.C:
+			if !c.OnHold() && c.rcv.Idle() > s.cfg.MediaTimeout {
+				reason = "timeout"
+			}
+		}
+	}
+	log.Info("sip: call ended", "reason", reason, "duration", time.Since(c.Started))
+	s.hangup(c, reason)
+}
+
+// hangup ends a call: BYE unless the peer sent it, media closed, handler told.
+func (s *Server) hangup(c *Call, reason string) {
+	if reason != "bye" {
+		// The BYE must go out even when the server's context is done.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
+		c.dlg.Bye(ctx)
+		cancel()
+	}
+	c.dlg.Close()
+	c.rcv.Close()
+	c.reason = reason
+	s.mu.Lock()
+	delete(s.calls, c.SIPCallID)
+	s.mu.Unlock()
+	close(c.done)
+	if s.h != nil {
+		s.h.CallEnded(c)
+	}
+}
+
+// LocalRTP is the call's RTP address (what the SDP answer announced).
+func (c *Call) LocalRTP() netip.AddrPort { return c.rcv.LocalAddr() }

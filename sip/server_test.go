@@ -1,0 +1,249 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
+	"github.com/pion/rtp"
+	"github.com/zaf/g711"
+
+	"github.com/callscribe/callscribe/media"
+)
+
+// recorder is the Handler of these tests: it keeps what the server reports.
+type recorder struct {
+	mu      sync.Mutex
+	started []*Call
+	ended   []*Call
+	startCh chan *Call
+}
+
+func newRecorder() *recorder { return &recorder{startCh: make(chan *Call, 16)} }
+
+func (r *recorder) CallStarted(c *Call) {
+	r.mu.Lock()
+	r.started = append(r.started, c)
+	r.mu.Unlock()
+	r.startCh <- c
+}
+
+func (r *recorder) CallEnded(c *Call) {
+	r.mu.Lock()
+	r.ended = append(r.ended, c)
+	r.mu.Unlock()
+}
+
+func startServer(t *testing.T, cfg Config) (*Server, *recorder, string) {
+	t.Helper()
+	if cfg.UDP == "" && cfg.TCP == "" {
+		cfg.UDP = "127.0.0.1:0"
+	}
+	cfg.RTPPortLo, cfg.RTPPortHi = 31000, 31999
+	rec := newRecorder()
+	s, err := NewServer(cfg, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, rec, s.Addrs()[0].String()
+}
+
+// uac is a SIP phone made of sipgo's client and dialog API.
+type uac struct {
+	ua   *sipgo.UserAgent
+	cli  *sipgo.Client
+	dc   *sipgo.DialogClientCache
+	port int
+	byes chan struct{}
+}
+
+func newUAC(t *testing.T) *uac {
+	t.Helper()
+	ua, _ := sipgo.NewUA()
+	srv, _ := sipgo.NewServer(ua)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	cli, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientPort(port))
+	u := &uac{ua: ua, cli: cli, port: port, byes: make(chan struct{}, 4)}
+	u.dc = sipgo.NewDialogClientCache(cli, sipmsg.ContactHeader{Address: sipmsg.Uri{User: "uac", Host: "127.0.0.1", Port: port}})
+	srv.OnBye(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		u.dc.ReadBye(req, tx)
+		u.byes <- struct{}{}
+	})
+	go srv.ServeUDP(pc)
+	t.Cleanup(func() { srv.Close(); ua.Close() })
+	return u
+}
+
+func offer(rtpPort int, formats string, extra ...string) []byte {
+	s := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP %s\r\n", rtpPort, formats)
+	for _, e := range extra {
+		s += e + "\r\n"
+	}
+	return []byte(s)
+}
+
+func target(addr string) sipmsg.Uri {
+	ap := netip.MustParseAddrPort(addr)
+	return sipmsg.Uri{User: "transcribe", Host: ap.Addr().String(), Port: int(ap.Port())}
+}
+
+// sendTone streams a 8 kHz tone as 20 ms PCMU packets in real time.
+func sendTone(t *testing.T, conn *net.UDPConn, to netip.AddrPort, freq float64, ms int) {
+	t.Helper()
+	for k := range ms / 20 {
+		payload := make([]byte, 160)
+		for j := range payload {
+			v := 0.5 * math.Sin(2*math.Pi*freq*float64(k*160+j)/8000)
+			payload[j] = g711.EncodeUlawFrame(int16(v * 32767))
+		}
+		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(k), Timestamp: uint32(k * 160), SSRC: 42}, Payload: payload}
+		b, _ := p.Marshal()
+		if _, err := conn.WriteToUDPAddrPort(b, to); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// peak finds the strongest frequency of x (16 kHz) with a DFT over 50 Hz steps.
+func peak(x []float32) float64 {
+	best, bestF := 0.0, 0.0
+	for f := 100.0; f < 4000; f += 50 {
+		var re, im float64
+		for i, v := range x {
+			a := 2 * math.Pi * f * float64(i) / 16000
+			re += float64(v) * math.Cos(a)
+			im += float64(v) * math.Sin(a)
+		}
+		if p := re*re + im*im; p > best {
+			best, bestF = p, f
+		}
+	}
+	return bestF
+}
+
+func TestCallCarriesAudioAndEndsOnBye(t *testing.T) {
+	_, rec, addr := startServer(t, Config{})
+	phone := newUAC(t)
+	rtpConn, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	defer rtpConn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sess, err := phone.dc.Invite(ctx, target(addr), offer(rtpConn.LocalAddr().(*net.UDPAddr).Port, "0 101", "a=rtpmap:101 telephone-event/8000"),
+		sipmsg.NewHeader("X-Correlation-Id", "abc-123"), sipmsg.NewHeader("User-to-User", "00ff;encoding=hex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ans, err := ParseOffer(sess.InviteResponse.Body())
+	if err != nil {
+		t.Fatalf("answer: %v\n%s", err, sess.InviteResponse.Body())
+	}
+	c := <-rec.startCh
+	if c.Codec != "PCMU" || c.Headers["X-Correlation-Id"] != "abc-123" || c.Headers["User-to-User"] == "" || c.From == "" {
+		t.Errorf("call %+v", c)
+	}
+	if ans.Addr != c.LocalRTP() {
+		t.Errorf("answer says %v, media at %v", ans.Addr, c.LocalRTP())
+	}
+	sendTone(t, rtpConn, ans.Addr, 1000, 600)
+	if err := sess.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("call did not end")
+	}
+	if c.Reason() != "bye" {
+		t.Errorf("reason %q", c.Reason())
+	}
+	y := make([]float32, c.Leg.Ring().Len())
+	n, _ := c.Leg.Ring().Read(y)
+	if n < 9000 {
+		t.Fatalf("only %d samples arrived", n)
+	}
+	if f := peak(y[:n]); f != 1000 {
+		t.Errorf("tone at %g Hz, sent 1000", f)
+	}
+}
+
+func TestRejections(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		body []byte
+		code int
+	}{
+		{"no common codec", Config{}, offer(4000, "18", "a=rtpmap:18 G729/8000"), 488},
+		{"malformed SDP", Config{}, []byte("v=0\r\nthis is not sdp"), 400},
+		{"source not allowed", Config{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, offer(4000, "0"), 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, _, addr := startServer(t, tc.cfg)
+			phone := newUAC(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			sess, err := phone.dc.Invite(ctx, target(addr), tc.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sess.Close()
+			err = sess.WaitAnswer(ctx, sipgo.AnswerOptions{})
+			var de *sipgo.ErrDialogResponse
+			if !errorsAs(err, &de) || de.Res.StatusCode != tc.code {
+				t.Fatalf("got %v, want %d", err, tc.code)
+			}
+			if srv.ActiveCalls() != 0 {
+				t.Error("call registered")
+			}
+		})
+	}
+}
+
+func TestOptionsAndUnknownMethods(t *testing.T) {
+	_, _, addr := startServer(t, Config{})
+	phone := newUAC(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		m    sipmsg.RequestMethod
+		code int
+	}{{sipmsg.OPTIONS, 200}, {sipmsg.MESSAGE, 405}, {sipmsg.SUBSCRIBE, 405}} {
+		res, err := phone.cli.Do(ctx, sipmsg.NewRequest(tc.m, target(addr)))
+		if err != nil || res.StatusCode != tc.code {
+			t.Errorf("%s: %v %v", tc.m, res, err)
+			continue
+		}
+		if allow := res.GetHeader("Allow"); allow == nil || !strings.Contains(allow.Value(), "INVITE") {
+			t.Errorf("%s: no Allow header", tc.m)
+		}
+	}
+}
+
+var _ = media.NewRing
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }
