@@ -54,6 +54,13 @@ func (p *Ports) Listen(host string) (*net.UDPConn, error) {
 	return nil, ErrNoPorts
 }
 
+// InUse is the number of ports handed out.
+func (p *Ports) InUse() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.used)
+}
+
 // Release returns a port to the range.
 func (p *Ports) Release(port int) {
 	p.mu.Lock()

@@ -132,6 +132,12 @@ type Handler interface {
 	CallEnded(c *Call)
 }
 
+// DTMFHandler, when the Handler implements it too, receives each call's
+// RFC 4733 digits on the call's packet goroutine; it must not block.
+type DTMFHandler interface {
+	CallDTMF(c *Call, d media.DTMF)
+}
+
 // Server is the SIP user agent server.
 type Server struct {
 	cfg   Config
@@ -191,7 +197,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 // Listen binds the configured addresses and serves them until Close. It
 // returns once the sockets are bound (an error names the one that failed).
 func (s *Server) Listen() error {
-	defer s.setContact()
+	var serve []func()
 	if s.cfg.UDP != "" {
 		pc, err := net.ListenPacket("udp", s.cfg.UDP)
 		if err != nil {
@@ -199,24 +205,28 @@ func (s *Server) Listen() error {
 		}
 		s.addrs = append(s.addrs, pc.LocalAddr())
 		s.closers = append(s.closers, pc)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.srv.ServeUDP(pc)
-		}()
+		serve = append(serve, func() { s.srv.ServeUDP(pc) })
 	}
 	if s.cfg.TCP != "" {
 		l, err := net.Listen("tcp", s.cfg.TCP)
 		if err != nil {
-			s.Close()
+			for _, c := range s.closers {
+				c.Close()
+			}
 			return fmt.Errorf("sip: listen tcp %s: %w", s.cfg.TCP, err)
 		}
 		s.addrs = append(s.addrs, l.Addr())
 		s.closers = append(s.closers, l)
+		serve = append(serve, func() { s.srv.ServeTCP(l) })
+	}
+	// The Contact of our answers names the bound address; set it before
+	// the first request can arrive.
+	s.setContact()
+	for _, f := range serve {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.srv.ServeTCP(l)
+			f()
 		}()
 	}
 	return nil
@@ -386,9 +396,14 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		respond(tx, req, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", "5"))
 		return
 	}
+	c := &Call{SIPCallID: callID, Source: src, Headers: s.carried(req), Codec: choice.Name,
+		choice: choice, sessID: randUint64(), done: make(chan struct{})}
 	lo := s.cfg.Leg
 	lo.PayloadTypes = map[uint8]string{choice.PT: choice.Name}
 	lo.DTMFPayloadType = choice.DTMFPT
+	if dh, ok := s.h.(DTMFHandler); ok {
+		lo.OnDTMF = func(d media.DTMF) { dh.CallDTMF(c, d) }
+	}
 	leg, err := media.NewLeg(lo)
 	if err != nil {
 		conn.Close()
@@ -397,14 +412,16 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	rcv := media.NewReceiver(conn, leg, s.ports)
+	cancelled := make(chan struct{})
+	var once sync.Once
+	tx.OnCancel(func(*sipmsg.Request) { once.Do(func() { close(cancelled) }) })
 	dlg, err := s.dlgs.ReadInvite(req, tx)
 	if err != nil {
 		rcv.Close()
 		respond(tx, req, 400, "Bad Request", sipmsg.NewHeader("Warning", `399 callscribe "`+sanitize(err.Error())+`"`))
 		return
 	}
-	c := &Call{SIPCallID: callID, Source: src, Headers: s.carried(req), Codec: choice.Name, Leg: leg,
-		rcv: rcv, dlg: dlg, choice: choice, sessID: randUint64(), done: make(chan struct{})}
+	c.Leg, c.rcv, c.dlg = leg, rcv, dlg
 	if f := req.From(); f != nil {
 		c.From = f.Address.String()
 	}
@@ -417,7 +434,11 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		dlg.Respond(180, "Ringing", nil)
 		select {
 		case <-time.After(s.cfg.AnswerDelay):
-		case <-tx.Done(): // CANCEL: the transaction answered 487
+		case <-cancelled: // the transaction answers 487
+			rcv.Close()
+			dlg.Close()
+			return
+		case <-tx.Done():
 			rcv.Close()
 			dlg.Close()
 			return

@@ -23,6 +23,7 @@ import (
 // recorder is the Handler of these tests: it keeps what the server reports.
 type recorder struct {
 	mu      sync.Mutex
+	digits  []byte
 	started []*Call
 	ended   []*Call
 	startCh chan *Call
@@ -247,3 +248,186 @@ func TestOptionsAndUnknownMethods(t *testing.T) {
 var _ = media.NewRing
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+func (r *recorder) CallDTMF(c *Call, d media.DTMF) {
+	r.mu.Lock()
+	r.digits = append(r.digits, d.Digit)
+	r.mu.Unlock()
+}
+
+// call places a call from phone and returns the established session, the
+// server's call and the RTP address to send to.
+func call(t *testing.T, phone *uac, rec *recorder, addr string, rtpPort int) (*sipgo.DialogClientSession, *Call, netip.AddrPort) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sess, err := phone.dc.Invite(ctx, target(addr), offer(rtpPort, "0 101", "a=rtpmap:101 telephone-event/8000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.Close() })
+	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ans, err := ParseOffer(sess.InviteResponse.Body())
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-rec.startCh:
+		return sess, c, ans.Addr
+	case <-time.After(5 * time.Second):
+		t.Fatal("call not started")
+	}
+	return nil, nil, netip.AddrPort{}
+}
+
+func TestCallLimit(t *testing.T) {
+	srv, rec, addr := startServer(t, Config{MaxCalls: 1})
+	phone := newUAC(t)
+	first, c, _ := call(t, phone, rec, addr, 40000)
+	defer func() { first.Bye(context.Background()); <-c.Done() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sess, err := phone.dc.Invite(ctx, target(addr), offer(40002, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	err = sess.WaitAnswer(ctx, sipgo.AnswerOptions{})
+	var de *sipgo.ErrDialogResponse
+	if !errorsAs(err, &de) || de.Res.StatusCode != 503 || de.Res.GetHeader("Retry-After") == nil {
+		t.Fatalf("second call: %v", err)
+	}
+	if srv.ActiveCalls() != 1 {
+		t.Errorf("%d calls", srv.ActiveCalls())
+	}
+}
+
+func TestCancelBeforeAnswer(t *testing.T) {
+	srv, rec, addr := startServer(t, Config{AnswerDelay: 3 * time.Second})
+	phone := newUAC(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	sess, err := phone.dc.Invite(context.Background(), target(addr), offer(40000, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	var res *sipmsg.Response
+	done := make(chan error, 1)
+	go func() {
+		done <- sess.WaitAnswer(ctx, sipgo.AnswerOptions{OnResponse: func(r *sipmsg.Response) error {
+			if r.StatusCode == 180 {
+				cancel() // hang up while it rings: WaitAnswer sends CANCEL
+			}
+			res = r
+			return nil
+		}})
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer to CANCEL")
+	}
+	if res == nil || res.StatusCode != 180 {
+		t.Fatalf("last response %v", res)
+	}
+	// The server must not have answered, and must have let the port go.
+	for start := time.Now(); time.Since(start) < 4*time.Second; time.Sleep(20 * time.Millisecond) {
+		rec.mu.Lock()
+		n := len(rec.started)
+		rec.mu.Unlock()
+		if n != 0 {
+			t.Fatal("cancelled call started")
+		}
+		if srv.ActiveCalls() == 0 && srv.ports.InUse() == 0 {
+			return
+		}
+	}
+	t.Fatalf("after CANCEL: %d calls, %d ports", srv.ActiveCalls(), srv.ports.InUse())
+}
+
+func TestMediaTimeoutAndHold(t *testing.T) {
+	_, rec, addr := startServer(t, Config{MediaTimeout: 400 * time.Millisecond})
+	phone := newUAC(t)
+	rtpConn, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	defer rtpConn.Close()
+	sess, c, to := call(t, phone, rec, addr, rtpConn.LocalAddr().(*net.UDPAddr).Port)
+	sendTone(t, rtpConn, to, 440, 200)
+
+	// Hold by re-INVITE: no RTP for well over the timeout, the call stays.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	reinvite := func(dir string) {
+		req := sipmsg.NewRequest(sipmsg.INVITE, sess.InviteResponse.Contact().Address)
+		req.SetBody(offer(rtpConn.LocalAddr().(*net.UDPAddr).Port, "0", "a="+dir))
+		req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
+		res, err := sess.Do(ctx, req)
+		if err != nil || res.StatusCode != 200 {
+			t.Fatalf("re-INVITE %s: %v %v", dir, res, err)
+		}
+		if ans, err := ParseOffer(res.Body()); err != nil || ans.Addr != to {
+			t.Fatalf("re-INVITE answer %v %v", ans, err)
+		}
+	}
+	reinvite("sendonly")
+	if !c.OnHold() {
+		t.Fatal("not on hold")
+	}
+	select {
+	case <-c.Done():
+		t.Fatalf("call ended on hold: %s", c.Reason())
+	case <-time.After(1500 * time.Millisecond):
+	}
+	reinvite("sendrecv")
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no media timeout after resume")
+	}
+	if c.Reason() != "timeout" {
+		t.Errorf("reason %q", c.Reason())
+	}
+	select {
+	case <-phone.byes:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the phone got no BYE")
+	}
+}
+
+func TestDTMFDigits(t *testing.T) {
+	_, rec, addr := startServer(t, Config{})
+	phone := newUAC(t)
+	rtpConn, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	defer rtpConn.Close()
+	sess, c, to := call(t, phone, rec, addr, rtpConn.LocalAddr().(*net.UDPAddr).Port)
+	seq := uint16(0)
+	for i, digit := range []byte{1, 2, 11} { // '1', '2', '#'
+		for k := range 5 {
+			e := byte(10)
+			if k >= 2 {
+				e |= 0x80 // end, sent three times
+			}
+			p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 101, SequenceNumber: seq, Timestamp: uint32(8000 * (i + 1)), SSRC: 5},
+				Payload: []byte{digit, e, 0, byte(160 * (k + 1))}}
+			b, _ := p.Marshal()
+			rtpConn.WriteToUDPAddrPort(b, to)
+			seq++
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	for start := time.Now(); time.Since(start) < 3*time.Second; time.Sleep(10 * time.Millisecond) {
+		rec.mu.Lock()
+		got := string(rec.digits)
+		rec.mu.Unlock()
+		if got == "12#" {
+			sess.Bye(context.Background())
+			<-c.Done()
+			return
+		}
+	}
+	t.Fatalf("digits %q", string(rec.digits))
+}
