@@ -1,0 +1,87 @@
+package sip
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// runSipp places calls with Debian's sipp (package sip-tester) against the
+// server and returns when the scenario has finished; it fails the test if
+// sipp reports a failed call.
+func runSipp(t *testing.T, dir string, target string, args ...string) {
+	t.Helper()
+	bin, err := exec.LookPath("sipp")
+	if err != nil {
+		t.Fatalf("sipp not found (run make setup): %v", err)
+	}
+	l, _ := net.ListenPacket("udp", "127.0.0.1:0") // a free port for sipp
+	port := l.LocalAddr().(*net.UDPAddr).Port
+	l.Close()
+	all := append([]string{"-m", "1", "-i", "127.0.0.1", "-p", strconv.Itoa(port), "-mp", strconv.Itoa(port + 2),
+		"-nostdin", "-timeout", "40s", "-timeout_error", "-trace_err", "-error_file", filepath.Join(t.TempDir(), "err.log")}, args...)
+	all = append(all, target)
+	cmd := exec.Command(bin, all...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sipp %v: %v\n%s", args, err, tail(out))
+	}
+}
+
+func tail(b []byte) []byte {
+	if len(b) > 3000 {
+		return b[len(b)-3000:]
+	}
+	return b
+}
+
+// Debian ships the audio of sipp's built-in uac_pcap scenario in
+// /usr/share/sip-tester; the scenario reads it from ./pcap/.
+func sippPcapDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Symlink("/usr/share/sip-tester", filepath.Join(dir, "pcap")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestSippUACPcap(t *testing.T) {
+	_, rec, addr := startServer(t, Config{})
+	runSipp(t, sippPcapDir(t), addr, "-sn", "uac_pcap")
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.ended) != 1 {
+		t.Fatalf("%d calls ended", len(rec.ended))
+	}
+	c := rec.ended[0]
+	st := c.Leg.Stats()
+	if c.Reason() != "bye" || c.Codec != "PCMA" || st.Packets < 200 || st.Malformed != 0 {
+		t.Errorf("call %s %s: %+v", c.Reason(), c.Codec, st)
+	}
+	if string(rec.digits) != "1" {
+		t.Errorf("digits %q, want the scenario's 1", rec.digits)
+	}
+	if c.Leg.Ring().Len() < 16000*4 { // g711a.pcap holds about 4.7 s
+		t.Errorf("%d samples of audio", c.Leg.Ring().Len())
+	}
+}
+
+func TestSippReinviteHold(t *testing.T) {
+	_, rec, addr := startServer(t, Config{MediaTimeout: 800 * time.Millisecond})
+	scenario, _ := filepath.Abs("testdata/reinvite_hold.xml")
+	runSipp(t, t.TempDir(), addr, "-sf", scenario)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.ended) != 1 || rec.ended[0].Reason() != "bye" || rec.ended[0].Headers["X-Scenario"] != "hold" {
+		for _, c := range rec.ended {
+			t.Errorf("call ended: %s %v", c.Reason(), c.Headers)
+		}
+		t.Fatalf("%d calls", len(rec.ended))
+	}
+}
