@@ -29,6 +29,7 @@ test: setup build vet
 	$(GO) test -count=1 -race ./...
 	$(GO) test -run '^$$' -fuzz FuzzReadWAV -fuzztime 10s ./media
 	$(GO) test -run '^$$' -fuzz FuzzLegRTP -fuzztime 10s ./media
+	$(GO) test -run '^$$' -fuzz FuzzParseOffer -fuzztime 10s ./sip
 
 # Benchmarks: Go micro-benchmarks, then Callscribe beside the sherpa-onnx
 # peer on the same files and cores.

@@ -244,6 +244,31 @@ func (s *Server) setContact() {
 		Address: sipmsg.Uri{User: "callscribe", Host: host, Port: port}})
 }
 
+// contactFor is our Contact for requests that came over transport (the
+// peer sends ACK and BYE there); nil keeps the default.
+func (s *Server) contactFor(transport string) *sipmsg.ContactHeader {
+	want := "udp"
+	if strings.EqualFold(transport, "TCP") {
+		want = "tcp"
+	}
+	for _, a := range s.addrs {
+		if a.Network() != want {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(a.String())
+		if err != nil {
+			return nil
+		}
+		h := &sipmsg.ContactHeader{Address: sipmsg.Uri{User: "callscribe", Host: ap.Addr().String(), Port: int(ap.Port())}}
+		if want == "tcp" {
+			h.Address.UriParams = sipmsg.NewParams()
+			h.Address.UriParams.Add("transport", "tcp")
+		}
+		return h
+	}
+	return nil
+}
+
 // Addrs are the bound listen addresses.
 func (s *Server) Addrs() []net.Addr { return s.addrs }
 
@@ -445,7 +470,11 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		}
 	}
 	answer := Answer(rcv.LocalAddr(), choice, offer.Direction, c.sessID, c.ver.Add(1))
-	if err := dlg.RespondSDP(answer); err != nil {
+	res := sipmsg.NewSDPResponseFromRequest(dlg.InviteRequest, answer)
+	if h := s.contactFor(req.Transport()); h != nil {
+		res.AppendHeader(h)
+	}
+	if err := dlg.WriteResponse(res); err != nil {
 		log.Info("sip: answer not sent", "err", err)
 		rcv.Close()
 		dlg.Close()

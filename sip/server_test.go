@@ -38,6 +38,22 @@ func (r *recorder) CallStarted(c *Call) {
 	r.startCh <- c
 }
 
+// waitEnded waits until n calls have ended and returns them, locked.
+func (r *recorder) waitEnded(t *testing.T, n int) []*Call {
+	t.Helper()
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(10 * time.Millisecond) {
+		r.mu.Lock()
+		if len(r.ended) >= n {
+			out := append([]*Call(nil), r.ended...)
+			r.mu.Unlock()
+			return out
+		}
+		r.mu.Unlock()
+	}
+	t.Fatalf("fewer than %d calls ended", n)
+	return nil
+}
+
 func (r *recorder) CallEnded(c *Call) {
 	r.mu.Lock()
 	r.ended = append(r.ended, c)
@@ -46,7 +62,7 @@ func (r *recorder) CallEnded(c *Call) {
 
 func startServer(t *testing.T, cfg Config) (*Server, *recorder, string) {
 	t.Helper()
-	if cfg.UDP == "" && cfg.TCP == "" {
+	if cfg.UDP == "" {
 		cfg.UDP = "127.0.0.1:0"
 	}
 	cfg.RTPPortLo, cfg.RTPPortHi = 31000, 31999
@@ -430,4 +446,38 @@ func TestDTMFDigits(t *testing.T) {
 		}
 	}
 	t.Fatalf("digits %q", string(rec.digits))
+}
+
+func TestCallOverTCP(t *testing.T) {
+	srv, rec, _ := startServer(t, Config{TCP: "127.0.0.1:0"})
+	addr := srv.Addrs()[1].String() // the TCP listener
+	phone := newUAC(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	to := target(addr)
+	to.UriParams = sipmsg.NewParams()
+	to.UriParams.Add("transport", "tcp")
+	sess, err := phone.dc.Invite(ctx, to, offer(40000, "8"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := <-rec.startCh
+	if c.Codec != "PCMA" {
+		t.Errorf("codec %s", c.Codec)
+	}
+	if err := sess.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("call did not end")
+	}
 }

@@ -54,12 +54,9 @@ func sippPcapDir(t *testing.T) string {
 func TestSippUACPcap(t *testing.T) {
 	_, rec, addr := startServer(t, Config{})
 	runSipp(t, sippPcapDir(t), addr, "-sn", "uac_pcap")
+	c := rec.waitEnded(t, 1)[0]
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	if len(rec.ended) != 1 {
-		t.Fatalf("%d calls ended", len(rec.ended))
-	}
-	c := rec.ended[0]
 	st := c.Leg.Stats()
 	if c.Reason() != "bye" || c.Codec != "PCMA" || st.Packets < 200 || st.Malformed != 0 {
 		t.Errorf("call %s %s: %+v", c.Reason(), c.Codec, st)
@@ -76,12 +73,10 @@ func TestSippReinviteHold(t *testing.T) {
 	_, rec, addr := startServer(t, Config{MediaTimeout: 800 * time.Millisecond})
 	scenario, _ := filepath.Abs("testdata/reinvite_hold.xml")
 	runSipp(t, t.TempDir(), addr, "-sf", scenario)
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if len(rec.ended) != 1 || rec.ended[0].Reason() != "bye" || rec.ended[0].Headers["X-Scenario"] != "hold" {
-		for _, c := range rec.ended {
+	ended := rec.waitEnded(t, 1)
+	if len(ended) != 1 || ended[0].Reason() != "bye" || ended[0].Headers["X-Scenario"] != "hold" {
+		for _, c := range ended {
 			t.Errorf("call ended: %s %v", c.Reason(), c.Headers)
 		}
-		t.Fatalf("%d calls", len(rec.ended))
 	}
 }
