@@ -72,6 +72,8 @@ func (p *Ports) Release(port int) {
 // leg. It latches on the first source (symmetric RTP) and ignores packets
 // from any other until Relatch.
 type Receiver struct {
+	fd      int         // with a Poller: the socket's descriptor
+	poller  *pollWorker // nil: the receiver's own goroutine reads
 	conn    *net.UDPConn
 	leg     *Leg
 	ports   *Ports
@@ -83,12 +85,18 @@ type Receiver struct {
 	once    sync.Once
 }
 
-// NewReceiver starts reading conn into leg. ports, if not nil, gets the
-// port back on Close.
+// NewReceiver starts reading conn into leg on a goroutine of its own.
+// ports, if not nil, gets the port back on Close. A Poller reads many legs
+// on fewer goroutines.
 func NewReceiver(conn *net.UDPConn, leg *Leg, ports *Ports) *Receiver {
+	r := newReceiver(conn, leg, ports)
+	go r.run()
+	return r
+}
+
+func newReceiver(conn *net.UDPConn, leg *Leg, ports *Ports) *Receiver {
 	r := &Receiver{conn: conn, leg: leg, ports: ports, done: make(chan struct{})}
 	r.last.Store(time.Now().UnixNano())
-	go r.run()
 	return r
 }
 
@@ -132,17 +140,27 @@ func (r *Receiver) run() {
 		if err != nil {
 			return // closed
 		}
-		cur := r.latched.Load()
-		if cur == nil || r.relatch.Swap(false) {
-			from := from
-			r.latched.Store(&from)
-		} else if *cur != from {
-			r.ignored.Add(1)
-			continue
-		}
-		r.last.Store(time.Now().UnixNano())
-		r.leg.HandleRTP(buf[:n])
+		r.accept(buf[:n], from)
 	}
+}
+
+// accept latches on the first source and hands its packets to the leg.
+func (r *Receiver) accept(pkt []byte, from netip.AddrPort) {
+	r.acceptAt(pkt, from, time.Now().UnixNano())
+}
+
+func (r *Receiver) acceptAt(pkt []byte, from netip.AddrPort, now int64) {
+	cur := r.latched.Load()
+	if cur == nil || r.relatch.Swap(false) {
+		p := new(netip.AddrPort) // only here: from itself must not escape
+		*p = from
+		r.latched.Store(p)
+	} else if *cur != from {
+		r.ignored.Add(1)
+		return
+	}
+	r.last.Store(now)
+	r.leg.HandleRTP(pkt)
 }
 
 // Close stops the reader and releases the port; the leg's stats are final
@@ -150,6 +168,10 @@ func (r *Receiver) run() {
 func (r *Receiver) Close() error {
 	var err error
 	r.once.Do(func() {
+		if r.poller != nil {
+			r.poller.remove(r)
+			close(r.done)
+		}
 		err = r.conn.Close()
 		<-r.done
 		if r.ports != nil {

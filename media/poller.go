@@ -1,0 +1,166 @@
+//go:build linux
+
+package media
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Poller reads the RTP sockets of many legs on a few goroutines: each
+// worker waits on its own epoll set and drains every ready socket, so a
+// packet costs one recvfrom and no goroutine wake-up of its own.
+type Poller struct {
+	workers []*pollWorker
+	next    atomic.Uint32
+	once    sync.Once
+}
+
+type pollWorker struct {
+	epfd int
+	wake [2]int // eventfd-like pipe to stop epoll_wait
+	mu   sync.Mutex
+	legs map[int32]*Receiver
+	done chan struct{}
+}
+
+// NewPoller starts n workers (at least 1).
+func NewPoller(n int) (*Poller, error) {
+	p := &Poller{}
+	for range max(n, 1) {
+		w, err := newPollWorker()
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		p.workers = append(p.workers, w)
+		go w.run()
+	}
+	return p, nil
+}
+
+func newPollWorker() (*pollWorker, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("media: epoll: %w", err)
+	}
+	w := &pollWorker{epfd: epfd, legs: map[int32]*Receiver{}, done: make(chan struct{})}
+	if err := unix.Pipe2(w.wake[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("media: pipe: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(w.wake[0])}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, w.wake[0], &ev); err != nil {
+		return nil, fmt.Errorf("media: epoll add: %w", err)
+	}
+	return w, nil
+}
+
+// Add starts reading conn into leg; the returned Receiver's Close stops it.
+func (p *Poller) Add(conn *net.UDPConn, leg *Leg, ports *Ports) (*Receiver, error) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var fd int
+	raw.Control(func(f uintptr) { fd = int(f) })
+	r := newReceiver(conn, leg, ports)
+	r.fd = fd
+	w := p.workers[int(p.next.Add(1))%len(p.workers)]
+	r.poller = w
+	w.mu.Lock()
+	w.legs[int32(fd)] = r
+	w.mu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		w.mu.Lock()
+		delete(w.legs, int32(fd))
+		w.mu.Unlock()
+		return nil, fmt.Errorf("media: epoll add: %w", err)
+	}
+	return r, nil
+}
+
+// remove stops polling r's socket; after it returns the worker no longer
+// touches r.
+func (w *pollWorker) remove(r *Receiver) {
+	unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, r.fd, nil)
+	w.mu.Lock() // the worker holds mu while it serves a socket
+	delete(w.legs, int32(r.fd))
+	w.mu.Unlock()
+}
+
+func (w *pollWorker) run() {
+	defer close(w.done)
+	events := make([]unix.EpollEvent, 256)
+	buf := make([]byte, 1500)
+	for {
+		n, err := unix.EpollWait(w.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return
+		}
+		now := time.Now().UnixNano() // one clock read per wake-up, not per packet
+		for _, ev := range events[:n] {
+			if ev.Fd == int32(w.wake[0]) {
+				return
+			}
+			w.mu.Lock()
+			r := w.legs[ev.Fd]
+			if r != nil {
+				r.drain(buf, now)
+			}
+			w.mu.Unlock()
+		}
+	}
+}
+
+// drain reads every datagram waiting on the socket. It calls recvfrom
+// directly: x/sys/unix.Recvfrom allocates the source address and asks the
+// socket its protocol on every call.
+func (r *Receiver) drain(buf []byte, now int64) {
+	var sa unix.RawSockaddrAny
+	for {
+		salen := uint32(unix.SizeofSockaddrAny)
+		n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(r.fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+			unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&salen)))
+		if errno != 0 {
+			return // EAGAIN: empty
+		}
+		var ap netip.AddrPort
+		switch sa.Addr.Family {
+		case unix.AF_INET:
+			in := (*unix.RawSockaddrInet4)(unsafe.Pointer(&sa))
+			ap = netip.AddrPortFrom(netip.AddrFrom4(in.Addr), binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&in.Port))[:]))
+		case unix.AF_INET6:
+			in := (*unix.RawSockaddrInet6)(unsafe.Pointer(&sa))
+			ap = netip.AddrPortFrom(netip.AddrFrom16(in.Addr), binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&in.Port))[:]))
+		}
+		r.acceptAt(buf[:n], ap, now)
+	}
+}
+
+// Close stops the workers. Receivers still added stop receiving. Idempotent.
+func (p *Poller) Close() error {
+	p.once.Do(func() {
+		for _, w := range p.workers {
+			unix.Write(w.wake[1], []byte{1})
+			<-w.done
+			unix.Close(w.epfd)
+			unix.Close(w.wake[0])
+			unix.Close(w.wake[1])
+		}
+	})
+	return nil
+}

@@ -1,0 +1,68 @@
+//go:build linux
+
+package media
+
+import (
+	"net"
+	"testing"
+	"time"
+)
+
+func TestPollerFeedsLegsAndLatches(t *testing.T) {
+	p, err := NewPoller(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ports, _ := NewPorts(32000, 32100)
+	var rcvs []*Receiver
+	for range 3 {
+		conn, err := ports.Listen("127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := newTestLeg(t, nil)
+		r, err := p.Add(conn, l, ports)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rcvs = append(rcvs, r)
+	}
+	src, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	other, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	defer src.Close()
+	defer other.Close()
+	pkts := pcmuPackets(t, tone(440, 8000, 1600), 1)
+	for _, b := range pkts {
+		for _, r := range rcvs {
+			src.WriteToUDPAddrPort(b, r.LocalAddr())
+			other.WriteToUDPAddrPort(b, r.LocalAddr()) // not the latched source
+		}
+	}
+	for start := time.Now(); time.Since(start) < 3*time.Second; time.Sleep(5 * time.Millisecond) {
+		done := true
+		for _, r := range rcvs {
+			if r.Ignored() != int64(len(pkts)) {
+				done = false
+			}
+		}
+		if done {
+			break
+		}
+	}
+	for i, r := range rcvs {
+		if r.Ignored() != int64(len(pkts)) || r.Leg().Ring().Len() < 3000 {
+			t.Errorf("leg %d: ignored %d, %d samples", i, r.Ignored(), r.Leg().Ring().Len())
+		}
+		if s, ok := r.Source(); !ok || s.Port() != uint16(src.LocalAddr().(*net.UDPAddr).Port) {
+			t.Errorf("leg %d latched on %v", i, s)
+		}
+	}
+	for _, r := range rcvs {
+		r.Close()
+		r.Close()
+	}
+	if ports.InUse() != 0 {
+		t.Errorf("%d ports still in use", ports.InUse())
+	}
+}
