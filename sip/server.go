@@ -47,6 +47,9 @@ type Config struct {
 	CarryHeaders []string
 	// AnswerDelay holds the 200 OK back (ringing); default 0.
 	AnswerDelay time.Duration
+	// RTPReadWorkers > 0 reads every call's RTP on that many epoll workers
+	// (media.Poller); 0, the default, gives each leg a goroutine of its own.
+	RTPReadWorkers int
 	// Leg configures each leg's receive path.
 	Leg media.LegOptions
 	// Logger; default slog.Default().
@@ -147,6 +150,7 @@ type Server struct {
 	cli   *sipgo.Client
 	dlgs  *sipgo.DialogServerCache
 	ports *media.Ports
+	poll  *media.Poller // nil: a goroutine per leg
 
 	mu      sync.Mutex
 	calls   map[string]*Call
@@ -185,6 +189,12 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, h: h, ua: ua, srv: srv, cli: cli, ports: ports, calls: map[string]*Call{}}
+	if cfg.RTPReadWorkers > 0 {
+		if s.poll, err = media.NewPoller(cfg.RTPReadWorkers); err != nil {
+			ua.Close()
+			return nil, err
+		}
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	srv.OnInvite(s.onInvite)
 	srv.OnAck(s.onAck)
@@ -294,6 +304,9 @@ func (s *Server) Close() error {
 	err := s.srv.Close()
 	for _, c := range s.closers {
 		c.Close()
+	}
+	if s.poll != nil {
+		s.poll.Close()
 	}
 	s.ua.Close()
 	s.wg.Wait()
@@ -436,7 +449,17 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		respond(tx, req, 500, "Server Internal Error")
 		return
 	}
-	rcv := media.NewReceiver(conn, leg, s.ports)
+	var rcv *media.Receiver
+	if s.poll != nil {
+		if rcv, err = s.poll.Add(conn, leg, s.ports); err != nil {
+			conn.Close()
+			s.ports.Release(conn.LocalAddr().(*net.UDPAddr).Port)
+			respond(tx, req, 500, "Server Internal Error")
+			return
+		}
+	} else {
+		rcv = media.NewReceiver(conn, leg, s.ports)
+	}
 	cancelled := make(chan struct{})
 	var once sync.Once
 	tx.OnCancel(func(*sipmsg.Request) { once.Do(func() { close(cancelled) }) })

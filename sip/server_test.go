@@ -157,7 +157,15 @@ func peak(x []float32) float64 {
 }
 
 func TestCallCarriesAudioAndEndsOnBye(t *testing.T) {
-	_, rec, addr := startServer(t, Config{})
+	for _, workers := range []int{0, 1} {
+		t.Run(fmt.Sprintf("rtp_read_workers=%d", workers), func(t *testing.T) {
+			testCallCarriesAudio(t, Config{RTPReadWorkers: workers})
+		})
+	}
+}
+
+func testCallCarriesAudio(t *testing.T, cfg Config) {
+	_, rec, addr := startServer(t, cfg)
 	phone := newUAC(t)
 	rtpConn, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	defer rtpConn.Close()
