@@ -37,6 +37,7 @@ bench: build
 	scripts/setup --peer
 	$(GO) test -run '^$$' -bench . -benchmem ./asr ./media
 	bin/callscribe-bench
+	bin/callscribe-load rtp -legs 1000 -seconds 5 -poll 1
 
 # Until the gateway lands: the main job on the embedded default, all test
 # WAVs of the model as concurrent streams through the shared batcher.
