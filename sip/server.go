@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,17 @@ type Config struct {
 	MaxCalls int
 	// AllowCIDRs, when set, is the only sources accepted (403 otherwise).
 	AllowCIDRs []netip.Prefix
+	// Users, when set, requires SIP digest authentication of INVITEs
+	// (401 with a challenge otherwise); user name to password.
+	Users map[string]string
+	// Realm of the digest challenge; default "callscribe".
+	Realm string
+	// MaxCallsPerSource bounds concurrent calls from one IP address (503
+	// beyond it); default 0, no bound.
+	MaxCallsPerSource int
+	// MinSE is the shortest session interval accepted (RFC 4028; 422 with
+	// Min-SE below it); default 90 s.
+	MinSE time.Duration
 	// CarryHeaders names the headers kept on the call record; a name ending
 	// in "*" is a prefix. Default: X-* and User-to-User.
 	CarryHeaders []string
@@ -83,6 +95,15 @@ func (c *Config) defaults() error {
 	if c.MaxCalls <= 0 {
 		c.MaxCalls = 1000
 	}
+	if c.Realm == "" {
+		c.Realm = "callscribe"
+	}
+	if c.MinSE <= 0 {
+		c.MinSE = 90 * time.Second
+	}
+	if c.MinSE < time.Second {
+		return fmt.Errorf("sip: config: min_se %v is under a second", c.MinSE)
+	}
 	if len(c.CarryHeaders) == 0 {
 		c.CarryHeaders = []string{"X-*", "User-to-User"}
 	}
@@ -102,14 +123,17 @@ type Call struct {
 	Leg       *media.Leg
 	Started   time.Time
 
-	rcv    *media.Receiver
-	dlg    *sipgo.DialogServerSession
-	hold   atomic.Bool
-	ver    atomic.Uint64
-	sessID uint64
-	choice Choice
-	done   chan struct{}
-	reason string
+	rcv *media.Receiver
+	// Session timer (RFC 4028): the call ends when not refreshed in time.
+	expires   time.Duration
+	refreshed atomic.Int64 // unix nanos of the last INVITE/UPDATE
+	dlg       *sipgo.DialogServerSession
+	hold      atomic.Bool
+	ver       atomic.Uint64
+	sessID    uint64
+	choice    Choice
+	done      chan struct{}
+	reason    string
 }
 
 // OnHold tells whether the peer has put the call on hold.
@@ -150,7 +174,8 @@ type Server struct {
 	cli   *sipgo.Client
 	dlgs  *sipgo.DialogServerCache
 	ports *media.Ports
-	poll  *media.Poller // nil: a goroutine per leg
+	poll  *media.Poller  // nil: a goroutine per leg
+	auth  *authenticator // nil: no authentication
 
 	mu      sync.Mutex
 	calls   map[string]*Call
@@ -189,6 +214,9 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, h: h, ua: ua, srv: srv, cli: cli, ports: ports, calls: map[string]*Call{}}
+	if len(cfg.Users) > 0 {
+		s.auth = newAuthenticator(cfg.Realm, cfg.Users)
+	}
 	if cfg.RTPReadWorkers > 0 {
 		if s.poll, err = media.NewPoller(cfg.RTPReadWorkers); err != nil {
 			ua.Close()
@@ -200,6 +228,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	srv.OnAck(s.onAck)
 	srv.OnBye(s.onBye)
 	srv.OnOptions(s.onOptions)
+	srv.OnUpdate(s.onUpdate)
 	srv.OnNoRoute(s.onOther)
 	return s, nil
 }
@@ -337,7 +366,47 @@ func respond(tx sipmsg.ServerTransaction, req *sipmsg.Request, code int, reason 
 	tx.Respond(res)
 }
 
-const allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS"
+const allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"
+
+// onUpdate refreshes a call's session timer (RFC 4028 with UPDATE).
+func (s *Server) onUpdate(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	var c *Call
+	if h := req.CallID(); h != nil {
+		s.mu.Lock()
+		c = s.calls[h.Value()]
+		s.mu.Unlock()
+	}
+	if c == nil {
+		respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	c.refreshed.Store(time.Now().UnixNano())
+	respond(tx, req, 200, "OK")
+}
+
+// sessionExpires reads RFC 4028 headers: the interval the caller asks for,
+// or a 422 answered when it is under our minimum.
+func (s *Server) sessionExpires(req *sipmsg.Request, tx sipmsg.ServerTransaction) (time.Duration, bool) {
+	h := req.GetHeader("Session-Expires")
+	if h == nil {
+		h = req.GetHeader("x") // compact form of Session-Expires
+	}
+	if h == nil {
+		return 0, true
+	}
+	v, _, _ := strings.Cut(h.Value(), ";")
+	secs, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || secs <= 0 {
+		respond(tx, req, 400, "Bad Request", sipmsg.NewHeader("Warning", `399 callscribe "bad Session-Expires"`))
+		return 0, false
+	}
+	d := time.Duration(secs) * time.Second
+	if d < s.cfg.MinSE {
+		respond(tx, req, 422, "Session Interval Too Small", sipmsg.NewHeader("Min-SE", strconv.Itoa(int(s.cfg.MinSE.Seconds()))))
+		return 0, false
+	}
+	return d, true
+}
 
 func (s *Server) onOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	respond(tx, req, 200, "OK", sipmsg.NewHeader("Allow", allowed), sipmsg.NewHeader("Accept", "application/sdp"))
@@ -406,6 +475,16 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		respond(tx, req, 403, "Forbidden")
 		return
 	}
+	if s.auth != nil && !s.auth.verify(req) {
+		s.Rejected.Add(1)
+		respond(tx, req, 401, "Unauthorized", sipmsg.NewHeader("WWW-Authenticate", s.auth.challenge()))
+		return
+	}
+	expires, ok := s.sessionExpires(req, tx)
+	if !ok {
+		s.Rejected.Add(1)
+		return
+	}
 	offer, err := ParseOffer(req.Body())
 	if err != nil {
 		s.Rejected.Add(1)
@@ -420,6 +499,15 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	}
 	s.mu.Lock()
 	full := len(s.calls) >= s.cfg.MaxCalls || s.closed
+	if n := s.cfg.MaxCallsPerSource; n > 0 {
+		from := 0
+		for _, c := range s.calls {
+			if c.Source.Addr() == src.Addr() {
+				from++
+			}
+		}
+		full = full || from >= n
+	}
 	_, dup := s.calls[callID]
 	s.mu.Unlock()
 	if full || dup {
@@ -435,7 +523,8 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	c := &Call{SIPCallID: callID, Source: src, Headers: s.carried(req), Codec: choice.Name,
-		choice: choice, sessID: randUint64(), done: make(chan struct{})}
+		choice: choice, sessID: randUint64(), done: make(chan struct{}), expires: expires}
+	c.refreshed.Store(time.Now().UnixNano())
 	lo := s.cfg.Leg
 	lo.PayloadTypes = map[uint8]string{choice.PT: choice.Name}
 	lo.DTMFPayloadType = choice.DTMFPT
@@ -497,6 +586,10 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if h := s.contactFor(req.Transport()); h != nil {
 		res.AppendHeader(h)
 	}
+	if expires > 0 {
+		res.AppendHeader(sipmsg.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=uac", int(expires.Seconds()))))
+		res.AppendHeader(sipmsg.NewHeader("Require", "timer"))
+	}
 	if err := dlg.WriteResponse(res); err != nil {
 		log.Info("sip: answer not sent", "err", err)
 		rcv.Close()
@@ -545,6 +638,7 @@ func (s *Server) reinvite(callID string, req *sipmsg.Request, tx sipmsg.ServerTr
 		return
 	}
 	c.hold.Store(offer.Hold)
+	c.refreshed.Store(time.Now().UnixNano())
 	if !offer.Hold {
 		c.rcv.Relatch()
 	}
@@ -558,7 +652,11 @@ func (s *Server) run(c *Call, log *slog.Logger) {
 	if s.h != nil {
 		s.h.CallStarted(c)
 	}
-	tick := time.NewTicker(min(time.Second, s.cfg.MediaTimeout/4))
+	every := min(time.Second, s.cfg.MediaTimeout/4)
+	if c.expires > 0 {
+		every = min(every, c.expires/4)
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	reason := ""
 	for reason == "" {
@@ -569,6 +667,10 @@ func (s *Server) run(c *Call, log *slog.Logger) {
 			reason = "shutdown"
 		case <-tick.C:
 			if !c.OnHold() && c.rcv.Idle() > s.cfg.MediaTimeout {
+				reason = "timeout"
+			}
+			if c.expires > 0 && time.Since(time.Unix(0, c.refreshed.Load())) > c.expires {
+				log.Info("sip: session not refreshed", "session_expires", c.expires)
 				reason = "timeout"
 			}
 		}

@@ -489,3 +489,128 @@ func TestCallOverTCP(t *testing.T) {
 		t.Fatal("call did not end")
 	}
 }
+
+func TestDigestAuth(t *testing.T) {
+	srv, rec, addr := startServer(t, Config{Users: map[string]string{"alice": "s3cret"}})
+	phone := newUAC(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		user, pass string
+		code       int
+	}{{"", "", 401}, {"alice", "wrong", 401}, {"mallory", "s3cret", 401}, {"alice", "s3cret", 200}} {
+		sess, err := phone.dc.Invite(ctx, target(addr), offer(40000, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = sess.WaitAnswer(ctx, sipgo.AnswerOptions{Username: tc.user, Password: tc.pass})
+		code := 200
+		var de *sipgo.ErrDialogResponse
+		if errorsAs(err, &de) {
+			code = de.Res.StatusCode
+			if code == 401 && de.Res.GetHeader("WWW-Authenticate") == nil {
+				t.Error("401 without a challenge")
+			}
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.code {
+			t.Errorf("%s/%s: %d, want %d", tc.user, tc.pass, code, tc.code)
+		}
+		if code == 401 && srv.ports.InUse() != 0 {
+			t.Errorf("media allocated before authentication")
+		}
+		if code == 200 {
+			sess.Ack(ctx)
+			c := <-rec.startCh
+			sess.Bye(ctx)
+			<-c.Done()
+		}
+		sess.Close()
+	}
+}
+
+func TestCallsPerSourceLimit(t *testing.T) {
+	_, rec, addr := startServer(t, Config{MaxCallsPerSource: 1})
+	phone := newUAC(t)
+	first, c, _ := call(t, phone, rec, addr, 40000)
+	defer func() { first.Bye(context.Background()); <-c.Done() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sess, err := phone.dc.Invite(ctx, target(addr), offer(40002, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	var de *sipgo.ErrDialogResponse
+	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); !errorsAs(err, &de) || de.Res.StatusCode != 503 {
+		t.Fatalf("second call from the same source: %v", err)
+	}
+}
+
+func TestSessionTimer(t *testing.T) {
+	_, rec, addr := startServer(t, Config{MinSE: time.Second})
+	phone := newUAC(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Too small an interval: 422 with our minimum.
+	sess, err := phone.dc.Invite(ctx, target(addr), offer(40000, "0"), sipmsg.NewHeader("Session-Expires", "0;refresher=uac"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var de *sipgo.ErrDialogResponse
+	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); !errorsAs(err, &de) || de.Res.StatusCode != 400 {
+		t.Errorf("Session-Expires 0: %v", err)
+	}
+	sess.Close()
+	sess, err = phone.dc.Invite(ctx, target(addr), offer(40000, "0"), sipmsg.NewHeader("Session-Expires", "1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if h := sess.InviteResponse.GetHeader("Session-Expires"); h == nil || !strings.HasPrefix(h.Value(), "1;refresher=uac") {
+		t.Errorf("200 OK Session-Expires: %v", h)
+	}
+	sess.Ack(ctx)
+	c := <-rec.startCh
+	// Refreshed by UPDATE twice, the call outlives its 1 s interval...
+	for range 2 {
+		time.Sleep(700 * time.Millisecond)
+		req := sipmsg.NewRequest(sipmsg.UPDATE, sess.InviteResponse.Contact().Address)
+		if res, err := sess.Do(ctx, req); err != nil || res.StatusCode != 200 {
+			t.Fatalf("UPDATE: %v %v", res, err)
+		}
+	}
+	if c.Reason() != "" {
+		t.Fatalf("ended while refreshed: %s", c.Reason())
+	}
+	// ...and ends once refreshes stop.
+	select {
+	case <-c.Done():
+	case <-time.After(3 * time.Second):
+		t.Fatal("session did not expire")
+	}
+	if c.Reason() != "timeout" {
+		t.Errorf("reason %q", c.Reason())
+	}
+}
+
+func TestSessionIntervalTooSmall(t *testing.T) {
+	_, _, addr := startServer(t, Config{})
+	phone := newUAC(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sess, err := phone.dc.Invite(ctx, target(addr), offer(40000, "0"), sipmsg.NewHeader("Session-Expires", "30"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	var de *sipgo.ErrDialogResponse
+	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); !errorsAs(err, &de) || de.Res.StatusCode != 422 ||
+		de.Res.GetHeader("Min-SE") == nil || de.Res.GetHeader("Min-SE").Value() != "90" {
+		t.Fatalf("Session-Expires 30: %v", err)
+	}
+}
