@@ -614,3 +614,92 @@ func TestSessionIntervalTooSmall(t *testing.T) {
 		t.Fatalf("Session-Expires 30: %v", err)
 	}
 }
+
+// Speech sent as PCMU arrives intact: the leg's 16 kHz audio correlates with
+// the source put through the same decode and resampling offline.
+func TestSpeechArrivesIntact(t *testing.T) {
+	src, err := media.ReadWAVFile("../media/testdata/speech-8k.wav")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rec, addr := startServer(t, Config{})
+	phone := newUAC(t)
+	rtpConn, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	defer rtpConn.Close()
+	sess, c, to := call(t, phone, rec, addr, rtpConn.LocalAddr().(*net.UDPAddr).Port)
+	var sent []byte
+	for k := 0; (k+1)*160 <= len(src.Samples); k++ {
+		payload := make([]byte, 160)
+		for j := range payload {
+			payload[j] = g711.EncodeUlawFrame(int16(src.Samples[k*160+j] * 32767))
+		}
+		sent = append(sent, payload...)
+		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(k), Timestamp: uint32(k * 160), SSRC: 3}, Payload: payload}
+		b, _ := p.Marshal()
+		rtpConn.WriteToUDPAddrPort(b, to)
+		time.Sleep(20 * time.Millisecond)
+	}
+	sess.Bye(context.Background())
+	<-c.Done()
+	got := make([]float32, c.Leg.Ring().Len())
+	n, _ := c.Leg.Ring().Read(got)
+	got = got[:n]
+	// The reference: the same bytes decoded and resampled in one go.
+	pcmu, _ := media.LookupCodec("PCMU")
+	dec, _ := pcmu.NewDecoder()
+	pcm, _ := dec.Decode(nil, sent)
+	want, _ := media.ResampleFilter(pcm, 8000, 16000, media.FilterKaldi)
+	if len(got) < len(want)-40 {
+		t.Fatalf("%d samples arrived of %d", len(got), len(want))
+	}
+	var ab, aa, bb float64
+	for i := range min(len(got), len(want)) {
+		ab += float64(got[i]) * float64(want[i])
+		aa += float64(got[i]) * float64(got[i])
+		bb += float64(want[i]) * float64(want[i])
+	}
+	if r := ab / math.Sqrt(aa*bb); r < 0.999 {
+		t.Fatalf("correlation %.4f", r)
+	}
+}
+
+// Malformed SIP never brings the server down: garbage is dropped, an INVITE
+// without a Contact gets 400, and the server still answers afterwards.
+func TestMalformedSIP(t *testing.T) {
+	_, _, addr := startServer(t, Config{})
+	conn, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	local := conn.LocalAddr().String()
+	for _, garbage := range []string{"\x00\xff garbage", "INVITE\r\n\r\n", "SIP/2.0 200 OK\r\n\r\n", strings.Repeat("A", 4000)} {
+		conn.Write([]byte(garbage))
+	}
+	noContact := "INVITE sip:transcribe@" + addr + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-malformed-1\r\n" +
+		"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:transcribe@127.0.0.1>\r\nCall-ID: malformed-1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n" +
+		"Content-Type: application/sdp\r\nContent-Length: " + fmt.Sprint(len(offer(40000, "0"))) + "\r\n\r\n" + string(offer(40000, "0"))
+	conn.Write([]byte(noContact))
+	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 4000)
+	for {
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no answer to an INVITE without Contact: %v", err)
+		}
+		if strings.HasPrefix(string(buf[:n]), "SIP/2.0 100") {
+			continue
+		}
+		if !strings.HasPrefix(string(buf[:n]), "SIP/2.0 400") {
+			t.Fatalf("got %q", strings.SplitN(string(buf[:n]), "\r\n", 2)[0])
+		}
+		break
+	}
+	phone := newUAC(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if res, err := phone.cli.Do(ctx, sipmsg.NewRequest(sipmsg.OPTIONS, target(addr))); err != nil || res.StatusCode != 200 {
+		t.Fatalf("OPTIONS after garbage: %v %v", res, err)
+	}
+}
