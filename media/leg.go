@@ -3,6 +3,7 @@ package media
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/pion/rtp"
 )
@@ -57,6 +58,7 @@ type Leg struct {
 	opts    LegOptions
 	ring    *Ring
 	decs    map[uint8]*legCodec
+	next    atomic.Pointer[codecSet] // a renegotiated set, taken by the packet path
 	reorder reorder
 
 	cur      *legCodec // codec of the last audio packet
@@ -99,9 +101,27 @@ func NewLeg(o LegOptions) (*Leg, error) {
 	if o.Filter == nil {
 		o.Filter = &FilterKaldi
 	}
-	l := &Leg{opts: o, ring: NewRing(o.RingMs * 16), decs: map[uint8]*legCodec{},
+	l := &Leg{opts: o, ring: NewRing(o.RingMs * 16),
 		pcm: make([]float32, 0, 4096), out: make([]float32, 0, 8192)}
-	for pt, name := range o.PayloadTypes {
+	set, err := l.codecSet(o.PayloadTypes, o.DTMFPayloadType)
+	if err != nil {
+		return nil, err
+	}
+	l.decs = set.decs
+	l.reorder.init(32, 512)
+	return l, nil
+}
+
+// codecSet is the payload types a leg decodes.
+type codecSet struct {
+	decs map[uint8]*legCodec
+	dtmf int
+}
+
+// codecSet builds decoders for pts.
+func (l *Leg) codecSet(pts map[uint8]string, dtmf int) (*codecSet, error) {
+	set := &codecSet{decs: map[uint8]*legCodec{}, dtmf: dtmf}
+	for pt, name := range pts {
 		c, err := LookupCodec(name)
 		if err != nil {
 			return nil, fmt.Errorf("media: payload type %d: %q: %w", pt, name, err)
@@ -110,14 +130,30 @@ func NewLeg(o LegOptions) (*Leg, error) {
 		if err != nil {
 			return nil, err
 		}
-		rs, err := NewResamplerFilter(dec.SampleRate(), 16000, *o.Filter)
+		rs, err := NewResamplerFilter(dec.SampleRate(), 16000, *l.opts.Filter)
 		if err != nil {
 			return nil, err
 		}
-		l.decs[pt] = &legCodec{codec: c, dec: dec, rs: rs}
+		set.decs[pt] = &legCodec{codec: c, dec: dec, rs: rs}
 	}
-	l.reorder.init(32, 512)
-	return l, nil
+	return set, nil
+}
+
+// Renegotiate changes the payload types the leg decodes (a re-INVITE
+// changed the codec). It may be called from any goroutine; the packet path
+// takes the new set before its next packet.
+func (l *Leg) Renegotiate(pts map[uint8]string, dtmf int) error {
+	if len(pts) == 0 {
+		return ErrNoCodec
+	}
+	// Fresh decoders only: the packet path, installing the set, keeps its
+	// own for payload types whose codec did not change.
+	set, err := l.codecSet(pts, dtmf)
+	if err != nil {
+		return err
+	}
+	l.next.Store(set)
+	return nil
 }
 
 // Ring is where the leg's 16 kHz audio goes.
@@ -133,6 +169,14 @@ func (l *Leg) Stats() LegStats {
 
 // HandleRTP takes one datagram. Bad packets are dropped and counted.
 func (l *Leg) HandleRTP(buf []byte) {
+	if set := l.next.Swap(nil); set != nil {
+		for pt, c := range set.decs {
+			if o, ok := l.decs[pt]; ok && o.codec.Name == c.codec.Name {
+				set.decs[pt] = o // same codec: keep its decoder state
+			}
+		}
+		l.decs, l.opts.DTMFPayloadType = set.decs, set.dtmf
+	}
 	l.stats.Packets++
 	l.stats.Bytes += int64(len(buf))
 	if len(buf) < 12 || buf[0]>>6 != 2 {
@@ -208,6 +252,10 @@ func (l *Leg) play(s *slot) {
 		return
 	}
 	c := l.decs[s.pt]
+	if c == nil { // held from before a renegotiation that dropped it
+		l.stats.UnknownPT++
+		return
+	}
 	if c != l.cur {
 		if l.cur != nil && c.codec.ClockRate != l.cur.codec.ClockRate {
 			l.haveTS = false // another clock: the timestamps do not compare

@@ -245,3 +245,24 @@ func TestLegG722(t *testing.T) {
 		}
 	}
 }
+
+func TestLegRenegotiate(t *testing.T) {
+	l := newTestLeg(t, nil)
+	l.Renegotiate(map[uint8]string{8: "PCMA"}, -1) // a re-INVITE moved to PCMA only
+	pkts := pcmuPackets(t, tone(440, 8000, 1600), 1)
+	l.HandleRTP(pkts[0]) // PCMU is no longer decoded
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 8, SequenceNumber: 101, Timestamp: 1160, SSRC: 1},
+		Payload: make([]byte, 160)}
+	for i := range p.Payload {
+		p.Payload[i] = g711.EncodeAlawFrame(int16(8000 * math.Sin(float64(i)/3)))
+	}
+	b, _ := p.Marshal()
+	l.HandleRTP(b)
+	st := l.Stats()
+	if st.UnknownPT != 1 || l.Ring().Len() < 300 {
+		t.Errorf("%+v, %d samples", st, l.Ring().Len())
+	}
+	if err := l.Renegotiate(nil, -1); err == nil {
+		t.Error("empty codec set accepted")
+	}
+}

@@ -119,7 +119,7 @@ type Call struct {
 	From, To  string
 	Source    netip.AddrPort // where the INVITE came from
 	Headers   map[string]string
-	Codec     string
+	Codec     string // negotiated at answer; a re-INVITE may change it
 	Leg       *media.Leg
 	Started   time.Time
 
@@ -131,7 +131,8 @@ type Call struct {
 	hold      atomic.Bool
 	ver       atomic.Uint64
 	sessID    uint64
-	choice    Choice
+	mu        sync.Mutex // guards choice
+	choice    Choice     // the codec now in use (Codec is the first one)
 	done      chan struct{}
 	reason    string
 }
@@ -633,16 +634,29 @@ func (s *Server) reinvite(callID string, req *sipmsg.Request, tx sipmsg.ServerTr
 		respond(tx, req, 488, "Not Acceptable Here")
 		return
 	}
-	if _, err := Negotiate(offer, []string{c.choice.Name}); err != nil {
-		respond(tx, req, 488, "Not Acceptable Here", sipmsg.NewHeader("Warning", `304 callscribe "codec change not supported"`))
+	// Keep the codec if the offer still has it, else move to the best one
+	// it has.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	choice, err := Negotiate(offer, append([]string{c.choice.Name}, s.cfg.Codecs...))
+	if err != nil {
+		respond(tx, req, 488, "Not Acceptable Here", sipmsg.NewHeader("Warning", `304 callscribe "no common codec"`))
 		return
+	}
+	if choice != c.choice {
+		if err := c.Leg.Renegotiate(map[uint8]string{choice.PT: choice.Name}, choice.DTMFPT); err != nil {
+			respond(tx, req, 500, "Server Internal Error")
+			return
+		}
+		s.cfg.Logger.Info("sip: codec changed", "call_id", callID, "from", c.choice.Name, "to", choice.Name)
+		c.choice = choice
 	}
 	c.hold.Store(offer.Hold)
 	c.refreshed.Store(time.Now().UnixNano())
 	if !offer.Hold {
 		c.rcv.Relatch()
 	}
-	res := sipmsg.NewSDPResponseFromRequest(req, Answer(c.rcv.LocalAddr(), c.choice, offer.Direction, c.sessID, c.ver.Add(1)))
+	res := sipmsg.NewSDPResponseFromRequest(req, Answer(c.rcv.LocalAddr(), choice, offer.Direction, c.sessID, c.ver.Add(1)))
 	tx.Respond(res)
 }
 
