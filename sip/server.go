@@ -7,6 +7,7 @@ package sip
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -28,8 +29,10 @@ import (
 
 // Config configures the SIP server. Zero fields take the defaults named.
 type Config struct {
-	// UDP and TCP are the listen addresses ("127.0.0.1:5060"); empty: off.
-	UDP, TCP string
+	// UDP, TCP and TLS are the listen addresses ("127.0.0.1:5060"); empty:
+	// off. TLS needs TLSCertFile and TLSKeyFile (PEM).
+	UDP, TCP, TLS           string
+	TLSCertFile, TLSKeyFile string
 	// MediaIP is the address RTP sockets bind to and SDP announces.
 	MediaIP string
 	// RTPPortLo and RTPPortHi bound the RTP ports; default 20000-30000.
@@ -69,8 +72,11 @@ type Config struct {
 }
 
 func (c *Config) defaults() error {
-	if c.UDP == "" && c.TCP == "" {
-		return errors.New("sip: config: no listen address (udp or tcp)")
+	if c.UDP == "" && c.TCP == "" && c.TLS == "" {
+		return errors.New("sip: config: no listen address (udp, tcp or tls)")
+	}
+	if c.TLS != "" && (c.TLSCertFile == "" || c.TLSKeyFile == "") {
+		return errors.New("sip: config: tls needs tls_cert_file and tls_key_file")
 	}
 	if c.MediaIP == "" {
 		c.MediaIP = "127.0.0.1"
@@ -259,6 +265,25 @@ func (s *Server) Listen() error {
 		s.closers = append(s.closers, l)
 		serve = append(serve, func() { s.srv.ServeTCP(l) })
 	}
+	if s.cfg.TLS != "" {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+		if err != nil {
+			for _, c := range s.closers {
+				c.Close()
+			}
+			return fmt.Errorf("sip: tls certificate %s: %w", s.cfg.TLSCertFile, err)
+		}
+		l, err := tls.Listen("tcp", s.cfg.TLS, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		if err != nil {
+			for _, c := range s.closers {
+				c.Close()
+			}
+			return fmt.Errorf("sip: listen tls %s: %w", s.cfg.TLS, err)
+		}
+		s.addrs = append(s.addrs, tlsAddr{l.Addr()})
+		s.closers = append(s.closers, l)
+		serve = append(serve, func() { s.srv.ServeTLS(l) })
+	}
 	// The Contact of our answers names the bound address; set it before
 	// the first request can arrive.
 	s.setContact()
@@ -287,9 +312,9 @@ func (s *Server) setContact() {
 // contactFor is our Contact for requests that came over transport (the
 // peer sends ACK and BYE there); nil keeps the default.
 func (s *Server) contactFor(transport string) *sipmsg.ContactHeader {
-	want := "udp"
-	if strings.EqualFold(transport, "TCP") {
-		want = "tcp"
+	want := strings.ToLower(transport)
+	if want != "tcp" && want != "tls" {
+		want = "udp"
 	}
 	for _, a := range s.addrs {
 		if a.Network() != want {
@@ -300,16 +325,21 @@ func (s *Server) contactFor(transport string) *sipmsg.ContactHeader {
 			return nil
 		}
 		h := &sipmsg.ContactHeader{Address: sipmsg.Uri{User: "callscribe", Host: ap.Addr().String(), Port: int(ap.Port())}}
-		if want == "tcp" {
+		if want != "udp" {
 			h.Address.UriParams = sipmsg.NewParams()
-			h.Address.UriParams.Add("transport", "tcp")
+			h.Address.UriParams.Add("transport", want)
 		}
 		return h
 	}
 	return nil
 }
 
-// Addrs are the bound listen addresses.
+// tlsAddr marks a TLS listener's address (its Network is "tls").
+type tlsAddr struct{ net.Addr }
+
+func (tlsAddr) Network() string { return "tls" }
+
+// Addrs are the bound listen addresses (Network: udp, tcp or tls).
 func (s *Server) Addrs() []net.Addr { return s.addrs }
 
 // ActiveCalls is the number of calls in progress.

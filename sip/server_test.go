@@ -2,11 +2,21 @@ package sip
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -702,4 +712,73 @@ func TestMalformedSIP(t *testing.T) {
 	if res, err := phone.cli.Do(ctx, sipmsg.NewRequest(sipmsg.OPTIONS, target(addr))); err != nil || res.StatusCode != 200 {
 		t.Fatalf("OPTIONS after garbage: %v %v", res, err)
 	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key as PEM files.
+func selfSigned(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "callscribe test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return certFile, keyFile
+}
+
+func TestCallOverTLS(t *testing.T) {
+	certFile, keyFile := selfSigned(t)
+	srv, rec, _ := startServer(t, Config{TLS: "127.0.0.1:0", TLSCertFile: certFile, TLSKeyFile: keyFile})
+	addr := srv.Addrs()[1].String() // after UDP
+	ua, _ := sipgo.NewUA(sipgo.WithUserAgenTLSConfig(&tls.Config{InsecureSkipVerify: true}))
+	defer ua.Close()
+	cli, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+	dc := sipgo.NewDialogClientCache(cli, sipmsg.ContactHeader{Address: sipmsg.Uri{User: "uac", Host: "127.0.0.1"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	to := target(addr)
+	to.UriParams = sipmsg.NewParams()
+	to.UriParams.Add("transport", "tls")
+	sess, err := dc.Invite(ctx, to, offer(40000, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if ct := sess.InviteResponse.Contact(); ct == nil || !strings.Contains(ct.Value(), "transport=tls") {
+		t.Errorf("Contact %v", ct)
+	}
+	sess.Ack(ctx)
+	c := <-rec.startCh
+	if err := sess.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("call did not end")
+	}
+	// A bad certificate is a clear error at start.
+	bad := Config{UDP: "127.0.0.1:0", TLS: "127.0.0.1:0", TLSCertFile: keyFile, TLSKeyFile: keyFile, RTPPortLo: 31000, RTPPortHi: 31010}
+	s2, err := NewServer(bad, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Listen(); err == nil || !strings.Contains(err.Error(), "tls certificate") {
+		t.Errorf("bad certificate: %v", err)
+	}
+	s2.Close()
 }
