@@ -782,3 +782,59 @@ func TestCallOverTLS(t *testing.T) {
 	}
 	s2.Close()
 }
+
+// Closing the server ends calls with our BYE, reason shutdown.
+func TestShutdownSendsBye(t *testing.T) {
+	cfg := Config{UDP: "127.0.0.1:0", RTPPortLo: 31000, RTPPortHi: 31999}
+	rec := newRecorder()
+	srv, err := NewServer(cfg, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	phone := newUAC(t)
+	_, c, _ := call(t, phone, rec, srv.Addrs()[0].String(), 40000)
+	srv.Close()
+	srv.Close() // idempotent
+	if c.Reason() != "shutdown" {
+		t.Errorf("reason %q", c.Reason())
+	}
+	select {
+	case <-phone.byes:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the phone got no BYE")
+	}
+}
+
+// After a re-INVITE the media may come from a new address: the receiver
+// latches on it.
+func TestReinviteRelatchesMedia(t *testing.T) {
+	_, rec, addr := startServer(t, Config{})
+	phone := newUAC(t)
+	a, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	b, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	defer a.Close()
+	defer b.Close()
+	sess, c, to := call(t, phone, rec, addr, a.LocalAddr().(*net.UDPAddr).Port)
+	sendTone(t, a, to, 440, 100)
+	sendTone(t, b, to, 440, 40) // not latched: ignored
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req := sipmsg.NewRequest(sipmsg.INVITE, sess.InviteResponse.Contact().Address)
+	req.SetBody(offer(b.LocalAddr().(*net.UDPAddr).Port, "0"))
+	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
+	if res, err := sess.Do(ctx, req); err != nil || res.StatusCode != 200 {
+		t.Fatalf("re-INVITE: %v %v", res, err)
+	}
+	sendTone(t, b, to, 440, 100)
+	if src, _ := c.rcv.Source(); src.Port() != uint16(b.LocalAddr().(*net.UDPAddr).Port) {
+		t.Errorf("latched on %v", src)
+	}
+	if c.rcv.Ignored() != 2 {
+		t.Errorf("%d packets ignored, want 2", c.rcv.Ignored())
+	}
+	sess.Bye(ctx)
+	<-c.Done()
+}
