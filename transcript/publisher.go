@@ -1,0 +1,334 @@
+// Package transcript holds the transcript event schema and its delivery to
+// Redis Streams (schema version 1, see DESIGN.md): a publisher that never
+// blocks its callers, spools while Redis is away and replays in order.
+package transcript
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Event types.
+const (
+	CallStart = "call.start"
+	Partial   = "partial"
+	Final     = "final"
+	DTMF      = "dtmf"
+	CallEnd   = "call.end"
+)
+
+// Event is one transcript event. Seq and TS are set by the publisher.
+type Event struct {
+	Type   string
+	CallID string
+	Seq    int64
+	TS     int64             // unix ms when produced
+	Fields map[string]string // the type's own fields: leg, utt, text, ...
+}
+
+// key of the utterance a partial belongs to, for coalescing.
+func (e *Event) uttKey() string {
+	return e.CallID + "\x00" + e.Fields["leg"] + "\x00" + e.Fields["utt"]
+}
+
+// Options configure the publisher. Zero fields take the defaults named.
+type Options struct {
+	// Addr of Redis; default 127.0.0.1:6379.
+	Addr string
+	// Prefix of every key; default "stt".
+	Prefix string
+	// Shards of the firehose stt:events:<shard>; default 1.
+	Shards int
+	// CallMaxLen caps each per-call stream (MAXLEN ~); default 10000.
+	CallMaxLen int64
+	// FirehoseMaxLen caps each firehose stream (MAXLEN ~); default 1000000.
+	FirehoseMaxLen int64
+	// Expire is set on a call's stream when the call ends; default 24 h.
+	Expire time.Duration
+	// SpoolMax bounds the events held while Redis is unreachable; partials
+	// go first (oldest first), finals and call events are never dropped.
+	// Default 100000.
+	SpoolMax int
+	// Batch is the most events per pipeline; default 512.
+	Batch int
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.Addr == "" {
+		o.Addr = "127.0.0.1:6379"
+	}
+	if o.Prefix == "" {
+		o.Prefix = "stt"
+	}
+	if o.Shards <= 0 {
+		o.Shards = 1
+	}
+	if o.CallMaxLen <= 0 {
+		o.CallMaxLen = 10000
+	}
+	if o.FirehoseMaxLen <= 0 {
+		o.FirehoseMaxLen = 1000000
+	}
+	if o.Expire <= 0 {
+		o.Expire = 24 * time.Hour
+	}
+	if o.SpoolMax <= 0 {
+		o.SpoolMax = 100000
+	}
+	if o.Batch <= 0 {
+		o.Batch = 512
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Stats are the publisher's counters.
+type Stats struct {
+	Published      int64 // events written to Redis
+	Errors         int64 // failed pipeline rounds
+	Coalesced      int64 // partials replaced by a newer one before delivery
+	DroppedPartial int64 // partials dropped to keep the spool bounded
+	SpoolDepth     int   // events waiting
+	Connected      bool  // the last round reached Redis
+}
+
+// Publisher delivers events to Redis at least once, in order per call.
+type Publisher struct {
+	opts   Options
+	client *redis.Client
+
+	mu      sync.Mutex
+	queue   []*Event
+	seq     map[string]int64
+	partial map[string]*Event // newest queued partial per utterance
+	stats   Stats
+	wake    chan struct{}
+	closed  bool
+	quit    chan struct{}
+	done    chan struct{}
+}
+
+// NewPublisher starts delivering to Redis. It does not wait for Redis: while
+// it is away events are spooled.
+func NewPublisher(opts Options) *Publisher {
+	opts.defaults()
+	p := &Publisher{
+		opts: opts,
+		client: redis.NewClient(&redis.Options{Addr: opts.Addr, MaxRetries: -1, DialerRetries: 1,
+			DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second}),
+		seq:     map[string]int64{},
+		partial: map[string]*Event{},
+		wake:    make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	go p.run()
+	return p
+}
+
+// CallKey is the per-call stream of callID.
+func (p *Publisher) CallKey(callID string) string {
+	return p.opts.Prefix + ":call:{" + callID + "}"
+}
+
+// FirehoseKey is the shard stream callID's events go to.
+func (p *Publisher) FirehoseKey(callID string) string {
+	h := fnv.New32a()
+	h.Write([]byte(callID))
+	return p.opts.Prefix + ":events:" + strconv.Itoa(int(h.Sum32()%uint32(p.opts.Shards)))
+}
+
+// Publish queues an event; it never blocks on Redis. A partial replaces a
+// queued partial of the same utterance.
+func (p *Publisher) Publish(ev Event) {
+	e := &ev
+	if e.TS == 0 {
+		e.TS = time.Now().UnixMilli()
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.seq[e.CallID]++
+	e.Seq = p.seq[e.CallID]
+	switch e.Type {
+	case Partial:
+		if old := p.partial[e.uttKey()]; old != nil {
+			old.Type = "" // tombstone: skipped on delivery
+			p.stats.Coalesced++
+		}
+		p.partial[e.uttKey()] = e
+	case Final:
+		delete(p.partial, e.uttKey())
+	case CallEnd:
+		delete(p.seq, e.CallID)
+	}
+	p.queue = append(p.queue, e)
+	p.trim()
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// trim drops the oldest partials while the spool is over its bound. p.mu held.
+func (p *Publisher) trim() {
+	live := 0
+	for _, e := range p.queue {
+		if e.Type != "" {
+			live++
+		}
+	}
+	for i := 0; live > p.opts.SpoolMax && i < len(p.queue); i++ {
+		if e := p.queue[i]; e.Type == Partial {
+			e.Type = ""
+			if p.partial[e.uttKey()] == e {
+				delete(p.partial, e.uttKey())
+			}
+			p.stats.DroppedPartial++
+			live--
+		}
+	}
+}
+
+// Stats returns the counters.
+func (p *Publisher) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.stats
+	for _, e := range p.queue {
+		if e.Type != "" {
+			s.SpoolDepth++
+		}
+	}
+	return s
+}
+
+// Ping tells whether Redis answers now.
+func (p *Publisher) Ping(ctx context.Context) error {
+	return p.client.Ping(ctx).Err()
+}
+
+func (p *Publisher) run() {
+	defer close(p.done)
+	backoff := 50 * time.Millisecond
+	var batch []Event
+	for {
+		// Copies, so that coalescing may mark queued events meanwhile.
+		p.mu.Lock()
+		n := min(len(p.queue), p.opts.Batch)
+		batch = batch[:0]
+		for _, e := range p.queue[:n] {
+			batch = append(batch, *e)
+		}
+		p.mu.Unlock()
+		if n == 0 {
+			select {
+			case <-p.wake:
+				continue
+			case <-p.quit:
+				return
+			}
+		}
+		err := p.write(batch)
+		p.mu.Lock()
+		if err == nil {
+			for i, e := range p.queue[:n] {
+				if e.Type == Partial && p.partial[e.uttKey()] == e {
+					delete(p.partial, e.uttKey())
+				}
+				if batch[i].Type != "" {
+					p.stats.Published++
+				}
+			}
+			p.queue = p.queue[n:]
+			p.stats.Connected = true
+			backoff = 50 * time.Millisecond
+		} else {
+			p.stats.Errors++
+			p.stats.Connected = false
+		}
+		p.mu.Unlock()
+		if err != nil {
+			p.opts.Logger.Warn("transcript: redis unavailable, spooling", "err", err, "spooled", len(batch))
+			select {
+			case <-time.After(backoff):
+			case <-p.quit:
+				return
+			}
+			backoff = min(2*backoff, 2*time.Second)
+		}
+	}
+}
+
+// write sends a batch in one pipeline. A partly applied batch is sent again
+// whole: consumers dedupe on call_id+seq.
+func (p *Publisher) write(batch []Event) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pipe := p.client.Pipeline()
+	for i := range batch {
+		e := &batch[i]
+		if e.Type == "" {
+			continue
+		}
+		vals := make([]any, 0, 10+2*len(e.Fields))
+		vals = append(vals, "v", "1", "type", e.Type, "call_id", e.CallID, "seq", e.Seq, "ts", e.TS)
+		for k, v := range e.Fields {
+			vals = append(vals, k, v)
+		}
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: p.CallKey(e.CallID), MaxLen: p.opts.CallMaxLen, Approx: true, Values: vals})
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: p.FirehoseKey(e.CallID), MaxLen: p.opts.FirehoseMaxLen, Approx: true, Values: vals})
+		if e.Type == CallEnd {
+			pipe.Expire(ctx, p.CallKey(e.CallID), p.opts.Expire)
+		}
+	}
+	_, err := pipe.Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("transcript: redis pipeline: %w", err)
+	}
+	return nil
+}
+
+// Flush waits until the spool is empty or ctx ends.
+func (p *Publisher) Flush(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if p.Stats().SpoolDepth == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("transcript: flush: %d events left: %w", p.Stats().SpoolDepth, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops delivery; call Flush first to deliver what is queued.
+// Idempotent.
+func (p *Publisher) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+	close(p.quit)
+	<-p.done
+	return p.client.Close()
+}

@@ -1,0 +1,69 @@
+// Package transcripttest runs a real redis-server for tests, on loopback,
+// without persistence, stopped when the test ends.
+package transcripttest
+
+import (
+	"fmt"
+	"net"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+// Redis is a redis-server process started by a test.
+type Redis struct {
+	Addr string
+	t    testing.TB
+	cmd  *exec.Cmd
+}
+
+// Start runs redis-server on a free 127.0.0.1 port.
+func Start(t testing.TB) *Redis {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	r := &Redis{Addr: addr, t: t}
+	r.Restart()
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// Restart starts the server again on the same address (after Stop).
+func (r *Redis) Restart() {
+	r.t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		r.t.Fatalf("redis-server not found (run make setup): %v", err)
+	}
+	host, port, _ := net.SplitHostPort(r.Addr)
+	r.cmd = exec.Command(bin, "--bind", host, "--port", port, "--save", "", "--appendonly", "no", "--protected-mode", "no")
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", r.Addr); err == nil {
+			fmt.Fprintf(c, "PING\r\n")
+			buf := make([]byte, 16)
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			n, _ := c.Read(buf)
+			c.Close()
+			if string(buf[:n]) == "+PONG\r\n" {
+				return
+			}
+		}
+	}
+	r.t.Fatalf("redis-server did not come up on %s", r.Addr)
+}
+
+// Stop kills the server (an outage). Idempotent.
+func (r *Redis) Stop() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		r.cmd.Process.Kill()
+		r.cmd.Wait()
+		r.cmd = nil
+	}
+}
