@@ -1,0 +1,169 @@
+// Package gateway wires calls to recognition and publishing: each call's
+// legs feed streams of the shared asr.Batcher, and their results become
+// transcript events. It owns no protocol details.
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/media"
+	"github.com/callscribe/callscribe/sip"
+	"github.com/callscribe/callscribe/transcript"
+)
+
+// Publisher is where events go (transcript.Publisher).
+type Publisher interface {
+	Publish(ev transcript.Event)
+}
+
+// Calls is the registry of live calls; it is the SIP server's Handler.
+type Calls struct {
+	asr *asr.Batcher
+	pub Publisher
+	log *slog.Logger
+	// FinalTimeout bounds the wait for a hung-up call's last final.
+	FinalTimeout time.Duration
+
+	mu    sync.Mutex
+	calls map[*sip.Call]*call
+}
+
+// NewCalls returns a registry feeding b and publishing to pub.
+func NewCalls(b *asr.Batcher, pub Publisher, log *slog.Logger) *Calls {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Calls{asr: b, pub: pub, log: log, FinalTimeout: 10 * time.Second, calls: map[*sip.Call]*call{}}
+}
+
+// call is one call's recognition: a leg ring read into an asr stream.
+type call struct {
+	id     string
+	leg    string
+	stream *asr.Stream
+	stop   chan struct{}
+	fed    chan struct{}
+}
+
+// Active is the number of calls in progress.
+func (g *Calls) Active() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.calls)
+}
+
+// CallStarted publishes call.start and starts recognizing the caller's leg.
+func (g *Calls) CallStarted(c *sip.Call) {
+	cs := &call{id: c.SIPCallID, leg: "caller", stop: make(chan struct{}), fed: make(chan struct{})}
+	fields := map[string]string{"source": "sip", "from": c.From, "to": c.To, "sip_call_id": c.SIPCallID,
+		"codec": c.Codec, "legs": cs.leg}
+	for k, v := range c.Headers {
+		fields["hdr:"+k] = v
+	}
+	g.pub.Publish(transcript.Event{Type: transcript.CallStart, CallID: cs.id, Fields: fields})
+	s, err := g.asr.NewStream(cs.id+"/"+cs.leg, func(r asr.Result) { g.result(cs, r) })
+	if err != nil {
+		g.log.Error("gateway: no recognition for call", "call_id", cs.id, "err", err)
+		close(cs.fed)
+	} else {
+		cs.stream = s
+		go cs.feed(c.Leg.Ring())
+	}
+	g.mu.Lock()
+	g.calls[c] = cs
+	g.mu.Unlock()
+}
+
+// feed moves the leg's audio into the recognizer every 20 ms; at stop it
+// takes what is left.
+func (cs *call) feed(ring *media.Ring) {
+	defer close(cs.fed)
+	buf := make([]float32, 16000)
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-cs.stop:
+			for n, _ := ring.Read(buf); n > 0; n, _ = ring.Read(buf) {
+				cs.stream.Accept(buf[:n])
+			}
+			return
+		}
+		if n, _ := ring.Read(buf); n > 0 {
+			cs.stream.Accept(buf[:n])
+		}
+	}
+}
+
+func (g *Calls) result(cs *call, r asr.Result) {
+	f := map[string]string{"leg": cs.leg, "utt": strconv.Itoa(r.Utt), "text": r.Text,
+		"start_ms": strconv.FormatInt(r.StartMs, 10), "end_ms": strconv.FormatInt(r.EndMs, 10)}
+	typ := transcript.Partial
+	if r.Kind == asr.Final {
+		typ = transcript.Final
+		words, _ := json.Marshal(r.Words)
+		f["words"] = string(words)
+		f["conf"] = strconv.FormatFloat(float64(r.Conf), 'f', 3, 32)
+	}
+	g.pub.Publish(transcript.Event{Type: typ, CallID: cs.id, Fields: f})
+}
+
+// CallDTMF publishes a digit.
+func (g *Calls) CallDTMF(c *sip.Call, d media.DTMF) {
+	g.pub.Publish(transcript.Event{Type: transcript.DTMF, CallID: c.SIPCallID, Fields: map[string]string{
+		"leg": "caller", "digit": string(d.Digit), "start_ms": strconv.FormatInt(d.StartMs, 10),
+		"duration_ms": strconv.FormatInt(d.DurationMs, 10)}})
+}
+
+// CallEnded finalizes the last utterance, then publishes call.end.
+func (g *Calls) CallEnded(c *sip.Call) {
+	g.mu.Lock()
+	cs := g.calls[c]
+	g.mu.Unlock()
+	if cs == nil {
+		return
+	}
+	defer func() { // the call counts as live until call.end is out
+		g.mu.Lock()
+		delete(g.calls, c)
+		g.mu.Unlock()
+	}()
+	close(cs.stop)
+	<-cs.fed
+	if cs.stream != nil {
+		cs.stream.Finish()
+		select {
+		case <-cs.stream.Done():
+		case <-time.After(g.FinalTimeout):
+			g.log.Error("gateway: last final not ready in time", "call_id", cs.id)
+		}
+	}
+	st := c.Leg.Stats()
+	stats, _ := json.Marshal(map[string]map[string]int64{cs.leg: {
+		"packets": st.Packets, "lost": st.Lost, "late": st.Late, "malformed": st.Malformed,
+		"dropped_samples": st.DroppedSamples, "dtmf": st.DTMF}})
+	g.pub.Publish(transcript.Event{Type: transcript.CallEnd, CallID: cs.id, Fields: map[string]string{
+		"reason": c.Reason(), "duration_ms": strconv.FormatInt(time.Since(c.Started).Milliseconds(), 10),
+		"stats": string(stats)}})
+}
+
+// Drain waits until no call is left or ctx ends.
+func (g *Calls) Drain(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for g.Active() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
