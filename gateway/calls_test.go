@@ -2,9 +2,6 @@ package gateway
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,15 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
-	"github.com/pion/rtp"
 	"github.com/redis/go-redis/v9"
-	"github.com/zaf/g711"
 
 	"github.com/callscribe/callscribe/asr"
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/sip"
+	"github.com/callscribe/callscribe/sip/siptest"
 	"github.com/callscribe/callscribe/transcript"
 	"github.com/callscribe/callscribe/transcript/transcripttest"
 )
@@ -54,68 +49,6 @@ func newBatcher(t testing.TB) *asr.Batcher {
 	return b
 }
 
-// phone places one call and streams PCMU in real time.
-type phone struct {
-	dc   *sipgo.DialogClientCache
-	rtp  *net.UDPConn
-	done func()
-}
-
-func newPhone(t *testing.T) *phone {
-	ua, _ := sipgo.NewUA()
-	srv, _ := sipgo.NewServer(ua)
-	pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	cli, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientPort(port))
-	p := &phone{dc: sipgo.NewDialogClientCache(cli, sipmsg.ContactHeader{Address: sipmsg.Uri{User: "phone", Host: "127.0.0.1", Port: port}})}
-	srv.OnBye(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) { p.dc.ReadBye(req, tx) })
-	go srv.ServeUDP(pc)
-	p.rtp, _ = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	t.Cleanup(func() { p.rtp.Close(); srv.Close(); ua.Close() })
-	return p
-}
-
-func pcmu(x []float32) []byte {
-	b := make([]byte, len(x))
-	for i, v := range x {
-		b[i] = g711.EncodeUlawFrame(int16(max(-1, min(1, v)) * 32767))
-	}
-	return b
-}
-
-// talk calls addr, streams payload (PCMU, 8 kHz) in real time, then hangs up.
-func (p *phone) talk(t *testing.T, addr string, payload []byte, hdrs ...sipmsg.Header) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	ap := netip.MustParseAddrPort(addr)
-	sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\n", p.rtp.LocalAddr().(*net.UDPAddr).Port)
-	sess, err := p.dc.Invite(ctx, sipmsg.Uri{User: "transcribe", Host: ap.Addr().String(), Port: int(ap.Port())}, []byte(sdp), hdrs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	sess.Ack(ctx)
-	ans, err := sip.ParseOffer(sess.InviteResponse.Body())
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	for k := 0; (k+1)*160 <= len(payload); k++ {
-		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(k), Timestamp: uint32(160 * k), SSRC: 77},
-			Payload: payload[160*k : 160*(k+1)]}
-		b, _ := pkt.Marshal()
-		p.rtp.WriteToUDPAddrPort(b, ans.Addr)
-		time.Sleep(time.Until(start.Add(time.Duration(k+1) * 20 * time.Millisecond)))
-	}
-	if err := sess.Bye(ctx); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestCallToTranscriptOnRedis(t *testing.T) {
 	rd := transcripttest.Start(t)
 	pub := transcript.NewPublisher(transcript.Options{Addr: rd.Addr})
@@ -134,13 +67,13 @@ func TestCallToTranscriptOnRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	speech := pcmu(a.Samples)
+	speech := siptest.PCMU(a.Samples)
 	var wg sync.WaitGroup
 	for i := range 3 { // concurrent calls
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			newPhone(t).talk(t, srv.Addrs()[0].String(), speech, sipmsg.NewHeader("X-Agent-Id", strconv.Itoa(i)))
+			siptest.NewPhone(t).Talk(t, srv.Addrs()[0].String(), speech, sipmsg.NewHeader("X-Agent-Id", strconv.Itoa(i)))
 		}()
 	}
 	wg.Wait()

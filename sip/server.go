@@ -184,14 +184,15 @@ type Server struct {
 	poll  *media.Poller  // nil: a goroutine per leg
 	auth  *authenticator // nil: no authentication
 
-	mu      sync.Mutex
-	calls   map[string]*Call
-	closed  bool
-	wg      sync.WaitGroup
-	ctx     context.Context
-	cancel  context.CancelFunc
-	addrs   []net.Addr
-	closers []io.Closer // listeners, closed by Close
+	mu       sync.Mutex
+	calls    map[string]*Call
+	closed   bool
+	draining bool // new calls get 503
+	wg       sync.WaitGroup
+	ctx      context.Context
+	cancel   context.CancelFunc
+	addrs    []net.Addr
+	closers  []io.Closer // listeners, closed by Close
 
 	// Counters.
 	Rejected atomic.Int64
@@ -347,6 +348,13 @@ func (s *Server) ActiveCalls() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.calls)
+}
+
+// Drain stops taking calls (503) and lets the ones in progress go on.
+func (s *Server) Drain() {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
 }
 
 // Close hangs up every call (reason shutdown, BYE sent) and stops the
@@ -529,7 +537,7 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	s.mu.Lock()
-	full := len(s.calls) >= s.cfg.MaxCalls || s.closed
+	full := len(s.calls) >= s.cfg.MaxCalls || s.closed || s.draining
 	if n := s.cfg.MaxCallsPerSource; n > 0 {
 		from := 0
 		for _, c := range s.calls {

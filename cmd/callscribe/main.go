@@ -1,5 +1,6 @@
 // Command callscribe is the Callscribe gateway. Subcommands:
 //
+//	callscribe serve [-sip ADDR] [-http ADDR] [-redis ADDR] [-model DIR] [-rtp-ports LO-HI]
 //	callscribe transcribe [-model DIR] [-json] FILE.wav...
 package main
 
@@ -17,6 +18,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: callscribe <command> [flags]
 
 commands:
+  serve [-sip ADDR] [-http ADDR] [-redis ADDR] [-model DIR] [-rtp-ports LO-HI]
+                                                the gateway: SIP calls in, transcripts to Redis
   transcribe [-model DIR] [-json] FILE.wav...   recognize WAV files as concurrent streams
 `)
 }
@@ -27,6 +30,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch args[0] {
+	case "serve":
+		return serveMain(args[1:], stdout, stderr)
 	case "transcribe":
 		return transcribeMain(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":

@@ -1,0 +1,108 @@
+// Package siptest is a SIP phone for tests: it places calls over loopback
+// with sipgo and streams PCMU audio in real time.
+package siptest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
+	"github.com/pion/rtp"
+	"github.com/zaf/g711"
+
+	"github.com/callscribe/callscribe/sip"
+)
+
+// Phone is one SIP user agent with an RTP socket, closed when the test ends.
+type Phone struct {
+	dc  *sipgo.DialogClientCache
+	rtp *net.UDPConn
+	// Byes counts BYEs received from the far end.
+	Byes chan struct{}
+}
+
+// NewPhone starts a phone on 127.0.0.1.
+func NewPhone(t testing.TB) *Phone {
+	t.Helper()
+	ua, _ := sipgo.NewUA()
+	srv, _ := sipgo.NewServer(ua)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	cli, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientPort(port))
+	p := &Phone{Byes: make(chan struct{}, 16),
+		dc: sipgo.NewDialogClientCache(cli, sipmsg.ContactHeader{Address: sipmsg.Uri{User: "phone", Host: "127.0.0.1", Port: port}})}
+	srv.OnBye(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		p.dc.ReadBye(req, tx)
+		p.Byes <- struct{}{}
+	})
+	go srv.ServeUDP(pc)
+	if p.rtp, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.rtp.Close(); srv.Close(); ua.Close() })
+	return p
+}
+
+// PCMU encodes 8 kHz samples in [-1, 1].
+func PCMU(x []float32) []byte {
+	b := make([]byte, len(x))
+	for i, v := range x {
+		b[i] = g711.EncodeUlawFrame(int16(max(-1, min(1, v)) * 32767))
+	}
+	return b
+}
+
+// Talk calls addr (host:port), streams payload (PCMU, 8 kHz) in real time
+// and hangs up, unless the far end hangs up first. It returns the final
+// INVITE status (200 when answered).
+func (p *Phone) Talk(t testing.TB, addr string, payload []byte, hdrs ...sipmsg.Header) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	ap := netip.MustParseAddrPort(addr)
+	sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\n",
+		p.rtp.LocalAddr().(*net.UDPAddr).Port)
+	sess, err := p.dc.Invite(ctx, sipmsg.Uri{User: "transcribe", Host: ap.Addr().String(), Port: int(ap.Port())}, []byte(sdp), hdrs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		var de *sipgo.ErrDialogResponse
+		if errorsAs(err, &de) {
+			return de.Res.StatusCode
+		}
+		t.Fatal(err)
+	}
+	sess.Ack(ctx)
+	ans, err := sip.ParseOffer(sess.InviteResponse.Body())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for k := 0; (k+1)*160 <= len(payload); k++ {
+		select {
+		case <-sess.Context().Done(): // the far end hung up
+			return 200
+		default:
+		}
+		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(k), Timestamp: uint32(160 * k), SSRC: 77},
+			Payload: payload[160*k : 160*(k+1)]}
+		b, _ := pkt.Marshal()
+		p.rtp.WriteToUDPAddrPort(b, ans.Addr)
+		time.Sleep(time.Until(start.Add(time.Duration(k+1) * 20 * time.Millisecond)))
+	}
+	sess.Bye(ctx)
+	return 200
+}
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }
