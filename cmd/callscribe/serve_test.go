@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/callscribe/callscribe/media"
+	"github.com/callscribe/callscribe/sip/siptest"
+	"github.com/callscribe/callscribe/transcript/transcripttest"
+)
+
+func freePort(t *testing.T, network string) string {
+	t.Helper()
+	if network == "udp" {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		return pc.LocalAddr().String()
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// gatewayProc runs `callscribe serve` as a process (this test binary
+// re-executed as the command).
+type gatewayProc struct {
+	cmd    *exec.Cmd
+	out    *bytes.Buffer
+	sip    string
+	http   string
+	exited chan error
+}
+
+func startGateway(t *testing.T, redisAddr string, extra ...string) *gatewayProc {
+	t.Helper()
+	g := &gatewayProc{sip: freePort(t, "udp"), http: freePort(t, "tcp"), out: &bytes.Buffer{}, exited: make(chan error, 1)}
+	args := append([]string{"serve", "-sip", g.sip, "-http", g.http, "-redis", redisAddr, "-model", testModelDir(t),
+		"-rtp-ports", "34000-34999"}, extra...)
+	g.cmd = exec.Command(os.Args[0], args...)
+	g.cmd.Env = append(os.Environ(), "CALLSCRIBE_TEST_MAIN=1")
+	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { g.exited <- g.cmd.Wait() }()
+	t.Cleanup(func() {
+		g.cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("gateway output:\n%s", g.out.String())
+		}
+	})
+	return g
+}
+
+// waitReady polls /readyz until it answers want.
+func (g *gatewayProc) waitReady(t *testing.T, want int) {
+	t.Helper()
+	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(50 * time.Millisecond) {
+		select {
+		case err := <-g.exited:
+			t.Fatalf("gateway exited: %v\n%s", err, g.out.String())
+		default:
+		}
+		res, err := http.Get("http://" + g.http + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == want {
+				return
+			}
+		}
+	}
+	t.Fatalf("/readyz never answered %d", want)
+}
+
+func callEvents(t *testing.T, redisAddr string) map[string][]map[string]any {
+	t.Helper()
+	rc := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rc.Close()
+	ctx := context.Background()
+	keys, _ := rc.Keys(ctx, "stt:call:*").Result()
+	out := map[string][]map[string]any{}
+	for _, k := range keys {
+		msgs, _ := rc.XRange(ctx, k, "-", "+").Result()
+		for _, m := range msgs {
+			out[k] = append(out[k], m.Values)
+		}
+	}
+	return out
+}
+
+// SIGTERM during calls: new calls get 503, calls in progress end at the
+// drain deadline with every final and call.end published, and the process
+// exits 0.
+func TestServeDrainOnSIGTERM(t *testing.T) {
+	rd := transcripttest.Start(t)
+	g := startGateway(t, rd.Addr, "-drain", "2s")
+	g.waitReady(t, 200)
+	a, err := media.ReadWAVFile(filepath.Join(testModelDir(t), "test_wavs", "8k.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	speech := siptest.PCMU(append(append([]float32{}, a.Samples...), a.Samples...)) // about 10 s
+	done := make(chan int, 2)
+	for range 2 {
+		go func() { done <- siptest.NewPhone(t).Talk(t, g.sip, speech) }()
+	}
+	time.Sleep(5500 * time.Millisecond) // the first sentence has been spoken
+	g.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(300 * time.Millisecond)
+	if code := siptest.NewPhone(t).Talk(t, g.sip, speech[:1600]); code != 503 {
+		t.Errorf("a call while draining got %d, want 503", code)
+	}
+	select {
+	case err := <-g.exited:
+		if err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("gateway did not exit")
+	}
+	<-done
+	<-done
+	events := callEvents(t, rd.Addr)
+	if len(events) != 2 {
+		t.Fatalf("%d calls on Redis", len(events))
+	}
+	for k, evs := range events {
+		last := evs[len(evs)-1]
+		var finals []string
+		for _, e := range evs {
+			if e["type"] == "final" {
+				finals = append(finals, e["text"].(string))
+			}
+		}
+		if last["type"] != "call.end" || last["reason"] != "shutdown" || len(finals) == 0 {
+			t.Errorf("%s: last %v, finals %q", k, last, finals)
+		}
+		if !strings.Contains(strings.Join(finals, " "), "APPREHENSION") {
+			t.Errorf("%s: finals %q", k, finals)
+		}
+	}
+}
+
+// Redis unreachable at start: the gateway runs, not ready, and spools.
+func TestServeWithoutRedisStartsNotReady(t *testing.T) {
+	g := startGateway(t, freePort(t, "tcp")) // nothing listens there
+	g.waitReady(t, 503)
+	res, err := http.Get("http://" + g.http + "/healthz")
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("healthz: %v %v", res, err)
+	}
+	res, err = http.Get("http://" + g.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body bytes.Buffer
+	body.ReadFrom(res.Body)
+	res.Body.Close()
+	if !strings.Contains(body.String(), "callscribe_redis_spool_depth") || !strings.Contains(body.String(), "callscribe_calls_active 0") {
+		t.Errorf("metrics:\n%s", body.String())
+	}
+	g.cmd.Process.Signal(syscall.SIGINT)
+	if err := <-g.exited; err != nil {
+		t.Errorf("exit after SIGINT: %v", err)
+	}
+}
+
+func TestServeBadStart(t *testing.T) {
+	busy, _ := net.ListenPacket("udp", "127.0.0.1:0")
+	defer busy.Close()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"bad port range", []string{"-rtp-ports", "9-1"}, "rtp-ports"},
+		{"busy SIP port", []string{"-sip", busy.LocalAddr().String()}, "listen udp"},
+		{"no model", []string{"-model", t.TempDir()}, "no encoder"},
+	} {
+		var out bytes.Buffer
+		args := append([]string{"serve", "-http", freePort(t, "tcp"), "-redis", freePort(t, "tcp"), "-rtp-ports", "35000-35100",
+			"-model", testModelDir(t)}, tc.args...)
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Env = append(os.Environ(), "CALLSCRIBE_TEST_MAIN=1")
+		cmd.Stderr = &out
+		err := cmd.Run()
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		lastLine := lines[len(lines)-1]
+		if err == nil || !strings.Contains(lastLine, tc.want) || !strings.HasPrefix(lastLine, "callscribe serve: ") {
+			t.Errorf("%s: %v, last line %q", tc.name, err, lastLine)
+		}
+	}
+}
