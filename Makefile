@@ -39,11 +39,10 @@ bench: build
 	bin/callscribe-bench
 	bin/callscribe-load rtp -legs 1000 -seconds 5 -poll 1
 
-# Until the gateway lands: the main job on the embedded default, all test
-# WAVs of the model as concurrent streams through the shared batcher.
-demo: build
-	bin/callscribe transcribe -json $(wildcard ../shared/models/*/test_wavs/*.wav)
-	bin/callscribe transcribe $(wildcard ../shared/models/*/test_wavs/*.wav)
+# The main job on the embedded default: its own redis-server, the gateway,
+# a real SIP call (sipp) speaking a test WAV, the transcript as it arrives.
+demo: setup build
+	scripts/demo/run
 
 clean:
 	rm -rf bin

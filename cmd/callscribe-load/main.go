@@ -32,7 +32,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: callscribe-load rtp [-legs N] [-seconds S]")
+		fmt.Fprintln(os.Stderr, "usage: callscribe-load rtp [-legs N] [-seconds S] | pcap -in WAV -out PCAP")
 		os.Exit(2)
 	}
 	var err error
@@ -41,6 +41,8 @@ func main() {
 		err = rtpLoad(os.Args[2:], os.Stdout)
 	case "rtp-send": // the child: sends to the ports read from stdin
 		err = rtpSend(os.Args[2:], os.Stdin)
+	case "pcap":
+		err = pcapMain(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
