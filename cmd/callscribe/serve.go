@@ -10,8 +10,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,100 +20,134 @@ import (
 
 	"github.com/callscribe/callscribe/asr"
 	"github.com/callscribe/callscribe/gateway"
+	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/sip"
 	"github.com/callscribe/callscribe/transcript"
 )
 
-type serveOptions struct {
-	sip, sipTCP, http, redis string
-	mediaIP                  string
-	rtpPorts                 string
-	model                    asr.ModelFiles
-	ortLib, provider         string
-	drain                    time.Duration
-	mediaTimeout             time.Duration
-}
-
-// envOr returns $CALLSCRIBE_<NAME> if set, else def.
-func envOr(name, def string) string {
-	if v := os.Getenv("CALLSCRIBE_" + name); v != "" {
-		return v
-	}
-	return def
-}
+// envOverrides are the CALLSCRIBE_* variables serve reads, over the config
+// file and under the flags.
+var envOverrides = []string{"SIP", "HTTP", "REDIS", "MODEL", "RTP_PORTS", "MEDIA_IP", "PROVIDER"}
 
 func serveMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var o serveOptions
-	fs.StringVar(&o.sip, "sip", envOr("SIP", "127.0.0.1:5060"), "SIP listen address (UDP and TCP)")
-	fs.StringVar(&o.http, "http", envOr("HTTP", "127.0.0.1:8080"), "HTTP listen address (health, readiness, metrics)")
-	fs.StringVar(&o.redis, "redis", envOr("REDIS", "127.0.0.1:6379"), "Redis address")
-	fs.StringVar(&o.mediaIP, "media-ip", envOr("MEDIA_IP", "127.0.0.1"), "address of the RTP sockets, announced in SDP")
-	fs.StringVar(&o.rtpPorts, "rtp-ports", envOr("RTP_PORTS", "20000-30000"), "RTP port range LO-HI")
-	fs.StringVar(&o.model.Dir, "model", envOr("MODEL", ""), "model directory (default: the shared test model)")
-	fs.StringVar(&o.ortLib, "ort-lib", "", "libonnxruntime.so (default: $"+asr.RuntimeLibEnv+" or the setup cache)")
-	fs.StringVar(&o.provider, "provider", envOr("PROVIDER", "cpu"), "execution provider: cpu or cuda")
-	fs.DurationVar(&o.drain, "drain", 30*time.Second, "on SIGTERM, how long calls may go on before they are ended")
-	fs.DurationVar(&o.mediaTimeout, "media-timeout", 30*time.Second, "end a call after this long without RTP")
+	configFile := fs.String("config", "", "YAML configuration (see configs/callscribe.yaml); default: built-in defaults")
+	set := map[string]*string{}
+	for _, f := range []struct{ name, usage string }{
+		{"sip", "SIP listen address, UDP and TCP (sip.udp, sip.tcp)"},
+		{"http", "HTTP listen address: health, readiness, metrics (http.addr)"},
+		{"redis", "Redis address (redis.addr)"},
+		{"model", "model directory (asr.model_dir)"},
+		{"rtp-ports", "RTP port range LO-HI (sip.rtp_ports)"},
+		{"media-ip", "address of the RTP sockets, announced in SDP (sip.media_ip)"},
+		{"provider", "execution provider: cpu or cuda (asr.provider)"},
+	} {
+		set[f.name] = fs.String(f.name, "", f.usage)
+	}
+	drain := fs.Duration("drain", 0, "on SIGTERM, how long calls may go on before they are ended (drain)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	slog.SetDefault(log)
-	if err := serve(o, log); err != nil {
+	cfg := gateway.Defaults()
+	if *configFile != "" {
+		var err error
+		if cfg, err = gateway.LoadConfig(*configFile); err != nil {
+			fmt.Fprintf(stderr, "callscribe serve: %v\n", err)
+			return 1
+		}
+	}
+	apply := func(name, v string) {
+		switch name {
+		case "SIP", "sip":
+			cfg.SIP.UDP, cfg.SIP.TCP = v, v
+		case "HTTP", "http":
+			cfg.HTTP.Addr = v
+		case "REDIS", "redis":
+			cfg.Redis.Addr = v
+		case "MODEL", "model":
+			cfg.ASR.ModelDir = v
+		case "RTP_PORTS", "rtp-ports":
+			cfg.SIP.RTPPorts = v
+		case "MEDIA_IP", "media-ip":
+			cfg.SIP.MediaIP = v
+		case "PROVIDER", "provider":
+			cfg.ASR.Provider = v
+		}
+	}
+	for _, name := range envOverrides {
+		if v := os.Getenv("CALLSCRIBE_" + name); v != "" {
+			apply(name, v)
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if p, ok := set[f.Name]; ok {
+			apply(f.Name, *p)
+		}
+		if f.Name == "drain" {
+			cfg.Drain = *drain
+		}
+	})
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "callscribe serve: config: %v\n", err)
+		return 1
+	}
+	if err := serve(cfg, log); err != nil {
 		fmt.Fprintf(stderr, "callscribe serve: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func parsePorts(s string) (int, int, error) {
-	lo, hi, ok := strings.Cut(s, "-")
-	a, err1 := strconv.Atoi(lo)
-	b, err2 := strconv.Atoi(hi)
-	if !ok || err1 != nil || err2 != nil || a <= 0 || b > 65535 || b <= a {
-		return 0, 0, fmt.Errorf("rtp-ports %q: want LO-HI, e.g. 20000-30000", s)
-	}
-	return a, b, nil
-}
-
-func serve(o serveOptions, log *slog.Logger) error {
-	lo, hi, err := parsePorts(o.rtpPorts)
+func serve(cfg gateway.Config, log *slog.Logger) error {
+	lo, hi, err := cfg.SIP.RTPPortRange()
 	if err != nil {
 		return err
 	}
-	if err := asr.InitRuntime(o.ortLib); err != nil {
-		return err
-	}
-	o.model.Dir = modelDir(o.model.Dir)
-	info, err := asr.LoadModelInfo(o.model)
+	cidrs, err := cfg.SIP.CIDRs()
 	if err != nil {
 		return err
 	}
-	batcher, err := asr.NewBatcher(info, asr.BatcherOptions{Engine: asr.EngineOptions{Provider: o.provider},
-		Endpoint: asr.DefaultEndpointConfig(), Logger: log})
+	if err := asr.InitRuntime(cfg.ASR.ORTLib); err != nil {
+		return err
+	}
+	info, err := asr.LoadModelInfo(asr.ModelFiles{Dir: modelDir(cfg.ASR.ModelDir), Encoder: cfg.ASR.Encoder,
+		Decoder: cfg.ASR.Decoder, Joiner: cfg.ASR.Joiner})
+	if err != nil {
+		return err
+	}
+	batcher, err := asr.NewBatcher(info, asr.BatcherOptions{MaxBatch: cfg.ASR.MaxBatch, MaxWait: cfg.ASR.MaxWait,
+		Workers: cfg.ASR.Workers, RunTimeout: cfg.ASR.RunTimeout, Endpoint: cfg.ASR.Endpoint, Logger: log,
+		Engine: asr.EngineOptions{Provider: cfg.ASR.Provider, Threads: cfg.ASR.Threads}})
 	if err != nil {
 		return err
 	}
 	defer batcher.Close()
-	pub := transcript.NewPublisher(transcript.Options{Addr: o.redis, Logger: log})
+	r := cfg.Redis
+	pub := transcript.NewPublisher(transcript.Options{Addr: r.Addr, Prefix: r.Prefix, Shards: r.Shards, CallMaxLen: r.CallMaxLen,
+		FirehoseMaxLen: r.FirehoseMaxLen, Expire: r.Expire, SpoolMax: r.SpoolMax, Logger: log})
 	defer pub.Close()
 	calls := gateway.NewCalls(batcher, pub, log)
-	srv, err := sip.NewServer(sip.Config{UDP: o.sip, TCP: o.sip, MediaIP: o.mediaIP, RTPPortLo: lo, RTPPortHi: hi,
-		MediaTimeout: o.mediaTimeout, Logger: log}, calls)
+	sc := cfg.SIP
+	srv, err := sip.NewServer(sip.Config{UDP: sc.UDP, TCP: sc.TCP, TLS: sc.TLS, TLSCertFile: sc.TLSCertFile, TLSKeyFile: sc.TLSKeyFile,
+		MediaIP: sc.MediaIP, RTPPortLo: lo, RTPPortHi: hi, Codecs: sc.Codecs, MediaTimeout: sc.MediaTimeout,
+		MaxCalls: sc.MaxCalls, MaxCallsPerSource: sc.MaxCallsPerSource, AllowCIDRs: cidrs, Users: sc.Users,
+		Realm: sc.Realm, MinSE: sc.MinSE, CarryHeaders: sc.CarryHeaders, RTPReadWorkers: sc.RTPReadWorkers,
+		Leg: media.LegOptions{RingMs: sc.RingMs, ReorderMs: sc.ReorderMs}, Logger: log}, calls)
 	if err != nil {
 		return err
 	}
 	if err := srv.Listen(); err != nil {
 		return err
 	}
-	hl, err := net.Listen("tcp", o.http)
+	hl, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
 		srv.Close()
-		return fmt.Errorf("http: listen %s: %w", o.http, err)
+		return fmt.Errorf("http: listen %s: %w", cfg.HTTP.Addr, err)
 	}
-	draining := false
+	var draining atomic.Bool
 	reg := prometheus.NewRegistry()
 	metrics(reg, batcher, pub, calls)
 	mux := http.NewServeMux()
@@ -122,7 +156,7 @@ func serve(o serveOptions, log *slog.Logger) error {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		defer cancel()
 		var why []string
-		if draining {
+		if draining.Load() {
 			why = append(why, "draining")
 		}
 		if !batcher.Stats().Healthy {
@@ -140,7 +174,7 @@ func serve(o serveOptions, log *slog.Logger) error {
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go hs.Serve(hl)
-	log.Info("callscribe: serving", "sip", srv.Addrs(), "http", hl.Addr().String(), "redis", o.redis,
+	log.Info("callscribe: serving", "sip", srv.Addrs(), "http", hl.Addr().String(), "redis", r.Addr,
 		"model", info.Files.Encoder, "provider", batcher.Provider())
 
 	sigs := make(chan os.Signal, 2)
@@ -149,10 +183,10 @@ func serve(o serveOptions, log *slog.Logger) error {
 	if sig == syscall.SIGTERM {
 		// Drain: no new calls, the ones in progress go on until done or the
 		// deadline, then are ended with reason shutdown.
-		log.Info("callscribe: draining", "deadline", o.drain)
-		draining = true
+		log.Info("callscribe: draining", "deadline", cfg.Drain)
+		draining.Store(true)
 		srv.Drain()
-		ctx, cancel := context.WithTimeout(context.Background(), o.drain)
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.Drain)
 		select {
 		case <-waitCalls(ctx, calls, srv):
 		case <-sigs: // a second signal stops now

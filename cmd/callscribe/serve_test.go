@@ -183,6 +183,8 @@ func TestServeWithoutRedisStartsNotReady(t *testing.T) {
 }
 
 func TestServeBadStart(t *testing.T) {
+	badConfig := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(badConfig, []byte("asr:\n  max_batch: -3\n"), 0o644)
 	busy, _ := net.ListenPacket("udp", "127.0.0.1:0")
 	defer busy.Close()
 	for _, tc := range []struct {
@@ -190,7 +192,9 @@ func TestServeBadStart(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"bad port range", []string{"-rtp-ports", "9-1"}, "rtp-ports"},
+		{"bad port range", []string{"-rtp-ports", "9-1"}, "sip.rtp_ports"},
+		{"bad config file", []string{"-config", badConfig}, "asr.max_batch"},
+		{"missing config file", []string{"-config", "/nonexistent.yaml"}, "nonexistent.yaml"},
 		{"busy SIP port", []string{"-sip", busy.LocalAddr().String()}, "listen udp"},
 		{"no model", []string{"-model", t.TempDir()}, "no encoder"},
 	} {

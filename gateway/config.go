@@ -1,0 +1,211 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/media"
+)
+
+// Config is everything `callscribe serve` can be told, as in
+// configs/callscribe.yaml. Every field has a default (Defaults).
+type Config struct {
+	SIP   SIPConfig   `yaml:"sip"`
+	ASR   ASRConfig   `yaml:"asr"`
+	Redis RedisConfig `yaml:"redis"`
+	HTTP  HTTPConfig  `yaml:"http"`
+	// Drain is how long calls may go on after SIGTERM.
+	Drain time.Duration `yaml:"drain"`
+}
+
+// SIPConfig is the SIP and media side.
+type SIPConfig struct {
+	UDP               string            `yaml:"udp"`
+	TCP               string            `yaml:"tcp"`
+	TLS               string            `yaml:"tls"`
+	TLSCertFile       string            `yaml:"tls_cert_file"`
+	TLSKeyFile        string            `yaml:"tls_key_file"`
+	MediaIP           string            `yaml:"media_ip"`
+	RTPPorts          string            `yaml:"rtp_ports"`
+	Codecs            []string          `yaml:"codecs"`
+	MediaTimeout      time.Duration     `yaml:"media_timeout"`
+	MaxCalls          int               `yaml:"max_calls"`
+	MaxCallsPerSource int               `yaml:"max_calls_per_source"`
+	AllowCIDRs        []string          `yaml:"allow_cidrs"`
+	Users             map[string]string `yaml:"users"`
+	Realm             string            `yaml:"realm"`
+	MinSE             time.Duration     `yaml:"min_se"`
+	CarryHeaders      []string          `yaml:"carry_headers"`
+	RTPReadWorkers    int               `yaml:"rtp_read_workers"`
+	RingMs            int               `yaml:"ring_ms"`
+	ReorderMs         int               `yaml:"reorder_ms"`
+}
+
+// ASRConfig is the recognizer.
+type ASRConfig struct {
+	ModelDir   string             `yaml:"model_dir"`
+	Encoder    string             `yaml:"encoder"`
+	Decoder    string             `yaml:"decoder"`
+	Joiner     string             `yaml:"joiner"`
+	ORTLib     string             `yaml:"ort_lib"`
+	Provider   string             `yaml:"provider"`
+	Threads    int                `yaml:"threads"`
+	MaxBatch   int                `yaml:"max_batch"`
+	MaxWait    time.Duration      `yaml:"max_wait"`
+	Workers    int                `yaml:"workers"`
+	RunTimeout time.Duration      `yaml:"run_timeout"`
+	Endpoint   asr.EndpointConfig `yaml:"endpoint"`
+}
+
+// RedisConfig is transcript delivery.
+type RedisConfig struct {
+	Addr           string        `yaml:"addr"`
+	Prefix         string        `yaml:"prefix"`
+	Shards         int           `yaml:"shards"`
+	CallMaxLen     int64         `yaml:"call_maxlen"`
+	FirehoseMaxLen int64         `yaml:"firehose_maxlen"`
+	Expire         time.Duration `yaml:"expire"`
+	SpoolMax       int           `yaml:"spool_max"`
+}
+
+// HTTPConfig is the health, readiness and metrics endpoint.
+type HTTPConfig struct {
+	Addr string `yaml:"addr"`
+}
+
+// Defaults returns the configuration configs/callscribe.yaml spells out.
+func Defaults() Config {
+	return Config{
+		SIP: SIPConfig{UDP: "127.0.0.1:5060", TCP: "127.0.0.1:5060", MediaIP: "127.0.0.1", RTPPorts: "20000-30000",
+			Codecs: []string{"PCMU", "PCMA", "G722", "opus"}, MediaTimeout: 30 * time.Second, MaxCalls: 1000,
+			AllowCIDRs: []string{}, Users: map[string]string{},
+			Realm: "callscribe", MinSE: 90 * time.Second, CarryHeaders: []string{"X-*", "User-to-User"},
+			RingMs: 10000, ReorderMs: 60},
+		ASR: ASRConfig{Provider: "cpu", Threads: 1, MaxBatch: 16, MaxWait: 10 * time.Millisecond,
+			RunTimeout: 5 * time.Second, Endpoint: asr.DefaultEndpointConfig()},
+		Redis: RedisConfig{Addr: "127.0.0.1:6379", Prefix: "stt", Shards: 1, CallMaxLen: 10000,
+			FirehoseMaxLen: 1000000, Expire: 24 * time.Hour, SpoolMax: 100000},
+		HTTP:  HTTPConfig{Addr: "127.0.0.1:8080"},
+		Drain: 30 * time.Second,
+	}
+}
+
+// LoadConfig reads a YAML file over the defaults. Unknown fields are errors.
+func LoadConfig(path string) (Config, error) {
+	c := Defaults()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) { // EOF: an empty file
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// RTPPortRange parses sip.rtp_ports.
+func (c *SIPConfig) RTPPortRange() (int, int, error) {
+	lo, hi, ok := strings.Cut(c.RTPPorts, "-")
+	a, err1 := strconv.Atoi(strings.TrimSpace(lo))
+	b, err2 := strconv.Atoi(strings.TrimSpace(hi))
+	if !ok || err1 != nil || err2 != nil || a <= 0 || b > 65535 || b <= a {
+		return 0, 0, fmt.Errorf("sip.rtp_ports: %q: want LO-HI, e.g. 20000-30000", c.RTPPorts)
+	}
+	return a, b, nil
+}
+
+// CIDRs parses sip.allow_cidrs.
+func (c *SIPConfig) CIDRs() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.AllowCIDRs {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("sip.allow_cidrs: %q: %w", s, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Validate checks every field; the error names the first bad one.
+func (c *Config) Validate() error {
+	addr := func(field, v string, optional bool) error {
+		if v == "" && optional {
+			return nil
+		}
+		if _, err := netip.ParseAddrPort(v); err != nil {
+			return fmt.Errorf("%s: %q: want IP:PORT", field, v)
+		}
+		return nil
+	}
+	checks := []error{
+		addr("sip.udp", c.SIP.UDP, true), addr("sip.tcp", c.SIP.TCP, true), addr("sip.tls", c.SIP.TLS, true),
+		addr("redis.addr", c.Redis.Addr, false), addr("http.addr", c.HTTP.Addr, false),
+	}
+	for _, err := range checks {
+		if err != nil {
+			return err
+		}
+	}
+	switch {
+	case c.SIP.UDP == "" && c.SIP.TCP == "" && c.SIP.TLS == "":
+		return errors.New("sip: set at least one of udp, tcp, tls")
+	case c.SIP.TLS != "" && (c.SIP.TLSCertFile == "" || c.SIP.TLSKeyFile == ""):
+		return errors.New("sip.tls_cert_file, sip.tls_key_file: required with sip.tls")
+	}
+	if _, err := netip.ParseAddr(c.SIP.MediaIP); err != nil {
+		return fmt.Errorf("sip.media_ip: %q: want an IP address", c.SIP.MediaIP)
+	}
+	if _, _, err := c.SIP.RTPPortRange(); err != nil {
+		return err
+	}
+	if len(c.SIP.Codecs) == 0 {
+		return errors.New("sip.codecs: empty")
+	}
+	for _, name := range c.SIP.Codecs {
+		if _, err := media.LookupCodec(name); err != nil {
+			return fmt.Errorf("sip.codecs: %q: want PCMU, PCMA, G722 or opus", name)
+		}
+	}
+	if _, err := c.SIP.CIDRs(); err != nil {
+		return err
+	}
+	positive := []struct {
+		field string
+		ok    bool
+	}{
+		{"sip.media_timeout", c.SIP.MediaTimeout > 0}, {"sip.max_calls", c.SIP.MaxCalls > 0},
+		{"sip.max_calls_per_source", c.SIP.MaxCallsPerSource >= 0}, {"sip.min_se", c.SIP.MinSE >= time.Second},
+		{"sip.rtp_read_workers", c.SIP.RTPReadWorkers >= 0}, {"sip.ring_ms", c.SIP.RingMs >= 100},
+		{"sip.reorder_ms", c.SIP.ReorderMs > 0},
+		{"asr.threads", c.ASR.Threads > 0}, {"asr.max_batch", c.ASR.MaxBatch > 0}, {"asr.max_wait", c.ASR.MaxWait > 0},
+		{"asr.workers", c.ASR.Workers >= 0}, {"asr.run_timeout", c.ASR.RunTimeout > 0},
+		{"redis.shards", c.Redis.Shards > 0}, {"redis.call_maxlen", c.Redis.CallMaxLen > 0},
+		{"redis.firehose_maxlen", c.Redis.FirehoseMaxLen > 0}, {"redis.expire", c.Redis.Expire > 0},
+		{"redis.spool_max", c.Redis.SpoolMax > 0}, {"drain", c.Drain >= 0},
+	}
+	for _, p := range positive {
+		if !p.ok {
+			return fmt.Errorf("%s: out of range", p.field)
+		}
+	}
+	if c.ASR.Provider != "cpu" && c.ASR.Provider != "cuda" {
+		return fmt.Errorf("asr.provider: %q: want cpu or cuda", c.ASR.Provider)
+	}
+	if c.Redis.Prefix == "" || strings.ContainsAny(c.Redis.Prefix, " {}") {
+		return fmt.Errorf("redis.prefix: %q: want a non-empty key prefix without spaces or braces", c.Redis.Prefix)
+	}
+	return nil
+}

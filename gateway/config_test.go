@@ -1,0 +1,48 @@
+package gateway
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// The shipped file documents exactly the defaults.
+func TestShippedConfigIsTheDefaults(t *testing.T) {
+	c, err := LoadConfig("../configs/callscribe.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if d := Defaults(); !reflect.DeepEqual(c, d) {
+		t.Errorf("file:\n%+v\ndefaults:\n%+v", c, d)
+	}
+}
+
+func TestBadConfigNamesTheField(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"sip:\n  rtp_ports: 30000-2000\n", "sip.rtp_ports"},
+		{"sip:\n  codecs: [G729]\n", "sip.codecs"},
+		{"sip:\n  udp: nowhere\n", "sip.udp"},
+		{"sip:\n  allow_cidrs: [10.0.0.0/33]\n", "sip.allow_cidrs"},
+		{"asr:\n  provider: tpu\n", "asr.provider"},
+		{"asr:\n  max_batch: 0\n", "asr.max_batch"},
+		{"redis:\n  addr: ''\n", "redis.addr"},
+		{"sip:\n  tls: 127.0.0.1:5061\n", "sip.tls_cert_file"},
+		{"sip:\n  media_timeout: soon\n", "line 2"}, // a type error names its line
+		{"sipp:\n  udp: x\n", "sipp"},               // unknown field
+	} {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		os.WriteFile(path, []byte(tc.yaml), 0o644)
+		c, err := LoadConfig(path)
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want it to name %s", tc.yaml, err, tc.want)
+		}
+	}
+}
