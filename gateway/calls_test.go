@@ -69,11 +69,17 @@ func TestCallToTranscriptOnRedis(t *testing.T) {
 	}
 	speech := siptest.PCMU(a.Samples)
 	var wg sync.WaitGroup
-	for i := range 3 { // concurrent calls
+	for i := range 3 { // concurrent calls, PCMU and PCMA
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			siptest.NewPhone(t).Talk(t, srv.Addrs()[0].String(), speech, sipmsg.NewHeader("X-Agent-Id", strconv.Itoa(i)))
+			ph := siptest.NewPhone(t)
+			payload := speech
+			if i == 2 {
+				ph.PT = 8
+				payload = siptest.PCMA(a.Samples)
+			}
+			ph.Talk(t, srv.Addrs()[0].String(), payload, sipmsg.NewHeader("X-Agent-Id", strconv.Itoa(i)))
 		}()
 	}
 	wg.Wait()
@@ -87,19 +93,23 @@ func TestCallToTranscriptOnRedis(t *testing.T) {
 	}
 
 	// What transcribe gives for the same 8 kHz audio (after G.711).
-	dec, _ := media.LookupCodec("PCMU")
-	d, _ := dec.NewDecoder()
-	pcm, _ := d.Decode(nil, speech)
-	x, _ := media.ResampleFilter(pcm, 8000, 16000, media.FilterKaldi)
-	ref, err := asr.DecodeAll(newBatcher(t), [][]float32{x}, 100)
-	if err != nil {
-		t.Fatal(err)
+	want := map[string]string{}
+	rb := newBatcher(t)
+	for codec, payload := range map[string][]byte{"PCMU": speech, "PCMA": siptest.PCMA(a.Samples)} {
+		dec, _ := media.LookupCodec(codec)
+		d, _ := dec.NewDecoder()
+		pcm, _ := d.Decode(nil, payload)
+		x, _ := media.ResampleFilter(pcm, 8000, 16000, media.FilterKaldi)
+		ref, err := asr.DecodeAll(rb, [][]float32{x}, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[codec] = asr.FinalText(ref[0])
+		if want[codec] == "" {
+			t.Fatalf("%s: reference transcript is empty", codec)
+		}
+		t.Logf("transcribe of the %s audio: %q", codec, want[codec])
 	}
-	want := asr.FinalText(ref[0])
-	if want == "" {
-		t.Fatal("reference transcript is empty")
-	}
-	t.Logf("transcribe of the G.711 audio: %q", want)
 
 	rc := redis.NewClient(&redis.Options{Addr: rd.Addr})
 	defer rc.Close()
@@ -128,8 +138,9 @@ func TestCallToTranscriptOnRedis(t *testing.T) {
 		if msgs[0].Values["hdr:X-Agent-Id"] == nil || msgs[len(msgs)-1].Values["reason"] != "bye" {
 			t.Errorf("%s: start %v end %v", k, msgs[0].Values, msgs[len(msgs)-1].Values)
 		}
-		if got := strings.Join(finals, " "); got != want {
-			t.Errorf("%s: finals %q, transcribe gives %q", k, got, want)
+		codec, _ := msgs[0].Values["codec"].(string)
+		if got := strings.Join(finals, " "); got != want[codec] {
+			t.Errorf("%s (%s): finals %q, transcribe gives %q", k, codec, got, want[codec])
 		}
 	}
 }
@@ -141,4 +152,93 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// Redis goes down mid-call for a few seconds and comes back: the call goes
+// on, every final arrives in order with call.end, and the spool counters moved.
+func TestRedisOutageMidCall(t *testing.T) {
+	rd := transcripttest.Start(t)
+	pub := transcript.NewPublisher(transcript.Options{Addr: rd.Addr})
+	defer pub.Close()
+	calls := NewCalls(newBatcher(t), pub, nil)
+	srv, err := sip.NewServer(sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 33000, RTPPortHi: 33999}, calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	a, err := media.ReadWAVFile(filepath.Join(modelDir(t), "test_wavs", "8k.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gap := make([]float32, 8000*3) // 3 s of silence between the sentences: an endpoint
+	x := append(append(append([]float32{}, a.Samples...), gap...), a.Samples...)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		siptest.NewPhone(t).Talk(t, srv.Addrs()[0].String(), siptest.PCMU(x))
+	}()
+	time.Sleep(3 * time.Second)
+	rd.Stop()
+	time.Sleep(4 * time.Second)
+	during := pub.Stats()
+	rd.Restart()
+	<-done
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := calls.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if during.Errors == 0 || during.Connected {
+		t.Errorf("spool counters did not move: %+v", during)
+	}
+	rc := redis.NewClient(&redis.Options{Addr: rd.Addr})
+	defer rc.Close()
+	keys, _ := rc.Keys(ctx, "stt:call:*").Result()
+	if len(keys) != 1 {
+		t.Fatalf("keys %v", keys)
+	}
+	msgs, _ := rc.XRange(ctx, keys[0], "-", "+").Result()
+	var finals []string
+	last := 0
+	for _, m := range msgs {
+		seq, _ := strconv.Atoi(m.Values["seq"].(string))
+		if seq <= last {
+			t.Fatalf("seq %d after %d", seq, last)
+		}
+		last = seq
+		if m.Values["type"] == "final" {
+			finals = append(finals, m.Values["text"].(string))
+		}
+	}
+	if msgs[0].Values["type"] != "call.start" || msgs[len(msgs)-1].Values["type"] != "call.end" || len(finals) != 2 {
+		var types []any
+		for _, m := range msgs {
+			types = append(types, m.Values["type"])
+		}
+		t.Fatalf("%d entries %v, finals %q", len(msgs), types, finals)
+	}
+	// The same finals as the audio decoded without any outage.
+	dec, _ := media.LookupCodec("PCMU")
+	d, _ := dec.NewDecoder()
+	pcm, _ := d.Decode(nil, siptest.PCMU(x))
+	x16, _ := media.ResampleFilter(pcm, 8000, 16000, media.FilterKaldi)
+	ref, err := asr.DecodeAll(newBatcher(t), [][]float32{x16}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, r := range ref[0] {
+		if r.Kind == asr.Final {
+			want = append(want, r.Text)
+		}
+	}
+	if strings.Join(finals, "|") != strings.Join(want, "|") {
+		t.Errorf("finals %q, without the outage %q", finals, want)
+	}
 }

@@ -25,6 +25,8 @@ type Phone struct {
 	rtp *net.UDPConn
 	// Byes counts BYEs received from the far end.
 	Byes chan struct{}
+	// PT is the payload type offered and sent: 0 (PCMU, the default) or 8 (PCMA).
+	PT uint8
 }
 
 // NewPhone starts a phone on 127.0.0.1.
@@ -53,15 +55,20 @@ func NewPhone(t testing.TB) *Phone {
 }
 
 // PCMU encodes 8 kHz samples in [-1, 1].
-func PCMU(x []float32) []byte {
+func PCMU(x []float32) []byte { return g711Encode(x, g711.EncodeUlawFrame) }
+
+// PCMA encodes 8 kHz samples in [-1, 1].
+func PCMA(x []float32) []byte { return g711Encode(x, g711.EncodeAlawFrame) }
+
+func g711Encode(x []float32, enc func(int16) uint8) []byte {
 	b := make([]byte, len(x))
 	for i, v := range x {
-		b[i] = g711.EncodeUlawFrame(int16(max(-1, min(1, v)) * 32767))
+		b[i] = enc(int16(max(-1, min(1, v)) * 32767))
 	}
 	return b
 }
 
-// Talk calls addr (host:port), streams payload (PCMU, 8 kHz) in real time
+// Talk calls addr (host:port), streams payload (G.711 of p.PT, 8 kHz) in real time
 // and hangs up, unless the far end hangs up first. It returns the final
 // INVITE status (200 when answered).
 func (p *Phone) Talk(t testing.TB, addr string, payload []byte, hdrs ...sipmsg.Header) int {
@@ -69,8 +76,8 @@ func (p *Phone) Talk(t testing.TB, addr string, payload []byte, hdrs ...sipmsg.H
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	ap := netip.MustParseAddrPort(addr)
-	sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\n",
-		p.rtp.LocalAddr().(*net.UDPAddr).Port)
+	sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP %d\r\n",
+		p.rtp.LocalAddr().(*net.UDPAddr).Port, p.PT)
 	sess, err := p.dc.Invite(ctx, sipmsg.Uri{User: "transcribe", Host: ap.Addr().String(), Port: int(ap.Port())}, []byte(sdp), hdrs...)
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +102,7 @@ func (p *Phone) Talk(t testing.TB, addr string, payload []byte, hdrs ...sipmsg.H
 			return 200
 		default:
 		}
-		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(k), Timestamp: uint32(160 * k), SSRC: 77},
+		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: p.PT, SequenceNumber: uint16(k), Timestamp: uint32(160 * k), SSRC: 77},
 			Payload: payload[160*k : 160*(k+1)]}
 		b, _ := pkt.Marshal()
 		p.rtp.WriteToUDPAddrPort(b, ans.Addr)

@@ -1,5 +1,7 @@
 // Package transcripttest runs a real redis-server for tests, on loopback,
-// without persistence, stopped when the test ends.
+// stopped when the test ends. Its data is kept in an append-only file in a
+// temporary directory, so that it survives Stop and Restart as a production
+// server's would.
 package transcripttest
 
 import (
@@ -14,6 +16,7 @@ import (
 type Redis struct {
 	Addr string
 	t    testing.TB
+	dir  string
 	cmd  *exec.Cmd
 }
 
@@ -26,7 +29,7 @@ func Start(t testing.TB) *Redis {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	r := &Redis{Addr: addr, t: t}
+	r := &Redis{Addr: addr, t: t, dir: t.TempDir()}
 	r.Restart()
 	t.Cleanup(r.Stop)
 	return r
@@ -40,7 +43,8 @@ func (r *Redis) Restart() {
 		r.t.Fatalf("redis-server not found (run make setup): %v", err)
 	}
 	host, port, _ := net.SplitHostPort(r.Addr)
-	r.cmd = exec.Command(bin, "--bind", host, "--port", port, "--save", "", "--appendonly", "no", "--protected-mode", "no")
+	r.cmd = exec.Command(bin, "--bind", host, "--port", port, "--dir", r.dir, "--save", "",
+		"--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "no")
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
