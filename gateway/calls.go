@@ -32,6 +32,28 @@ type Calls struct {
 
 	mu    sync.Mutex
 	calls map[*sip.Call]*call
+	stats Stats
+}
+
+// Stats are counters over ended calls.
+type Stats struct {
+	Started, Ended                 int64
+	Packets, Lost, Late, Malformed int64 // RTP
+	DroppedSamples                 int64 // ring overflows
+	DTMF                           int64
+	EndedBy                        map[string]int64 // by reason
+}
+
+// Stats returns a copy of the counters.
+func (g *Calls) Stats() Stats {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.stats
+	s.EndedBy = map[string]int64{}
+	for k, v := range g.stats.EndedBy {
+		s.EndedBy[k] = v
+	}
+	return s
 }
 
 // NewCalls returns a registry feeding b and publishing to pub.
@@ -77,6 +99,7 @@ func (g *Calls) CallStarted(c *sip.Call) {
 	}
 	g.mu.Lock()
 	g.calls[c] = cs
+	g.stats.Started++
 	g.mu.Unlock()
 }
 
@@ -131,8 +154,20 @@ func (g *Calls) CallEnded(c *sip.Call) {
 		return
 	}
 	defer func() { // the call counts as live until call.end is out
+		st := c.Leg.Stats()
 		g.mu.Lock()
 		delete(g.calls, c)
+		g.stats.Ended++
+		g.stats.Packets += st.Packets
+		g.stats.Lost += st.Lost
+		g.stats.Late += st.Late
+		g.stats.Malformed += st.Malformed
+		g.stats.DroppedSamples += st.DroppedSamples
+		g.stats.DTMF += st.DTMF
+		if g.stats.EndedBy == nil {
+			g.stats.EndedBy = map[string]int64{}
+		}
+		g.stats.EndedBy[c.Reason()]++
 		g.mu.Unlock()
 	}()
 	close(cs.stop)

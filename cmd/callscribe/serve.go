@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -149,7 +150,7 @@ func serve(cfg gateway.Config, log *slog.Logger) error {
 	}
 	var draining atomic.Bool
 	reg := prometheus.NewRegistry()
-	metrics(reg, batcher, pub, calls)
+	metrics(reg, batcher, pub, calls, srv)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -222,7 +223,20 @@ func waitCalls(ctx context.Context, calls *gateway.Calls, srv *sip.Server) <-cha
 	return ch
 }
 
-func metrics(reg *prometheus.Registry, b *asr.Batcher, pub *transcript.Publisher, calls *gateway.Calls) {
+// batchSizes exports how many batches of each size ran.
+type batchSizes struct{ b *asr.Batcher }
+
+var batchSizesDesc = prometheus.NewDesc("callscribe_asr_batches_by_size_total", "Encoder steps, by batch size.", []string{"size"}, nil)
+
+func (batchSizes) Describe(ch chan<- *prometheus.Desc) { ch <- batchSizesDesc }
+
+func (c batchSizes) Collect(ch chan<- prometheus.Metric) {
+	for size, n := range c.b.Stats().BatchSizes {
+		ch <- prometheus.MustNewConstMetric(batchSizesDesc, prometheus.CounterValue, float64(n), strconv.Itoa(size))
+	}
+}
+
+func metrics(reg *prometheus.Registry, b *asr.Batcher, pub *transcript.Publisher, calls *gateway.Calls, srv *sip.Server) {
 	gauge := func(name, help string, f func() float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 	}
@@ -230,6 +244,19 @@ func metrics(reg *prometheus.Registry, b *asr.Batcher, pub *transcript.Publisher
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
 	}
 	gauge("callscribe_calls_active", "Calls in progress.", func() float64 { return float64(calls.Active()) })
+	counter("callscribe_calls_started_total", "Calls answered.", func() float64 { return float64(calls.Stats().Started) })
+	counter("callscribe_calls_rejected_total", "INVITEs refused (4xx/5xx).", func() float64 { return float64(srv.Rejected.Load()) })
+	for _, reason := range []string{"bye", "timeout", "shutdown", "error"} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callscribe_calls_ended_total",
+			Help: "Calls ended, by reason.", ConstLabels: prometheus.Labels{"reason": reason}},
+			func() float64 { return float64(calls.Stats().EndedBy[reason]) }))
+	}
+	counter("callscribe_rtp_packets_total", "RTP packets of ended calls.", func() float64 { return float64(calls.Stats().Packets) })
+	counter("callscribe_rtp_lost_total", "RTP packets declared lost (ended calls).", func() float64 { return float64(calls.Stats().Lost) })
+	counter("callscribe_rtp_malformed_total", "RTP packets dropped as malformed (ended calls).", func() float64 { return float64(calls.Stats().Malformed) })
+	counter("callscribe_ring_dropped_samples_total", "Audio samples dropped on ring overflow (ended calls).", func() float64 { return float64(calls.Stats().DroppedSamples) })
+	counter("callscribe_asr_step_seconds_total", "Time spent in successful batch steps.", func() float64 { return b.Stats().StepTime.Seconds() })
+	reg.MustRegister(batchSizes{b})
 	gauge("callscribe_asr_streams_active", "Recognition streams open.", func() float64 { return float64(b.Stats().ActiveStreams) })
 	counter("callscribe_asr_batches_total", "Encoder steps run.", func() float64 { return float64(b.Stats().Batches) })
 	counter("callscribe_asr_chunks_total", "Stream chunks decoded.", func() float64 { return float64(b.Stats().Chunks) })

@@ -173,7 +173,13 @@ func TestServeWithoutRedisStartsNotReady(t *testing.T) {
 	var body bytes.Buffer
 	body.ReadFrom(res.Body)
 	res.Body.Close()
-	if !strings.Contains(body.String(), "callscribe_redis_spool_depth") || !strings.Contains(body.String(), "callscribe_calls_active 0") {
+	for _, m := range []string{"callscribe_redis_spool_depth", "callscribe_calls_active 0", `callscribe_calls_ended_total{reason="timeout"} 0`,
+		"callscribe_rtp_lost_total", "callscribe_asr_step_seconds_total", "callscribe_redis_errors_total"} {
+		if !strings.Contains(body.String(), m) {
+			t.Errorf("metrics lack %s", m)
+		}
+	}
+	if !strings.Contains(body.String(), "callscribe_redis_spool_depth") {
 		t.Errorf("metrics:\n%s", body.String())
 	}
 	g.cmd.Process.Signal(syscall.SIGINT)
