@@ -49,10 +49,13 @@ func newBatcher(t testing.TB) *asr.Batcher {
 	return b
 }
 
-func TestCallToTranscriptOnRedis(t *testing.T) {
+// startGateway wires a real redis-server, a publisher, the model's batcher
+// and a SIP server on loopback, all stopped when the test ends.
+func startGateway(t *testing.T) (*transcripttest.Redis, *transcript.Publisher, *Calls, *sip.Server) {
+	t.Helper()
 	rd := transcripttest.Start(t)
 	pub := transcript.NewPublisher(transcript.Options{Addr: rd.Addr})
-	defer pub.Close()
+	t.Cleanup(func() { pub.Close() })
 	calls := NewCalls(newBatcher(t), pub, nil)
 	srv, err := sip.NewServer(sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 33000, RTPPortHi: 33999}, calls)
 	if err != nil {
@@ -61,7 +64,12 @@ func TestCallToTranscriptOnRedis(t *testing.T) {
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(func() { srv.Close() })
+	return rd, pub, calls, srv
+}
+
+func TestCallToTranscriptOnRedis(t *testing.T) {
+	rd, pub, calls, srv := startGateway(t)
 
 	a, err := media.ReadWAVFile(filepath.Join(modelDir(t), "test_wavs", "8k.wav"))
 	if err != nil {
@@ -157,18 +165,7 @@ func contains(list []string, s string) bool {
 // Redis goes down mid-call for a few seconds and comes back: the call goes
 // on, every final arrives in order with call.end, and the spool counters moved.
 func TestRedisOutageMidCall(t *testing.T) {
-	rd := transcripttest.Start(t)
-	pub := transcript.NewPublisher(transcript.Options{Addr: rd.Addr})
-	defer pub.Close()
-	calls := NewCalls(newBatcher(t), pub, nil)
-	srv, err := sip.NewServer(sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 33000, RTPPortHi: 33999}, calls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	rd, pub, calls, srv := startGateway(t)
 	a, err := media.ReadWAVFile(filepath.Join(modelDir(t), "test_wavs", "8k.wav"))
 	if err != nil {
 		t.Fatal(err)

@@ -177,8 +177,7 @@ func TestCallCarriesAudioAndEndsOnBye(t *testing.T) {
 func testCallCarriesAudio(t *testing.T, cfg Config) {
 	_, rec, addr := startServer(t, cfg)
 	phone := newUAC(t)
-	rtpConn, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	defer rtpConn.Close()
+	rtpConn := rtpSocket(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	sess, err := phone.dc.Invite(ctx, target(addr), offer(rtpConn.LocalAddr().(*net.UDPAddr).Port, "0 101", "a=rtpmap:101 telephone-event/8000"),
@@ -239,18 +238,8 @@ func TestRejections(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, _, addr := startServer(t, tc.cfg)
-			phone := newUAC(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			sess, err := phone.dc.Invite(ctx, target(addr), tc.body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sess.Close()
-			err = sess.WaitAnswer(ctx, sipgo.AnswerOptions{})
-			var de *sipgo.ErrDialogResponse
-			if !errorsAs(err, &de) || de.Res.StatusCode != tc.code {
-				t.Fatalf("got %v, want %d", err, tc.code)
+			if code, _ := inviteStatus(t, newUAC(t), addr, tc.body, sipgo.AnswerOptions{}); code != tc.code {
+				t.Fatalf("got %d, want %d", code, tc.code)
 			}
 			if srv.ActiveCalls() != 0 {
 				t.Error("call registered")
@@ -324,17 +313,8 @@ func TestCallLimit(t *testing.T) {
 	phone := newUAC(t)
 	first, c, _ := call(t, phone, rec, addr, 40000)
 	defer func() { first.Bye(context.Background()); <-c.Done() }()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	sess, err := phone.dc.Invite(ctx, target(addr), offer(40002, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	err = sess.WaitAnswer(ctx, sipgo.AnswerOptions{})
-	var de *sipgo.ErrDialogResponse
-	if !errorsAs(err, &de) || de.Res.StatusCode != 503 || de.Res.GetHeader("Retry-After") == nil {
-		t.Fatalf("second call: %v", err)
+	if code, res := inviteStatus(t, phone, addr, offer(40002, "0"), sipgo.AnswerOptions{}); code != 503 || res.GetHeader("Retry-After") == nil {
+		t.Fatalf("second call: %d", code)
 	}
 	if srv.ActiveCalls() != 1 {
 		t.Errorf("%d calls", srv.ActiveCalls())
@@ -387,8 +367,7 @@ func TestCancelBeforeAnswer(t *testing.T) {
 func TestMediaTimeoutAndHold(t *testing.T) {
 	_, rec, addr := startServer(t, Config{MediaTimeout: 400 * time.Millisecond})
 	phone := newUAC(t)
-	rtpConn, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	defer rtpConn.Close()
+	rtpConn := rtpSocket(t)
 	sess, c, to := call(t, phone, rec, addr, rtpConn.LocalAddr().(*net.UDPAddr).Port)
 	sendTone(t, rtpConn, to, 440, 200)
 
@@ -425,18 +404,13 @@ func TestMediaTimeoutAndHold(t *testing.T) {
 	if c.Reason() != "timeout" {
 		t.Errorf("reason %q", c.Reason())
 	}
-	select {
-	case <-phone.byes:
-	case <-time.After(3 * time.Second):
-		t.Fatal("the phone got no BYE")
-	}
+	waitBye(t, phone)
 }
 
 func TestDTMFDigits(t *testing.T) {
 	_, rec, addr := startServer(t, Config{})
 	phone := newUAC(t)
-	rtpConn, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	defer rtpConn.Close()
+	rtpConn := rtpSocket(t)
 	sess, c, to := call(t, phone, rec, addr, rtpConn.LocalAddr().(*net.UDPAddr).Port)
 	seq := uint16(0)
 	for i, digit := range []byte{1, 2, 11} { // '1', '2', '#'
@@ -545,16 +519,8 @@ func TestCallsPerSourceLimit(t *testing.T) {
 	phone := newUAC(t)
 	first, c, _ := call(t, phone, rec, addr, 40000)
 	defer func() { first.Bye(context.Background()); <-c.Done() }()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	sess, err := phone.dc.Invite(ctx, target(addr), offer(40002, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	var de *sipgo.ErrDialogResponse
-	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); !errorsAs(err, &de) || de.Res.StatusCode != 503 {
-		t.Fatalf("second call from the same source: %v", err)
+	if code, _ := inviteStatus(t, phone, addr, offer(40002, "0"), sipgo.AnswerOptions{}); code != 503 {
+		t.Fatalf("second call from the same source: %d", code)
 	}
 }
 
@@ -610,18 +576,9 @@ func TestSessionTimer(t *testing.T) {
 
 func TestSessionIntervalTooSmall(t *testing.T) {
 	_, _, addr := startServer(t, Config{})
-	phone := newUAC(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	sess, err := phone.dc.Invite(ctx, target(addr), offer(40000, "0"), sipmsg.NewHeader("Session-Expires", "30"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	var de *sipgo.ErrDialogResponse
-	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); !errorsAs(err, &de) || de.Res.StatusCode != 422 ||
-		de.Res.GetHeader("Min-SE") == nil || de.Res.GetHeader("Min-SE").Value() != "90" {
-		t.Fatalf("Session-Expires 30: %v", err)
+	code, res := inviteStatus(t, newUAC(t), addr, offer(40000, "0"), sipgo.AnswerOptions{}, sipmsg.NewHeader("Session-Expires", "30"))
+	if code != 422 || res.GetHeader("Min-SE") == nil || res.GetHeader("Min-SE").Value() != "90" {
+		t.Fatalf("Session-Expires 30: %d", code)
 	}
 }
 
@@ -634,8 +591,7 @@ func TestSpeechArrivesIntact(t *testing.T) {
 	}
 	_, rec, addr := startServer(t, Config{})
 	phone := newUAC(t)
-	rtpConn, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	defer rtpConn.Close()
+	rtpConn := rtpSocket(t)
 	sess, c, to := call(t, phone, rec, addr, rtpConn.LocalAddr().(*net.UDPAddr).Port)
 	var sent []byte
 	for k := 0; (k+1)*160 <= len(src.Samples); k++ {
@@ -801,11 +757,7 @@ func TestShutdownSendsBye(t *testing.T) {
 	if c.Reason() != "shutdown" {
 		t.Errorf("reason %q", c.Reason())
 	}
-	select {
-	case <-phone.byes:
-	case <-time.After(3 * time.Second):
-		t.Fatal("the phone got no BYE")
-	}
+	waitBye(t, phone)
 }
 
 // After a re-INVITE the media may come from a new address: the receiver
@@ -813,10 +765,7 @@ func TestShutdownSendsBye(t *testing.T) {
 func TestReinviteRelatchesMedia(t *testing.T) {
 	_, rec, addr := startServer(t, Config{})
 	phone := newUAC(t)
-	a, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	b, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	defer a.Close()
-	defer b.Close()
+	a, b := rtpSocket(t), rtpSocket(t)
 	sess, c, to := call(t, phone, rec, addr, a.LocalAddr().(*net.UDPAddr).Port)
 	sendTone(t, a, to, 440, 100)
 	sendTone(t, b, to, 440, 40) // not latched: ignored
@@ -837,4 +786,49 @@ func TestReinviteRelatchesMedia(t *testing.T) {
 	}
 	sess.Bye(ctx)
 	<-c.Done()
+}
+
+// rtpSocket is a loopback UDP socket closed when the test ends.
+func rtpSocket(t *testing.T) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// waitBye waits for the server's BYE at the phone.
+func waitBye(t *testing.T, phone *uac) {
+	t.Helper()
+	select {
+	case <-phone.byes:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the phone got no BYE")
+	}
+}
+
+// inviteStatus places an INVITE and returns the final status (the session
+// is closed; a 200 is acknowledged and hung up).
+func inviteStatus(t *testing.T, phone *uac, addr string, body []byte, opts sipgo.AnswerOptions, hdrs ...sipmsg.Header) (int, *sipmsg.Response) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sess, err := phone.dc.Invite(ctx, target(addr), body, hdrs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	err = sess.WaitAnswer(ctx, opts)
+	var de *sipgo.ErrDialogResponse
+	if errorsAs(err, &de) {
+		return de.Res.StatusCode, de.Res
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess.Ack(ctx)
+	sess.Bye(ctx)
+	return sess.InviteResponse.StatusCode, sess.InviteResponse
 }
