@@ -54,7 +54,10 @@ func newBatcher(t testing.TB) *asr.Batcher {
 func startGateway(t *testing.T) (*transcripttest.Redis, *transcript.Publisher, *Calls, *sip.Server) {
 	t.Helper()
 	rd := transcripttest.Start(t)
-	pub := transcript.NewPublisher(transcript.Options{Addr: rd.Addr})
+	pub, err := transcript.NewPublisher(transcript.Options{Addr: rd.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { pub.Close() })
 	calls := NewCalls(newBatcher(t), pub, nil)
 	srv, err := sip.NewServer(sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 33000, RTPPortHi: 33999}, calls)

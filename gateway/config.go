@@ -76,6 +76,7 @@ type RedisConfig struct {
 	FirehoseMaxLen int64         `yaml:"firehose_maxlen"`
 	Expire         time.Duration `yaml:"expire"`
 	SpoolMax       int           `yaml:"spool_max"`
+	SpoolFile      string        `yaml:"spool_file"`
 }
 
 // HTTPConfig is the health, readiness and metrics endpoint.

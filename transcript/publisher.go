@@ -4,10 +4,13 @@
 package transcript
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -26,11 +29,11 @@ const (
 
 // Event is one transcript event. Seq and TS are set by the publisher.
 type Event struct {
-	Type   string
-	CallID string
-	Seq    int64
-	TS     int64             // unix ms when produced
-	Fields map[string]string // the type's own fields: leg, utt, text, ...
+	Type   string            `json:"type"`
+	CallID string            `json:"call_id"`
+	Seq    int64             `json:"seq"`
+	TS     int64             `json:"ts"`     // unix ms when produced
+	Fields map[string]string `json:"fields"` // the type's own fields: leg, utt, text, ...
 }
 
 // key of the utterance a partial belongs to, for coalescing.
@@ -58,6 +61,11 @@ type Options struct {
 	SpoolMax int
 	// Batch is the most events per pipeline; default 512.
 	Batch int
+	// SpoolFile, when set, keeps every undelivered event in an append-only
+	// file too (one JSON object a line), so that a restarted gateway
+	// replays what a crash left undelivered. It is emptied whenever
+	// everything has reached Redis. Default: memory only.
+	SpoolFile string
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -113,14 +121,16 @@ type Publisher struct {
 	partial map[string]*Event // newest queued partial per utterance
 	stats   Stats
 	wake    chan struct{}
+	file    *os.File // SpoolFile, nil when off
 	closed  bool
 	quit    chan struct{}
 	done    chan struct{}
 }
 
 // NewPublisher starts delivering to Redis. It does not wait for Redis: while
-// it is away events are spooled.
-func NewPublisher(opts Options) *Publisher {
+// it is away events are spooled. With a SpoolFile, the events a previous
+// run left in it are delivered first; an unreadable spool file is an error.
+func NewPublisher(opts Options) (*Publisher, error) {
 	opts.defaults()
 	p := &Publisher{
 		opts: opts,
@@ -132,8 +142,48 @@ func NewPublisher(opts Options) *Publisher {
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	if opts.SpoolFile != "" {
+		if err := p.openSpool(); err != nil {
+			p.client.Close()
+			return nil, err
+		}
+	}
 	go p.run()
-	return p
+	return p, nil
+}
+
+// openSpool replays the spool file into the queue and keeps it open for
+// appending.
+func (p *Publisher) openSpool() error {
+	f, err := os.OpenFile(p.opts.SpoolFile, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("transcript: spool file: %w", err)
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 16<<20)
+	for line := 1; sc.Scan(); line++ {
+		var e Event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			if line > 1 { // a torn last line from a crash is expected; others are not
+				p.opts.Logger.Warn("transcript: spool file line skipped", "file", p.opts.SpoolFile, "line", line, "err", err)
+			}
+			continue
+		}
+		p.queue = append(p.queue, &e)
+		p.seq[e.CallID] = max(p.seq[e.CallID], e.Seq)
+		if e.Type == CallEnd {
+			delete(p.seq, e.CallID)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		f.Close()
+		return fmt.Errorf("transcript: spool file %s: %w", p.opts.SpoolFile, err)
+	}
+	p.file = f
+	if len(p.queue) > 0 {
+		p.opts.Logger.Info("transcript: replaying spool file", "events", len(p.queue))
+	}
+	return nil
 }
 
 // CallKey is the per-call stream of callID.
@@ -175,6 +225,11 @@ func (p *Publisher) Publish(ev Event) {
 		delete(p.seq, e.CallID)
 	}
 	p.queue = append(p.queue, e)
+	if p.file != nil {
+		if b, err := json.Marshal(e); err == nil {
+			p.file.Write(append(b, '\n'))
+		}
+	}
 	p.trim()
 	p.mu.Unlock()
 	select {
@@ -254,6 +309,9 @@ func (p *Publisher) run() {
 				}
 			}
 			p.queue = p.queue[n:]
+			if p.file != nil && len(p.queue) == 0 {
+				p.file.Truncate(0) // all delivered
+			}
 			p.stats.Connected = true
 			backoff = 50 * time.Millisecond
 		} else {
@@ -330,5 +388,8 @@ func (p *Publisher) Close() error {
 	p.mu.Unlock()
 	close(p.quit)
 	<-p.done
+	if p.file != nil {
+		p.file.Close()
+	}
 	return p.client.Close()
 }

@@ -3,6 +3,8 @@ package transcript
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -25,7 +27,7 @@ func read(t *testing.T, addr, key string) []redis.XMessage {
 
 func TestWireFormat(t *testing.T) {
 	rd := transcripttest.Start(t)
-	p := NewPublisher(Options{Addr: rd.Addr, Expire: time.Hour})
+	p := newPublisher(t, Options{Addr: rd.Addr, Expire: time.Hour})
 	defer p.Close()
 	p.Publish(Event{Type: CallStart, CallID: "c1", Fields: map[string]string{"source": "sip", "hdr:X-Id": "42"}})
 	p.Publish(Event{Type: Partial, CallID: "c1", Fields: map[string]string{"leg": "caller", "utt": "0", "text": "HEL"}})
@@ -62,7 +64,7 @@ func TestWireFormat(t *testing.T) {
 // and the spool counters moved.
 func TestOutageSpoolsAndReplays(t *testing.T) {
 	rd := transcripttest.Start(t)
-	p := NewPublisher(Options{Addr: rd.Addr})
+	p := newPublisher(t, Options{Addr: rd.Addr})
 	defer p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -118,7 +120,7 @@ func TestOutageSpoolsAndReplays(t *testing.T) {
 }
 
 func TestSpoolIsBoundedButKeepsFinals(t *testing.T) {
-	p := NewPublisher(Options{Addr: "127.0.0.1:1", SpoolMax: 10}) // nothing listens there
+	p := newPublisher(t, Options{Addr: "127.0.0.1:1", SpoolMax: 10}) // nothing listens there
 	defer p.Close()
 	for i := range 100 {
 		p.Publish(Event{Type: Partial, CallID: "c", Fields: map[string]string{"leg": "caller", "utt": strconv.Itoa(i)}})
@@ -127,5 +129,54 @@ func TestSpoolIsBoundedButKeepsFinals(t *testing.T) {
 	st := p.Stats()
 	if st.SpoolDepth != 100 || st.DroppedPartial != 100 {
 		t.Errorf("%+v", st)
+	}
+}
+
+func newPublisher(t *testing.T, o Options) *Publisher {
+	t.Helper()
+	p, err := NewPublisher(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A gateway that dies with events undelivered replays them from the spool
+// file when it starts again.
+func TestSpoolFileSurvivesRestart(t *testing.T) {
+	rd := transcripttest.Start(t)
+	rd.Stop()
+	file := filepath.Join(t.TempDir(), "spool.jsonl")
+	p := newPublisher(t, Options{Addr: rd.Addr, SpoolFile: file})
+	for i := range 10 {
+		p.Publish(Event{Type: Final, CallID: "c3", Fields: map[string]string{"leg": "caller", "utt": strconv.Itoa(i), "text": fmt.Sprint("f", i)}})
+	}
+	p.Close() // the process dies here, Redis still away
+	if st, _ := os.Stat(file); st == nil || st.Size() == 0 {
+		t.Fatal("nothing in the spool file")
+	}
+	rd.Restart()
+	p = newPublisher(t, Options{Addr: rd.Addr, SpoolFile: file})
+	defer p.Close()
+	p.Publish(Event{Type: CallEnd, CallID: "c3"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	msgs := read(t, rd.Addr, "stt:call:{c3}")
+	if len(msgs) != 11 {
+		t.Fatalf("%d entries", len(msgs))
+	}
+	for i, m := range msgs {
+		if m.Values["seq"] != strconv.Itoa(i+1) {
+			t.Fatalf("entry %d has seq %v", i, m.Values["seq"])
+		}
+	}
+	if st, _ := os.Stat(file); st.Size() != 0 {
+		t.Errorf("spool file holds %d bytes after delivery", st.Size())
+	}
+	if _, err := NewPublisher(Options{SpoolFile: filepath.Join(t.TempDir(), "no", "such", "dir", "f")}); err == nil {
+		t.Error("unwritable spool file accepted")
 	}
 }

@@ -20,7 +20,7 @@ func TestReaderGroupAckAndDedupe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rdr.Close()
-	p := NewPublisher(Options{Addr: rd.Addr})
+	p := newPublisher(t, Options{Addr: rd.Addr})
 	defer p.Close()
 	for i := range 5 {
 		p.Publish(Event{Type: Final, CallID: "c", Fields: map[string]string{"leg": "caller", "utt": fmt.Sprint(i), "text": fmt.Sprint("t", i)}})

@@ -13,7 +13,10 @@ import (
 
 func TestTailPrintsTranscripts(t *testing.T) {
 	rd := transcripttest.Start(t)
-	pub := transcript.NewPublisher(transcript.Options{Addr: rd.Addr})
+	pub, err := transcript.NewPublisher(transcript.Options{Addr: rd.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer pub.Close()
 	pub.Publish(transcript.Event{Type: transcript.CallStart, CallID: "c1", Fields: map[string]string{"from": "sip:a@x", "to": "sip:b@y", "codec": "PCMU", "hdr:X-Id": "7"}})
 	pub.Publish(transcript.Event{Type: transcript.Partial, CallID: "c1", Fields: map[string]string{"leg": "caller", "utt": "0", "text": "HEL"}})

@@ -127,8 +127,11 @@ func serve(cfg gateway.Config, log *slog.Logger) error {
 	}
 	defer batcher.Close()
 	r := cfg.Redis
-	pub := transcript.NewPublisher(transcript.Options{Addr: r.Addr, Prefix: r.Prefix, Shards: r.Shards, CallMaxLen: r.CallMaxLen,
-		FirehoseMaxLen: r.FirehoseMaxLen, Expire: r.Expire, SpoolMax: r.SpoolMax, Logger: log})
+	pub, err := transcript.NewPublisher(transcript.Options{Addr: r.Addr, Prefix: r.Prefix, Shards: r.Shards, CallMaxLen: r.CallMaxLen,
+		FirehoseMaxLen: r.FirehoseMaxLen, Expire: r.Expire, SpoolMax: r.SpoolMax, SpoolFile: r.SpoolFile, Logger: log})
+	if err != nil {
+		return err
+	}
 	defer pub.Close()
 	calls := gateway.NewCalls(batcher, pub, log)
 	sc := cfg.SIP
