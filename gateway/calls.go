@@ -29,6 +29,9 @@ type Calls struct {
 	log *slog.Logger
 	// FinalTimeout bounds the wait for a hung-up call's last final.
 	FinalTimeout time.Duration
+	// OnLatency, if set, learns for each partial and final how long after
+	// the audio of its last word arrived it was emitted. Set before calls.
+	OnLatency func(kind asr.ResultKind, d time.Duration)
 
 	mu    sync.Mutex
 	calls map[*sip.Call]*call
@@ -71,6 +74,42 @@ type call struct {
 	stream *asr.Stream
 	stop   chan struct{}
 	fed    chan struct{}
+
+	mu      sync.Mutex
+	fedMs   int64         // audio given to the stream so far
+	arrived [256]feedMark // when the audio up to a point was given, a ring
+	next    int
+}
+
+// feedMark says that the audio up to ms was given at t.
+type feedMark struct {
+	ms int64
+	t  time.Time
+}
+
+func (cs *call) accept(x []float32) {
+	cs.stream.Accept(x)
+	cs.mu.Lock()
+	cs.fedMs += int64(len(x) / 16)
+	cs.arrived[cs.next%len(cs.arrived)] = feedMark{cs.fedMs, time.Now()}
+	cs.next++
+	cs.mu.Unlock()
+}
+
+// arrivedAt is when the audio at ms was given to the recognizer.
+func (cs *call) arrivedAt(ms int64) (time.Time, bool) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	var best feedMark
+	found := false
+	for i := 1; i <= min(cs.next, len(cs.arrived)); i++ {
+		m := cs.arrived[(cs.next-i)%len(cs.arrived)]
+		if m.ms < ms {
+			break
+		}
+		best, found = m, true
+	}
+	return best.t, found
 }
 
 // Active is the number of calls in progress.
@@ -115,17 +154,22 @@ func (cs *call) feed(ring *media.Ring) {
 		case <-t.C:
 		case <-cs.stop:
 			for n, _ := ring.Read(buf); n > 0; n, _ = ring.Read(buf) {
-				cs.stream.Accept(buf[:n])
+				cs.accept(buf[:n])
 			}
 			return
 		}
 		if n, _ := ring.Read(buf); n > 0 {
-			cs.stream.Accept(buf[:n])
+			cs.accept(buf[:n])
 		}
 	}
 }
 
 func (g *Calls) result(cs *call, r asr.Result) {
+	if g.OnLatency != nil && r.Text != "" {
+		if t, ok := cs.arrivedAt(r.EndMs); ok {
+			g.OnLatency(r.Kind, time.Since(t))
+		}
+	}
 	f := map[string]string{"leg": cs.leg, "utt": strconv.Itoa(r.Utt), "text": r.Text,
 		"start_ms": strconv.FormatInt(r.StartMs, 10), "end_ms": strconv.FormatInt(r.EndMs, 10)}
 	typ := transcript.Partial

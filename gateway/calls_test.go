@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,6 +74,13 @@ func startGateway(t *testing.T) (*transcripttest.Redis, *transcript.Publisher, *
 
 func TestCallToTranscriptOnRedis(t *testing.T) {
 	rd, pub, calls, srv := startGateway(t)
+	var latMu sync.Mutex
+	latencies := map[asr.ResultKind][]time.Duration{}
+	calls.OnLatency = func(k asr.ResultKind, d time.Duration) {
+		latMu.Lock()
+		latencies[k] = append(latencies[k], d)
+		latMu.Unlock()
+	}
 
 	a, err := media.ReadWAVFile(filepath.Join(modelDir(t), "test_wavs", "8k.wav"))
 	if err != nil {
@@ -102,6 +110,22 @@ func TestCallToTranscriptOnRedis(t *testing.T) {
 	if err := pub.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
+	latMu.Lock()
+	for _, kind := range []asr.ResultKind{asr.Partial, asr.Final} {
+		ds := latencies[kind]
+		if len(ds) == 0 {
+			t.Errorf("no %s latency observed", kind)
+		}
+		for _, d := range ds {
+			if d <= 0 || d > 5*time.Second {
+				t.Errorf("%s latency %v", kind, d)
+			}
+		}
+		sorted := append([]time.Duration(nil), ds...)
+		slices.Sort(sorted)
+		t.Logf("%s latency: %d observations, median %v, max %v", kind, len(ds), sorted[len(sorted)/2], sorted[len(sorted)-1])
+	}
+	latMu.Unlock()
 
 	// What transcribe gives for the same 8 kHz audio (after G.711).
 	want := map[string]string{}

@@ -134,6 +134,10 @@ func serve(cfg gateway.Config, log *slog.Logger) error {
 	}
 	defer pub.Close()
 	calls := gateway.NewCalls(batcher, pub, log)
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "callscribe_result_latency_seconds",
+		Help:    "From the arrival of an utterance's last word to its partial or final.",
+		Buckets: []float64{.05, .1, .2, .3, .5, .75, 1, 1.5, 2, 3, 5}}, []string{"type"})
+	calls.OnLatency = func(k asr.ResultKind, d time.Duration) { latency.WithLabelValues(k.String()).Observe(d.Seconds()) }
 	sc := cfg.SIP
 	srv, err := sip.NewServer(sip.Config{UDP: sc.UDP, TCP: sc.TCP, TLS: sc.TLS, TLSCertFile: sc.TLSCertFile, TLSKeyFile: sc.TLSKeyFile,
 		MediaIP: sc.MediaIP, RTPPortLo: lo, RTPPortHi: hi, Codecs: sc.Codecs, MediaTimeout: sc.MediaTimeout,
@@ -154,6 +158,7 @@ func serve(cfg gateway.Config, log *slog.Logger) error {
 	var draining atomic.Bool
 	reg := prometheus.NewRegistry()
 	metrics(reg, batcher, pub, calls, srv)
+	reg.MustRegister(latency)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
