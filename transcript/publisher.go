@@ -107,7 +107,9 @@ type Stats struct {
 	Coalesced      int64 // partials replaced by a newer one before delivery
 	DroppedPartial int64 // partials dropped to keep the spool bounded
 	SpoolDepth     int   // events waiting
+	SpoolMax       int   // the bound of SpoolDepth (Options.SpoolMax)
 	Connected      bool  // the last round reached Redis
+	EverConnected  bool  // some round has reached Redis
 }
 
 // Publisher delivers events to Redis at least once, in order per call.
@@ -263,6 +265,7 @@ func (p *Publisher) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.stats
+	s.SpoolMax = p.opts.SpoolMax
 	for _, e := range p.queue {
 		if e.Type != "" {
 			s.SpoolDepth++
@@ -313,6 +316,7 @@ func (p *Publisher) run() {
 				p.file.Truncate(0) // all delivered
 			}
 			p.stats.Connected = true
+			p.stats.EverConnected = true
 			backoff = 50 * time.Millisecond
 		} else {
 			p.stats.Errors++

@@ -171,8 +171,13 @@ func serve(cfg gateway.Config, log *slog.Logger) error {
 		if !batcher.Stats().Healthy {
 			why = append(why, "recognizer unhealthy")
 		}
+		// Redis away is fine while the spool has room, once it has been
+		// reached at all; at start it is not.
 		if err := pub.Ping(ctx); err != nil {
-			why = append(why, "redis unreachable")
+			st := pub.Stats()
+			if !st.EverConnected || st.SpoolDepth >= st.SpoolMax*9/10 {
+				why = append(why, "redis unreachable")
+			}
 		}
 		if len(why) > 0 {
 			http.Error(w, strings.Join(why, ", "), http.StatusServiceUnavailable)
