@@ -119,6 +119,8 @@ type Publisher struct {
 
 	mu      sync.Mutex
 	queue   []*Event
+	live    int // events in queue that are not tombstones
+	trimAt  int // no partial lies in queue before this index
 	seq     map[string]int64
 	partial map[string]*Event // newest queued partial per utterance
 	stats   Stats
@@ -172,6 +174,7 @@ func (p *Publisher) openSpool() error {
 			continue
 		}
 		p.queue = append(p.queue, &e)
+		p.live++
 		p.seq[e.CallID] = max(p.seq[e.CallID], e.Seq)
 		if e.Type == CallEnd {
 			delete(p.seq, e.CallID)
@@ -218,6 +221,7 @@ func (p *Publisher) Publish(ev Event) {
 	case Partial:
 		if old := p.partial[e.uttKey()]; old != nil {
 			old.Type = "" // tombstone: skipped on delivery
+			p.live--
 			p.stats.Coalesced++
 		}
 		p.partial[e.uttKey()] = e
@@ -227,6 +231,7 @@ func (p *Publisher) Publish(ev Event) {
 		delete(p.seq, e.CallID)
 	}
 	p.queue = append(p.queue, e)
+	p.live++
 	if p.file != nil {
 		if b, err := json.Marshal(e); err == nil {
 			p.file.Write(append(b, '\n'))
@@ -240,22 +245,17 @@ func (p *Publisher) Publish(ev Event) {
 	}
 }
 
-// trim drops the oldest partials while the spool is over its bound. p.mu held.
+// trim drops the oldest partials while the spool is over its bound. It
+// resumes where it last stopped, so a long outage costs no rescans. p.mu held.
 func (p *Publisher) trim() {
-	live := 0
-	for _, e := range p.queue {
-		if e.Type != "" {
-			live++
-		}
-	}
-	for i := 0; live > p.opts.SpoolMax && i < len(p.queue); i++ {
-		if e := p.queue[i]; e.Type == Partial {
+	for ; p.live > p.opts.SpoolMax && p.trimAt < len(p.queue); p.trimAt++ {
+		if e := p.queue[p.trimAt]; e.Type == Partial {
 			e.Type = ""
 			if p.partial[e.uttKey()] == e {
 				delete(p.partial, e.uttKey())
 			}
 			p.stats.DroppedPartial++
-			live--
+			p.live--
 		}
 	}
 }
@@ -266,11 +266,7 @@ func (p *Publisher) Stats() Stats {
 	defer p.mu.Unlock()
 	s := p.stats
 	s.SpoolMax = p.opts.SpoolMax
-	for _, e := range p.queue {
-		if e.Type != "" {
-			s.SpoolDepth++
-		}
-	}
+	s.SpoolDepth = p.live
 	return s
 }
 
@@ -303,15 +299,17 @@ func (p *Publisher) run() {
 		err := p.write(batch)
 		p.mu.Lock()
 		if err == nil {
-			for i, e := range p.queue[:n] {
+			for _, e := range p.queue[:n] {
 				if e.Type == Partial && p.partial[e.uttKey()] == e {
 					delete(p.partial, e.uttKey())
 				}
-				if batch[i].Type != "" {
+				if e.Type != "" { // not marked since the copy was taken
 					p.stats.Published++
+					p.live--
 				}
 			}
 			p.queue = p.queue[n:]
+			p.trimAt = max(0, p.trimAt-n)
 			if p.file != nil && len(p.queue) == 0 {
 				p.file.Truncate(0) // all delivered
 			}
