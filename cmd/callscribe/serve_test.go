@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	sipmsg "github.com/emiago/sipgo/sip"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/callscribe/callscribe/media"
@@ -215,6 +217,91 @@ func TestServeBadStart(t *testing.T) {
 		lastLine := lines[len(lines)-1]
 		if err == nil || !strings.Contains(lastLine, tc.want) || !strings.HasPrefix(lastLine, "callscribe serve: ") {
 			t.Errorf("%s: %v, last line %q", tc.name, err, lastLine)
+		}
+	}
+}
+
+// The gateway as a process: concurrent SIP calls in PCMU and PCMA with
+// speech; on Redis every call has call.start with its headers, partials,
+// finals equal to what transcribe gives for the same 8 kHz audio (the last
+// utterance before BYE included), call.end, and strictly increasing seq.
+func TestServeEndToEnd(t *testing.T) {
+	rd := transcripttest.Start(t)
+	g := startGateway(t, rd.Addr)
+	g.waitReady(t, 200)
+	a, err := media.ReadWAVFile(filepath.Join(testModelDir(t), "test_wavs", "8k.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	payloads := map[uint8][]byte{0: siptest.PCMU(a.Samples), 8: siptest.PCMA(a.Samples)}
+	done := make(chan struct{})
+	for i, pt := range []uint8{0, 8, 0} {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			ph := siptest.NewPhone(t)
+			ph.PT = pt
+			ph.Talk(t, g.sip, payloads[pt], sipmsg.NewHeader("X-Call-Ref", fmt.Sprint("ref-", i)))
+		}()
+	}
+	for range 3 {
+		<-done
+	}
+	// What transcribe prints for the same audio after G.711, as 8 kHz WAVs.
+	want := map[string]string{}
+	for pt, name := range map[uint8]string{0: "PCMU", 8: "PCMA"} {
+		c, _ := media.LookupCodec(name)
+		d, _ := c.NewDecoder()
+		pcm, _ := d.Decode(nil, payloads[pt])
+		path := filepath.Join(t.TempDir(), name+".wav")
+		var buf bytes.Buffer
+		media.WriteWAV(&buf, media.Audio{SampleRate: 8000, Samples: pcm})
+		os.WriteFile(path, buf.Bytes(), 0o644)
+		var out, errb bytes.Buffer
+		if code := run([]string{"transcribe", "-model", testModelDir(t), path}, &out, &errb); code != 0 {
+			t.Fatalf("transcribe: %s", errb.String())
+		}
+		_, text, _ := strings.Cut(strings.TrimSpace(out.String()), "\t")
+		want[name] = text
+	}
+	var events map[string][]map[string]any
+	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(100 * time.Millisecond) {
+		events = callEvents(t, rd.Addr)
+		ended := 0
+		for _, evs := range events {
+			if evs[len(evs)-1]["type"] == "call.end" {
+				ended++
+			}
+		}
+		if ended == 3 {
+			break
+		}
+	}
+	if len(events) != 3 {
+		t.Fatalf("%d calls on Redis", len(events))
+	}
+	for k, evs := range events {
+		var finals, types []string
+		last := 0
+		for _, e := range evs {
+			var seq int
+			fmt.Sscan(e["seq"].(string), &seq)
+			if seq <= last {
+				t.Errorf("%s: seq %d after %d", k, seq, last)
+			}
+			last = seq
+			types = append(types, e["type"].(string))
+			if e["type"] == "final" {
+				finals = append(finals, e["text"].(string))
+			}
+		}
+		start, end := evs[0], evs[len(evs)-1]
+		codec, _ := start["codec"].(string)
+		if start["type"] != "call.start" || !strings.HasPrefix(fmt.Sprint(start["hdr:X-Call-Ref"]), "ref-") ||
+			end["type"] != "call.end" || end["reason"] != "bye" || !strings.Contains(strings.Join(types, " "), "partial") {
+			t.Errorf("%s: types %v, start %v, end %v", k, types, start, end)
+		}
+		if got := strings.Join(finals, " "); got != want[codec] || got == "" {
+			t.Errorf("%s (%s): finals %q, transcribe %q", k, codec, got, want[codec])
 		}
 	}
 }
