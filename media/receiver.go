@@ -81,6 +81,7 @@ type Receiver struct {
 	relatch atomic.Bool
 	last    atomic.Int64 // unix nanos of the last accepted packet
 	ignored atomic.Int64
+	packets atomic.Int64 // accepted, readable while the receiver runs
 	done    chan struct{}
 	once    sync.Once
 }
@@ -126,6 +127,9 @@ func (r *Receiver) Idle() time.Duration {
 	return time.Duration(time.Now().UnixNano() - r.last.Load())
 }
 
+// Packets counts the packets accepted from the latched source.
+func (r *Receiver) Packets() int64 { return r.packets.Load() }
+
 // Ignored counts packets from sources other than the latched one.
 func (r *Receiver) Ignored() int64 { return r.ignored.Load() }
 
@@ -160,6 +164,7 @@ func (r *Receiver) acceptAt(pkt []byte, from netip.AddrPort, now int64) {
 		return
 	}
 	r.last.Store(now)
+	r.packets.Add(1)
 	r.leg.HandleRTP(pkt)
 }
 
