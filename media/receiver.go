@@ -122,6 +122,10 @@ func (r *Receiver) Source() (netip.AddrPort, bool) {
 	return *p, true
 }
 
+// Touch restarts the idle clock, as if a packet had come (a resumed call
+// is given time for its media to start again).
+func (r *Receiver) Touch() { r.last.Store(time.Now().UnixNano()) }
+
 // Idle is the time since the last accepted packet.
 func (r *Receiver) Idle() time.Duration {
 	return time.Duration(time.Now().UnixNano() - r.last.Load())

@@ -691,6 +691,7 @@ func (s *Server) reinvite(callID string, req *sipmsg.Request, tx sipmsg.ServerTr
 	}
 	c.hold.Store(offer.Hold)
 	c.refreshed.Store(time.Now().UnixNano())
+	c.rcv.Touch() // the media timeout counts from the re-INVITE
 	if !offer.Hold {
 		c.rcv.Relatch()
 	}

@@ -365,7 +365,7 @@ func TestCancelBeforeAnswer(t *testing.T) {
 }
 
 func TestMediaTimeoutAndHold(t *testing.T) {
-	_, rec, addr := startServer(t, Config{MediaTimeout: 400 * time.Millisecond})
+	_, rec, addr := startServer(t, Config{MediaTimeout: 800 * time.Millisecond})
 	phone := newUAC(t)
 	rtpConn := rtpSocket(t)
 	sess, c, to := call(t, phone, rec, addr, rtpConn.LocalAddr().(*net.UDPAddr).Port)
@@ -393,7 +393,7 @@ func TestMediaTimeoutAndHold(t *testing.T) {
 	select {
 	case <-c.Done():
 		t.Fatalf("call ended on hold: %s", c.Reason())
-	case <-time.After(1500 * time.Millisecond):
+	case <-time.After(2500 * time.Millisecond):
 	}
 	reinvite("sendrecv")
 	select {

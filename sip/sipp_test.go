@@ -70,7 +70,8 @@ func TestSippUACPcap(t *testing.T) {
 }
 
 func TestSippReinviteHold(t *testing.T) {
-	_, rec, addr := startServer(t, Config{MediaTimeout: 800 * time.Millisecond})
+	// The scenario holds for 1.5 s without RTP; the timeout is shorter.
+	_, rec, addr := startServer(t, Config{MediaTimeout: time.Second})
 	scenario, _ := filepath.Abs("testdata/reinvite_hold.xml")
 	runSipp(t, t.TempDir(), addr, "-sf", scenario)
 	ended := rec.waitEnded(t, 1)
