@@ -334,19 +334,22 @@ func TestCancelBeforeAnswer(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- sess.WaitAnswer(ctx, sipgo.AnswerOptions{OnResponse: func(r *sipmsg.Response) error {
-			if r.StatusCode == 180 {
-				cancel() // hang up while it rings: WaitAnswer sends CANCEL
+			if r.IsProvisional() {
+				cancel() // hang up before the answer: WaitAnswer sends CANCEL
 			}
 			res = r
 			return nil
 		}})
 	}()
 	select {
-	case <-done:
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the call was answered")
+		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no answer to CANCEL")
 	}
-	if res == nil || res.StatusCode != 180 {
+	if res == nil || !res.IsProvisional() {
 		t.Fatalf("last response %v", res)
 	}
 	// The server must not have answered, and must have let the port go.
