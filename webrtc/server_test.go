@@ -1,0 +1,194 @@
+package webrtc
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"math"
+
+	pw "github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+	"github.com/zaf/g711"
+)
+
+type recorder struct {
+	mu      sync.Mutex
+	started chan *Session
+	ended   []*Session
+}
+
+func (r *recorder) SessionStarted(s *Session) { r.started <- s }
+func (r *recorder) SessionEnded(s *Session) {
+	r.mu.Lock()
+	r.ended = append(r.ended, s)
+	r.mu.Unlock()
+}
+
+func newWHIP(t *testing.T, cfg Config) (*Server, *recorder, *httptest.Server) {
+	t.Helper()
+	cfg.Loopback = true
+	rec := &recorder{started: make(chan *Session, 4)}
+	s, err := NewServer(cfg, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s)
+	t.Cleanup(func() { hs.Close(); s.Close() })
+	return s, rec, hs
+}
+
+// client is a browser stand-in: a pion peer with a PCMU track.
+func client(t *testing.T) (*pw.PeerConnection, *pw.TrackLocalStaticSample, string) {
+	t.Helper()
+	m := &pw.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	se := pw.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	pc, err := pw.NewAPI(pw.WithMediaEngine(m), pw.WithSettingEngine(se)).NewPeerConnection(pw.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	track, err := pw.NewTrackLocalStaticSample(pw.RTPCodecCapability{MimeType: pw.MimeTypePCMU, ClockRate: 8000}, "audio", "cs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTrack(track); err != nil {
+		t.Fatal(err)
+	}
+	offer, _ := pc.CreateOffer(nil)
+	gathered := pw.GatheringCompletePromise(pc)
+	pc.SetLocalDescription(offer)
+	<-gathered
+	return pc, track, pc.LocalDescription().SDP
+}
+
+func post(t *testing.T, url, token, body string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/sdp")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestWHIPSessionCarriesAudio(t *testing.T) {
+	srv, rec, hs := newWHIP(t, Config{Token: "s3cret"})
+	pc, track, offer := client(t)
+	if res := post(t, hs.URL+"/whip", "", offer); res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("no token: %d", res.StatusCode)
+	}
+	res := post(t, hs.URL+"/whip", "s3cret", offer)
+	answer, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated || res.Header.Get("Content-Type") != "application/sdp" || !strings.HasPrefix(res.Header.Get("Location"), "/whip/") {
+		t.Fatalf("%d %v\n%s", res.StatusCode, res.Header, answer)
+	}
+	if err := pc.SetRemoteDescription(pw.SessionDescription{Type: pw.SDPTypeAnswer, SDP: string(answer)}); err != nil {
+		t.Fatal(err)
+	}
+	// 1 s of a 1 kHz tone, 20 ms at a time.
+	go func() {
+		for k := range 50 {
+			b := make([]byte, 160)
+			for j := range b {
+				b[j] = g711.EncodeUlawFrame(int16(8000 * math.Sin(2*math.Pi*1000*float64(k*160+j)/8000)))
+			}
+			track.WriteSample(media.Sample{Data: b, Duration: 20 * time.Millisecond})
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	var sess *Session
+	select {
+	case sess = <-rec.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no audio track arrived")
+	}
+	if sess.Codec != "PCMU" {
+		t.Errorf("codec %s", sess.Codec)
+	}
+	for start := time.Now(); sess.Leg.Ring().Len() < 8000 && time.Since(start) < 5*time.Second; time.Sleep(20 * time.Millisecond) {
+	}
+	if sess.Leg.Ring().Len() < 8000 {
+		t.Fatalf("%d samples arrived", sess.Leg.Ring().Len())
+	}
+	req, _ := http.NewRequest(http.MethodDelete, hs.URL+res.Header.Get("Location"), nil)
+	req.Header.Set("Authorization", "Bearer s3cret")
+	if r, err := http.DefaultClient.Do(req); err != nil || r.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE: %v %v", r, err)
+	}
+	<-sess.Done()
+	if sess.Reason() != "bye" || srv.Active() != 0 {
+		t.Errorf("reason %q, %d sessions", sess.Reason(), srv.Active())
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.ended) != 1 {
+		t.Errorf("%d ended", len(rec.ended))
+	}
+}
+
+func TestWHIPRejections(t *testing.T) {
+	_, _, hs := newWHIP(t, Config{MaxSessions: 1})
+	noAudio := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\n"
+	for _, tc := range []struct {
+		body string
+		code int
+		want string
+	}{
+		{"not sdp at all", 400, "bad offer"},
+		{noAudio, 400, "no audio"},
+	} {
+		res := post(t, hs.URL+"/whip", "", tc.body)
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != tc.code || !bytes.Contains(b, []byte(tc.want)) {
+			t.Errorf("%q: %d %s", tc.body, res.StatusCode, b)
+		}
+	}
+	_, _, offer := client(t)
+	if res := post(t, hs.URL+"/whip", "", offer); res.StatusCode != http.StatusCreated {
+		t.Fatalf("first session: %d", res.StatusCode)
+	}
+	_, _, offer2 := client(t)
+	if res := post(t, hs.URL+"/whip", "", offer2); res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+		t.Errorf("second session: %d", res.StatusCode)
+	}
+	for _, m := range []string{http.MethodGet, http.MethodPut} {
+		req, _ := http.NewRequest(m, hs.URL+"/whip", nil)
+		if r, _ := http.DefaultClient.Do(req); r.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("%s: %d", m, r.StatusCode)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodDelete, hs.URL+"/whip/nope", nil)
+	if r, _ := http.DefaultClient.Do(req); r.StatusCode != http.StatusNotFound {
+		t.Errorf("DELETE unknown: %d", r.StatusCode)
+	}
+}
+
+// A peer that never connects is dropped after the connect timeout.
+func TestWHIPConnectTimeout(t *testing.T) {
+	srv, _, hs := newWHIP(t, Config{ConnectTimeout: 500 * time.Millisecond})
+	_, _, offer := client(t) // the answer is never applied: no ICE
+	if res := post(t, hs.URL+"/whip", "", offer); res.StatusCode != http.StatusCreated {
+		t.Fatalf("%d", res.StatusCode)
+	}
+	for start := time.Now(); srv.Active() > 0; time.Sleep(50 * time.Millisecond) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("session not dropped")
+		}
+	}
+}
