@@ -15,6 +15,7 @@ import (
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/sip"
 	"github.com/callscribe/callscribe/transcript"
+	"github.com/callscribe/callscribe/webrtc"
 )
 
 // Publisher is where events go (transcript.Publisher).
@@ -22,7 +23,8 @@ type Publisher interface {
 	Publish(ev transcript.Event)
 }
 
-// Calls is the registry of live calls; it is the SIP server's Handler.
+// Calls is the registry of live calls; it is the Handler of the SIP server
+// and of the WHIP endpoint.
 type Calls struct {
 	asr *asr.Batcher
 	pub Publisher
@@ -34,7 +36,7 @@ type Calls struct {
 	OnLatency func(kind asr.ResultKind, d time.Duration)
 
 	mu    sync.Mutex
-	calls map[*sip.Call]*call
+	calls map[any]*call // by *sip.Call or *webrtc.Session
 	stats Stats
 }
 
@@ -64,7 +66,7 @@ func NewCalls(b *asr.Batcher, pub Publisher, log *slog.Logger) *Calls {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Calls{asr: b, pub: pub, log: log, FinalTimeout: 10 * time.Second, calls: map[*sip.Call]*call{}}
+	return &Calls{asr: b, pub: pub, log: log, FinalTimeout: 10 * time.Second, calls: map[any]*call{}}
 }
 
 // call is one call's recognition: a leg ring read into an asr stream.
@@ -121,23 +123,33 @@ func (g *Calls) Active() int {
 
 // CallStarted publishes call.start and starts recognizing the caller's leg.
 func (g *Calls) CallStarted(c *sip.Call) {
-	cs := &call{id: c.SIPCallID, leg: "caller", stop: make(chan struct{}), fed: make(chan struct{})}
-	fields := map[string]string{"source": "sip", "from": c.From, "to": c.To, "sip_call_id": c.SIPCallID,
-		"codec": c.Codec, "legs": cs.leg}
+	fields := map[string]string{"source": "sip", "from": c.From, "to": c.To, "sip_call_id": c.SIPCallID, "codec": c.Codec}
 	for k, v := range c.Headers {
 		fields["hdr:"+k] = v
 	}
-	g.pub.Publish(transcript.Event{Type: transcript.CallStart, CallID: cs.id, Fields: fields})
-	s, err := g.asr.NewStream(cs.id+"/"+cs.leg, func(r asr.Result) { g.result(cs, r) })
+	g.start(c, c.SIPCallID, "caller", c.Leg, fields)
+}
+
+// SessionStarted does the same for a browser call (source webrtc).
+func (g *Calls) SessionStarted(s *webrtc.Session) {
+	g.start(s, s.ID, "browser", s.Leg, map[string]string{"source": "webrtc", "codec": s.Codec})
+}
+
+// start publishes call.start and feeds the leg to a recognition stream.
+func (g *Calls) start(key any, id, legName string, leg *media.Leg, fields map[string]string) {
+	cs := &call{id: id, leg: legName, stop: make(chan struct{}), fed: make(chan struct{})}
+	fields["legs"] = legName
+	g.pub.Publish(transcript.Event{Type: transcript.CallStart, CallID: id, Fields: fields})
+	s, err := g.asr.NewStream(id+"/"+legName, func(r asr.Result) { g.result(cs, r) })
 	if err != nil {
-		g.log.Error("gateway: no recognition for call", "call_id", cs.id, "err", err)
+		g.log.Error("gateway: no recognition for call", "call_id", id, "err", err)
 		close(cs.fed)
 	} else {
 		cs.stream = s
-		go cs.feed(c.Leg.Ring())
+		go cs.feed(leg.Ring())
 	}
 	g.mu.Lock()
-	g.calls[c] = cs
+	g.calls[key] = cs
 	g.stats.Started++
 	g.mu.Unlock()
 }
@@ -190,17 +202,22 @@ func (g *Calls) CallDTMF(c *sip.Call, d media.DTMF) {
 }
 
 // CallEnded finalizes the last utterance, then publishes call.end.
-func (g *Calls) CallEnded(c *sip.Call) {
+func (g *Calls) CallEnded(c *sip.Call) { g.finish(c, c.Reason(), c.Started, c.Leg) }
+
+// SessionEnded does the same for a browser call.
+func (g *Calls) SessionEnded(s *webrtc.Session) { g.finish(s, s.Reason(), s.Started, s.Leg) }
+
+func (g *Calls) finish(key any, reason string, started time.Time, leg *media.Leg) {
 	g.mu.Lock()
-	cs := g.calls[c]
+	cs := g.calls[key]
 	g.mu.Unlock()
 	if cs == nil {
 		return
 	}
 	defer func() { // the call counts as live until call.end is out
-		st := c.Leg.Stats()
+		st := leg.Stats()
 		g.mu.Lock()
-		delete(g.calls, c)
+		delete(g.calls, key)
 		g.stats.Ended++
 		g.stats.Packets += st.Packets
 		g.stats.Lost += st.Lost
@@ -211,7 +228,7 @@ func (g *Calls) CallEnded(c *sip.Call) {
 		if g.stats.EndedBy == nil {
 			g.stats.EndedBy = map[string]int64{}
 		}
-		g.stats.EndedBy[c.Reason()]++
+		g.stats.EndedBy[reason]++
 		g.mu.Unlock()
 	}()
 	close(cs.stop)
@@ -224,12 +241,12 @@ func (g *Calls) CallEnded(c *sip.Call) {
 			g.log.Error("gateway: last final not ready in time", "call_id", cs.id)
 		}
 	}
-	st := c.Leg.Stats()
+	st := leg.Stats()
 	stats, _ := json.Marshal(map[string]map[string]int64{cs.leg: {
 		"packets": st.Packets, "lost": st.Lost, "late": st.Late, "malformed": st.Malformed,
 		"dropped_samples": st.DroppedSamples, "dtmf": st.DTMF}})
 	g.pub.Publish(transcript.Event{Type: transcript.CallEnd, CallID: cs.id, Fields: map[string]string{
-		"reason": c.Reason(), "duration_ms": strconv.FormatInt(time.Since(c.Started).Milliseconds(), 10),
+		"reason": reason, "duration_ms": strconv.FormatInt(time.Since(started).Milliseconds(), 10),
 		"stats": string(stats)}})
 }
 

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
+	pw "github.com/pion/webrtc/v4"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/callscribe/callscribe/asr"
@@ -20,6 +22,8 @@ import (
 	"github.com/callscribe/callscribe/sip/siptest"
 	"github.com/callscribe/callscribe/transcript"
 	"github.com/callscribe/callscribe/transcript/transcripttest"
+	"github.com/callscribe/callscribe/webrtc"
+	"github.com/callscribe/callscribe/webrtc/webrtctest"
 )
 
 func modelDir(t testing.TB) string {
@@ -265,5 +269,70 @@ func TestRedisOutageMidCall(t *testing.T) {
 	}
 	if strings.Join(finals, "|") != strings.Join(want, "|") {
 		t.Errorf("finals %q, without the outage %q", finals, want)
+	}
+}
+
+// A browser call lands in the same recognizer and Redis streams as a phone
+// call: source webrtc, leg browser, finals equal transcribe's.
+func TestBrowserCallToTranscript(t *testing.T) {
+	rd, pub, calls, _ := startGateway(t)
+	whip, err := webrtc.NewServer(webrtc.Config{Loopback: true}, calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(whip)
+	defer hs.Close()
+	defer whip.Close()
+	a, err := media.ReadWAVFile(filepath.Join(modelDir(t), "test_wavs", "8k.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	speech := siptest.PCMU(a.Samples)
+	c := webrtctest.NewClient(t)
+	c.Publish(t, hs.URL+"/whip")
+	for start := time.Now(); c.PC.ConnectionState() != pw.PeerConnectionStateConnected; time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("not connected")
+		}
+	}
+	c.Speak(speech)
+	c.Hangup(t, hs.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := calls.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dec, _ := media.LookupCodec("PCMU")
+	d, _ := dec.NewDecoder()
+	pcm, _ := d.Decode(nil, speech)
+	x, _ := media.ResampleFilter(pcm, 8000, 16000, media.FilterKaldi)
+	ref, err := asr.DecodeAll(newBatcher(t), [][]float32{x}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := redis.NewClient(&redis.Options{Addr: rd.Addr})
+	defer rc.Close()
+	keys, _ := rc.Keys(ctx, "stt:call:*").Result()
+	if len(keys) != 1 {
+		t.Fatalf("keys %v", keys)
+	}
+	msgs, _ := rc.XRange(ctx, keys[0], "-", "+").Result()
+	var finals []string
+	for _, m := range msgs {
+		if m.Values["type"] == "final" {
+			finals = append(finals, m.Values["text"].(string))
+			if m.Values["leg"] != "browser" {
+				t.Errorf("leg %v", m.Values["leg"])
+			}
+		}
+	}
+	if msgs[0].Values["source"] != "webrtc" || msgs[len(msgs)-1].Values["type"] != "call.end" || msgs[len(msgs)-1].Values["reason"] != "bye" {
+		t.Errorf("start %v end %v", msgs[0].Values, msgs[len(msgs)-1].Values)
+	}
+	if got, want := strings.Join(finals, " "), asr.FinalText(ref[0]); got != want {
+		t.Errorf("finals %q, transcribe %q", got, want)
 	}
 }

@@ -12,8 +12,8 @@ import (
 
 	"math"
 
+	"github.com/callscribe/callscribe/webrtc/webrtctest"
 	pw "github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media"
 	"github.com/zaf/g711"
 )
 
@@ -43,34 +43,6 @@ func newWHIP(t *testing.T, cfg Config) (*Server, *recorder, *httptest.Server) {
 	return s, rec, hs
 }
 
-// client is a browser stand-in: a pion peer with a PCMU track.
-func client(t *testing.T) (*pw.PeerConnection, *pw.TrackLocalStaticSample, string) {
-	t.Helper()
-	m := &pw.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	se := pw.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	pc, err := pw.NewAPI(pw.WithMediaEngine(m), pw.WithSettingEngine(se)).NewPeerConnection(pw.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	track, err := pw.NewTrackLocalStaticSample(pw.RTPCodecCapability{MimeType: pw.MimeTypePCMU, ClockRate: 8000}, "audio", "cs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTrack(track); err != nil {
-		t.Fatal(err)
-	}
-	offer, _ := pc.CreateOffer(nil)
-	gathered := pw.GatheringCompletePromise(pc)
-	pc.SetLocalDescription(offer)
-	<-gathered
-	return pc, track, pc.LocalDescription().SDP
-}
-
 func post(t *testing.T, url, token, body string) *http.Response {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
@@ -87,7 +59,8 @@ func post(t *testing.T, url, token, body string) *http.Response {
 
 func TestWHIPSessionCarriesAudio(t *testing.T) {
 	srv, rec, hs := newWHIP(t, Config{Token: "s3cret"})
-	pc, track, offer := client(t)
+	c := webrtctest.NewClient(t)
+	offer := c.Offer(t)
 	if res := post(t, hs.URL+"/whip", "", offer); res.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("no token: %d", res.StatusCode)
 	}
@@ -97,20 +70,14 @@ func TestWHIPSessionCarriesAudio(t *testing.T) {
 	if res.StatusCode != http.StatusCreated || res.Header.Get("Content-Type") != "application/sdp" || !strings.HasPrefix(res.Header.Get("Location"), "/whip/") {
 		t.Fatalf("%d %v\n%s", res.StatusCode, res.Header, answer)
 	}
-	if err := pc.SetRemoteDescription(pw.SessionDescription{Type: pw.SDPTypeAnswer, SDP: string(answer)}); err != nil {
+	if err := c.PC.SetRemoteDescription(pw.SessionDescription{Type: pw.SDPTypeAnswer, SDP: string(answer)}); err != nil {
 		t.Fatal(err)
 	}
-	// 1 s of a 1 kHz tone, 20 ms at a time.
-	go func() {
-		for k := range 50 {
-			b := make([]byte, 160)
-			for j := range b {
-				b[j] = g711.EncodeUlawFrame(int16(8000 * math.Sin(2*math.Pi*1000*float64(k*160+j)/8000)))
-			}
-			track.WriteSample(media.Sample{Data: b, Duration: 20 * time.Millisecond})
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
+	tone := make([]byte, 8000) // 1 s of a 1 kHz tone
+	for j := range tone {
+		tone[j] = g711.EncodeUlawFrame(int16(8000 * math.Sin(2*math.Pi*1000*float64(j)/8000)))
+	}
+	go c.Speak(tone)
 	var sess *Session
 	select {
 	case sess = <-rec.started:
@@ -159,11 +126,11 @@ func TestWHIPRejections(t *testing.T) {
 			t.Errorf("%q: %d %s", tc.body, res.StatusCode, b)
 		}
 	}
-	_, _, offer := client(t)
+	offer := webrtctest.NewClient(t).Offer(t)
 	if res := post(t, hs.URL+"/whip", "", offer); res.StatusCode != http.StatusCreated {
 		t.Fatalf("first session: %d", res.StatusCode)
 	}
-	_, _, offer2 := client(t)
+	offer2 := webrtctest.NewClient(t).Offer(t)
 	if res := post(t, hs.URL+"/whip", "", offer2); res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
 		t.Errorf("second session: %d", res.StatusCode)
 	}
@@ -182,7 +149,7 @@ func TestWHIPRejections(t *testing.T) {
 // A peer that never connects is dropped after the connect timeout.
 func TestWHIPConnectTimeout(t *testing.T) {
 	srv, _, hs := newWHIP(t, Config{ConnectTimeout: 500 * time.Millisecond})
-	_, _, offer := client(t) // the answer is never applied: no ICE
+	offer := webrtctest.NewClient(t).Offer(t) // the answer is never applied: no ICE
 	if res := post(t, hs.URL+"/whip", "", offer); res.StatusCode != http.StatusCreated {
 		t.Fatalf("%d", res.StatusCode)
 	}
