@@ -3,6 +3,7 @@ package webrtc
 import (
 	"bytes"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,11 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"math"
-
-	"github.com/callscribe/callscribe/webrtc/webrtctest"
 	pw "github.com/pion/webrtc/v4"
 	"github.com/zaf/g711"
+
+	"github.com/callscribe/callscribe/webrtc/webrtctest"
 )
 
 type recorder struct {
