@@ -20,10 +20,11 @@ import (
 // Config is everything `callscribe serve` can be told, as in
 // configs/callscribe.yaml. Every field has a default (Defaults).
 type Config struct {
-	SIP   SIPConfig   `yaml:"sip"`
-	ASR   ASRConfig   `yaml:"asr"`
-	Redis RedisConfig `yaml:"redis"`
-	HTTP  HTTPConfig  `yaml:"http"`
+	SIP    SIPConfig    `yaml:"sip"`
+	ASR    ASRConfig    `yaml:"asr"`
+	Redis  RedisConfig  `yaml:"redis"`
+	HTTP   HTTPConfig   `yaml:"http"`
+	WebRTC WebRTCConfig `yaml:"webrtc"`
 	// Drain is how long calls may go on after SIGTERM.
 	Drain time.Duration `yaml:"drain"`
 }
@@ -79,6 +80,19 @@ type RedisConfig struct {
 	SpoolFile      string        `yaml:"spool_file"`
 }
 
+// WebRTCConfig is browser ingest over WHIP, served on the HTTP address.
+type WebRTCConfig struct {
+	Enabled        bool          `yaml:"enabled"`
+	Path           string        `yaml:"path"`
+	Token          string        `yaml:"token"`
+	MaxSessions    int           `yaml:"max_sessions"`
+	ICEPorts       string        `yaml:"ice_ports"`
+	PublicIPs      []string      `yaml:"public_ips"`
+	Loopback       bool          `yaml:"loopback"`
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	MediaTimeout   time.Duration `yaml:"media_timeout"`
+}
+
 // HTTPConfig is the health, readiness and metrics endpoint.
 type HTTPConfig struct {
 	Addr string `yaml:"addr"`
@@ -96,7 +110,9 @@ func Defaults() Config {
 			RunTimeout: 5 * time.Second, Endpoint: asr.DefaultEndpointConfig()},
 		Redis: RedisConfig{Addr: "127.0.0.1:6379", Prefix: "stt", Shards: 1, CallMaxLen: 10000,
 			FirehoseMaxLen: 1000000, Expire: 24 * time.Hour, SpoolMax: 100000},
-		HTTP:  HTTPConfig{Addr: "127.0.0.1:8080"},
+		HTTP: HTTPConfig{Addr: "127.0.0.1:8080"},
+		WebRTC: WebRTCConfig{Enabled: true, Path: "/whip", MaxSessions: 100, PublicIPs: []string{}, Loopback: true,
+			ConnectTimeout: 10 * time.Second, MediaTimeout: 30 * time.Second},
 		Drain: 30 * time.Second,
 	}
 }
@@ -125,6 +141,20 @@ func (c *SIPConfig) RTPPortRange() (int, int, error) {
 		return 0, 0, fmt.Errorf("sip.rtp_ports: %q: want LO-HI, e.g. 20000-30000", c.RTPPorts)
 	}
 	return a, b, nil
+}
+
+// ICEPortRange parses webrtc.ice_ports; empty means any port.
+func (c *WebRTCConfig) ICEPortRange() (uint16, uint16, error) {
+	if c.ICEPorts == "" {
+		return 0, 0, nil
+	}
+	lo, hi, ok := strings.Cut(c.ICEPorts, "-")
+	a, err1 := strconv.Atoi(strings.TrimSpace(lo))
+	b, err2 := strconv.Atoi(strings.TrimSpace(hi))
+	if !ok || err1 != nil || err2 != nil || a <= 0 || b > 65535 || b < a {
+		return 0, 0, fmt.Errorf("webrtc.ice_ports: %q: want LO-HI, e.g. 50000-50999", c.ICEPorts)
+	}
+	return uint16(a), uint16(b), nil
 }
 
 // CIDRs parses sip.allow_cidrs.
@@ -200,6 +230,22 @@ func (c *Config) Validate() error {
 	for _, p := range positive {
 		if !p.ok {
 			return fmt.Errorf("%s: out of range", p.field)
+		}
+	}
+	if c.WebRTC.Enabled {
+		if !strings.HasPrefix(c.WebRTC.Path, "/") || strings.HasSuffix(c.WebRTC.Path, "/") || c.WebRTC.Path == "/" {
+			return fmt.Errorf("webrtc.path: %q: want a path like /whip", c.WebRTC.Path)
+		}
+		if c.WebRTC.MaxSessions <= 0 || c.WebRTC.ConnectTimeout <= 0 || c.WebRTC.MediaTimeout <= 0 {
+			return errors.New("webrtc.max_sessions, webrtc.connect_timeout, webrtc.media_timeout: must be positive")
+		}
+		if _, _, err := c.WebRTC.ICEPortRange(); err != nil {
+			return err
+		}
+		for _, ip := range c.WebRTC.PublicIPs {
+			if _, err := netip.ParseAddr(ip); err != nil {
+				return fmt.Errorf("webrtc.public_ips: %q: want an IP address", ip)
+			}
 		}
 	}
 	if c.ASR.Provider != "cpu" && c.ASR.Provider != "cuda" {

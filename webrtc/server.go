@@ -349,6 +349,13 @@ func (s *Server) end(sess *Session, reason string) {
 	})
 }
 
+// Drain refuses new sessions (503) and lets the ones in progress go on.
+func (s *Server) Drain() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+}
+
 // Close ends every session (reason shutdown). Idempotent.
 func (s *Server) Close() error {
 	s.mu.Lock()

@@ -24,6 +24,7 @@ import (
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/sip"
 	"github.com/callscribe/callscribe/transcript"
+	"github.com/callscribe/callscribe/webrtc"
 )
 
 // envOverrides are the CALLSCRIBE_* variables serve reads, over the config
@@ -186,6 +187,19 @@ func serve(cfg gateway.Config, log *slog.Logger) error {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	var whip *webrtc.Server
+	if wc := cfg.WebRTC; wc.Enabled {
+		lo, hi, _ := wc.ICEPortRange()
+		whip, err = webrtc.NewServer(webrtc.Config{Path: wc.Path, Token: wc.Token, MaxSessions: wc.MaxSessions,
+			PortLo: lo, PortHi: hi, PublicIPs: wc.PublicIPs, Loopback: wc.Loopback, ConnectTimeout: wc.ConnectTimeout,
+			MediaTimeout: wc.MediaTimeout, Logger: log}, calls)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		mux.Handle(wc.Path, whip)
+		mux.Handle(wc.Path+"/", whip)
+	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go hs.Serve(hl)
 	log.Info("callscribe: serving", "sip", srv.Addrs(), "http", hl.Addr().String(), "redis", r.Addr,
@@ -200,6 +214,9 @@ func serve(cfg gateway.Config, log *slog.Logger) error {
 		log.Info("callscribe: draining", "deadline", cfg.Drain)
 		draining.Store(true)
 		srv.Drain()
+		if whip != nil {
+			whip.Drain()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.Drain)
 		select {
 		case <-waitCalls(ctx, calls, srv):
@@ -208,6 +225,9 @@ func serve(cfg gateway.Config, log *slog.Logger) error {
 		cancel()
 	}
 	srv.Close() // BYE to what is left, finals flushed by the call handlers
+	if whip != nil {
+		whip.Close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	calls.Drain(ctx)

@@ -15,11 +15,13 @@ import (
 	"time"
 
 	sipmsg "github.com/emiago/sipgo/sip"
+	pw "github.com/pion/webrtc/v4"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/sip/siptest"
 	"github.com/callscribe/callscribe/transcript/transcripttest"
+	"github.com/callscribe/callscribe/webrtc/webrtctest"
 )
 
 func freePort(t *testing.T, network string) string {
@@ -304,4 +306,44 @@ func TestServeEndToEnd(t *testing.T) {
 			t.Errorf("%s (%s): finals %q, transcribe %q", k, codec, got, want[codec])
 		}
 	}
+}
+
+// A browser call over WHIP to the gateway process reaches Redis as a
+// webrtc call with a browser leg.
+func TestServeWHIP(t *testing.T) {
+	rd := transcripttest.Start(t)
+	g := startGateway(t, rd.Addr)
+	g.waitReady(t, 200)
+	a, err := media.ReadWAVFile(filepath.Join(testModelDir(t), "test_wavs", "8k.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := webrtctest.NewClient(t)
+	c.Publish(t, "http://"+g.http+"/whip")
+	for start := time.Now(); c.PC.ConnectionState() != pw.PeerConnectionStateConnected; time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("not connected")
+		}
+	}
+	c.Speak(siptest.PCMU(a.Samples))
+	c.Hangup(t, "http://"+g.http)
+	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(100 * time.Millisecond) {
+		for _, evs := range callEvents(t, rd.Addr) {
+			last := evs[len(evs)-1]
+			if last["type"] != "call.end" {
+				continue
+			}
+			var finals []string
+			for _, e := range evs {
+				if e["type"] == "final" && e["leg"] == "browser" {
+					finals = append(finals, e["text"].(string))
+				}
+			}
+			if evs[0]["source"] != "webrtc" || !strings.Contains(strings.Join(finals, " "), "APPREHENSION") {
+				t.Fatalf("start %v, finals %q", evs[0], finals)
+			}
+			return
+		}
+	}
+	t.Fatal("no call.end on Redis")
 }
