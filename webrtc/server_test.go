@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -157,5 +158,62 @@ func TestWHIPConnectTimeout(t *testing.T) {
 		if time.Since(start) > 5*time.Second {
 			t.Fatal("session not dropped")
 		}
+	}
+}
+
+// oggPackets splits an Ogg stream into its packets (one logical stream).
+func oggPackets(t *testing.T, b []byte) [][]byte {
+	var out [][]byte
+	var cur []byte
+	for len(b) >= 27 {
+		if string(b[:4]) != "OggS" {
+			t.Fatal("not an Ogg page")
+		}
+		n := int(b[26])
+		lacing, body := b[27:27+n], b[27+n:]
+		off := 0
+		for _, l := range lacing {
+			cur = append(cur, body[off:off+int(l)]...)
+			off += int(l)
+			if l < 255 {
+				out = append(out, cur)
+				cur = nil
+			}
+		}
+		b = body[off:]
+	}
+	return out
+}
+
+// The browser codec: an Opus track arrives decoded on the leg.
+func TestWHIPOpusTrack(t *testing.T) {
+	_, rec, hs := newWHIP(t, Config{})
+	b, err := os.ReadFile("../media/testdata/speech.opus.ogg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := oggPackets(t, b)[2:] // OpusHead, OpusTags
+	c := webrtctest.NewOpusClient(t)
+	c.Publish(t, hs.URL+"/whip")
+	go c.SpeakPackets(frames)
+	var sess *Session
+	select {
+	case sess = <-rec.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no audio track arrived")
+	}
+	if sess.Codec != "opus" {
+		t.Fatalf("codec %s", sess.Codec)
+	}
+	want := 16000 * len(frames) / 50 * 9 / 10
+	for start := time.Now(); sess.Leg.Ring().Len() < want && time.Since(start) < 10*time.Second; time.Sleep(20 * time.Millisecond) {
+	}
+	if n := sess.Leg.Ring().Len(); n < want {
+		t.Fatalf("%d samples arrived, want %d", n, want)
+	}
+	c.Hangup(t, hs.URL)
+	<-sess.Done()
+	if st := sess.Leg.Stats(); st.Malformed != 0 {
+		t.Errorf("%+v", st)
 	}
 }

@@ -22,6 +22,16 @@ type Client struct {
 
 // NewClient makes a peer with a PCMU track; closed when the test ends.
 func NewClient(t testing.TB) *Client {
+	return NewClientCodec(t, pw.RTPCodecCapability{MimeType: pw.MimeTypePCMU, ClockRate: 8000})
+}
+
+// NewOpusClient makes a peer with an Opus track (48 kHz, as browsers send).
+func NewOpusClient(t testing.TB) *Client {
+	return NewClientCodec(t, pw.RTPCodecCapability{MimeType: pw.MimeTypeOpus, ClockRate: 48000, Channels: 2})
+}
+
+// NewClientCodec makes a peer whose audio track has the given codec.
+func NewClientCodec(t testing.TB, codec pw.RTPCodecCapability) *Client {
 	t.Helper()
 	m := &pw.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
@@ -34,7 +44,7 @@ func NewClient(t testing.TB) *Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	track, err := pw.NewTrackLocalStaticSample(pw.RTPCodecCapability{MimeType: pw.MimeTypePCMU, ClockRate: 8000}, "audio", "callscribe-test")
+	track, err := pw.NewTrackLocalStaticSample(codec, "audio", "callscribe-test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +92,15 @@ func (c *Client) Speak(pcmu []byte) {
 	start := time.Now()
 	for k := 0; (k+1)*160 <= len(pcmu); k++ {
 		c.track.WriteSample(media.Sample{Data: pcmu[160*k : 160*(k+1)], Duration: 20 * time.Millisecond})
+		time.Sleep(time.Until(start.Add(time.Duration(k+1) * 20 * time.Millisecond)))
+	}
+}
+
+// SpeakPackets sends encoded frames (Opus packets of 20 ms) in real time.
+func (c *Client) SpeakPackets(frames [][]byte) {
+	start := time.Now()
+	for k, f := range frames {
+		c.track.WriteSample(media.Sample{Data: f, Duration: 20 * time.Millisecond})
 		time.Sleep(time.Until(start.Add(time.Duration(k+1) * 20 * time.Millisecond)))
 	}
 }
