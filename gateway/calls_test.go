@@ -76,6 +76,40 @@ func startGateway(t *testing.T) (*transcripttest.Redis, *transcript.Publisher, *
 	return rd, pub, calls, srv
 }
 
+// reference is what transcribe gives for G.711 bytes at 8 kHz: decoded,
+// upsampled as the legs do, recognized as one stream.
+func reference(t *testing.T, b *asr.Batcher, codec string, payload []byte) []asr.Result {
+	t.Helper()
+	c, err := media.LookupCodec(codec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := c.NewDecoder()
+	pcm, _ := d.Decode(nil, payload)
+	x, _ := media.ResampleFilter(pcm, 8000, 16000, media.FilterKaldi)
+	res, err := asr.DecodeAll(b, [][]float32{x}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res[0]
+}
+
+// callEntries reads the one per-call stream on Redis.
+func callEntries(t *testing.T, ctx context.Context, addr string) []redis.XMessage {
+	t.Helper()
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	defer rc.Close()
+	keys, _ := rc.Keys(ctx, "stt:call:*").Result()
+	if len(keys) != 1 {
+		t.Fatalf("keys %v", keys)
+	}
+	msgs, err := rc.XRange(ctx, keys[0], "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msgs
+}
+
 func TestCallToTranscriptOnRedis(t *testing.T) {
 	rd, pub, calls, srv := startGateway(t)
 	var latMu sync.Mutex
@@ -136,15 +170,7 @@ func TestCallToTranscriptOnRedis(t *testing.T) {
 	want := map[string]string{}
 	rb := newBatcher(t)
 	for codec, payload := range map[string][]byte{"PCMU": speech, "PCMA": siptest.PCMA(a.Samples)} {
-		dec, _ := media.LookupCodec(codec)
-		d, _ := dec.NewDecoder()
-		pcm, _ := d.Decode(nil, payload)
-		x, _ := media.ResampleFilter(pcm, 8000, 16000, media.FilterKaldi)
-		ref, err := asr.DecodeAll(rb, [][]float32{x}, 100)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want[codec] = asr.FinalText(ref[0])
+		want[codec] = asr.FinalText(reference(t, rb, codec, payload))
 		if want[codec] == "" {
 			t.Fatalf("%s: reference transcript is empty", codec)
 		}
@@ -226,13 +252,7 @@ func TestRedisOutageMidCall(t *testing.T) {
 	if during.Errors == 0 || during.Connected {
 		t.Errorf("spool counters did not move: %+v", during)
 	}
-	rc := redis.NewClient(&redis.Options{Addr: rd.Addr})
-	defer rc.Close()
-	keys, _ := rc.Keys(ctx, "stt:call:*").Result()
-	if len(keys) != 1 {
-		t.Fatalf("keys %v", keys)
-	}
-	msgs, _ := rc.XRange(ctx, keys[0], "-", "+").Result()
+	msgs := callEntries(t, ctx, rd.Addr)
 	var finals []string
 	last := 0
 	for _, m := range msgs {
@@ -253,16 +273,8 @@ func TestRedisOutageMidCall(t *testing.T) {
 		t.Fatalf("%d entries %v, finals %q", len(msgs), types, finals)
 	}
 	// The same finals as the audio decoded without any outage.
-	dec, _ := media.LookupCodec("PCMU")
-	d, _ := dec.NewDecoder()
-	pcm, _ := d.Decode(nil, siptest.PCMU(x))
-	x16, _ := media.ResampleFilter(pcm, 8000, 16000, media.FilterKaldi)
-	ref, err := asr.DecodeAll(newBatcher(t), [][]float32{x16}, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var want []string
-	for _, r := range ref[0] {
+	for _, r := range reference(t, newBatcher(t), "PCMU", siptest.PCMU(x)) {
 		if r.Kind == asr.Final {
 			want = append(want, r.Text)
 		}
@@ -305,21 +317,8 @@ func TestBrowserCallToTranscript(t *testing.T) {
 	if err := pub.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	dec, _ := media.LookupCodec("PCMU")
-	d, _ := dec.NewDecoder()
-	pcm, _ := d.Decode(nil, speech)
-	x, _ := media.ResampleFilter(pcm, 8000, 16000, media.FilterKaldi)
-	ref, err := asr.DecodeAll(newBatcher(t), [][]float32{x}, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc := redis.NewClient(&redis.Options{Addr: rd.Addr})
-	defer rc.Close()
-	keys, _ := rc.Keys(ctx, "stt:call:*").Result()
-	if len(keys) != 1 {
-		t.Fatalf("keys %v", keys)
-	}
-	msgs, _ := rc.XRange(ctx, keys[0], "-", "+").Result()
+	ref := reference(t, newBatcher(t), "PCMU", speech)
+	msgs := callEntries(t, ctx, rd.Addr)
 	var finals []string
 	for _, m := range msgs {
 		if m.Values["type"] == "final" {
@@ -332,7 +331,7 @@ func TestBrowserCallToTranscript(t *testing.T) {
 	if msgs[0].Values["source"] != "webrtc" || msgs[len(msgs)-1].Values["type"] != "call.end" || msgs[len(msgs)-1].Values["reason"] != "bye" {
 		t.Errorf("start %v end %v", msgs[0].Values, msgs[len(msgs)-1].Values)
 	}
-	if got, want := strings.Join(finals, " "), asr.FinalText(ref[0]); got != want {
+	if got, want := strings.Join(finals, " "), asr.FinalText(ref); got != want {
 		t.Errorf("finals %q, transcribe %q", got, want)
 	}
 }
