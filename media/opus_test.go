@@ -2,36 +2,11 @@ package media
 
 import (
 	"encoding/binary"
+	"errors"
 	"math"
 	"os"
 	"testing"
 )
-
-// oggPackets splits an Ogg stream into its packets (enough of RFC 3533 for
-// a test file: one logical stream, lacing values joined).
-func oggPackets(t *testing.T, b []byte) [][]byte {
-	var out [][]byte
-	var cur []byte
-	for len(b) >= 27 {
-		if string(b[:4]) != "OggS" {
-			t.Fatal("not an Ogg page")
-		}
-		nseg := int(b[26])
-		lacing := b[27 : 27+nseg]
-		body := b[27+nseg:]
-		off := 0
-		for _, l := range lacing {
-			cur = append(cur, body[off:off+int(l)]...)
-			off += int(l)
-			if l < 255 {
-				out = append(out, cur)
-				cur = nil
-			}
-		}
-		b = body[off:]
-	}
-	return out
-}
 
 // testdata/speech.opus.ogg is 2 s of speech encoded by ffmpeg's libopus at
 // 24 kbit/s in VoIP mode, 20 ms frames. Decoded, it must keep the speech:
@@ -41,7 +16,11 @@ func TestOpusDecodesSpeech(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pkts := oggPackets(t, b)[2:] // OpusHead, OpusTags
+	pkts, err := OggPackets(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkts = pkts[2:] // OpusHead, OpusTags
 	c, err := LookupCodec("opus")
 	if err != nil {
 		t.Fatal(err)
@@ -92,4 +71,16 @@ func correlation(a, b []float32) float64 {
 		return 0
 	}
 	return ab / math.Sqrt(aa*bb)
+}
+
+func TestOggPacketsRejectsTruncated(t *testing.T) {
+	b, err := os.ReadFile("testdata/speech.opus.ogg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cut := range []int{10, 30, len(b) - 7} {
+		if _, err := OggPackets(b[:cut]); !errors.Is(err, ErrBadOgg) {
+			t.Errorf("cut at %d: %v", cut, err)
+		}
+	}
 }

@@ -15,6 +15,7 @@ import (
 	pw "github.com/pion/webrtc/v4"
 	"github.com/zaf/g711"
 
+	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/webrtc/webrtctest"
 )
 
@@ -161,30 +162,6 @@ func TestWHIPConnectTimeout(t *testing.T) {
 	}
 }
 
-// oggPackets splits an Ogg stream into its packets (one logical stream).
-func oggPackets(t *testing.T, b []byte) [][]byte {
-	var out [][]byte
-	var cur []byte
-	for len(b) >= 27 {
-		if string(b[:4]) != "OggS" {
-			t.Fatal("not an Ogg page")
-		}
-		n := int(b[26])
-		lacing, body := b[27:27+n], b[27+n:]
-		off := 0
-		for _, l := range lacing {
-			cur = append(cur, body[off:off+int(l)]...)
-			off += int(l)
-			if l < 255 {
-				out = append(out, cur)
-				cur = nil
-			}
-		}
-		b = body[off:]
-	}
-	return out
-}
-
 // The browser codec: an Opus track arrives decoded on the leg.
 func TestWHIPOpusTrack(t *testing.T) {
 	_, rec, hs := newWHIP(t, Config{})
@@ -192,7 +169,11 @@ func TestWHIPOpusTrack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	frames := oggPackets(t, b)[2:] // OpusHead, OpusTags
+	frames, err := media.OggPackets(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames = frames[2:] // OpusHead, OpusTags
 	c := webrtctest.NewOpusClient(t)
 	c.Publish(t, hs.URL+"/whip")
 	go c.SpeakPackets(frames)
