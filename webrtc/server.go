@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -127,8 +128,17 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 			return nil, fmt.Errorf("webrtc: config: ice ports %d-%d: %w", cfg.PortLo, cfg.PortHi, err)
 		}
 	}
-	if len(cfg.PublicIPs) > 0 {
-		se.SetNAT1To1IPs(cfg.PublicIPs, pw.ICECandidateTypeHost)
+	for _, ip := range cfg.PublicIPs {
+		if _, err := netip.ParseAddr(ip); err != nil {
+			return nil, fmt.Errorf("webrtc: config: public ip %q: %w", ip, err)
+		}
+	}
+	if len(cfg.PublicIPs) > 0 { // NAT 1:1: host candidates carry the public addresses
+		err := se.SetICEAddressRewriteRules(pw.ICEAddressRewriteRule{External: cfg.PublicIPs,
+			AsCandidateType: pw.ICECandidateTypeHost, Mode: pw.ICEAddressRewriteReplace})
+		if err != nil {
+			return nil, fmt.Errorf("webrtc: config: public ips %v: %w", cfg.PublicIPs, err)
+		}
 	}
 	se.SetIncludeLoopbackCandidate(cfg.Loopback)
 	se.SetICETimeouts(5*time.Second, cfg.ConnectTimeout, 2*time.Second)

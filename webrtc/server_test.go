@@ -198,3 +198,17 @@ func TestWHIPOpusTrack(t *testing.T) {
 		t.Errorf("%+v", st)
 	}
 }
+
+// NAT 1:1: the answer's host candidates carry the configured public address.
+func TestWHIPPublicIPs(t *testing.T) {
+	_, _, hs := newWHIP(t, Config{PublicIPs: []string{"127.0.0.1"}})
+	res := post(t, hs.URL+"/whip", "", webrtctest.NewClient(t).Offer(t))
+	answer, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated || !bytes.Contains(answer, []byte(" 127.0.0.1 ")) {
+		t.Fatalf("%d\n%s", res.StatusCode, answer)
+	}
+	if _, err := NewServer(Config{PublicIPs: []string{"not-an-ip"}}, nil); err == nil {
+		t.Error("bad public IP accepted")
+	}
+}
