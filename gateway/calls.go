@@ -215,20 +215,8 @@ func (g *Calls) finish(key any, reason string, started time.Time, leg *media.Leg
 		return
 	}
 	defer func() { // the call counts as live until call.end is out
-		st := leg.Stats()
 		g.mu.Lock()
 		delete(g.calls, key)
-		g.stats.Ended++
-		g.stats.Packets += st.Packets
-		g.stats.Lost += st.Lost
-		g.stats.Late += st.Late
-		g.stats.Malformed += st.Malformed
-		g.stats.DroppedSamples += st.DroppedSamples
-		g.stats.DTMF += st.DTMF
-		if g.stats.EndedBy == nil {
-			g.stats.EndedBy = map[string]int64{}
-		}
-		g.stats.EndedBy[reason]++
 		g.mu.Unlock()
 	}()
 	close(cs.stop)
@@ -241,7 +229,20 @@ func (g *Calls) finish(key any, reason string, started time.Time, leg *media.Leg
 			g.log.Error("gateway: last final not ready in time", "call_id", cs.id)
 		}
 	}
-	st := leg.Stats()
+	st := leg.Stats() // final: the leg's reader has stopped
+	g.mu.Lock()
+	g.stats.Ended++
+	g.stats.Packets += st.Packets
+	g.stats.Lost += st.Lost
+	g.stats.Late += st.Late
+	g.stats.Malformed += st.Malformed
+	g.stats.DroppedSamples += st.DroppedSamples
+	g.stats.DTMF += st.DTMF
+	if g.stats.EndedBy == nil {
+		g.stats.EndedBy = map[string]int64{}
+	}
+	g.stats.EndedBy[reason]++
+	g.mu.Unlock()
 	stats, _ := json.Marshal(map[string]map[string]int64{cs.leg: {
 		"packets": st.Packets, "lost": st.Lost, "late": st.Late, "malformed": st.Malformed,
 		"dropped_samples": st.DroppedSamples, "dtmf": st.DTMF}})

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -159,12 +158,5 @@ func transcribe(files []string, o transcribeOptions) ([][]asr.Result, error) {
 		return nil, err
 	}
 	defer b.Close()
-	res, err := asr.DecodeAll(b, sigs, 100)
-	if err != nil {
-		return nil, err
-	}
-	if errors.Is(err, asr.ErrClosed) {
-		return nil, err
-	}
-	return res, nil
+	return asr.DecodeAll(b, sigs, 100)
 }
