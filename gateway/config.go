@@ -93,9 +93,12 @@ type WebRTCConfig struct {
 	MediaTimeout   time.Duration `yaml:"media_timeout"`
 }
 
-// HTTPConfig is the health, readiness and metrics endpoint.
+// HTTPConfig is the health, readiness and metrics endpoint, the live
+// transcript events and the browser page.
 type HTTPConfig struct {
-	Addr string `yaml:"addr"`
+	Addr            string `yaml:"addr"`
+	Page            bool   `yaml:"page"`
+	MaxEventStreams int    `yaml:"max_event_streams"`
 }
 
 // Defaults returns the configuration configs/callscribe.yaml spells out.
@@ -110,7 +113,7 @@ func Defaults() Config {
 			RunTimeout: 5 * time.Second, Endpoint: asr.DefaultEndpointConfig()},
 		Redis: RedisConfig{Addr: "127.0.0.1:6379", Prefix: "stt", Shards: 1, CallMaxLen: 10000,
 			FirehoseMaxLen: 1000000, Expire: 24 * time.Hour, SpoolMax: 100000},
-		HTTP: HTTPConfig{Addr: "127.0.0.1:8080"},
+		HTTP: HTTPConfig{Addr: "127.0.0.1:8080", Page: true, MaxEventStreams: 100},
 		WebRTC: WebRTCConfig{Enabled: true, Path: "/whip", MaxSessions: 100, PublicIPs: []string{}, Loopback: true,
 			ConnectTimeout: 10 * time.Second, MediaTimeout: 30 * time.Second},
 		Drain: 30 * time.Second,
@@ -226,6 +229,7 @@ func (c *Config) Validate() error {
 		{"redis.shards", c.Redis.Shards > 0}, {"redis.call_maxlen", c.Redis.CallMaxLen > 0},
 		{"redis.firehose_maxlen", c.Redis.FirehoseMaxLen > 0}, {"redis.expire", c.Redis.Expire > 0},
 		{"redis.spool_max", c.Redis.SpoolMax > 0}, {"drain", c.Drain >= 0},
+		{"http.max_event_streams", c.HTTP.MaxEventStreams > 0},
 	}
 	for _, p := range positive {
 		if !p.ok {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/callscribe/callscribe/asr"
@@ -159,7 +160,7 @@ func serve(cfg gateway.Config, log *slog.Logger) error {
 	var draining atomic.Bool
 	reg := prometheus.NewRegistry()
 	metrics(reg, batcher, pub, calls, srv)
-	reg.MustRegister(latency)
+	reg.MustRegister(latency, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -200,7 +201,26 @@ func serve(cfg gateway.Config, log *slog.Logger) error {
 		mux.Handle(wc.Path, whip)
 		mux.Handle(wc.Path+"/", whip)
 	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	follower := transcript.NewFollower(transcript.FollowerOptions{Addr: r.Addr, Prefix: r.Prefix, MaxFollows: cfg.HTTP.MaxEventStreams})
+	defer follower.Close()
+	events := gateway.NewEvents(follower, log)
+	events.Max = cfg.HTTP.MaxEventStreams
+	events.Token = cfg.WebRTC.Token
+	mux.Handle("GET /events/{id}", events)
+	if cfg.HTTP.Page && whip != nil {
+		page, err := gateway.Page(cfg.WebRTC.Path, "/events/")
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		mux.Handle("GET /{$}", page)
+		mux.Handle("GET /static/", page)
+	}
+	// Event streams live until their call ends; base ends the ones left
+	// when the server stops.
+	base, stopStreams := context.WithCancel(context.Background())
+	defer stopStreams()
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return base }}
 	go hs.Serve(hl)
 	log.Info("callscribe: serving", "sip", srv.Addrs(), "http", hl.Addr().String(), "redis", r.Addr,
 		"model", info.Files.Encoder, "provider", batcher.Provider())
@@ -234,6 +254,12 @@ func serve(cfg gateway.Config, log *slog.Logger) error {
 	if err := pub.Flush(ctx); err != nil {
 		log.Error("callscribe: transcript events not delivered", "err", err)
 	}
+	// Followers of the calls just ended get their call.end, then the rest
+	// of the streams are cut.
+	for t := time.Now(); events.Active() > 0 && time.Since(t) < time.Second; {
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopStreams()
 	hs.Shutdown(ctx)
 	log.Info("callscribe: stopped")
 	return nil

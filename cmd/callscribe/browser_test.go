@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/callscribe/callscribe/media"
+	"github.com/callscribe/callscribe/transcript/transcripttest"
+)
+
+// wer is the word error rate of hyp against ref: word-level edit distance
+// over the number of reference words.
+func wer(ref, hyp string) float64 {
+	r, h := strings.Fields(strings.ToUpper(ref)), strings.Fields(strings.ToUpper(hyp))
+	if len(r) == 0 {
+		return float64(len(h))
+	}
+	prev := make([]int, len(h)+1)
+	cur := make([]int, len(h)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(r); i++ {
+		cur[0] = i
+		for j := 1; j <= len(h); j++ {
+			sub := prev[j-1]
+			if r[i-1] != h[j-1] {
+				sub++
+			}
+			cur[j] = min(sub, prev[j]+1, cur[j-1]+1)
+		}
+		prev, cur = cur, prev
+	}
+	return float64(prev[len(h)]) / float64(len(r))
+}
+
+func TestWER(t *testing.T) {
+	for _, c := range []struct {
+		ref, hyp string
+		want     float64
+	}{{"a b c d", "a b c d", 0}, {"a b c d", "a x c d", .25}, {"a b c d", "a c d", .25}, {"a b", "a b c d", 1}, {"a b c d", "", 1}} {
+		if got := wer(c.ref, c.hyp); got != c.want {
+			t.Errorf("wer(%q, %q) = %v, want %v", c.ref, c.hyp, got, c.want)
+		}
+	}
+}
+
+// chromium finds the browser scripts/setup installs.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal("no chromium on PATH: run scripts/setup (it installs Debian's chromium)")
+	return ""
+}
+
+// The page at / in headless Chromium, its microphone a WAV file of speech:
+// it starts by itself (?autostart=1), sends the audio over WHIP, and shows
+// the transcript it follows over SSE; Stop hangs up. The finals on Redis
+// are within a word error rate of 15% of the recording's reference text,
+// and the page shows exactly those finals.
+func TestBrowserPageTranscribesMicrophone(t *testing.T) {
+	browser := chromium(t)
+	rd := transcripttest.Start(t)
+	g := startGateway(t, rd.Addr)
+	g.waitReady(t, 200)
+
+	// The fake microphone plays the file once (%noloop): speech, then 3 s
+	// of silence so that the endpoint closes the utterance.
+	dir := testModelDir(t)
+	a, err := media.ReadWAVFile(filepath.Join(dir, "test_wavs", "0.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := referenceText(t, dir, "0.wav")
+	a.Samples = append(a.Samples, make([]float32, 3*a.SampleRate)...)
+	var buf bytes.Buffer
+	if err := media.WriteWAV(&buf, a); err != nil {
+		t.Fatal(err)
+	}
+	wav := filepath.Join(t.TempDir(), "speech.wav")
+	os.WriteFile(wav, buf.Bytes(), 0o644)
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox,
+		chromedp.Flag("use-fake-ui-for-media-stream", true), chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-file-for-fake-audio-capture", wav+"%noloop"),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"), chromedp.Flag("disable-dev-shm-usage", true))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+
+	type pageState struct {
+		State, Ended, Error, Partial, Call string
+		Finals                             []string
+	}
+	read := func() pageState {
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[pageState](`({
+			State: document.body.dataset.state || "", Ended: document.body.dataset.ended || "",
+			Error: document.getElementById("error").textContent, Partial: document.getElementById("partial").textContent,
+			Call: document.getElementById("call").textContent,
+			Finals: [...document.querySelectorAll("#finals .final")].map(p => p.textContent)})`))
+		if err != nil {
+			t.Fatalf("reading the page: %v", err)
+		}
+		return s
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+g.http+"/?autostart=1")); err != nil {
+		t.Fatal(err)
+	}
+	// Speech plays in real time; wait for a final on the page and for the
+	// recording's silence to have passed.
+	var s pageState
+	start := time.Now()
+	for s = read(); len(s.Finals) == 0 || time.Since(start) < time.Duration(len(a.Samples))*time.Second/time.Duration(a.SampleRate); s = read() {
+		if s.Error != "" || time.Since(start) > 40*time.Second {
+			t.Fatalf("page: %+v", s)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("page before stop: %+v", s)
+	if err := chromedp.Do(ctx, chromedp.Click("#toggle")); err != nil {
+		t.Fatal(err)
+	}
+	for s = read(); s.Ended == ""; s = read() {
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("no call.end on the page: %+v", s)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if s.Ended != "bye" || s.Error != "" || s.Partial != "" {
+		t.Errorf("page after stop: %+v", s)
+	}
+	// The call on Redis: a webrtc call with a browser leg.
+	events := callEvents(t, rd.Addr)
+	if len(events) != 1 {
+		t.Fatalf("%d calls on Redis", len(events))
+	}
+	var finals []string
+	for _, evs := range events {
+		if evs[0]["type"] != "call.start" || evs[0]["source"] != "webrtc" || evs[0]["codec"] != "opus" ||
+			!strings.Contains(s.Call, evs[0]["call_id"].(string)) {
+			t.Errorf("call.start %v, page shows %q", evs[0], s.Call)
+		}
+		for _, e := range evs {
+			if e["type"] == "final" && e["text"] != "" {
+				if e["leg"] != "browser" {
+					t.Errorf("final on leg %v", e["leg"])
+				}
+				finals = append(finals, e["text"].(string))
+			}
+		}
+	}
+	got := strings.Join(finals, " ")
+	w := wer(ref, got)
+	t.Logf("finals on Redis: %q (WER %.3f against %q)", got, w, ref)
+	if w > 0.15 {
+		t.Errorf("WER %.3f > 0.15: %q, reference %q", w, got, ref)
+	}
+	if shown := strings.Join(s.Finals, " "); shown != got {
+		t.Errorf("the page shows %q, Redis has %q", shown, got)
+	}
+}
+
+// referenceText is the reference transcript of a test WAV (trans.txt).
+func referenceText(t *testing.T, dir, wav string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "test_wavs", "trans.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if name, text, ok := strings.Cut(line, " "); ok && name == wav {
+			return strings.TrimSpace(text)
+		}
+	}
+	t.Fatalf("no reference text for %s", wav)
+	return ""
+}
