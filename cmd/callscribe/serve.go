@@ -39,7 +39,7 @@ func serveMain(args []string, stdout, stderr io.Writer) int {
 	set := map[string]*string{}
 	for _, f := range []struct{ name, usage string }{
 		{"sip", "SIP listen address, UDP and TCP (sip.udp, sip.tcp)"},
-		{"http", "HTTP listen address: health, readiness, metrics (http.addr)"},
+		{"http", "HTTP listen address: health, readiness, metrics, events, WHIP, page (http.addr)"},
 		{"redis", "Redis address (redis.addr)"},
 		{"model", "model directory (asr.model_dir)"},
 		{"rtp-ports", "RTP port range LO-HI (sip.rtp_ports)"},
@@ -207,6 +207,8 @@ func serve(cfg gateway.Config, log *slog.Logger) error {
 	events.Max = cfg.HTTP.MaxEventStreams
 	events.Token = cfg.WebRTC.Token
 	mux.Handle("GET /events/{id}", events)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "callscribe_event_streams_active",
+		Help: "Open /events streams (SSE followers of a call)."}, func() float64 { return float64(events.Active()) }))
 	if cfg.HTTP.Page && whip != nil {
 		page, err := gateway.Page(cfg.WebRTC.Path, "/events/")
 		if err != nil {
