@@ -6,6 +6,12 @@
 // resampling to 16 kHz, ring buffer) and streams G.711 into every one in
 // real time from a child process, then reports the receive side's CPU per
 // 1,000 legs. Only 127.0.0.1 is used.
+//
+//	callscribe-load webrtc [-url http://127.0.0.1:8080] [-redis ADDR] [-sessions N] [-repeat R]
+//
+// publishes Opus speech from N WHIP sessions to a running gateway and
+// reports how long after each utterance's last word its final reached Redis,
+// and the gateway's CPU per session.
 package main
 
 import (
@@ -32,13 +38,15 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: callscribe-load rtp [-legs N] [-seconds S] | pcap -in WAV -out PCAP")
+		fmt.Fprintln(os.Stderr, "usage: callscribe-load rtp [-legs N] [-seconds S] | webrtc [-url URL] [-redis ADDR] [-sessions N] | pcap -in WAV -out PCAP")
 		os.Exit(2)
 	}
 	var err error
 	switch os.Args[1] {
 	case "rtp":
 		err = rtpLoad(os.Args[2:], os.Stdout)
+	case "webrtc":
+		err = webrtcLoad(os.Args[2:], os.Stdout)
 	case "rtp-send": // the child: sends to the ports read from stdin
 		err = rtpSend(os.Args[2:], os.Stdin)
 	case "pcap":

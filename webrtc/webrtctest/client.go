@@ -3,6 +3,7 @@
 package webrtctest
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -33,58 +34,89 @@ func NewOpusClient(t testing.TB) *Client {
 // NewClientCodec makes a peer whose audio track has the given codec.
 func NewClientCodec(t testing.TB, codec pw.RTPCodecCapability) *Client {
 	t.Helper()
+	c, err := Dial(codec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.PC.Close() })
+	return c
+}
+
+// Dial makes a peer whose audio track has the given codec, for programs
+// (load generators); Close it when done.
+func Dial(codec pw.RTPCodecCapability) (*Client, error) {
 	m := &pw.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	se := pw.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
 	pc, err := pw.NewAPI(pw.WithMediaEngine(m), pw.WithSettingEngine(se)).NewPeerConnection(pw.Configuration{})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(func() { pc.Close() })
 	track, err := pw.NewTrackLocalStaticSample(codec, "audio", "callscribe-test")
+	if err == nil {
+		_, err = pc.AddTrack(track)
+	}
 	if err != nil {
-		t.Fatal(err)
+		pc.Close()
+		return nil, err
 	}
-	if _, err := pc.AddTrack(track); err != nil {
-		t.Fatal(err)
-	}
-	return &Client{PC: pc, track: track}
+	return &Client{PC: pc, track: track}, nil
 }
+
+// Close ends the peer connection.
+func (c *Client) Close() error { return c.PC.Close() }
 
 // Offer returns the complete SDP offer (candidates gathered).
 func (c *Client) Offer(t testing.TB) string {
 	t.Helper()
-	offer, err := c.PC.CreateOffer(nil)
+	sdp, err := c.offer()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sdp
+}
+
+func (c *Client) offer() (string, error) {
+	offer, err := c.PC.CreateOffer(nil)
+	if err != nil {
+		return "", err
+	}
 	gathered := pw.GatheringCompletePromise(c.PC)
 	if err := c.PC.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	<-gathered
-	return c.PC.LocalDescription().SDP
+	return c.PC.LocalDescription().SDP, nil
 }
 
 // Publish POSTs the offer to url and applies the answer.
 func (c *Client) Publish(t testing.TB, url string) {
 	t.Helper()
-	res, err := http.Post(url, "application/sdp", strings.NewReader(c.Offer(t)))
-	if err != nil {
+	if err := c.PublishTo(url); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// PublishTo is Publish for programs.
+func (c *Client) PublishTo(url string) error {
+	sdp, err := c.offer()
+	if err != nil {
+		return err
+	}
+	res, err := http.Post(url, "application/sdp", strings.NewReader(sdp))
+	if err != nil {
+		return err
 	}
 	answer, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	if res.StatusCode != http.StatusCreated {
-		t.Fatalf("WHIP POST: %d %s", res.StatusCode, answer)
+		return fmt.Errorf("WHIP POST: %d %s", res.StatusCode, answer)
 	}
 	c.Location = res.Header.Get("Location")
-	if err := c.PC.SetRemoteDescription(pw.SessionDescription{Type: pw.SDPTypeAnswer, SDP: string(answer)}); err != nil {
-		t.Fatal(err)
-	}
+	return c.PC.SetRemoteDescription(pw.SessionDescription{Type: pw.SDPTypeAnswer, SDP: string(answer)})
 }
 
 // Speak sends PCMU bytes (8 kHz) in real time, 20 ms a packet.
@@ -108,10 +140,21 @@ func (c *Client) SpeakPackets(frames [][]byte) {
 // Hangup DELETEs the session at base+Location.
 func (c *Client) Hangup(t testing.TB, base string) {
 	t.Helper()
+	if err := c.HangupAt(base); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// HangupAt is Hangup for programs.
+func (c *Client) HangupAt(base string) error {
 	req, _ := http.NewRequest(http.MethodDelete, base+c.Location, nil)
 	res, err := http.DefaultClient.Do(req)
-	if err != nil || res.StatusCode != http.StatusOK {
-		t.Fatalf("WHIP DELETE: %v %v", res, err)
+	if err != nil {
+		return fmt.Errorf("WHIP DELETE: %w", err)
 	}
 	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("WHIP DELETE: %s", res.Status)
+	}
+	return nil
 }
