@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,13 +69,16 @@ func chromium(t *testing.T) string {
 
 // The page at / in headless Chromium, its microphone a WAV file of speech:
 // it starts by itself (?autostart=1), sends the audio over WHIP, and shows
-// the transcript it follows over SSE; Stop hangs up. The finals on Redis
+// the transcript it follows over SSE (partials changing as the words come,
+// then the final); Stop hangs up. The finals on Redis
 // are within a word error rate of 15% of the recording's reference text,
 // and the page shows exactly those finals.
 func TestBrowserPageTranscribesMicrophone(t *testing.T) {
 	browser := chromium(t)
 	rd := transcripttest.Start(t)
-	g := startGateway(t, rd.Addr)
+	config := filepath.Join(t.TempDir(), "token.yaml")
+	os.WriteFile(config, []byte("webrtc:\n  token: page-secret\n"), 0o644)
+	g := startGateway(t, rd.Addr, "-config", config)
 	g.waitReady(t, 200)
 
 	// The fake microphone plays the file once (%noloop): speech, then 3 s
@@ -118,18 +123,25 @@ func TestBrowserPageTranscribesMicrophone(t *testing.T) {
 		}
 		return s
 	}
-	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+g.http+"/?autostart=1")); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+g.http+"/?autostart=1&token=page-secret")); err != nil {
 		t.Fatal(err)
 	}
 	// Speech plays in real time; wait for a final on the page and for the
 	// recording's silence to have passed.
 	var s pageState
+	var partials []string // as the page showed them while the words came
 	start := time.Now()
 	for s = read(); len(s.Finals) == 0 || time.Since(start) < time.Duration(len(a.Samples))*time.Second/time.Duration(a.SampleRate); s = read() {
 		if s.Error != "" || time.Since(start) > 40*time.Second {
 			t.Fatalf("page: %+v", s)
 		}
-		time.Sleep(200 * time.Millisecond)
+		if s.Partial != "" && (len(partials) == 0 || partials[len(partials)-1] != s.Partial) {
+			partials = append(partials, s.Partial)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(partials) < 3 {
+		t.Errorf("the page showed %d partials as the words came: %q", len(partials), partials)
 	}
 	t.Logf("page before stop: %+v", s)
 	if err := chromedp.Do(ctx, chromedp.Click("#toggle")); err != nil {
@@ -173,6 +185,44 @@ func TestBrowserPageTranscribesMicrophone(t *testing.T) {
 	if shown := strings.Join(s.Finals, " "); shown != got {
 		t.Errorf("the page shows %q, Redis has %q", shown, got)
 	}
+	m := metricsText(t, g.http)
+	t.Logf("gateway: %s, %s, %s", metric(m, `callscribe_result_latency_seconds_sum{type="final"}`),
+		metric(m, `callscribe_result_latency_seconds_count{type="final"}`), metric(m, "process_cpu_seconds_total"))
+
+	// A refused call is shown to the person: here a wrong token (401).
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+g.http+"/?autostart=1&token=wrong")); err != nil {
+		t.Fatal(err)
+	}
+	for s = read(); s.Error == ""; s = read() {
+		if time.Since(start) > 80*time.Second {
+			t.Fatalf("no error shown: %+v", s)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(s.Error, "refused the call (401)") || s.State != "idle" || len(s.Finals) != 0 {
+		t.Errorf("page after a refused call: %+v", s)
+	}
+}
+
+func metricsText(t *testing.T, addr string) string {
+	t.Helper()
+	res, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
+}
+
+// metric is the line of the named series in a /metrics text.
+func metric(text, name string) string {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, name+" ") {
+			return l
+		}
+	}
+	return name + " missing"
 }
 
 // referenceText is the reference transcript of a test WAV (trans.txt).
