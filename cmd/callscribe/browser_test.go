@@ -189,6 +189,21 @@ func TestBrowserPageTranscribesMicrophone(t *testing.T) {
 	t.Logf("gateway: %s, %s, %s", metric(m, `callscribe_result_latency_seconds_sum{type="final"}`),
 		metric(m, `callscribe_result_latency_seconds_count{type="final"}`), metric(m, "process_cpu_seconds_total"))
 
+	// /?call=ID follows a call without a microphone: this one, ended.
+	callID := strings.TrimPrefix(s.Call, "call ")
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+g.http+"/?token=page-secret&call="+callID)); err != nil {
+		t.Fatal(err)
+	}
+	for s = read(); s.Ended == ""; s = read() {
+		if time.Since(start) > 70*time.Second {
+			t.Fatalf("following the ended call: %+v", s)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if shown := strings.Join(s.Finals, " "); shown != got || s.Ended != "bye" {
+		t.Errorf("following the call: %+v", s)
+	}
+
 	// A refused call is shown to the person: here a wrong token (401).
 	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+g.http+"/?autostart=1&token=wrong")); err != nil {
 		t.Fatal(err)

@@ -161,4 +161,11 @@ function follow(callID) {
 }
 
 $("toggle").addEventListener("click", () => (pc ? stop() : start()));
-if (params.get("autostart") === "1") start();
+if (params.get("call")) {
+  // Watch a call in progress or ended (a phone call too), from its start.
+  $("call").textContent = "call " + params.get("call");
+  setState("following");
+  follow(params.get("call"));
+} else if (params.get("autostart") === "1") {
+  start();
+}
