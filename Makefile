@@ -38,6 +38,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./asr ./media
 	bin/callscribe-bench
 	bin/callscribe-load rtp -legs 1000 -seconds 5 -poll 1
+	scripts/bench-webrtc
 
 # The main job on the embedded default: its own redis-server, the gateway,
 # a real SIP call (sipp) speaking a test WAV, the transcript as it arrives.
