@@ -30,6 +30,7 @@ test: setup build vet
 	$(GO) test -run '^$$' -fuzz FuzzReadWAV -fuzztime 10s ./media
 	$(GO) test -run '^$$' -fuzz FuzzLegRTP -fuzztime 10s ./media
 	$(GO) test -run '^$$' -fuzz FuzzParseOffer -fuzztime 10s ./sip
+	$(GO) test -run '^$$' -fuzz FuzzWHIPOffer -fuzztime 10s ./webrtc
 
 # Benchmarks: Go micro-benchmarks, then Callscribe beside the sherpa-onnx
 # peer on the same files and cores.
