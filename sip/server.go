@@ -447,7 +447,17 @@ func (s *Server) sessionExpires(req *sipmsg.Request, tx sipmsg.ServerTransaction
 	return d, true
 }
 
+// onOptions answers keepalives. A load balancer probing with OPTIONS (e.g.
+// Kamailio's dispatcher) gets 503 while this server takes no new calls
+// (draining, or at max_calls), so it sends them elsewhere.
 func (s *Server) onOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	s.mu.Lock()
+	busy := len(s.calls) >= s.cfg.MaxCalls || s.closed || s.draining
+	s.mu.Unlock()
+	if busy {
+		respond(tx, req, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", "5"), sipmsg.NewHeader("Allow", allowed))
+		return
+	}
 	respond(tx, req, 200, "OK", sipmsg.NewHeader("Allow", allowed), sipmsg.NewHeader("Accept", "application/sdp"))
 }
 

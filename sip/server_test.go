@@ -268,6 +268,20 @@ func TestOptionsAndUnknownMethods(t *testing.T) {
 	}
 }
 
+// A load balancer's OPTIONS probe gets 503 once the server takes no new
+// calls: draining here.
+func TestOptionsWhileDraining(t *testing.T) {
+	srv, _, addr := startServer(t, Config{})
+	phone := newUAC(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Drain()
+	res, err := phone.cli.Do(ctx, sipmsg.NewRequest(sipmsg.OPTIONS, target(addr)))
+	if err != nil || res.StatusCode != 503 || res.GetHeader("Retry-After") == nil {
+		t.Fatalf("OPTIONS while draining: %v %v", res, err)
+	}
+}
+
 var _ = media.NewRing
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
@@ -318,6 +332,12 @@ func TestCallLimit(t *testing.T) {
 	}
 	if srv.ActiveCalls() != 1 {
 		t.Errorf("%d calls", srv.ActiveCalls())
+	}
+	// At the limit, a load balancer's OPTIONS probe hears it too.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if res, err := phone.cli.Do(ctx, sipmsg.NewRequest(sipmsg.OPTIONS, target(addr))); err != nil || res.StatusCode != 503 {
+		t.Errorf("OPTIONS at the limit: %v %v", res, err)
 	}
 }
 
