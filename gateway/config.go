@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -184,9 +185,17 @@ func (c *Config) Validate() error {
 		}
 		return nil
 	}
+	// Redis may be a name (a Kubernetes service, a managed instance).
+	hostPort := func(field, v string) error {
+		host, port, err := net.SplitHostPort(v)
+		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n <= 0 || n > 65535 {
+			return fmt.Errorf("%s: %q: want HOST:PORT", field, v)
+		}
+		return nil
+	}
 	checks := []error{
 		addr("sip.udp", c.SIP.UDP, true), addr("sip.tcp", c.SIP.TCP, true), addr("sip.tls", c.SIP.TLS, true),
-		addr("redis.addr", c.Redis.Addr, false), addr("http.addr", c.HTTP.Addr, false),
+		hostPort("redis.addr", c.Redis.Addr), addr("http.addr", c.HTTP.Addr, false),
 	}
 	for _, err := range checks {
 		if err != nil {

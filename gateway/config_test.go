@@ -31,6 +31,9 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		{"asr:\n  provider: tpu\n", "asr.provider"},
 		{"asr:\n  max_batch: 0\n", "asr.max_batch"},
 		{"redis:\n  addr: ''\n", "redis.addr"},
+		{"redis:\n  addr: redis\n", "redis.addr"},
+		{"redis:\n  addr: redis:99999\n", "redis.addr"},
+		{"http:\n  max_event_streams: 0\n", "http.max_event_streams"},
 		{"sip:\n  tls: 127.0.0.1:5061\n", "sip.tls_cert_file"},
 		{"sip:\n  media_timeout: soon\n", "line 2"}, // a type error names its line
 		{"sipp:\n  udp: x\n", "sipp"},               // unknown field
@@ -44,5 +47,13 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want it to name %s", tc.yaml, err, tc.want)
 		}
+	}
+}
+
+func TestRedisByName(t *testing.T) {
+	c := Defaults()
+	c.Redis.Addr = "redis.callscribe.svc:6379"
+	if err := c.Validate(); err != nil {
+		t.Error(err)
 	}
 }

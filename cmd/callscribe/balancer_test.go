@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/callscribe/callscribe/sip/siptest"
+	"github.com/callscribe/callscribe/transcript/transcripttest"
+)
+
+// startKamailio runs the load balancer of deployments/kamailio in front of
+// the given gateways; it returns its SIP address.
+func startKamailio(t *testing.T, gateways ...string) string {
+	t.Helper()
+	bin, err := exec.LookPath("kamailio")
+	if err != nil {
+		t.Fatal("no kamailio on PATH: run scripts/setup (it installs Debian's kamailio)")
+	}
+	dir := t.TempDir()
+	var list strings.Builder
+	for _, g := range gateways {
+		fmt.Fprintf(&list, "1 sip:%s\n", g)
+	}
+	os.WriteFile(filepath.Join(dir, "dispatcher.list"), []byte(list.String()), 0o644)
+	addr := freePort(t, "udp")
+	var out bytes.Buffer
+	cmd := exec.Command(bin, "-DD", "-E", "-f", "../../deployments/kamailio/kamailio.cfg", "-l", "udp:"+addr,
+		"-Y", dir, "-A", `DISPATCHER_LIST="`+filepath.Join(dir, "dispatcher.list")+`"`)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its workers are stopped with it
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("kamailio:\n%s", out.String())
+		}
+	})
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("udp", addr); err == nil {
+			c.Close()
+		}
+		if strings.Contains(out.String(), "INFO: <core> [main.c") || time.Since(start) > 3*time.Second {
+			break
+		}
+	}
+	return addr
+}
+
+func callsStarted(t *testing.T, g *gatewayProc) int {
+	t.Helper()
+	v := strings.Fields(metric(metricsText(t, g.http), "callscribe_calls_started_total"))
+	n, err := strconv.ParseFloat(v[len(v)-1], 64)
+	if err != nil {
+		t.Fatalf("calls_started: %v", v)
+	}
+	return int(n)
+}
+
+// The Kamailio configuration of deployments/ in front of two gateway
+// processes: new calls are spread over both; once one drains (SIGTERM with
+// a call in progress), its OPTIONS answer 503 and every new call goes to the
+// other, none refused.
+func TestKamailioBalancesAndDrains(t *testing.T) {
+	rd := transcripttest.Start(t)
+	g1 := startGateway(t, rd.Addr, "-drain", "30s")
+	g2 := startGateway(t, rd.Addr, "-rtp-ports", "36000-36999")
+	g1.waitReady(t, 200)
+	g2.waitReady(t, 200)
+	lb := startKamailio(t, g1.sip, g2.sip)
+	time.Sleep(1500 * time.Millisecond) // the first OPTIONS round
+
+	tone := make([]float32, 4000) // half a second
+	for i := range tone {
+		tone[i] = 0.1
+	}
+	short := siptest.PCMU(tone)
+	for i := range 4 {
+		if code := siptest.NewPhone(t).Talk(t, lb, short); code != 200 {
+			t.Fatalf("call %d through the balancer: %d", i, code)
+		}
+	}
+	n1, n2 := callsStarted(t, g1), callsStarted(t, g2)
+	if n1+n2 != 4 || n1 == 0 || n2 == 0 {
+		t.Fatalf("calls per gateway: %d and %d, want both used", n1, n2)
+	}
+
+	// g1 drains with a call in progress (placed on it directly).
+	long := siptest.PCMU(make([]float32, 8000*8))
+	done := make(chan int)
+	go func() { done <- siptest.NewPhone(t).Talk(t, g1.sip, long) }()
+	for start := time.Now(); !strings.Contains(metricsText(t, g1.http), "callscribe_calls_active 1"); time.Sleep(50 * time.Millisecond) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("the long call did not start on g1")
+		}
+	}
+	g1.cmd.Process.Signal(syscall.SIGTERM)
+	for i := range 4 {
+		if code := siptest.NewPhone(t).Talk(t, lb, short); code != 200 {
+			t.Fatalf("call %d while g1 drains: %d", i, code)
+		}
+	}
+	if got := callsStarted(t, g1); got != n1+1 {
+		t.Errorf("g1 took %d calls while draining", got-n1-1)
+	}
+	if got := callsStarted(t, g2); got != n2+4 {
+		t.Errorf("g2 took %d of the 4 calls", got-n2)
+	}
+	if code := <-done; code != 200 {
+		t.Errorf("the call on the draining gateway: %d", code)
+	}
+}

@@ -1,0 +1,278 @@
+// Package deployments holds the container image, Compose file, Kubernetes
+// manifests and SIP load-balancer configuration; its tests keep them in
+// step with the gateway's configuration and with each other. (The
+// balancer's behaviour is tested live in cmd/callscribe.)
+package deployments
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/callscribe/callscribe/gateway"
+)
+
+func containerConfig(t *testing.T) gateway.Config {
+	t.Helper()
+	cfg, err := gateway.LoadConfig("callscribe.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func port(t *testing.T, addr string) string {
+	t.Helper()
+	i := strings.LastIndex(addr, ":")
+	if i < 0 {
+		t.Fatalf("address %q has no port", addr)
+	}
+	return addr[i+1:]
+}
+
+// The container configuration is valid once the environment gives the
+// media address, and says so when it does not.
+func TestContainerConfig(t *testing.T) {
+	cfg := containerConfig(t)
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "sip.media_ip") {
+		t.Errorf("without CALLSCRIBE_MEDIA_IP: %v", err)
+	}
+	cfg.SIP.MediaIP = "10.1.2.3"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{cfg.SIP.UDP, cfg.SIP.TCP, cfg.HTTP.Addr} {
+		if !strings.HasPrefix(a, "0.0.0.0:") {
+			t.Errorf("%s: a container listens on every address", a)
+		}
+	}
+	// The model directory is where the image's get-model puts its default.
+	b, err := os.ReadFile("../scripts/get-model")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`name=\$\{1:-([^}]+)\}`).FindSubmatch(b)
+	if m == nil || cfg.ASR.ModelDir != "/models/"+string(m[1]) {
+		t.Errorf("asr.model_dir %q, get-model default %q", cfg.ASR.ModelDir, m)
+	}
+	if cfg.Drain <= 0 || cfg.Redis.SpoolFile == "" || !strings.HasPrefix(cfg.Redis.SpoolFile, "/var/lib/callscribe/") {
+		t.Errorf("drain %v, spool file %q", cfg.Drain, cfg.Redis.SpoolFile)
+	}
+}
+
+// dockerfile is the Dockerfile's instructions, continuation lines joined.
+func dockerfile(t *testing.T) [][]string {
+	t.Helper()
+	b, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]string
+	var cur string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if strings.HasSuffix(line, "\\") {
+			cur += strings.TrimSuffix(line, "\\") + " "
+			continue
+		}
+		out = append(out, strings.Fields(cur+line))
+		cur = ""
+	}
+	return out
+}
+
+func TestDockerfile(t *testing.T) {
+	cfg := containerConfig(t)
+	var copied = map[string]string{} // destination -> source, from the build context
+	var exposed []string
+	var entry string
+	for _, ins := range dockerfile(t) {
+		switch strings.ToUpper(ins[0]) {
+		case "COPY":
+			args := ins[1:]
+			if strings.HasPrefix(args[0], "--from=") {
+				copied[args[len(args)-1]] = args[0]
+				continue
+			}
+			for _, src := range args[:len(args)-1] {
+				if _, err := os.Stat(filepath.Join("..", src)); err != nil {
+					t.Errorf("COPY %s: %v", src, err)
+				}
+				copied[args[len(args)-1]] = src
+			}
+		case "EXPOSE":
+			exposed = append(exposed, ins[1:]...)
+		case "ENTRYPOINT":
+			entry = strings.Join(ins[1:], " ")
+		}
+	}
+	if copied["/etc/callscribe/callscribe.yaml"] != "deployments/callscribe.yaml" || !strings.Contains(entry, `"-config", "/etc/callscribe/callscribe.yaml"`) {
+		t.Errorf("entrypoint %s does not read the container config (copied: %v)", entry, copied)
+	}
+	if !strings.HasPrefix(copied[cfg.ASR.ORTLib], "--from=") {
+		t.Errorf("asr.ort_lib %s is not put in the image", cfg.ASR.ORTLib)
+	}
+	want := []string{port(t, cfg.SIP.UDP) + "/udp", port(t, cfg.SIP.TCP) + "/tcp", port(t, cfg.HTTP.Addr) + "/tcp",
+		cfg.SIP.RTPPorts + "/udp", cfg.WebRTC.ICEPorts + "/udp"}
+	for _, w := range want {
+		if !slices.Contains(exposed, w) {
+			t.Errorf("EXPOSE lacks %s: %v", w, exposed)
+		}
+	}
+	if ignore, err := os.ReadFile("../.dockerignore"); err != nil || !strings.Contains(string(ignore), ".cache") {
+		t.Errorf(".dockerignore should keep .cache (models, libraries) out of the build context: %v", err)
+	}
+}
+
+func readYAML(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs []map[string]any
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	for {
+		var d map[string]any
+		if err := dec.Decode(&d); err != nil {
+			if errors.Is(err, os.ErrClosed) || err.Error() == "EOF" {
+				break
+			}
+			t.Fatalf("%s: %v", path, err)
+		}
+		if d != nil {
+			docs = append(docs, d)
+		}
+	}
+	return docs
+}
+
+// get walks a YAML tree: keys for maps, "kind=Name" picks from a list of
+// documents... kept simple: keys and list indexes.
+func get(v any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, _ := v.(map[string]any)
+			v = m[k]
+		case int:
+			l, _ := v.([]any)
+			if k >= len(l) {
+				return nil
+			}
+			v = l[k]
+		}
+	}
+	return v
+}
+
+func TestCompose(t *testing.T) {
+	docs := readYAML(t, "compose.yaml")
+	svc := get(docs[0], "services").(map[string]any)
+	gw := svc["callscribe"]
+	if get(gw, "network_mode") != "host" {
+		t.Error("the gateway needs the host's network for SIP and RTP")
+	}
+	if env := fmt.Sprint(get(gw, "environment")); !strings.Contains(env, "CALLSCRIBE_MEDIA_IP") || !strings.Contains(env, "CALLSCRIBE_REDIS") {
+		t.Errorf("environment %s", env)
+	}
+	grace, err := time.ParseDuration(fmt.Sprint(get(gw, "stop_grace_period")))
+	if err != nil || grace <= containerConfig(t).Drain {
+		t.Errorf("stop_grace_period %v must exceed drain %v", grace, containerConfig(t).Drain)
+	}
+	if vols := fmt.Sprint(get(gw, "volumes")); !strings.Contains(vols, "models:/models") || !strings.Contains(vols, ":/var/lib/callscribe") {
+		t.Errorf("volumes %s", vols)
+	}
+	if get(svc["model"], "build", "dockerfile") != "deployments/Dockerfile" || get(svc["model"], "entrypoint", 0) != "callscribe-get-model" {
+		t.Errorf("model service %v", svc["model"])
+	}
+}
+
+func TestKubernetes(t *testing.T) {
+	cfg := containerConfig(t)
+	kust := readYAML(t, "kubernetes/kustomization.yaml")[0]
+	for _, r := range get(kust, "resources").([]any) {
+		if _, err := os.Stat(filepath.Join("kubernetes", r.(string))); err != nil {
+			t.Errorf("kustomization: %v", err)
+		}
+	}
+	byKind := map[string]map[string]any{}
+	for _, d := range readYAML(t, "kubernetes/gateway.yaml") {
+		byKind[d["kind"].(string)+"/"+get(d, "metadata", "name").(string)] = d
+	}
+	dep := byKind["Deployment/callscribe"]
+	spec := get(dep, "spec", "template", "spec")
+	if get(spec, "hostNetwork") != true {
+		t.Error("hostNetwork: the SDP answers announce the node's address")
+	}
+	if g, _ := get(spec, "terminationGracePeriodSeconds").(int); time.Duration(g)*time.Second <= cfg.Drain {
+		t.Errorf("terminationGracePeriodSeconds %d must exceed drain %v", g, cfg.Drain)
+	}
+	c := get(spec, "containers", 0)
+	ports := map[string]string{}
+	for _, p := range get(c, "ports").([]any) {
+		ports[get(p, "name").(string)] = fmt.Sprint(get(p, "containerPort"))
+	}
+	if ports["sip-udp"] != port(t, cfg.SIP.UDP) || ports["sip-tcp"] != port(t, cfg.SIP.TCP) || ports["http"] != port(t, cfg.HTTP.Addr) {
+		t.Errorf("container ports %v, config %s %s %s", ports, cfg.SIP.UDP, cfg.SIP.TCP, cfg.HTTP.Addr)
+	}
+	if get(c, "readinessProbe", "httpGet", "path") != "/readyz" || get(c, "livenessProbe", "httpGet", "path") != "/healthz" {
+		t.Error("probes: readiness /readyz, liveness /healthz")
+	}
+	env := fmt.Sprint(get(c, "env"))
+	if !strings.Contains(env, "CALLSCRIBE_MEDIA_IP") || !strings.Contains(env, "status.podIP") {
+		t.Errorf("env %s: the media address comes from the pod (the node, with hostNetwork)", env)
+	}
+	mounts := fmt.Sprint(get(c, "volumeMounts"))
+	if !strings.Contains(mounts, "/models") || !strings.Contains(mounts, filepath.Dir(cfg.Redis.SpoolFile)) {
+		t.Errorf("mounts %s", mounts)
+	}
+	if get(spec, "initContainers", 0, "command", 0) != "callscribe-get-model" {
+		t.Error("the init container fetches the model")
+	}
+	if get(byKind["Service/callscribe"], "spec", "sessionAffinity") != "ClientIP" {
+		t.Error("WHIP sessions need a sticky Service")
+	}
+}
+
+func TestKamailioList(t *testing.T) {
+	cfg := containerConfig(t)
+	b, err := os.ReadFile("kamailio/dispatcher.list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		n++
+		if f[0] != "1" || !strings.HasSuffix(f[1], ":"+port(t, cfg.SIP.UDP)) {
+			t.Errorf("dispatcher entry %q: set 1, the gateways' SIP port", line)
+		}
+	}
+	if n < 2 {
+		t.Errorf("%d gateways listed", n)
+	}
+	cfgText, _ := os.ReadFile("kamailio/kamailio.cfg")
+	for _, s := range []string{`ds_select_dst("1"`, `"ds_ping_method", "OPTIONS"`, `t_check_status("503")`, "record_route()"} {
+		if !strings.Contains(string(cfgText), s) {
+			t.Errorf("kamailio.cfg lacks %s", s)
+		}
+	}
+}
