@@ -32,10 +32,14 @@ func startKamailio(t *testing.T, gateways ...string) string {
 	}
 	os.WriteFile(filepath.Join(dir, "dispatcher.list"), []byte(list.String()), 0o644)
 	addr := freePort(t, "udp")
-	var out bytes.Buffer
+	logf, err := os.Create(filepath.Join(dir, "kamailio.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
 	cmd := exec.Command(bin, "-DD", "-E", "-f", "../../deployments/kamailio/kamailio.cfg", "-l", "udp:"+addr,
 		"-Y", dir, "-A", `DISPATCHER_LIST="`+filepath.Join(dir, "dispatcher.list")+`"`)
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its workers are stopped with it
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -44,15 +48,28 @@ func startKamailio(t *testing.T, gateways ...string) string {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		cmd.Wait()
 		if t.Failed() {
-			t.Logf("kamailio:\n%s", out.String())
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("kamailio:\n%s", b)
 		}
 	})
-	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("udp", addr); err == nil {
-			c.Close()
-		}
-		if strings.Contains(out.String(), "INFO: <core> [main.c") || time.Since(start) > 3*time.Second {
+	// Up once it answers an OPTIONS of its own.
+	conn, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	probe := fmt.Sprintf("OPTIONS sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-probe\r\nMax-Forwards: 70\r\n"+
+		"From: <sip:test@127.0.0.1>;tag=1\r\nTo: <sip:%s>\r\nCall-ID: probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+		addr, conn.LocalAddr(), addr)
+	buf := make([]byte, 2048)
+	for start := time.Now(); ; {
+		conn.Write([]byte(probe))
+		conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, err := conn.Read(buf); err == nil && bytes.HasPrefix(buf[:n], []byte("SIP/2.0 200")) {
 			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("kamailio did not answer OPTIONS")
 		}
 	}
 	return addr
