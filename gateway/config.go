@@ -109,7 +109,7 @@ func Defaults() Config {
 			Codecs: []string{"PCMU", "PCMA", "G722", "opus"}, MediaTimeout: 30 * time.Second, MaxCalls: 1000,
 			AllowCIDRs: []string{}, Users: map[string]string{},
 			Realm: "callscribe", MinSE: 90 * time.Second, CarryHeaders: []string{"X-*", "User-to-User"},
-			RingMs: 10000, ReorderMs: 60},
+			RingMs: 2000, ReorderMs: 60},
 		ASR: ASRConfig{Provider: "cpu", Threads: 1, MaxBatch: 16, MaxWait: 10 * time.Millisecond,
 			RunTimeout: 5 * time.Second, Endpoint: asr.DefaultEndpointConfig()},
 		Redis: RedisConfig{Addr: "127.0.0.1:6379", Prefix: "stt", Shards: 1, CallMaxLen: 10000,

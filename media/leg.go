@@ -15,7 +15,9 @@ type LegOptions struct {
 	PayloadTypes map[uint8]string
 	// DTMFPayloadType is the telephone-event payload type; -1 for none.
 	DTMFPayloadType int
-	// RingMs bounds the leg's 16 kHz buffer; default 10000.
+	// RingMs bounds the leg's 16 kHz buffer; default 2000. It covers the
+	// reader's hiccups only: a recognizer that lags keeps its own bounded
+	// backlog.
 	RingMs int
 	// ReorderMs is how long a missing packet is waited for before it is
 	// declared lost; default 60.
@@ -90,7 +92,7 @@ func NewLeg(o LegOptions) (*Leg, error) {
 		return nil, ErrNoCodec
 	}
 	if o.RingMs <= 0 {
-		o.RingMs = 10000
+		o.RingMs = 2000
 	}
 	if o.ReorderMs <= 0 {
 		o.ReorderMs = 60
