@@ -39,6 +39,7 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./asr ./media
 	bin/callscribe-bench
 	bin/callscribe-load rtp -legs 1000 -seconds 5 -poll 1
+	scripts/bench-sip
 	scripts/bench-webrtc
 
 # The main job on the embedded default: its own redis-server, the gateway,

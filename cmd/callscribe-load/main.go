@@ -7,6 +7,13 @@
 // real time from a child process, then reports the receive side's CPU per
 // 1,000 legs. Only 127.0.0.1 is used.
 //
+//	callscribe-load sip [-sip 127.0.0.1:5060] [-url http://127.0.0.1:8080] [-redis ADDR] [-calls N] [-rounds R]
+//
+// places N concurrent SIP calls (R each, one after the other) speaking the
+// test model's recordings in G.711 to a running gateway and reports the word
+// error rate of the finals on Redis against the reference texts, speech end
+// to the last final, and the gateway's CPU per call in progress.
+//
 //	callscribe-load webrtc [-url http://127.0.0.1:8080] [-redis ADDR] [-sessions N] [-repeat R]
 //
 // publishes Opus speech from N WHIP sessions to a running gateway and
@@ -38,7 +45,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: callscribe-load rtp [-legs N] [-seconds S] | webrtc [-url URL] [-redis ADDR] [-sessions N] | pcap -in WAV -out PCAP")
+		fmt.Fprintln(os.Stderr, "usage: callscribe-load rtp [-legs N] [-seconds S] | sip [-sip ADDR] [-url URL] [-redis ADDR] [-calls N] | webrtc [-url URL] [-redis ADDR] [-sessions N] | pcap -in WAV -out PCAP")
 		os.Exit(2)
 	}
 	var err error
@@ -47,6 +54,8 @@ func main() {
 		err = rtpLoad(os.Args[2:], os.Stdout)
 	case "webrtc":
 		err = webrtcLoad(os.Args[2:], os.Stdout)
+	case "sip":
+		err = sipLoad(os.Args[2:], os.Stdout)
 	case "rtp-send": // the child: sends to the ports read from stdin
 		err = rtpSend(os.Args[2:], os.Stdin)
 	case "pcap":

@@ -14,45 +14,15 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/callscribe/callscribe/asr"
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/transcript/transcripttest"
 )
 
-// wer is the word error rate of hyp against ref: word-level edit distance
-// over the number of reference words.
+// wer is the word error rate of hyp against ref.
 func wer(ref, hyp string) float64 {
-	r, h := strings.Fields(strings.ToUpper(ref)), strings.Fields(strings.ToUpper(hyp))
-	if len(r) == 0 {
-		return float64(len(h))
-	}
-	prev := make([]int, len(h)+1)
-	cur := make([]int, len(h)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(r); i++ {
-		cur[0] = i
-		for j := 1; j <= len(h); j++ {
-			sub := prev[j-1]
-			if r[i-1] != h[j-1] {
-				sub++
-			}
-			cur[j] = min(sub, prev[j]+1, cur[j-1]+1)
-		}
-		prev, cur = cur, prev
-	}
-	return float64(prev[len(h)]) / float64(len(r))
-}
-
-func TestWER(t *testing.T) {
-	for _, c := range []struct {
-		ref, hyp string
-		want     float64
-	}{{"a b c d", "a b c d", 0}, {"a b c d", "a x c d", .25}, {"a b c d", "a c d", .25}, {"a b", "a b c d", 1}, {"a b c d", "", 1}} {
-		if got := wer(c.ref, c.hyp); got != c.want {
-			t.Errorf("wer(%q, %q) = %v, want %v", c.ref, c.hyp, got, c.want)
-		}
-	}
+	e, n := asr.WordErrors(ref, hyp)
+	return float64(e) / float64(max(n, 1))
 }
 
 // chromium finds the browser scripts/setup installs.

@@ -1,5 +1,5 @@
-// Package siptest is a SIP phone for tests: it places calls over loopback
-// with sipgo and streams PCMU audio in real time.
+// Package siptest is a SIP phone for tests and load generators: it places
+// calls over loopback with sipgo and streams G.711 audio in real time.
 package siptest
 
 import (
@@ -19,8 +19,10 @@ import (
 	"github.com/callscribe/callscribe/sip"
 )
 
-// Phone is one SIP user agent with an RTP socket, closed when the test ends.
+// Phone is one SIP user agent with an RTP socket.
 type Phone struct {
+	ua  *sipgo.UserAgent
+	srv *sipgo.Server
 	dc  *sipgo.DialogClientCache
 	rtp *net.UDPConn
 	// Byes counts BYEs received from the far end.
@@ -29,29 +31,55 @@ type Phone struct {
 	PT uint8
 }
 
-// NewPhone starts a phone on 127.0.0.1.
+// NewPhone starts a phone on 127.0.0.1, closed when the test ends.
 func NewPhone(t testing.TB) *Phone {
 	t.Helper()
-	ua, _ := sipgo.NewUA()
-	srv, _ := sipgo.NewServer(ua)
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	p, err := Dial()
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// Dial starts a phone on 127.0.0.1 for programs (load generators); Close
+// it when done.
+func Dial() (*Phone, error) {
+	ua, err := sipgo.NewUA()
+	if err != nil {
+		return nil, err
+	}
+	srv, _ := sipgo.NewServer(ua)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		ua.Close()
+		return nil, err
+	}
 	port := pc.LocalAddr().(*net.UDPAddr).Port
 	cli, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientPort(port))
-	p := &Phone{Byes: make(chan struct{}, 16),
+	p := &Phone{ua: ua, srv: srv, Byes: make(chan struct{}, 16),
 		dc: sipgo.NewDialogClientCache(cli, sipmsg.ContactHeader{Address: sipmsg.Uri{User: "phone", Host: "127.0.0.1", Port: port}})}
 	srv.OnBye(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		p.dc.ReadBye(req, tx)
-		p.Byes <- struct{}{}
+		select {
+		case p.Byes <- struct{}{}:
+		default:
+		}
 	})
 	go srv.ServeUDP(pc)
 	if p.rtp, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
-		t.Fatal(err)
+		srv.Close()
+		ua.Close()
+		return nil, err
 	}
-	t.Cleanup(func() { p.rtp.Close(); srv.Close(); ua.Close() })
-	return p
+	return p, nil
+}
+
+// Close stops the phone.
+func (p *Phone) Close() error {
+	p.rtp.Close()
+	p.srv.Close()
+	return p.ua.Close()
 }
 
 // PCMU encodes 8 kHz samples in [-1, 1].
@@ -73,43 +101,66 @@ func g711Encode(x []float32, enc func(int16) uint8) []byte {
 // INVITE status (200 when answered).
 func (p *Phone) Talk(t testing.TB, addr string, payload []byte, hdrs ...sipmsg.Header) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	c, err := p.Call(addr, payload, hdrs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Code
+}
+
+// Talked is how a call went.
+type Talked struct {
+	Code   int       // the INVITE's final status
+	CallID string    // the SIP Call-ID (the gateway's call_id)
+	Start  time.Time // when the first RTP packet went out
+}
+
+// Call is Talk for programs: an error only when the call could not be
+// placed or answered in a readable way.
+func (p *Phone) Call(addr string, payload []byte, hdrs ...sipmsg.Header) (Talked, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second+time.Duration(len(payload))*time.Second/8000)
 	defer cancel()
-	ap := netip.MustParseAddrPort(addr)
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return Talked{}, err
+	}
 	sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP %d\r\n",
 		p.rtp.LocalAddr().(*net.UDPAddr).Port, p.PT)
 	sess, err := p.dc.Invite(ctx, sipmsg.Uri{User: "transcribe", Host: ap.Addr().String(), Port: int(ap.Port())}, []byte(sdp), hdrs...)
 	if err != nil {
-		t.Fatal(err)
+		return Talked{}, err
 	}
 	defer sess.Close()
+	talked := Talked{CallID: sess.InviteRequest.CallID().Value()}
 	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
 		var de *sipgo.ErrDialogResponse
 		if errorsAs(err, &de) {
-			return de.Res.StatusCode
+			talked.Code = de.Res.StatusCode
+			return talked, nil
 		}
-		t.Fatal(err)
+		return talked, err
 	}
+	talked.Code = 200
 	sess.Ack(ctx)
 	ans, err := sip.ParseOffer(sess.InviteResponse.Body())
 	if err != nil {
-		t.Fatal(err)
+		return talked, err
 	}
-	start := time.Now()
+	talked.Start = time.Now()
 	for k := 0; (k+1)*160 <= len(payload); k++ {
 		select {
 		case <-sess.Context().Done(): // the far end hung up
-			return 200
+			return talked, nil
 		default:
 		}
 		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: p.PT, SequenceNumber: uint16(k), Timestamp: uint32(160 * k), SSRC: 77},
 			Payload: payload[160*k : 160*(k+1)]}
 		b, _ := pkt.Marshal()
 		p.rtp.WriteToUDPAddrPort(b, ans.Addr)
-		time.Sleep(time.Until(start.Add(time.Duration(k+1) * 20 * time.Millisecond)))
+		time.Sleep(time.Until(talked.Start.Add(time.Duration(k+1) * 20 * time.Millisecond)))
 	}
 	sess.Bye(ctx)
-	return 200
+	return talked, nil
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/media"
+	"github.com/callscribe/callscribe/sip/siptest"
+	"github.com/callscribe/callscribe/transcript"
+)
+
+// utterance is a test recording with its reference text, as PCMU.
+type utterance struct {
+	name, ref string
+	pcmu      []byte
+	speechMs  int64
+}
+
+// loadUtterances reads dir/trans.txt ("file.wav TEXT") and the WAVs it
+// names, at 8 kHz G.711 μ-law with tail of silence after each.
+func loadUtterances(dir string, tail time.Duration) ([]utterance, error) {
+	f, err := os.Open(filepath.Join(dir, "trans.txt"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []utterance
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		name, ref, ok := strings.Cut(strings.TrimSpace(sc.Text()), " ")
+		if !ok {
+			continue
+		}
+		a, err := media.ReadWAVFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, err
+		}
+		x := a.Samples
+		if a.SampleRate != 8000 {
+			if x, err = media.Resample(x, a.SampleRate, 8000); err != nil {
+				return nil, err
+			}
+		}
+		speech := int64(len(x)) / 8
+		x = append(x, make([]float32, int(tail.Seconds()*8000))...)
+		out = append(out, utterance{name: name, ref: ref, pcmu: siptest.PCMU(x), speechMs: speech})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no utterances in trans.txt", dir)
+	}
+	return out, nil
+}
+
+// sipLoad places concurrent SIP calls with recorded speech on a running
+// gateway and reports accuracy (word error rate of the finals on Redis
+// against the recordings' reference texts), how long after the end of the
+// speech each call's last final arrived, and the gateway's CPU per call.
+func sipLoad(args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("sip", flag.ContinueOnError)
+	target := fs.String("sip", "127.0.0.1:5060", "the gateway's SIP address (UDP)")
+	base := fs.String("url", "http://127.0.0.1:8080", "the gateway's HTTP address (/metrics)")
+	redisAddr := fs.String("redis", "127.0.0.1:6379", "the gateway's Redis")
+	calls := fs.Int("calls", 20, "concurrent calls")
+	rounds := fs.Int("rounds", 2, "calls each caller places, one after the other")
+	wavs := fs.String("wavs", "", "directory of WAVs with trans.txt (default: the test model's test_wavs)")
+	tail := fs.Duration("tail", 2*time.Second, "silence after the speech, before the hangup")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *wavs == "" {
+		*wavs = filepath.Join(os.Getenv("CALLSCRIBE_MODEL"), "test_wavs")
+		if os.Getenv("CALLSCRIBE_MODEL") == "" {
+			*wavs = "../shared/models/sherpa-onnx-kws-zipformer-gigaspeech-3.3M-2024-01-01-mobile/test_wavs"
+		}
+	}
+	// The phones' SIP stack logs each closed dialog; only errors matter here.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	utts, err := loadUtterances(*wavs, *tail)
+	if err != nil {
+		return err
+	}
+	follower := transcript.NewFollower(transcript.FollowerOptions{Addr: *redisAddr, MaxFollows: *calls})
+	defer follower.Close()
+
+	type result struct {
+		errs, words int
+		latency     time.Duration // speech end to the call's last final
+		audio       time.Duration
+		code        int
+	}
+	var mu sync.Mutex
+	var results []result
+	var wg sync.WaitGroup
+	cpu0, _, err := gatewayCPU(*base)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	for c := range *calls {
+		wg.Go(func() {
+			ph, err := siptest.Dial()
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "callscribe-load: %v\n", err)
+				return
+			}
+			defer ph.Close()
+			for r := range *rounds {
+				u := utts[(c+r)%len(utts)]
+				talked, err := ph.Call(*target, u.pcmu)
+				if err != nil || talked.Code != 200 {
+					fmt.Fprintf(os.Stderr, "callscribe-load: call: %d %v\n", talked.Code, err)
+					mu.Lock()
+					results = append(results, result{code: talked.Code})
+					mu.Unlock()
+					continue
+				}
+				text, last, endMs, err := callFinals(follower, talked.CallID)
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "callscribe-load: %v\n", err)
+					continue
+				}
+				e, n := asr.WordErrors(u.ref, text)
+				mu.Lock()
+				results = append(results, result{errs: e, words: n, code: 200,
+					latency: last.Sub(talked.Start.Add(time.Duration(min(endMs, u.speechMs)) * time.Millisecond)),
+					audio:   time.Duration(len(u.pcmu)) * time.Second / 8000})
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	wall := time.Since(t0)
+	cpu1, _, err := gatewayCPU(*base)
+	if err != nil {
+		return err
+	}
+	var errs, words, failed int
+	var audio time.Duration
+	var lat []time.Duration
+	for _, r := range results {
+		if r.code != 200 {
+			failed++
+			continue
+		}
+		errs += r.errs
+		words += r.words
+		audio += r.audio
+		lat = append(lat, r.latency)
+	}
+	if len(lat) == 0 {
+		return errors.New("no call was transcribed")
+	}
+	slices.Sort(lat)
+	fmt.Fprintf(w, "sip: %d concurrent calls x %d rounds (%s, G.711 μ-law, %v of silence before BYE): %d transcribed, %d refused or failed\n",
+		*calls, *rounds, *wavs, *tail, len(lat), failed)
+	fmt.Fprintf(w, "word error rate against the reference texts: %.1f%% (%d errors in %d words)\n", 100*float64(errs)/float64(words), errs, words)
+	fmt.Fprintf(w, "last word -> its final on Redis: median %v, p90 %v, max %v\n",
+		lat[len(lat)/2].Round(time.Millisecond), lat[min(len(lat)-1, len(lat)*9/10)].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
+	fmt.Fprintf(w, "gateway CPU: %.1f%% of a core per call in progress (%.1f s CPU for %.0f s of call audio in %.1f s)\n",
+		100*(cpu1-cpu0)/audio.Seconds(), cpu1-cpu0, audio.Seconds(), wall.Seconds())
+	return nil
+}
+
+// callFinals reads a call's events on Redis up to its call.end: the
+// finals' text and when the last one was added to Redis.
+func callFinals(f *transcript.Follower, callID string) (string, time.Time, int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var texts []string
+	var last time.Time
+	var endMs int64 // the last word's end in the call's audio
+	after := ""
+	for {
+		ms, err := f.Read(ctx, callID, after, 64, 5*time.Second)
+		if err != nil {
+			return "", last, 0, err
+		}
+		for _, m := range ms {
+			after = m.ID
+			// The entry id is Redis's clock when the entry was added.
+			ms, _, _ := strings.Cut(m.ID, "-")
+			n, _ := strconv.ParseInt(ms, 10, 64)
+			now := time.UnixMilli(n)
+			switch m.Event.Type {
+			case transcript.Final:
+				if t := m.Event.Fields["text"]; t != "" {
+					texts = append(texts, t)
+					last = now
+					endMs, _ = strconv.ParseInt(m.Event.Fields["end_ms"], 10, 64)
+				}
+			case transcript.CallEnd:
+				if last.IsZero() {
+					last = now
+				}
+				return strings.Join(texts, " "), last, endMs, nil
+			}
+		}
+		if len(ms) == 0 && ctx.Err() != nil {
+			return "", last, 0, fmt.Errorf("call %s: no call.end on Redis", callID)
+		}
+	}
+}
