@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,7 +37,7 @@ type Calls struct {
 	OnLatency func(kind asr.ResultKind, d time.Duration)
 
 	mu    sync.Mutex
-	calls map[any]*call // by *sip.Call or *webrtc.Session
+	calls map[any][]*call // a call's legs, by *sip.Call or *webrtc.Session
 	stats Stats
 }
 
@@ -66,13 +67,15 @@ func NewCalls(b *asr.Batcher, pub Publisher, log *slog.Logger) *Calls {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Calls{asr: b, pub: pub, log: log, FinalTimeout: 10 * time.Second, calls: map[any]*call{}}
+	return &Calls{asr: b, pub: pub, log: log, FinalTimeout: 10 * time.Second, calls: map[any][]*call{}}
 }
 
-// call is one call's recognition: a leg ring read into an asr stream.
+// call is the recognition of one leg of a call: its ring read into an asr
+// stream.
 type call struct {
 	id     string
 	leg    string
+	media  *media.Leg
 	stream *asr.Stream
 	stop   chan struct{}
 	fed    chan struct{}
@@ -121,35 +124,65 @@ func (g *Calls) Active() int {
 	return len(g.calls)
 }
 
-// CallStarted publishes call.start and starts recognizing the caller's leg.
+// legSpec is a leg to recognize: its name and its audio.
+type legSpec struct {
+	name string
+	leg  *media.Leg
+}
+
+// CallStarted publishes call.start and starts recognizing every leg (one
+// for a plain call; one per participant for a SIPREC recording).
 func (g *Calls) CallStarted(c *sip.Call) {
 	fields := map[string]string{"source": "sip", "from": c.From, "to": c.To, "sip_call_id": c.SIPCallID, "codec": c.Codec}
 	for k, v := range c.Headers {
 		fields["hdr:"+k] = v
 	}
-	g.start(c, c.SIPCallID, "caller", c.Leg, fields)
+	legs := make([]legSpec, len(c.Legs))
+	senders := map[string]sip.Participant{}
+	for i, l := range c.Legs {
+		legs[i] = legSpec{l.Name, l.Leg}
+		if l.Sender != (sip.Participant{}) {
+			senders[l.Name] = l.Sender
+		}
+	}
+	if c.Recording {
+		fields["recording"] = "siprec"
+	}
+	if len(senders) > 0 {
+		b, _ := json.Marshal(senders)
+		fields["participants"] = string(b)
+	}
+	g.start(c, c.SIPCallID, legs, fields)
 }
 
 // SessionStarted does the same for a browser call (source webrtc).
 func (g *Calls) SessionStarted(s *webrtc.Session) {
-	g.start(s, s.ID, "browser", s.Leg, map[string]string{"source": "webrtc", "codec": s.Codec})
+	g.start(s, s.ID, []legSpec{{"browser", s.Leg}}, map[string]string{"source": "webrtc", "codec": s.Codec})
 }
 
-// start publishes call.start and feeds the leg to a recognition stream.
-func (g *Calls) start(key any, id, legName string, leg *media.Leg, fields map[string]string) {
-	cs := &call{id: id, leg: legName, stop: make(chan struct{}), fed: make(chan struct{})}
-	fields["legs"] = legName
+// start publishes call.start and feeds each leg to a recognition stream.
+func (g *Calls) start(key any, id string, legs []legSpec, fields map[string]string) {
+	names := make([]string, len(legs))
+	for i, l := range legs {
+		names[i] = l.name
+	}
+	fields["legs"] = strings.Join(names, ",")
 	g.pub.Publish(transcript.Event{Type: transcript.CallStart, CallID: id, Fields: fields})
-	s, err := g.asr.NewStream(id+"/"+legName, func(r asr.Result) { g.result(cs, r) })
-	if err != nil {
-		g.log.Error("gateway: no recognition for call", "call_id", id, "err", err)
-		close(cs.fed)
-	} else {
-		cs.stream = s
-		go cs.feed(leg.Ring())
+	var all []*call
+	for _, l := range legs {
+		cs := &call{id: id, leg: l.name, media: l.leg, stop: make(chan struct{}), fed: make(chan struct{})}
+		s, err := g.asr.NewStream(id+"/"+l.name, func(r asr.Result) { g.result(cs, r) })
+		if err != nil {
+			g.log.Error("gateway: no recognition for call", "call_id", id, "leg", l.name, "err", err)
+			close(cs.fed)
+		} else {
+			cs.stream = s
+			go cs.feed(l.leg.Ring())
+		}
+		all = append(all, cs)
 	}
 	g.mu.Lock()
-	g.calls[key] = cs
+	g.calls[key] = all
 	g.stats.Started++
 	g.mu.Unlock()
 }
@@ -195,23 +228,23 @@ func (g *Calls) result(cs *call, r asr.Result) {
 }
 
 // CallDTMF publishes a digit.
-func (g *Calls) CallDTMF(c *sip.Call, d media.DTMF) {
+func (g *Calls) CallDTMF(c *sip.Call, l *sip.CallLeg, d media.DTMF) {
 	g.pub.Publish(transcript.Event{Type: transcript.DTMF, CallID: c.SIPCallID, Fields: map[string]string{
-		"leg": "caller", "digit": string(d.Digit), "start_ms": strconv.FormatInt(d.StartMs, 10),
+		"leg": l.Name, "digit": string(d.Digit), "start_ms": strconv.FormatInt(d.StartMs, 10),
 		"duration_ms": strconv.FormatInt(d.DurationMs, 10)}})
 }
 
-// CallEnded finalizes the last utterance, then publishes call.end.
-func (g *Calls) CallEnded(c *sip.Call) { g.finish(c, c.Reason(), c.Started, c.Leg) }
+// CallEnded finalizes each leg's last utterance, then publishes call.end.
+func (g *Calls) CallEnded(c *sip.Call) { g.finish(c, c.Reason(), c.Started) }
 
 // SessionEnded does the same for a browser call.
-func (g *Calls) SessionEnded(s *webrtc.Session) { g.finish(s, s.Reason(), s.Started, s.Leg) }
+func (g *Calls) SessionEnded(s *webrtc.Session) { g.finish(s, s.Reason(), s.Started) }
 
-func (g *Calls) finish(key any, reason string, started time.Time, leg *media.Leg) {
+func (g *Calls) finish(key any, reason string, started time.Time) {
 	g.mu.Lock()
-	cs := g.calls[key]
+	legs := g.calls[key]
 	g.mu.Unlock()
-	if cs == nil {
+	if len(legs) == 0 {
 		return
 	}
 	defer func() { // the call counts as live until call.end is out
@@ -219,34 +252,48 @@ func (g *Calls) finish(key any, reason string, started time.Time, leg *media.Leg
 		delete(g.calls, key)
 		g.mu.Unlock()
 	}()
-	close(cs.stop)
-	<-cs.fed
-	if cs.stream != nil {
+	for _, cs := range legs {
+		close(cs.stop)
+	}
+	deadline := time.After(g.FinalTimeout)
+	for _, cs := range legs {
+		<-cs.fed
+		if cs.stream == nil {
+			continue
+		}
 		cs.stream.Finish()
+	}
+	for _, cs := range legs {
+		if cs.stream == nil {
+			continue
+		}
 		select {
 		case <-cs.stream.Done():
-		case <-time.After(g.FinalTimeout):
-			g.log.Error("gateway: last final not ready in time", "call_id", cs.id)
+		case <-deadline:
+			g.log.Error("gateway: last final not ready in time", "call_id", cs.id, "leg", cs.leg)
 		}
 	}
-	st := leg.Stats() // final: the leg's reader has stopped
+	perLeg := map[string]map[string]int64{}
 	g.mu.Lock()
 	g.stats.Ended++
-	g.stats.Packets += st.Packets
-	g.stats.Lost += st.Lost
-	g.stats.Late += st.Late
-	g.stats.Malformed += st.Malformed
-	g.stats.DroppedSamples += st.DroppedSamples
-	g.stats.DTMF += st.DTMF
+	for _, cs := range legs {
+		st := cs.media.Stats() // final: the leg's reader has stopped
+		g.stats.Packets += st.Packets
+		g.stats.Lost += st.Lost
+		g.stats.Late += st.Late
+		g.stats.Malformed += st.Malformed
+		g.stats.DroppedSamples += st.DroppedSamples
+		g.stats.DTMF += st.DTMF
+		perLeg[cs.leg] = map[string]int64{"packets": st.Packets, "lost": st.Lost, "late": st.Late,
+			"malformed": st.Malformed, "dropped_samples": st.DroppedSamples, "dtmf": st.DTMF}
+	}
 	if g.stats.EndedBy == nil {
 		g.stats.EndedBy = map[string]int64{}
 	}
 	g.stats.EndedBy[reason]++
 	g.mu.Unlock()
-	stats, _ := json.Marshal(map[string]map[string]int64{cs.leg: {
-		"packets": st.Packets, "lost": st.Lost, "late": st.Late, "malformed": st.Malformed,
-		"dropped_samples": st.DroppedSamples, "dtmf": st.DTMF}})
-	g.pub.Publish(transcript.Event{Type: transcript.CallEnd, CallID: cs.id, Fields: map[string]string{
+	stats, _ := json.Marshal(perLeg)
+	g.pub.Publish(transcript.Event{Type: transcript.CallEnd, CallID: legs[0].id, Fields: map[string]string{
 		"reason": reason, "duration_ms": strconv.FormatInt(time.Since(started).Milliseconds(), 10),
 		"stats": string(stats)}})
 }

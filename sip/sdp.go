@@ -17,12 +17,19 @@ var (
 	ErrNoCommonCodec = errors.New("sip: no common codec")
 )
 
-// Offer is what Callscribe needs of an SDP offer's audio stream.
+// Offer is what Callscribe needs of one audio stream of an SDP offer.
 type Offer struct {
 	Addr      netip.AddrPort  // where the peer's RTP comes from/goes to
 	Codecs    map[uint8]codec // offered payload types
 	Direction string          // sendrecv, sendonly, recvonly, inactive
 	Hold      bool            // sendonly/inactive or a 0.0.0.0 address
+	Label     string          // a=label: names the stream (SIPREC)
+
+	// An m-line we do not take (not audio, or port 0) is answered with
+	// port 0: Refused, with its media, protocol and formats.
+	Refused      bool
+	media, proto string
+	formats      []string
 }
 
 type codec struct {
@@ -35,20 +42,48 @@ var staticPT = map[uint8]codec{0: {"PCMU", 8000}, 8: {"PCMA", 8000}, 9: {"G722",
 
 // ParseOffer reads the first audio stream of an SDP offer.
 func ParseOffer(body []byte) (Offer, error) {
-	var sd sdp.SessionDescription
-	if err := sd.UnmarshalString(string(body)); err != nil {
-		return Offer{}, fmt.Errorf("%w: %v", ErrBadSDP, err)
+	all, err := ParseOffers(body)
+	if err != nil {
+		return Offer{}, err
 	}
-	var m *sdp.MediaDescription
-	for _, md := range sd.MediaDescriptions {
-		if md.MediaName.Media == "audio" && md.MediaName.Port.Value > 0 {
-			m = md
-			break
+	for _, o := range all {
+		if !o.Refused {
+			return o, nil
 		}
 	}
-	if m == nil {
-		return Offer{}, fmt.Errorf("%w: no audio stream", ErrBadSDP)
+	return Offer{}, fmt.Errorf("%w: no audio stream", ErrBadSDP) // not reached: ParseOffers says so
+}
+
+// ParseOffers reads every m-line of an SDP offer, in order. The audio ones
+// with a port are the streams to receive (a SIPREC offer has one per
+// participant); the others are Refused. At least one must be audio.
+func ParseOffers(body []byte) ([]Offer, error) {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(string(body)); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
+	var out []Offer
+	audio := 0
+	for _, m := range sd.MediaDescriptions {
+		if m.MediaName.Media != "audio" || m.MediaName.Port.Value <= 0 {
+			out = append(out, Offer{Refused: true, media: m.MediaName.Media, proto: strings.Join(m.MediaName.Protos, "/"),
+				formats: m.MediaName.Formats})
+			continue
+		}
+		o, err := parseStream(&sd, m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+		audio++
+	}
+	if audio == 0 {
+		return nil, fmt.Errorf("%w: no audio stream", ErrBadSDP)
+	}
+	return out, nil
+}
+
+func parseStream(sd *sdp.SessionDescription, m *sdp.MediaDescription) (Offer, error) {
 	conn := sd.ConnectionInformation
 	if m.ConnectionInformation != nil {
 		conn = m.ConnectionInformation
@@ -63,7 +98,8 @@ func ParseOffer(body []byte) (Offer, error) {
 	if m.MediaName.Port.Value > 65535 {
 		return Offer{}, fmt.Errorf("%w: port %d", ErrBadSDP, m.MediaName.Port.Value)
 	}
-	o := Offer{Addr: netip.AddrPortFrom(ip, uint16(m.MediaName.Port.Value)), Codecs: map[uint8]codec{}, Direction: "sendrecv"}
+	o := Offer{Addr: netip.AddrPortFrom(ip, uint16(m.MediaName.Port.Value)), Codecs: map[uint8]codec{}, Direction: "sendrecv",
+		media: "audio", proto: strings.Join(m.MediaName.Protos, "/"), formats: m.MediaName.Formats}
 	for _, f := range m.MediaName.Formats {
 		pt, err := strconv.ParseUint(f, 10, 7)
 		if err != nil {
@@ -73,10 +109,12 @@ func ParseOffer(body []byte) (Offer, error) {
 			o.Codecs[uint8(pt)] = c
 		}
 	}
-	for _, a := range append(sd.Attributes, m.Attributes...) {
+	for _, a := range append(append([]sdp.Attribute{}, sd.Attributes...), m.Attributes...) {
 		switch a.Key {
 		case "sendrecv", "sendonly", "recvonly", "inactive":
 			o.Direction = a.Key
+		case "label":
+			o.Label = strings.TrimSpace(a.Value)
 		case "rtpmap":
 			// "<pt> <name>/<clock>[/<channels>]"
 			ptStr, rest, ok := strings.Cut(a.Value, " ")
@@ -156,9 +194,23 @@ func answerDirection(offer string) string {
 	return "sendrecv"
 }
 
-// Answer builds the SDP answer: our RTP address and the chosen codec.
+// AnswerStream is one m-line of an answer: a stream we receive on Port
+// with Choice, or (Port 0) the refusal of an offered m-line.
+type AnswerStream struct {
+	Port   uint16
+	Choice Choice
+	Offer  Offer // the offered stream it answers
+}
+
+// Answer builds the SDP answer of a one-stream call: our RTP address and
+// the chosen codec.
 func Answer(local netip.AddrPort, ch Choice, offerDirection string, sessionID uint64, version uint64) []byte {
-	ip := local.Addr()
+	return AnswerStreams(local.Addr(), []AnswerStream{{Port: local.Port(), Choice: ch, Offer: Offer{Direction: offerDirection}}},
+		sessionID, version)
+}
+
+// AnswerStreams answers every m-line of an offer, in its order.
+func AnswerStreams(ip netip.Addr, streams []AnswerStream, sessionID uint64, version uint64) []byte {
 	family := "IP4"
 	if ip.Is6() && !ip.Is4In6() {
 		family = "IP6"
@@ -166,20 +218,36 @@ func Answer(local netip.AddrPort, ch Choice, offerDirection string, sessionID ui
 	var b strings.Builder
 	fmt.Fprintf(&b, "v=0\r\no=callscribe %d %d IN %s %s\r\ns=callscribe\r\nc=IN %s %s\r\nt=0 0\r\n",
 		sessionID, version, family, ip, family, ip)
-	fmt.Fprintf(&b, "m=audio %d RTP/AVP %d", local.Port(), ch.PT)
-	if ch.DTMFPT >= 0 {
-		fmt.Fprintf(&b, " %d", ch.DTMFPT)
+	for _, st := range streams {
+		if st.Port == 0 {
+			proto, formats := st.Offer.proto, strings.Join(st.Offer.formats, " ")
+			if proto == "" {
+				proto = "RTP/AVP"
+			}
+			if formats == "" {
+				formats = "0"
+			}
+			fmt.Fprintf(&b, "m=%s 0 %s %s\r\n", st.Offer.media, proto, formats)
+			continue
+		}
+		ch := st.Choice
+		fmt.Fprintf(&b, "m=audio %d RTP/AVP %d", st.Port, ch.PT)
+		if ch.DTMFPT >= 0 {
+			fmt.Fprintf(&b, " %d", ch.DTMFPT)
+		}
+		b.WriteString("\r\n")
+		suffix := ""
+		if strings.EqualFold(ch.Name, "opus") {
+			suffix = "/2"
+		}
+		fmt.Fprintf(&b, "a=rtpmap:%d %s/%d%s\r\n", ch.PT, ch.Name, ch.Clock, suffix)
+		if ch.DTMFPT >= 0 {
+			fmt.Fprintf(&b, "a=rtpmap:%d telephone-event/%d\r\na=fmtp:%d 0-16\r\n", ch.DTMFPT, ch.Clock, ch.DTMFPT)
+		}
+		if st.Offer.Label != "" {
+			fmt.Fprintf(&b, "a=label:%s\r\n", st.Offer.Label)
+		}
+		fmt.Fprintf(&b, "a=ptime:20\r\na=%s\r\n", answerDirection(st.Offer.Direction))
 	}
-	b.WriteString("\r\n")
-	name := ch.Name
-	suffix := ""
-	if strings.EqualFold(name, "opus") {
-		suffix = "/2"
-	}
-	fmt.Fprintf(&b, "a=rtpmap:%d %s/%d%s\r\n", ch.PT, name, ch.Clock, suffix)
-	if ch.DTMFPT >= 0 {
-		fmt.Fprintf(&b, "a=rtpmap:%d telephone-event/%d\r\na=fmtp:%d 0-16\r\n", ch.DTMFPT, ch.Clock, ch.DTMFPT)
-	}
-	fmt.Fprintf(&b, "a=ptime:20\r\na=%s\r\n", answerDirection(offerDirection))
 	return []byte(b.String())
 }

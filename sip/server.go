@@ -62,6 +62,11 @@ type Config struct {
 	CarryHeaders []string
 	// AnswerDelay holds the 200 OK back (ringing); default 0.
 	AnswerDelay time.Duration
+	// AgentAORs are patterns of the agents' addresses of record (shell
+	// globs without the scheme: "*@agents.example.com"). A SIPREC call whose
+	// streams they tell apart names its legs agent and customer; otherwise
+	// legs are caller and callee. Default: none.
+	AgentAORs []string
 	// RTPReadWorkers > 0 reads every call's RTP on that many epoll workers
 	// (media.Poller); 0, the default, gives each leg a goroutine of its own.
 	RTPReadWorkers int
@@ -126,10 +131,15 @@ type Call struct {
 	Source    netip.AddrPort // where the INVITE came from
 	Headers   map[string]string
 	Codec     string // negotiated at answer; a re-INVITE may change it
-	Leg       *media.Leg
+	// Leg is the first stream's audio: a plain call's only one.
+	Leg *media.Leg
+	// Legs are the call's audio streams in SDP order: one for a plain
+	// call, one per participant for a SIPREC recording session.
+	Legs []*CallLeg
+	// Recording tells a SIPREC session (a multipart INVITE with metadata).
+	Recording bool
 	Started   time.Time
 
-	rcv *media.Receiver
 	// Session timer (RFC 4028): the call ends when not refreshed in time.
 	expires   time.Duration
 	refreshed atomic.Int64 // unix nanos of the last INVITE/UPDATE
@@ -137,10 +147,21 @@ type Call struct {
 	hold      atomic.Bool
 	ver       atomic.Uint64
 	sessID    uint64
-	mu        sync.Mutex // guards choice
-	choice    Choice     // the codec now in use (Codec is the first one)
+	mu        sync.Mutex // guards the legs' choices
 	done      chan struct{}
 	reason    string
+}
+
+// CallLeg is one audio stream of a call.
+type CallLeg struct {
+	Name   string      // caller, callee; agent, customer (see Config.AgentAORs)
+	Label  string      // the stream's SDP a=label (SIPREC), if any
+	Sender Participant // who sends it (SIPREC metadata), if known
+	Leg    *media.Leg
+
+	rcv    *media.Receiver
+	choice Choice // the codec now in use
+	offer  Offer  // the stream as last offered
 }
 
 // OnHold tells whether the peer has put the call on hold.
@@ -169,7 +190,7 @@ type Handler interface {
 // DTMFHandler, when the Handler implements it too, receives each call's
 // RFC 4733 digits on the call's packet goroutine; it must not block.
 type DTMFHandler interface {
-	CallDTMF(c *Call, d media.DTMF)
+	CallDTMF(c *Call, l *CallLeg, d media.DTMF)
 }
 
 // Server is the SIP user agent server.
@@ -534,16 +555,30 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		s.Rejected.Add(1)
 		return
 	}
-	offer, err := ParseOffer(req.Body())
+	offers, meta, err := s.readOffer(req)
 	if err != nil {
 		s.Rejected.Add(1)
 		respond(tx, req, 400, "Bad Request", sipmsg.NewHeader("Warning", `399 callscribe "`+sanitize(err.Error())+`"`))
 		return
 	}
-	choice, err := Negotiate(offer, s.cfg.Codecs)
-	if err != nil {
+	var streams []Offer // the audio streams we receive, in SDP order
+	var choices []Choice
+	for _, o := range offers {
+		if o.Refused {
+			continue
+		}
+		ch, err := Negotiate(o, s.cfg.Codecs)
+		if err != nil {
+			s.Rejected.Add(1)
+			respond(tx, req, 488, "Not Acceptable Here", sipmsg.NewHeader("Warning", `304 callscribe "no common codec"`))
+			return
+		}
+		streams, choices = append(streams, o), append(choices, ch)
+	}
+	if len(streams) > maxStreams {
 		s.Rejected.Add(1)
-		respond(tx, req, 488, "Not Acceptable Here", sipmsg.NewHeader("Warning", `304 callscribe "no common codec"`))
+		respond(tx, req, 488, "Not Acceptable Here", sipmsg.NewHeader("Warning",
+			fmt.Sprintf(`304 callscribe "at most %d audio streams"`, maxStreams)))
 		return
 	}
 	s.mu.Lock()
@@ -564,73 +599,69 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		respond(tx, req, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", "5"))
 		return
 	}
-	conn, err := s.ports.Listen(s.cfg.MediaIP)
-	if err != nil {
-		s.Rejected.Add(1)
-		log.Error("sip: no RTP port", "err", err)
-		respond(tx, req, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", "5"))
-		return
-	}
-	c := &Call{SIPCallID: callID, Source: src, Headers: s.carried(req), Codec: choice.Name,
-		choice: choice, sessID: randUint64(), done: make(chan struct{}), expires: expires}
+	c := &Call{SIPCallID: callID, Source: src, Headers: s.carried(req), Codec: choices[0].Name, Recording: meta != nil,
+		sessID: randUint64(), done: make(chan struct{}), expires: expires}
 	c.refreshed.Store(time.Now().UnixNano())
-	lo := s.cfg.Leg
-	lo.PayloadTypes = map[uint8]string{choice.PT: choice.Name}
-	lo.DTMFPayloadType = choice.DTMFPT
-	if dh, ok := s.h.(DTMFHandler); ok {
-		lo.OnDTMF = func(d media.DTMF) { dh.CallDTMF(c, d) }
+	senders := make([]Participant, len(streams))
+	if meta != nil {
+		bySender, err := streamSenders(meta)
+		if err != nil { // the audio is still worth having
+			log.Warn("sip: recording metadata not read", "err", err)
+		}
+		for i, o := range streams {
+			senders[i] = bySender[o.Label]
+		}
 	}
-	leg, err := media.NewLeg(lo)
-	if err != nil {
-		conn.Close()
-		s.ports.Release(conn.LocalAddr().(*net.UDPAddr).Port)
-		respond(tx, req, 500, "Server Internal Error")
-		return
-	}
-	var rcv *media.Receiver
-	if s.poll != nil {
-		if rcv, err = s.poll.Add(conn, leg, s.ports); err != nil {
-			conn.Close()
-			s.ports.Release(conn.LocalAddr().(*net.UDPAddr).Port)
-			respond(tx, req, 500, "Server Internal Error")
+	names := legNames(senders, s.cfg.AgentAORs)
+	for i, o := range streams {
+		l := &CallLeg{Name: names[i], Label: o.Label, Sender: senders[i], choice: choices[i], offer: o}
+		if err := s.openLeg(c, l); err != nil {
+			c.closeLegs()
+			s.Rejected.Add(1)
+			log.Error("sip: no media for the call", "err", err)
+			respond(tx, req, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", "5"))
 			return
 		}
-	} else {
-		rcv = media.NewReceiver(conn, leg, s.ports)
+		c.Legs = append(c.Legs, l)
+	}
+	c.Leg = c.Legs[0].Leg
+	hold := true
+	for _, o := range streams {
+		hold = hold && o.Hold
 	}
 	cancelled := make(chan struct{})
 	var once sync.Once
 	tx.OnCancel(func(*sipmsg.Request) { once.Do(func() { close(cancelled) }) })
 	dlg, err := s.dlgs.ReadInvite(req, tx)
 	if err != nil {
-		rcv.Close()
+		c.closeLegs()
 		respond(tx, req, 400, "Bad Request", sipmsg.NewHeader("Warning", `399 callscribe "`+sanitize(err.Error())+`"`))
 		return
 	}
-	c.Leg, c.rcv, c.dlg = leg, rcv, dlg
+	c.dlg = dlg
 	if f := req.From(); f != nil {
 		c.From = f.Address.String()
 	}
 	if t := req.To(); t != nil {
 		c.To = t.Address.String()
 	}
-	c.hold.Store(offer.Hold)
+	c.hold.Store(hold)
 	dlg.Respond(100, "Trying", nil)
 	if s.cfg.AnswerDelay > 0 {
 		dlg.Respond(180, "Ringing", nil)
 		select {
 		case <-time.After(s.cfg.AnswerDelay):
 		case <-cancelled: // the transaction answers 487
-			rcv.Close()
+			c.closeLegs()
 			dlg.Close()
 			return
 		case <-tx.Done():
-			rcv.Close()
+			c.closeLegs()
 			dlg.Close()
 			return
 		}
 	}
-	answer := Answer(rcv.LocalAddr(), choice, offer.Direction, c.sessID, c.ver.Add(1))
+	answer := c.answer(offers)
 	res := sipmsg.NewSDPResponseFromRequest(dlg.InviteRequest, answer)
 	if h := s.contactFor(req.Transport()); h != nil {
 		res.AppendHeader(h)
@@ -641,7 +672,7 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	}
 	if err := dlg.WriteResponse(res); err != nil {
 		log.Info("sip: answer not sent", "err", err)
-		rcv.Close()
+		c.closeLegs()
 		dlg.Close()
 		return
 	}
@@ -668,6 +699,90 @@ func randUint64() uint64 {
 	return binary.BigEndian.Uint64(b[:]) >> 1
 }
 
+// maxStreams bounds the audio streams of one call (a SIPREC session of a
+// conference may have several participants).
+const maxStreams = 4
+
+// readOffer reads an INVITE's offer: plain SDP, or a multipart body with
+// the SDP and SIPREC recording metadata (meta nil when there is none).
+func (s *Server) readOffer(req *sipmsg.Request) ([]Offer, []byte, error) {
+	ct := ""
+	if h := req.ContentType(); h != nil {
+		ct = h.Value()
+	}
+	body, meta, err := splitBody(ct, req.Body())
+	if err != nil {
+		return nil, nil, err
+	}
+	offers, err := ParseOffers(body)
+	return offers, meta, err
+}
+
+// openLeg binds a stream's RTP socket and starts receiving it.
+func (s *Server) openLeg(c *Call, l *CallLeg) error {
+	conn, err := s.ports.Listen(s.cfg.MediaIP)
+	if err != nil {
+		return err
+	}
+	lo := s.cfg.Leg
+	lo.PayloadTypes = map[uint8]string{l.choice.PT: l.choice.Name}
+	lo.DTMFPayloadType = l.choice.DTMFPT
+	if dh, ok := s.h.(DTMFHandler); ok {
+		lo.OnDTMF = func(d media.DTMF) { dh.CallDTMF(c, l, d) }
+	}
+	leg, err := media.NewLeg(lo)
+	if err != nil {
+		conn.Close()
+		s.ports.Release(conn.LocalAddr().(*net.UDPAddr).Port)
+		return err
+	}
+	var rcv *media.Receiver
+	if s.poll != nil {
+		if rcv, err = s.poll.Add(conn, leg, s.ports); err != nil {
+			conn.Close()
+			s.ports.Release(conn.LocalAddr().(*net.UDPAddr).Port)
+			return err
+		}
+	} else {
+		rcv = media.NewReceiver(conn, leg, s.ports)
+	}
+	l.Leg, l.rcv = leg, rcv
+	return nil
+}
+
+// closeLegs stops receiving every stream (their ports go back).
+func (c *Call) closeLegs() {
+	for _, l := range c.Legs {
+		l.rcv.Close()
+	}
+}
+
+// answer is the SDP answer to offers (every m-line, in order): each stream
+// we receive at its port, the rest refused.
+func (c *Call) answer(offers []Offer) []byte {
+	streams := make([]AnswerStream, 0, len(offers))
+	k := 0
+	for _, o := range offers {
+		if o.Refused || k >= len(c.Legs) {
+			streams = append(streams, AnswerStream{Offer: o})
+			continue
+		}
+		l := c.Legs[k]
+		k++
+		streams = append(streams, AnswerStream{Port: l.rcv.LocalAddr().Port(), Choice: l.choice, Offer: o})
+	}
+	return AnswerStreams(c.Legs[0].rcv.LocalAddr().Addr(), streams, c.sessID, c.ver.Add(1))
+}
+
+// idle is how long the call has had no RTP on any stream.
+func (c *Call) idle() time.Duration {
+	d := c.Legs[0].rcv.Idle()
+	for _, l := range c.Legs[1:] {
+		d = min(d, l.rcv.Idle())
+	}
+	return d
+}
+
 // reinvite updates an established call: hold and resume, a new address.
 func (s *Server) reinvite(callID string, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	s.mu.Lock()
@@ -677,36 +792,57 @@ func (s *Server) reinvite(callID string, req *sipmsg.Request, tx sipmsg.ServerTr
 		respond(tx, req, 481, "Call/Transaction Does Not Exist")
 		return
 	}
-	offer, err := ParseOffer(req.Body())
+	offers, _, err := s.readOffer(req)
 	if err != nil {
 		respond(tx, req, 488, "Not Acceptable Here")
 		return
 	}
-	// Keep the codec if the offer still has it, else move to the best one
-	// it has.
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	choice, err := Negotiate(offer, append([]string{c.choice.Name}, s.cfg.Codecs...))
-	if err != nil {
-		respond(tx, req, 488, "Not Acceptable Here", sipmsg.NewHeader("Warning", `304 callscribe "no common codec"`))
+	var streams []Offer
+	for _, o := range offers {
+		if !o.Refused {
+			streams = append(streams, o)
+		}
+	}
+	if len(streams) != len(c.Legs) {
+		respond(tx, req, 488, "Not Acceptable Here", sipmsg.NewHeader("Warning",
+			fmt.Sprintf(`304 callscribe "the call has %d audio streams"`, len(c.Legs))))
 		return
 	}
-	if choice != c.choice {
-		if err := c.Leg.Renegotiate(map[uint8]string{choice.PT: choice.Name}, choice.DTMFPT); err != nil {
-			respond(tx, req, 500, "Server Internal Error")
+	// Keep each stream's codec if the offer still has it, else move to the
+	// best one it has.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	choices := make([]Choice, len(streams))
+	for i, o := range streams {
+		ch, err := Negotiate(o, append([]string{c.Legs[i].choice.Name}, s.cfg.Codecs...))
+		if err != nil {
+			respond(tx, req, 488, "Not Acceptable Here", sipmsg.NewHeader("Warning", `304 callscribe "no common codec"`))
 			return
 		}
-		s.cfg.Logger.Info("sip: codec changed", "call_id", callID, "from", c.choice.Name, "to", choice.Name)
-		c.choice = choice
+		choices[i] = ch
 	}
-	c.hold.Store(offer.Hold)
+	hold := true
+	for i, l := range c.Legs {
+		if ch := choices[i]; ch != l.choice {
+			if err := l.Leg.Renegotiate(map[uint8]string{ch.PT: ch.Name}, ch.DTMFPT); err != nil {
+				respond(tx, req, 500, "Server Internal Error")
+				return
+			}
+			s.cfg.Logger.Info("sip: codec changed", "call_id", callID, "leg", l.Name, "from", l.choice.Name, "to", ch.Name)
+			l.choice = ch
+		}
+		o := streams[i]
+		l.offer = o
+		hold = hold && o.Hold
+		l.rcv.Touch() // the media timeout counts from the re-INVITE
+		if !o.Hold {
+			l.rcv.Relatch()
+		}
+	}
+	c.Codec = c.Legs[0].choice.Name
+	c.hold.Store(hold)
 	c.refreshed.Store(time.Now().UnixNano())
-	c.rcv.Touch() // the media timeout counts from the re-INVITE
-	if !offer.Hold {
-		c.rcv.Relatch()
-	}
-	res := sipmsg.NewSDPResponseFromRequest(req, Answer(c.rcv.LocalAddr(), choice, offer.Direction, c.sessID, c.ver.Add(1)))
-	tx.Respond(res)
+	tx.Respond(sipmsg.NewSDPResponseFromRequest(req, c.answer(offers)))
 }
 
 // run is the call's loop: it ends on BYE, media timeout or shutdown.
@@ -729,7 +865,7 @@ func (s *Server) run(c *Call, log *slog.Logger) {
 		case <-s.ctx.Done():
 			reason = "shutdown"
 		case <-tick.C:
-			if !c.OnHold() && c.rcv.Idle() > s.cfg.MediaTimeout {
+			if !c.OnHold() && c.idle() > s.cfg.MediaTimeout {
 				reason = "timeout"
 			}
 			if c.expires > 0 && time.Since(time.Unix(0, c.refreshed.Load())) > c.expires {
@@ -751,7 +887,7 @@ func (s *Server) hangup(c *Call, reason string) {
 		cancel()
 	}
 	c.dlg.Close()
-	c.rcv.Close()
+	c.closeLegs()
 	c.reason = reason
 	s.mu.Lock()
 	delete(s.calls, c.SIPCallID)
@@ -762,5 +898,8 @@ func (s *Server) hangup(c *Call, reason string) {
 	}
 }
 
-// LocalRTP is the call's RTP address (what the SDP answer announced).
-func (c *Call) LocalRTP() netip.AddrPort { return c.rcv.LocalAddr() }
+// LocalRTP is the first stream's RTP address (what the SDP answer announced).
+func (c *Call) LocalRTP() netip.AddrPort { return c.Legs[0].rcv.LocalAddr() }
+
+// LocalRTP is the stream's RTP address.
+func (l *CallLeg) LocalRTP() netip.AddrPort { return l.rcv.LocalAddr() }

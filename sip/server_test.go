@@ -286,7 +286,7 @@ var _ = media.NewRing
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
 
-func (r *recorder) CallDTMF(c *Call, d media.DTMF) {
+func (r *recorder) CallDTMF(c *Call, _ *CallLeg, d media.DTMF) {
 	r.mu.Lock()
 	r.digits = append(r.digits, d.Digit)
 	r.mu.Unlock()
@@ -802,11 +802,11 @@ func TestReinviteRelatchesMedia(t *testing.T) {
 		t.Fatalf("re-INVITE: %v %v", res, err)
 	}
 	sendTone(t, b, to, 440, 100)
-	if src, _ := c.rcv.Source(); src.Port() != uint16(b.LocalAddr().(*net.UDPAddr).Port) {
+	if src, _ := c.Legs[0].rcv.Source(); src.Port() != uint16(b.LocalAddr().(*net.UDPAddr).Port) {
 		t.Errorf("latched on %v", src)
 	}
-	if c.rcv.Ignored() != 2 {
-		t.Errorf("%d packets ignored, want 2", c.rcv.Ignored())
+	if c.Legs[0].rcv.Ignored() != 2 {
+		t.Errorf("%d packets ignored, want 2", c.Legs[0].rcv.Ignored())
 	}
 	sess.Bye(ctx)
 	<-c.Done()
