@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,6 +114,7 @@ type Talked struct {
 	Code   int       // the INVITE's final status
 	CallID string    // the SIP Call-ID (the gateway's call_id)
 	Start  time.Time // when the first RTP packet went out
+	Answer []byte    // the SDP answer
 }
 
 // Call is Talk for programs: an error only when the call could not be
@@ -157,6 +159,110 @@ func (p *Phone) Call(addr string, payload []byte, hdrs ...sipmsg.Header) (Talked
 			Payload: payload[160*k : 160*(k+1)]}
 		b, _ := pkt.Marshal()
 		p.rtp.WriteToUDPAddrPort(b, ans.Addr)
+		time.Sleep(time.Until(talked.Start.Add(time.Duration(k+1) * 20 * time.Millisecond)))
+	}
+	sess.Bye(ctx)
+	return talked, nil
+}
+
+// RecordingMetadata is SIPREC metadata (RFC 7865) in which the participant
+// with the i-th address of record sends the stream labelled i+1.
+func RecordingMetadata(aors ...string) string {
+	var b strings.Builder
+	b.WriteString("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<recording xmlns=\"urn:ietf:params:xml:ns:recording:1\">\n")
+	b.WriteString("  <datamode>complete</datamode>\n  <session session_id=\"c2Vzc2lvbg==\"><sipSessionID>test</sipSessionID></session>\n")
+	for i, aor := range aors {
+		fmt.Fprintf(&b, "  <participant participant_id=\"p%d\"><nameID aor=\"%s\"><name>Party %d</name></nameID></participant>\n", i, aor, i+1)
+		fmt.Fprintf(&b, "  <stream stream_id=\"s%d\" session_id=\"c2Vzc2lvbg==\"><label>%d</label></stream>\n", i, i+1)
+	}
+	for i := range aors {
+		fmt.Fprintf(&b, "  <participantstreamassoc participant_id=\"p%d\"><send>s%d</send>", i, i)
+		for j := range aors {
+			if j != i {
+				fmt.Fprintf(&b, "<recv>s%d</recv>", j)
+			}
+		}
+		b.WriteString("</participantstreamassoc>\n")
+	}
+	b.WriteString("</recording>\n")
+	return b.String()
+}
+
+// Record opens a SIPREC recording session on addr, as a session border
+// controller does: a multipart INVITE with one sendonly stream per payload
+// (labels 1, 2, ...) and the metadata; it streams the payloads side by side
+// in real time and hangs up. Over TCP: a recording INVITE outgrows a UDP
+// datagram.
+func (p *Phone) Record(addr, metadata string, payloads ...[]byte) (Talked, error) {
+	longest := 0
+	for _, x := range payloads {
+		longest = max(longest, len(x))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second+time.Duration(longest)*time.Second/8000)
+	defer cancel()
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return Talked{}, err
+	}
+	port := p.rtp.LocalAddr().(*net.UDPAddr).Port
+	var sdp strings.Builder
+	sdp.WriteString("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n")
+	for i := range payloads {
+		fmt.Fprintf(&sdp, "m=audio %d RTP/AVP %d\r\na=label:%d\r\na=sendonly\r\n", port+2*i, p.PT, i+1)
+	}
+	const boundary = "callscribe-siprec-boundary"
+	body := "--" + boundary + "\r\nContent-Type: application/sdp\r\n\r\n" + sdp.String() +
+		"\r\n--" + boundary + "\r\nContent-Type: application/rs-metadata+xml\r\nContent-Disposition: recording-session\r\n\r\n" +
+		metadata + "\r\n--" + boundary + "--\r\n"
+	uri := sipmsg.Uri{User: "recorder", Host: ap.Addr().String(), Port: int(ap.Port()), UriParams: sipmsg.NewParams()}
+	uri.UriParams.Add("transport", "tcp")
+	sess, err := p.dc.Invite(ctx, uri, []byte(body),
+		sipmsg.NewHeader("Content-Type", "multipart/mixed;boundary="+boundary), sipmsg.NewHeader("Require", "siprec"))
+	if err != nil {
+		return Talked{}, err
+	}
+	defer sess.Close()
+	talked := Talked{CallID: sess.InviteRequest.CallID().Value()}
+	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		var de *sipgo.ErrDialogResponse
+		if errorsAs(err, &de) {
+			talked.Code = de.Res.StatusCode
+			return talked, nil
+		}
+		return talked, err
+	}
+	talked.Code = 200
+	talked.Answer = sess.InviteResponse.Body()
+	sess.Ack(ctx)
+	streams, err := sip.ParseOffers(talked.Answer)
+	if err != nil {
+		return talked, err
+	}
+	var to []netip.AddrPort
+	for _, st := range streams {
+		if !st.Refused {
+			to = append(to, st.Addr)
+		}
+	}
+	if len(to) != len(payloads) {
+		return talked, fmt.Errorf("the answer has %d streams for %d offered", len(to), len(payloads))
+	}
+	talked.Start = time.Now()
+	for k := 0; (k+1)*160 <= longest; k++ {
+		select {
+		case <-sess.Context().Done():
+			return talked, nil
+		default:
+		}
+		for i, x := range payloads {
+			if (k+1)*160 > len(x) {
+				continue
+			}
+			pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: p.PT, SequenceNumber: uint16(k), Timestamp: uint32(160 * k),
+				SSRC: 100 + uint32(i)}, Payload: x[160*k : 160*(k+1)]}
+			b, _ := pkt.Marshal()
+			p.rtp.WriteToUDPAddrPort(b, to[i])
+		}
 		time.Sleep(time.Until(talked.Start.Add(time.Duration(k+1) * 20 * time.Millisecond)))
 	}
 	sess.Bye(ctx)

@@ -1,0 +1,77 @@
+package sip
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestSplitBody(t *testing.T) {
+	sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+	body := "--b1\r\nContent-Type: application/sdp\r\n\r\n" + sdp + "\r\n--b1\r\nContent-Type: application/rs-metadata+xml\r\n\r\n<recording/>\r\n--b1--\r\n"
+	s, meta, err := splitBody(`multipart/mixed; boundary="b1"`, []byte(body))
+	if err != nil || string(s) != sdp || string(meta) != "<recording/>" {
+		t.Fatalf("sdp %q meta %q err %v", s, meta, err)
+	}
+	if s, meta, err := splitBody("application/sdp", []byte(sdp)); err != nil || string(s) != sdp || meta != nil {
+		t.Errorf("plain: %q %q %v", s, meta, err)
+	}
+	for _, c := range []struct{ ct, body string }{
+		{"multipart/mixed", body},                    // no boundary
+		{"multipart/mixed;boundary=zz", body},        // wrong boundary
+		{"multipart/mixed;boundary=b1", "--b1\r\n"},  // truncated
+		{"multipart/mixed;boundary=b1", strings.Replace(body, "application/sdp", "text/plain", 1)}, // no SDP part
+	} {
+		if _, _, err := splitBody(c.ct, []byte(c.body)); !errors.Is(err, ErrBadSDP) {
+			t.Errorf("%s %.30q: %v", c.ct, c.body, err)
+		}
+	}
+}
+
+func TestStreamSenders(t *testing.T) {
+	// RFC 7865 style: participantstreamassoc.
+	meta := `<recording xmlns="urn:ietf:params:xml:ns:recording:1">
+	  <participant participant_id="a"><nameID aor="sip:alice@example.com"><name>Alice</name></nameID></participant>
+	  <participant participant_id="b"><nameID aor="sip:agent7@agents.example.com"/></participant>
+	  <stream stream_id="s1"><label>10</label></stream><stream stream_id="s2"><label>20</label></stream>
+	  <participantstreamassoc participant_id="a"><send>s1</send><recv>s2</recv></participantstreamassoc>
+	  <participantstreamassoc participant_id="b"><send>s2</send><recv>s1</recv></participantstreamassoc>
+	</recording>`
+	got, err := streamSenders([]byte(meta))
+	if err != nil || got["10"] != (Participant{AOR: "sip:alice@example.com", Name: "Alice"}) || got["20"].AOR != "sip:agent7@agents.example.com" {
+		t.Fatalf("%+v %v", got, err)
+	}
+	// Older drafts: send inside participant, id attributes, aor element.
+	old := `<recording xmlns="urn:ietf:params:xml:ns:recording">
+	  <participant id="x"><aor>sip:bob@example.com</aor><send>m1</send></participant>
+	  <stream id="m1"><label>1</label></stream></recording>`
+	if got, err := streamSenders([]byte(old)); err != nil || got["1"].AOR != "sip:bob@example.com" {
+		t.Errorf("old style: %+v %v", got, err)
+	}
+	if _, err := streamSenders([]byte("<recording><participant")); err == nil {
+		t.Error("broken XML read")
+	}
+}
+
+func TestLegNames(t *testing.T) {
+	agents := []string{"*@agents.example.com", "sip-agent-*"}
+	cust, agent := Participant{AOR: "sip:+15551234@trunk.example.com"}, Participant{AOR: "SIP:Agent7@Agents.Example.com"}
+	for _, c := range []struct {
+		senders []Participant
+		agents  []string
+		want    string
+	}{
+		{[]Participant{{}}, nil, "caller"},
+		{[]Participant{cust, agent}, nil, "caller,callee"},
+		{[]Participant{cust, agent}, agents, "customer,agent"},
+		{[]Participant{agent, cust}, agents, "agent,customer"},
+		{[]Participant{agent, agent}, agents, "caller,callee"}, // not told apart
+		{[]Participant{cust, {}}, agents, "caller,callee"},
+		{[]Participant{cust, agent, {AOR: "tel:+15559999"}}, agents, "customer,agent,customer2"},
+		{[]Participant{{}, {}, {}}, nil, "caller,callee,leg3"},
+	} {
+		if got := strings.Join(legNames(c.senders, c.agents), ","); got != c.want {
+			t.Errorf("%+v with %v: %s, want %s", c.senders, c.agents, got, c.want)
+		}
+	}
+}
