@@ -17,9 +17,9 @@ func TestSplitBody(t *testing.T) {
 		t.Errorf("plain: %q %q %v", s, meta, err)
 	}
 	for _, c := range []struct{ ct, body string }{
-		{"multipart/mixed", body},                    // no boundary
-		{"multipart/mixed;boundary=zz", body},        // wrong boundary
-		{"multipart/mixed;boundary=b1", "--b1\r\n"},  // truncated
+		{"multipart/mixed", body},                   // no boundary
+		{"multipart/mixed;boundary=zz", body},       // wrong boundary
+		{"multipart/mixed;boundary=b1", "--b1\r\n"}, // truncated
 		{"multipart/mixed;boundary=b1", strings.Replace(body, "application/sdp", "text/plain", 1)}, // no SDP part
 	} {
 		if _, _, err := splitBody(c.ct, []byte(c.body)); !errors.Is(err, ErrBadSDP) {
