@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -65,7 +66,8 @@ func startGateway(t *testing.T) (*transcripttest.Redis, *transcript.Publisher, *
 	}
 	t.Cleanup(func() { pub.Close() })
 	calls := NewCalls(newBatcher(t), pub, nil)
-	srv, err := sip.NewServer(sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 33000, RTPPortHi: 33999}, calls)
+	srv, err := sip.NewServer(sip.Config{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0", RTPPortLo: 33000, RTPPortHi: 33999,
+		AgentAORs: []string{"*@agents.example.com"}}, calls)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,5 +335,64 @@ func TestBrowserCallToTranscript(t *testing.T) {
 	}
 	if got, want := strings.Join(finals, " "), asr.FinalText(ref); got != want {
 		t.Errorf("finals %q, transcribe %q", got, want)
+	}
+}
+
+// A SIPREC recording session with a different speaker on each stream: one
+// call on Redis, its legs named customer and agent from the metadata, and
+// each leg's finals what transcribe gives for that speaker's audio alone.
+func TestRecordingSessionTranscribesEachParty(t *testing.T) {
+	rd, pub, calls, srv := startGateway(t)
+	dir := filepath.Join(modelDir(t), "test_wavs")
+	customer, err := media.ReadWAVFile(filepath.Join(dir, "8k.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err := media.ReadWAVFile(filepath.Join(dir, "0.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent8k, _ := media.Resample(agent.Samples, agent.SampleRate, 8000)
+	payloads := map[string][]byte{"customer": siptest.PCMU(customer.Samples), "agent": siptest.PCMU(agent8k)}
+	var tcp string
+	for _, a := range srv.Addrs() {
+		if a.Network() == "tcp" {
+			tcp = a.String()
+		}
+	}
+	meta := siptest.RecordingMetadata("sip:+15551234@trunk.example.com", "sip:agent7@agents.example.com")
+	talked, err := siptest.NewPhone(t).Record(tcp, meta, payloads["customer"], payloads["agent"])
+	if err != nil || talked.Code != 200 {
+		t.Fatalf("recording session: %d %v", talked.Code, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := calls.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	msgs := callEntries(t, ctx, rd.Addr)
+	start, end := msgs[0].Values, msgs[len(msgs)-1].Values
+	if start["type"] != "call.start" || start["legs"] != "customer,agent" || start["recording"] != "siprec" ||
+		!strings.Contains(fmt.Sprint(start["participants"]), `"agent":{"aor":"sip:agent7@agents.example.com","name":"Party 2"}`) {
+		t.Errorf("call.start %v", start)
+	}
+	if end["type"] != "call.end" || !strings.Contains(fmt.Sprint(end["stats"]), `"agent":{`) || !strings.Contains(fmt.Sprint(end["stats"]), `"customer":{`) {
+		t.Errorf("call.end %v", end)
+	}
+	finals := map[string][]string{}
+	for _, m := range msgs {
+		if m.Values["type"] == "final" && m.Values["text"] != "" {
+			finals[m.Values["leg"].(string)] = append(finals[m.Values["leg"].(string)], m.Values["text"].(string))
+		}
+	}
+	rb := newBatcher(t)
+	for leg, payload := range payloads {
+		want := asr.FinalText(reference(t, rb, "PCMU", payload))
+		if got := strings.Join(finals[leg], " "); got != want || want == "" {
+			t.Errorf("%s: finals %q, transcribe of that audio %q", leg, got, want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -50,6 +51,7 @@ type SIPConfig struct {
 	CarryHeaders      []string          `yaml:"carry_headers"`
 	RTPReadWorkers    int               `yaml:"rtp_read_workers"`
 	RingMs            int               `yaml:"ring_ms"`
+	AgentAORs         []string          `yaml:"agent_aors"`
 	ReorderMs         int               `yaml:"reorder_ms"`
 }
 
@@ -109,7 +111,7 @@ func Defaults() Config {
 			Codecs: []string{"PCMU", "PCMA", "G722", "opus"}, MediaTimeout: 30 * time.Second, MaxCalls: 1000,
 			AllowCIDRs: []string{}, Users: map[string]string{},
 			Realm: "callscribe", MinSE: 90 * time.Second, CarryHeaders: []string{"X-*", "User-to-User"},
-			RingMs: 2000, ReorderMs: 60},
+			RingMs: 2000, ReorderMs: 60, AgentAORs: []string{}},
 		ASR: ASRConfig{Provider: "cpu", Threads: 1, MaxBatch: 16, MaxWait: 10 * time.Millisecond,
 			RunTimeout: 5 * time.Second, Endpoint: asr.DefaultEndpointConfig()},
 		Redis: RedisConfig{Addr: "127.0.0.1:6379", Prefix: "stt", Shards: 1, CallMaxLen: 10000,
@@ -259,6 +261,11 @@ func (c *Config) Validate() error {
 			if _, err := netip.ParseAddr(ip); err != nil {
 				return fmt.Errorf("webrtc.public_ips: %q: want an IP address", ip)
 			}
+		}
+	}
+	for _, p := range c.SIP.AgentAORs {
+		if _, err := path.Match(p, ""); err != nil || p == "" {
+			return fmt.Errorf("sip.agent_aors: %q: want a glob like *@agents.example.com", p)
 		}
 	}
 	if c.ASR.Provider != "cpu" && c.ASR.Provider != "cuda" {

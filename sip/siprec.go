@@ -19,8 +19,8 @@ import (
 
 // Participant is a party of a recorded call, from the SIPREC metadata.
 type Participant struct {
-	AOR  string // e.g. sip:alice@example.com
-	Name string // display name, if given
+	AOR  string `json:"aor"`            // e.g. sip:alice@example.com
+	Name string `json:"name,omitempty"` // display name, if given
 }
 
 // splitBody returns the SDP and, for a multipart body, the recording
