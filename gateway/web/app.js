@@ -120,6 +120,8 @@ function fresh(ev) {
 function follow(callID) {
   if (events) events.close();
   lastSeq = 0;
+  $("finals").replaceChildren();
+  $("partials").replaceChildren();
   let url = cfg.events + encodeURIComponent(callID);
   if (token) url += "?token=" + encodeURIComponent(token);
   events = new EventSource(url);
@@ -127,24 +129,48 @@ function follow(callID) {
     const ev = JSON.parse(e.data);
     if (fresh(ev)) fn(ev);
   });
+  let legs = []; // the call's legs, from call.start: more than one are labelled
+  on("call.start", (ev) => {
+    legs = (ev.fields.legs || "").split(",").filter(Boolean);
+  });
   on("partial", (ev) => {
-    const p = $("partial");
-    p.textContent = ev.fields.text;
+    const p = partialOf(ev.fields.leg);
+    p.querySelector(".text").textContent = ev.fields.text;
     p.dataset.utt = ev.fields.utt;
   });
   on("final", (ev) => {
-    const p = $("partial");
+    const p = partialOf(ev.fields.leg);
     if (p.dataset.utt === ev.fields.utt) {
-      p.textContent = "";
+      p.querySelector(".text").textContent = "";
       delete p.dataset.utt;
     }
     if (!ev.fields.text) return; // an utterance of silence
-    const f = document.createElement("p");
-    f.className = "final";
+    const f = line("final", ev.fields.leg);
     f.dataset.utt = ev.fields.utt;
-    f.textContent = ev.fields.text;
+    f.querySelector(".text").textContent = ev.fields.text;
     $("finals").appendChild(f);
   });
+  // line is a transcript line: the speaker's leg (when the call has
+  // several) and the text.
+  const line = (cls, leg) => {
+    const p = document.createElement("p");
+    p.className = cls;
+    p.dataset.leg = leg;
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = legs.length > 1 ? leg : "";
+    const text = document.createElement("span");
+    text.className = "text";
+    p.append(who, text);
+    return p;
+  };
+  // partialOf is the leg's line of the utterance in progress.
+  const partialOf = (leg) => {
+    for (const p of $("partials").children) if (p.dataset.leg === leg) return p;
+    const p = line("partial", leg);
+    $("partials").appendChild(p);
+    return p;
+  };
   on("call.end", (ev) => {
     events.close();
     events = null;
