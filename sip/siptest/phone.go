@@ -128,23 +128,12 @@ func (p *Phone) Call(addr string, payload []byte, hdrs ...sipmsg.Header) (Talked
 	}
 	sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP %d\r\n",
 		p.rtp.LocalAddr().(*net.UDPAddr).Port, p.PT)
-	sess, err := p.dc.Invite(ctx, sipmsg.Uri{User: "transcribe", Host: ap.Addr().String(), Port: int(ap.Port())}, []byte(sdp), hdrs...)
-	if err != nil {
-		return Talked{}, err
-	}
-	defer sess.Close()
-	talked := Talked{CallID: sess.InviteRequest.CallID().Value()}
-	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
-		var de *sipgo.ErrDialogResponse
-		if errorsAs(err, &de) {
-			talked.Code = de.Res.StatusCode
-			return talked, nil
-		}
+	sess, talked, err := p.invite(ctx, sipmsg.Uri{User: "transcribe", Host: ap.Addr().String(), Port: int(ap.Port())}, []byte(sdp), hdrs...)
+	if sess == nil || talked.Code != 200 {
 		return talked, err
 	}
-	talked.Code = 200
-	sess.Ack(ctx)
-	ans, err := sip.ParseOffer(sess.InviteResponse.Body())
+	defer sess.Close()
+	ans, err := sip.ParseOffer(talked.Answer)
 	if err != nil {
 		return talked, err
 	}
@@ -216,24 +205,12 @@ func (p *Phone) Record(addr, metadata string, payloads ...[]byte) (Talked, error
 		metadata + "\r\n--" + boundary + "--\r\n"
 	uri := sipmsg.Uri{User: "recorder", Host: ap.Addr().String(), Port: int(ap.Port()), UriParams: sipmsg.NewParams()}
 	uri.UriParams.Add("transport", "tcp")
-	sess, err := p.dc.Invite(ctx, uri, []byte(body),
+	sess, talked, err := p.invite(ctx, uri, []byte(body),
 		sipmsg.NewHeader("Content-Type", "multipart/mixed;boundary="+boundary), sipmsg.NewHeader("Require", "siprec"))
-	if err != nil {
-		return Talked{}, err
-	}
-	defer sess.Close()
-	talked := Talked{CallID: sess.InviteRequest.CallID().Value()}
-	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
-		var de *sipgo.ErrDialogResponse
-		if errorsAs(err, &de) {
-			talked.Code = de.Res.StatusCode
-			return talked, nil
-		}
+	if sess == nil || talked.Code != 200 {
 		return talked, err
 	}
-	talked.Code = 200
-	talked.Answer = sess.InviteResponse.Body()
-	sess.Ack(ctx)
+	defer sess.Close()
 	streams, err := sip.ParseOffers(talked.Answer)
 	if err != nil {
 		return talked, err
@@ -267,6 +244,29 @@ func (p *Phone) Record(addr, metadata string, payloads ...[]byte) (Talked, error
 	}
 	sess.Bye(ctx)
 	return talked, nil
+}
+
+// invite sends an INVITE and waits for its answer: the dialog (nil when
+// it did not come about) and the status; on 200 it is acknowledged.
+func (p *Phone) invite(ctx context.Context, to sipmsg.Uri, body []byte, hdrs ...sipmsg.Header) (*sipgo.DialogClientSession, Talked, error) {
+	sess, err := p.dc.Invite(ctx, to, body, hdrs...)
+	if err != nil {
+		return nil, Talked{}, err
+	}
+	talked := Talked{CallID: sess.InviteRequest.CallID().Value()}
+	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		sess.Close()
+		var de *sipgo.ErrDialogResponse
+		if errorsAs(err, &de) {
+			talked.Code = de.Res.StatusCode
+			return nil, talked, nil
+		}
+		return nil, talked, err
+	}
+	talked.Code = 200
+	talked.Answer = sess.InviteResponse.Body()
+	sess.Ack(ctx)
+	return sess, talked, nil
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
