@@ -100,6 +100,8 @@ type WebRTCConfig struct {
 // transcript events and the browser page.
 type HTTPConfig struct {
 	Addr            string `yaml:"addr"`
+	TLSCertFile     string `yaml:"tls_cert_file"`
+	TLSKeyFile      string `yaml:"tls_key_file"`
 	Page            bool   `yaml:"page"`
 	MaxEventStreams int    `yaml:"max_event_streams"`
 }
@@ -209,6 +211,8 @@ func (c *Config) Validate() error {
 		return errors.New("sip: set at least one of udp, tcp, tls")
 	case c.SIP.TLS != "" && (c.SIP.TLSCertFile == "" || c.SIP.TLSKeyFile == ""):
 		return errors.New("sip.tls_cert_file, sip.tls_key_file: required with sip.tls")
+	case (c.HTTP.TLSCertFile == "") != (c.HTTP.TLSKeyFile == ""):
+		return errors.New("http.tls_cert_file, http.tls_key_file: set both or neither")
 	}
 	if _, err := netip.ParseAddr(c.SIP.MediaIP); err != nil {
 		return fmt.Errorf("sip.media_ip: %q: want an IP address", c.SIP.MediaIP)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -223,7 +224,18 @@ func serve(cfg gateway.Config, log *slog.Logger) error {
 	base, stopStreams := context.WithCancel(context.Background())
 	defer stopStreams()
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return base }}
-	go hs.Serve(hl)
+	if cfg.HTTP.TLSCertFile == "" {
+		go hs.Serve(hl)
+	} else {
+		cert, err := tls.LoadX509KeyPair(cfg.HTTP.TLSCertFile, cfg.HTTP.TLSKeyFile)
+		if err != nil {
+			hl.Close()
+			srv.Close()
+			return fmt.Errorf("http.tls_cert_file, http.tls_key_file: %w", err)
+		}
+		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		go hs.ServeTLS(hl, "", "")
+	}
 	log.Info("callscribe: serving", "sip", srv.Addrs(), "http", hl.Addr().String(), "redis", r.Addr,
 		"model", info.Files.Encoder, "provider", batcher.Provider())
 

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -18,6 +20,7 @@ import (
 	pw "github.com/pion/webrtc/v4"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/callscribe/callscribe/internal/testcert"
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/sip/siptest"
 	"github.com/callscribe/callscribe/transcript/transcripttest"
@@ -195,6 +198,8 @@ func TestServeWithoutRedisStartsNotReady(t *testing.T) {
 func TestServeBadStart(t *testing.T) {
 	badConfig := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(badConfig, []byte("asr:\n  max_batch: -3\n"), 0o644)
+	badTLS := filepath.Join(t.TempDir(), "tls.yaml")
+	os.WriteFile(badTLS, []byte("http:\n  tls_cert_file: "+badConfig+"\n  tls_key_file: "+badConfig+"\n"), 0o644)
 	busy, _ := net.ListenPacket("udp", "127.0.0.1:0")
 	defer busy.Close()
 	for _, tc := range []struct {
@@ -207,6 +212,7 @@ func TestServeBadStart(t *testing.T) {
 		{"missing config file", []string{"-config", "/nonexistent.yaml"}, "nonexistent.yaml"},
 		{"busy SIP port", []string{"-sip", busy.LocalAddr().String()}, "listen udp"},
 		{"no model", []string{"-model", t.TempDir()}, "no encoder"},
+		{"bad HTTPS key", []string{"-config", badTLS}, "http.tls_cert_file"},
 	} {
 		var out bytes.Buffer
 		args := append([]string{"serve", "-http", freePort(t, "tcp"), "-redis", freePort(t, "tcp"), "-rtp-ports", "35000-35100",
@@ -346,4 +352,36 @@ func TestServeWHIP(t *testing.T) {
 		}
 	}
 	t.Fatal("no call.end on Redis")
+}
+
+// With a certificate the HTTP side is HTTPS (what a browser on another
+// machine needs for the microphone): health, the page, WHIP, all of it.
+func TestServeHTTPS(t *testing.T) {
+	certFile, keyFile := testcert.Write(t)
+	config := filepath.Join(t.TempDir(), "https.yaml")
+	os.WriteFile(config, []byte("http:\n  tls_cert_file: "+certFile+"\n  tls_key_file: "+keyFile+"\n"), 0o644)
+	rd := transcripttest.Start(t)
+	g := startGateway(t, rd.Addr, "-config", config)
+	pem, _ := os.ReadFile(certFile)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}, Timeout: 5 * time.Second}
+	var res *http.Response
+	var err error
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		if res, err = client.Get("https://" + g.http + "/readyz"); err == nil && res.StatusCode == 200 {
+			res.Body.Close()
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("https /readyz: %v %v", res, err)
+		}
+	}
+	if res, err = client.Get("https://" + g.http + "/"); err != nil || res.StatusCode != 200 || res.TLS == nil {
+		t.Fatalf("the page over https: %v %v", res, err)
+	}
+	res.Body.Close()
+	if res, err := http.Get("http://" + g.http + "/healthz"); err == nil && res.StatusCode == 200 {
+		t.Error("plain http answered")
+	}
 }
