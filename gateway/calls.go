@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,6 +49,7 @@ type Stats struct {
 	DroppedSamples                 int64 // ring overflows
 	DTMF                           int64
 	EndedBy                        map[string]int64 // by reason
+	StartedBy                      map[string]int64 // by source: sip, webrtc
 }
 
 // Stats returns a copy of the counters.
@@ -55,10 +57,7 @@ func (g *Calls) Stats() Stats {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	s := g.stats
-	s.EndedBy = map[string]int64{}
-	for k, v := range g.stats.EndedBy {
-		s.EndedBy[k] = v
-	}
+	s.EndedBy, s.StartedBy = maps.Clone(g.stats.EndedBy), maps.Clone(g.stats.StartedBy)
 	return s
 }
 
@@ -184,6 +183,10 @@ func (g *Calls) start(key any, id string, legs []legSpec, fields map[string]stri
 	g.mu.Lock()
 	g.calls[key] = all
 	g.stats.Started++
+	if g.stats.StartedBy == nil {
+		g.stats.StartedBy = map[string]int64{}
+	}
+	g.stats.StartedBy[fields["source"]]++
 	g.mu.Unlock()
 }
 

@@ -87,6 +87,9 @@ type Server struct {
 	h   Handler
 	api *pw.API
 
+	// Rejected counts offers refused (4xx, 5xx).
+	Rejected atomic.Int64
+
 	mu       sync.Mutex
 	sessions map[string]*Session
 	closed   bool
@@ -161,13 +164,20 @@ func newID() string {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Token != "" && r.Header.Get("Authorization") != "Bearer "+s.cfg.Token {
+		if r.Method == http.MethodPost {
+			s.Rejected.Add(1)
+		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="callscribe"`)
 		http.Error(w, "a bearer token is required", http.StatusUnauthorized)
 		return
 	}
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == s.cfg.Path:
-		s.post(w, r)
+		sw := &statusWriter{ResponseWriter: w}
+		s.post(sw, r)
+		if sw.status != http.StatusCreated {
+			s.Rejected.Add(1)
+		}
 	case r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, s.cfg.Path+"/"):
 		id := strings.TrimPrefix(r.URL.Path, s.cfg.Path+"/")
 		s.mu.Lock()
@@ -380,4 +390,15 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	return nil
+}
+
+// statusWriter remembers the status written.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
 }

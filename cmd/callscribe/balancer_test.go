@@ -77,7 +77,7 @@ func startKamailio(t *testing.T, gateways ...string) string {
 
 func callsStarted(t *testing.T, g *gatewayProc) int {
 	t.Helper()
-	v := strings.Fields(metric(metricsText(t, g.http), "callscribe_calls_started_total"))
+	v := strings.Fields(metric(metricsText(t, g.http), `callscribe_calls_started_total{source="sip"}`))
 	n, err := strconv.ParseFloat(v[len(v)-1], 64)
 	if err != nil {
 		t.Fatalf("calls_started: %v", v)

@@ -199,6 +199,7 @@ func serve(cfg gateway.Config, log *slog.Logger) error {
 			srv.Close()
 			return err
 		}
+		reg.MustRegister(rejected("webrtc", &whip.Rejected))
 		mux.Handle(wc.Path, whip)
 		mux.Handle(wc.Path+"/", whip)
 	}
@@ -317,8 +318,12 @@ func metrics(reg *prometheus.Registry, b *asr.Batcher, pub *transcript.Publisher
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
 	}
 	gauge("callscribe_calls_active", "Calls in progress.", func() float64 { return float64(calls.Active()) })
-	counter("callscribe_calls_started_total", "Calls answered.", func() float64 { return float64(calls.Stats().Started) })
-	counter("callscribe_calls_rejected_total", "INVITEs refused (4xx/5xx).", func() float64 { return float64(srv.Rejected.Load()) })
+	for _, src := range []string{"sip", "webrtc"} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callscribe_calls_started_total",
+			Help: "Calls answered, by source.", ConstLabels: prometheus.Labels{"source": src}},
+			func() float64 { return float64(calls.Stats().StartedBy[src]) }))
+	}
+	reg.MustRegister(rejected("sip", &srv.Rejected))
 	for _, reason := range []string{"bye", "timeout", "shutdown", "error"} {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callscribe_calls_ended_total",
 			Help: "Calls ended, by reason.", ConstLabels: prometheus.Labels{"reason": reason}},
@@ -339,4 +344,11 @@ func metrics(reg *prometheus.Registry, b *asr.Batcher, pub *transcript.Publisher
 	counter("callscribe_redis_published_total", "Events written to Redis.", func() float64 { return float64(pub.Stats().Published) })
 	counter("callscribe_redis_errors_total", "Failed Redis rounds.", func() float64 { return float64(pub.Stats().Errors) })
 	gauge("callscribe_redis_spool_depth", "Events waiting for Redis.", func() float64 { return float64(pub.Stats().SpoolDepth) })
+}
+
+// rejected exports a source's refused calls (SIP INVITEs, WHIP offers).
+func rejected(source string, n *atomic.Int64) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callscribe_calls_rejected_total",
+		Help: "Calls refused (SIP 4xx/5xx to an INVITE, WHIP 4xx/5xx to an offer), by source.",
+		ConstLabels: prometheus.Labels{"source": source}}, func() float64 { return float64(n.Load()) })
 }

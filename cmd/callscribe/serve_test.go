@@ -348,6 +348,18 @@ func TestServeWHIP(t *testing.T) {
 			if evs[0]["source"] != "webrtc" || !strings.Contains(strings.Join(finals, " "), "APPREHENSION") {
 				t.Fatalf("start %v, finals %q", evs[0], finals)
 			}
+			// Counted by source; a refused offer too.
+			res, err := http.Post("http://"+g.http+"/whip", "application/sdp", strings.NewReader("v=0 garbage"))
+			if err != nil || res.StatusCode != 400 {
+				t.Fatalf("a bad offer: %v %v", res, err)
+			}
+			m := metricsText(t, g.http)
+			for _, want := range []string{`callscribe_calls_started_total{source="webrtc"} 1`, `callscribe_calls_started_total{source="sip"} 0`,
+				`callscribe_calls_rejected_total{source="webrtc"} 1`, `callscribe_calls_rejected_total{source="sip"} 0`} {
+				if !strings.Contains(m, want+"\n") {
+					t.Errorf("metrics lack %s", want)
+				}
+			}
 			return
 		}
 	}
