@@ -349,6 +349,6 @@ func metrics(reg *prometheus.Registry, b *asr.Batcher, pub *transcript.Publisher
 // rejected exports a source's refused calls (SIP INVITEs, WHIP offers).
 func rejected(source string, n *atomic.Int64) prometheus.Collector {
 	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callscribe_calls_rejected_total",
-		Help: "Calls refused (SIP 4xx/5xx to an INVITE, WHIP 4xx/5xx to an offer), by source.",
+		Help:        "Calls refused (SIP 4xx/5xx to an INVITE, WHIP 4xx/5xx to an offer), by source.",
 		ConstLabels: prometheus.Labels{"source": source}}, func() float64 { return float64(n.Load()) })
 }
