@@ -108,6 +108,8 @@ type Stats struct {
 	DroppedPartial int64 // partials dropped to keep the spool bounded
 	SpoolDepth     int   // events waiting
 	SpoolMax       int   // the bound of SpoolDepth (Options.SpoolMax)
+	SpoolFileBytes int64 // size of the spool file (0 without one)
+	SpoolFileErrs  int64 // failed writes to the spool file (the memory spool still has those events)
 	Connected      bool  // the last round reached Redis
 	EverConnected  bool  // some round has reached Redis
 }
@@ -126,6 +128,8 @@ type Publisher struct {
 	stats   Stats
 	wake    chan struct{}
 	file    *os.File // SpoolFile, nil when off
+	fileLen int64    // bytes in file
+	fileCap int64    // compact the file once it grows past this
 	closed  bool
 	quit    chan struct{}
 	done    chan struct{}
@@ -185,6 +189,10 @@ func (p *Publisher) openSpool() error {
 		return fmt.Errorf("transcript: spool file %s: %w", p.opts.SpoolFile, err)
 	}
 	p.file = f
+	if st, err := f.Stat(); err == nil {
+		p.fileLen = st.Size()
+	}
+	p.fileCap = max(spoolCompactMin, 2*p.fileLen)
 	if len(p.queue) > 0 {
 		p.opts.Logger.Info("transcript: replaying spool file", "events", len(p.queue))
 	}
@@ -232,17 +240,68 @@ func (p *Publisher) Publish(ev Event) {
 	}
 	p.queue = append(p.queue, e)
 	p.live++
+	p.trim()
 	if p.file != nil {
-		if b, err := json.Marshal(e); err == nil {
-			p.file.Write(append(b, '\n'))
+		b, _ := json.Marshal(e)
+		p.spoolWrite(append(b, '\n'))
+		if p.fileLen > p.fileCap {
+			p.compact()
 		}
 	}
-	p.trim()
 	p.mu.Unlock()
 	select {
 	case p.wake <- struct{}{}:
 	default:
 	}
+}
+
+// spoolCompactMin is the smallest spool file that is compacted.
+const spoolCompactMin = 1 << 20
+
+// spoolWrite appends to the spool file, counting failures. p.mu held.
+func (p *Publisher) spoolWrite(b []byte) {
+	n, err := p.file.Write(b)
+	p.fileLen += int64(n)
+	if err != nil {
+		if p.stats.SpoolFileErrs == 0 || p.stats.SpoolFileErrs%1000 == 0 {
+			p.opts.Logger.Error("transcript: spool file write failed; events are held in memory only", "file", p.opts.SpoolFile, "err", err)
+		}
+		p.stats.SpoolFileErrs++
+	}
+}
+
+// compact rewrites the spool file with only the events still waiting
+// (replaced and dropped partials go), so that its size follows the memory
+// spool's bound however long Redis is away. p.mu held.
+func (p *Publisher) compact() {
+	tmp := p.opts.SpoolFile + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
+	if err != nil {
+		p.stats.SpoolFileErrs++
+		p.fileCap *= 2 // try again later
+		return
+	}
+	w := bufio.NewWriter(f)
+	var n int64
+	for _, e := range p.queue {
+		if e.Type == "" {
+			continue
+		}
+		b, _ := json.Marshal(e)
+		w.Write(b)
+		w.WriteByte('\n')
+		n += int64(len(b)) + 1
+	}
+	if err := w.Flush(); err != nil || os.Rename(tmp, p.opts.SpoolFile) != nil {
+		f.Close()
+		os.Remove(tmp)
+		p.stats.SpoolFileErrs++
+		p.fileCap *= 2
+		return
+	}
+	p.file.Close()
+	p.file, p.fileLen = f, n
+	p.fileCap = max(spoolCompactMin, 2*n)
 }
 
 // trim drops the oldest partials while the spool is over its bound. It
@@ -267,6 +326,7 @@ func (p *Publisher) Stats() Stats {
 	s := p.stats
 	s.SpoolMax = p.opts.SpoolMax
 	s.SpoolDepth = p.live
+	s.SpoolFileBytes = p.fileLen
 	return s
 }
 
@@ -310,8 +370,10 @@ func (p *Publisher) run() {
 			}
 			p.queue = p.queue[n:]
 			p.trimAt = max(0, p.trimAt-n)
-			if p.file != nil && len(p.queue) == 0 {
-				p.file.Truncate(0) // all delivered
+			if p.file != nil && len(p.queue) == 0 && p.fileLen > 0 {
+				if err := p.file.Truncate(0); err == nil { // all delivered
+					p.fileLen = 0
+				}
 			}
 			p.stats.Connected = true
 			p.stats.EverConnected = true

@@ -3,9 +3,12 @@ package transcript
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,3 +183,73 @@ func TestSpoolFileSurvivesRestart(t *testing.T) {
 		t.Error("unwritable spool file accepted")
 	}
 }
+
+// A long outage with a spool file: the file is compacted to the events
+// still waiting (the replaced partials go), so it stays about the size of
+// the memory spool; a restart replays exactly those.
+func TestSpoolFileStaysBounded(t *testing.T) {
+	rd := transcripttest.Start(t)
+	rd.Stop()
+	file := filepath.Join(t.TempDir(), "spool.jsonl")
+	p := newPublisher(t, Options{Addr: rd.Addr, SpoolFile: file, Logger: quiet()})
+	text := strings.Repeat("WORD ", 40)
+	for u := range 10 {
+		for i := range 2000 { // partials of one utterance, each replacing the last
+			p.Publish(Event{Type: Partial, CallID: "c4", Fields: map[string]string{"leg": "caller", "utt": strconv.Itoa(u), "text": text + strconv.Itoa(i)}})
+		}
+		p.Publish(Event{Type: Final, CallID: "c4", Fields: map[string]string{"leg": "caller", "utt": strconv.Itoa(u), "text": text}})
+	}
+	st := p.Stats()
+	fi, _ := os.Stat(file)
+	// 20,000 partials of ~300 bytes would be 6 MB; compaction keeps it to
+	// a multiple of what waits (the finals and the last partials).
+	if fi == nil || fi.Size() > 3*spoolCompactMin || st.SpoolFileBytes != fi.Size() || st.SpoolFileErrs != 0 {
+		t.Fatalf("spool file %v bytes, stats %+v", fi.Size(), st)
+	}
+	p.Close()
+	rd.Restart()
+	p = newPublisher(t, Options{Addr: rd.Addr, SpoolFile: file})
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var finals int
+	last := 0
+	for _, m := range read(t, rd.Addr, "stt:call:{c4}") {
+		seq, _ := strconv.Atoi(m.Values["seq"].(string))
+		if seq <= last {
+			t.Fatalf("seq %d after %d", seq, last)
+		}
+		last = seq
+		if m.Values["type"] == Final {
+			finals++
+		}
+	}
+	if finals != 10 {
+		t.Errorf("%d finals replayed, want 10", finals)
+	}
+}
+
+// A spool file that cannot be written: counted, and the events still go
+// to Redis from memory.
+func TestSpoolFileWriteErrorsCounted(t *testing.T) {
+	rd := transcripttest.Start(t)
+	p := newPublisher(t, Options{Addr: rd.Addr, SpoolFile: filepath.Join(t.TempDir(), "spool.jsonl"), Logger: quiet()})
+	defer p.Close()
+	p.mu.Lock()
+	p.file.Close() // as a full or vanished disk would
+	p.mu.Unlock()
+	p.Publish(Event{Type: Final, CallID: "c5", Fields: map[string]string{"text": "kept"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats(); st.SpoolFileErrs != 1 || st.Published != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -344,6 +344,9 @@ func metrics(reg *prometheus.Registry, b *asr.Batcher, pub *transcript.Publisher
 	counter("callscribe_redis_published_total", "Events written to Redis.", func() float64 { return float64(pub.Stats().Published) })
 	counter("callscribe_redis_errors_total", "Failed Redis rounds.", func() float64 { return float64(pub.Stats().Errors) })
 	gauge("callscribe_redis_spool_depth", "Events waiting for Redis.", func() float64 { return float64(pub.Stats().SpoolDepth) })
+	gauge("callscribe_redis_spool_file_bytes", "Size of the spool file.", func() float64 { return float64(pub.Stats().SpoolFileBytes) })
+	counter("callscribe_redis_spool_file_errors_total", "Failed writes to the spool file (the events stay in memory).",
+		func() float64 { return float64(pub.Stats().SpoolFileErrs) })
 }
 
 // rejected exports a source's refused calls (SIP INVITEs, WHIP offers).
