@@ -162,6 +162,17 @@ type CallLeg struct {
 	rcv    *media.Receiver
 	choice Choice // the codec now in use
 	offer  Offer  // the stream as last offered
+	normal string // the direction first offered
+}
+
+// holds tells whether an offer of the stream puts it on hold: inactive, a
+// 0.0.0.0 address, or sendonly where the call began otherwise. A recording
+// session's streams are sendonly from the start; that is not hold.
+func (l *CallLeg) holds(o Offer) bool {
+	if o.Direction == "sendonly" && l.normal == "sendonly" {
+		return false
+	}
+	return o.Hold
 }
 
 // OnHold tells whether the peer has put the call on hold.
@@ -614,7 +625,7 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	}
 	names := legNames(senders, s.cfg.AgentAORs)
 	for i, o := range streams {
-		l := &CallLeg{Name: names[i], Label: o.Label, Sender: senders[i], choice: choices[i], offer: o}
+		l := &CallLeg{Name: names[i], Label: o.Label, Sender: senders[i], choice: choices[i], offer: o, normal: o.Direction}
 		if err := s.openLeg(c, l); err != nil {
 			c.closeLegs()
 			s.Rejected.Add(1)
@@ -626,8 +637,8 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	}
 	c.Leg = c.Legs[0].Leg
 	hold := true
-	for _, o := range streams {
-		hold = hold && o.Hold
+	for i, o := range streams {
+		hold = hold && c.Legs[i].holds(o)
 	}
 	cancelled := make(chan struct{})
 	var once sync.Once
@@ -833,9 +844,9 @@ func (s *Server) reinvite(callID string, req *sipmsg.Request, tx sipmsg.ServerTr
 		}
 		o := streams[i]
 		l.offer = o
-		hold = hold && o.Hold
+		hold = hold && l.holds(o)
 		l.rcv.Touch() // the media timeout counts from the re-INVITE
-		if !o.Hold {
+		if !l.holds(o) {
 			l.rcv.Relatch()
 		}
 	}

@@ -61,8 +61,8 @@ func TestSIPRECRecordingSession(t *testing.T) {
 		t.Errorf("answer:\n%s", ans)
 	}
 	c := <-log.started
-	if !c.Recording || len(c.Legs) != 2 {
-		t.Fatalf("recording %v, %d legs", c.Recording, len(c.Legs))
+	if !c.Recording || len(c.Legs) != 2 || c.OnHold() { // sendonly streams are how a recording comes, not hold
+		t.Fatalf("recording %v, %d legs, on hold %v", c.Recording, len(c.Legs), c.OnHold())
 	}
 	if c.Legs[0].Name != "customer" || c.Legs[1].Name != "agent" || c.Legs[1].Sender.AOR != "sip:agent7@agents.example.com" ||
 		c.Legs[0].Label != "1" || c.Legs[0].LocalRTP() == c.Legs[1].LocalRTP() {

@@ -1,9 +1,15 @@
 package sip
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
 )
 
 func TestSplitBody(t *testing.T) {
@@ -74,4 +80,68 @@ func TestLegNames(t *testing.T) {
 			t.Errorf("%+v with %v: %s, want %s", c.senders, c.agents, got, c.want)
 		}
 	}
+}
+
+// twoStreams is an offer with two audio streams (as a recording session's
+// SDP, without the metadata), each with a label; direction for both.
+func twoStreams(port int, direction string, streams int) []byte {
+	s := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+	for i := range streams {
+		s += fmt.Sprintf("m=audio %d RTP/AVP 0\r\na=label:%d\r\na=%s\r\n", port+2*i, i+1, direction)
+	}
+	s += "m=video 0 RTP/AVP 96\r\n" // refused, answered with port 0
+	return []byte(s)
+}
+
+// A two-stream call: two legs, both answered; a re-INVITE holds and
+// resumes both; one that drops a stream is refused (488) and changes
+// nothing.
+func TestTwoStreamCallReinvite(t *testing.T) {
+	_, rec, addr := startServer(t, Config{})
+	phone := newUAC(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sess, err := phone.dc.Invite(ctx, target(addr), twoStreams(40100, "sendonly", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sess.Ack(ctx)
+	ans := string(sess.InviteResponse.Body())
+	if strings.Count(ans, "m=audio ") != 2 || !strings.Contains(ans, "m=video 0 RTP/AVP 96") || strings.Count(ans, "a=recvonly") != 2 {
+		t.Fatalf("answer:\n%s", ans)
+	}
+	var c *Call
+	select {
+	case c = <-rec.startCh:
+	case <-time.After(5 * time.Second):
+		t.Fatal("call not started")
+	}
+	if len(c.Legs) != 2 || c.Legs[0].Name != "caller" || c.Legs[1].Name != "callee" || c.OnHold() {
+		t.Fatalf("legs %d, hold %v", len(c.Legs), c.OnHold())
+	}
+	reinvite := func(body []byte) int {
+		req := sipmsg.NewRequest(sipmsg.INVITE, sess.InviteResponse.Contact().Address)
+		req.SetBody(body)
+		req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
+		res, err := sess.Do(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.StatusCode
+	}
+	if code := reinvite(twoStreams(40100, "inactive", 2)); code != 200 || !c.OnHold() {
+		t.Errorf("hold: %d, on hold %v", code, c.OnHold())
+	}
+	if code := reinvite(twoStreams(40100, "sendonly", 1)); code != 488 || !c.OnHold() {
+		t.Errorf("one stream of two: %d, on hold %v", code, c.OnHold())
+	}
+	if code := reinvite(twoStreams(40100, "sendonly", 2)); code != 200 || c.OnHold() {
+		t.Errorf("resume: %d, on hold %v", code, c.OnHold())
+	}
+	sess.Bye(ctx)
+	<-c.Done()
 }
