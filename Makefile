@@ -24,13 +24,14 @@ vet:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 
 # The full suite, under the race detector: unit and integration tests on the
-# real model and ONNX Runtime, then short fuzz runs.
+# real model and ONNX Runtime, then short fuzz runs (minimizing a new input
+# is cut at 1 s, or it alone would outlast the run).
 test: setup build vet
 	$(GO) test -count=1 -race ./...
-	$(GO) test -run '^$$' -fuzz FuzzReadWAV -fuzztime 10s ./media
-	$(GO) test -run '^$$' -fuzz FuzzLegRTP -fuzztime 10s ./media
-	$(GO) test -run '^$$' -fuzz FuzzParseOffer -fuzztime 10s ./sip
-	$(GO) test -run '^$$' -fuzz FuzzWHIPOffer -fuzztime 10s ./webrtc
+	$(GO) test -run '^$$' -fuzz FuzzReadWAV -fuzztime 10s -fuzzminimizetime 1s ./media
+	$(GO) test -run '^$$' -fuzz FuzzLegRTP -fuzztime 10s -fuzzminimizetime 1s ./media
+	$(GO) test -run '^$$' -fuzz FuzzParseOffer -fuzztime 10s -fuzzminimizetime 1s ./sip
+	$(GO) test -run '^$$' -fuzz FuzzWHIPOffer -fuzztime 10s -fuzzminimizetime 1s ./webrtc
 
 # Benchmarks: Go micro-benchmarks, then Callscribe beside the sherpa-onnx
 # peer on the same files and cores.
