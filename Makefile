@@ -32,6 +32,7 @@ test: setup build vet
 	$(GO) test -run '^$$' -fuzz FuzzLegRTP -fuzztime 10s -fuzzminimizetime 1s ./media
 	$(GO) test -run '^$$' -fuzz FuzzParseOffer -fuzztime 10s -fuzzminimizetime 1s ./sip
 	$(GO) test -run '^$$' -fuzz FuzzWHIPOffer -fuzztime 10s -fuzzminimizetime 1s ./webrtc
+	$(GO) test -run '^$$' -fuzz FuzzRecordingBody -fuzztime 10s -fuzzminimizetime 1s ./sip
 
 # Benchmarks: Go micro-benchmarks, then Callscribe beside the sherpa-onnx
 # peer on the same files and cores.

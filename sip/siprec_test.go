@@ -145,3 +145,28 @@ func TestTwoStreamCallReinvite(t *testing.T) {
 	sess.Bye(ctx)
 	<-c.Done()
 }
+
+// Whatever a recording INVITE carries, reading it returns or errs: no panic.
+func FuzzRecordingBody(f *testing.F) {
+	sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=label:1\r\n"
+	meta := `<recording xmlns="urn:ietf:params:xml:ns:recording:1"><participant participant_id="a"><nameID aor="sip:a@b"/></participant>` +
+		`<stream stream_id="s"><label>1</label></stream><participantstreamassoc participant_id="a"><send>s</send></participantstreamassoc></recording>`
+	f.Add("multipart/mixed;boundary=b", "--b\r\nContent-Type: application/sdp\r\n\r\n"+sdp+"\r\n--b\r\nContent-Type: application/rs-metadata+xml\r\n\r\n"+meta+"\r\n--b--\r\n")
+	f.Add("application/sdp", sdp)
+	f.Fuzz(func(t *testing.T, ct, body string) {
+		s, m, err := splitBody(ct, []byte(body))
+		if err != nil {
+			return
+		}
+		if offers, err := ParseOffers(s); err == nil {
+			var senders []Participant
+			if m != nil {
+				by, _ := streamSenders(m)
+				for _, o := range offers {
+					senders = append(senders, by[o.Label])
+				}
+			}
+			legNames(senders, []string{"*@b"})
+		}
+	})
+}
