@@ -77,6 +77,7 @@ func sipLoad(args []string, w io.Writer) error {
 	rounds := fs.Int("rounds", 2, "calls each caller places, one after the other")
 	wavs := fs.String("wavs", "", "directory of WAVs with trans.txt (default: the test model's test_wavs)")
 	tail := fs.Duration("tail", 2*time.Second, "silence after the speech, before the hangup")
+	siprec := fs.Bool("siprec", false, "place SIPREC recording sessions (over TCP): two parties, two recordings, a leg each")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -118,8 +119,15 @@ func sipLoad(args []string, w io.Writer) error {
 			}
 			defer ph.Close()
 			for r := range *rounds {
-				u := utts[(c+r)%len(utts)]
-				talked, err := ph.Call(*target, u.pcmu)
+				parties := []utterance{utts[(c+r)%len(utts)]}
+				var talked siptest.Talked
+				if *siprec {
+					parties = append(parties, utts[(c+r+1)%len(utts)])
+					talked, err = ph.Record(*target, siptest.RecordingMetadata("sip:customer@trunk.invalid", "sip:agent@agents.invalid"),
+						parties[0].pcmu, parties[1].pcmu)
+				} else {
+					talked, err = ph.Call(*target, parties[0].pcmu)
+				}
 				if err != nil || talked.Code != 200 {
 					fmt.Fprintf(os.Stderr, "callscribe-load: call: %d %v\n", talked.Code, err)
 					mu.Lock()
@@ -127,16 +135,23 @@ func sipLoad(args []string, w io.Writer) error {
 					mu.Unlock()
 					continue
 				}
-				text, last, endMs, err := callFinals(follower, talked.CallID)
-				if err != nil {
-					fmt.Fprintf(os.Stderr, "callscribe-load: %v\n", err)
+				legs, texts, last, endMs, err := callFinals(follower, talked.CallID)
+				if err != nil || len(legs) != len(parties) {
+					fmt.Fprintf(os.Stderr, "callscribe-load: call %s: legs %v: %v\n", talked.CallID, legs, err)
 					continue
 				}
-				e, n := asr.WordErrors(u.ref, text)
+				res := result{code: 200}
+				var speechMs int64
+				for i, u := range parties { // the legs come in the order of the streams
+					e, n := asr.WordErrors(u.ref, texts[legs[i]])
+					res.errs += e
+					res.words += n
+					speechMs = max(speechMs, u.speechMs)
+					res.audio = max(res.audio, time.Duration(len(u.pcmu))*time.Second/8000)
+				}
+				res.latency = last.Sub(talked.Start.Add(time.Duration(min(endMs, speechMs)) * time.Millisecond))
 				mu.Lock()
-				results = append(results, result{errs: e, words: n, code: 200,
-					latency: last.Sub(talked.Start.Add(time.Duration(min(endMs, u.speechMs)) * time.Millisecond)),
-					audio:   time.Duration(len(u.pcmu)) * time.Second / 8000})
+				results = append(results, res)
 				mu.Unlock()
 			}
 		})
@@ -164,8 +179,12 @@ func sipLoad(args []string, w io.Writer) error {
 		return errors.New("no call was transcribed")
 	}
 	slices.Sort(lat)
-	fmt.Fprintf(w, "sip: %d concurrent calls x %d rounds (%s, G.711 μ-law, %v of silence before BYE): %d transcribed, %d refused or failed\n",
-		*calls, *rounds, *wavs, *tail, len(lat), failed)
+	kind := "calls"
+	if *siprec {
+		kind = "recording sessions (two parties each)"
+	}
+	fmt.Fprintf(w, "sip: %d concurrent %s x %d rounds (%s, G.711 μ-law, %v of silence before BYE): %d transcribed, %d refused or failed\n",
+		*calls, kind, *rounds, *wavs, *tail, len(lat), failed)
 	fmt.Fprintf(w, "word error rate against the reference texts: %.1f%% (%d errors in %d words)\n", 100*float64(errs)/float64(words), errs, words)
 	fmt.Fprintf(w, "last word -> its final on Redis: median %v, p90 %v, max %v\n",
 		lat[len(lat)/2].Round(time.Millisecond), lat[min(len(lat)-1, len(lat)*9/10)].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
@@ -174,19 +193,21 @@ func sipLoad(args []string, w io.Writer) error {
 	return nil
 }
 
-// callFinals reads a call's events on Redis up to its call.end: the
-// finals' text and when the last one was added to Redis.
-func callFinals(f *transcript.Follower, callID string) (string, time.Time, int64, error) {
+// callFinals reads a call's events on Redis up to its call.end: its legs
+// (from call.start), each leg's finals, and when the last final was added
+// to Redis with the end of its last word in the call's audio.
+func callFinals(f *transcript.Follower, callID string) ([]string, map[string]string, time.Time, int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var texts []string
+	var legs []string
+	texts := map[string]string{}
 	var last time.Time
-	var endMs int64 // the last word's end in the call's audio
+	var endMs int64
 	after := ""
 	for {
 		ms, err := f.Read(ctx, callID, after, 64, 5*time.Second)
 		if err != nil {
-			return "", last, 0, err
+			return nil, nil, last, 0, err
 		}
 		for _, m := range ms {
 			after = m.ID
@@ -194,22 +215,25 @@ func callFinals(f *transcript.Follower, callID string) (string, time.Time, int64
 			ms, _, _ := strings.Cut(m.ID, "-")
 			n, _ := strconv.ParseInt(ms, 10, 64)
 			now := time.UnixMilli(n)
+			fl := m.Event.Fields
 			switch m.Event.Type {
+			case transcript.CallStart:
+				legs = strings.Split(fl["legs"], ",")
 			case transcript.Final:
-				if t := m.Event.Fields["text"]; t != "" {
-					texts = append(texts, t)
+				if fl["text"] != "" {
+					texts[fl["leg"]] = strings.TrimSpace(texts[fl["leg"]] + " " + fl["text"])
 					last = now
-					endMs, _ = strconv.ParseInt(m.Event.Fields["end_ms"], 10, 64)
+					endMs, _ = strconv.ParseInt(fl["end_ms"], 10, 64)
 				}
 			case transcript.CallEnd:
 				if last.IsZero() {
 					last = now
 				}
-				return strings.Join(texts, " "), last, endMs, nil
+				return legs, texts, last, endMs, nil
 			}
 		}
 		if len(ms) == 0 && ctx.Err() != nil {
-			return "", last, 0, fmt.Errorf("call %s: no call.end on Redis", callID)
+			return nil, nil, last, 0, fmt.Errorf("call %s: no call.end on Redis", callID)
 		}
 	}
 }
