@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -52,7 +51,7 @@ func NewReader(ctx context.Context, o ReaderOptions) (*Reader, error) {
 		start = "0"
 	}
 	err := r.client.XGroupCreateMkStream(ctx, r.stream, r.group, start).Err()
-	if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") { // the group exists already
+	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") { // the group exists already
 		r.client.Close()
 		return nil, fmt.Errorf("transcript: create group %s on %s: %w", r.group, r.stream, err)
 	}

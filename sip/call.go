@@ -1,0 +1,270 @@
+package sip
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/callscribe/callscribe/media"
+)
+
+// Call is one answered call.
+type Call struct {
+	SIPCallID string
+	From, To  string
+	Source    netip.AddrPort // where the INVITE came from
+	Headers   map[string]string
+	Codec     string // negotiated at answer; a re-INVITE may change it
+	// Leg is the first stream's audio: a plain call's only one.
+	Leg *media.Leg
+	// Legs are the call's audio streams in SDP order: one for a plain
+	// call, one per participant for a SIPREC recording session.
+	Legs []*CallLeg
+	// Recording tells a SIPREC session (a multipart INVITE with metadata).
+	Recording bool
+	Started   time.Time
+
+	// Session timer (RFC 4028): the call ends when not refreshed in time.
+	expires   time.Duration
+	refreshed atomic.Int64 // unix nanos of the last INVITE/UPDATE
+	dlg       *sipgo.DialogServerSession
+	hold      atomic.Bool
+	ver       atomic.Uint64
+	sessID    uint64
+	mu        sync.Mutex // guards the legs' choices
+	done      chan struct{}
+	reason    string
+}
+
+// CallLeg is one audio stream of a call.
+type CallLeg struct {
+	Name   string      // caller, callee; agent, customer (see Config.AgentAORs)
+	Label  string      // the stream's SDP a=label (SIPREC), if any
+	Sender Participant // who sends it (SIPREC metadata), if known
+	Leg    *media.Leg
+
+	rcv    *media.Receiver
+	choice Choice // the codec now in use
+	offer  Offer  // the stream as last offered
+	normal string // the direction first offered
+}
+
+// holds tells whether an offer of the stream puts it on hold: inactive, a
+// 0.0.0.0 address, or sendonly where the call began otherwise. A recording
+// session's streams are sendonly from the start; that is not hold.
+func (l *CallLeg) holds(o Offer) bool {
+	if o.Direction == "sendonly" && l.normal == "sendonly" {
+		return false
+	}
+	return o.Hold
+}
+
+// OnHold tells whether the peer has put the call on hold.
+func (c *Call) OnHold() bool { return c.hold.Load() }
+
+// Done is closed when the call has ended; Reason tells why.
+func (c *Call) Done() <-chan struct{} { return c.done }
+
+// Reason is why the call ended: bye, timeout, shutdown, error.
+func (c *Call) Reason() string {
+	select {
+	case <-c.done:
+		return c.reason
+	default:
+		return ""
+	}
+}
+
+// openLeg binds a stream's RTP socket and starts receiving it.
+func (s *Server) openLeg(c *Call, l *CallLeg) error {
+	conn, err := s.ports.Listen(s.cfg.MediaIP)
+	if err != nil {
+		return err
+	}
+	lo := s.cfg.Leg
+	lo.PayloadTypes = map[uint8]string{l.choice.PT: l.choice.Name}
+	lo.DTMFPayloadType = l.choice.DTMFPT
+	if dh, ok := s.h.(DTMFHandler); ok {
+		lo.OnDTMF = func(d media.DTMF) { dh.CallDTMF(c, l, d) }
+	}
+	leg, err := media.NewLeg(lo)
+	if err != nil {
+		conn.Close()
+		s.ports.Release(conn.LocalAddr().(*net.UDPAddr).Port)
+		return err
+	}
+	var rcv *media.Receiver
+	if s.poll != nil {
+		if rcv, err = s.poll.Add(conn, leg, s.ports); err != nil {
+			conn.Close()
+			s.ports.Release(conn.LocalAddr().(*net.UDPAddr).Port)
+			return err
+		}
+	} else {
+		rcv = media.NewReceiver(conn, leg, s.ports)
+	}
+	l.Leg, l.rcv = leg, rcv
+	return nil
+}
+
+// closeLegs stops receiving every stream (their ports go back).
+func (c *Call) closeLegs() {
+	for _, l := range c.Legs {
+		l.rcv.Close()
+	}
+}
+
+// answer is the SDP answer to offers (every m-line, in order): each stream
+// we receive at its port, the rest refused.
+func (c *Call) answer(offers []Offer) []byte {
+	streams := make([]AnswerStream, 0, len(offers))
+	k := 0
+	for _, o := range offers {
+		if o.Refused || k >= len(c.Legs) {
+			streams = append(streams, AnswerStream{Offer: o})
+			continue
+		}
+		l := c.Legs[k]
+		k++
+		streams = append(streams, AnswerStream{Port: l.rcv.LocalAddr().Port(), Choice: l.choice, Offer: o})
+	}
+	return AnswerStreams(c.Legs[0].rcv.LocalAddr().Addr(), streams, c.sessID, c.ver.Add(1))
+}
+
+// idle is how long the call has had no RTP on any stream.
+func (c *Call) idle() time.Duration {
+	d := c.Legs[0].rcv.Idle()
+	for _, l := range c.Legs[1:] {
+		d = min(d, l.rcv.Idle())
+	}
+	return d
+}
+
+// run is the call's loop: it ends on BYE, media timeout or shutdown.
+func (s *Server) run(c *Call, log *slog.Logger) {
+	defer s.wg.Done()
+	if s.h != nil {
+		s.h.CallStarted(c)
+	}
+	every := min(time.Second, s.cfg.MediaTimeout/4)
+	if c.expires > 0 {
+		every = min(every, c.expires/4)
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	reason := ""
+	for reason == "" {
+		select {
+		case <-c.dlg.Context().Done():
+			reason = "bye"
+		case <-s.ctx.Done():
+			reason = "shutdown"
+		case <-tick.C:
+			if !c.OnHold() && c.idle() > s.cfg.MediaTimeout {
+				reason = "timeout"
+			}
+			if c.expires > 0 && time.Since(time.Unix(0, c.refreshed.Load())) > c.expires {
+				log.Info("sip: session not refreshed", "session_expires", c.expires)
+				reason = "timeout"
+			}
+		}
+	}
+	log.Info("sip: call ended", "reason", reason, "duration", time.Since(c.Started))
+	s.hangup(c, reason)
+}
+
+// hangup ends a call: BYE unless the peer sent it, media closed, handler told.
+func (s *Server) hangup(c *Call, reason string) {
+	if reason != "bye" {
+		// The BYE must go out even when the server's context is done.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
+		c.dlg.Bye(ctx)
+		cancel()
+	}
+	c.dlg.Close()
+	c.closeLegs()
+	c.reason = reason
+	s.mu.Lock()
+	delete(s.calls, c.SIPCallID)
+	s.mu.Unlock()
+	close(c.done)
+	if s.h != nil {
+		s.h.CallEnded(c)
+	}
+}
+
+// LocalRTP is the first stream's RTP address (what the SDP answer announced).
+func (c *Call) LocalRTP() netip.AddrPort { return c.Legs[0].rcv.LocalAddr() }
+
+// LocalRTP is the stream's RTP address.
+func (l *CallLeg) LocalRTP() netip.AddrPort { return l.rcv.LocalAddr() }
+
+// reinvite updates an established call: hold and resume, a new address.
+func (s *Server) reinvite(callID string, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	s.mu.Lock()
+	c := s.calls[callID]
+	s.mu.Unlock()
+	if c == nil {
+		respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	offers, _, err := s.readOffer(req)
+	if err != nil {
+		respond(tx, req, 488, "Not Acceptable Here")
+		return
+	}
+	var streams []Offer
+	for _, o := range offers {
+		if !o.Refused {
+			streams = append(streams, o)
+		}
+	}
+	if len(streams) != len(c.Legs) {
+		respond(tx, req, 488, "Not Acceptable Here", sipmsg.NewHeader("Warning",
+			fmt.Sprintf(`304 callscribe "the call has %d audio streams"`, len(c.Legs))))
+		return
+	}
+	// Keep each stream's codec if the offer still has it, else move to the
+	// best one it has.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	choices := make([]Choice, len(streams))
+	for i, o := range streams {
+		ch, err := Negotiate(o, append([]string{c.Legs[i].choice.Name}, s.cfg.Codecs...))
+		if err != nil {
+			respond(tx, req, 488, "Not Acceptable Here", sipmsg.NewHeader("Warning", `304 callscribe "no common codec"`))
+			return
+		}
+		choices[i] = ch
+	}
+	hold := true
+	for i, l := range c.Legs {
+		if ch := choices[i]; ch != l.choice {
+			if err := l.Leg.Renegotiate(map[uint8]string{ch.PT: ch.Name}, ch.DTMFPT); err != nil {
+				respond(tx, req, 500, "Server Internal Error")
+				return
+			}
+			s.cfg.Logger.Info("sip: codec changed", "call_id", callID, "leg", l.Name, "from", l.choice.Name, "to", ch.Name)
+			l.choice = ch
+		}
+		o := streams[i]
+		l.offer = o
+		hold = hold && l.holds(o)
+		l.rcv.Touch() // the media timeout counts from the re-INVITE
+		if !l.holds(o) {
+			l.rcv.Relatch()
+		}
+	}
+	c.Codec = c.Legs[0].choice.Name
+	c.hold.Store(hold)
+	c.refreshed.Store(time.Now().UnixNano())
+	tx.Respond(sipmsg.NewSDPResponseFromRequest(req, c.answer(offers)))
+}
