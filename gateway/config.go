@@ -74,6 +74,7 @@ type ASRConfig struct {
 // RedisConfig is transcript delivery.
 type RedisConfig struct {
 	Addr           string        `yaml:"addr"`
+	Cluster        bool          `yaml:"cluster"`
 	Prefix         string        `yaml:"prefix"`
 	Shards         int           `yaml:"shards"`
 	CallMaxLen     int64         `yaml:"call_maxlen"`

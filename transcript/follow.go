@@ -13,14 +13,15 @@ import (
 // what a live view of one call follows. Unlike Reader it keeps no group
 // state; the caller remembers the last id it has seen.
 type Follower struct {
-	client *redis.Client
+	client redis.UniversalClient
 	prefix string
 }
 
 // FollowerOptions name the Redis server and bound the concurrent follows.
 type FollowerOptions struct {
-	Addr   string // default 127.0.0.1:6379
-	Prefix string // default "stt"
+	Addr    string // default 127.0.0.1:6379
+	Cluster bool   // Addr is a node of a Redis Cluster
+	Prefix  string // default "stt"
 	// MaxFollows is how many Reads may block at once (one connection
 	// each); default 100.
 	MaxFollows int
@@ -39,8 +40,8 @@ func NewFollower(o FollowerOptions) *Follower {
 	}
 	// A blocked XREAD holds its connection: the pool has one per follow,
 	// and a spare for the quick reads.
-	return &Follower{prefix: o.Prefix, client: redis.NewClient(&redis.Options{Addr: o.Addr,
-		PoolSize: o.MaxFollows + 2, PoolTimeout: 2 * time.Second, ContextTimeoutEnabled: true})}
+	return &Follower{prefix: o.Prefix, client: redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{o.Addr},
+		IsClusterMode: o.Cluster, PoolSize: o.MaxFollows + 2, PoolTimeout: 2 * time.Second, ContextTimeoutEnabled: true})}
 }
 
 // Read returns the call's events after the entry id after ("0" or "" for

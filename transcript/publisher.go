@@ -45,6 +45,9 @@ func (e *Event) uttKey() string {
 type Options struct {
 	// Addr of Redis; default 127.0.0.1:6379.
 	Addr string
+	// Cluster: Addr is a node of a Redis Cluster, the others are found from
+	// it. A call's stream and its firehose shard may live on different nodes.
+	Cluster bool
 	// Prefix of every key; default "stt".
 	Prefix string
 	// Shards of the firehose stt:events:<shard>; default 1.
@@ -117,7 +120,7 @@ type Stats struct {
 // Publisher delivers events to Redis at least once, in order per call.
 type Publisher struct {
 	opts   Options
-	client *redis.Client
+	client redis.UniversalClient
 
 	mu      sync.Mutex
 	queue   []*Event
@@ -142,8 +145,8 @@ func NewPublisher(opts Options) (*Publisher, error) {
 	opts.defaults()
 	p := &Publisher{
 		opts: opts,
-		client: redis.NewClient(&redis.Options{Addr: opts.Addr, MaxRetries: -1, DialerRetries: 1,
-			DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second}),
+		client: redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{opts.Addr}, IsClusterMode: opts.Cluster,
+			MaxRetries: -1, DialerRetries: 1, DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second}),
 		seq:     map[string]int64{},
 		partial: map[string]*Event{},
 		wake:    make(chan struct{}, 1),

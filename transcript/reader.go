@@ -14,7 +14,7 @@ import (
 // a contact-center application imports. Events come in order per call; an
 // event delivered twice (at-least-once publishing) is handed over once.
 type Reader struct {
-	client   *redis.Client
+	client   redis.UniversalClient
 	stream   string
 	group    string
 	consumer string
@@ -24,6 +24,7 @@ type Reader struct {
 // ReaderOptions name the stream and the group member.
 type ReaderOptions struct {
 	Addr     string // default 127.0.0.1:6379
+	Cluster  bool   // Addr is a node of a Redis Cluster
 	Prefix   string // default "stt"
 	Shard    int    // firehose shard, default 0
 	Group    string // consumer group, created if missing; required
@@ -44,7 +45,8 @@ func NewReader(ctx context.Context, o ReaderOptions) (*Reader, error) {
 	if o.Prefix == "" {
 		o.Prefix = "stt"
 	}
-	r := &Reader{client: redis.NewClient(&redis.Options{Addr: o.Addr}), group: o.Group, consumer: o.Consumer,
+	r := &Reader{client: redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{o.Addr}, IsClusterMode: o.Cluster}),
+		group: o.Group, consumer: o.Consumer,
 		stream: o.Prefix + ":events:" + strconv.Itoa(o.Shard), lastSeq: map[string]int64{}}
 	start := "$"
 	if o.FromStart {

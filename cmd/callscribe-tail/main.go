@@ -30,6 +30,7 @@ func main() {
 	asJSON := flag.Bool("json", false, "print raw events as JSON lines")
 	calls := flag.Int("calls", 0, "exit after this many call.end events (0: run until interrupted)")
 	fromStart := flag.Bool("from-start", false, "print what is already on the stream first")
+	cluster := flag.Bool("cluster", false, "the Redis address is a node of a Redis Cluster")
 	flag.Parse()
 	key := fmt.Sprintf("%s:events:%d", *prefix, *shard)
 	if *call != "" {
@@ -37,7 +38,9 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := tail(ctx, *addr, key, *asJSON, *calls, *fromStart, isTerminal(os.Stdout), os.Stdout); err != nil && ctx.Err() == nil {
+	rc := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{*addr}, IsClusterMode: *cluster})
+	defer rc.Close()
+	if err := tail(ctx, rc, key, *asJSON, *calls, *fromStart, isTerminal(os.Stdout), os.Stdout); err != nil && ctx.Err() == nil {
 		fmt.Fprintf(os.Stderr, "callscribe-tail: %v\n", err)
 		os.Exit(1)
 	}
@@ -55,9 +58,7 @@ func isTerminal(f *os.File) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-func tail(ctx context.Context, addr, key string, asJSON bool, calls int, fromStart, tty bool, w io.Writer) error {
-	rc := redis.NewClient(&redis.Options{Addr: addr})
-	defer rc.Close()
+func tail(ctx context.Context, rc redis.UniversalClient, key string, asJSON bool, calls int, fromStart, tty bool, w io.Writer) error {
 	last := "$"
 	if fromStart {
 		last = "0"

@@ -9,6 +9,7 @@ import (
 
 	"github.com/callscribe/callscribe/transcript"
 	"github.com/callscribe/callscribe/transcript/transcripttest"
+	"github.com/redis/go-redis/v9"
 )
 
 func TestTailPrintsTranscripts(t *testing.T) {
@@ -35,7 +36,9 @@ func TestTailPrintsTranscripts(t *testing.T) {
 		{false, true, []string{`"text":"HELLO THERE"`, `"type":"call.end"`}},
 	} {
 		var out bytes.Buffer
-		if err := tail(ctx, rd.Addr, "stt:events:0", tc.json, 1, true, tc.tty, &out); err != nil {
+		rc := redis.NewClient(&redis.Options{Addr: rd.Addr})
+		defer rc.Close()
+		if err := tail(ctx, rc, "stt:events:0", tc.json, 1, true, tc.tty, &out); err != nil {
 			t.Fatal(err)
 		}
 		for _, w := range tc.want {

@@ -130,7 +130,7 @@ func serve(cfg gateway.Config, log *slog.Logger) error {
 	}
 	defer batcher.Close()
 	r := cfg.Redis
-	pub, err := transcript.NewPublisher(transcript.Options{Addr: r.Addr, Prefix: r.Prefix, Shards: r.Shards, CallMaxLen: r.CallMaxLen,
+	pub, err := transcript.NewPublisher(transcript.Options{Addr: r.Addr, Cluster: r.Cluster, Prefix: r.Prefix, Shards: r.Shards, CallMaxLen: r.CallMaxLen,
 		FirehoseMaxLen: r.FirehoseMaxLen, Expire: r.Expire, SpoolMax: r.SpoolMax, SpoolFile: r.SpoolFile, Logger: log})
 	if err != nil {
 		return err
@@ -203,7 +203,8 @@ func serve(cfg gateway.Config, log *slog.Logger) error {
 		mux.Handle(wc.Path, whip)
 		mux.Handle(wc.Path+"/", whip)
 	}
-	follower := transcript.NewFollower(transcript.FollowerOptions{Addr: r.Addr, Prefix: r.Prefix, MaxFollows: cfg.HTTP.MaxEventStreams})
+	follower := transcript.NewFollower(transcript.FollowerOptions{Addr: r.Addr, Cluster: r.Cluster, Prefix: r.Prefix,
+		MaxFollows: cfg.HTTP.MaxEventStreams})
 	defer follower.Close()
 	events := gateway.NewEvents(follower, log)
 	events.Max = cfg.HTTP.MaxEventStreams

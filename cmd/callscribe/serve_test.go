@@ -23,6 +23,7 @@ import (
 	"github.com/callscribe/callscribe/internal/testcert"
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/sip/siptest"
+	"github.com/callscribe/callscribe/transcript"
 	"github.com/callscribe/callscribe/transcript/transcripttest"
 	"github.com/callscribe/callscribe/webrtc/webrtctest"
 )
@@ -395,5 +396,45 @@ func TestServeHTTPS(t *testing.T) {
 	res.Body.Close()
 	if res, err := http.Get("http://" + g.http + "/healthz"); err == nil && res.StatusCode == 200 {
 		t.Error("plain http answered")
+	}
+}
+
+// The gateway on a Redis Cluster (redis.cluster): a call's events land in
+// its stream, read back through the cluster from another node.
+func TestServeOnRedisCluster(t *testing.T) {
+	nodes := transcripttest.StartCluster(t, 3)
+	config := filepath.Join(t.TempDir(), "cluster.yaml")
+	os.WriteFile(config, []byte("redis:\n  cluster: true\n"), 0o644)
+	g := startGateway(t, nodes[0], "-config", config)
+	g.waitReady(t, 200)
+	a, err := media.ReadWAVFile(filepath.Join(testModelDir(t), "test_wavs", "8k.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	talked, err := siptest.NewPhone(t).Call(g.sip, siptest.PCMU(a.Samples))
+	if err != nil || talked.Code != 200 {
+		t.Fatalf("call: %d %v", talked.Code, err)
+	}
+	f := transcript.NewFollower(transcript.FollowerOptions{Addr: nodes[2], Cluster: true})
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var finals []string
+	after := ""
+	for ended := false; !ended; {
+		ms, err := f.Read(ctx, talked.CallID, after, 100, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			after = m.ID
+			if m.Event.Type == transcript.Final {
+				finals = append(finals, m.Event.Fields["text"])
+			}
+			ended = ended || m.Event.Type == transcript.CallEnd
+		}
+	}
+	if !strings.Contains(strings.Join(finals, " "), "APPREHENSION") {
+		t.Errorf("finals %q", finals)
 	}
 }

@@ -5,11 +5,9 @@
 package transcripttest
 
 import (
-	"fmt"
 	"net"
 	"os/exec"
 	"testing"
-	"time"
 )
 
 // Redis is a redis-server process started by a test.
@@ -48,19 +46,7 @@ func (r *Redis) Restart() {
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
-	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", r.Addr); err == nil {
-			fmt.Fprintf(c, "PING\r\n")
-			buf := make([]byte, 16)
-			c.SetReadDeadline(time.Now().Add(time.Second))
-			n, _ := c.Read(buf)
-			c.Close()
-			if string(buf[:n]) == "+PONG\r\n" {
-				return
-			}
-		}
-	}
-	r.t.Fatalf("redis-server did not come up on %s", r.Addr)
+	waitPong(r.t, r.Addr)
 }
 
 // Stop kills the server (an outage). Idempotent.
