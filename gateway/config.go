@@ -52,6 +52,7 @@ type SIPConfig struct {
 	RTPReadWorkers    int               `yaml:"rtp_read_workers"`
 	RingMs            int               `yaml:"ring_ms"`
 	AgentAORs         []string          `yaml:"agent_aors"`
+	LegNamesHeader    string            `yaml:"leg_names_header"`
 	ReorderMs         int               `yaml:"reorder_ms"`
 }
 
@@ -267,6 +268,11 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("webrtc.public_ips: %q: want an IP address", ip)
 			}
 		}
+	}
+	if h := c.SIP.LegNamesHeader; h != "" && strings.IndexFunc(h, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-')
+	}) >= 0 {
+		return fmt.Errorf("sip.leg_names_header: %q: want a header name like X-Leg-Names", h)
 	}
 	for _, p := range c.SIP.AgentAORs {
 		if _, err := path.Match(p, ""); err != nil || p == "" {

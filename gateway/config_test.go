@@ -35,6 +35,7 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		{"redis:\n  addr: redis:99999\n", "redis.addr"},
 		{"http:\n  max_event_streams: 0\n", "http.max_event_streams"},
 		{"sip:\n  agent_aors: ['[agents']\n", "sip.agent_aors"},
+		{"sip:\n  leg_names_header: 'X Leg'\n", "sip.leg_names_header"},
 		{"sip:\n  tls: 127.0.0.1:5061\n", "sip.tls_cert_file"},
 		{"sip:\n  media_timeout: soon\n", "line 2"}, // a type error names its line
 		{"sipp:\n  udp: x\n", "sipp"},               // unknown field

@@ -67,6 +67,11 @@ type Config struct {
 	// streams they tell apart names its legs agent and customer; otherwise
 	// legs are caller and callee. Default: none.
 	AgentAORs []string
+	// LegNamesHeader names a header by which the caller says who speaks on
+	// each stream ("X-Leg-Names: agent" or "customer, agent" in stream
+	// order): names of letters, digits, - and _; it overrides the names
+	// above. Default: none.
+	LegNamesHeader string
 	// RTPReadWorkers > 0 reads every call's RTP on that many epoll workers
 	// (media.Poller); 0, the default, gives each leg a goroutine of its own.
 	RTPReadWorkers int
@@ -557,6 +562,15 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		}
 	}
 	names := legNames(senders, s.cfg.AgentAORs)
+	if s.cfg.LegNamesHeader != "" {
+		if h := req.GetHeader(s.cfg.LegNamesHeader); h != nil {
+			if given, ok := parseLegNames(h.Value(), len(streams)); ok {
+				names = given
+			} else {
+				log.Info("sip: leg names header ignored", "header", s.cfg.LegNamesHeader, "value", h.Value())
+			}
+		}
+	}
 	for i, o := range streams {
 		l := &CallLeg{Name: names[i], Label: o.Label, Sender: senders[i], choice: choices[i], offer: o, normal: o.Direction}
 		if err := s.openLeg(c, l); err != nil {

@@ -183,3 +183,24 @@ func matchAOR(aor string, patterns []string) bool {
 	}
 	return false
 }
+
+// parseLegNames reads a leg names header: one name per stream, distinct,
+// each of letters, digits, - and _ (at most 32).
+func parseLegNames(v string, streams int) ([]string, bool) {
+	parts := strings.Split(v, ",")
+	if len(parts) != streams {
+		return nil, false
+	}
+	seen := map[string]bool{}
+	for i, p := range parts {
+		p = strings.ToLower(strings.TrimSpace(p))
+		if p == "" || len(p) > 32 || seen[p] || strings.IndexFunc(p, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+		}) >= 0 {
+			return nil, false
+		}
+		seen[p] = true
+		parts[i] = p
+	}
+	return parts, true
+}

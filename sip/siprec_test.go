@@ -170,3 +170,50 @@ func FuzzRecordingBody(f *testing.F) {
 		}
 	})
 }
+
+func TestParseLegNames(t *testing.T) {
+	for _, c := range []struct {
+		v       string
+		streams int
+		want    string
+	}{
+		{"agent", 1, "agent"},
+		{" Customer , AGENT ", 2, "customer,agent"},
+		{"agent", 2, ""},           // one name for two streams
+		{"agent,agent", 2, ""},     // not distinct
+		{"agent,cust omer", 2, ""}, // not a name
+		{"", 1, ""},
+		{"a{b}", 1, ""},
+	} {
+		got, ok := parseLegNames(c.v, c.streams)
+		if strings.Join(got, ",") != c.want || ok != (c.want != "") {
+			t.Errorf("parseLegNames(%q, %d) = %v, %v; want %q", c.v, c.streams, got, ok, c.want)
+		}
+	}
+}
+
+// A configured header names the legs: here the only one, "agent"; a value
+// that does not fit (two names for one stream) leaves the default.
+func TestLegNamesHeader(t *testing.T) {
+	_, rec, addr := startServer(t, Config{LegNamesHeader: "X-Leg-Names"})
+	phone := newUAC(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, c := range []struct{ value, want string }{{"Agent", "agent"}, {"agent,customer", "caller"}} {
+		sess, err := phone.dc.Invite(ctx, target(addr), offer(40200, "0"), sipmsg.NewHeader("X-Leg-Names", c.value))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		sess.Ack(ctx)
+		call := <-rec.startCh
+		if call.Legs[0].Name != c.want {
+			t.Errorf("X-Leg-Names: %s: leg %q, want %q", c.value, call.Legs[0].Name, c.want)
+		}
+		sess.Bye(ctx)
+		<-call.Done()
+		sess.Close()
+	}
+}

@@ -146,7 +146,8 @@ func serve(cfg gateway.Config, log *slog.Logger) error {
 		MediaIP: sc.MediaIP, RTPPortLo: lo, RTPPortHi: hi, Codecs: sc.Codecs, MediaTimeout: sc.MediaTimeout,
 		MaxCalls: sc.MaxCalls, MaxCallsPerSource: sc.MaxCallsPerSource, AllowCIDRs: cidrs, Users: sc.Users,
 		Realm: sc.Realm, MinSE: sc.MinSE, CarryHeaders: sc.CarryHeaders, RTPReadWorkers: sc.RTPReadWorkers, AgentAORs: sc.AgentAORs,
-		Leg: media.LegOptions{RingMs: sc.RingMs, ReorderMs: sc.ReorderMs}, Logger: log}, calls)
+		LegNamesHeader: sc.LegNamesHeader,
+		Leg:            media.LegOptions{RingMs: sc.RingMs, ReorderMs: sc.ReorderMs}, Logger: log}, calls)
 	if err != nil {
 		return err
 	}
