@@ -83,3 +83,29 @@ func TestSippReinviteHold(t *testing.T) {
 		}
 	}
 }
+
+// sipp as the session border controller of a SIPREC recording: two legs
+// (PCMU and PCMA), named from the metadata, answered with both labels.
+func TestSippRecordingSession(t *testing.T) {
+	srv, rec, _ := startServer(t, Config{TCP: "127.0.0.1:0", AgentAORs: []string{"*@agents.example.com"}})
+	var tcp string
+	for _, a := range srv.Addrs() {
+		if a.Network() == "tcp" {
+			tcp = a.String()
+		}
+	}
+	scenario, _ := filepath.Abs("testdata/siprec.xml")
+	runSipp(t, t.TempDir(), tcp, "-sf", scenario, "-t", "t1")
+	ended := rec.waitEnded(t, 1)
+	c := ended[0]
+	if c.Reason() != "bye" || !c.Recording || len(c.Legs) != 2 || c.Headers["X-Scenario"] != "siprec" {
+		t.Fatalf("call: %s recording %v, %d legs, headers %v", c.Reason(), c.Recording, len(c.Legs), c.Headers)
+	}
+	for i, want := range []struct{ name, codec, aor string }{{"customer", "PCMU", "sip:+15550100@trunk.example.com"},
+		{"agent", "PCMA", "sip:agent42@agents.example.com"}} {
+		l := c.Legs[i]
+		if l.Name != want.name || l.choice.Name != want.codec || l.Sender.AOR != want.aor || l.Label != strconv.Itoa(i+1) {
+			t.Errorf("leg %d: %s %s %+v label %s", i, l.Name, l.choice.Name, l.Sender, l.Label)
+		}
+	}
+}
