@@ -78,6 +78,17 @@ func startGateway(t *testing.T) (*transcripttest.Redis, *transcript.Publisher, *
 	return rd, pub, calls, srv
 }
 
+// settle waits until every call has ended and its events are on Redis.
+func settle(t *testing.T, ctx context.Context, calls *Calls, pub *transcript.Publisher) {
+	t.Helper()
+	if err := calls.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // reference is what transcribe gives for G.711 bytes at 8 kHz: decoded,
 // upsampled as the legs do, recognized as one stream.
 func reference(t *testing.T, b *asr.Batcher, codec string, payload []byte) []asr.Result {
@@ -144,12 +155,7 @@ func TestCallToTranscriptOnRedis(t *testing.T) {
 	wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := calls.Drain(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	settle(t, ctx, calls, pub)
 	latMu.Lock()
 	for _, kind := range []asr.ResultKind{asr.Partial, asr.Final} {
 		ds := latencies[kind]
@@ -245,12 +251,7 @@ func TestRedisOutageMidCall(t *testing.T) {
 	<-done
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := calls.Drain(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	settle(t, ctx, calls, pub)
 	if during.Errors == 0 || during.Connected {
 		t.Errorf("spool counters did not move: %+v", during)
 	}
@@ -313,12 +314,7 @@ func TestBrowserCallToTranscript(t *testing.T) {
 	c.Hangup(t, hs.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := calls.Drain(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	settle(t, ctx, calls, pub)
 	ref := reference(t, newBatcher(t), "PCMU", speech)
 	msgs := callEntries(t, ctx, rd.Addr)
 	var finals []string
@@ -367,12 +363,7 @@ func TestRecordingSessionTranscribesEachParty(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := calls.Drain(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	settle(t, ctx, calls, pub)
 	msgs := callEntries(t, ctx, rd.Addr)
 	start, end := msgs[0].Values, msgs[len(msgs)-1].Values
 	if start["type"] != "call.start" || start["legs"] != "customer,agent" || start["recording"] != "siprec" ||
