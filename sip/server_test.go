@@ -123,6 +123,24 @@ func target(addr string) sipmsg.Uri {
 	return sipmsg.Uri{User: "transcribe", Host: ap.Addr().String(), Port: int(ap.Port())}
 }
 
+// answered places a call and acknowledges its 200 OK; the dialog is
+// closed when the test ends.
+func answered(t *testing.T, ctx context.Context, dc *sipgo.DialogClientCache, to sipmsg.Uri, body []byte, hdrs ...sipmsg.Header) *sipgo.DialogClientSession {
+	t.Helper()
+	sess, err := dc.Invite(ctx, to, body, hdrs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.Close() })
+	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return sess
+}
+
 // sendTone streams a 8 kHz tone as 20 ms PCMU packets in real time.
 func sendTone(t *testing.T, conn *net.UDPConn, to netip.AddrPort, freq float64, ms int) {
 	t.Helper()
@@ -172,18 +190,8 @@ func testCallCarriesAudio(t *testing.T, cfg Config) {
 	rtpConn := rtpSocket(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	sess, err := phone.dc.Invite(ctx, target(addr), offer(rtpConn.LocalAddr().(*net.UDPAddr).Port, "0 101", "a=rtpmap:101 telephone-event/8000"),
+	sess := answered(t, ctx, phone.dc, target(addr), offer(rtpConn.LocalAddr().(*net.UDPAddr).Port, "0 101", "a=rtpmap:101 telephone-event/8000"),
 		sipmsg.NewHeader("X-Correlation-Id", "abc-123"), sipmsg.NewHeader("User-to-User", "00ff;encoding=hex"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := sess.Ack(ctx); err != nil {
-		t.Fatal(err)
-	}
 	ans, err := ParseOffer(sess.InviteResponse.Body())
 	if err != nil {
 		t.Fatalf("answer: %v\n%s", err, sess.InviteResponse.Body())
@@ -290,17 +298,7 @@ func call(t *testing.T, phone *uac, rec *recorder, addr string, rtpPort int) (*s
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	sess, err := phone.dc.Invite(ctx, target(addr), offer(rtpPort, "0 101", "a=rtpmap:101 telephone-event/8000"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sess.Close() })
-	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := sess.Ack(ctx); err != nil {
-		t.Fatal(err)
-	}
+	sess := answered(t, ctx, phone.dc, target(addr), offer(rtpPort, "0 101", "a=rtpmap:101 telephone-event/8000"))
 	ans, err := ParseOffer(sess.InviteResponse.Body())
 	if err != nil {
 		t.Fatal(err)
@@ -464,17 +462,7 @@ func TestCallOverTCP(t *testing.T) {
 	to := target(addr)
 	to.UriParams = sipmsg.NewParams()
 	to.UriParams.Add("transport", "tcp")
-	sess, err := phone.dc.Invite(ctx, to, offer(40000, "8"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := sess.Ack(ctx); err != nil {
-		t.Fatal(err)
-	}
+	sess := answered(t, ctx, phone.dc, to, offer(40000, "8"))
 	c := <-rec.startCh
 	if c.Codec != "PCMA" {
 		t.Errorf("codec %s", c.Codec)
@@ -554,18 +542,10 @@ func TestSessionTimer(t *testing.T) {
 		t.Errorf("Session-Expires 0: %v", err)
 	}
 	sess.Close()
-	sess, err = phone.dc.Invite(ctx, target(addr), offer(40000, "0"), sipmsg.NewHeader("Session-Expires", "2"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
+	sess = answered(t, ctx, phone.dc, target(addr), offer(40000, "0"), sipmsg.NewHeader("Session-Expires", "2"))
 	if h := sess.InviteResponse.GetHeader("Session-Expires"); h == nil || !strings.HasPrefix(h.Value(), "2;refresher=uac") {
 		t.Errorf("200 OK Session-Expires: %v", h)
 	}
-	sess.Ack(ctx)
 	c := <-rec.startCh
 	// Refreshed by UPDATE every 0.8 s, the call outlives its 2 s interval
 	// (with room for a loaded test machine)...
@@ -699,18 +679,10 @@ func TestCallOverTLS(t *testing.T) {
 	to := target(addr)
 	to.UriParams = sipmsg.NewParams()
 	to.UriParams.Add("transport", "tls")
-	sess, err := dc.Invite(ctx, to, offer(40000, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	sess := answered(t, ctx, dc, to, offer(40000, "0"))
 	if ct := sess.InviteResponse.Contact(); ct == nil || !strings.Contains(ct.Value(), "transport=tls") {
 		t.Errorf("Contact %v", ct)
 	}
-	sess.Ack(ctx)
 	c := <-rec.startCh
 	if err := sess.Bye(ctx); err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 )
 
@@ -101,15 +100,7 @@ func TestTwoStreamCallReinvite(t *testing.T) {
 	phone := newUAC(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	sess, err := phone.dc.Invite(ctx, target(addr), twoStreams(40100, "sendonly", 2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	sess.Ack(ctx)
+	sess := answered(t, ctx, phone.dc, target(addr), twoStreams(40100, "sendonly", 2))
 	ans := string(sess.InviteResponse.Body())
 	if strings.Count(ans, "m=audio ") != 2 || !strings.Contains(ans, "m=video 0 RTP/AVP 96") || strings.Count(ans, "a=recvonly") != 2 {
 		t.Fatalf("answer:\n%s", ans)
@@ -200,20 +191,12 @@ func TestLegNamesHeader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, c := range []struct{ value, want string }{{"Agent", "agent"}, {"agent,customer", "caller"}} {
-		sess, err := phone.dc.Invite(ctx, target(addr), offer(40200, "0"), sipmsg.NewHeader("X-Leg-Names", c.value))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		sess.Ack(ctx)
+		sess := answered(t, ctx, phone.dc, target(addr), offer(40200, "0"), sipmsg.NewHeader("X-Leg-Names", c.value))
 		call := <-rec.startCh
 		if call.Legs[0].Name != c.want {
 			t.Errorf("X-Leg-Names: %s: leg %q, want %q", c.value, call.Legs[0].Name, c.want)
 		}
 		sess.Bye(ctx)
 		<-call.Done()
-		sess.Close()
 	}
 }
