@@ -22,7 +22,7 @@ type Call struct {
 	From, To  string
 	Source    netip.AddrPort // where the INVITE came from
 	Headers   map[string]string
-	Codec     string // negotiated at answer; a re-INVITE may change it
+	Codec     string // the first stream's, negotiated at answer (a re-INVITE may move a leg to another)
 	// Leg is the first stream's audio: a plain call's only one.
 	Leg *media.Leg
 	// Legs are the call's audio streams in SDP order: one for a plain
@@ -53,7 +53,6 @@ type CallLeg struct {
 
 	rcv    *media.Receiver
 	choice Choice // the codec now in use
-	offer  Offer  // the stream as last offered
 	normal string // the direction first offered
 }
 
@@ -256,14 +255,12 @@ func (s *Server) reinvite(callID string, req *sipmsg.Request, tx sipmsg.ServerTr
 			l.choice = ch
 		}
 		o := streams[i]
-		l.offer = o
 		hold = hold && l.holds(o)
 		l.rcv.Touch() // the media timeout counts from the re-INVITE
 		if !l.holds(o) {
 			l.rcv.Relatch()
 		}
 	}
-	c.Codec = c.Legs[0].choice.Name
 	c.hold.Store(hold)
 	c.refreshed.Store(time.Now().UnixNano())
 	tx.Respond(sipmsg.NewSDPResponseFromRequest(req, c.answer(offers)))

@@ -572,7 +572,7 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		}
 	}
 	for i, o := range streams {
-		l := &CallLeg{Name: names[i], Label: o.Label, Sender: senders[i], choice: choices[i], offer: o, normal: o.Direction}
+		l := &CallLeg{Name: names[i], Label: o.Label, Sender: senders[i], choice: choices[i], normal: o.Direction}
 		if err := s.openLeg(c, l); err != nil {
 			c.closeLegs()
 			s.Rejected.Add(1)
