@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -178,7 +177,6 @@ func sipLoad(args []string, w io.Writer) error {
 	if len(lat) == 0 {
 		return errors.New("no call was transcribed")
 	}
-	slices.Sort(lat)
 	kind := "calls"
 	if *siprec {
 		kind = "recording sessions (two parties each)"
@@ -186,8 +184,7 @@ func sipLoad(args []string, w io.Writer) error {
 	fmt.Fprintf(w, "sip: %d concurrent %s x %d rounds (%s, G.711 μ-law, %v of silence before BYE): %d transcribed, %d refused or failed\n",
 		*calls, kind, *rounds, *wavs, *tail, len(lat), failed)
 	fmt.Fprintf(w, "word error rate against the reference texts: %.1f%% (%d errors in %d words)\n", 100*float64(errs)/float64(words), errs, words)
-	fmt.Fprintf(w, "last word -> its final on Redis: median %v, p90 %v, max %v\n",
-		lat[len(lat)/2].Round(time.Millisecond), lat[min(len(lat)-1, len(lat)*9/10)].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
+	fmt.Fprintf(w, "last word -> its final on Redis: %s\n", latencies(lat))
 	fmt.Fprintf(w, "gateway CPU: %.1f%% of a core per call in progress (%.1f s CPU for %.0f s of call audio in %.1f s)\n",
 		100*(cpu1-cpu0)/audio.Seconds(), cpu1-cpu0, audio.Seconds(), wall.Seconds())
 	return nil

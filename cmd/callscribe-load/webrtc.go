@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -159,13 +158,10 @@ func webrtcLoad(args []string, w io.Writer) error {
 	for i, f := range finals {
 		lat[i] = f.latency
 	}
-	slices.Sort(lat)
-	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
 	audio := float64(*sessions) * wall.Seconds()
 	fmt.Fprintf(w, "webrtc: %d sessions x %d utterances (Opus, %.1f s speech + %v silence each), %d finals; e.g. %q\n",
 		*sessions, *repeat, float64(len(speech))*0.02, *silence, len(finals), finals[0].text)
-	fmt.Fprintf(w, "speech end -> final on Redis: median %v, p90 %v, max %v\n",
-		pct(0.5).Round(time.Millisecond), pct(0.9).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
+	fmt.Fprintf(w, "speech end -> final on Redis: %s\n", latencies(lat))
 	fmt.Fprintf(w, "gateway CPU: %.1f%% of a core per session (%.1f%% in recognizer steps, %.1f%% the rest: WebRTC, Opus, resampling, features, Redis)\n",
 		100*(cpu1-cpu0)/audio, 100*(asr1-asr0)/audio, 100*((cpu1-cpu0)-(asr1-asr0))/audio)
 	return nil
