@@ -38,6 +38,16 @@ func modelDir(t testing.TB) string {
 	return d
 }
 
+// testWAV reads a recording of the model's test set.
+func testWAV(t testing.TB, name string) media.Audio {
+	t.Helper()
+	a, err := media.ReadWAVFile(filepath.Join(modelDir(t), "test_wavs", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 func newBatcher(t testing.TB) *asr.Batcher {
 	t.Helper()
 	if err := asr.InitRuntime(""); err != nil {
@@ -133,10 +143,7 @@ func TestCallToTranscriptOnRedis(t *testing.T) {
 		latMu.Unlock()
 	}
 
-	a, err := media.ReadWAVFile(filepath.Join(modelDir(t), "test_wavs", "8k.wav"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testWAV(t, "8k.wav")
 	speech := siptest.PCMU(a.Samples)
 	var wg sync.WaitGroup
 	for i := range 3 { // concurrent calls, PCMU and PCMA
@@ -232,10 +239,7 @@ func contains(list []string, s string) bool {
 // on, every final arrives in order with call.end, and the spool counters moved.
 func TestRedisOutageMidCall(t *testing.T) {
 	rd, pub, calls, srv := startGateway(t)
-	a, err := media.ReadWAVFile(filepath.Join(modelDir(t), "test_wavs", "8k.wav"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testWAV(t, "8k.wav")
 	gap := make([]float32, 8000*3) // 3 s of silence between the sentences: an endpoint
 	x := append(append(append([]float32{}, a.Samples...), gap...), a.Samples...)
 	done := make(chan struct{})
@@ -298,10 +302,7 @@ func TestBrowserCallToTranscript(t *testing.T) {
 	hs := httptest.NewServer(whip)
 	defer hs.Close()
 	defer whip.Close()
-	a, err := media.ReadWAVFile(filepath.Join(modelDir(t), "test_wavs", "8k.wav"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testWAV(t, "8k.wav")
 	speech := siptest.PCMU(a.Samples)
 	c := webrtctest.NewClient(t)
 	c.Publish(t, hs.URL+"/whip")
@@ -339,15 +340,7 @@ func TestBrowserCallToTranscript(t *testing.T) {
 // each leg's finals what transcribe gives for that speaker's audio alone.
 func TestRecordingSessionTranscribesEachParty(t *testing.T) {
 	rd, pub, calls, srv := startGateway(t)
-	dir := filepath.Join(modelDir(t), "test_wavs")
-	customer, err := media.ReadWAVFile(filepath.Join(dir, "8k.wav"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	agent, err := media.ReadWAVFile(filepath.Join(dir, "0.wav"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	customer, agent := testWAV(t, "8k.wav"), testWAV(t, "0.wav")
 	agent8k, _ := media.Resample(agent.Samples, agent.SampleRate, 8000)
 	payloads := map[string][]byte{"customer": siptest.PCMU(customer.Samples), "agent": siptest.PCMU(agent8k)}
 	var tcp string

@@ -58,10 +58,7 @@ func TestBrowserPageTranscribesMicrophone(t *testing.T) {
 	// The fake microphone plays the file once (%noloop): speech, then 3 s
 	// of silence so that the endpoint closes the utterance.
 	dir := testModelDir(t)
-	a, err := media.ReadWAVFile(filepath.Join(dir, "test_wavs", "0.wav"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testWAV(t, "0.wav")
 	ref := referenceText(t, dir, "0.wav")
 	a.Samples = append(a.Samples, make([]float32, 3*a.SampleRate)...)
 	var buf bytes.Buffer
@@ -180,7 +177,7 @@ func TestBrowserPageTranscribesMicrophone(t *testing.T) {
 
 	// A recorded contact-center call (SIPREC, two parties) followed on the
 	// page: each final carries its speaker.
-	customer, _ := media.ReadWAVFile(filepath.Join(dir, "test_wavs", "8k.wav"))
+	customer := testWAV(t, "8k.wav")
 	agent8k, _ := media.Resample(a.Samples[:len(a.Samples)-3*a.SampleRate], a.SampleRate, 8000)
 	talked, err := siptest.NewPhone(t).Record(g.sip, siptest.RecordingMetadata("sip:+15551234@trunk.example.com", "sip:agent7@agents.example.com"),
 		siptest.PCMU(customer.Samples), siptest.PCMU(agent8k))

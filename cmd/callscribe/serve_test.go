@@ -120,10 +120,7 @@ func TestServeDrainOnSIGTERM(t *testing.T) {
 	rd := transcripttest.Start(t)
 	g := startGateway(t, rd.Addr, "-drain", "2s")
 	g.waitReady(t, 200)
-	a, err := media.ReadWAVFile(filepath.Join(testModelDir(t), "test_wavs", "8k.wav"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testWAV(t, "8k.wav")
 	speech := siptest.PCMU(append(append([]float32{}, a.Samples...), a.Samples...)) // about 10 s
 	done := make(chan int, 2)
 	for range 2 {
@@ -238,10 +235,7 @@ func TestServeEndToEnd(t *testing.T) {
 	rd := transcripttest.Start(t)
 	g := startGateway(t, rd.Addr)
 	g.waitReady(t, 200)
-	a, err := media.ReadWAVFile(filepath.Join(testModelDir(t), "test_wavs", "8k.wav"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testWAV(t, "8k.wav")
 	payloads := map[uint8][]byte{0: siptest.PCMU(a.Samples), 8: siptest.PCMA(a.Samples)}
 	done := make(chan struct{})
 	for i, pt := range []uint8{0, 8, 0} {
@@ -321,10 +315,7 @@ func TestServeWHIP(t *testing.T) {
 	rd := transcripttest.Start(t)
 	g := startGateway(t, rd.Addr)
 	g.waitReady(t, 200)
-	a, err := media.ReadWAVFile(filepath.Join(testModelDir(t), "test_wavs", "8k.wav"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testWAV(t, "8k.wav")
 	c := webrtctest.NewClient(t)
 	c.Publish(t, "http://"+g.http+"/whip")
 	for start := time.Now(); c.PC.ConnectionState() != pw.PeerConnectionStateConnected; time.Sleep(10 * time.Millisecond) {
@@ -407,10 +398,7 @@ func TestServeOnRedisCluster(t *testing.T) {
 	os.WriteFile(config, []byte("redis:\n  cluster: true\n"), 0o644)
 	g := startGateway(t, nodes[0], "-config", config)
 	g.waitReady(t, 200)
-	a, err := media.ReadWAVFile(filepath.Join(testModelDir(t), "test_wavs", "8k.wav"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testWAV(t, "8k.wav")
 	talked, err := siptest.NewPhone(t).Call(g.sip, siptest.PCMU(a.Samples))
 	if err != nil || talked.Code != 200 {
 		t.Fatalf("call: %d %v", talked.Code, err)

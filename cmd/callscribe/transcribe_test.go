@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/media"
 )
 
 func testModelDir(t *testing.T) string {
@@ -23,6 +24,16 @@ func testModelDir(t *testing.T) string {
 		t.Fatalf("model: %v (set CALLSCRIBE_MODEL)", err)
 	}
 	return d
+}
+
+// testWAV reads a recording of the model's test set.
+func testWAV(t *testing.T, name string) media.Audio {
+	t.Helper()
+	a, err := media.ReadWAVFile(filepath.Join(testModelDir(t), "test_wavs", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
 
 // parityCases reads asr/testdata/parity.tsv: what the sherpa-onnx peer
