@@ -163,21 +163,23 @@ func newID() string {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost { // an offer: count it unless answered
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if sw.status != http.StatusCreated {
+				s.Rejected.Add(1)
+			}
+		}()
+		w = sw
+	}
 	if s.cfg.Token != "" && r.Header.Get("Authorization") != "Bearer "+s.cfg.Token {
-		if r.Method == http.MethodPost {
-			s.Rejected.Add(1)
-		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="callscribe"`)
 		http.Error(w, "a bearer token is required", http.StatusUnauthorized)
 		return
 	}
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == s.cfg.Path:
-		sw := &statusWriter{ResponseWriter: w}
-		s.post(sw, r)
-		if sw.status != http.StatusCreated {
-			s.Rejected.Add(1)
-		}
+		s.post(w, r)
 	case r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, s.cfg.Path+"/"):
 		id := strings.TrimPrefix(r.URL.Path, s.cfg.Path+"/")
 		s.mu.Lock()
