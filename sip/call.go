@@ -23,8 +23,6 @@ type Call struct {
 	Source    netip.AddrPort // where the INVITE came from
 	Headers   map[string]string
 	Codec     string // the first stream's, negotiated at answer (a re-INVITE may move a leg to another)
-	// Leg is the first stream's audio: a plain call's only one.
-	Leg *media.Leg
 	// Legs are the call's audio streams in SDP order: one for a plain
 	// call, one per participant for a SIPREC recording session.
 	Legs []*CallLeg

@@ -582,7 +582,6 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		}
 		c.Legs = append(c.Legs, l)
 	}
-	c.Leg = c.Legs[0].Leg
 	hold := true
 	for i, o := range streams {
 		hold = hold && c.Legs[i].holds(o)

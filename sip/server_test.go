@@ -215,8 +215,8 @@ func testCallCarriesAudio(t *testing.T, cfg Config) {
 	if c.Reason() != "bye" {
 		t.Errorf("reason %q", c.Reason())
 	}
-	y := make([]float32, c.Leg.Ring().Len())
-	n, _ := c.Leg.Ring().Read(y)
+	y := make([]float32, c.Legs[0].Leg.Ring().Len())
+	n, _ := c.Legs[0].Leg.Ring().Read(y)
 	if n < 9000 {
 		t.Fatalf("only %d samples arrived", n)
 	}
@@ -603,8 +603,8 @@ func TestSpeechArrivesIntact(t *testing.T) {
 	}
 	sess.Bye(context.Background())
 	<-c.Done()
-	got := make([]float32, c.Leg.Ring().Len())
-	n, _ := c.Leg.Ring().Read(got)
+	got := make([]float32, c.Legs[0].Leg.Ring().Len())
+	n, _ := c.Legs[0].Leg.Ring().Read(got)
 	got = got[:n]
 	// The reference: the same bytes decoded and resampled in one go.
 	pcmu, _ := media.LookupCodec("PCMU")

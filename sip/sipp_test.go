@@ -57,7 +57,7 @@ func TestSippUACPcap(t *testing.T) {
 	c := rec.waitEnded(t, 1)[0]
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	st := c.Leg.Stats()
+	st := c.Legs[0].Leg.Stats()
 	if c.Reason() != "bye" || c.Codec != "PCMA" || st.Packets < 200 || st.Malformed != 0 {
 		t.Errorf("call %s %s: %+v", c.Reason(), c.Codec, st)
 	}
@@ -66,7 +66,7 @@ func TestSippUACPcap(t *testing.T) {
 	}
 	// g711a.pcap holds about 4.7 s; nobody reads the ring here, so the
 	// oldest went (counted) once it was full.
-	if n := c.Leg.Ring().Len() + int(st.DroppedSamples); n < 16000*4 {
+	if n := c.Legs[0].Leg.Ring().Len() + int(st.DroppedSamples); n < 16000*4 {
 		t.Errorf("%d samples of audio", n)
 	}
 }
