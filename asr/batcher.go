@@ -274,7 +274,10 @@ func (b *Batcher) dispatch() {
 		case <-timer.C:
 		}
 		for len(idle) > 0 {
-			batch, wait := b.take(len(idle))
+			batch, wait, settled := b.take(len(idle))
+			for _, s := range settled { // their last results go out without b.mu
+				b.settle(s)
+			}
 			if batch == nil {
 				if wait > 0 {
 					timer.Reset(wait)
@@ -292,15 +295,19 @@ func (b *Batcher) dispatch() {
 // take returns the next batch for one of idle workers, or how long to wait
 // for one to fill. Fewer ready streams than idle workers can take in full
 // batches are shared out evenly, so no core idles while another runs them all.
-func (b *Batcher) take(idle int) ([]*Stream, time.Duration) {
+func (b *Batcher) take(idle int) (batch []*Stream, wait time.Duration, settled []*Stream) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var batch []*Stream
 	n := 0
-	// Finished streams with no full chunk left are settled here, not batched.
+	// Finished streams with no full chunk left leave here, to be settled
+	// by the caller; closed ones are dropped.
 	for i, s := range b.ready {
-		if b.drained(s) {
-			b.settle(s)
+		switch b.drained(s) {
+		case streamClosed:
+			continue
+		case streamDrained:
+			delete(b.streams, s)
+			settled = append(settled, s)
 			continue
 		}
 		b.ready[n], b.readyAt[n] = s, b.readyAt[i]
@@ -308,16 +315,16 @@ func (b *Batcher) take(idle int) ([]*Stream, time.Duration) {
 	}
 	b.ready, b.readyAt = b.ready[:n], b.readyAt[:n]
 	if n == 0 {
-		return nil, 0
+		return nil, 0, settled
 	}
 	if age := time.Since(b.readyAt[0]); n < b.opts.MaxBatch && age < b.opts.MaxWait && n < b.waitingFor() {
-		return nil, b.opts.MaxWait - age
+		return nil, b.opts.MaxWait - age, settled
 	}
 	k := min(n, b.opts.MaxBatch, (n+idle-1)/idle)
 	batch = append(batch, b.ready[:k]...)
 	b.ready = append(b.ready[:0], b.ready[k:]...)
 	b.readyAt = append(b.readyAt[:0], b.readyAt[k:]...)
-	return batch, 0
+	return batch, 0, settled
 }
 
 // waitingFor is how many streams could join a batch: all live ones that no
@@ -330,23 +337,49 @@ func (b *Batcher) waitingFor() int {
 	return len(b.streams) - busy
 }
 
-// drained tells whether a stream has finished and has no full chunk left.
-func (b *Batcher) drained(s *Stream) bool {
+// A queued stream's state, for take.
+const (
+	streamPending = iota // a chunk to decode
+	streamDrained        // finished, no full chunk left: settle it
+	streamClosed         // abandoned (Stream.Close): drop it
+)
+
+// drained tells whether a stream has finished and has no full chunk left,
+// or was closed.
+func (b *Batcher) drained(s *Stream) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.finishing && s.framesEnd()-s.processed < int64(b.info.ChunkFrames)
+	switch {
+	case s.closed:
+		return streamClosed
+	case s.finishing && s.framesEnd()-s.processed < int64(b.info.ChunkFrames):
+		return streamDrained
+	}
+	return streamPending
 }
 
-// settle finalizes a finished stream. b.mu held.
+// settle finalizes a finished stream that left the batcher: its last final,
+// then Done. Called without b.mu, on the dispatcher.
 func (b *Batcher) settle(s *Stream) {
-	if len(s.tokens) > b.info.ContextSize {
-		s.onResult(s.result(Final))
-	}
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
 	s.closed = true
+	processed, dropped := s.processed, s.dropped
 	s.mu.Unlock()
+	if len(s.tokens) > b.info.ContextSize {
+		s.onResult(s.result(Final, processed, dropped))
+	}
+	s.doneOnce.Do(func() { close(s.done) })
+}
+
+// remove forgets an abandoned stream.
+func (b *Batcher) remove(s *Stream) {
+	b.mu.Lock()
 	delete(b.streams, s)
-	close(s.done)
+	b.mu.Unlock()
 }
 
 // afterStep commits nothing itself: the worker committed the streams. It

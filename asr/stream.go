@@ -42,6 +42,10 @@ type Result struct {
 	EndMs   int64
 	Words   []Word  // finals only
 	Conf    float32 // finals only: mean word confidence
+	// GapMs is audio of the utterance dropped undecoded because the
+	// stream's backlog overflowed (the recognizer fell behind); times stay
+	// true across the gap.
+	GapMs int64
 }
 
 // Stream is one audio source being recognized (a call leg). Accept and
@@ -51,6 +55,7 @@ type Stream struct {
 	b        *Batcher
 	onResult func(Result)
 	done     chan struct{}
+	doneOnce sync.Once
 
 	mu         sync.Mutex // guards the fields up to decoding state
 	fbank      *Fbank
@@ -61,6 +66,7 @@ type Stream struct {
 	queued     bool  // in the batcher's ready queue or in a batch
 	closed     bool
 	dropped    int64 // frames dropped on overflow
+	segDropped int64 // dropped when the open utterance began
 	maxBacklog int64 // frames; <= 0: unbounded
 
 	// Decoding state: only the batch holding the stream touches it.
@@ -91,6 +97,28 @@ func (s *Stream) ID() string { return s.id }
 
 // Done is closed when a finished stream has delivered its last result.
 func (s *Stream) Done() <-chan struct{} { return s.done }
+
+// DroppedMs is the audio dropped undecoded on overflow so far.
+func (s *Stream) DroppedMs() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dropped * 10
+}
+
+// Close abandons the stream: it leaves the batcher at once, its pending
+// audio is not decoded and no result follows except from a step already
+// running. Done is closed. Idempotent; a no-op after the last result.
+func (s *Stream) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed, s.finishing = true, true
+	s.mu.Unlock()
+	s.b.remove(s)
+	s.doneOnce.Do(func() { close(s.done) })
+}
 
 // Accept adds 16 kHz samples in [-1, 1]. It computes features at once and
 // never blocks on the model; when decoding falls behind by more than the
@@ -197,12 +225,14 @@ func (s *Stream) text(tokens []int64) string {
 	return strings.TrimSpace(strings.ReplaceAll(sb.String(), "\u2581", " "))
 }
 
-// result describes the open utterance. Words only when final.
-func (s *Stream) result(kind ResultKind) Result {
+// result describes the open utterance, decoded up to frame processed with
+// dropped frames lost so far. Words only when final.
+func (s *Stream) result(kind ResultKind, processed, dropped int64) Result {
 	ctx := s.b.info.ContextSize
 	toks := s.tokens[ctx:]
 	shift := int64(s.b.info.FrameShiftMs())
-	r := Result{Stream: s.id, Kind: kind, Utt: s.utt, Text: s.text(toks), StartMs: s.segStart * 10, EndMs: s.processed * 10}
+	r := Result{Stream: s.id, Kind: kind, Utt: s.utt, Text: s.text(toks), StartMs: s.segStart * 10, EndMs: processed * 10,
+		GapMs: (dropped - s.segDropped) * 10}
 	if len(toks) > 0 {
 		r.StartMs = s.times[0] * shift
 		r.EndMs = s.times[len(s.times)-1]*shift + shift
@@ -249,7 +279,7 @@ func (s *Stream) result(kind ResultKind) Result {
 // resetUtterance starts the next utterance as sherpa-onnx does: the last
 // tokens stay as decoder context; an utterance without tokens starts over
 // from the blank context.
-func (s *Stream) resetUtterance() {
+func (s *Stream) resetUtterance(processed, dropped int64) {
 	ctx := s.b.info.ContextSize
 	if len(s.tokens) > ctx {
 		s.utt++ // an utterance without words keeps its number
@@ -265,6 +295,7 @@ func (s *Stream) resetUtterance() {
 	s.times = s.times[:0]
 	s.probs = s.probs[:0]
 	s.trailing = 0
-	s.segStart = s.processed
+	s.segStart = processed
+	s.segDropped = dropped
 	s.lastLen = 0
 }

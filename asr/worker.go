@@ -337,18 +337,19 @@ func (w *worker) commit(job []*Stream) {
 		s.hasDecOut = true
 		s.mu.Lock()
 		s.processed += int64(info.ChunkShift)
+		processed, dropped := s.processed, s.dropped
 		s.mu.Unlock()
 
 		ntok := len(s.tokens) - info.ContextSize
 		if ntok != s.lastLen {
 			s.lastLen = ntok
-			s.onResult(s.result(Partial))
+			s.onResult(s.result(Partial, processed, dropped))
 		}
-		if w.b.opts.Endpoint.IsEndpoint(int(s.processed-s.segStart), s.trailing*sub) {
+		if w.b.opts.Endpoint.IsEndpoint(int(processed-s.segStart), s.trailing*sub) {
 			if ntok > 0 {
-				s.onResult(s.result(Final))
+				s.onResult(s.result(Final, processed, dropped))
 			}
-			s.resetUtterance()
+			s.resetUtterance(processed, dropped)
 		}
 	}
 }

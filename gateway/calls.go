@@ -1,23 +1,23 @@
-// Package gateway wires calls to recognition and publishing: each call's
-// legs feed streams of the shared asr.Batcher, and their results become
-// transcript events. It owns no protocol details.
+// Package gateway owns calls end to end: admission, each leg's audio into
+// the shared recognizer, the call's events on Redis from call.start to
+// call.end, drain and stop, and the HTTP side (health, readiness, metrics,
+// events, WHIP, the page). Protocols live in sip and webrtc.
 package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"maps"
-	"strconv"
+	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/ingest"
 	"github.com/callscribe/callscribe/media"
-	"github.com/callscribe/callscribe/sip"
 	"github.com/callscribe/callscribe/transcript"
-	"github.com/callscribe/callscribe/webrtc"
 )
 
 // Publisher is where events go (transcript.Publisher).
@@ -25,31 +25,73 @@ type Publisher interface {
 	Publish(ev transcript.Event)
 }
 
-// Calls is the registry of live calls; it is the Handler of the SIP server
-// and of the WHIP endpoint.
-type Calls struct {
-	asr *asr.Batcher
-	pub Publisher
-	log *slog.Logger
-	// FinalTimeout bounds the wait for a hung-up call's last final.
+// CallsOptions configure admission and the call lifecycle. Zero fields take
+// the defaults named.
+type CallsOptions struct {
+	// MaxCalls bounds the live calls of each kind of source ("sip",
+	// "webrtc"); a kind not named is not bounded.
+	MaxCalls map[string]int
+	// MaxPerPeer bounds the live calls from one address, by kind of source;
+	// default none.
+	MaxPerPeer map[string]int
+	// FinalTimeout bounds the wait for a call's last finals once it has
+	// ended; default 30 s. A stream still decoding then is abandoned and
+	// counted (Stats.Abandoned).
 	FinalTimeout time.Duration
 	// OnLatency, if set, learns for each partial and final how long after
-	// the audio of its last word arrived it was emitted. Set before calls.
+	// the audio of its last word arrived it was emitted.
 	OnLatency func(kind asr.ResultKind, d time.Duration)
-
-	mu    sync.Mutex
-	calls map[any][]*call // a call's legs, by *sip.Call or *webrtc.Session
-	stats Stats
+	// Logger; default slog.Default().
+	Logger *slog.Logger
 }
 
-// Stats are counters over ended calls.
+// Calls is the registry of live calls: it admits them (ingest.Admitter),
+// feeds their legs to the recognizer and publishes their events.
+type Calls struct {
+	asr  *asr.Batcher
+	pub  Publisher
+	opts CallsOptions
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	calls    map[string]*call
+	bySource map[string]int
+	byPeer   map[peerKey]int
+	draining bool
+	changed  chan struct{} // closed and replaced when a call leaves
+	stats    Stats
+	wg       sync.WaitGroup // finishing calls
+}
+
+type peerKey struct {
+	source string
+	addr   netip.Addr
+}
+
+// Stats are counters of calls and of the legs of ended calls.
 type Stats struct {
-	Started, Ended                 int64
-	Packets, Lost, Late, Malformed int64 // RTP
-	DroppedSamples                 int64 // ring overflows
+	Started                        map[string]int64 // by source
+	Ended                          map[string]int64 // by reason
+	Rejected                       map[string]int64 // by source + "/" + reason
+	Cancelled                      int64            // admitted, never answered
+	Packets, Lost, Late, Malformed int64            // RTP
 	DTMF                           int64
-	EndedBy                        map[string]int64 // by reason
-	StartedBy                      map[string]int64 // by source: sip, webrtc
+	DroppedMs                      int64 // audio dropped undecoded (recognizer overflow)
+	LateResults                    int64 // results that came after call.end, not published
+	Abandoned                      int64 // legs whose last final was not ready by FinalTimeout
+}
+
+// NewCalls returns a registry feeding b and publishing to pub.
+func NewCalls(b *asr.Batcher, pub Publisher, o CallsOptions) *Calls {
+	if o.FinalTimeout <= 0 {
+		o.FinalTimeout = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Calls{asr: b, pub: pub, opts: o, log: o.Logger, calls: map[string]*call{}, bySource: map[string]int{},
+		byPeer: map[peerKey]int{}, changed: make(chan struct{}),
+		stats: Stats{Started: map[string]int64{}, Ended: map[string]int64{}, Rejected: map[string]int64{}}}
 }
 
 // Stats returns a copy of the counters.
@@ -57,32 +99,306 @@ func (g *Calls) Stats() Stats {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	s := g.stats
-	s.EndedBy, s.StartedBy = maps.Clone(g.stats.EndedBy), maps.Clone(g.stats.StartedBy)
+	s.Started, s.Ended, s.Rejected = maps.Clone(s.Started), maps.Clone(s.Ended), maps.Clone(s.Rejected)
 	return s
 }
 
-// NewCalls returns a registry feeding b and publishing to pub.
-func NewCalls(b *asr.Batcher, pub Publisher, log *slog.Logger) *Calls {
-	if log == nil {
-		log = slog.Default()
-	}
-	return &Calls{asr: b, pub: pub, log: log, FinalTimeout: 10 * time.Second, calls: map[any][]*call{}}
+// Active is the number of calls holding a slot: admitted, live or ending.
+func (g *Calls) Active() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.calls)
 }
 
-// call is the recognition of one leg of a call: its ring read into an asr
-// stream.
+// ActiveBy is the number of slots held by a kind of source.
+func (g *Calls) ActiveBy(source string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.bySource[source]
+}
+
+// SetDraining makes admission refuse every call (ingest.ErrDraining).
+func (g *Calls) SetDraining() {
+	g.mu.Lock()
+	g.draining = true
+	g.mu.Unlock()
+}
+
+// Full tells whether a call of source would be refused now, and why: what
+// a load balancer's health check asks.
+func (g *Calls) Full(source string) *ingest.Refusal {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.refusal(source, netip.Addr{})
+}
+
+// refusal is why a call of source from peer cannot be admitted now. g.mu held.
+func (g *Calls) refusal(source string, peer netip.Addr) *ingest.Refusal {
+	if g.draining {
+		return ingest.ErrDraining
+	}
+	if n := g.opts.MaxCalls[source]; n > 0 && g.bySource[source] >= n {
+		return ingest.ErrLimit
+	}
+	if n := g.opts.MaxPerPeer[source]; n > 0 && peer.IsValid() && g.byPeer[peerKey{source, peer}] >= n {
+		return ingest.ErrLimit
+	}
+	return nil
+}
+
+// Refused counts a call a source refused.
+func (g *Calls) Refused(source string, r *ingest.Refusal) {
+	g.mu.Lock()
+	g.stats.Rejected[source+"/"+r.Reason]++
+	g.mu.Unlock()
+}
+
+// Admit reserves a slot for a call: the check and the reservation are one
+// step under one lock, so a burst cannot overshoot a limit, and a second
+// call with a live call's id is refused.
+func (g *Calls) Admit(o ingest.Offer) (ingest.Ticket, error) {
+	if len(o.Legs) == 0 {
+		r := &ingest.Refusal{Reason: "bad_request", SIP: 488, HTTP: 400, Detail: "no audio stream"}
+		g.Refused(o.Source, r)
+		return nil, r
+	}
+	c := &call{g: g, id: o.ID, source: o.Source, peer: o.Peer.Unmap(), done: make(chan struct{})}
+	g.mu.Lock()
+	r := g.refusal(o.Source, c.peer)
+	if _, dup := g.calls[o.ID]; dup && r == nil {
+		r = ingest.ErrDuplicate
+	}
+	if r != nil {
+		g.stats.Rejected[o.Source+"/"+r.Reason]++
+		g.mu.Unlock()
+		return nil, r
+	}
+	g.calls[o.ID] = c
+	g.bySource[o.Source]++
+	if c.peer.IsValid() {
+		g.byPeer[peerKey{o.Source, c.peer}]++
+	}
+	g.mu.Unlock()
+	for i, name := range o.Legs {
+		l := &leg{c: c, i: i, name: name}
+		s, err := g.asr.NewStream(o.ID+"/"+name, l.result)
+		if err != nil {
+			c.release()
+			r := &ingest.Refusal{Reason: "error", SIP: 503, HTTP: 503, RetryAfter: 5 * time.Second, Detail: "recognizer unavailable"}
+			g.Refused(o.Source, r)
+			g.log.Error("gateway: no recognition stream", "call_id", o.ID, "err", err)
+			return nil, r
+		}
+		l.stream = s
+		c.legs = append(c.legs, l)
+	}
+	return c, nil
+}
+
+// Drain waits until no call holds a slot or ctx ends.
+func (g *Calls) Drain(ctx context.Context) error {
+	for {
+		g.mu.Lock()
+		n, ch := len(g.calls), g.changed
+		g.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// Wait waits for every call being finished to be done (their goroutines).
+func (g *Calls) Wait() { g.wg.Wait() }
+
+// A call's state, in order.
+const (
+	admitted = iota // slot reserved, not answered
+	live            // answered: call.start is out
+	ending          // over: its last finals are awaited
+	ended           // call.end is out
+)
+
+// call is one admitted call. Its events are published under mu, so none
+// can follow call.end.
 type call struct {
+	g      *Calls
 	id     string
-	leg    string
-	media  *media.Leg
+	source string
+	peer   netip.Addr
+	legs   []*leg
+	open   atomic.Bool // audio is taken (live)
+	done   chan struct{}
+
+	mu      sync.Mutex
+	state   int
+	started time.Time
+}
+
+// Sink is where leg i's audio goes.
+func (c *call) Sink(i int) media.Sink { return c.legs[i] }
+
+// Done is closed once the slot is free.
+func (c *call) Done() <-chan struct{} { return c.done }
+
+// Start publishes call.start and opens the legs to audio.
+func (c *call) Start(fields map[string]string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != admitted {
+		return
+	}
+	f := maps.Clone(fields)
+	if f == nil {
+		f = map[string]string{}
+	}
+	names := make([]string, len(c.legs))
+	for i, l := range c.legs {
+		names[i] = l.name
+	}
+	f["source"], f["legs"] = c.source, strings.Join(names, ",")
+	c.state, c.started = live, time.Now()
+	c.g.pub.Publish(transcript.NewCallStart(c.id, f))
+	c.open.Store(true)
+	c.g.mu.Lock()
+	c.g.stats.Started[c.source]++
+	c.g.mu.Unlock()
+}
+
+// DTMF publishes a digit of a live call.
+func (c *call) DTMF(i int, d media.DTMF) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != live {
+		return
+	}
+	c.g.pub.Publish(transcript.NewDTMF(c.id, c.legs[i].name, d.Digit, d.StartMs, d.DurationMs))
+}
+
+// End ends the call: before Start it only frees the slot; after, the
+// call's remaining audio is recognized and call.end published, on a
+// goroutine of the registry's.
+func (c *call) End(reason string, stats []media.LegStats) {
+	c.mu.Lock()
+	state := c.state
+	if state == admitted || state == live {
+		c.state = ending
+		c.open.Store(false)
+	}
+	c.mu.Unlock()
+	switch state {
+	case admitted:
+		c.g.mu.Lock()
+		c.g.stats.Cancelled++
+		c.g.mu.Unlock()
+		c.release()
+	case live:
+		c.g.wg.Add(1)
+		go c.finish(reason, stats)
+	}
+}
+
+// finish waits for each leg's last final (bounded by FinalTimeout), then
+// publishes call.end: the call's last event.
+func (c *call) finish(reason string, stats []media.LegStats) {
+	defer c.g.wg.Done()
+	for _, l := range c.legs {
+		l.stream.Finish()
+	}
+	deadline := time.NewTimer(c.g.opts.FinalTimeout)
+	defer deadline.Stop()
+	abandoned := 0
+	for _, l := range c.legs {
+		select {
+		case <-l.stream.Done():
+		case <-deadline.C:
+			deadline.Reset(0) // the other legs get no more time
+			abandoned++
+			c.g.log.Error("gateway: last final not ready in time", "call_id", c.id, "leg", l.name, "final_timeout", c.g.opts.FinalTimeout)
+		}
+	}
+	perLeg := map[string]map[string]int64{}
+	var total media.LegStats
+	var dropped int64
+	for i, l := range c.legs {
+		m := map[string]int64{"dropped_ms": l.stream.DroppedMs()}
+		dropped += m["dropped_ms"]
+		if i < len(stats) {
+			st := stats[i]
+			m["packets"], m["lost"], m["late"], m["malformed"], m["dtmf"] = st.Packets, st.Lost, st.Late, st.Malformed, st.DTMF
+			total.Packets += st.Packets
+			total.Lost += st.Lost
+			total.Late += st.Late
+			total.Malformed += st.Malformed
+			total.DTMF += st.DTMF
+		}
+		perLeg[l.name] = m
+	}
+	c.mu.Lock()
+	c.state = ended
+	c.g.pub.Publish(transcript.NewCallEnd(c.id, reason, time.Since(c.started).Milliseconds(), perLeg))
+	c.mu.Unlock()
+	for _, l := range c.legs {
+		l.stream.Close() // a no-op for the legs that finished
+	}
+	c.g.mu.Lock()
+	s := &c.g.stats
+	s.Ended[reason]++
+	s.Packets += total.Packets
+	s.Lost += total.Lost
+	s.Late += total.Late
+	s.Malformed += total.Malformed
+	s.DTMF += total.DTMF
+	s.DroppedMs += dropped
+	s.Abandoned += int64(abandoned)
+	c.g.mu.Unlock()
+	c.release()
+}
+
+// release frees the call's slot and its streams.
+func (c *call) release() {
+	for _, l := range c.legs {
+		l.stream.Close()
+	}
+	g := c.g
+	g.mu.Lock()
+	if g.calls[c.id] == c {
+		delete(g.calls, c.id)
+		g.bySource[c.source]--
+		if c.peer.IsValid() {
+			k := peerKey{c.source, c.peer}
+			if g.byPeer[k]--; g.byPeer[k] <= 0 {
+				delete(g.byPeer, k)
+			}
+		}
+		close(g.changed)
+		g.changed = make(chan struct{})
+	}
+	g.mu.Unlock()
+	close(c.done)
+}
+
+// leg is one audio stream of a call: a media.Sink feeding its recognition
+// stream on the packet goroutine.
+type leg struct {
+	c      *call
+	i      int
+	name   string
 	stream *asr.Stream
-	stop   chan struct{}
-	fed    chan struct{}
+
+	// The packet goroutine's: where the stream's timeline stands.
+	next    int64
+	started bool
+	zeros   []float32
 
 	mu      sync.Mutex
 	fedMs   int64         // audio given to the stream so far
 	arrived [256]feedMark // when the audio up to a point was given, a ring
-	next    int
+	marks   int
 }
 
 // feedMark says that the audio up to ms was given at t.
@@ -91,23 +407,55 @@ type feedMark struct {
 	t  time.Time
 }
 
-func (cs *call) accept(x []float32) {
-	cs.stream.Accept(x)
-	cs.mu.Lock()
-	cs.fedMs += int64(len(x) / 16)
-	cs.arrived[cs.next%len(cs.arrived)] = feedMark{cs.fedMs, time.Now()}
-	cs.next++
-	cs.mu.Unlock()
+// WriteAudio gives the leg's audio to its stream, keeping the stream's
+// timeline the leg's: a jump ahead is filled with silence, an overlap cut.
+func (l *leg) WriteAudio(at int64, x []float32) {
+	if !l.c.open.Load() {
+		return
+	}
+	if !l.started { // the timeline starts with the first audio taken
+		l.started, l.next = true, at
+	}
+	if gap := at - l.next; gap > 0 {
+		if l.zeros == nil {
+			l.zeros = make([]float32, 320)
+		}
+		for gap > 0 {
+			k := min(gap, int64(len(l.zeros)))
+			l.accept(l.zeros[:k])
+			gap -= k
+		}
+	} else if gap < 0 {
+		if -gap >= int64(len(x)) {
+			return
+		}
+		x = x[-gap:]
+		at -= gap
+	}
+	l.accept(x)
+	l.next = at + int64(len(x))
+}
+
+func (l *leg) accept(x []float32) {
+	l.stream.Accept(x)
+	if l.c.g.opts.OnLatency == nil {
+		return
+	}
+	l.mu.Lock()
+	l.fedMs += int64(len(x) / 16)
+	l.arrived[l.marks%len(l.arrived)] = feedMark{l.fedMs, time.Now()}
+	l.marks++
+	l.mu.Unlock()
 }
 
 // arrivedAt is when the audio at ms was given to the recognizer.
-func (cs *call) arrivedAt(ms int64) (time.Time, bool) {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
+func (l *leg) arrivedAt(ms int64) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	var best feedMark
 	found := false
-	for i := 1; i <= min(cs.next, len(cs.arrived)); i++ {
-		m := cs.arrived[(cs.next-i)%len(cs.arrived)]
+	for i := 1; i <= min(l.marks, len(l.arrived)); i++ {
+		m := l.arrived[(l.marks-i)%len(l.arrived)]
 		if m.ms < ms {
 			break
 		}
@@ -116,201 +464,27 @@ func (cs *call) arrivedAt(ms int64) (time.Time, bool) {
 	return best.t, found
 }
 
-// Active is the number of calls in progress.
-func (g *Calls) Active() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.calls)
-}
-
-// legSpec is a leg to recognize: its name and its audio.
-type legSpec struct {
-	name string
-	leg  *media.Leg
-}
-
-// CallStarted publishes call.start and starts recognizing every leg (one
-// for a plain call; one per participant for a SIPREC recording).
-func (g *Calls) CallStarted(c *sip.Call) {
-	fields := map[string]string{"source": "sip", "from": c.From, "to": c.To, "sip_call_id": c.SIPCallID, "codec": c.Codec}
-	for k, v := range c.Headers {
-		fields["hdr:"+k] = v
-	}
-	legs := make([]legSpec, len(c.Legs))
-	senders := map[string]sip.Participant{}
-	for i, l := range c.Legs {
-		legs[i] = legSpec{l.Name, l.Leg}
-		if l.Sender != (sip.Participant{}) {
-			senders[l.Name] = l.Sender
+// result publishes a recognition result, unless call.end is out.
+func (l *leg) result(r asr.Result) {
+	c := l.c
+	if f := c.g.opts.OnLatency; f != nil && r.Text != "" {
+		if t, ok := l.arrivedAt(r.EndMs); ok {
+			f(r.Kind, time.Since(t))
 		}
 	}
-	if c.Recording {
-		fields["recording"] = "siprec"
-	}
-	if len(senders) > 0 {
-		b, _ := json.Marshal(senders)
-		fields["participants"] = string(b)
-	}
-	g.start(c, c.SIPCallID, legs, fields)
-}
-
-// SessionStarted does the same for a browser call (source webrtc).
-func (g *Calls) SessionStarted(s *webrtc.Session) {
-	g.start(s, s.ID, []legSpec{{"browser", s.Leg}}, map[string]string{"source": "webrtc", "codec": s.Codec})
-}
-
-// start publishes call.start and feeds each leg to a recognition stream.
-func (g *Calls) start(key any, id string, legs []legSpec, fields map[string]string) {
-	names := make([]string, len(legs))
-	for i, l := range legs {
-		names[i] = l.name
-	}
-	fields["legs"] = strings.Join(names, ",")
-	g.pub.Publish(transcript.Event{Type: transcript.CallStart, CallID: id, Fields: fields})
-	var all []*call
-	for _, l := range legs {
-		cs := &call{id: id, leg: l.name, media: l.leg, stop: make(chan struct{}), fed: make(chan struct{})}
-		s, err := g.asr.NewStream(id+"/"+l.name, func(r asr.Result) { g.result(cs, r) })
-		if err != nil {
-			g.log.Error("gateway: no recognition for call", "call_id", id, "leg", l.name, "err", err)
-			close(cs.fed)
-		} else {
-			cs.stream = s
-			go cs.feed(l.leg.Ring())
-		}
-		all = append(all, cs)
-	}
-	g.mu.Lock()
-	g.calls[key] = all
-	g.stats.Started++
-	if g.stats.StartedBy == nil {
-		g.stats.StartedBy = map[string]int64{}
-	}
-	g.stats.StartedBy[fields["source"]]++
-	g.mu.Unlock()
-}
-
-// feed moves the leg's audio into the recognizer every 20 ms; at stop it
-// takes what is left.
-func (cs *call) feed(ring *media.Ring) {
-	defer close(cs.fed)
-	buf := make([]float32, 16000)
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-		case <-cs.stop:
-			for n, _ := ring.Read(buf); n > 0; n, _ = ring.Read(buf) {
-				cs.accept(buf[:n])
-			}
-			return
-		}
-		if n, _ := ring.Read(buf); n > 0 {
-			cs.accept(buf[:n])
-		}
-	}
-}
-
-func (g *Calls) result(cs *call, r asr.Result) {
-	if g.OnLatency != nil && r.Text != "" {
-		if t, ok := cs.arrivedAt(r.EndMs); ok {
-			g.OnLatency(r.Kind, time.Since(t))
-		}
-	}
-	f := map[string]string{"leg": cs.leg, "utt": strconv.Itoa(r.Utt), "text": r.Text,
-		"start_ms": strconv.FormatInt(r.StartMs, 10), "end_ms": strconv.FormatInt(r.EndMs, 10)}
-	typ := transcript.Partial
-	if r.Kind == asr.Final {
-		typ = transcript.Final
-		words, _ := json.Marshal(r.Words)
-		f["words"] = string(words)
-		f["conf"] = strconv.FormatFloat(float64(r.Conf), 'f', 3, 32)
-	}
-	g.pub.Publish(transcript.Event{Type: typ, CallID: cs.id, Fields: f})
-}
-
-// CallDTMF publishes a digit.
-func (g *Calls) CallDTMF(c *sip.Call, l *sip.CallLeg, d media.DTMF) {
-	g.pub.Publish(transcript.Event{Type: transcript.DTMF, CallID: c.SIPCallID, Fields: map[string]string{
-		"leg": l.Name, "digit": string(d.Digit), "start_ms": strconv.FormatInt(d.StartMs, 10),
-		"duration_ms": strconv.FormatInt(d.DurationMs, 10)}})
-}
-
-// CallEnded finalizes each leg's last utterance, then publishes call.end.
-func (g *Calls) CallEnded(c *sip.Call) { g.finish(c, c.Reason(), c.Started) }
-
-// SessionEnded does the same for a browser call.
-func (g *Calls) SessionEnded(s *webrtc.Session) { g.finish(s, s.Reason(), s.Started) }
-
-func (g *Calls) finish(key any, reason string, started time.Time) {
-	g.mu.Lock()
-	legs := g.calls[key]
-	g.mu.Unlock()
-	if len(legs) == 0 {
+	u := transcript.Utterance{Leg: l.name, Utt: r.Utt, Text: r.Text, StartMs: r.StartMs, EndMs: r.EndMs, GapMs: r.GapMs}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == ended || c.state == admitted {
+		c.g.mu.Lock()
+		c.g.stats.LateResults++
+		c.g.mu.Unlock()
 		return
 	}
-	defer func() { // the call counts as live until call.end is out
-		g.mu.Lock()
-		delete(g.calls, key)
-		g.mu.Unlock()
-	}()
-	for _, cs := range legs {
-		close(cs.stop)
+	if r.Kind == asr.Final {
+		u.Words, u.Conf = r.Words, r.Conf
+		c.g.pub.Publish(transcript.NewFinal(c.id, u))
+		return
 	}
-	deadline := time.After(g.FinalTimeout)
-	for _, cs := range legs {
-		<-cs.fed
-		if cs.stream == nil {
-			continue
-		}
-		cs.stream.Finish()
-	}
-	for _, cs := range legs {
-		if cs.stream == nil {
-			continue
-		}
-		select {
-		case <-cs.stream.Done():
-		case <-deadline:
-			g.log.Error("gateway: last final not ready in time", "call_id", cs.id, "leg", cs.leg)
-		}
-	}
-	perLeg := map[string]map[string]int64{}
-	g.mu.Lock()
-	g.stats.Ended++
-	for _, cs := range legs {
-		st := cs.media.Stats() // final: the leg's reader has stopped
-		g.stats.Packets += st.Packets
-		g.stats.Lost += st.Lost
-		g.stats.Late += st.Late
-		g.stats.Malformed += st.Malformed
-		g.stats.DroppedSamples += st.DroppedSamples
-		g.stats.DTMF += st.DTMF
-		perLeg[cs.leg] = map[string]int64{"packets": st.Packets, "lost": st.Lost, "late": st.Late,
-			"malformed": st.Malformed, "dropped_samples": st.DroppedSamples, "dtmf": st.DTMF}
-	}
-	if g.stats.EndedBy == nil {
-		g.stats.EndedBy = map[string]int64{}
-	}
-	g.stats.EndedBy[reason]++
-	g.mu.Unlock()
-	stats, _ := json.Marshal(perLeg)
-	g.pub.Publish(transcript.Event{Type: transcript.CallEnd, CallID: legs[0].id, Fields: map[string]string{
-		"reason": reason, "duration_ms": strconv.FormatInt(time.Since(started).Milliseconds(), 10),
-		"stats": string(stats)}})
-}
-
-// Drain waits until no call is left or ctx ends.
-func (g *Calls) Drain(ctx context.Context) error {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for g.Active() > 0 {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-	return nil
+	c.g.pub.Publish(transcript.NewPartial(c.id, u))
 }

@@ -69,13 +69,19 @@ func newBatcher(t testing.TB) *asr.Batcher {
 // and a SIP server on loopback, all stopped when the test ends.
 func startGateway(t *testing.T) (*transcripttest.Redis, *transcript.Publisher, *Calls, *sip.Server) {
 	t.Helper()
+	return startGatewayWith(t, CallsOptions{})
+}
+
+// startGatewayWith does the same with calls configured by o.
+func startGatewayWith(t *testing.T, o CallsOptions) (*transcripttest.Redis, *transcript.Publisher, *Calls, *sip.Server) {
+	t.Helper()
 	rd := transcripttest.Start(t)
 	pub, err := transcript.NewPublisher(transcript.Options{Addr: rd.Addr})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pub.Close() })
-	calls := NewCalls(newBatcher(t), pub, nil)
+	calls := NewCalls(newBatcher(t), pub, o)
 	srv, err := sip.NewServer(sip.Config{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0", RTPPortLo: 33000, RTPPortHi: 33999,
 		AgentAORs: []string{"*@agents.example.com"}}, calls)
 	if err != nil {
@@ -94,6 +100,7 @@ func settle(t *testing.T, ctx context.Context, calls *Calls, pub *transcript.Pub
 	if err := calls.Drain(ctx); err != nil {
 		t.Fatal(err)
 	}
+	calls.Wait()
 	if err := pub.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -134,14 +141,13 @@ func callEntries(t *testing.T, ctx context.Context, addr string) []redis.XMessag
 }
 
 func TestCallToTranscriptOnRedis(t *testing.T) {
-	rd, pub, calls, srv := startGateway(t)
 	var latMu sync.Mutex
 	latencies := map[asr.ResultKind][]time.Duration{}
-	calls.OnLatency = func(k asr.ResultKind, d time.Duration) {
+	rd, pub, calls, srv := startGatewayWith(t, CallsOptions{OnLatency: func(k asr.ResultKind, d time.Duration) {
 		latMu.Lock()
 		latencies[k] = append(latencies[k], d)
 		latMu.Unlock()
-	}
+	}})
 
 	a := testWAV(t, "8k.wav")
 	speech := siptest.PCMU(a.Samples)

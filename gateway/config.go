@@ -29,6 +29,8 @@ type Config struct {
 	WebRTC WebRTCConfig `yaml:"webrtc"`
 	// Drain is how long calls may go on after SIGTERM.
 	Drain time.Duration `yaml:"drain"`
+	// Instance names this gateway in Redis; empty: host name and SIP address.
+	Instance string `yaml:"instance"`
 }
 
 // SIPConfig is the SIP and media side.
@@ -50,7 +52,6 @@ type SIPConfig struct {
 	MinSE             time.Duration     `yaml:"min_se"`
 	CarryHeaders      []string          `yaml:"carry_headers"`
 	RTPReadWorkers    int               `yaml:"rtp_read_workers"`
-	RingMs            int               `yaml:"ring_ms"`
 	AgentAORs         []string          `yaml:"agent_aors"`
 	LegNamesHeader    string            `yaml:"leg_names_header"`
 	ReorderMs         int               `yaml:"reorder_ms"`
@@ -58,18 +59,19 @@ type SIPConfig struct {
 
 // ASRConfig is the recognizer.
 type ASRConfig struct {
-	ModelDir   string             `yaml:"model_dir"`
-	Encoder    string             `yaml:"encoder"`
-	Decoder    string             `yaml:"decoder"`
-	Joiner     string             `yaml:"joiner"`
-	ORTLib     string             `yaml:"ort_lib"`
-	Provider   string             `yaml:"provider"`
-	Threads    int                `yaml:"threads"`
-	MaxBatch   int                `yaml:"max_batch"`
-	MaxWait    time.Duration      `yaml:"max_wait"`
-	Workers    int                `yaml:"workers"`
-	RunTimeout time.Duration      `yaml:"run_timeout"`
-	Endpoint   asr.EndpointConfig `yaml:"endpoint"`
+	ModelDir     string             `yaml:"model_dir"`
+	Encoder      string             `yaml:"encoder"`
+	Decoder      string             `yaml:"decoder"`
+	Joiner       string             `yaml:"joiner"`
+	ORTLib       string             `yaml:"ort_lib"`
+	Provider     string             `yaml:"provider"`
+	Threads      int                `yaml:"threads"`
+	MaxBatch     int                `yaml:"max_batch"`
+	MaxWait      time.Duration      `yaml:"max_wait"`
+	Workers      int                `yaml:"workers"`
+	RunTimeout   time.Duration      `yaml:"run_timeout"`
+	FinalTimeout time.Duration      `yaml:"final_timeout"`
+	Endpoint     asr.EndpointConfig `yaml:"endpoint"`
 }
 
 // RedisConfig is transcript delivery.
@@ -81,7 +83,7 @@ type RedisConfig struct {
 	CallMaxLen     int64         `yaml:"call_maxlen"`
 	FirehoseMaxLen int64         `yaml:"firehose_maxlen"`
 	Expire         time.Duration `yaml:"expire"`
-	SpoolMax       int           `yaml:"spool_max"`
+	SpoolMaxBytes  int64         `yaml:"spool_max_bytes"`
 	SpoolFile      string        `yaml:"spool_file"`
 }
 
@@ -115,11 +117,11 @@ func Defaults() Config {
 			Codecs: []string{"PCMU", "PCMA", "G722", "opus"}, MediaTimeout: 30 * time.Second, MaxCalls: 1000,
 			AllowCIDRs: []string{}, Users: map[string]string{},
 			Realm: "callscribe", MinSE: 90 * time.Second, CarryHeaders: []string{"X-*", "User-to-User"},
-			RingMs: 2000, ReorderMs: 60, AgentAORs: []string{}},
+			ReorderMs: 60, AgentAORs: []string{}},
 		ASR: ASRConfig{Provider: "cpu", Threads: 1, MaxBatch: 16, MaxWait: 10 * time.Millisecond,
-			RunTimeout: 5 * time.Second, Endpoint: asr.DefaultEndpointConfig()},
+			RunTimeout: 5 * time.Second, FinalTimeout: 30 * time.Second, Endpoint: asr.DefaultEndpointConfig()},
 		Redis: RedisConfig{Addr: "127.0.0.1:6379", Prefix: "stt", Shards: 1, CallMaxLen: 10000,
-			FirehoseMaxLen: 1000000, Expire: 24 * time.Hour, SpoolMax: 100000},
+			FirehoseMaxLen: 1000000, Expire: 24 * time.Hour, SpoolMaxBytes: 64 << 20},
 		HTTP: HTTPConfig{Addr: "127.0.0.1:8080", Page: true, MaxEventStreams: 100},
 		WebRTC: WebRTCConfig{Enabled: true, Path: "/whip", MaxSessions: 100, PublicIPs: []string{}, Loopback: true,
 			ConnectTimeout: 10 * time.Second, MediaTimeout: 30 * time.Second},
@@ -140,6 +142,21 @@ func LoadConfig(path string) (Config, error) {
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
+}
+
+// InstanceName is instance, or by default the host name and the first SIP
+// listen address: stable across restarts of the same gateway.
+func (c *Config) InstanceName() string {
+	if c.Instance != "" {
+		return c.Instance
+	}
+	host, _ := os.Hostname()
+	for _, a := range []string{c.SIP.UDP, c.SIP.TCP, c.SIP.TLS} {
+		if a != "" {
+			return host + "/" + a
+		}
+	}
+	return host
 }
 
 // RTPPortRange parses sip.rtp_ports.
@@ -239,13 +256,13 @@ func (c *Config) Validate() error {
 	}{
 		{"sip.media_timeout", c.SIP.MediaTimeout > 0}, {"sip.max_calls", c.SIP.MaxCalls > 0},
 		{"sip.max_calls_per_source", c.SIP.MaxCallsPerSource >= 0}, {"sip.min_se", c.SIP.MinSE >= time.Second},
-		{"sip.rtp_read_workers", c.SIP.RTPReadWorkers >= 0}, {"sip.ring_ms", c.SIP.RingMs >= 100},
+		{"sip.rtp_read_workers", c.SIP.RTPReadWorkers >= 0}, {"asr.final_timeout", c.ASR.FinalTimeout > 0},
 		{"sip.reorder_ms", c.SIP.ReorderMs > 0},
 		{"asr.threads", c.ASR.Threads > 0}, {"asr.max_batch", c.ASR.MaxBatch > 0}, {"asr.max_wait", c.ASR.MaxWait > 0},
 		{"asr.workers", c.ASR.Workers >= 0}, {"asr.run_timeout", c.ASR.RunTimeout > 0},
 		{"redis.shards", c.Redis.Shards > 0}, {"redis.call_maxlen", c.Redis.CallMaxLen > 0},
 		{"redis.firehose_maxlen", c.Redis.FirehoseMaxLen > 0}, {"redis.expire", c.Redis.Expire > 0},
-		{"redis.spool_max", c.Redis.SpoolMax > 0}, {"drain", c.Drain >= 0},
+		{"redis.spool_max_bytes", c.Redis.SpoolMaxBytes > 0}, {"drain", c.Drain >= 0},
 		{"http.max_event_streams", c.HTTP.MaxEventStreams > 0},
 	}
 	for _, p := range positive {
@@ -281,6 +298,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ASR.Provider != "cpu" && c.ASR.Provider != "cuda" {
 		return fmt.Errorf("asr.provider: %q: want cpu or cuda", c.ASR.Provider)
+	}
+	if strings.ContainsAny(c.Instance, " {}\t\r\n") {
+		return fmt.Errorf("instance: %q: want a name without spaces or braces", c.Instance)
 	}
 	if c.Redis.Prefix == "" || strings.ContainsAny(c.Redis.Prefix, " {}") {
 		return fmt.Errorf("redis.prefix: %q: want a non-empty key prefix without spaces or braces", c.Redis.Prefix)

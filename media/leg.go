@@ -15,10 +15,8 @@ type LegOptions struct {
 	PayloadTypes map[uint8]string
 	// DTMFPayloadType is the telephone-event payload type; -1 for none.
 	DTMFPayloadType int
-	// RingMs bounds the leg's 16 kHz buffer; default 2000. It covers the
-	// reader's hiccups only: a recognizer that lags keeps its own bounded
-	// backlog.
-	RingMs int
+	// Sink receives the leg's 16 kHz audio as it is decoded. Required.
+	Sink Sink
 	// ReorderMs is how long a missing packet is waited for before it is
 	// declared lost; default 60.
 	ReorderMs int
@@ -50,15 +48,25 @@ type LegStats struct {
 	Discontinuities int64 // SSRC changes and timestamp jumps over MaxGapMs
 	DTMF            int64
 	SilenceSamples  int64 // 16 kHz samples of gap written for loss/DTX
-	DroppedSamples  int64 // overwritten in the ring before being read
 }
 
-// Leg turns one leg's RTP packets into 16 kHz audio in its Ring. HandleRTP
+// Sink receives a leg's 16 kHz audio in timeline order, on the leg's packet
+// goroutine. at is the timeline index of samples[0] (16 kHz samples since
+// the leg's first audio); each block starts where the previous one ended,
+// because gaps (loss, DTX, hold) arrive as silence. WriteAudio must not
+// block and must not keep samples after it returns.
+type Sink interface {
+	WriteAudio(at int64, samples []float32)
+}
+
+// Leg turns one leg's RTP packets into 16 kHz audio for its Sink. HandleRTP
 // is called by one goroutine (the leg's socket reader) and allocates
 // nothing per packet.
 type Leg struct {
 	opts    LegOptions
-	ring    *Ring
+	sink    Sink
+	pos     int64 // timeline index of the next sample
+	zeros   []float32
 	decs    map[uint8]*legCodec
 	next    atomic.Pointer[codecSet] // a renegotiated set, taken by the packet path
 	reorder reorder
@@ -86,13 +94,16 @@ type legCodec struct {
 // ErrNoCodec is returned when a leg has no payload type to decode.
 var ErrNoCodec = errors.New("media: leg has no codec")
 
+// ErrNoSink is returned when a leg has nowhere to send its audio.
+var ErrNoSink = errors.New("media: leg has no sink")
+
 // NewLeg prepares a leg's receive path.
 func NewLeg(o LegOptions) (*Leg, error) {
 	if len(o.PayloadTypes) == 0 {
 		return nil, ErrNoCodec
 	}
-	if o.RingMs <= 0 {
-		o.RingMs = 2000
+	if o.Sink == nil {
+		return nil, ErrNoSink
 	}
 	if o.ReorderMs <= 0 {
 		o.ReorderMs = 60
@@ -103,7 +114,7 @@ func NewLeg(o LegOptions) (*Leg, error) {
 	if o.Filter == nil {
 		o.Filter = &FilterKaldi
 	}
-	l := &Leg{opts: o, ring: NewRing(o.RingMs * 16),
+	l := &Leg{opts: o, sink: o.Sink, zeros: make([]float32, 320),
 		pcm: make([]float32, 0, 4096), out: make([]float32, 0, 8192)}
 	set, err := l.codecSet(o.PayloadTypes, o.DTMFPayloadType)
 	if err != nil {
@@ -158,15 +169,26 @@ func (l *Leg) Renegotiate(pts map[uint8]string, dtmf int) error {
 	return nil
 }
 
-// Ring is where the leg's 16 kHz audio goes.
-func (l *Leg) Ring() *Ring { return l.ring }
+// Sink is where the leg's 16 kHz audio goes.
+func (l *Leg) Sink() Sink { return l.sink }
 
 // Stats returns the counters. Safe only from the packet goroutine, or after
-// it stopped; Dropped samples are read from the ring.
-func (l *Leg) Stats() LegStats {
-	s := l.stats
-	s.DroppedSamples = l.ring.Dropped()
-	return s
+// it stopped.
+func (l *Leg) Stats() LegStats { return l.stats }
+
+// write hands audio to the sink at the end of the timeline.
+func (l *Leg) write(x []float32) {
+	l.sink.WriteAudio(l.pos, x)
+	l.pos += int64(len(x))
+}
+
+// silence writes n samples of gap.
+func (l *Leg) silence(n int) {
+	for n > 0 {
+		k := min(n, len(l.zeros))
+		l.write(l.zeros[:k])
+		n -= k
+	}
 }
 
 // HandleRTP takes one datagram. Bad packets are dropped and counted.
@@ -271,7 +293,7 @@ func (l *Leg) play(s *slot) {
 				l.stats.Discontinuities++
 				ms = int64(l.opts.MaxGapMs)
 			}
-			l.ring.WriteSilence(int(ms * 16))
+			l.silence(int(ms * 16))
 			l.stats.SilenceSamples += ms * 16
 		} else if gap < 0 {
 			l.stats.Late++ // overlaps audio already played
@@ -285,7 +307,7 @@ func (l *Leg) play(s *slot) {
 		return
 	}
 	l.out = c.rs.Process(l.out[:0], l.pcm)
-	l.ring.Write(l.out)
+	l.write(l.out)
 	l.nextTS = s.ts + uint32(len(l.pcm)*c.codec.ClockRate/c.dec.SampleRate())
 	l.haveTS = true
 }
@@ -312,7 +334,7 @@ func (l *Leg) dtmf(s *slot) {
 	if l.cur != nil {
 		rate = int64(l.cur.codec.ClockRate)
 	}
-	start := l.ring.End() / 16
+	start := l.pos / 16
 	if l.haveTS {
 		start += int64(int32(s.ts-l.nextTS)) * 1000 / rate
 	}

@@ -29,16 +29,20 @@ func pcmuPackets(t testing.TB, x []float32, ssrc uint32) [][]byte {
 }
 
 func newTestLeg(t testing.TB, onDTMF func(DTMF)) *Leg {
-	l, err := NewLeg(LegOptions{PayloadTypes: map[uint8]string{0: "PCMU", 8: "PCMA"}, DTMFPayloadType: 101, OnDTMF: onDTMF})
+	l, err := NewLeg(LegOptions{PayloadTypes: map[uint8]string{0: "PCMU", 8: "PCMA"}, DTMFPayloadType: 101, OnDTMF: onDTMF,
+		Sink: NewRing(60 * 16000)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return l
 }
 
+// ringOf is the ring a test leg writes to.
+func ringOf(l *Leg) *Ring { return l.Sink().(*Ring) }
+
 func readAll(l *Leg) []float32 {
-	out := make([]float32, l.Ring().Len())
-	n, _ := l.Ring().Read(out)
+	out := make([]float32, ringOf(l).Len())
+	n, _ := ringOf(l).Read(out)
 	return out[:n]
 }
 
@@ -134,8 +138,8 @@ func TestLegDropsMalformed(t *testing.T) {
 	other[1] = 99 // payload type not negotiated
 	l.HandleRTP(other)
 	st := l.Stats()
-	if st.Malformed != int64(len(bad)) || st.UnknownPT != 1 || l.Ring().Len() != 0 {
-		t.Errorf("%+v, %d samples", st, l.Ring().Len())
+	if st.Malformed != int64(len(bad)) || st.UnknownPT != 1 || ringOf(l).Len() != 0 {
+		t.Errorf("%+v, %d samples", st, ringOf(l).Len())
 	}
 }
 
@@ -175,8 +179,8 @@ func TestLegSSRCChangeIsADiscontinuity(t *testing.T) {
 		l.HandleRTP(p)
 	}
 	st := l.Stats()
-	if st.Discontinuities != 1 || st.Late != 0 || l.Ring().Len() < 6000 {
-		t.Errorf("%+v, %d samples", st, l.Ring().Len())
+	if st.Discontinuities != 1 || st.Late != 0 || ringOf(l).Len() < 6000 {
+		t.Errorf("%+v, %d samples", st, ringOf(l).Len())
 	}
 }
 
@@ -207,7 +211,7 @@ func BenchmarkLegPCMU20ms(b *testing.B) {
 		seq++
 		ts += 160
 		if i%50 == 49 {
-			l.Ring().Read(buf)
+			ringOf(l).Read(buf)
 		}
 	}
 }
@@ -218,7 +222,7 @@ func TestLegG722(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := NewLeg(LegOptions{PayloadTypes: map[uint8]string{9: "G722"}, DTMFPayloadType: -1})
+	l, err := NewLeg(LegOptions{PayloadTypes: map[uint8]string{9: "G722"}, DTMFPayloadType: -1, Sink: NewRing(60 * 16000)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,8 +263,8 @@ func TestLegRenegotiate(t *testing.T) {
 	b, _ := p.Marshal()
 	l.HandleRTP(b)
 	st := l.Stats()
-	if st.UnknownPT != 1 || l.Ring().Len() < 300 {
-		t.Errorf("%+v, %d samples", st, l.Ring().Len())
+	if st.UnknownPT != 1 || ringOf(l).Len() < 300 {
+		t.Errorf("%+v, %d samples", st, ringOf(l).Len())
 	}
 	if err := l.Renegotiate(nil, -1); err == nil {
 		t.Error("empty codec set accepted")

@@ -51,8 +51,8 @@ func TestPollerFeedsLegsAndLatches(t *testing.T) {
 		}
 	}
 	for i, r := range rcvs {
-		if r.Ignored() != int64(len(pkts)) || r.Leg().Ring().Len() < 3000 {
-			t.Errorf("leg %d: ignored %d, %d samples", i, r.Ignored(), r.Leg().Ring().Len())
+		if r.Ignored() != int64(len(pkts)) || ringOf(r.Leg()).Len() < 3000 {
+			t.Errorf("leg %d: ignored %d, %d samples", i, r.Ignored(), ringOf(r.Leg()).Len())
 		}
 		if s, ok := r.Source(); !ok || s.Port() != uint16(src.LocalAddr().(*net.UDPAddr).Port) {
 			t.Errorf("leg %d latched on %v", i, s)

@@ -2,9 +2,9 @@ package media
 
 import "sync"
 
-// Ring is a leg's bounded buffer of 16 kHz samples between the packet path
-// (one writer) and the recognizer (one reader). Write never blocks: when the
-// reader falls behind, the oldest samples are overwritten and counted.
+// Ring is a bounded buffer of 16 kHz samples: a Sink for tools and tests
+// that read a leg's audio on another goroutine. Write never blocks: when
+// the reader falls behind, the oldest samples are overwritten and counted.
 // Every sample has an index on the leg's timeline (samples since the leg
 // started), so a reader sees exactly where audio was dropped.
 type Ring struct {
@@ -42,6 +42,9 @@ func (r *Ring) Write(samples []float32) {
 		r.start += over
 	}
 }
+
+// WriteAudio appends samples (a Sink); the ring keeps its own timeline.
+func (r *Ring) WriteAudio(_ int64, samples []float32) { r.Write(samples) }
 
 // WriteSilence appends n zero samples: an explicit gap (lost packets, hold)
 // on the timeline.

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 
+	"github.com/callscribe/callscribe/ingest"
 	"github.com/callscribe/callscribe/media"
 )
 
@@ -34,6 +36,7 @@ type Call struct {
 	expires   time.Duration
 	refreshed atomic.Int64 // unix nanos of the last INVITE/UPDATE
 	dlg       *sipgo.DialogServerSession
+	ticket    ingest.Ticket // the call's admission: sinks, DTMF, end
 	hold      atomic.Bool
 	ver       atomic.Uint64
 	sessID    uint64
@@ -80,8 +83,9 @@ func (c *Call) Reason() string {
 	}
 }
 
-// openLeg binds a stream's RTP socket and starts receiving it.
-func (s *Server) openLeg(c *Call, l *CallLeg) error {
+// openLeg binds stream i's RTP socket and starts receiving it into the
+// admission's sink.
+func (s *Server) openLeg(c *Call, i int, l *CallLeg) error {
 	conn, err := s.ports.Listen(s.cfg.MediaIP)
 	if err != nil {
 		return err
@@ -89,9 +93,8 @@ func (s *Server) openLeg(c *Call, l *CallLeg) error {
 	lo := s.cfg.Leg
 	lo.PayloadTypes = map[uint8]string{l.choice.PT: l.choice.Name}
 	lo.DTMFPayloadType = l.choice.DTMFPT
-	if dh, ok := s.h.(DTMFHandler); ok {
-		lo.OnDTMF = func(d media.DTMF) { dh.CallDTMF(c, l, d) }
-	}
+	lo.Sink = c.ticket.Sink(i)
+	lo.OnDTMF = func(d media.DTMF) { c.ticket.DTMF(i, d) }
 	leg, err := media.NewLeg(lo)
 	if err != nil {
 		conn.Close()
@@ -112,11 +115,43 @@ func (s *Server) openLeg(c *Call, l *CallLeg) error {
 	return nil
 }
 
-// closeLegs stops receiving every stream (their ports go back).
+// fields describe the call for call.start.
+func (c *Call) fields() map[string]string {
+	f := map[string]string{"from": c.From, "to": c.To, "sip_call_id": c.SIPCallID, "codec": c.Codec}
+	for k, v := range c.Headers {
+		f["hdr:"+k] = v
+	}
+	if c.Recording {
+		f["recording"] = "siprec"
+	}
+	senders := map[string]Participant{}
+	for _, l := range c.Legs {
+		if l.Sender != (Participant{}) {
+			senders[l.Name] = l.Sender
+		}
+	}
+	if len(senders) > 0 {
+		b, _ := json.Marshal(senders)
+		f["participants"] = string(b)
+	}
+	return f
+}
+
+// closeLegs stops receiving every stream (their ports go back); the legs'
+// counters are final after it.
 func (c *Call) closeLegs() {
 	for _, l := range c.Legs {
 		l.rcv.Close()
 	}
+}
+
+// stats are the legs' packet counters; final once closeLegs returned.
+func (c *Call) stats() []media.LegStats {
+	out := make([]media.LegStats, len(c.Legs))
+	for i, l := range c.Legs {
+		out[i] = l.Leg.Stats()
+	}
+	return out
 }
 
 // answer is the SDP answer to offers (every m-line, in order): each stream
@@ -148,9 +183,6 @@ func (c *Call) idle() time.Duration {
 // run is the call's loop: it ends on BYE, media timeout or shutdown.
 func (s *Server) run(c *Call, log *slog.Logger) {
 	defer s.wg.Done()
-	if s.h != nil {
-		s.h.CallStarted(c)
-	}
 	every := min(time.Second, s.cfg.MediaTimeout/4)
 	if c.expires > 0 {
 		every = min(every, c.expires/4)
@@ -178,24 +210,27 @@ func (s *Server) run(c *Call, log *slog.Logger) {
 	s.hangup(c, reason)
 }
 
-// hangup ends a call: BYE unless the peer sent it, media closed, handler told.
+// hangup ends a call: BYE unless the peer sent it, media closed, the
+// admission told (with the legs' final counters).
 func (s *Server) hangup(c *Call, reason string) {
 	if reason != "bye" {
 		// The BYE must go out even when the server's context is done.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
-		c.dlg.Bye(ctx)
+		if err := c.dlg.Bye(ctx); err != nil {
+			s.cfg.Logger.Warn("sip: BYE not answered", "call_id", c.SIPCallID, "reason", reason, "err", err)
+		}
 		cancel()
 	}
 	c.dlg.Close()
 	c.closeLegs()
 	c.reason = reason
 	s.mu.Lock()
-	delete(s.calls, c.SIPCallID)
+	if s.calls[c.SIPCallID] == c {
+		delete(s.calls, c.SIPCallID)
+	}
 	s.mu.Unlock()
 	close(c.done)
-	if s.h != nil {
-		s.h.CallEnded(c)
-	}
+	c.ticket.End(reason, c.stats())
 }
 
 // LocalRTP is the first stream's RTP address (what the SDP answer announced).

@@ -1,7 +1,7 @@
 // Package sip answers calls from a SIP trunk on emiago/sipgo: INVITE with
 // SDP offer/answer, ACK, BYE, CANCEL, OPTIONS, hold by re-INVITE, access
-// and call limits, media timeout. Each call's audio goes to a media.Leg;
-// what happens to the audio is the Handler's business.
+// control, media timeout. Calls are admitted by an ingest.Admitter before
+// they are answered; each leg's audio goes to the sink the admission gave.
 package sip
 
 import (
@@ -18,12 +18,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 
+	"github.com/callscribe/callscribe/ingest"
 	"github.com/callscribe/callscribe/media"
 )
 
@@ -42,8 +42,6 @@ type Config struct {
 	// MediaTimeout ends a call without RTP for this long while not on
 	// hold; default 30 s.
 	MediaTimeout time.Duration
-	// MaxCalls bounds concurrent calls (503 beyond it); default 1000.
-	MaxCalls int
 	// AllowCIDRs, when set, is the only sources accepted (403 otherwise).
 	AllowCIDRs []netip.Prefix
 	// Users, when set, requires SIP digest authentication of INVITEs
@@ -51,9 +49,6 @@ type Config struct {
 	Users map[string]string
 	// Realm of the digest challenge; default "callscribe".
 	Realm string
-	// MaxCallsPerSource bounds concurrent calls from one IP address (503
-	// beyond it); default 0, no bound.
-	MaxCallsPerSource int
 	// MinSE is the shortest session interval accepted (RFC 4028; 422 with
 	// Min-SE below it); default 90 s.
 	MinSE time.Duration
@@ -108,9 +103,6 @@ func (c *Config) defaults() error {
 	if c.MediaTimeout <= 0 {
 		c.MediaTimeout = 30 * time.Second
 	}
-	if c.MaxCalls <= 0 {
-		c.MaxCalls = 1000
-	}
 	if c.Realm == "" {
 		c.Realm = "callscribe"
 	}
@@ -129,23 +121,10 @@ func (c *Config) defaults() error {
 	return nil
 }
 
-// Handler learns of calls. Both methods are called on the call's goroutine
-// and must not block for long.
-type Handler interface {
-	CallStarted(c *Call)
-	CallEnded(c *Call)
-}
-
-// DTMFHandler, when the Handler implements it too, receives each call's
-// RFC 4733 digits on the call's packet goroutine; it must not block.
-type DTMFHandler interface {
-	CallDTMF(c *Call, l *CallLeg, d media.DTMF)
-}
-
 // Server is the SIP user agent server.
 type Server struct {
 	cfg   Config
-	h     Handler
+	adm   ingest.Admitter
 	ua    *sipgo.UserAgent
 	srv   *sipgo.Server
 	cli   *sipgo.Client
@@ -154,22 +133,18 @@ type Server struct {
 	poll  *media.Poller  // nil: a goroutine per leg
 	auth  *authenticator // nil: no authentication
 
-	mu       sync.Mutex
-	calls    map[string]*Call
-	closed   bool
-	draining bool // new calls get 503
-	wg       sync.WaitGroup
-	ctx      context.Context
-	cancel   context.CancelFunc
-	addrs    []net.Addr
-	closers  []io.Closer // listeners, closed by Close
-
-	// Counters.
-	Rejected atomic.Int64
+	mu      sync.Mutex
+	calls   map[string]*Call
+	closed  bool
+	wg      sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+	addrs   []net.Addr
+	closers []io.Closer // listeners, closed by Close
 }
 
-// NewServer prepares a server; Serve starts it.
-func NewServer(cfg Config, h Handler) (*Server, error) {
+// NewServer prepares a server whose calls adm admits; Listen starts it.
+func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
@@ -191,7 +166,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		ua.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, h: h, ua: ua, srv: srv, cli: cli, ports: ports, calls: map[string]*Call{}}
+	s := &Server{cfg: cfg, adm: adm, ua: ua, srv: srv, cli: cli, ports: ports, calls: map[string]*Call{}}
 	if len(cfg.Users) > 0 {
 		s.auth = newAuthenticator(cfg.Realm, cfg.Users)
 	}
@@ -313,18 +288,18 @@ func (tlsAddr) Network() string { return "tls" }
 // Addrs are the bound listen addresses (Network: udp, tcp or tls).
 func (s *Server) Addrs() []net.Addr { return s.addrs }
 
+// Call is the live call with this Call-ID, or nil.
+func (s *Server) Call(sipCallID string) *Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[sipCallID]
+}
+
 // ActiveCalls is the number of calls in progress.
 func (s *Server) ActiveCalls() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.calls)
-}
-
-// Drain stops taking calls (503) and lets the ones in progress go on.
-func (s *Server) Drain() {
-	s.mu.Lock()
-	s.draining = true
-	s.mu.Unlock()
 }
 
 // Close hangs up every call (reason shutdown, BYE sent) and stops the
@@ -367,6 +342,39 @@ func (s *Server) waitCalls() {
 	}
 }
 
+// refuse answers an INVITE the server itself does not take, and counts it.
+func (s *Server) refuse(tx sipmsg.ServerTransaction, req *sipmsg.Request, r *ingest.Refusal) {
+	s.adm.Refused("sip", r)
+	if r.SIP == 401 && s.auth != nil {
+		respond(tx, req, 401, "Unauthorized", sipmsg.NewHeader("WWW-Authenticate", s.auth.challenge()))
+		return
+	}
+	respondRefusal(tx, req, r)
+}
+
+// reasonPhrase is RFC 3261's phrase for the statuses we refuse with.
+func reasonPhrase(code int) string {
+	switch code {
+	case 400:
+		return "Bad Request"
+	case 401:
+		return "Unauthorized"
+	case 403:
+		return "Forbidden"
+	case 422:
+		return "Session Interval Too Small"
+	case 482:
+		return "Loop Detected"
+	case 488:
+		return "Not Acceptable Here"
+	case 500:
+		return "Server Internal Error"
+	case 503:
+		return "Service Unavailable"
+	}
+	return "Refused"
+}
+
 func respond(tx sipmsg.ServerTransaction, req *sipmsg.Request, code int, reason string, hdrs ...sipmsg.Header) {
 	res := sipmsg.NewResponseFromRequest(req, code, reason, nil)
 	for _, h := range hdrs {
@@ -394,37 +402,38 @@ func (s *Server) onUpdate(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 }
 
 // sessionExpires reads RFC 4028 headers: the interval the caller asks for,
-// or a 422 answered when it is under our minimum.
-func (s *Server) sessionExpires(req *sipmsg.Request, tx sipmsg.ServerTransaction) (time.Duration, bool) {
+// or the refusal answered when it is bad or under our minimum.
+func (s *Server) sessionExpires(req *sipmsg.Request, tx sipmsg.ServerTransaction) (time.Duration, *ingest.Refusal) {
 	h := req.GetHeader("Session-Expires")
 	if h == nil {
 		h = req.GetHeader("x") // compact form of Session-Expires
 	}
 	if h == nil {
-		return 0, true
+		return 0, nil
 	}
 	v, _, _ := strings.Cut(h.Value(), ";")
 	secs, err := strconv.Atoi(strings.TrimSpace(v))
 	if err != nil || secs <= 0 {
-		respond(tx, req, 400, "Bad Request", sipmsg.NewHeader("Warning", `399 callscribe "bad Session-Expires"`))
-		return 0, false
+		r := &ingest.Refusal{Reason: "bad_request", SIP: 400, Detail: "bad Session-Expires"}
+		respondRefusal(tx, req, r)
+		return 0, r
 	}
 	d := time.Duration(secs) * time.Second
 	if d < s.cfg.MinSE {
 		respond(tx, req, 422, "Session Interval Too Small", sipmsg.NewHeader("Min-SE", strconv.Itoa(int(s.cfg.MinSE.Seconds()))))
-		return 0, false
+		return 0, &ingest.Refusal{Reason: "bad_request", SIP: 422}
 	}
-	return d, true
+	return d, nil
 }
 
 // onOptions answers keepalives. A load balancer probing with OPTIONS (e.g.
-// Kamailio's dispatcher) gets 503 while this server takes no new calls
-// (draining, or at max_calls), so it sends them elsewhere.
+// Kamailio's dispatcher) gets 503 while no new call would be admitted
+// (draining, at a limit, out of capacity), so it sends them elsewhere.
 func (s *Server) onOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	s.mu.Lock()
-	busy := len(s.calls) >= s.cfg.MaxCalls || s.closed || s.draining
+	busy := s.closed
 	s.mu.Unlock()
-	if busy {
+	if busy || s.adm.Full("sip") != nil {
 		respond(tx, req, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", "5"), sipmsg.NewHeader("Allow", allowed))
 		return
 	}
@@ -489,25 +498,22 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	log := s.cfg.Logger.With("call_id", callID)
 	src := sourceOf(req)
 	if !s.allowedSource(src) {
-		s.Rejected.Add(1)
 		log.Info("sip: source not allowed", "source", src)
-		respond(tx, req, 403, "Forbidden")
+		s.refuse(tx, req, &ingest.Refusal{Reason: "forbidden", SIP: 403})
 		return
 	}
 	if s.auth != nil && !s.auth.verify(req) {
-		s.Rejected.Add(1)
-		respond(tx, req, 401, "Unauthorized", sipmsg.NewHeader("WWW-Authenticate", s.auth.challenge()))
+		s.refuse(tx, req, &ingest.Refusal{Reason: "unauthorized", SIP: 401})
 		return
 	}
-	expires, ok := s.sessionExpires(req, tx)
-	if !ok {
-		s.Rejected.Add(1)
+	expires, r := s.sessionExpires(req, tx)
+	if r != nil {
+		s.adm.Refused("sip", r)
 		return
 	}
 	offers, meta, err := s.readOffer(req)
 	if err != nil {
-		s.Rejected.Add(1)
-		respond(tx, req, 400, "Bad Request", sipmsg.NewHeader("Warning", `399 callscribe "`+sanitize(err.Error())+`"`))
+		s.refuse(tx, req, &ingest.Refusal{Reason: "bad_request", SIP: 400, Detail: err.Error()})
 		return
 	}
 	var streams []Offer // the audio streams we receive, in SDP order
@@ -518,34 +524,13 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		}
 		ch, err := Negotiate(o, s.cfg.Codecs)
 		if err != nil {
-			s.Rejected.Add(1)
-			respond(tx, req, 488, "Not Acceptable Here", sipmsg.NewHeader("Warning", `304 callscribe "no common codec"`))
+			s.refuse(tx, req, &ingest.Refusal{Reason: "codec", SIP: 488, Detail: "no common codec"})
 			return
 		}
 		streams, choices = append(streams, o), append(choices, ch)
 	}
 	if len(streams) > maxStreams {
-		s.Rejected.Add(1)
-		respond(tx, req, 488, "Not Acceptable Here", sipmsg.NewHeader("Warning",
-			fmt.Sprintf(`304 callscribe "at most %d audio streams"`, maxStreams)))
-		return
-	}
-	s.mu.Lock()
-	full := len(s.calls) >= s.cfg.MaxCalls || s.closed || s.draining
-	if n := s.cfg.MaxCallsPerSource; n > 0 {
-		from := 0
-		for _, c := range s.calls {
-			if c.Source.Addr() == src.Addr() {
-				from++
-			}
-		}
-		full = full || from >= n
-	}
-	_, dup := s.calls[callID]
-	s.mu.Unlock()
-	if full || dup {
-		s.Rejected.Add(1)
-		respond(tx, req, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", "5"))
+		s.refuse(tx, req, &ingest.Refusal{Reason: "bad_request", SIP: 488, Detail: fmt.Sprintf("at most %d audio streams", maxStreams)})
 		return
 	}
 	c := &Call{SIPCallID: callID, Source: src, Headers: s.carried(req), Codec: choices[0].Name, Recording: meta != nil,
@@ -571,13 +556,22 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 			}
 		}
 	}
+	// The slot is reserved before anything is bound or answered.
+	ticket, err := s.adm.Admit(ingest.Offer{ID: callID, Source: "sip", Peer: src.Addr(), Legs: names})
+	if err != nil {
+		r := ingest.AsRefusal(err)
+		respondRefusal(tx, req, r)
+		log.Info("sip: call refused", "reason", r.Reason)
+		return
+	}
+	c.ticket = ticket
 	for i, o := range streams {
 		l := &CallLeg{Name: names[i], Label: o.Label, Sender: senders[i], choice: choices[i], normal: o.Direction}
-		if err := s.openLeg(c, l); err != nil {
+		if err := s.openLeg(c, i, l); err != nil {
 			c.closeLegs()
-			s.Rejected.Add(1)
+			ticket.End("error", nil)
 			log.Error("sip: no media for the call", "err", err)
-			respond(tx, req, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", "5"))
+			respondRefusal(tx, req, &ingest.Refusal{Reason: "error", SIP: 503, RetryAfter: 5 * time.Second, Detail: "no media port"})
 			return
 		}
 		c.Legs = append(c.Legs, l)
@@ -592,6 +586,7 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	dlg, err := s.dlgs.ReadInvite(req, tx)
 	if err != nil {
 		c.closeLegs()
+		ticket.End("error", nil)
 		respond(tx, req, 400, "Bad Request", sipmsg.NewHeader("Warning", `399 callscribe "`+sanitize(err.Error())+`"`))
 		return
 	}
@@ -609,12 +604,10 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		select {
 		case <-time.After(s.cfg.AnswerDelay):
 		case <-cancelled: // the transaction answers 487
-			c.closeLegs()
-			dlg.Close()
+			s.unanswered(c, "cancel")
 			return
 		case <-tx.Done():
-			c.closeLegs()
-			dlg.Close()
+			s.unanswered(c, "cancel")
 			return
 		}
 	}
@@ -627,23 +620,60 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		res.AppendHeader(sipmsg.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=uac", int(expires.Seconds()))))
 		res.AppendHeader(sipmsg.NewHeader("Require", "timer"))
 	}
-	if err := dlg.WriteResponse(res); err != nil {
-		log.Info("sip: answer not sent", "err", err)
-		c.closeLegs()
-		dlg.Close()
-		return
-	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		go s.hangup(c, "shutdown")
+		s.unanswered(c, "shutdown")
+		respond(tx, req, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", "5"))
 		return
 	}
 	s.calls[callID] = c
 	s.mu.Unlock()
 	c.Started = time.Now()
+	ticket.Start(c.fields())
+	// The 200 is sent again until the ACK comes (RFC 3261 13.3.1.4); a
+	// shutdown does not wait for it.
+	acked := make(chan error, 1)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		acked <- dlg.WriteResponse(res)
+	}()
+	select {
+	case err = <-acked:
+	case <-s.ctx.Done():
+		err = context.Canceled
+	}
+	if err != nil {
+		reason := "timeout" // no ACK: the dialog is ended with a BYE
+		if s.ctx.Err() != nil {
+			reason = "shutdown"
+		}
+		log.Info("sip: call not confirmed", "err", err, "reason", reason)
+		s.hangup(c, reason)
+		return
+	}
 	s.wg.Add(1)
 	go s.run(c, log)
+}
+
+// unanswered gives up a call before its 200: media closed, slot freed.
+func (s *Server) unanswered(c *Call, reason string) {
+	c.closeLegs()
+	c.dlg.Close()
+	c.ticket.End(reason, nil)
+}
+
+// respondRefusal answers a refused INVITE (admission counted it already).
+func respondRefusal(tx sipmsg.ServerTransaction, req *sipmsg.Request, r *ingest.Refusal) {
+	var hdrs []sipmsg.Header
+	if r.RetryAfter > 0 {
+		hdrs = append(hdrs, sipmsg.NewHeader("Retry-After", strconv.Itoa(int(r.RetryAfter.Seconds()))))
+	}
+	if r.Detail != "" {
+		hdrs = append(hdrs, sipmsg.NewHeader("Warning", `399 callscribe "`+sanitize(r.Detail)+`"`))
+	}
+	respond(tx, req, r.SIP, reasonPhrase(r.SIP), hdrs...)
 }
 
 func sanitize(s string) string {

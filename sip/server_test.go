@@ -18,29 +18,105 @@ import (
 	"github.com/pion/rtp"
 	"github.com/zaf/g711"
 
+	"github.com/callscribe/callscribe/ingest"
 	"github.com/callscribe/callscribe/internal/testcert"
 	"github.com/callscribe/callscribe/media"
 )
 
-// recorder is the Handler of these tests: it keeps what the server reports.
+// recorder is the Admitter of these tests: it admits every call (up to
+// max, when set), keeps each leg's audio in a ring and what the server
+// reports.
 type recorder struct {
-	mu      sync.Mutex
-	digits  []byte
-	started []*Call
-	ended   []*Call
-	startCh chan *Call
+	srv      *Server
+	mu       sync.Mutex
+	max      int
+	draining bool
+	live     int
+	digits   []byte
+	started  []*Call
+	ended    []*Call
+	refused  []string
+	startCh  chan *Call
 }
 
 func newRecorder() *recorder { return &recorder{startCh: make(chan *Call, 16)} }
 
-func (r *recorder) CallStarted(c *Call) {
+func (r *recorder) Full(string) *ingest.Refusal {
 	r.mu.Lock()
-	r.started = append(r.started, c)
-	r.mu.Unlock()
-	r.startCh <- c
+	defer r.mu.Unlock()
+	if r.draining {
+		return ingest.ErrDraining
+	}
+	if r.max > 0 && r.live >= r.max {
+		return ingest.ErrLimit
+	}
+	return nil
 }
 
-// waitEnded waits until n calls have ended and returns them, locked.
+func (r *recorder) Refused(_ string, why *ingest.Refusal) {
+	r.mu.Lock()
+	r.refused = append(r.refused, why.Reason)
+	r.mu.Unlock()
+}
+
+func (r *recorder) Admit(o ingest.Offer) (ingest.Ticket, error) {
+	if why := r.Full("sip"); why != nil {
+		r.Refused("sip", why)
+		return nil, why
+	}
+	r.mu.Lock()
+	r.live++
+	r.mu.Unlock()
+	t := &ticket{r: r, id: o.ID, done: make(chan struct{})}
+	for range o.Legs {
+		t.rings = append(t.rings, media.NewRing(60*16000))
+	}
+	return t, nil
+}
+
+// ticket is one admitted call of the recorder.
+type ticket struct {
+	r     *recorder
+	id    string
+	rings []*media.Ring
+	c     *Call
+	once  sync.Once
+	done  chan struct{}
+}
+
+func (t *ticket) Sink(i int) media.Sink { return t.rings[i] }
+func (t *ticket) Done() <-chan struct{} { return t.done }
+
+func (t *ticket) DTMF(_ int, d media.DTMF) {
+	t.r.mu.Lock()
+	t.r.digits = append(t.r.digits, d.Digit)
+	t.r.mu.Unlock()
+}
+
+func (t *ticket) Start(map[string]string) {
+	t.c = t.r.srv.Call(t.id)
+	t.r.mu.Lock()
+	t.r.started = append(t.r.started, t.c)
+	t.r.mu.Unlock()
+	t.r.startCh <- t.c
+}
+
+func (t *ticket) End(string, []media.LegStats) {
+	t.once.Do(func() {
+		t.r.mu.Lock()
+		t.r.live--
+		if t.c != nil {
+			t.r.ended = append(t.r.ended, t.c)
+		}
+		t.r.mu.Unlock()
+		close(t.done)
+	})
+}
+
+// ringOf is where leg i of c went.
+func ringOf(c *Call, i int) *media.Ring { return c.Legs[i].Leg.Sink().(*media.Ring) }
+
+// waitEnded waits until n calls have ended and returns them.
 func (r *recorder) waitEnded(t *testing.T, n int) []*Call {
 	t.Helper()
 	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(10 * time.Millisecond) {
@@ -56,12 +132,6 @@ func (r *recorder) waitEnded(t *testing.T, n int) []*Call {
 	return nil
 }
 
-func (r *recorder) CallEnded(c *Call) {
-	r.mu.Lock()
-	r.ended = append(r.ended, c)
-	r.mu.Unlock()
-}
-
 func startServer(t *testing.T, cfg Config) (*Server, *recorder, string) {
 	t.Helper()
 	if cfg.UDP == "" {
@@ -73,6 +143,7 @@ func startServer(t *testing.T, cfg Config) (*Server, *recorder, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rec.srv = s
 	if err := s.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -215,8 +286,8 @@ func testCallCarriesAudio(t *testing.T, cfg Config) {
 	if c.Reason() != "bye" {
 		t.Errorf("reason %q", c.Reason())
 	}
-	y := make([]float32, c.Legs[0].Leg.Ring().Len())
-	n, _ := c.Legs[0].Leg.Ring().Read(y)
+	y := make([]float32, ringOf(c, 0).Len())
+	n, _ := ringOf(c, 0).Read(y)
 	if n < 9000 {
 		t.Fatalf("only %d samples arrived", n)
 	}
@@ -271,26 +342,20 @@ func TestOptionsAndUnknownMethods(t *testing.T) {
 // A load balancer's OPTIONS probe gets 503 once the server takes no new
 // calls: draining here.
 func TestOptionsWhileDraining(t *testing.T) {
-	srv, _, addr := startServer(t, Config{})
+	_, rec, addr := startServer(t, Config{})
 	phone := newUAC(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	srv.Drain()
+	rec.mu.Lock()
+	rec.draining = true
+	rec.mu.Unlock()
 	res, err := phone.cli.Do(ctx, sipmsg.NewRequest(sipmsg.OPTIONS, target(addr)))
 	if err != nil || res.StatusCode != 503 || res.GetHeader("Retry-After") == nil {
 		t.Fatalf("OPTIONS while draining: %v %v", res, err)
 	}
 }
 
-var _ = media.NewRing
-
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
-
-func (r *recorder) CallDTMF(c *Call, _ *CallLeg, d media.DTMF) {
-	r.mu.Lock()
-	r.digits = append(r.digits, d.Digit)
-	r.mu.Unlock()
-}
 
 // call places a call from phone and returns the established session, the
 // server's call and the RTP address to send to.
@@ -313,7 +378,10 @@ func call(t *testing.T, phone *uac, rec *recorder, addr string, rtpPort int) (*s
 }
 
 func TestCallLimit(t *testing.T) {
-	srv, rec, addr := startServer(t, Config{MaxCalls: 1})
+	srv, rec, addr := startServer(t, Config{})
+	rec.mu.Lock()
+	rec.max = 1
+	rec.mu.Unlock()
 	phone := newUAC(t)
 	first, c, _ := call(t, phone, rec, addr, 40000)
 	defer func() { first.Bye(context.Background()); <-c.Done() }()
@@ -518,7 +586,10 @@ func TestDigestAuth(t *testing.T) {
 }
 
 func TestCallsPerSourceLimit(t *testing.T) {
-	_, rec, addr := startServer(t, Config{MaxCallsPerSource: 1})
+	_, rec, addr := startServer(t, Config{})
+	rec.mu.Lock()
+	rec.max = 1 // admission refuses; the server answers 503
+	rec.mu.Unlock()
 	phone := newUAC(t)
 	first, c, _ := call(t, phone, rec, addr, 40000)
 	defer func() { first.Bye(context.Background()); <-c.Done() }()
@@ -603,8 +674,8 @@ func TestSpeechArrivesIntact(t *testing.T) {
 	}
 	sess.Bye(context.Background())
 	<-c.Done()
-	got := make([]float32, c.Legs[0].Leg.Ring().Len())
-	n, _ := c.Legs[0].Leg.Ring().Read(got)
+	got := make([]float32, ringOf(c, 0).Len())
+	n, _ := ringOf(c, 0).Read(got)
 	got = got[:n]
 	// The reference: the same bytes decoded and resampled in one go.
 	pcmu, _ := media.LookupCodec("PCMU")
@@ -712,6 +783,7 @@ func TestShutdownSendsBye(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rec.srv = srv
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}

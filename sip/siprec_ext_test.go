@@ -6,14 +6,42 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callscribe/callscribe/ingest"
+	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/sip"
 	"github.com/callscribe/callscribe/sip/siptest"
 )
 
-type callLog struct{ started, ended chan *sip.Call }
+// callLog admits every call, keeps its legs' audio in rings and tells
+// when a call starts and ends.
+type callLog struct {
+	srv            *sip.Server
+	started, ended chan *sip.Call
+}
 
-func (l *callLog) CallStarted(c *sip.Call) { l.started <- c }
-func (l *callLog) CallEnded(c *sip.Call)   { l.ended <- c }
+func (l *callLog) Full(string) *ingest.Refusal     { return nil }
+func (l *callLog) Refused(string, *ingest.Refusal) {}
+func (l *callLog) Admit(o ingest.Offer) (ingest.Ticket, error) {
+	t := &logTicket{l: l, id: o.ID, done: make(chan struct{})}
+	for range o.Legs {
+		t.rings = append(t.rings, media.NewRing(10*16000))
+	}
+	return t, nil
+}
+
+type logTicket struct {
+	l     *callLog
+	id    string
+	c     *sip.Call
+	rings []*media.Ring
+	done  chan struct{}
+}
+
+func (t *logTicket) Sink(i int) media.Sink        { return t.rings[i] }
+func (t *logTicket) DTMF(int, media.DTMF)         {}
+func (t *logTicket) Done() <-chan struct{}        { return t.done }
+func (t *logTicket) Start(map[string]string)      { t.c = t.l.srv.Call(t.id); t.l.started <- t.c }
+func (t *logTicket) End(string, []media.LegStats) { close(t.done); t.l.ended <- t.c }
 
 func toneAt(hz float64, seconds float64) []float32 {
 	x := make([]float32, int(seconds*8000))
@@ -45,6 +73,7 @@ func TestSIPRECRecordingSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	log.srv = srv
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +104,7 @@ func TestSIPRECRecordingSession(t *testing.T) {
 	}
 	for i, want := range []int{880, 2000} { // 440 Hz and 1 kHz for a second
 		buf := make([]float32, 32000)
-		n, _ := c.Legs[i].Leg.Ring().Read(buf)
+		n, _ := c.Legs[i].Leg.Sink().(*media.Ring).Read(buf)
 		got := crossings(buf[:n])
 		if n < 15000 || got < want*9/10 || got > want*11/10 {
 			t.Errorf("leg %s: %d samples, %d crossings, want about %d", c.Legs[i].Name, n, got, want)

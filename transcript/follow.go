@@ -14,7 +14,7 @@ import (
 // state; the caller remembers the last id it has seen.
 type Follower struct {
 	client redis.UniversalClient
-	prefix string
+	keys   Keys
 }
 
 // FollowerOptions name the Redis server and bound the concurrent follows.
@@ -32,15 +32,12 @@ func NewFollower(o FollowerOptions) *Follower {
 	if o.Addr == "" {
 		o.Addr = "127.0.0.1:6379"
 	}
-	if o.Prefix == "" {
-		o.Prefix = "stt"
-	}
 	if o.MaxFollows <= 0 {
 		o.MaxFollows = 100
 	}
 	// A blocked XREAD holds its connection: the pool has one per follow,
 	// and a spare for the quick reads.
-	return &Follower{prefix: o.Prefix, client: redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{o.Addr},
+	return &Follower{keys: Keys{Prefix: o.Prefix}, client: redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{o.Addr},
 		IsClusterMode: o.Cluster, PoolSize: o.MaxFollows + 2, PoolTimeout: 2 * time.Second, ContextTimeoutEnabled: true})}
 }
 
@@ -51,7 +48,7 @@ func (f *Follower) Read(ctx context.Context, callID, after string, count int, bl
 	if after == "" {
 		after = "0"
 	}
-	key := f.prefix + ":call:{" + callID + "}"
+	key := f.keys.Call(callID)
 	res, err := f.client.XRead(ctx, &redis.XReadArgs{Streams: []string{key, after}, Count: int64(count), Block: block}).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
@@ -71,7 +68,7 @@ func (f *Follower) Read(ctx context.Context, callID, after string, count int, bl
 // Ended tells whether the call's stream holds its call.end at or before the
 // entry id upto ("" for anywhere): nothing more will come after it.
 func (f *Follower) Ended(ctx context.Context, callID, upto string) (bool, error) {
-	key := f.prefix + ":call:{" + callID + "}"
+	key := f.keys.Call(callID)
 	res, err := f.client.XRevRangeN(ctx, key, "+", "-", 1).Result()
 	if err != nil {
 		return false, fmt.Errorf("transcript: follow %s: %w", key, err)

@@ -1,30 +1,19 @@
 // Package transcript holds the transcript event schema and its delivery to
-// Redis Streams (schema version 1, see DESIGN.md): a publisher that never
-// blocks its callers, spools while Redis is away and replays in order.
+// Redis Streams (schema version 1, docs/wire-format.md): a publisher that
+// never blocks its callers, spools while Redis is away and replays in order,
+// a consumer-group reader, and a follower of one call.
 package transcript
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
-	"os"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-)
-
-// Event types.
-const (
-	CallStart = "call.start"
-	Partial   = "partial"
-	Final     = "final"
-	DTMF      = "dtmf"
-	CallEnd   = "call.end"
 )
 
 // Event is one transcript event. Seq and TS are set by the publisher.
@@ -39,6 +28,15 @@ type Event struct {
 // key of the utterance a partial belongs to, for coalescing.
 func (e *Event) uttKey() string {
 	return e.CallID + "\x00" + e.Fields["leg"] + "\x00" + e.Fields["utt"]
+}
+
+// size estimates what the event holds in memory, for the spool's bound.
+func (e *Event) size() int64 {
+	n := 96 + len(e.Type) + len(e.CallID)
+	for k, v := range e.Fields {
+		n += len(k) + len(v) + 32
+	}
+	return int64(n)
 }
 
 // Options configure the publisher. Zero fields take the defaults named.
@@ -56,19 +54,27 @@ type Options struct {
 	CallMaxLen int64
 	// FirehoseMaxLen caps each firehose stream (MAXLEN ~); default 1000000.
 	FirehoseMaxLen int64
-	// Expire is set on a call's stream when the call ends; default 24 h.
+	// Expire is the time to live of a call's stream: set with call.start
+	// and renewed by every round that writes to it, so a call's stream
+	// lives this long after its last event; default 24 h.
 	Expire time.Duration
-	// SpoolMax bounds the events held while Redis is unreachable; partials
-	// go first (oldest first), finals and call events are never dropped.
-	// Default 100000.
-	SpoolMax int
+	// SpoolMaxBytes bounds the memory held by events waiting for Redis:
+	// beyond it the oldest partials are dropped; finals and call events are
+	// never dropped. Default 64 MiB.
+	SpoolMaxBytes int64
 	// Batch is the most events per pipeline; default 512.
 	Batch int
 	// SpoolFile, when set, keeps every undelivered event in an append-only
 	// file too (one JSON object a line), so that a restarted gateway
-	// replays what a crash left undelivered. It is emptied whenever
+	// replays what a crash left undelivered. It is written by the
+	// publisher's goroutine, never by Publish, and emptied whenever
 	// everything has reached Redis. Default: memory only.
 	SpoolFile string
+	// Instance, when set, names this gateway: the calls it has open are
+	// kept in Redis (Keys.Instance), and at start the calls a previous run
+	// of the same instance left open are ended with call.end reason
+	// "restart". Default: none.
+	Instance string
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -78,7 +84,7 @@ func (o *Options) defaults() {
 		o.Addr = "127.0.0.1:6379"
 	}
 	if o.Prefix == "" {
-		o.Prefix = "stt"
+		o.Prefix = DefaultPrefix
 	}
 	if o.Shards <= 0 {
 		o.Shards = 1
@@ -92,8 +98,8 @@ func (o *Options) defaults() {
 	if o.Expire <= 0 {
 		o.Expire = 24 * time.Hour
 	}
-	if o.SpoolMax <= 0 {
-		o.SpoolMax = 100000
+	if o.SpoolMaxBytes <= 0 {
+		o.SpoolMaxBytes = 64 << 20
 	}
 	if o.Batch <= 0 {
 		o.Batch = 512
@@ -109,30 +115,46 @@ type Stats struct {
 	Errors         int64 // failed pipeline rounds
 	Coalesced      int64 // partials replaced by a newer one before delivery
 	DroppedPartial int64 // partials dropped to keep the spool bounded
+	Late           int64 // events refused because their call had ended
+	Recovered      int64 // calls of a previous run ended with reason restart
 	SpoolDepth     int   // events waiting
-	SpoolMax       int   // the bound of SpoolDepth (Options.SpoolMax)
+	SpoolBytes     int64 // memory they hold (estimated)
+	SpoolMaxBytes  int64 // the bound of SpoolBytes for partials (Options.SpoolMaxBytes)
 	SpoolFileBytes int64 // size of the spool file (0 without one)
 	SpoolFileErrs  int64 // failed writes to the spool file (the memory spool still has those events)
+	SpoolFileLag   int   // events published but not yet in the spool file
 	Connected      bool  // the last round reached Redis
 	EverConnected  bool  // some round has reached Redis
 }
 
+// endedMax bounds how many ended calls the publisher remembers, so that an
+// event for one of them is refused and a reused call id goes on counting.
+const endedMax = 1 << 16
+
 // Publisher delivers events to Redis at least once, in order per call.
+// Within a call, seq counts from 1 and never repeats; call.end is the last
+// event it takes for a call.
 type Publisher struct {
 	opts   Options
+	keys   Keys
 	client redis.UniversalClient
 
 	mu      sync.Mutex
-	queue   []*Event
-	live    int // events in queue that are not tombstones
-	trimAt  int // no partial lies in queue before this index
+	queue   []*Event // waiting for Redis, in order; Type "" marks a dropped one
+	live    int      // events in queue that are not dropped
+	dead    int      // dropped events still in queue
+	bytes   int64    // size of the live events
+	trimAt  int      // no partial lies in queue before this index
 	seq     map[string]int64
-	partial map[string]*Event // newest queued partial per utterance
+	open    map[string]bool  // calls started by this run and not ended
+	ended   map[string]int64 // last seq of recently ended calls
+	endedQ  []string         // ended, oldest first, for eviction
+	partial map[string]*Event
 	stats   Stats
 	wake    chan struct{}
-	file    *os.File // SpoolFile, nil when off
-	fileLen int64    // bytes in file
-	fileCap int64    // compact the file once it grows past this
+	spool   *spool // nil without a SpoolFile
+	fileQ   []*Event
+	prev    map[string]bool // calls a previous run left open, to end
 	closed  bool
 	quit    chan struct{}
 	done    chan struct{}
@@ -145,179 +167,168 @@ func NewPublisher(opts Options) (*Publisher, error) {
 	opts.defaults()
 	p := &Publisher{
 		opts: opts,
+		keys: Keys{Prefix: opts.Prefix, Shards: opts.Shards},
 		client: redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{opts.Addr}, IsClusterMode: opts.Cluster,
 			MaxRetries: -1, DialerRetries: 1, DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second}),
 		seq:     map[string]int64{},
+		open:    map[string]bool{},
+		ended:   map[string]int64{},
 		partial: map[string]*Event{},
+		prev:    map[string]bool{},
 		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 	if opts.SpoolFile != "" {
-		if err := p.openSpool(); err != nil {
+		sp, events, err := openSpool(opts.SpoolFile, opts.Logger)
+		if err != nil {
 			p.client.Close()
 			return nil, err
 		}
+		p.spool = sp
+		for _, e := range events {
+			p.enqueue(e)
+			p.seq[e.CallID] = max(p.seq[e.CallID], e.Seq)
+			if e.Type == CallEnd {
+				delete(p.prev, e.CallID)
+				p.forget(e.CallID)
+			} else {
+				p.prev[e.CallID] = true
+			}
+		}
+		if len(events) > 0 {
+			opts.Logger.Info("transcript: replaying spool file", "events", len(events))
+		}
+		// Calls with events in the spool and no call.end were open when the
+		// previous run stopped: they end now, after their last spooled event.
+		for id := range p.prev {
+			e := p.stamp(NewCallEnd(id, "restart", 0, nil))
+			p.forget(id)
+			p.enqueue(e)
+			p.fileQ = append(p.fileQ, e)
+			p.stats.Recovered++
+		}
+		clear(p.prev)
 	}
 	go p.run()
 	return p, nil
 }
 
-// openSpool replays the spool file into the queue and keeps it open for
-// appending.
-func (p *Publisher) openSpool() error {
-	f, err := os.OpenFile(p.opts.SpoolFile, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("transcript: spool file: %w", err)
-	}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 16<<20)
-	for line := 1; sc.Scan(); line++ {
-		var e Event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			if line > 1 { // a torn last line from a crash is expected; others are not
-				p.opts.Logger.Warn("transcript: spool file line skipped", "file", p.opts.SpoolFile, "line", line, "err", err)
-			}
-			continue
-		}
-		p.queue = append(p.queue, &e)
-		p.live++
-		p.seq[e.CallID] = max(p.seq[e.CallID], e.Seq)
-		if e.Type == CallEnd {
-			delete(p.seq, e.CallID)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		f.Close()
-		return fmt.Errorf("transcript: spool file %s: %w", p.opts.SpoolFile, err)
-	}
-	p.file = f
-	if st, err := f.Stat(); err == nil {
-		p.fileLen = st.Size()
-	}
-	p.fileCap = max(spoolCompactMin, 2*p.fileLen)
-	if len(p.queue) > 0 {
-		p.opts.Logger.Info("transcript: replaying spool file", "events", len(p.queue))
-	}
-	return nil
-}
+// Keys is the key scheme the publisher writes.
+func (p *Publisher) Keys() Keys { return p.keys }
 
-// CallKey is the per-call stream of callID.
-func (p *Publisher) CallKey(callID string) string {
-	return p.opts.Prefix + ":call:{" + callID + "}"
-}
-
-// FirehoseKey is the shard stream callID's events go to.
-func (p *Publisher) FirehoseKey(callID string) string {
-	h := fnv.New32a()
-	h.Write([]byte(callID))
-	return p.opts.Prefix + ":events:" + strconv.Itoa(int(h.Sum32()%uint32(p.opts.Shards)))
-}
-
-// Publish queues an event; it never blocks on Redis. A partial replaces a
-// queued partial of the same utterance.
+// Publish queues an event; it never blocks on Redis or on the disk. A
+// partial replaces a queued partial of the same utterance. An event for a
+// call that has ended (its call.end was published) is refused and counted.
 func (p *Publisher) Publish(ev Event) {
-	e := &ev
-	if e.TS == 0 {
-		e.TS = time.Now().UnixMilli()
-	}
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.closed {
-		p.mu.Unlock()
 		return
 	}
-	p.seq[e.CallID]++
-	e.Seq = p.seq[e.CallID]
+	if _, over := p.ended[ev.CallID]; over && ev.Type != CallStart {
+		p.stats.Late++
+		return
+	}
+	e := p.stamp(ev)
 	switch e.Type {
-	case Partial:
-		if old := p.partial[e.uttKey()]; old != nil {
-			old.Type = "" // tombstone: skipped on delivery
-			p.live--
-			p.stats.Coalesced++
-		}
-		p.partial[e.uttKey()] = e
-	case Final:
-		delete(p.partial, e.uttKey())
+	case CallStart:
+		p.open[e.CallID] = true
 	case CallEnd:
-		delete(p.seq, e.CallID)
+		p.forget(e.CallID)
 	}
-	p.queue = append(p.queue, e)
-	p.live++
+	p.enqueue(e)
+	if p.spool != nil {
+		p.fileQ = append(p.fileQ, e)
+	}
 	p.trim()
-	if p.file != nil {
-		b, _ := json.Marshal(e)
-		p.spoolWrite(append(b, '\n'))
-		if p.fileLen > p.fileCap {
-			p.compact()
-		}
-	}
-	p.mu.Unlock()
 	select {
 	case p.wake <- struct{}{}:
 	default:
 	}
 }
 
-// spoolCompactMin is the smallest spool file that is compacted.
-const spoolCompactMin = 1 << 20
+// stamp gives an event its time and the call's next seq. p.mu held.
+func (p *Publisher) stamp(ev Event) *Event {
+	e := &ev
+	if e.TS == 0 {
+		e.TS = time.Now().UnixMilli()
+	}
+	if last, ok := p.ended[e.CallID]; ok { // a reused call id goes on counting
+		delete(p.ended, e.CallID)
+		p.seq[e.CallID] = last
+	}
+	p.seq[e.CallID]++
+	e.Seq = p.seq[e.CallID]
+	return e
+}
 
-// spoolWrite appends to the spool file, counting failures. p.mu held.
-func (p *Publisher) spoolWrite(b []byte) {
-	n, err := p.file.Write(b)
-	p.fileLen += int64(n)
-	if err != nil {
-		if p.stats.SpoolFileErrs == 0 || p.stats.SpoolFileErrs%1000 == 0 {
-			p.opts.Logger.Error("transcript: spool file write failed; events are held in memory only", "file", p.opts.SpoolFile, "err", err)
+// forget moves a call to the recently ended ones. p.mu held.
+func (p *Publisher) forget(callID string) {
+	p.ended[callID] = p.seq[callID]
+	p.endedQ = append(p.endedQ, callID)
+	delete(p.seq, callID)
+	delete(p.open, callID)
+	if len(p.endedQ) > endedMax {
+		old := p.endedQ[0]
+		p.endedQ = p.endedQ[1:]
+		if _, again := p.seq[old]; !again {
+			delete(p.ended, old)
 		}
-		p.stats.SpoolFileErrs++
 	}
 }
 
-// compact rewrites the spool file with only the events still waiting
-// (replaced and dropped partials go), so that its size follows the memory
-// spool's bound however long Redis is away. p.mu held.
-func (p *Publisher) compact() {
-	tmp := p.opts.SpoolFile + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
-	if err != nil {
-		p.stats.SpoolFileErrs++
-		p.fileCap *= 2 // try again later
-		return
-	}
-	w := bufio.NewWriter(f)
-	var n int64
-	for _, e := range p.queue {
-		if e.Type == "" {
-			continue
+// enqueue appends to the queue, coalescing partials. p.mu held.
+func (p *Publisher) enqueue(e *Event) {
+	switch e.Type {
+	case Partial:
+		if old := p.partial[e.uttKey()]; old != nil {
+			p.drop(old)
+			p.stats.Coalesced++
 		}
-		b, _ := json.Marshal(e)
-		w.Write(b)
-		w.WriteByte('\n')
-		n += int64(len(b)) + 1
+		p.partial[e.uttKey()] = e
+	case Final:
+		delete(p.partial, e.uttKey())
 	}
-	if err := w.Flush(); err != nil || os.Rename(tmp, p.opts.SpoolFile) != nil {
-		f.Close()
-		os.Remove(tmp)
-		p.stats.SpoolFileErrs++
-		p.fileCap *= 2
-		return
+	p.queue = append(p.queue, e)
+	p.live++
+	p.bytes += e.size()
+}
+
+// drop marks a queued event dropped; the queue is compacted once dropped
+// events outnumber live ones, so replaced partials cost nothing for long.
+// p.mu held.
+func (p *Publisher) drop(e *Event) {
+	p.bytes -= e.size()
+	e.Type = ""
+	p.live--
+	p.dead++
+	if p.dead > 1024 && p.dead > p.live {
+		n := 0
+		for _, x := range p.queue {
+			if x.Type != "" {
+				p.queue[n] = x
+				n++
+			}
+		}
+		clear(p.queue[n:])
+		p.queue = p.queue[:n]
+		p.dead, p.trimAt = 0, 0
 	}
-	p.file.Close()
-	p.file, p.fileLen = f, n
-	p.fileCap = max(spoolCompactMin, 2*n)
 }
 
 // trim drops the oldest partials while the spool is over its bound. It
 // resumes where it last stopped, so a long outage costs no rescans. p.mu held.
 func (p *Publisher) trim() {
-	for ; p.live > p.opts.SpoolMax && p.trimAt < len(p.queue); p.trimAt++ {
-		if e := p.queue[p.trimAt]; e.Type == Partial {
-			e.Type = ""
+	for p.bytes > p.opts.SpoolMaxBytes && p.trimAt < len(p.queue) {
+		e := p.queue[p.trimAt]
+		p.trimAt++
+		if e.Type == Partial {
 			if p.partial[e.uttKey()] == e {
 				delete(p.partial, e.uttKey())
 			}
 			p.stats.DroppedPartial++
-			p.live--
+			p.drop(e) // may compact the queue and reset trimAt
 		}
 	}
 }
@@ -327,9 +338,13 @@ func (p *Publisher) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.stats
-	s.SpoolMax = p.opts.SpoolMax
+	s.SpoolMaxBytes = p.opts.SpoolMaxBytes
 	s.SpoolDepth = p.live
-	s.SpoolFileBytes = p.fileLen
+	s.SpoolBytes = p.bytes
+	s.SpoolFileLag = len(p.fileQ)
+	if p.spool != nil {
+		s.SpoolFileBytes, s.SpoolFileErrs = p.spool.size(), p.spool.errs
+	}
 	return s
 }
 
@@ -341,43 +356,65 @@ func (p *Publisher) Ping(ctx context.Context) error {
 func (p *Publisher) run() {
 	defer close(p.done)
 	backoff := 50 * time.Millisecond
+	recovered := p.opts.Instance == ""
 	var batch []Event
+	var n int
 	for {
+		p.spoolFile()
+		if !recovered {
+			if err := p.recoverInstance(); err != nil {
+				p.opts.Logger.Warn("transcript: open calls of the previous run not read yet", "err", err)
+			} else {
+				recovered = true
+			}
+		}
 		// Copies, so that coalescing may mark queued events meanwhile.
 		p.mu.Lock()
-		n := min(len(p.queue), p.opts.Batch)
+		n = min(len(p.queue), p.opts.Batch)
 		batch = batch[:0]
 		for _, e := range p.queue[:n] {
-			batch = append(batch, *e)
+			if e.Type != "" {
+				batch = append(batch, *e)
+			}
+		}
+		if n > 0 && len(batch) == 0 { // only dropped events: nothing to send
+			p.queue = p.queue[n:]
+			p.dead -= n
+			p.trimAt = max(0, p.trimAt-n)
+			p.mu.Unlock()
+			continue
 		}
 		p.mu.Unlock()
+		var err error
+		if n > 0 {
+			err = p.write(batch)
+		}
 		if n == 0 {
 			select {
 			case <-p.wake:
 				continue
 			case <-p.quit:
+				p.spoolFile()
 				return
 			}
 		}
-		err := p.write(batch)
 		p.mu.Lock()
 		if err == nil {
 			for _, e := range p.queue[:n] {
 				if e.Type == Partial && p.partial[e.uttKey()] == e {
 					delete(p.partial, e.uttKey())
 				}
-				if e.Type != "" { // not marked since the copy was taken
+				if e.Type != "" { // not dropped since the copy was taken
 					p.stats.Published++
 					p.live--
+					p.bytes -= e.size()
+				} else {
+					p.dead--
 				}
 			}
+			clear(p.queue[:n])
 			p.queue = p.queue[n:]
 			p.trimAt = max(0, p.trimAt-n)
-			if p.file != nil && len(p.queue) == 0 && p.fileLen > 0 {
-				if err := p.file.Truncate(0); err == nil { // all delivered
-					p.fileLen = 0
-				}
-			}
 			p.stats.Connected = true
 			p.stats.EverConnected = true
 			backoff = 50 * time.Millisecond
@@ -391,6 +428,7 @@ func (p *Publisher) run() {
 			select {
 			case <-time.After(backoff):
 			case <-p.quit:
+				p.spoolFile()
 				return
 			}
 			backoff = min(2*backoff, 2*time.Second)
@@ -404,25 +442,85 @@ func (p *Publisher) write(batch []Event) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	pipe := p.client.Pipeline()
+	touched := map[string]bool{}
 	for i := range batch {
 		e := &batch[i]
-		if e.Type == "" {
-			continue
-		}
 		vals := make([]any, 0, 10+2*len(e.Fields))
-		vals = append(vals, "v", "1", "type", e.Type, "call_id", e.CallID, "seq", e.Seq, "ts", e.TS)
+		vals = append(vals, "v", SchemaVersion, "type", e.Type, "call_id", e.CallID, "seq", e.Seq, "ts", e.TS)
 		for k, v := range e.Fields {
 			vals = append(vals, k, v)
 		}
-		pipe.XAdd(ctx, &redis.XAddArgs{Stream: p.CallKey(e.CallID), MaxLen: p.opts.CallMaxLen, Approx: true, Values: vals})
-		pipe.XAdd(ctx, &redis.XAddArgs{Stream: p.FirehoseKey(e.CallID), MaxLen: p.opts.FirehoseMaxLen, Approx: true, Values: vals})
-		if e.Type == CallEnd {
-			pipe.Expire(ctx, p.CallKey(e.CallID), p.opts.Expire)
+		key := p.keys.Call(e.CallID)
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: key, MaxLen: p.opts.CallMaxLen, Approx: true, Values: vals})
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: p.keys.FirehoseOf(e.CallID), MaxLen: p.opts.FirehoseMaxLen, Approx: true, Values: vals})
+		touched[key] = true
+		if p.opts.Instance != "" {
+			switch e.Type {
+			case CallStart:
+				pipe.HSet(ctx, p.keys.Instance(p.opts.Instance), e.CallID, e.TS)
+			case CallEnd:
+				pipe.HDel(ctx, p.keys.Instance(p.opts.Instance), e.CallID)
+			}
 		}
+	}
+	for key := range touched {
+		pipe.Expire(ctx, key, p.opts.Expire)
 	}
 	_, err := pipe.Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("transcript: redis pipeline: %w", err)
+	}
+	return nil
+}
+
+// recoverInstance ends the calls a previous run of this instance left open
+// in Redis: each gets call.end reason restart, its seq after the last one
+// on its stream.
+func (p *Publisher) recoverInstance() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	open, err := p.client.HGetAll(ctx, p.keys.Instance(p.opts.Instance)).Result()
+	if err != nil {
+		return fmt.Errorf("transcript: read open calls: %w", err)
+	}
+	for id, started := range open {
+		p.mu.Lock()
+		_, ended := p.ended[id]
+		skip := p.open[id] || ended
+		p.mu.Unlock()
+		if skip { // started by this run, or ended by the spool's replay
+			continue
+		}
+		last, err := p.client.XRevRangeN(ctx, p.keys.Call(id), "+", "-", 1).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("transcript: read the last event of %s: %w", id, err)
+		}
+		var seq int64
+		if len(last) > 0 {
+			s, _ := last[0].Values["seq"].(string)
+			seq, _ = strconv.ParseInt(s, 10, 64)
+		}
+		p.mu.Lock()
+		if !p.open[id] {
+			p.seq[id] = max(p.seq[id], seq)
+			var d int64
+			if ms, err := strconv.ParseInt(started, 10, 64); err == nil && ms > 0 {
+				d = time.Now().UnixMilli() - ms
+			}
+			e := p.stamp(NewCallEnd(id, "restart", d, nil))
+			p.forget(id)
+			// Ahead of this run's events: it closes the previous run.
+			p.queue = append([]*Event{e}, p.queue...)
+			p.live++
+			p.bytes += e.size()
+			p.trimAt = 0
+			if p.spool != nil {
+				p.fileQ = append(p.fileQ, e)
+			}
+			p.stats.Recovered++
+			p.opts.Logger.Info("transcript: call left open by the previous run ended", "call_id", id, "seq", e.Seq)
+		}
+		p.mu.Unlock()
 	}
 	return nil
 }
@@ -443,8 +541,8 @@ func (p *Publisher) Flush(ctx context.Context) error {
 	}
 }
 
-// Close stops delivery; call Flush first to deliver what is queued.
-// Idempotent.
+// Close stops delivery; call Flush first to deliver what is queued. What
+// is still queued is in the spool file, if there is one. Idempotent.
 func (p *Publisher) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -455,8 +553,8 @@ func (p *Publisher) Close() error {
 	p.mu.Unlock()
 	close(p.quit)
 	<-p.done
-	if p.file != nil {
-		p.file.Close()
+	if p.spool != nil {
+		p.spool.close()
 	}
 	return p.client.Close()
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -123,7 +124,7 @@ func TestOutageSpoolsAndReplays(t *testing.T) {
 }
 
 func TestSpoolIsBoundedButKeepsFinals(t *testing.T) {
-	p := newPublisher(t, Options{Addr: "127.0.0.1:1", SpoolMax: 10}) // nothing listens there
+	p := newPublisher(t, Options{Addr: "127.0.0.1:1", SpoolMaxBytes: 2000}) // nothing listens there
 	defer p.Close()
 	for i := range 100 {
 		p.Publish(Event{Type: Partial, CallID: "c", Fields: map[string]string{"leg": "caller", "utt": strconv.Itoa(i)}})
@@ -161,7 +162,9 @@ func TestSpoolFileSurvivesRestart(t *testing.T) {
 	rd.Restart()
 	p = newPublisher(t, Options{Addr: rd.Addr, SpoolFile: file})
 	defer p.Close()
-	p.Publish(Event{Type: CallEnd, CallID: "c3"})
+	// The call was live in the process that died: the replay ends it, and
+	// nothing of it is taken after that.
+	p.Publish(Event{Type: Final, CallID: "c3", Fields: map[string]string{"leg": "caller", "utt": "10", "text": "late"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := p.Flush(ctx); err != nil {
@@ -169,12 +172,21 @@ func TestSpoolFileSurvivesRestart(t *testing.T) {
 	}
 	msgs := read(t, rd.Addr, "stt:call:{c3}")
 	if len(msgs) != 11 {
+		for _, m := range msgs {
+			t.Log(m.Values)
+		}
 		t.Fatalf("%d entries", len(msgs))
 	}
 	for i, m := range msgs {
 		if m.Values["seq"] != strconv.Itoa(i+1) {
 			t.Fatalf("entry %d has seq %v", i, m.Values["seq"])
 		}
+	}
+	if last := msgs[10].Values; last["type"] != CallEnd || last["reason"] != "restart" {
+		t.Errorf("last entry %v, want call.end reason restart", last)
+	}
+	if st := p.Stats(); st.Late != 1 || st.Recovered != 1 {
+		t.Errorf("stats %+v", st)
 	}
 	if st, _ := os.Stat(file); st.Size() != 0 {
 		t.Errorf("spool file holds %d bytes after delivery", st.Size())
@@ -198,6 +210,9 @@ func TestSpoolFileStaysBounded(t *testing.T) {
 			p.Publish(Event{Type: Partial, CallID: "c4", Fields: map[string]string{"leg": "caller", "utt": strconv.Itoa(u), "text": text + strconv.Itoa(i)}})
 		}
 		p.Publish(Event{Type: Final, CallID: "c4", Fields: map[string]string{"leg": "caller", "utt": strconv.Itoa(u), "text": text}})
+	}
+	for p.Stats().SpoolFileLag > 0 {
+		time.Sleep(time.Millisecond)
 	}
 	st := p.Stats()
 	fi, _ := os.Stat(file)
@@ -239,7 +254,7 @@ func TestSpoolFileWriteErrorsCounted(t *testing.T) {
 	p := newPublisher(t, Options{Addr: rd.Addr, SpoolFile: filepath.Join(t.TempDir(), "spool.jsonl"), Logger: quiet()})
 	defer p.Close()
 	p.mu.Lock()
-	p.file.Close() // as a full or vanished disk would
+	p.spool.f.Close() // as a full or vanished disk would
 	p.mu.Unlock()
 	p.Publish(Event{Type: Final, CallID: "c5", Fields: map[string]string{"text": "kept"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -253,3 +268,164 @@ func TestSpoolFileWriteErrorsCounted(t *testing.T) {
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// A gateway killed with calls in progress: the restarted instance ends each
+// of them (call.end reason restart, seq after the last one on Redis); the
+// streams expire from call.start on, not only after call.end.
+func TestRestartEndsTheCallsLeftOpen(t *testing.T) {
+	rd := transcripttest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p := newPublisher(t, Options{Addr: rd.Addr, Instance: "gw1", Expire: time.Hour})
+	for _, id := range []string{"open", "closed"} {
+		p.Publish(NewCallStart(id, map[string]string{"source": "sip"}))
+		p.Publish(NewFinal(id, Utterance{Leg: "caller", Text: "HELLO"}))
+	}
+	p.Publish(NewCallEnd("closed", "bye", 1000, nil))
+	other := newPublisher(t, Options{Addr: rd.Addr, Instance: "gw2"})
+	other.Publish(NewCallStart("elsewhere", nil))
+	for _, q := range []*Publisher{p, other} {
+		if err := q.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := redis.NewClient(&redis.Options{Addr: rd.Addr})
+	defer c.Close()
+	if ttl := c.TTL(ctx, "stt:call:{open}").Val(); ttl <= 0 || ttl > time.Hour {
+		t.Errorf("a live call's stream has ttl %v", ttl)
+	}
+	if ids := c.HKeys(ctx, "stt:instance:{gw1}:calls").Val(); len(ids) != 1 || ids[0] != "open" {
+		t.Errorf("open calls of gw1: %v", ids)
+	}
+	p.Close() // killed: no call.end for "open"
+	other.Close()
+
+	p = newPublisher(t, Options{Addr: rd.Addr, Instance: "gw1"})
+	defer p.Close()
+	p.Publish(NewCallStart("new", nil))
+	for start := time.Now(); p.Stats().Recovered == 0 && time.Since(start) < 5*time.Second; time.Sleep(10 * time.Millisecond) {
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	msgs := read(t, rd.Addr, "stt:call:{open}")
+	last := msgs[len(msgs)-1].Values
+	if len(msgs) != 3 || last["type"] != CallEnd || last["reason"] != "restart" || last["seq"] != "3" {
+		t.Fatalf("the open call's stream: %v", msgs)
+	}
+	if n := len(read(t, rd.Addr, "stt:call:{closed}")); n != 3 {
+		t.Errorf("the ended call has %d entries, want its 3", n)
+	}
+	if n := len(read(t, rd.Addr, "stt:call:{elsewhere}")); n != 1 {
+		t.Errorf("another instance's call touched: %d entries", n)
+	}
+	if ids := c.HKeys(ctx, "stt:instance:{gw1}:calls").Val(); len(ids) != 1 || ids[0] != "new" {
+		t.Errorf("open calls of gw1 after the restart: %v", ids)
+	}
+}
+
+// call.end is the last event of a call: what comes after it is refused;
+// a call id used again goes on counting, so (call_id, seq) never repeats.
+func TestNothingAfterCallEnd(t *testing.T) {
+	rd := transcripttest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p := newPublisher(t, Options{Addr: rd.Addr})
+	defer p.Close()
+	p.Publish(NewCallStart("c", nil))
+	p.Publish(NewCallEnd("c", "bye", 10, nil))
+	p.Publish(NewFinal("c", Utterance{Leg: "caller", Text: "LATE"}))
+	p.Publish(NewCallStart("c", nil))
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	msgs := read(t, rd.Addr, "stt:call:{c}")
+	var got []string
+	for _, m := range msgs {
+		got = append(got, fmt.Sprint(m.Values["type"], "/", m.Values["seq"]))
+	}
+	if want := "[call.start/1 call.end/2 call.start/3]"; fmt.Sprint(got) != want {
+		t.Errorf("got %v, want %s", got, want)
+	}
+	if st := p.Stats(); st.Late != 1 {
+		t.Errorf("late %d, want 1", st.Late)
+	}
+}
+
+// A long outage: replaced and dropped partials do not pile up in the queue,
+// the memory held stays near its bound in bytes, and a queue of nothing but
+// replaced partials is no proof that Redis was ever reached.
+func TestSpoolBoundedInBytes(t *testing.T) {
+	p := newPublisher(t, Options{Addr: "127.0.0.1:1", SpoolMaxBytes: 256 << 10, Logger: quiet()})
+	defer p.Close()
+	text := strings.Repeat("WORD ", 20)
+	for u := range 1500 {
+		for i := range 19 {
+			p.Publish(NewPartial("c", Utterance{Leg: "caller", Utt: u, Text: text + strconv.Itoa(i)}))
+		}
+		p.Publish(NewFinal("c", Utterance{Leg: "caller", Utt: u, Text: text}))
+	}
+	p.mu.Lock()
+	queued, live, bytes := len(p.queue), p.live, p.bytes
+	p.mu.Unlock()
+	st := p.Stats()
+	if live != 1500 || st.SpoolDepth != 1500 {
+		t.Errorf("%d events waiting, want the 1500 finals", live)
+	}
+	if queued > 2*live+1025 {
+		t.Errorf("%d entries queued for %d live events", queued, live)
+	}
+	if bytes != st.SpoolBytes || st.DroppedPartial == 0 || st.Coalesced == 0 {
+		t.Errorf("stats %+v", st)
+	}
+	q := newPublisher(t, Options{Addr: "127.0.0.1:1", Logger: quiet()})
+	defer q.Close()
+	for i := range 10 {
+		q.Publish(NewPartial("c", Utterance{Leg: "caller", Text: strconv.Itoa(i)}))
+	}
+	for start := time.Now(); q.Stats().Errors == 0 && time.Since(start) < 5*time.Second; time.Sleep(10 * time.Millisecond) {
+	}
+	if st := q.Stats(); st.EverConnected || st.Connected {
+		t.Errorf("never reached Redis, yet %+v", st)
+	}
+}
+
+// The spool file is written by the publisher's goroutine: a disk that
+// stops taking writes (a FIFO nobody reads) does not block Publish.
+func TestPublishDoesNotWaitForTheDisk(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "stuck")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := newPublisher(t, Options{Addr: "127.0.0.1:1", SpoolFile: filepath.Join(dir, "spool.jsonl"), Logger: quiet()})
+	w, err := os.OpenFile(fifo, os.O_RDWR, 0) // does not wait for a reader
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.spool.f.Close()
+	p.spool.f = w // the disk from now on
+	p.mu.Unlock()
+	text := strings.Repeat("WORD ", 40)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 2000 { // ~600 kB, ten times what the pipe holds
+			p.Publish(NewFinal("c", Utterance{Leg: "caller", Utt: i, Text: text}))
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Publish blocked on the spool file")
+	}
+	// Unblock the writer so that Close returns.
+	r, err := os.OpenFile(fifo, os.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, r)
+	p.Close()
+	r.Close()
+}

@@ -25,10 +25,12 @@ func FuzzWHIPOffer(f *testing.F) {
 	f.Add(strings.Replace(offer.SDP, "opus/48000/2", "nope/1", 1))
 	f.Add("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n")
 	f.Add("")
-	s, err := NewServer(Config{MaxSessions: 8, ConnectTimeout: 200 * time.Millisecond, Loopback: true}, nil)
+	rec := &recorder{started: make(chan *Session, 1024), max: 8}
+	s, err := NewServer(Config{ConnectTimeout: 200 * time.Millisecond, Loopback: true}, rec)
 	if err != nil {
 		f.Fatal(err)
 	}
+	rec.srv = s
 	defer s.Close()
 	f.Fuzz(func(t *testing.T, body string) {
 		w := httptest.NewRecorder()

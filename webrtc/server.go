@@ -1,6 +1,7 @@
 // Package webrtc ingests browser calls over WHIP (RFC 9725) on pion/webrtc:
 // an SDP offer in, an answer out, and the audio track (Opus or PCMU) into a
-// media.Leg like any SIP leg. What happens to the audio is the Handler's.
+// media.Leg like any SIP leg. Sessions are admitted by an ingest.Admitter
+// before any work is done for them; the audio goes to the admission's sink.
 package webrtc
 
 import (
@@ -12,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +22,7 @@ import (
 	"github.com/pion/sdp/v3"
 	pw "github.com/pion/webrtc/v4"
 
+	"github.com/callscribe/callscribe/ingest"
 	"github.com/callscribe/callscribe/media"
 )
 
@@ -29,8 +32,6 @@ type Config struct {
 	Path string
 	// Token, when set, is the bearer token every request must carry.
 	Token string
-	// MaxSessions bounds concurrent sessions (503 beyond); default 100.
-	MaxSessions int
 	// PortLo and PortHi bound the ICE UDP ports; default: any.
 	PortLo, PortHi uint16
 	// PublicIPs are announced as host candidates (NAT 1:1) when set.
@@ -54,7 +55,9 @@ type Session struct {
 	Started time.Time
 
 	pc      *pw.PeerConnection
+	ticket  ingest.Ticket
 	last    atomic.Int64 // unix nanos of the last RTP packet
+	tracked atomic.Bool  // an audio track is being read (only the first is)
 	legSet  chan struct{}
 	reading chan struct{} // closed when the track reader has stopped
 	done    chan struct{}
@@ -75,20 +78,11 @@ func (s *Session) Reason() string {
 	}
 }
 
-// Handler learns of sessions once their audio arrives, and of their end.
-type Handler interface {
-	SessionStarted(s *Session)
-	SessionEnded(s *Session)
-}
-
 // Server is the WHIP endpoint; it is an http.Handler.
 type Server struct {
 	cfg Config
-	h   Handler
+	adm ingest.Admitter
 	api *pw.API
-
-	// Rejected counts offers refused (4xx, 5xx).
-	Rejected atomic.Int64
 
 	mu       sync.Mutex
 	sessions map[string]*Session
@@ -99,13 +93,10 @@ type Server struct {
 // ErrBadOffer is wrapped by errors about an unusable SDP offer (400).
 var ErrBadOffer = errors.New("webrtc: bad offer")
 
-// NewServer prepares the endpoint.
-func NewServer(cfg Config, h Handler) (*Server, error) {
+// NewServer prepares the endpoint; adm admits its sessions.
+func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
 	if cfg.Path == "" {
 		cfg.Path = "/whip"
-	}
-	if cfg.MaxSessions <= 0 {
-		cfg.MaxSessions = 100
 	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 10 * time.Second
@@ -145,7 +136,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	}
 	se.SetIncludeLoopbackCandidate(cfg.Loopback)
 	se.SetICETimeouts(5*time.Second, cfg.ConnectTimeout, 2*time.Second)
-	return &Server{cfg: cfg, h: h, sessions: map[string]*Session{},
+	return &Server{cfg: cfg, adm: adm, sessions: map[string]*Session{},
 		api: pw.NewAPI(pw.WithMediaEngine(m), pw.WithSettingEngine(se))}, nil
 }
 
@@ -156,6 +147,13 @@ func (s *Server) Active() int {
 	return len(s.sessions)
 }
 
+// session is the live session with this id, or nil.
+func (s *Server) session(id string) *Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions[id]
+}
+
 func newID() string {
 	var b [12]byte
 	rand.Read(b[:])
@@ -163,17 +161,11 @@ func newID() string {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodPost { // an offer: count it unless answered
-		sw := &statusWriter{ResponseWriter: w}
-		defer func() {
-			if sw.status != http.StatusCreated {
-				s.Rejected.Add(1)
-			}
-		}()
-		w = sw
-	}
 	if s.cfg.Token != "" && r.Header.Get("Authorization") != "Bearer "+s.cfg.Token {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="callscribe"`)
+		if r.Method == http.MethodPost {
+			s.adm.Refused("webrtc", &ingest.Refusal{Reason: "unauthorized", HTTP: http.StatusUnauthorized})
+		}
 		http.Error(w, "a bearer token is required", http.StatusUnauthorized)
 		return
 	}
@@ -200,6 +192,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// refuse answers an offer that is not taken; counted unless admission
+// refused it (it counts its own).
+func (s *Server) refuse(w http.ResponseWriter, r *ingest.Refusal, counted bool) {
+	if !counted {
+		s.adm.Refused("webrtc", r)
+	}
+	if r.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(r.RetryAfter.Seconds())))
+	}
+	msg := r.Detail
+	if msg == "" {
+		msg = http.StatusText(r.HTTP)
+	}
+	http.Error(w, msg, r.HTTP)
+}
+
 // checkOffer tells whether the SDP has an audio stream.
 func checkOffer(body []byte) error {
 	var sd sdp.SessionDescription
@@ -217,31 +225,49 @@ func checkOffer(body []byte) error {
 func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 	if err != nil {
-		http.Error(w, "cannot read the offer", http.StatusBadRequest)
+		s.refuse(w, &ingest.Refusal{Reason: "bad_request", HTTP: http.StatusBadRequest, Detail: "cannot read the offer"}, false)
 		return
 	}
 	if err := checkOffer(body); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		s.refuse(w, &ingest.Refusal{Reason: "bad_request", HTTP: http.StatusBadRequest, Detail: err.Error()}, false)
 		return
 	}
 	s.mu.Lock()
-	full := len(s.sessions) >= s.cfg.MaxSessions || s.closed
+	closed := s.closed
 	s.mu.Unlock()
-	if full {
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, "too many sessions", http.StatusServiceUnavailable)
+	if closed {
+		s.refuse(w, ingest.ErrDraining, false)
 		return
+	}
+	var peer netip.Addr
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		peer = ap.Addr()
+	}
+	id := newID()
+	// The slot is reserved before ICE gathering or anything else is done.
+	ticket, err := s.adm.Admit(ingest.Offer{ID: id, Source: "webrtc", Peer: peer, Legs: []string{"browser"}})
+	if err != nil {
+		s.refuse(w, ingest.AsRefusal(err), true)
+		return
+	}
+	internal := func(detail string) {
+		ticket.End("error", nil)
+		s.refuse(w, &ingest.Refusal{Reason: "error", HTTP: http.StatusInternalServerError, Detail: detail}, false)
+	}
+	badOffer := func(err error) {
+		ticket.End("error", nil)
+		s.refuse(w, &ingest.Refusal{Reason: "bad_request", HTTP: http.StatusBadRequest, Detail: fmt.Sprintf("%v: %v", ErrBadOffer, err)}, false)
 	}
 	pc, err := s.api.NewPeerConnection(pw.Configuration{})
 	if err != nil {
-		http.Error(w, "cannot start a session", http.StatusInternalServerError)
+		internal("cannot start a session")
 		return
 	}
-	sess := &Session{ID: newID(), pc: pc, Started: time.Now(), legSet: make(chan struct{}), reading: make(chan struct{}), done: make(chan struct{})}
+	sess := &Session{ID: id, pc: pc, ticket: ticket, Started: time.Now(), legSet: make(chan struct{}), reading: make(chan struct{}), done: make(chan struct{})}
 	sess.last.Store(time.Now().UnixNano())
 	if _, err := pc.AddTransceiverFromKind(pw.RTPCodecTypeAudio, pw.RTPTransceiverInit{Direction: pw.RTPTransceiverDirectionRecvonly}); err != nil {
 		pc.Close()
-		http.Error(w, "cannot receive audio", http.StatusInternalServerError)
+		internal("cannot receive audio")
 		return
 	}
 	pc.OnTrack(func(t *pw.TrackRemote, _ *pw.RTPReceiver) { s.track(sess, t) })
@@ -255,19 +281,19 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 	})
 	if err := pc.SetRemoteDescription(pw.SessionDescription{Type: pw.SDPTypeOffer, SDP: string(body)}); err != nil {
 		pc.Close()
-		http.Error(w, fmt.Sprintf("%v: %v", ErrBadOffer, err), http.StatusBadRequest)
+		badOffer(err)
 		return
 	}
 	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
 		pc.Close()
-		http.Error(w, fmt.Sprintf("%v: %v", ErrBadOffer, err), http.StatusBadRequest)
+		badOffer(err)
 		return
 	}
 	gathered := pw.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(answer); err != nil {
 		pc.Close()
-		http.Error(w, "cannot answer", http.StatusInternalServerError)
+		internal("cannot answer")
 		return
 	}
 	select {
@@ -275,9 +301,16 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 	case <-time.After(5 * time.Second):
 	}
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		pc.Close()
+		ticket.End("shutdown", nil)
+		s.refuse(w, ingest.ErrDraining, false)
+		return
+	}
 	s.sessions[sess.ID] = sess
-	s.mu.Unlock()
 	s.wg.Add(1)
+	s.mu.Unlock()
 	go s.watch(sess)
 	w.Header().Set("Content-Type", "application/sdp")
 	w.Header().Set("Location", s.cfg.Path+"/"+sess.ID)
@@ -285,9 +318,10 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, pc.LocalDescription().SDP)
 }
 
-// track reads the audio track into a leg.
+// track reads the session's first audio track into a leg; other tracks are
+// left unread (one browser call, one leg).
 func (s *Server) track(sess *Session, t *pw.TrackRemote) {
-	if t.Kind() != pw.RTPCodecTypeAudio {
+	if t.Kind() != pw.RTPCodecTypeAudio || !sess.tracked.CompareAndSwap(false, true) {
 		return
 	}
 	codec := t.Codec()
@@ -298,6 +332,7 @@ func (s *Server) track(sess *Session, t *pw.TrackRemote) {
 	lo := s.cfg.Leg
 	lo.PayloadTypes = map[uint8]string{uint8(codec.PayloadType): name}
 	lo.DTMFPayloadType = -1
+	lo.Sink = sess.ticket.Sink(0)
 	leg, err := media.NewLeg(lo)
 	if err != nil {
 		s.cfg.Logger.Error("webrtc: audio track not decodable", "session", sess.ID, "codec", codec.MimeType, "err", err)
@@ -307,9 +342,7 @@ func (s *Server) track(sess *Session, t *pw.TrackRemote) {
 	sess.Leg, sess.Codec = leg, name
 	defer close(sess.reading)
 	close(sess.legSet)
-	if s.h != nil {
-		s.h.SessionStarted(sess)
-	}
+	sess.ticket.Start(map[string]string{"codec": name})
 	buf := make([]byte, 1500)
 	for {
 		n, _, err := t.Read(buf)
@@ -354,31 +387,26 @@ func (s *Server) end(sess *Session, reason string) {
 		s.mu.Lock()
 		delete(s.sessions, sess.ID)
 		s.mu.Unlock()
+		var stats []media.LegStats
 		select {
 		case <-sess.legSet:
 			select { // the reader stops once the connection is closed
 			case <-sess.reading:
+				stats = []media.LegStats{sess.Leg.Stats()}
 			case <-time.After(2 * time.Second):
+				// No counters then: the reader may still touch them. Audio
+				// it hands on after End is dropped.
 				s.cfg.Logger.Warn("webrtc: track reader did not stop", "session", sess.ID)
 			}
-			close(sess.done)
-			if s.h != nil {
-				s.h.SessionEnded(sess)
-			}
 		default:
-			close(sess.done)
 		}
+		close(sess.done)
+		sess.ticket.End(reason, stats)
 	})
 }
 
-// Drain refuses new sessions (503) and lets the ones in progress go on.
-func (s *Server) Drain() {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-}
-
-// Close ends every session (reason shutdown). Idempotent.
+// Close ends every session (reason shutdown) and refuses new ones.
+// Idempotent.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
@@ -392,15 +420,4 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	return nil
-}
-
-// statusWriter remembers the status written.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	w.status = code
-	w.ResponseWriter.WriteHeader(code)
 }

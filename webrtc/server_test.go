@@ -15,31 +15,88 @@ import (
 	pw "github.com/pion/webrtc/v4"
 	"github.com/zaf/g711"
 
+	"github.com/callscribe/callscribe/ingest"
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/webrtc/webrtctest"
 )
 
+// recorder is the Admitter of these tests: it admits sessions up to max
+// (when set) and keeps their audio in rings.
 type recorder struct {
+	srv     *Server
+	max     int
 	mu      sync.Mutex
+	live    int
 	started chan *Session
 	ended   []*Session
 }
 
-func (r *recorder) SessionStarted(s *Session) { r.started <- s }
-func (r *recorder) SessionEnded(s *Session) {
+func (r *recorder) Full(string) *ingest.Refusal {
 	r.mu.Lock()
-	r.ended = append(r.ended, s)
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	if r.max > 0 && r.live >= r.max {
+		return ingest.ErrLimit
+	}
+	return nil
 }
+
+func (r *recorder) Refused(string, *ingest.Refusal) {}
+
+func (r *recorder) Admit(o ingest.Offer) (ingest.Ticket, error) {
+	if why := r.Full(o.Source); why != nil {
+		return nil, why
+	}
+	r.mu.Lock()
+	r.live++
+	r.mu.Unlock()
+	return &ticket{r: r, id: o.ID, ring: media.NewRing(60 * 16000), done: make(chan struct{})}, nil
+}
+
+type ticket struct {
+	r    *recorder
+	id   string
+	ring *media.Ring
+	sess *Session
+	once sync.Once
+	done chan struct{}
+}
+
+func (t *ticket) Sink(int) media.Sink   { return t.ring }
+func (t *ticket) DTMF(int, media.DTMF)  {}
+func (t *ticket) Done() <-chan struct{} { return t.done }
+func (t *ticket) Start(map[string]string) {
+	t.sess = t.r.srv.session(t.id)
+	t.r.started <- t.sess
+}
+func (t *ticket) End(string, []media.LegStats) {
+	t.once.Do(func() {
+		t.r.mu.Lock()
+		t.r.live--
+		if t.sess != nil {
+			t.r.ended = append(t.r.ended, t.sess)
+		}
+		t.r.mu.Unlock()
+		close(t.done)
+	})
+}
+
+// ringOf is where a session's audio went.
+func ringOf(s *Session) *media.Ring { return s.Leg.Sink().(*media.Ring) }
 
 func newWHIP(t *testing.T, cfg Config) (*Server, *recorder, *httptest.Server) {
 	t.Helper()
+	return newWHIPMax(t, cfg, 0)
+}
+
+func newWHIPMax(t *testing.T, cfg Config, max int) (*Server, *recorder, *httptest.Server) {
+	t.Helper()
 	cfg.Loopback = true
-	rec := &recorder{started: make(chan *Session, 4)}
+	rec := &recorder{started: make(chan *Session, 4), max: max}
 	s, err := NewServer(cfg, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
+	rec.srv = s
 	hs := httptest.NewServer(s)
 	t.Cleanup(func() { hs.Close(); s.Close() })
 	return s, rec, hs
@@ -89,10 +146,10 @@ func TestWHIPSessionCarriesAudio(t *testing.T) {
 	if sess.Codec != "PCMU" {
 		t.Errorf("codec %s", sess.Codec)
 	}
-	for start := time.Now(); sess.Leg.Ring().Len() < 8000 && time.Since(start) < 5*time.Second; time.Sleep(20 * time.Millisecond) {
+	for start := time.Now(); ringOf(sess).Len() < 8000 && time.Since(start) < 5*time.Second; time.Sleep(20 * time.Millisecond) {
 	}
-	if sess.Leg.Ring().Len() < 8000 {
-		t.Fatalf("%d samples arrived", sess.Leg.Ring().Len())
+	if ringOf(sess).Len() < 8000 {
+		t.Fatalf("%d samples arrived", ringOf(sess).Len())
 	}
 	req, _ := http.NewRequest(http.MethodDelete, hs.URL+res.Header.Get("Location"), nil)
 	req.Header.Set("Authorization", "Bearer s3cret")
@@ -111,7 +168,7 @@ func TestWHIPSessionCarriesAudio(t *testing.T) {
 }
 
 func TestWHIPRejections(t *testing.T) {
-	_, _, hs := newWHIP(t, Config{MaxSessions: 1})
+	_, _, hs := newWHIPMax(t, Config{}, 1)
 	noAudio := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\n"
 	for _, tc := range []struct {
 		body string
@@ -187,9 +244,9 @@ func TestWHIPOpusTrack(t *testing.T) {
 		t.Fatalf("codec %s", sess.Codec)
 	}
 	want := 16000 * len(frames) / 50 * 9 / 10
-	for start := time.Now(); sess.Leg.Ring().Len() < want && time.Since(start) < 10*time.Second; time.Sleep(20 * time.Millisecond) {
+	for start := time.Now(); ringOf(sess).Len() < want && time.Since(start) < 10*time.Second; time.Sleep(20 * time.Millisecond) {
 	}
-	if n := sess.Leg.Ring().Len(); n < want {
+	if n := ringOf(sess).Len(); n < want {
 		t.Fatalf("%d samples arrived, want %d", n, want)
 	}
 	c.Hangup(t, hs.URL)

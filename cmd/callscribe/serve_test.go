@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,9 +49,27 @@ func freePort(t *testing.T, network string) string {
 
 // gatewayProc runs `callscribe serve` as a process (this test binary
 // re-executed as the command).
+// lockedBuffer is a process's output, read while the process writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 type gatewayProc struct {
 	cmd    *exec.Cmd
-	out    *bytes.Buffer
+	out    *lockedBuffer
 	sip    string
 	http   string
 	exited chan error
@@ -58,7 +77,7 @@ type gatewayProc struct {
 
 func startGateway(t *testing.T, redisAddr string, extra ...string) *gatewayProc {
 	t.Helper()
-	g := &gatewayProc{sip: freePort(t, "udp"), http: freePort(t, "tcp"), out: &bytes.Buffer{}, exited: make(chan error, 1)}
+	g := &gatewayProc{sip: freePort(t, "udp"), http: freePort(t, "tcp"), out: &lockedBuffer{}, exited: make(chan error, 1)}
 	args := append([]string{"serve", "-sip", g.sip, "-http", g.http, "-redis", redisAddr, "-model", testModelDir(t),
 		"-rtp-ports", "34000-34999"}, extra...)
 	g.cmd = exec.Command(os.Args[0], args...)
@@ -347,7 +366,7 @@ func TestServeWHIP(t *testing.T) {
 			}
 			m := metricsText(t, g.http)
 			for _, want := range []string{`callscribe_calls_started_total{source="webrtc"} 1`, `callscribe_calls_started_total{source="sip"} 0`,
-				`callscribe_calls_rejected_total{source="webrtc"} 1`, `callscribe_calls_rejected_total{source="sip"} 0`} {
+				`callscribe_calls_rejected_total{reason="bad_request",source="webrtc"} 1`} {
 				if !strings.Contains(m, want+"\n") {
 					t.Errorf("metrics lack %s", want)
 				}

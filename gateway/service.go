@@ -1,0 +1,283 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/media"
+	"github.com/callscribe/callscribe/sip"
+	"github.com/callscribe/callscribe/transcript"
+	"github.com/callscribe/callscribe/webrtc"
+)
+
+// Service is a whole gateway: the recognizer, the publisher, the call
+// registry, the SIP and WHIP sources and the HTTP side. Every goroutine it
+// starts is waited for by Close.
+type Service struct {
+	cfg      Config
+	log      *slog.Logger
+	batcher  *asr.Batcher
+	pub      *transcript.Publisher
+	calls    *Calls
+	sip      *sip.Server
+	whip     *webrtc.Server
+	follower *transcript.Follower
+	events   *Events
+	hs       *http.Server
+	hl       net.Listener
+	draining atomic.Bool
+
+	stopStreams context.CancelFunc // ends the SSE streams left at Close
+	errs        chan error         // a server that stopped by itself
+	wg          sync.WaitGroup
+	closeOnce   sync.Once
+}
+
+// NewService builds the gateway from a validated configuration and binds
+// its listeners; it serves until Close. On error nothing is left running.
+func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Service{cfg: cfg, log: log, errs: make(chan error, 2)}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	lo, hi, err := cfg.SIP.RTPPortRange()
+	if err != nil {
+		return nil, err
+	}
+	cidrs, err := cfg.SIP.CIDRs()
+	if err != nil {
+		return nil, err
+	}
+	if err := asr.InitRuntime(cfg.ASR.ORTLib); err != nil {
+		return nil, err
+	}
+	a := cfg.ASR
+	info, err := asr.LoadModelInfo(asr.ModelFiles{Dir: a.ModelDir, Encoder: a.Encoder, Decoder: a.Decoder, Joiner: a.Joiner})
+	if err != nil {
+		return nil, err
+	}
+	s.batcher, err = asr.NewBatcher(info, asr.BatcherOptions{MaxBatch: a.MaxBatch, MaxWait: a.MaxWait, Workers: a.Workers,
+		RunTimeout: a.RunTimeout, Endpoint: a.Endpoint, Logger: log, Engine: asr.EngineOptions{Provider: a.Provider, Threads: a.Threads}})
+	if err != nil {
+		return nil, err
+	}
+	r := cfg.Redis
+	s.pub, err = transcript.NewPublisher(transcript.Options{Addr: r.Addr, Cluster: r.Cluster, Prefix: r.Prefix, Shards: r.Shards,
+		CallMaxLen: r.CallMaxLen, FirehoseMaxLen: r.FirehoseMaxLen, Expire: r.Expire, SpoolMaxBytes: r.SpoolMaxBytes,
+		SpoolFile: r.SpoolFile, Instance: cfg.InstanceName(), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "callscribe_result_latency_seconds",
+		Help:    "From the arrival of an utterance's last word to its partial or final.",
+		Buckets: []float64{.05, .1, .2, .3, .5, .75, 1, 1.5, 2, 3, 5}}, []string{"type"})
+	maxCalls := map[string]int{"sip": cfg.SIP.MaxCalls}
+	if cfg.WebRTC.Enabled {
+		maxCalls["webrtc"] = cfg.WebRTC.MaxSessions
+	}
+	s.calls = NewCalls(s.batcher, s.pub, CallsOptions{MaxCalls: maxCalls, MaxPerPeer: map[string]int{"sip": cfg.SIP.MaxCallsPerSource},
+		FinalTimeout: a.FinalTimeout, Logger: log,
+		OnLatency: func(k asr.ResultKind, d time.Duration) { latency.WithLabelValues(k.String()).Observe(d.Seconds()) }})
+	sc := cfg.SIP
+	s.sip, err = sip.NewServer(sip.Config{UDP: sc.UDP, TCP: sc.TCP, TLS: sc.TLS, TLSCertFile: sc.TLSCertFile, TLSKeyFile: sc.TLSKeyFile,
+		MediaIP: sc.MediaIP, RTPPortLo: lo, RTPPortHi: hi, Codecs: sc.Codecs, MediaTimeout: sc.MediaTimeout,
+		AllowCIDRs: cidrs, Users: sc.Users, Realm: sc.Realm, MinSE: sc.MinSE, CarryHeaders: sc.CarryHeaders,
+		RTPReadWorkers: sc.RTPReadWorkers, AgentAORs: sc.AgentAORs, LegNamesHeader: sc.LegNamesHeader,
+		Leg: media.LegOptions{ReorderMs: sc.ReorderMs}, Logger: log}, s.calls)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.sip.Listen(); err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	registerMetrics(reg, s)
+	reg.MustRegister(latency)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", s.readyz)
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if wc := cfg.WebRTC; wc.Enabled {
+		lo, hi, _ := wc.ICEPortRange()
+		s.whip, err = webrtc.NewServer(webrtc.Config{Path: wc.Path, Token: wc.Token, PortLo: lo, PortHi: hi,
+			PublicIPs: wc.PublicIPs, Loopback: wc.Loopback, ConnectTimeout: wc.ConnectTimeout,
+			MediaTimeout: wc.MediaTimeout, Logger: log}, s.calls)
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle(wc.Path, s.whip)
+		mux.Handle(wc.Path+"/", s.whip)
+	}
+	s.follower = transcript.NewFollower(transcript.FollowerOptions{Addr: r.Addr, Cluster: r.Cluster, Prefix: r.Prefix,
+		MaxFollows: cfg.HTTP.MaxEventStreams})
+	s.events = NewEvents(s.follower, log)
+	s.events.Max = cfg.HTTP.MaxEventStreams
+	s.events.Token = cfg.WebRTC.Token
+	mux.Handle("GET /events/{id}", s.events)
+	if cfg.HTTP.Page && s.whip != nil {
+		page, err := Page(cfg.WebRTC.Path, "/events/")
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle("GET /{$}", page)
+		mux.Handle("GET /static/", page)
+	}
+	return s, s.serveHTTP(mux)
+}
+
+// serveHTTP binds the HTTP address and serves it on a goroutine.
+func (s *Service) serveHTTP(h http.Handler) error {
+	hl, err := net.Listen("tcp", s.cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("http: listen %s: %w", s.cfg.HTTP.Addr, err)
+	}
+	// Event streams live until their call ends; base ends the ones left
+	// when the service stops.
+	base, stop := context.WithCancel(context.Background())
+	s.stopStreams = stop
+	s.hs = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext: func(net.Listener) context.Context { return base }}
+	serve := func() error { return s.hs.Serve(hl) }
+	if s.cfg.HTTP.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(s.cfg.HTTP.TLSCertFile, s.cfg.HTTP.TLSKeyFile)
+		if err != nil {
+			hl.Close()
+			return fmt.Errorf("http.tls_cert_file, http.tls_key_file: %w", err)
+		}
+		s.hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		serve = func() error { return s.hs.ServeTLS(hl, "", "") }
+	}
+	s.hl = hl
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := serve(); !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("callscribe: http server stopped", "err", err)
+			s.errs <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	return nil
+}
+
+// readyz answers 503 with the reasons while the gateway should get no new
+// work: draining, the recognizer failing, Redis unreachable at start or
+// with the spool near its bound.
+func (s *Service) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	var why []string
+	if s.draining.Load() {
+		why = append(why, "draining")
+	}
+	if !s.batcher.Stats().Healthy {
+		why = append(why, "recognizer unhealthy")
+	}
+	if err := s.pub.Ping(ctx); err != nil {
+		st := s.pub.Stats()
+		if !st.EverConnected || st.SpoolBytes >= st.SpoolMaxBytes*9/10 {
+			why = append(why, "redis unreachable")
+		}
+	}
+	if len(why) > 0 {
+		http.Error(w, strings.Join(why, ", "), http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+// SIPAddrs are the bound SIP listen addresses.
+func (s *Service) SIPAddrs() []net.Addr { return s.sip.Addrs() }
+
+// HTTPAddr is the bound HTTP address.
+func (s *Service) HTTPAddr() net.Addr { return s.hl.Addr() }
+
+// Provider is the recognizer's execution provider.
+func (s *Service) Provider() string { return s.batcher.Provider() }
+
+// Calls is the call registry.
+func (s *Service) Calls() *Calls { return s.calls }
+
+// Err reports a server that stopped by itself (the process should exit).
+func (s *Service) Err() <-chan error { return s.errs }
+
+// Drain stops admitting calls (SIP and WHIP get 503, OPTIONS and /readyz
+// say so) and waits until the calls in progress are over or ctx ends.
+func (s *Service) Drain(ctx context.Context) error {
+	s.draining.Store(true)
+	s.calls.SetDraining()
+	return s.calls.Drain(ctx)
+}
+
+// Close ends the calls left (BYE, reason shutdown), publishes their last
+// finals and call.end, delivers what it can to Redis within 10 s, and
+// stops everything. Idempotent.
+func (s *Service) Close() error {
+	s.closeOnce.Do(s.close)
+	return nil
+}
+
+func (s *Service) close() {
+	s.draining.Store(true)
+	if s.calls != nil {
+		s.calls.SetDraining()
+	}
+	if s.sip != nil {
+		s.sip.Close()
+	}
+	if s.whip != nil {
+		s.whip.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if s.calls != nil {
+		if err := s.calls.Drain(ctx); err != nil {
+			s.log.Error("callscribe: calls not finished", "err", err, "left", s.calls.Active())
+		}
+		s.calls.Wait()
+	}
+	if s.pub != nil {
+		if err := s.pub.Flush(ctx); err != nil {
+			s.log.Error("callscribe: transcript events not delivered", "err", err)
+		}
+	}
+	if s.hs != nil {
+		// Followers of the calls just ended get their call.end, then the
+		// rest of the streams are cut.
+		for t := time.Now(); s.events.Active() > 0 && time.Since(t) < time.Second; {
+			time.Sleep(20 * time.Millisecond)
+		}
+		s.stopStreams()
+		if err := s.hs.Shutdown(ctx); err != nil {
+			s.log.Warn("callscribe: http shutdown", "err", err)
+			s.hs.Close()
+		}
+	}
+	s.wg.Wait()
+	if s.follower != nil {
+		s.follower.Close()
+	}
+	if s.pub != nil {
+		s.pub.Close()
+	}
+	if s.batcher != nil {
+		s.batcher.Close()
+	}
+}

@@ -1,0 +1,142 @@
+package transcript
+
+import (
+	"encoding/json"
+	"hash/fnv"
+	"strconv"
+)
+
+// Event types (docs/wire-format.md).
+const (
+	CallStart = "call.start"
+	Partial   = "partial"
+	Final     = "final"
+	DTMF      = "dtmf"
+	CallEnd   = "call.end"
+)
+
+// SchemaVersion is the "v" field of every entry.
+const SchemaVersion = "1"
+
+// DefaultPrefix is the key prefix when none is configured.
+const DefaultPrefix = "stt"
+
+// Keys is the Redis key scheme: one stream per call, a sharded firehose of
+// every call's events, and a hash of each instance's open calls. The zero
+// value uses DefaultPrefix and one shard.
+type Keys struct {
+	Prefix string
+	Shards int
+}
+
+func (k Keys) prefix() string {
+	if k.Prefix == "" {
+		return DefaultPrefix
+	}
+	return k.Prefix
+}
+
+// Call is the stream of one call's events, <prefix>:call:{<call_id>} (the
+// braces keep a call's keys on one Redis Cluster slot).
+func (k Keys) Call(callID string) string { return k.prefix() + ":call:{" + callID + "}" }
+
+// Shard is the firehose shard a call's events go to.
+func (k Keys) Shard(callID string) int {
+	h := fnv.New32a()
+	h.Write([]byte(callID))
+	return int(h.Sum32() % uint32(max(k.Shards, 1)))
+}
+
+// Firehose is the stream of shard i, <prefix>:events:<i>.
+func (k Keys) Firehose(i int) string { return k.prefix() + ":events:" + strconv.Itoa(i) }
+
+// FirehoseOf is the firehose shard stream callID's events go to.
+func (k Keys) FirehoseOf(callID string) string { return k.Firehose(k.Shard(callID)) }
+
+// Firehoses lists every shard's stream.
+func (k Keys) Firehoses() []string {
+	out := make([]string, max(k.Shards, 1))
+	for i := range out {
+		out[i] = k.Firehose(i)
+	}
+	return out
+}
+
+// Instance is the hash of the calls an instance has open (call id to the
+// call.start time), <prefix>:instance:{<instance>}:calls: a restarted
+// instance ends what its previous run left open.
+func (k Keys) Instance(instance string) string {
+	return k.prefix() + ":instance:{" + instance + "}:calls"
+}
+
+// Seen is a consumer group's record of a call's delivered events, for
+// dedupe across readers and restarts.
+func (k Keys) Seen(group, callID string) string {
+	return k.prefix() + ":seen:" + group + ":{" + callID + "}"
+}
+
+// Utterance is the payload of partial and final events.
+type Utterance struct {
+	Leg     string
+	Utt     int
+	Text    string
+	StartMs int64
+	EndMs   int64
+	// Finals only.
+	Words any // marshalled to JSON: a list of {word, start_ms, end_ms, conf}
+	Conf  float32
+	GapMs int64 // audio of the utterance dropped undecoded (0: none)
+}
+
+func (u Utterance) fields() map[string]string {
+	return map[string]string{"leg": u.Leg, "utt": strconv.Itoa(u.Utt), "text": u.Text,
+		"start_ms": strconv.FormatInt(u.StartMs, 10), "end_ms": strconv.FormatInt(u.EndMs, 10)}
+}
+
+// NewCallStart is a call's first event; fields are the call's description
+// (source, legs, from, to, codec, ...; see the wire format).
+func NewCallStart(callID string, fields map[string]string) Event {
+	return Event{Type: CallStart, CallID: callID, Fields: fields}
+}
+
+// NewPartial is the current text of an open utterance.
+func NewPartial(callID string, u Utterance) Event {
+	f := u.fields()
+	if u.GapMs > 0 {
+		f["gap_ms"] = strconv.FormatInt(u.GapMs, 10)
+	}
+	return Event{Type: Partial, CallID: callID, Fields: f}
+}
+
+// NewFinal closes an utterance, with its words and confidence.
+func NewFinal(callID string, u Utterance) Event {
+	f := u.fields()
+	words, err := json.Marshal(u.Words)
+	if err != nil || string(words) == "null" {
+		words = []byte("[]")
+	}
+	f["words"] = string(words)
+	f["conf"] = strconv.FormatFloat(float64(u.Conf), 'f', 3, 32)
+	if u.GapMs > 0 {
+		f["gap_ms"] = strconv.FormatInt(u.GapMs, 10)
+	}
+	return Event{Type: Final, CallID: callID, Fields: f}
+}
+
+// NewDTMF is a digit pressed on a leg.
+func NewDTMF(callID, leg string, digit byte, startMs, durationMs int64) Event {
+	return Event{Type: DTMF, CallID: callID, Fields: map[string]string{"leg": leg, "digit": string(digit),
+		"start_ms": strconv.FormatInt(startMs, 10), "duration_ms": strconv.FormatInt(durationMs, 10)}}
+}
+
+// NewCallEnd is a call's last event: why it ended, how long it lasted and
+// per-leg counters (marshalled to JSON; nil for none).
+func NewCallEnd(callID, reason string, durationMs int64, stats any) Event {
+	f := map[string]string{"reason": reason, "duration_ms": strconv.FormatInt(durationMs, 10)}
+	if stats != nil {
+		if b, err := json.Marshal(stats); err == nil {
+			f["stats"] = string(b)
+		}
+	}
+	return Event{Type: CallEnd, CallID: callID, Fields: f}
+}
