@@ -82,6 +82,9 @@ func (o *BatcherOptions) withDefaults(info *ModelInfo) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Engine.Logger == nil {
+		o.Engine.Logger = o.Logger
+	}
 }
 
 // Stats are the batcher's counters since it started.

@@ -61,6 +61,9 @@ type EngineOptions struct {
 	DeviceID int
 	// Threads is the intra-op thread count per session; default 1.
 	Threads int
+	// Logger says when CUDA could not start; default slog.Default(). The
+	// batcher gives its own.
+	Logger *slog.Logger
 }
 
 // ortEngine runs a model on ONNX Runtime.
@@ -92,7 +95,11 @@ type tensorSet struct {
 func NewEngine(info *ModelInfo, opts EngineOptions) (Engine, error) {
 	e, err := newORTEngine(info, opts)
 	if err != nil && opts.Provider == "cuda" {
-		slog.Warn("asr: CUDA provider unavailable, using CPU", "err", err)
+		log := opts.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Warn("asr: CUDA provider unavailable, using CPU", "err", err)
 		opts.Provider = "cpu"
 		e, err = newORTEngine(info, opts)
 	}
@@ -229,20 +236,20 @@ func (e *ortEngine) newSet(n int) (*tensorSet, error) {
 	s := &tensorSet{}
 	b := &s.batch
 	b.N = n
-	var err error
-	add := func(list *[]ort.Value, v ort.Value, e2 error) {
-		if e2 != nil && err == nil {
-			err = e2
+	var errs []error // every tensor that could not be made, not only the last
+	add := func(list *[]ort.Value, v ort.Value, err error) {
+		if err != nil {
+			errs = append(errs, err)
 		}
 		if v != nil {
 			*list = append(*list, v)
 		}
 	}
-	var v ort.Value
-	v, b.X, err = tensor(bk.X, N, int64(m.ChunkFrames), int64(m.FeatureDim))
-	add(&s.encIn, v, err)
-	v, b.EncOut, err = tensor(bk.EncOut, N, int64(m.OutFrames), int64(m.EncoderDim))
-	add(&s.encOut, v, err)
+	v, x, terr := tensor(bk.X, N, int64(m.ChunkFrames), int64(m.FeatureDim))
+	b.X = x
+	add(&s.encIn, v, terr)
+	v, b.EncOut, terr = tensor(bk.EncOut, N, int64(m.OutFrames), int64(m.EncoderDim))
+	add(&s.encOut, v, terr)
 	b.States = make([]StateBuf, len(m.States))
 	b.NewStates = make([]StateBuf, len(m.States))
 	for i, st := range m.States {
@@ -260,16 +267,17 @@ func (e *ortEngine) newSet(n int) (*tensorSet, error) {
 		add(&s.encIn, v1, e1)
 		add(&s.encOut, v2, e2)
 	}
-	v, b.Y, err = tensor(bk.Y, N, int64(m.ContextSize))
-	add(&s.decIn, v, err)
-	v, b.DecOut, err = tensor(bk.DecOut, N, int64(m.EncoderDim))
-	add(&s.decOut, v, err)
-	v, b.JoinEnc, err = tensor(bk.JoinEnc, N, int64(m.EncoderDim))
-	add(&s.joinIn, v, err)
-	v, b.JoinDec, err = tensor(bk.JoinDec, N, int64(m.EncoderDim))
-	add(&s.joinIn, v, err)
-	v, b.Logits, err = tensor(bk.Logits, N, int64(m.VocabSize))
-	add(&s.joinOut, v, err)
+	v, b.Y, terr = tensor(bk.Y, N, int64(m.ContextSize))
+	add(&s.decIn, v, terr)
+	v, b.DecOut, terr = tensor(bk.DecOut, N, int64(m.EncoderDim))
+	add(&s.decOut, v, terr)
+	v, b.JoinEnc, terr = tensor(bk.JoinEnc, N, int64(m.EncoderDim))
+	add(&s.joinIn, v, terr)
+	v, b.JoinDec, terr = tensor(bk.JoinDec, N, int64(m.EncoderDim))
+	add(&s.joinIn, v, terr)
+	v, b.Logits, terr = tensor(bk.Logits, N, int64(m.VocabSize))
+	add(&s.joinOut, v, terr)
+	err := errors.Join(errs...)
 	if err != nil {
 		s.destroy()
 		return nil, fmt.Errorf("asr: tensors for batch %d: %w", n, err)

@@ -165,7 +165,7 @@ func (g *Calls) Admit(o ingest.Offer) (ingest.Ticket, error) {
 	c := &call{g: g, id: o.ID, source: o.Source, peer: o.Peer.Unmap(), done: make(chan struct{})}
 	g.mu.Lock()
 	r := g.refusal(o.Source, c.peer)
-	if _, dup := g.calls[o.ID]; dup && r == nil {
+	if _, dup := g.calls[o.ID]; dup {
 		r = ingest.ErrDuplicate
 	}
 	if r != nil {

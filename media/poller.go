@@ -126,17 +126,22 @@ func (w *pollWorker) run() {
 	}
 }
 
-// drain reads every datagram waiting on the socket. It calls recvfrom
-// directly: x/sys/unix.Recvfrom allocates the source address and asks the
-// socket its protocol on every call.
-func (r *Receiver) drain(buf []byte, now int64) {
+// pollBudget is the most datagrams read from one socket per wake-up: a
+// flooded port yields to the others on its worker (epoll is level
+// triggered, so what is left is reported again at once).
+const pollBudget = 32
+
+// drain reads the datagrams waiting on the socket, at most pollBudget. It
+// calls recvfrom directly: x/sys/unix.Recvfrom allocates the source address
+// and asks the socket its protocol on every call. It returns how many it read.
+func (r *Receiver) drain(buf []byte, now int64) int {
 	var sa unix.RawSockaddrAny
-	for {
+	for i := range pollBudget {
 		salen := uint32(unix.SizeofSockaddrAny)
 		n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(r.fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
 			unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&salen)))
 		if errno != 0 {
-			return // EAGAIN: empty
+			return i // EAGAIN: empty
 		}
 		var ap netip.AddrPort
 		switch sa.Addr.Family {
@@ -149,6 +154,7 @@ func (r *Receiver) drain(buf []byte, now int64) {
 		}
 		r.acceptAt(buf[:n], ap, now)
 	}
+	return pollBudget
 }
 
 // Close stops the workers. Receivers still added stop receiving. Idempotent.

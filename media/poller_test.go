@@ -66,3 +66,44 @@ func TestPollerFeedsLegsAndLatches(t *testing.T) {
 		t.Errorf("%d ports still in use", ports.InUse())
 	}
 }
+
+// A flooded port is read at most pollBudget datagrams per wake-up, so the
+// other ports of its worker are served in between.
+func TestPollerBudgetPerSocket(t *testing.T) {
+	p, err := NewPoller(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ports, _ := NewPorts(32200, 32300)
+	conn, err := ports.Listen("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadBuffer(1 << 20)
+	// Not added to the poller: drain is called by hand.
+	raw, _ := conn.SyscallConn()
+	var fd int
+	raw.Control(func(f uintptr) { fd = int(f) })
+	r := newReceiver(conn, newTestLeg(t, nil), ports)
+	r.fd = fd
+	defer conn.Close()
+	src, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	defer src.Close()
+	pkts := pcmuPackets(t, tone(440, 8000, 4*8000), 1)
+	for _, b := range pkts[:5*pollBudget] {
+		src.WriteToUDPAddrPort(b, r.LocalAddr())
+	}
+	time.Sleep(50 * time.Millisecond) // on the socket
+	buf := make([]byte, 1500)
+	if n := r.drain(buf, time.Now().UnixNano()); n != pollBudget {
+		t.Fatalf("one wake-up read %d datagrams, want %d", n, pollBudget)
+	}
+	total := pollBudget
+	for n := r.drain(buf, 0); n > 0; n = r.drain(buf, 0) {
+		total += n
+	}
+	if total != 5*pollBudget || r.Packets() != int64(total) {
+		t.Errorf("read %d, accepted %d, sent %d", total, r.Packets(), 5*pollBudget)
+	}
+}

@@ -30,8 +30,13 @@ func NewPorts(lo, hi int) (*Ports, error) {
 	return &Ports{lo: lo, hi: hi, next: lo, used: map[int]bool{}}, nil
 }
 
-// Listen binds a UDP socket on host at a free port of the range.
+// Listen binds a UDP socket on host (an IP address) at a free port of the
+// range.
 func (p *Ports) Listen(host string) (*net.UDPConn, error) {
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return nil, fmt.Errorf("media: RTP address %q: %w", host, err)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := (p.hi - p.lo + 2) / 2
@@ -44,7 +49,7 @@ func (p *Ports) Listen(host string) (*net.UDPConn, error) {
 		if p.used[port] {
 			continue
 		}
-		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(host), uint16(port))))
+		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
 		if err != nil {
 			continue // taken by someone else
 		}

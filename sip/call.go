@@ -182,7 +182,7 @@ func (c *Call) idle() time.Duration {
 
 // run is the call's loop: it ends on BYE, media timeout or shutdown.
 func (s *Server) run(c *Call, log *slog.Logger) {
-	defer s.wg.Done()
+	defer s.callWG.Done()
 	every := min(time.Second, s.cfg.MediaTimeout/4)
 	if c.expires > 0 {
 		every = min(every, c.expires/4)
@@ -210,18 +210,10 @@ func (s *Server) run(c *Call, log *slog.Logger) {
 	s.hangup(c, reason)
 }
 
-// hangup ends a call: BYE unless the peer sent it, media closed, the
-// admission told (with the legs' final counters).
+// hangup ends a call: media closed, the admission told (with the legs'
+// final counters, so call.end goes out and the slot is free at once), then
+// BYE unless the peer sent it.
 func (s *Server) hangup(c *Call, reason string) {
-	if reason != "bye" {
-		// The BYE must go out even when the server's context is done.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
-		if err := c.dlg.Bye(ctx); err != nil {
-			s.cfg.Logger.Warn("sip: BYE not answered", "call_id", c.SIPCallID, "reason", reason, "err", err)
-		}
-		cancel()
-	}
-	c.dlg.Close()
 	c.closeLegs()
 	c.reason = reason
 	s.mu.Lock()
@@ -231,6 +223,15 @@ func (s *Server) hangup(c *Call, reason string) {
 	s.mu.Unlock()
 	close(c.done)
 	c.ticket.End(reason, c.stats())
+	if reason != "bye" {
+		// The BYE must go out even when the server's context is done.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
+		if err := c.dlg.Bye(ctx); err != nil {
+			s.cfg.Logger.Warn("sip: BYE not answered", "call_id", c.SIPCallID, "reason", reason, "err", err)
+		}
+		cancel()
+	}
+	c.dlg.Close()
 }
 
 // LocalRTP is the first stream's RTP address (what the SDP answer announced).

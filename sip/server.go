@@ -57,6 +57,10 @@ type Config struct {
 	CarryHeaders []string
 	// AnswerDelay holds the 200 OK back (ringing); default 0.
 	AnswerDelay time.Duration
+	// AckTimeout is how long the ACK for our 200 is waited for; a call
+	// without it is ended with BYE and its slot freed. Default 32 s (64*T1,
+	// RFC 3261 13.3.1.4).
+	AckTimeout time.Duration
 	// AgentAORs are patterns of the agents' addresses of record (shell
 	// globs without the scheme: "*@agents.example.com"). A SIPREC call whose
 	// streams they tell apart names its legs agent and customer; otherwise
@@ -106,6 +110,9 @@ func (c *Config) defaults() error {
 	if c.Realm == "" {
 		c.Realm = "callscribe"
 	}
+	if c.AckTimeout <= 0 {
+		c.AckTimeout = 32 * time.Second
+	}
 	if c.MinSE <= 0 {
 		c.MinSE = 90 * time.Second
 	}
@@ -136,7 +143,8 @@ type Server struct {
 	mu      sync.Mutex
 	calls   map[string]*Call
 	closed  bool
-	wg      sync.WaitGroup
+	callWG  sync.WaitGroup // registered calls, until hung up
+	wg      sync.WaitGroup // listeners and other helpers
 	ctx     context.Context
 	cancel  context.CancelFunc
 	addrs   []net.Addr
@@ -313,7 +321,7 @@ func (s *Server) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.cancel()
-	s.waitCalls()
+	s.callWG.Wait() // every call hung up, its BYE sent
 	err := s.srv.Close()
 	for _, c := range s.closers {
 		c.Close()
@@ -326,21 +334,6 @@ func (s *Server) Close() error {
 	return err
 }
 
-func (s *Server) waitCalls() {
-	for {
-		s.mu.Lock()
-		var c *Call
-		for _, v := range s.calls {
-			c = v
-			break
-		}
-		s.mu.Unlock()
-		if c == nil {
-			return
-		}
-		<-c.done
-	}
-}
 
 // refuse answers an INVITE the server itself does not take, and counts it.
 func (s *Server) refuse(tx sipmsg.ServerTransaction, req *sipmsg.Request, r *ingest.Refusal) {
@@ -628,6 +621,7 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	s.calls[callID] = c
+	s.callWG.Add(1) // done by hangup's caller
 	s.mu.Unlock()
 	c.Started = time.Now()
 	ticket.Start(c.fields())
@@ -639,11 +633,15 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		defer s.wg.Done()
 		acked <- dlg.WriteResponse(res)
 	}()
+	ackWait := time.NewTimer(s.cfg.AckTimeout)
 	select {
 	case err = <-acked:
+	case <-ackWait.C:
+		err = errors.New("no ACK in time")
 	case <-s.ctx.Done():
 		err = context.Canceled
 	}
+	ackWait.Stop()
 	if err != nil {
 		reason := "timeout" // no ACK: the dialog is ended with a BYE
 		if s.ctx.Err() != nil {
@@ -651,9 +649,9 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		}
 		log.Info("sip: call not confirmed", "err", err, "reason", reason)
 		s.hangup(c, reason)
+		s.callWG.Done()
 		return
 	}
-	s.wg.Add(1)
 	go s.run(c, log)
 }
 

@@ -1,0 +1,243 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/sip"
+	"github.com/callscribe/callscribe/sip/siptest"
+	"github.com/callscribe/callscribe/transcript"
+	"github.com/callscribe/callscribe/transcript/transcripttest"
+)
+
+// rawInvite sends an INVITE over UDP from conn, with the given Call-ID and
+// a branch and From tag of its own.
+func rawInvite(t *testing.T, conn *net.UDPConn, to, callID, branch string) {
+	t.Helper()
+	local := conn.LocalAddr().String()
+	sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+	msg := "INVITE sip:service@" + to + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK" + branch + ";rport\r\n" +
+		"Max-Forwards: 70\r\n" +
+		"From: <sip:caller@127.0.0.1>;tag=" + branch + "\r\n" +
+		"To: <sip:service@" + to + ">\r\n" +
+		"Call-ID: " + callID + "\r\n" +
+		"CSeq: 1 INVITE\r\n" +
+		"Contact: <sip:caller@" + local + ">\r\n" +
+		"Content-Type: application/sdp\r\n" +
+		"Content-Length: " + strconv.Itoa(len(sdp)) + "\r\n\r\n" + sdp
+	addr, _ := net.ResolveUDPAddr("udp", to)
+	if _, err := conn.WriteToUDP([]byte(msg), addr); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// finalStatuses reads responses on conn until each branch has its final
+// status (or the deadline passes).
+func finalStatuses(t *testing.T, conn *net.UDPConn, branches int, within time.Duration) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	buf := make([]byte, 65535)
+	conn.SetReadDeadline(time.Now().Add(within))
+	defer conn.SetReadDeadline(time.Time{})
+	for len(got) < branches {
+		n, _, err := conn.ReadFromUDP(buf)
+		if err != nil {
+			break
+		}
+		msg := string(buf[:n])
+		if !strings.HasPrefix(msg, "SIP/2.0 ") {
+			continue // a request (BYE) or retransmission
+		}
+		code, _ := strconv.Atoi(msg[8:11])
+		if code < 200 {
+			continue
+		}
+		i := strings.Index(msg, "branch=z9hG4bK")
+		if i < 0 {
+			continue
+		}
+		b := msg[i+len("branch=z9hG4bK"):]
+		b = b[:strings.IndexAny(b, ";\r\n")]
+		if _, seen := got[b]; !seen {
+			got[b] = code
+		}
+	}
+	return got
+}
+
+// Admission reserves the slot before the answer: INVITEs with one Call-ID
+// sent back to back make one call (482 for the others); a call answered
+// and never ACKed holds a slot of max_calls until the ACK timeout, then it
+// is freed and the next call is taken at once.
+func TestAdmissionReservesBeforeAnswer(t *testing.T) {
+	rd := transcripttest.Start(t)
+	pub, err := transcript.NewPublisher(transcript.Options{Addr: rd.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	calls := NewCalls(newBatcher(t), pub, CallsOptions{MaxCalls: map[string]int{"sip": 1}})
+	srv, err := sip.NewServer(sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 35000, RTPPortHi: 35999, AckTimeout: time.Second}, calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	to := srv.Addrs()[0].String()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for i := range 3 {
+		rawInvite(t, conn, to, "dup-call@test", fmt.Sprint("b", i))
+	}
+	got := finalStatuses(t, conn, 3, 5*time.Second)
+	count := map[int]int{}
+	for _, code := range got {
+		count[code]++
+	}
+	if count[200] != 1 || count[482] != 2 {
+		t.Fatalf("three INVITEs with one Call-ID: %v", got)
+	}
+	// Never ACKed: the call holds the only slot...
+	if n := calls.Active(); n != 1 {
+		t.Errorf("%d calls active with one answered and not ACKed", n)
+	}
+	rawInvite(t, conn, to, "other-call@test", "b9")
+	if got := finalStatuses(t, conn, 1, 5*time.Second); got["b9"] != 503 {
+		t.Errorf("a second call while the first holds the slot: %v", got)
+	}
+	// ...until the ACK timeout frees it.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := calls.Drain(ctx); err != nil {
+		t.Fatalf("the unACKed call still holds its slot: %v", err)
+	}
+	calls.Wait()
+	st := calls.Stats()
+	if st.Rejected["sip/duplicate"] != 2 || st.Rejected["sip/limit"] != 1 || st.Ended["timeout"] != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	res, err := siptest.NewPhone(t).Call(to, siptest.PCMU(make([]float32, 8000)))
+	if err != nil || res.Code != 200 {
+		t.Errorf("a call after the slot was freed: %+v %v", res, err)
+	}
+}
+
+// slowEngine makes every encoder step take at least delay.
+type slowEngine struct {
+	asr.Engine
+	delay time.Duration
+}
+
+func (e slowEngine) Encode(b *asr.Batch) error {
+	time.Sleep(e.delay)
+	return e.Engine.Encode(b)
+}
+
+// A recognizer far slower than real time: calls still end with call.end as
+// their last event, no (call_id, seq) repeats anywhere, what was dropped is
+// said (gap_ms, dropped_ms) and what came too late is counted, not
+// published. Run under the race detector, this is the overload path.
+func TestOverloadKeepsCallEndLast(t *testing.T) {
+	rd := transcripttest.Start(t)
+	pub, err := transcript.NewPublisher(transcript.Options{Addr: rd.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	info, err := asr.LoadModelInfo(asr.ModelFiles{Dir: modelDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := asr.NewBatcher(info, asr.BatcherOptions{MaxBatch: 1, Workers: 1, MaxBacklogMs: 1000, Endpoint: asr.DefaultEndpointConfig(),
+		NewEngine: func(i *asr.ModelInfo, o asr.EngineOptions) (asr.Engine, error) {
+			e, err := asr.NewEngine(i, o)
+			return slowEngine{e, 250 * time.Millisecond}, err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	calls := NewCalls(b, pub, CallsOptions{FinalTimeout: 500 * time.Millisecond})
+	srv, err := sip.NewServer(sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 36000, RTPPortHi: 36999}, calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	a := testWAV(t, "8k.wav")
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			siptest.NewPhone(t).Talk(t, srv.Addrs()[0].String(), siptest.PCMU(a.Samples))
+		}()
+	}
+	wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	settle(t, ctx, calls, pub)
+	time.Sleep(2 * time.Second) // the abandoned steps finish and report
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := calls.Stats()
+	if st.Abandoned == 0 || st.DroppedMs == 0 {
+		t.Errorf("no overload seen: %+v", st)
+	}
+	rc := redis.NewClient(&redis.Options{Addr: rd.Addr})
+	defer rc.Close()
+	seen := map[string]bool{}
+	fh, _ := rc.XRange(ctx, "stt:events:0", "-", "+").Result()
+	for _, m := range fh {
+		k := fmt.Sprint(m.Values["call_id"], "/", m.Values["seq"])
+		if seen[k] {
+			t.Errorf("(call_id, seq) %s twice on the firehose", k)
+		}
+		seen[k] = true
+	}
+	keys, _ := rc.Keys(ctx, "stt:call:*").Result()
+	if len(keys) != 3 {
+		t.Fatalf("%d calls on Redis", len(keys))
+	}
+	gaps := 0
+	for _, k := range keys {
+		msgs, _ := rc.XRange(ctx, k, "-", "+").Result()
+		last := msgs[len(msgs)-1].Values
+		if last["type"] != transcript.CallEnd {
+			t.Errorf("%s: the last event is %v", k, last)
+		}
+		for _, m := range msgs[:len(msgs)-1] {
+			if m.Values["type"] == transcript.CallEnd {
+				t.Errorf("%s: call.end before the last event", k)
+			}
+			if m.Values["gap_ms"] != nil {
+				gaps++
+			}
+		}
+		if !strings.Contains(fmt.Sprint(last["stats"]), `"dropped_ms":`) {
+			t.Errorf("%s: call.end stats %v", k, last["stats"])
+		}
+	}
+	if gaps == 0 {
+		t.Error("no result says audio was dropped (gap_ms)")
+	}
+	t.Logf("abandoned legs %d, dropped %d ms, late results %d, results with gap_ms %d", st.Abandoned, st.DroppedMs, st.LateResults, gaps)
+}
