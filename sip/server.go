@@ -334,7 +334,6 @@ func (s *Server) Close() error {
 	return err
 }
 
-
 // refuse answers an INVITE the server itself does not take, and counts it.
 func (s *Server) refuse(tx sipmsg.ServerTransaction, req *sipmsg.Request, r *ingest.Refusal) {
 	s.adm.Refused("sip", r)
