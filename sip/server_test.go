@@ -176,8 +176,12 @@ func newUAC(t *testing.T) *uac {
 		u.dc.ReadBye(req, tx)
 		u.byes <- struct{}{}
 	})
-	go srv.ServeUDP(pc)
-	t.Cleanup(func() { srv.Close(); ua.Close() })
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.ServeUDP(pc)
+	}()
+	t.Cleanup(func() { srv.Close(); ua.Close(); pc.Close(); <-served })
 	return u
 }
 

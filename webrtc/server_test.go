@@ -113,6 +113,25 @@ func post(t *testing.T, url, token, body string) *http.Response {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return buffered(res)
+}
+
+// do sends a request and returns the response with its body read.
+func do(t *testing.T, req *http.Request) *http.Response {
+	t.Helper()
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buffered(res)
+}
+
+// buffered reads a response's body and closes it, so that its connection
+// goes back to the client; the body stays readable.
+func buffered(res *http.Response) *http.Response {
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	res.Body = io.NopCloser(bytes.NewReader(b))
 	return res
 }
 
@@ -153,8 +172,8 @@ func TestWHIPSessionCarriesAudio(t *testing.T) {
 	}
 	req, _ := http.NewRequest(http.MethodDelete, hs.URL+res.Header.Get("Location"), nil)
 	req.Header.Set("Authorization", "Bearer s3cret")
-	if r, err := http.DefaultClient.Do(req); err != nil || r.StatusCode != http.StatusOK {
-		t.Fatalf("DELETE: %v %v", r, err)
+	if r := do(t, req); r.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE: %v", r)
 	}
 	<-sess.Done()
 	if sess.Reason() != "bye" || srv.Active() != 0 {
@@ -195,12 +214,12 @@ func TestWHIPRejections(t *testing.T) {
 	}
 	for _, m := range []string{http.MethodGet, http.MethodPut} {
 		req, _ := http.NewRequest(m, hs.URL+"/whip", nil)
-		if r, _ := http.DefaultClient.Do(req); r.StatusCode != http.StatusMethodNotAllowed {
+		if r := do(t, req); r.StatusCode != http.StatusMethodNotAllowed {
 			t.Errorf("%s: %d", m, r.StatusCode)
 		}
 	}
 	req, _ := http.NewRequest(http.MethodDelete, hs.URL+"/whip/nope", nil)
-	if r, _ := http.DefaultClient.Do(req); r.StatusCode != http.StatusNotFound {
+	if r := do(t, req); r.StatusCode != http.StatusNotFound {
 		t.Errorf("DELETE unknown: %d", r.StatusCode)
 	}
 }

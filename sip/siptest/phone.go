@@ -26,6 +26,9 @@ type Phone struct {
 	srv *sipgo.Server
 	dc  *sipgo.DialogClientCache
 	rtp *net.UDPConn
+	sig net.PacketConn // the SIP socket
+	// served is closed when the SIP socket's reader has returned.
+	served chan struct{}
 	// Byes counts BYEs received from the far end.
 	Byes chan struct{}
 	// PT is the payload type offered and sent: 0 (PCMU, the default) or 8 (PCMA).
@@ -58,7 +61,7 @@ func Dial() (*Phone, error) {
 	}
 	port := pc.LocalAddr().(*net.UDPAddr).Port
 	cli, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientPort(port))
-	p := &Phone{ua: ua, srv: srv, Byes: make(chan struct{}, 16),
+	p := &Phone{ua: ua, srv: srv, sig: pc, served: make(chan struct{}), Byes: make(chan struct{}, 16),
 		dc: sipgo.NewDialogClientCache(cli, sipmsg.ContactHeader{Address: sipmsg.Uri{User: "phone", Host: "127.0.0.1", Port: port}})}
 	srv.OnBye(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		p.dc.ReadBye(req, tx)
@@ -67,20 +70,26 @@ func Dial() (*Phone, error) {
 		default:
 		}
 	})
-	go srv.ServeUDP(pc)
 	if p.rtp, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
-		srv.Close()
+		pc.Close()
 		ua.Close()
 		return nil, err
 	}
+	go func() {
+		defer close(p.served)
+		srv.ServeUDP(pc)
+	}()
 	return p, nil
 }
 
-// Close stops the phone.
+// Close stops the phone and waits for its reader.
 func (p *Phone) Close() error {
 	p.rtp.Close()
 	p.srv.Close()
-	return p.ua.Close()
+	err := p.ua.Close()
+	p.sig.Close()
+	<-p.served
+	return err
 }
 
 // PCMU encodes 8 kHz samples in [-1, 1].
