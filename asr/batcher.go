@@ -14,6 +14,14 @@ import (
 // ErrClosed is returned when the batcher is closed.
 var ErrClosed = errors.New("asr: batcher closed")
 
+// Defaults of the batcher's options, the one place they are written
+// (the gateway's configuration and the commands' flags use these).
+const (
+	DefaultMaxBatch   = 16
+	DefaultMaxWait    = 10 * time.Millisecond
+	DefaultRunTimeout = 5 * time.Second
+)
+
 // BatcherOptions configure the shared inference stage.
 type BatcherOptions struct {
 	// MaxBatch is the most streams in one encoder call; default 16 (on the
@@ -50,13 +58,13 @@ type BatcherOptions struct {
 
 func (o *BatcherOptions) withDefaults(info *ModelInfo) {
 	if o.MaxBatch <= 0 {
-		o.MaxBatch = 16
+		o.MaxBatch = DefaultMaxBatch
 	}
 	if info.MaxBatch > 0 {
 		o.MaxBatch = min(o.MaxBatch, info.MaxBatch)
 	}
 	if o.MaxWait <= 0 {
-		o.MaxWait = 10 * time.Millisecond
+		o.MaxWait = DefaultMaxWait
 	}
 	if o.Workers <= 0 {
 		o.Workers = 1
@@ -65,7 +73,7 @@ func (o *BatcherOptions) withDefaults(info *ModelInfo) {
 		}
 	}
 	if o.RunTimeout <= 0 {
-		o.RunTimeout = 5 * time.Second
+		o.RunTimeout = DefaultRunTimeout
 	}
 	if o.FallbackAfter <= 0 {
 		o.FallbackAfter = 3

@@ -288,3 +288,45 @@ func TestWHIPPublicIPs(t *testing.T) {
 		t.Error("bad public IP accepted")
 	}
 }
+
+// A peer with two audio tracks: the first is the call's leg, the second is
+// left unread; the process and the session survive RTP on both.
+func TestWHIPTwoAudioTracks(t *testing.T) {
+	srv, rec, hs := newWHIP(t, Config{})
+	c := webrtctest.NewClient(t)
+	if err := c.AddTrack(); err != nil {
+		t.Fatal(err)
+	}
+	c.Publish(t, hs.URL+"/whip")
+	tone := make([]byte, 8000)
+	for j := range tone {
+		tone[j] = g711.EncodeUlawFrame(int16(8000 * math.Sin(2*math.Pi*1000*float64(j)/8000)))
+	}
+	spoke := make(chan struct{})
+	go func() {
+		defer close(spoke)
+		c.Speak(tone)
+	}()
+	var sess *Session
+	select {
+	case sess = <-rec.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no audio track arrived")
+	}
+	for start := time.Now(); ringOf(sess).Len() < 8000 && time.Since(start) < 5*time.Second; time.Sleep(20 * time.Millisecond) {
+	}
+	select {
+	case s2 := <-rec.started:
+		t.Fatalf("a second start for the second track: %v", s2)
+	default:
+	}
+	if n := ringOf(sess).Len(); n < 8000 || srv.Active() != 1 {
+		t.Fatalf("%d samples, %d sessions", n, srv.Active())
+	}
+	<-spoke
+	c.Hangup(t, hs.URL)
+	<-sess.Done()
+	if sess.Reason() != "bye" {
+		t.Errorf("reason %q", sess.Reason())
+	}
+}

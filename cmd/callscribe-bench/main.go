@@ -51,7 +51,7 @@ func main() {
 	flag.StringVar(&o.encoders, "encoders", "encoder-epoch-12-avg-2-chunk-16-left-64.fp32.dynbatch.onnx,encoder-epoch-12-avg-2-chunk-16-left-64.int8.onnx", "encoder files to measure, comma-separated")
 	flag.BoolVar(&o.peer, "peer", true, "run the sherpa-onnx peer too")
 	flag.StringVar(&o.peerDir, "peer-dir", ".cache/peer/node_modules", "node_modules holding sherpa-onnx-node")
-	flag.IntVar(&o.maxBatch, "max-batch", 16, "Callscribe's largest batch")
+	flag.IntVar(&o.maxBatch, "max-batch", asr.DefaultMaxBatch, "Callscribe's largest batch")
 	flag.IntVar(&o.pieceMs, "piece-ms", 0, "feed Callscribe's streams in pieces of this many ms (0: whole, as the peer is fed)")
 	flag.IntVar(&o.threads, "threads", 1, "intra-op threads per Callscribe worker")
 	flag.IntVar(&o.workers, "workers", 0, "Callscribe workers (default: -cores)")

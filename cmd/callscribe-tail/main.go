@@ -20,21 +20,24 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/callscribe/callscribe/transcript"
 )
 
 func main() {
 	addr := flag.String("redis", envOr("CALLSCRIBE_REDIS", "127.0.0.1:6379"), "Redis address")
 	call := flag.String("call", "", "follow one call's stream (default: the firehose)")
-	prefix := flag.String("prefix", "stt", "key prefix")
+	prefix := flag.String("prefix", transcript.DefaultPrefix, "key prefix")
 	shard := flag.Int("shard", 0, "firehose shard")
 	asJSON := flag.Bool("json", false, "print raw events as JSON lines")
 	calls := flag.Int("calls", 0, "exit after this many call.end events (0: run until interrupted)")
 	fromStart := flag.Bool("from-start", false, "print what is already on the stream first")
 	cluster := flag.Bool("cluster", false, "the Redis address is a node of a Redis Cluster")
 	flag.Parse()
-	key := fmt.Sprintf("%s:events:%d", *prefix, *shard)
+	keys := transcript.Keys{Prefix: *prefix}
+	key := keys.Firehose(*shard)
 	if *call != "" {
-		key = *prefix + ":call:{" + *call + "}"
+		key = keys.Call(*call)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -100,7 +103,7 @@ func tail(ctx context.Context, rc redis.UniversalClient, key string, asJSON bool
 				} else {
 					partialShown = show(w, v, tty, partialShown)
 				}
-				if v["type"] == "call.end" {
+				if v["type"] == transcript.CallEnd {
 					ended++
 					if calls > 0 && ended >= calls {
 						return nil
@@ -121,17 +124,21 @@ func show(w io.Writer, v map[string]any, tty, open bool) bool {
 		}
 	}
 	switch v["type"] {
-	case "partial":
+	case transcript.Partial:
 		if tty {
 			clear()
 			fmt.Fprintf(w, "[%s %s] %s", short(id), leg, v["text"])
 			return true
 		}
 		return false
-	case "final":
+	case transcript.Final:
 		clear()
+		if g, ok := v["gap_ms"]; ok {
+			fmt.Fprintf(w, "[%s %s] %s (%v ms of audio not recognized)\n", short(id), leg, v["text"], g)
+			break
+		}
 		fmt.Fprintf(w, "[%s %s] %s\n", short(id), leg, v["text"])
-	case "call.start":
+	case transcript.CallStart:
 		clear()
 		var hdrs []string
 		for k, x := range v {
@@ -141,10 +148,10 @@ func show(w io.Writer, v map[string]any, tty, open bool) bool {
 		}
 		sort.Strings(hdrs)
 		fmt.Fprintf(w, "call %s started: %s -> %s (%s) %v\n", short(id), v["from"], v["to"], v["codec"], hdrs)
-	case "dtmf":
+	case transcript.DTMF:
 		clear()
 		fmt.Fprintf(w, "[%s %s] DTMF %s\n", short(id), leg, v["digit"])
-	case "call.end":
+	case transcript.CallEnd:
 		clear()
 		fmt.Fprintf(w, "call %s ended: %s after %s ms\n", short(id), v["reason"], v["duration_ms"])
 	}

@@ -39,7 +39,7 @@ func transcribeMain(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.ortLib, "ort-lib", "", "path of libonnxruntime.so (default: $"+asr.RuntimeLibEnv+" or the setup cache)")
 	fs.StringVar(&o.provider, "provider", "cpu", "execution provider: cpu or cuda")
 	fs.IntVar(&o.threads, "threads", 1, "intra-op threads per engine")
-	fs.IntVar(&o.maxBatch, "max-batch", 32, "most streams per encoder call")
+	fs.IntVar(&o.maxBatch, "max-batch", asr.DefaultMaxBatch, "most streams per encoder call")
 	fs.IntVar(&o.workers, "workers", 0, "engines run in parallel (default: 1, or one per CPU for a batch-1 model)")
 	fs.BoolVar(&o.endpoint, "endpoint", true, "split utterances at endpoints")
 	fs.StringVar(&o.resampler, "resampler", "kaldi", "filter for non-16 kHz input: kaldi (what the model expects) or sharp")

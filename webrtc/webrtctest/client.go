@@ -18,7 +18,8 @@ import (
 type Client struct {
 	PC       *pw.PeerConnection
 	track    *pw.TrackLocalStaticSample
-	Location string // the session URL path, after Publish
+	extra    []*pw.TrackLocalStaticSample // AddTrack's
+	Location string                       // the session URL path, after Publish
 }
 
 // NewClient makes a peer with a PCMU track; closed when the test ends.
@@ -64,6 +65,20 @@ func Dial(codec pw.RTPCodecCapability) (*Client, error) {
 		return nil, err
 	}
 	return &Client{PC: pc, track: track}, nil
+}
+
+// AddTrack adds a second audio track with the same codec (a peer that
+// offers more than the endpoint takes); Speak sends on both.
+func (c *Client) AddTrack() error {
+	track, err := pw.NewTrackLocalStaticSample(c.track.Codec(), "audio2", "callscribe-test-2")
+	if err != nil {
+		return err
+	}
+	if _, err := c.PC.AddTrack(track); err != nil {
+		return err
+	}
+	c.extra = append(c.extra, track)
+	return nil
 }
 
 // Close ends the peer connection.
@@ -124,6 +139,9 @@ func (c *Client) Speak(pcmu []byte) {
 	start := time.Now()
 	for k := 0; (k+1)*160 <= len(pcmu); k++ {
 		c.track.WriteSample(media.Sample{Data: pcmu[160*k : 160*(k+1)], Duration: 20 * time.Millisecond})
+		for _, x := range c.extra {
+			x.WriteSample(media.Sample{Data: pcmu[160*k : 160*(k+1)], Duration: 20 * time.Millisecond})
+		}
 		time.Sleep(time.Until(start.Add(time.Duration(k+1) * 20 * time.Millisecond)))
 	}
 }
