@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -444,4 +445,67 @@ func TestServeOnRedisCluster(t *testing.T) {
 	if !strings.Contains(strings.Join(finals, " "), "APPREHENSION") {
 		t.Errorf("finals %q", finals)
 	}
+}
+
+// A gateway killed (SIGKILL) in the middle of a call: its stream expires
+// even so, and the same instance started again ends the call with call.end
+// reason restart, seq after the last one written.
+func TestServeKilledCallEndsOnRestart(t *testing.T) {
+	rd := transcripttest.Start(t)
+	g := startGateway(t, rd.Addr)
+	g.waitReady(t, 200)
+	a := testWAV(t, "8k.wav")
+	phone, err := siptest.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	called := make(chan struct{})
+	go func() {
+		defer close(called)
+		phone.Call(g.sip, siptest.PCMU(a.Samples)) // cut short by the kill
+	}()
+	defer func() { <-called }()
+	var key string
+	var before []map[string]any
+	for start := time.Now(); key == "" && time.Since(start) < 20*time.Second; time.Sleep(50 * time.Millisecond) {
+		for k, evs := range callEvents(t, rd.Addr) {
+			for _, e := range evs {
+				if e["type"] == "partial" {
+					key, before = k, evs
+				}
+			}
+		}
+	}
+	if key == "" {
+		t.Fatal("no partial on Redis")
+	}
+	g.cmd.Process.Kill()
+	<-g.exited
+	rc := redis.NewClient(&redis.Options{Addr: rd.Addr})
+	defer rc.Close()
+	ctx := context.Background()
+	if ttl := rc.TTL(ctx, key).Val(); ttl <= 0 {
+		t.Errorf("the live call's stream has no expiry (ttl %v)", ttl)
+	}
+	before = callEvents(t, rd.Addr)[key]
+	lastSeq, _ := strconv.Atoi(before[len(before)-1]["seq"].(string))
+	if before[len(before)-1]["type"] == "call.end" {
+		t.Fatal("call.end written by a killed process")
+	}
+
+	g2 := startGateway(t, rd.Addr, "-sip", g.sip) // the same instance: host and SIP address
+	g2.waitReady(t, 200)
+	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(50 * time.Millisecond) {
+		evs := callEvents(t, rd.Addr)[key]
+		last := evs[len(evs)-1]
+		if last["type"] != "call.end" {
+			continue
+		}
+		if last["reason"] != "restart" || last["seq"] != strconv.Itoa(lastSeq+1) || len(evs) != len(before)+1 {
+			t.Fatalf("after the restart: %v (before: %d events, last seq %d)", last, len(before), lastSeq)
+		}
+		return
+	}
+	t.Fatal("the restarted gateway did not end the call")
 }
