@@ -50,6 +50,7 @@ type SIPConfig struct {
 	Users             map[string]string `yaml:"users"`
 	Realm             string            `yaml:"realm"`
 	MinSE             time.Duration     `yaml:"min_se"`
+	AckTimeout        time.Duration     `yaml:"ack_timeout"`
 	CarryHeaders      []string          `yaml:"carry_headers"`
 	RTPReadWorkers    int               `yaml:"rtp_read_workers"`
 	AgentAORs         []string          `yaml:"agent_aors"`
@@ -116,7 +117,7 @@ func Defaults() Config {
 		SIP: SIPConfig{UDP: "127.0.0.1:5060", TCP: "127.0.0.1:5060", MediaIP: "127.0.0.1", RTPPorts: "20000-30000",
 			Codecs: []string{"PCMU", "PCMA", "G722", "opus"}, MediaTimeout: 30 * time.Second, MaxCalls: 1000,
 			AllowCIDRs: []string{}, Users: map[string]string{},
-			Realm: "callscribe", MinSE: 90 * time.Second, CarryHeaders: []string{"X-*", "User-to-User"},
+			Realm: "callscribe", MinSE: 90 * time.Second, AckTimeout: 32 * time.Second, CarryHeaders: []string{"X-*", "User-to-User"},
 			ReorderMs: 60, AgentAORs: []string{}},
 		ASR: ASRConfig{Provider: "cpu", Threads: 1, MaxBatch: asr.DefaultMaxBatch, MaxWait: asr.DefaultMaxWait,
 			RunTimeout: asr.DefaultRunTimeout, FinalTimeout: 30 * time.Second, Endpoint: asr.DefaultEndpointConfig()},
@@ -257,7 +258,7 @@ func (c *Config) Validate() error {
 		{"sip.media_timeout", c.SIP.MediaTimeout > 0}, {"sip.max_calls", c.SIP.MaxCalls > 0},
 		{"sip.max_calls_per_source", c.SIP.MaxCallsPerSource >= 0}, {"sip.min_se", c.SIP.MinSE >= time.Second},
 		{"sip.rtp_read_workers", c.SIP.RTPReadWorkers >= 0}, {"asr.final_timeout", c.ASR.FinalTimeout > 0},
-		{"sip.reorder_ms", c.SIP.ReorderMs > 0},
+		{"sip.reorder_ms", c.SIP.ReorderMs > 0}, {"sip.ack_timeout", c.SIP.AckTimeout > 0},
 		{"asr.threads", c.ASR.Threads > 0}, {"asr.max_batch", c.ASR.MaxBatch > 0}, {"asr.max_wait", c.ASR.MaxWait > 0},
 		{"asr.workers", c.ASR.Workers >= 0}, {"asr.run_timeout", c.ASR.RunTimeout > 0},
 		{"redis.shards", c.Redis.Shards > 0}, {"redis.call_maxlen", c.Redis.CallMaxLen > 0},
