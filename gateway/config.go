@@ -17,6 +17,9 @@ import (
 
 	"github.com/callscribe/callscribe/asr"
 	"github.com/callscribe/callscribe/media"
+	"github.com/callscribe/callscribe/sip"
+	"github.com/callscribe/callscribe/transcript"
+	"github.com/callscribe/callscribe/webrtc"
 )
 
 // Config is everything `callscribe serve` can be told, as in
@@ -114,18 +117,20 @@ type HTTPConfig struct {
 // Defaults returns the configuration configs/callscribe.yaml spells out.
 func Defaults() Config {
 	return Config{
-		SIP: SIPConfig{UDP: "127.0.0.1:5060", TCP: "127.0.0.1:5060", MediaIP: "127.0.0.1", RTPPorts: "20000-30000",
-			Codecs: []string{"PCMU", "PCMA", "G722", "opus"}, MediaTimeout: 30 * time.Second, MaxCalls: 1000,
+		SIP: SIPConfig{UDP: "127.0.0.1:5060", TCP: "127.0.0.1:5060", MediaIP: "127.0.0.1",
+			RTPPorts: fmt.Sprintf("%d-%d", sip.DefaultRTPPortLo, sip.DefaultRTPPortHi),
+			Codecs:   sip.DefaultCodecs(), MediaTimeout: sip.DefaultMediaTimeout, MaxCalls: 1000,
 			AllowCIDRs: []string{}, Users: map[string]string{},
-			Realm: "callscribe", MinSE: 90 * time.Second, AckTimeout: 32 * time.Second, CarryHeaders: []string{"X-*", "User-to-User"},
+			Realm: sip.DefaultRealm, MinSE: sip.DefaultMinSE, AckTimeout: sip.DefaultAckTimeout, CarryHeaders: sip.DefaultCarryHeaders(),
 			ReorderMs: 60, AgentAORs: []string{}},
 		ASR: ASRConfig{Provider: "cpu", Threads: 1, MaxBatch: asr.DefaultMaxBatch, MaxWait: asr.DefaultMaxWait,
 			RunTimeout: asr.DefaultRunTimeout, FinalTimeout: 30 * time.Second, Endpoint: asr.DefaultEndpointConfig()},
-		Redis: RedisConfig{Addr: "127.0.0.1:6379", Prefix: "stt", Shards: 1, CallMaxLen: 10000,
-			FirehoseMaxLen: 1000000, Expire: 24 * time.Hour, SpoolMaxBytes: 64 << 20},
+		Redis: RedisConfig{Addr: transcript.DefaultAddr, Prefix: transcript.DefaultPrefix, Shards: 1,
+			CallMaxLen: transcript.DefaultCallMaxLen, FirehoseMaxLen: transcript.DefaultFirehoseMaxLen,
+			Expire: transcript.DefaultExpire, SpoolMaxBytes: transcript.DefaultSpoolMaxBytes},
 		HTTP: HTTPConfig{Addr: "127.0.0.1:8080", Page: true, MaxEventStreams: 100},
-		WebRTC: WebRTCConfig{Enabled: true, Path: "/whip", MaxSessions: 100, PublicIPs: []string{}, Loopback: true,
-			ConnectTimeout: 10 * time.Second, MediaTimeout: 30 * time.Second},
+		WebRTC: WebRTCConfig{Enabled: true, Path: webrtc.DefaultPath, MaxSessions: 100, PublicIPs: []string{}, Loopback: true,
+			ConnectTimeout: webrtc.DefaultConnectTimeout, MediaTimeout: webrtc.DefaultMediaTimeout},
 		Drain: 30 * time.Second,
 	}
 }

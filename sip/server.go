@@ -80,6 +80,23 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Defaults of Config, the one place they are written (the gateway's
+// configuration uses these).
+const (
+	DefaultRTPPortLo    = 20000
+	DefaultRTPPortHi    = 30000
+	DefaultMediaTimeout = 30 * time.Second
+	DefaultAckTimeout   = 32 * time.Second
+	DefaultMinSE        = 90 * time.Second
+	DefaultRealm        = "callscribe"
+)
+
+// DefaultCodecs is the default codec preference.
+func DefaultCodecs() []string { return []string{"PCMU", "PCMA", "G722", "opus"} }
+
+// DefaultCarryHeaders are the headers kept by default.
+func DefaultCarryHeaders() []string { return []string{"X-*", "User-to-User"} }
+
 func (c *Config) defaults() error {
 	if c.UDP == "" && c.TCP == "" && c.TLS == "" {
 		return errors.New("sip: config: no listen address (udp, tcp or tls)")
@@ -94,10 +111,10 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("sip: config: media_ip %q: %w", c.MediaIP, err)
 	}
 	if c.RTPPortLo == 0 && c.RTPPortHi == 0 {
-		c.RTPPortLo, c.RTPPortHi = 20000, 30000
+		c.RTPPortLo, c.RTPPortHi = DefaultRTPPortLo, DefaultRTPPortHi
 	}
 	if len(c.Codecs) == 0 {
-		c.Codecs = []string{"PCMU", "PCMA", "G722", "opus"}
+		c.Codecs = DefaultCodecs()
 	}
 	for _, name := range c.Codecs {
 		if _, err := media.LookupCodec(name); err != nil {
@@ -105,22 +122,22 @@ func (c *Config) defaults() error {
 		}
 	}
 	if c.MediaTimeout <= 0 {
-		c.MediaTimeout = 30 * time.Second
+		c.MediaTimeout = DefaultMediaTimeout
 	}
 	if c.Realm == "" {
-		c.Realm = "callscribe"
+		c.Realm = DefaultRealm
 	}
 	if c.AckTimeout <= 0 {
-		c.AckTimeout = 32 * time.Second
+		c.AckTimeout = DefaultAckTimeout
 	}
 	if c.MinSE <= 0 {
-		c.MinSE = 90 * time.Second
+		c.MinSE = DefaultMinSE
 	}
 	if c.MinSE < time.Second {
 		return fmt.Errorf("sip: config: min_se %v is under a second", c.MinSE)
 	}
 	if len(c.CarryHeaders) == 0 {
-		c.CarryHeaders = []string{"X-*", "User-to-User"}
+		c.CarryHeaders = DefaultCarryHeaders()
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

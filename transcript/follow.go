@@ -30,7 +30,7 @@ type FollowerOptions struct {
 // NewFollower returns a follower; it connects on first use.
 func NewFollower(o FollowerOptions) *Follower {
 	if o.Addr == "" {
-		o.Addr = "127.0.0.1:6379"
+		o.Addr = DefaultAddr
 	}
 	if o.MaxFollows <= 0 {
 		o.MaxFollows = 100

@@ -79,9 +79,19 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// Defaults of Options, the one place they are written (the gateway's
+// configuration uses these).
+const (
+	DefaultAddr           = "127.0.0.1:6379"
+	DefaultCallMaxLen     = 10000
+	DefaultFirehoseMaxLen = 1000000
+	DefaultExpire         = 24 * time.Hour
+	DefaultSpoolMaxBytes  = 64 << 20
+)
+
 func (o *Options) defaults() {
 	if o.Addr == "" {
-		o.Addr = "127.0.0.1:6379"
+		o.Addr = DefaultAddr
 	}
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
@@ -90,16 +100,16 @@ func (o *Options) defaults() {
 		o.Shards = 1
 	}
 	if o.CallMaxLen <= 0 {
-		o.CallMaxLen = 10000
+		o.CallMaxLen = DefaultCallMaxLen
 	}
 	if o.FirehoseMaxLen <= 0 {
-		o.FirehoseMaxLen = 1000000
+		o.FirehoseMaxLen = DefaultFirehoseMaxLen
 	}
 	if o.Expire <= 0 {
-		o.Expire = 24 * time.Hour
+		o.Expire = DefaultExpire
 	}
 	if o.SpoolMaxBytes <= 0 {
-		o.SpoolMaxBytes = 64 << 20
+		o.SpoolMaxBytes = DefaultSpoolMaxBytes
 	}
 	if o.Batch <= 0 {
 		o.Batch = 512

@@ -76,7 +76,7 @@ func NewReader(ctx context.Context, o ReaderOptions) (*Reader, error) {
 		return nil, errors.New("transcript: reader needs a group and a consumer name")
 	}
 	if o.Addr == "" {
-		o.Addr = "127.0.0.1:6379"
+		o.Addr = DefaultAddr
 	}
 	if o.ClaimIdle <= 0 {
 		o.ClaimIdle = 30 * time.Second

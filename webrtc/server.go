@@ -93,16 +93,23 @@ type Server struct {
 // ErrBadOffer is wrapped by errors about an unusable SDP offer (400).
 var ErrBadOffer = errors.New("webrtc: bad offer")
 
+// Defaults of Config, the one place they are written.
+const (
+	DefaultPath           = "/whip"
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultMediaTimeout   = 30 * time.Second
+)
+
 // NewServer prepares the endpoint; adm admits its sessions.
 func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
 	if cfg.Path == "" {
-		cfg.Path = "/whip"
+		cfg.Path = DefaultPath
 	}
 	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = 10 * time.Second
+		cfg.ConnectTimeout = DefaultConnectTimeout
 	}
 	if cfg.MediaTimeout <= 0 {
-		cfg.MediaTimeout = 30 * time.Second
+		cfg.MediaTimeout = DefaultMediaTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
