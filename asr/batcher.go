@@ -20,6 +20,7 @@ const (
 	DefaultMaxBatch   = 16
 	DefaultMaxWait    = 10 * time.Millisecond
 	DefaultRunTimeout = 5 * time.Second
+	DefaultHeadroom   = 0.75
 )
 
 // BatcherOptions configure the shared inference stage.
@@ -31,8 +32,8 @@ type BatcherOptions struct {
 	// MaxWait bounds how long a ready chunk waits for others to fill a
 	// batch; default 10 ms.
 	MaxWait time.Duration
-	// Workers is the number of engines run in parallel; default 1 for a
-	// dynamic-batch model, one per CPU for a fixed-batch one.
+	// Workers is the number of engines run in parallel; default one per
+	// CPU (each engine runs one intra-op thread by default).
 	Workers int
 	// Engine chooses the execution provider and threads.
 	Engine EngineOptions
@@ -50,6 +51,13 @@ type BatcherOptions struct {
 	// MaxBacklogMs is the most undecoded audio a stream keeps before the
 	// oldest is dropped; default 10000.
 	MaxBacklogMs int
+	// Headroom is the share of each engine's core that recognition may take
+	// in the capacity estimate (Capacity); the rest is for the packet path,
+	// features and delivery on the same cores. Default DefaultHeadroom.
+	Headroom float64
+	// Calibrate runs a few full batches of silence at start, so that
+	// Capacity is measured before the first stream. Default off.
+	Calibrate bool
 	// NewEngine opens an engine; default NewEngine. Tests wrap it.
 	NewEngine func(*ModelInfo, EngineOptions) (Engine, error)
 	// Logger; default slog.Default().
@@ -67,10 +75,10 @@ func (o *BatcherOptions) withDefaults(info *ModelInfo) {
 		o.MaxWait = DefaultMaxWait
 	}
 	if o.Workers <= 0 {
-		o.Workers = 1
-		if info.MaxBatch > 0 {
-			o.Workers = runtime.NumCPU()
-		}
+		o.Workers = runtime.NumCPU()
+	}
+	if o.Headroom <= 0 || o.Headroom > 1 {
+		o.Headroom = DefaultHeadroom
 	}
 	if o.RunTimeout <= 0 {
 		o.RunTimeout = DefaultRunTimeout
@@ -131,6 +139,11 @@ type Batcher struct {
 	quit    chan struct{}
 	wg      sync.WaitGroup
 	dropped atomic.Int64
+	cost    atomic.Int64 // per-stream step time at full batches, ns (EWMA); 0: not measured yet
+
+	calibrating atomic.Bool // steps go to calSamples, not the EWMA
+	calMu       sync.Mutex
+	calSamples  []int64
 }
 
 // NewBatcher opens the engines and starts the dispatcher.
@@ -165,6 +178,12 @@ func NewBatcher(info *ModelInfo, opts BatcherOptions) (*Batcher, error) {
 	}
 	b.wg.Add(1)
 	go b.dispatch()
+	if opts.Calibrate {
+		if err := b.calibrate(); err != nil {
+			b.Close()
+			return nil, err
+		}
+	}
 	return b, nil
 }
 
@@ -415,6 +434,7 @@ func (b *Batcher) afterStep(streams []*Stream) {
 }
 
 func (b *Batcher) record(n int, d time.Duration) {
+	b.observe(n, d)
 	b.mu.Lock()
 	b.stats.Batches++
 	b.stats.Chunks += int64(n)

@@ -34,6 +34,14 @@ type CallsOptions struct {
 	// MaxPerPeer bounds the live calls from one address, by kind of source;
 	// default none.
 	MaxPerPeer map[string]int
+	// MaxStreams bounds the recognition streams of the calls holding a slot
+	// (one per leg): > 0 a fixed bound; 0 the recognizer's measured
+	// capacity (asr.Batcher.Capacity; unbounded until measured); < 0 none.
+	MaxStreams int
+	// MaxLag: while the recognizer is further behind real time than this
+	// (asr.Batcher.Lag), no call is admitted; default 500 ms; < 0: never
+	// checked.
+	MaxLag time.Duration
 	// FinalTimeout bounds the wait for a call's last finals once it has
 	// ended; default 30 s. A stream still decoding then is abandoned and
 	// counted (Stats.Abandoned).
@@ -55,6 +63,7 @@ type Calls struct {
 
 	mu       sync.Mutex
 	calls    map[string]*call
+	streams  int // legs of the calls holding a slot
 	bySource map[string]int
 	byPeer   map[peerKey]int
 	draining bool
@@ -85,6 +94,9 @@ type Stats struct {
 func NewCalls(b *asr.Batcher, pub Publisher, o CallsOptions) *Calls {
 	if o.FinalTimeout <= 0 {
 		o.FinalTimeout = 30 * time.Second
+	}
+	if o.MaxLag == 0 {
+		o.MaxLag = DefaultMaxLag
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -124,18 +136,63 @@ func (g *Calls) SetDraining() {
 	g.mu.Unlock()
 }
 
-// Full tells whether a call of source would be refused now, and why: what
-// a load balancer's health check asks.
+// DefaultMaxLag is CallsOptions.MaxLag's default.
+const DefaultMaxLag = 500 * time.Millisecond
+
+// Full tells whether a one-leg call of source would be refused now, and
+// why: what a load balancer's health check asks.
 func (g *Calls) Full(source string) *ingest.Refusal {
+	lagging := g.lagging()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.refusal(source, netip.Addr{})
+	return g.refusal(source, netip.Addr{}, 1, lagging)
 }
 
-// refusal is why a call of source from peer cannot be admitted now. g.mu held.
-func (g *Calls) refusal(source string, peer netip.Addr) *ingest.Refusal {
+// MaxStreams is the bound on streams admission applies now; 0: none.
+func (g *Calls) MaxStreams() int {
+	switch n := g.opts.MaxStreams; {
+	case n > 0:
+		return n
+	case n < 0:
+		return 0
+	}
+	return g.asr.Capacity()
+}
+
+// Streams is the number of recognition streams the calls holding a slot
+// take.
+func (g *Calls) Streams() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.streams
+}
+
+// Saturated tells whether the recognizer is full: its lag is over budget,
+// or the calls take every stream it serves in real time.
+func (g *Calls) Saturated() bool {
+	if g.lagging() {
+		return true
+	}
+	n := g.MaxStreams()
+	return n > 0 && g.Streams() >= n
+}
+
+// lagging tells whether the recognizer is behind by more than MaxLag.
+func (g *Calls) lagging() bool {
+	return g.opts.MaxLag > 0 && g.asr.Lag() > g.opts.MaxLag
+}
+
+// refusal is why a call of source from peer with legs legs cannot be
+// admitted now. g.mu held.
+func (g *Calls) refusal(source string, peer netip.Addr, legs int, lagging bool) *ingest.Refusal {
 	if g.draining {
 		return ingest.ErrDraining
+	}
+	if lagging {
+		return ingest.ErrCapacity
+	}
+	if n := g.MaxStreams(); n > 0 && g.streams+legs > n {
+		return ingest.ErrCapacity
 	}
 	if n := g.opts.MaxCalls[source]; n > 0 && g.bySource[source] >= n {
 		return ingest.ErrLimit
@@ -163,8 +220,9 @@ func (g *Calls) Admit(o ingest.Offer) (ingest.Ticket, error) {
 		return nil, r
 	}
 	c := &call{g: g, id: o.ID, source: o.Source, peer: o.Peer.Unmap(), done: make(chan struct{})}
+	lagging := g.lagging() // outside g.mu: it walks the recognizer's streams
 	g.mu.Lock()
-	r := g.refusal(o.Source, c.peer)
+	r := g.refusal(o.Source, c.peer, len(o.Legs), lagging)
 	if _, dup := g.calls[o.ID]; dup {
 		r = ingest.ErrDuplicate
 	}
@@ -174,6 +232,8 @@ func (g *Calls) Admit(o ingest.Offer) (ingest.Ticket, error) {
 		return nil, r
 	}
 	g.calls[o.ID] = c
+	g.streams += len(o.Legs)
+	c.reserved = len(o.Legs)
 	g.bySource[o.Source]++
 	if c.peer.IsValid() {
 		g.byPeer[peerKey{o.Source, c.peer}]++
@@ -226,13 +286,14 @@ const (
 // call is one admitted call. Its events are published under mu, so none
 // can follow call.end.
 type call struct {
-	g      *Calls
-	id     string
-	source string
-	peer   netip.Addr
-	legs   []*leg
-	open   atomic.Bool // audio is taken (live)
-	done   chan struct{}
+	g        *Calls
+	id       string
+	source   string
+	peer     netip.Addr
+	legs     []*leg
+	reserved int         // streams counted for the call in Calls.streams
+	open     atomic.Bool // audio is taken (live)
+	done     chan struct{}
 
 	mu      sync.Mutex
 	state   int
@@ -368,6 +429,7 @@ func (c *call) release() {
 	g.mu.Lock()
 	if g.calls[c.id] == c {
 		delete(g.calls, c.id)
+		g.streams -= c.reserved
 		g.bySource[c.source]--
 		if c.peer.IsValid() {
 			k := peerKey{c.source, c.peer}

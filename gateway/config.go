@@ -75,6 +75,9 @@ type ASRConfig struct {
 	Workers      int                `yaml:"workers"`
 	RunTimeout   time.Duration      `yaml:"run_timeout"`
 	FinalTimeout time.Duration      `yaml:"final_timeout"`
+	MaxStreams   string             `yaml:"max_streams"`
+	MaxLag       time.Duration      `yaml:"max_lag"`
+	Headroom     float64            `yaml:"headroom"`
 	Endpoint     asr.EndpointConfig `yaml:"endpoint"`
 }
 
@@ -124,7 +127,8 @@ func Defaults() Config {
 			Realm: sip.DefaultRealm, MinSE: sip.DefaultMinSE, AckTimeout: sip.DefaultAckTimeout, CarryHeaders: sip.DefaultCarryHeaders(),
 			ReorderMs: 60, AgentAORs: []string{}},
 		ASR: ASRConfig{Provider: "cpu", Threads: 1, MaxBatch: asr.DefaultMaxBatch, MaxWait: asr.DefaultMaxWait,
-			RunTimeout: asr.DefaultRunTimeout, FinalTimeout: 30 * time.Second, Endpoint: asr.DefaultEndpointConfig()},
+			RunTimeout: asr.DefaultRunTimeout, FinalTimeout: 30 * time.Second, MaxStreams: "auto", MaxLag: DefaultMaxLag,
+			Headroom: asr.DefaultHeadroom, Endpoint: asr.DefaultEndpointConfig()},
 		Redis: RedisConfig{Addr: transcript.DefaultAddr, Prefix: transcript.DefaultPrefix, Shards: 1,
 			CallMaxLen: transcript.DefaultCallMaxLen, FirehoseMaxLen: transcript.DefaultFirehoseMaxLen,
 			Expire: transcript.DefaultExpire, SpoolMaxBytes: transcript.DefaultSpoolMaxBytes},
@@ -163,6 +167,19 @@ func (c *Config) InstanceName() string {
 		}
 	}
 	return host
+}
+
+// Streams parses asr.max_streams: 0 for auto (the measured capacity), else
+// the fixed bound.
+func (c *ASRConfig) Streams() (int, error) {
+	if c.MaxStreams == "auto" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(c.MaxStreams)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("asr.max_streams: %q: want auto or a positive number", c.MaxStreams)
+	}
+	return n, nil
 }
 
 // RTPPortRange parses sip.rtp_ports.
@@ -256,6 +273,9 @@ func (c *Config) Validate() error {
 	if _, err := c.SIP.CIDRs(); err != nil {
 		return err
 	}
+	if _, err := c.ASR.Streams(); err != nil {
+		return err
+	}
 	positive := []struct {
 		field string
 		ok    bool
@@ -263,6 +283,7 @@ func (c *Config) Validate() error {
 		{"sip.media_timeout", c.SIP.MediaTimeout > 0}, {"sip.max_calls", c.SIP.MaxCalls > 0},
 		{"sip.max_calls_per_source", c.SIP.MaxCallsPerSource >= 0}, {"sip.min_se", c.SIP.MinSE >= time.Second},
 		{"sip.rtp_read_workers", c.SIP.RTPReadWorkers >= 0}, {"asr.final_timeout", c.ASR.FinalTimeout > 0},
+		{"asr.max_lag", c.ASR.MaxLag > 0}, {"asr.headroom", c.ASR.Headroom > 0 && c.ASR.Headroom <= 1},
 		{"sip.reorder_ms", c.SIP.ReorderMs > 0}, {"sip.ack_timeout", c.SIP.AckTimeout > 0},
 		{"asr.threads", c.ASR.Threads > 0}, {"asr.max_batch", c.ASR.MaxBatch > 0}, {"asr.max_wait", c.ASR.MaxWait > 0},
 		{"asr.workers", c.ASR.Workers >= 0}, {"asr.run_timeout", c.ASR.RunTimeout > 0},

@@ -32,6 +32,14 @@ func registerMetrics(reg *prometheus.Registry, s *Service) {
 	counter("callscribe_asr_step_seconds_total", "Time spent in successful batch steps.", func() float64 { return b.Stats().StepTime.Seconds() })
 	reg.MustRegister(batchSizes{s})
 	gauge("callscribe_asr_streams_active", "Recognition streams open.", func() float64 { return float64(b.Stats().ActiveStreams) })
+	gauge("callscribe_asr_capacity_streams", "Streams the recognizer serves in real time, measured (workers × headroom × chunk period / step time per stream).",
+		func() float64 { return float64(b.Capacity()) })
+	gauge("callscribe_asr_max_streams", "Streams admission allows now (asr.max_streams, or the capacity when auto).",
+		func() float64 { return float64(calls.MaxStreams()) })
+	gauge("callscribe_asr_lag_seconds", "How far behind real time decoding is: the most undecoded audio a live stream holds.",
+		func() float64 { return b.Lag().Seconds() })
+	gauge("callscribe_asr_step_per_stream_seconds", "Measured step time per stream at full batches.",
+		func() float64 { return b.StepCost().Seconds() })
 	counter("callscribe_asr_batches_total", "Encoder steps run.", func() float64 { return float64(b.Stats().Batches) })
 	counter("callscribe_asr_chunks_total", "Stream chunks decoded.", func() float64 { return float64(b.Stats().Chunks) })
 	counter("callscribe_asr_faults_total", "Failed or timed-out steps (retried).", func() float64 { return float64(b.Stats().Faults) })

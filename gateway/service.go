@@ -75,10 +75,14 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 		return nil, err
 	}
 	s.batcher, err = asr.NewBatcher(info, asr.BatcherOptions{MaxBatch: a.MaxBatch, MaxWait: a.MaxWait, Workers: a.Workers,
-		RunTimeout: a.RunTimeout, Endpoint: a.Endpoint, Logger: log, Engine: asr.EngineOptions{Provider: a.Provider, Threads: a.Threads}})
+		RunTimeout: a.RunTimeout, Endpoint: a.Endpoint, Logger: log, Headroom: a.Headroom, Calibrate: true,
+		Engine: asr.EngineOptions{Provider: a.Provider, Threads: a.Threads}})
 	if err != nil {
 		return nil, err
 	}
+	maxStreams, _ := a.Streams()
+	log.Info(fmt.Sprintf("callscribe: capacity ≈ %d streams on this machine", s.batcher.Capacity()),
+		"step_per_stream", s.batcher.StepCost(), "workers", s.batcher.Workers(), "max_streams", a.MaxStreams)
 	r := cfg.Redis
 	s.pub, err = transcript.NewPublisher(transcript.Options{Addr: r.Addr, Cluster: r.Cluster, Prefix: r.Prefix, Shards: r.Shards,
 		CallMaxLen: r.CallMaxLen, FirehoseMaxLen: r.FirehoseMaxLen, Expire: r.Expire, SpoolMaxBytes: r.SpoolMaxBytes,
@@ -94,7 +98,7 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 		maxCalls["webrtc"] = cfg.WebRTC.MaxSessions
 	}
 	s.calls = NewCalls(s.batcher, s.pub, CallsOptions{MaxCalls: maxCalls, MaxPerPeer: map[string]int{"sip": cfg.SIP.MaxCallsPerSource},
-		FinalTimeout: a.FinalTimeout, Logger: log,
+		MaxStreams: maxStreams, MaxLag: a.MaxLag, FinalTimeout: a.FinalTimeout, Logger: log,
 		OnLatency: func(k asr.ResultKind, d time.Duration) { latency.WithLabelValues(k.String()).Observe(d.Seconds()) }})
 	sc := cfg.SIP
 	s.sip, err = sip.NewServer(sip.Config{UDP: sc.UDP, TCP: sc.TCP, TLS: sc.TLS, TLSCertFile: sc.TLSCertFile, TLSKeyFile: sc.TLSKeyFile,
@@ -189,6 +193,9 @@ func (s *Service) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.batcher.Stats().Healthy {
 		why = append(why, "recognizer unhealthy")
+	}
+	if s.calls.Saturated() {
+		why = append(why, "recognizer saturated")
 	}
 	if err := s.pub.Ping(ctx); err != nil {
 		st := s.pub.Stats()

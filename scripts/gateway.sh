@@ -29,13 +29,14 @@ start_redis() {
   for _ in $(seq 1 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 }
 
-# start_gateway RTP_PORTS: bin/callscribe serve on free ports, waited for
-# until ready; sets SIP_ADDR and HTTP_ADDR.
+# start_gateway RTP_PORTS [FLAGS...]: bin/callscribe serve on free ports
+# (with FLAGS, e.g. -config FILE), waited for until ready; sets SIP_ADDR and
+# HTTP_ADDR.
 start_gateway() {
   SIP_ADDR=127.0.0.1:$(free_port)
   HTTP_ADDR=127.0.0.1:$(free_port)
   bin/callscribe serve -sip "$SIP_ADDR" -http "$HTTP_ADDR" -redis "$REDIS_ADDR" -model "$model" \
-    -rtp-ports "$1" >"$tmp/gateway.log" 2>&1 &
+    -rtp-ports "$@" >"$tmp/gateway.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do
     curl -fs "http://$HTTP_ADDR/readyz" >/dev/null 2>&1 && return

@@ -255,11 +255,11 @@ func rtpSend(args []string, r io.Reader) error {
 	return nil
 }
 
-// latencies summarizes a non-empty set of latencies: median, p90, max.
+// latencies summarizes a non-empty set of latencies: median, p90, p95, max.
 func latencies(lat []time.Duration) string {
 	lat = slices.Sorted(slices.Values(lat))
 	at := func(p float64) time.Duration {
 		return lat[min(len(lat)-1, int(p*float64(len(lat))))].Round(time.Millisecond)
 	}
-	return fmt.Sprintf("median %v, p90 %v, max %v", at(0.5), at(0.9), lat[len(lat)-1].Round(time.Millisecond))
+	return fmt.Sprintf("median %v, p90 %v, p95 %v, max %v", at(0.5), at(0.9), at(0.95), lat[len(lat)-1].Round(time.Millisecond))
 }

@@ -97,7 +97,8 @@ func sipLoad(args []string, w io.Writer) error {
 
 	type result struct {
 		errs, words int
-		latency     time.Duration // speech end to the call's last final
+		latency     time.Duration   // speech end to the call's last final
+		partials    []time.Duration // each partial: the end of its last word to Redis
 		audio       time.Duration
 		code        int
 	}
@@ -134,12 +135,12 @@ func sipLoad(args []string, w io.Writer) error {
 					mu.Unlock()
 					continue
 				}
-				legs, texts, last, endMs, err := callFinals(follower, talked.CallID)
+				legs, texts, last, endMs, partials, err := callFinals(follower, talked.CallID, talked.Start)
 				if err != nil || len(legs) != len(parties) {
 					fmt.Fprintf(os.Stderr, "callscribe-load: call %s: legs %v: %v\n", talked.CallID, legs, err)
 					continue
 				}
-				res := result{code: 200}
+				res := result{code: 200, partials: partials}
 				var speechMs int64
 				for i, u := range parties { // the legs come in the order of the streams
 					e, n := asr.WordErrors(u.ref, texts[legs[i]])
@@ -161,11 +162,15 @@ func sipLoad(args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var errs, words, failed int
+	var errs, words, refused, failed int
 	var audio time.Duration
-	var lat []time.Duration
+	var lat, plat []time.Duration
 	for _, r := range results {
-		if r.code != 200 {
+		switch {
+		case r.code == 503:
+			refused++
+			continue
+		case r.code != 200:
 			failed++
 			continue
 		}
@@ -173,6 +178,7 @@ func sipLoad(args []string, w io.Writer) error {
 		words += r.words
 		audio += r.audio
 		lat = append(lat, r.latency)
+		plat = append(plat, r.partials...)
 	}
 	if len(lat) == 0 {
 		return errors.New("no call was transcribed")
@@ -181,10 +187,11 @@ func sipLoad(args []string, w io.Writer) error {
 	if *siprec {
 		kind = "recording sessions (two parties each)"
 	}
-	fmt.Fprintf(w, "sip: %d concurrent %s x %d rounds (%s, G.711 μ-law, %v of silence before BYE): %d transcribed, %d refused or failed\n",
-		*calls, kind, *rounds, *wavs, *tail, len(lat), failed)
-	fmt.Fprintf(w, "word error rate against the reference texts: %.1f%% (%d errors in %d words)\n", 100*float64(errs)/float64(words), errs, words)
+	fmt.Fprintf(w, "sip: %d concurrent %s x %d rounds (%s, G.711 μ-law, %v of silence before BYE): %d accepted and transcribed, %d refused (503), %d failed otherwise\n",
+		*calls, kind, *rounds, *wavs, *tail, len(lat), refused, failed)
+	fmt.Fprintf(w, "word error rate of the accepted calls against the reference texts: %.1f%% (%d errors in %d words)\n", 100*float64(errs)/float64(words), errs, words)
 	fmt.Fprintf(w, "last word -> its final on Redis: %s\n", latencies(lat))
+	fmt.Fprintf(w, "word -> partial on Redis (%d partials): %s\n", len(plat), latencies(plat))
 	fmt.Fprintf(w, "gateway CPU: %.1f%% of a core per call in progress (%.1f s CPU for %.0f s of call audio in %.1f s)\n",
 		100*(cpu1-cpu0)/audio.Seconds(), cpu1-cpu0, audio.Seconds(), wall.Seconds())
 	return nil
@@ -193,18 +200,19 @@ func sipLoad(args []string, w io.Writer) error {
 // callFinals reads a call's events on Redis up to its call.end: its legs
 // (from call.start), each leg's finals, and when the last final was added
 // to Redis with the end of its last word in the call's audio.
-func callFinals(f *transcript.Follower, callID string) ([]string, map[string]string, time.Time, int64, error) {
+func callFinals(f *transcript.Follower, callID string, start time.Time) ([]string, map[string]string, time.Time, int64, []time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var legs []string
 	texts := map[string]string{}
 	var last time.Time
 	var endMs int64
+	var partials []time.Duration
 	after := ""
 	for {
 		ms, err := f.Read(ctx, callID, after, 64, 5*time.Second)
 		if err != nil {
-			return nil, nil, last, 0, err
+			return nil, nil, last, 0, nil, err
 		}
 		for _, m := range ms {
 			after = m.ID
@@ -216,6 +224,11 @@ func callFinals(f *transcript.Follower, callID string) ([]string, map[string]str
 			switch m.Event.Type {
 			case transcript.CallStart:
 				legs = strings.Split(fl["legs"], ",")
+			case transcript.Partial:
+				if fl["text"] != "" {
+					e, _ := strconv.ParseInt(fl["end_ms"], 10, 64)
+					partials = append(partials, now.Sub(start.Add(time.Duration(e)*time.Millisecond)))
+				}
 			case transcript.Final:
 				if fl["text"] != "" {
 					texts[fl["leg"]] = strings.TrimSpace(texts[fl["leg"]] + " " + fl["text"])
@@ -226,11 +239,11 @@ func callFinals(f *transcript.Follower, callID string) ([]string, map[string]str
 				if last.IsZero() {
 					last = now
 				}
-				return legs, texts, last, endMs, nil
+				return legs, texts, last, endMs, partials, nil
 			}
 		}
 		if len(ms) == 0 && ctx.Err() != nil {
-			return nil, nil, last, 0, fmt.Errorf("call %s: no call.end on Redis", callID)
+			return nil, nil, last, 0, nil, fmt.Errorf("call %s: no call.end on Redis", callID)
 		}
 	}
 }

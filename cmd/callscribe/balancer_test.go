@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -135,5 +136,49 @@ func TestKamailioBalancesAndDrains(t *testing.T) {
 	}
 	if code := <-done; code != 200 {
 		t.Errorf("the call on the draining gateway: %d", code)
+	}
+}
+
+// Two gateways with room for two calls each behind the Kamailio
+// configuration: four calls at once are all answered, two on each; a
+// gateway that is full answers 503 and the balancer tries the other.
+func TestKamailioRoutesAroundAFullGateway(t *testing.T) {
+	rd := transcripttest.Start(t)
+	small := filepath.Join(t.TempDir(), "small.yaml")
+	if err := os.WriteFile(small, []byte("asr:\n  max_streams: \"2\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g1 := startGateway(t, rd.Addr, "-config", small)
+	g2 := startGateway(t, rd.Addr, "-config", small, "-rtp-ports", "36000-36999")
+	g1.waitReady(t, 200)
+	g2.waitReady(t, 200)
+	lb := startKamailio(t, g1.sip, g2.sip)
+	speech := siptest.PCMU(make([]float32, 8000*3))
+	codes := make([]int, 4)
+	var wg sync.WaitGroup
+	for i := range codes {
+		wg.Go(func() {
+			ph, err := siptest.Dial()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer ph.Close()
+			talked, err := ph.Call(lb, speech)
+			if err != nil {
+				t.Error(err)
+			}
+			codes[i] = talked.Code
+		})
+		time.Sleep(100 * time.Millisecond)
+	}
+	wg.Wait()
+	for i, c := range codes {
+		if c != 200 {
+			t.Errorf("call %d through the balancer: %d (all: %v)", i, c, codes)
+		}
+	}
+	if n1, n2 := callsStarted(t, g1), callsStarted(t, g2); n1 != 2 || n2 != 2 {
+		t.Errorf("calls per gateway: %d and %d, want 2 and 2", n1, n2)
 	}
 }
