@@ -20,7 +20,7 @@ const (
 	DefaultMaxBatch   = 16
 	DefaultMaxWait    = 10 * time.Millisecond
 	DefaultRunTimeout = 5 * time.Second
-	DefaultHeadroom   = 0.75
+	DefaultHeadroom   = 0.65
 )
 
 // BatcherOptions configure the shared inference stage.
