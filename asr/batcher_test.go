@@ -58,7 +58,7 @@ func newTestBatcher(t testing.TB, files ModelFiles, opts BatcherOptions) *Batche
 
 func TestBatcherTranscribesTestWavs(t *testing.T) {
 	names, sigs := loadTestWavs(t)
-	opts := BatcherOptions{}
+	opts := BatcherOptions{Workers: 1} // one engine: the three streams share its batches
 	opts.Endpoint.Enabled = false
 	b := newTestBatcher(t, ModelFiles{}, opts)
 	res, err := DecodeAll(b, sigs, 100)
@@ -81,7 +81,7 @@ func TestBatcherTranscribesTestWavs(t *testing.T) {
 // partials, finals, times and confidences as all of them in shared batches.
 func TestBatchedEqualsAlone(t *testing.T) {
 	_, sigs := loadTestWavs(t)
-	b := newTestBatcher(t, ModelFiles{}, BatcherOptions{})
+	b := newTestBatcher(t, ModelFiles{}, BatcherOptions{Workers: 1})
 	together, err := DecodeAll(b, append(append(sigs, sigs...), sigs...), 100)
 	if err != nil {
 		t.Fatal(err)

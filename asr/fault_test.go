@@ -164,7 +164,7 @@ func TestFaultsLoseNothing(t *testing.T) {
 func TestLostDeviceFallsBackToCPU(t *testing.T) {
 	names, sigs := loadTestWavs(t)
 	plan := &faultPlan{}
-	opts := BatcherOptions{NewEngine: plan.open, RunTimeout: 30 * time.Second, FallbackAfter: 2,
+	opts := BatcherOptions{NewEngine: plan.open, RunTimeout: 30 * time.Second, FallbackAfter: 2, Workers: 1,
 		Engine: EngineOptions{Provider: "cuda"}}
 	b := newTestBatcher(t, ModelFiles{}, opts)
 	got := decodeWithin(t, b, sigs, time.Minute)
@@ -195,7 +195,7 @@ func TestCUDAUnavailableStartsOnCPU(t *testing.T) {
 		t.Skipf("CUDA provider available here (%s)", e.Provider())
 	}
 	// The batcher counts the fallback and decodes on CPU.
-	b, err := NewBatcher(info, BatcherOptions{Engine: EngineOptions{Provider: "cuda"}})
+	b, err := NewBatcher(info, BatcherOptions{Workers: 1, Engine: EngineOptions{Provider: "cuda"}})
 	if err != nil {
 		t.Fatal(err)
 	}
