@@ -242,11 +242,8 @@ func (l *CallLeg) LocalRTP() netip.AddrPort { return l.rcv.LocalAddr() }
 
 // reinvite updates an established call: hold and resume, a new address.
 func (s *Server) reinvite(callID string, req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	s.mu.Lock()
-	c := s.calls[callID]
-	s.mu.Unlock()
+	c := s.dialogCall(req, tx)
 	if c == nil {
-		respond(tx, req, 481, "Call/Transaction Does Not Exist")
 		return
 	}
 	offers, _, err := s.readOffer(req)

@@ -396,18 +396,36 @@ const allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"
 
 // onUpdate refreshes a call's session timer (RFC 4028 with UPDATE).
 func (s *Server) onUpdate(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	var c *Call
-	if h := req.CallID(); h != nil {
-		s.mu.Lock()
-		c = s.calls[h.Value()]
-		s.mu.Unlock()
-	}
+	c := s.dialogCall(req, tx)
 	if c == nil {
-		respond(tx, req, 481, "Call/Transaction Does Not Exist")
 		return
 	}
 	c.refreshed.Store(time.Now().UnixNano())
 	respond(tx, req, 200, "OK")
+}
+
+// dialogCall finds the call a request inside a dialog belongs to: its
+// Call-ID and both tags must be the dialog's (481 otherwise), and its CSeq
+// not older than the peer's last one (500, RFC 3261 12.2.2). Only the
+// dialog's peer knows the tags: a stranger naming a live Call-ID gets 481.
+func (s *Server) dialogCall(req *sipmsg.Request, tx sipmsg.ServerTransaction) *Call {
+	dlg, err := s.dlgs.MatchDialogRequest(req)
+	var c *Call
+	if err == nil && req.CallID() != nil {
+		s.mu.Lock()
+		c = s.calls[req.CallID().Value()]
+		s.mu.Unlock()
+	}
+	if c == nil || c.dlg != dlg {
+		s.cfg.Logger.Info("sip: request outside any dialog", "method", req.Method, "source", req.Source())
+		respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return nil
+	}
+	if err := dlg.ReadRequest(req, tx); err != nil {
+		respond(tx, req, 500, "Server Internal Error", sipmsg.NewHeader("Warning", `399 callscribe "CSeq out of order"`))
+		return nil
+	}
+	return c
 }
 
 // sessionExpires reads RFC 4028 headers: the interval the caller asks for,

@@ -873,3 +873,84 @@ func inviteStatus(t *testing.T, phone *uac, addr string, body []byte, opts sipgo
 	sess.Bye(ctx)
 	return sess.InviteResponse.StatusCode, sess.InviteResponse
 }
+
+// strangerRequest sends an in-dialog request from another socket: the
+// call's Call-ID with the given tags and CSeq, and returns the status.
+func strangerRequest(t *testing.T, addr, method, callID, fromTag, toTag string, cseq int, body []byte) int {
+	t.Helper()
+	conn := rtpSocket(t)
+	local := conn.LocalAddr().String()
+	msg := method + " sip:callscribe@" + addr + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK" + fmt.Sprint(method, cseq, fromTag) + ";rport\r\n" +
+		"Max-Forwards: 70\r\n" +
+		"From: <sip:mallory@127.0.0.1>;tag=" + fromTag + "\r\n" +
+		"To: <sip:service@" + addr + ">;tag=" + toTag + "\r\n" +
+		"Call-ID: " + callID + "\r\n" +
+		fmt.Sprintf("CSeq: %d %s\r\n", cseq, method) +
+		"Contact: <sip:mallory@" + local + ">\r\n"
+	if body != nil {
+		msg += "Content-Type: application/sdp\r\n"
+	}
+	msg += fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(body), body)
+	to, _ := net.ResolveUDPAddr("udp", addr)
+	conn.WriteToUDP([]byte(msg), to)
+	buf := make([]byte, 65535)
+	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	for {
+		n, _, err := conn.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("%s: no answer: %v", method, err)
+		}
+		if s := string(buf[:n]); strings.HasPrefix(s, "SIP/2.0 ") && s[8] != '1' {
+			code := 0
+			fmt.Sscanf(s[8:11], "%d", &code)
+			return code
+		}
+	}
+}
+
+// A stranger who knows a live call's Call-ID cannot re-INVITE or UPDATE it
+// (481 without the dialog's tags), the peer's stale CSeq gets 500, and the
+// media stays latched on the caller.
+func TestStrangerCannotTakeOverACall(t *testing.T) {
+	_, rec, addr := startServer(t, Config{})
+	phone := newUAC(t)
+	a, evil := rtpSocket(t), rtpSocket(t)
+	sess, c, to := call(t, phone, rec, addr, a.LocalAddr().(*net.UDPAddr).Port)
+	sendTone(t, a, to, 440, 100)
+	callID := sess.InviteRequest.CallID().Value()
+	fromTag, _ := sess.InviteRequest.From().Params.Get("tag")
+	toTag, _ := sess.InviteResponse.To().Params.Get("tag")
+	steal := offer(evil.LocalAddr().(*net.UDPAddr).Port, "0")
+	for _, tc := range []struct {
+		name, method, from, to string
+		cseq, want             int
+	}{
+		{"made-up tags", "INVITE", "x1", "x2", 100, 481},
+		{"the caller's tag only", "INVITE", fromTag, "x2", 101, 481},
+		{"UPDATE with made-up tags", "UPDATE", "x1", "x2", 102, 481},
+		{"the dialog's tags, a stale CSeq", "INVITE", fromTag, toTag, 0, 500},
+	} {
+		body := steal
+		if tc.method == "UPDATE" {
+			body = nil
+		}
+		if code := strangerRequest(t, addr, tc.method, callID, tc.from, tc.to, tc.cseq, body); code != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, code, tc.want)
+		}
+	}
+	sendTone(t, evil, to, 440, 400) // 20 packets, not latched: ignored
+	sendTone(t, a, to, 440, 100)
+	if src, _ := c.Legs[0].rcv.Source(); src.Port() != uint16(a.LocalAddr().(*net.UDPAddr).Port) {
+		t.Errorf("the media moved to %v", src)
+	}
+	for start := time.Now(); c.Legs[0].rcv.Ignored() < 20 && time.Since(start) < 3*time.Second; time.Sleep(10 * time.Millisecond) {
+	}
+	if c.Legs[0].rcv.Ignored() != 20 {
+		t.Errorf("%d packets ignored, want the stranger's 20", c.Legs[0].rcv.Ignored())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sess.Bye(ctx)
+	<-c.Done()
+}
