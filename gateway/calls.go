@@ -85,6 +85,7 @@ type Stats struct {
 	Cancelled                      int64            // admitted, never answered
 	Packets, Lost, Late, Malformed int64            // RTP
 	DTMF                           int64
+	Ignored                        int64 // RTP from sources other than the latched one
 	DroppedMs                      int64 // audio dropped undecoded (recognizer overflow)
 	LateResults                    int64 // results that came after call.end, not published
 	Abandoned                      int64 // legs whose last final was not ready by FinalTimeout
@@ -391,6 +392,8 @@ func (c *call) finish(reason string, stats []media.LegStats) {
 		if i < len(stats) {
 			st := stats[i]
 			m["packets"], m["lost"], m["late"], m["malformed"], m["dtmf"] = st.Packets, st.Lost, st.Late, st.Malformed, st.DTMF
+			m["ignored"] = st.Ignored
+			total.Ignored += st.Ignored
 			total.Packets += st.Packets
 			total.Lost += st.Lost
 			total.Late += st.Late
@@ -414,6 +417,7 @@ func (c *call) finish(reason string, stats []media.LegStats) {
 	s.Late += total.Late
 	s.Malformed += total.Malformed
 	s.DTMF += total.DTMF
+	s.Ignored += total.Ignored
 	s.DroppedMs += dropped
 	s.Abandoned += int64(abandoned)
 	c.g.mu.Unlock()

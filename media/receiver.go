@@ -3,6 +3,7 @@ package media
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -31,7 +32,8 @@ func NewPorts(lo, hi int) (*Ports, error) {
 }
 
 // Listen binds a UDP socket on host (an IP address) at a free port of the
-// range.
+// range. Ports are tried from a random one on, so the next call's port
+// cannot be guessed and flooded before it is answered.
 func (p *Ports) Listen(host string) (*net.UDPConn, error) {
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
@@ -40,6 +42,7 @@ func (p *Ports) Listen(host string) (*net.UDPConn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := (p.hi - p.lo + 2) / 2
+	p.next = p.lo + 2*rand.IntN(n)
 	for range n {
 		port := p.next
 		p.next += 2
@@ -74,8 +77,11 @@ func (p *Ports) Release(port int) {
 }
 
 // Receiver reads one leg's RTP socket on its own goroutine and feeds the
-// leg. It latches on the first source (symmetric RTP) and ignores packets
-// from any other until Relatch.
+// leg. It latches on one source (symmetric RTP) and ignores packets from
+// any other until Relatch. Which source may latch is set by Expect: the
+// address the peer's SDP gave, or (a peer behind NAT sends from another
+// address than it announces) any port of the signalling peer's IP within
+// a short window; without Expect the first source latches.
 type Receiver struct {
 	fd      int         // with a Poller: the socket's descriptor
 	poller  *pollWorker // nil: the receiver's own goroutine reads
@@ -83,6 +89,7 @@ type Receiver struct {
 	leg     *Leg
 	ports   *Ports
 	latched atomic.Pointer[netip.AddrPort]
+	expect  atomic.Pointer[expectation]
 	relatch atomic.Bool
 	last    atomic.Int64 // unix nanos of the last accepted packet
 	ignored atomic.Int64
@@ -114,8 +121,37 @@ func (r *Receiver) LocalAddr() netip.AddrPort {
 // Leg is the leg fed.
 func (r *Receiver) Leg() *Leg { return r.leg }
 
-// Relatch makes the next packet's source the accepted one (a re-INVITE
-// moved the peer's media).
+// expectation is who may latch a receiver.
+type expectation struct {
+	sdp   netip.AddrPort // the address the peer announced
+	peer  netip.Addr     // the signalling peer's IP
+	until int64          // unix nanos: the peer's IP may latch until then
+}
+
+// Expect says who may latch: packets from sdp always, packets from any port
+// of peer until window has passed (NAT); others are ignored and counted.
+// An unspecified sdp address (0.0.0.0) only allows the peer rule.
+func (r *Receiver) Expect(sdp netip.AddrPort, peer netip.Addr, window time.Duration) {
+	e := &expectation{sdp: netip.AddrPortFrom(sdp.Addr().Unmap(), sdp.Port()), peer: peer.Unmap(),
+		until: time.Now().Add(window).UnixNano()}
+	r.expect.Store(e)
+}
+
+// mayLatch tells whether a packet from may become the latched source.
+func (r *Receiver) mayLatch(from netip.AddrPort, now int64) bool {
+	e := r.expect.Load()
+	if e == nil {
+		return true
+	}
+	ip := from.Addr().Unmap()
+	if e.sdp.Addr().IsValid() && !e.sdp.Addr().IsUnspecified() && ip == e.sdp.Addr() && from.Port() == e.sdp.Port() {
+		return true
+	}
+	return e.peer.IsValid() && ip == e.peer && now < e.until
+}
+
+// Relatch makes the next acceptable packet's source the latched one (a
+// re-INVITE moved the peer's media; call Expect with its new address).
 func (r *Receiver) Relatch() { r.relatch.Store(true) }
 
 // Source is the latched peer address, if any.
@@ -164,7 +200,12 @@ func (r *Receiver) accept(pkt []byte, from netip.AddrPort) {
 
 func (r *Receiver) acceptAt(pkt []byte, from netip.AddrPort, now int64) {
 	cur := r.latched.Load()
-	if cur == nil || r.relatch.Swap(false) {
+	if cur == nil || r.relatch.Load() {
+		if !r.mayLatch(from, now) {
+			r.ignored.Add(1)
+			return
+		}
+		r.relatch.Store(false)
 		p := new(netip.AddrPort) // only here: from itself must not escape
 		*p = from
 		r.latched.Store(p)

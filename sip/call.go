@@ -150,6 +150,7 @@ func (c *Call) stats() []media.LegStats {
 	out := make([]media.LegStats, len(c.Legs))
 	for i, l := range c.Legs {
 		out[i] = l.Leg.Stats()
+		out[i].Ignored = l.rcv.Ignored()
 	}
 	return out
 }
@@ -289,6 +290,7 @@ func (s *Server) reinvite(callID string, req *sipmsg.Request, tx sipmsg.ServerTr
 		hold = hold && l.holds(o)
 		l.rcv.Touch() // the media timeout counts from the re-INVITE
 		if !l.holds(o) {
+			l.rcv.Expect(o.Addr, sourceOf(req).Addr(), latchWindow)
 			l.rcv.Relatch()
 		}
 	}

@@ -601,6 +601,7 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 			respondRefusal(tx, req, &ingest.Refusal{Reason: "error", SIP: 503, RetryAfter: 5 * time.Second, Detail: "no media port"})
 			return
 		}
+		l.rcv.Expect(o.Addr, src.Addr(), latchWindow)
 		c.Legs = append(c.Legs, l)
 	}
 	hold := true
@@ -717,6 +718,10 @@ func randUint64() uint64 {
 	rand.Read(b[:])
 	return binary.BigEndian.Uint64(b[:]) >> 1
 }
+
+// latchWindow is how long after an answer the signalling peer's IP may
+// latch a leg from a port its SDP did not announce (a peer behind NAT).
+const latchWindow = 5 * time.Second
 
 // maxStreams bounds the audio streams of one call (a SIPREC session of a
 // conference may have several participants).

@@ -954,3 +954,55 @@ func TestStrangerCannotTakeOverACall(t *testing.T) {
 	sess.Bye(ctx)
 	<-c.Done()
 }
+
+// Flooding a call's RTP port before its peer sends (from another host)
+// does not take the leg: the flood is ignored and counted, the caller's
+// audio latches; ports are handed out in no guessable order.
+func TestPreLatchFloodIsIgnored(t *testing.T) {
+	_, rec, addr := startServer(t, Config{})
+	phone := newUAC(t)
+	a := rtpSocket(t)
+	evil, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)}) // another host
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer evil.Close()
+	sess, c, to := call(t, phone, rec, addr, a.LocalAddr().(*net.UDPAddr).Port)
+	sendTone(t, evil, to, 2000, 400) // 20 packets before the caller's first
+	sendTone(t, a, to, 1000, 400)
+	for start := time.Now(); c.Legs[0].rcv.Packets() < 20 && time.Since(start) < 3*time.Second; time.Sleep(10 * time.Millisecond) {
+	}
+	if src, _ := c.Legs[0].rcv.Source(); src.Port() != uint16(a.LocalAddr().(*net.UDPAddr).Port) {
+		t.Errorf("latched on %v, not the caller", src)
+	}
+	if n := c.Legs[0].rcv.Ignored(); n != 20 {
+		t.Errorf("%d packets ignored, want the flood's 20", n)
+	}
+	y := make([]float32, ringOf(c, 0).Len())
+	n, _ := ringOf(c, 0).Read(y)
+	if f := peak(y[:n]); f != 1000 {
+		t.Errorf("the leg heard %v Hz, not the caller's 1000", f)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sess.Bye(ctx)
+	<-c.Done()
+
+	ports, _ := media.NewPorts(40000, 40999)
+	var got []int
+	for range 8 {
+		conn, err := ports.Listen("127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		got = append(got, conn.LocalAddr().(*net.UDPAddr).Port)
+	}
+	inOrder := true
+	for i := 1; i < len(got); i++ {
+		inOrder = inOrder && got[i] == got[i-1]+2
+	}
+	if inOrder {
+		t.Errorf("ports handed out in order: %v", got)
+	}
+}
