@@ -110,11 +110,15 @@ type WebRTCConfig struct {
 // HTTPConfig is the health, readiness and metrics endpoint, the live
 // transcript events and the browser page.
 type HTTPConfig struct {
-	Addr            string `yaml:"addr"`
-	TLSCertFile     string `yaml:"tls_cert_file"`
-	TLSKeyFile      string `yaml:"tls_key_file"`
-	Page            bool   `yaml:"page"`
-	MaxEventStreams int    `yaml:"max_event_streams"`
+	Addr            string        `yaml:"addr"`
+	TLSCertFile     string        `yaml:"tls_cert_file"`
+	TLSKeyFile      string        `yaml:"tls_key_file"`
+	Page            bool          `yaml:"page"`
+	MaxEventStreams int           `yaml:"max_event_streams"`
+	MaxConnections  int           `yaml:"max_connections"`
+	ReadTimeout     time.Duration `yaml:"read_timeout"`
+	IdleTimeout     time.Duration `yaml:"idle_timeout"`
+	MetricsToken    string        `yaml:"metrics_token"`
 }
 
 // Defaults returns the configuration configs/callscribe.yaml spells out.
@@ -132,7 +136,8 @@ func Defaults() Config {
 		Redis: RedisConfig{Addr: transcript.DefaultAddr, Prefix: transcript.DefaultPrefix, Shards: 1,
 			CallMaxLen: transcript.DefaultCallMaxLen, FirehoseMaxLen: transcript.DefaultFirehoseMaxLen,
 			Expire: transcript.DefaultExpire, SpoolMaxBytes: transcript.DefaultSpoolMaxBytes},
-		HTTP: HTTPConfig{Addr: "127.0.0.1:8080", Page: true, MaxEventStreams: 100},
+		HTTP: HTTPConfig{Addr: "127.0.0.1:8080", Page: true, MaxEventStreams: 100, MaxConnections: 1000,
+			ReadTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second},
 		WebRTC: WebRTCConfig{Enabled: true, Path: webrtc.DefaultPath, MaxSessions: 100, PublicIPs: []string{}, Loopback: true,
 			ConnectTimeout: webrtc.DefaultConnectTimeout, MediaTimeout: webrtc.DefaultMediaTimeout},
 		Drain: 30 * time.Second,
@@ -290,7 +295,8 @@ func (c *Config) Validate() error {
 		{"redis.shards", c.Redis.Shards > 0}, {"redis.call_maxlen", c.Redis.CallMaxLen > 0},
 		{"redis.firehose_maxlen", c.Redis.FirehoseMaxLen > 0}, {"redis.expire", c.Redis.Expire > 0},
 		{"redis.spool_max_bytes", c.Redis.SpoolMaxBytes > 0}, {"drain", c.Drain >= 0},
-		{"http.max_event_streams", c.HTTP.MaxEventStreams > 0},
+		{"http.max_event_streams", c.HTTP.MaxEventStreams > 0}, {"http.max_connections", c.HTTP.MaxConnections > 0},
+		{"http.read_timeout", c.HTTP.ReadTimeout > 0}, {"http.idle_timeout", c.HTTP.IdleTimeout > 0},
 	}
 	for _, p := range positive {
 		if !p.ok {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -51,6 +52,11 @@ func NewEvents(f Follower, log *slog.Logger) *Events {
 // Active is the number of open streams.
 func (e *Events) Active() int { return int(e.active.Load()) }
 
+// tokenMatches compares a credential in constant time.
+func tokenMatches(got, want string) bool {
+	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
 // validCallID keeps ids to what fits a key and a URL path: printable, no
 // braces (the Redis hash tag), not too long.
 func validCallID(id string) bool {
@@ -66,7 +72,7 @@ func validCallID(id string) bool {
 }
 
 func (e *Events) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if e.Token != "" && r.Header.Get("Authorization") != "Bearer "+e.Token && r.URL.Query().Get("token") != e.Token {
+	if e.Token != "" && !tokenMatches(r.Header.Get("Authorization"), "Bearer "+e.Token) && !tokenMatches(r.URL.Query().Get("token"), e.Token) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="callscribe"`)
 		http.Error(w, "a bearer token is required", http.StatusUnauthorized)
 		return
@@ -100,6 +106,9 @@ func (e *Events) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rc := http.NewResponseController(w)
+	// The stream outlives the server's read timeout (meant for request
+	// bodies); without this the connection's deadline would end it.
+	rc.SetReadDeadline(time.Time{})
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")

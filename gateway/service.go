@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 
 	"github.com/callscribe/callscribe/asr"
 	"github.com/callscribe/callscribe/media"
@@ -118,7 +120,11 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", s.readyz)
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	var metricsHandler http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	if tok := cfg.HTTP.MetricsToken; tok != "" {
+		metricsHandler = bearer(tok, metricsHandler)
+	}
+	mux.Handle("/metrics", metricsHandler)
 	if wc := cfg.WebRTC; wc.Enabled {
 		lo, hi, _ := wc.ICEPortRange()
 		s.whip, err = webrtc.NewServer(webrtc.Config{Path: wc.Path, Token: wc.Token, PortLo: lo, PortHi: hi,
@@ -157,7 +163,13 @@ func (s *Service) serveHTTP(h http.Handler) error {
 	// when the service stops.
 	base, stop := context.WithCancel(context.Background())
 	s.stopStreams = stop
-	s.hs = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	// Strangers may open connections and stall: headers, bodies and idle
+	// keep-alives are bounded in time, headers in size, connections in
+	// number (more wait in the kernel's backlog).
+	hc := s.cfg.HTTP
+	hl = netutil.LimitListener(hl, hc.MaxConnections)
+	s.hs = &http.Server{Handler: h, ReadHeaderTimeout: min(5*time.Second, hc.ReadTimeout), ReadTimeout: hc.ReadTimeout,
+		IdleTimeout: hc.IdleTimeout, MaxHeaderBytes: 16 << 10, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext: func(net.Listener) context.Context { return base }}
 	serve := func() error { return s.hs.Serve(hl) }
 	if s.cfg.HTTP.TLSCertFile != "" {
@@ -179,6 +191,19 @@ func (s *Service) serveHTTP(h http.Handler) error {
 		}
 	}()
 	return nil
+}
+
+// bearer lets through requests that carry the token.
+func bearer(token string, h http.Handler) http.Handler {
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="callscribe"`)
+			http.Error(w, "a bearer token is required", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // readyz answers 503 with the reasons while the gateway should get no new

@@ -6,6 +6,7 @@ package webrtc
 
 import (
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -168,7 +169,7 @@ func newID() string {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Token != "" && r.Header.Get("Authorization") != "Bearer "+s.cfg.Token {
+	if s.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+s.cfg.Token)) != 1 {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="callscribe"`)
 		if r.Method == http.MethodPost {
 			s.adm.Refused("webrtc", &ingest.Refusal{Reason: "unauthorized", HTTP: http.StatusUnauthorized})

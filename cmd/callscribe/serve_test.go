@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -508,4 +509,60 @@ func TestServeKilledCallEndsOnRestart(t *testing.T) {
 		return
 	}
 	t.Fatal("the restarted gateway did not end the call")
+}
+
+// The HTTP side faces strangers: a request body that never comes is cut
+// at http.read_timeout, an event stream is not, and /metrics can require a
+// token.
+func TestServeHTTPLimits(t *testing.T) {
+	rd := transcripttest.Start(t)
+	config := filepath.Join(t.TempDir(), "limits.yaml")
+	os.WriteFile(config, []byte("http:\n  read_timeout: 1s\n  metrics_token: m3trics\n"), 0o644)
+	g := startGateway(t, rd.Addr, "-config", config)
+	g.waitReady(t, 200)
+
+	slow, err := net.Dial("tcp", g.http)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	fmt.Fprintf(slow, "POST /whip HTTP/1.1\r\nHost: x\r\nContent-Type: application/sdp\r\nContent-Length: 1000\r\n\r\nv=0\r\n")
+	start := time.Now()
+	slow.SetReadDeadline(time.Now().Add(5 * time.Second))
+	io.ReadAll(slow) // until the server closes it
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("a body that never comes held the connection %v", d)
+	}
+
+	stream, err := http.Get("http://" + g.http + "/events/some-call")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(stream.Body)
+		done <- err
+	}()
+	defer func() { stream.Body.Close(); <-done }()
+	select {
+	case err := <-done:
+		t.Errorf("the event stream ended after the read timeout: %v", err)
+	case <-time.After(2500 * time.Millisecond):
+	}
+
+	res, err := http.Get("http://" + g.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+g.http+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer m3trics")
+	withToken, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withToken.Body.Close()
+	if res.StatusCode != 401 || withToken.StatusCode != 200 {
+		t.Errorf("/metrics: %d without the token, %d with it", res.StatusCode, withToken.StatusCode)
+	}
 }
