@@ -394,8 +394,34 @@ func respond(tx sipmsg.ServerTransaction, req *sipmsg.Request, code int, reason 
 
 const allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"
 
+// rejectMalformed answers what the parser let through but RFC 3261 does not:
+// another SIP version (505), more than one Call-ID or a CSeq naming another
+// method (400), an INVITE that has run out of hops (483). It tells whether
+// it answered.
+func rejectMalformed(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
+	warn := func(text string) sipmsg.Header { return sipmsg.NewHeader("Warning", `399 callscribe "`+text+`"`) }
+	switch {
+	case req.SipVersion != "SIP/2.0":
+		res := sipmsg.NewResponseFromRequest(req, 505, "Version Not Supported", nil)
+		res.SipVersion = "SIP/2.0" // ours, not the one we do not speak
+		tx.Respond(res)
+	case len(req.GetHeaders("call-id"))+len(req.GetHeaders("i")) != 1:
+		respond(tx, req, 400, "Bad Request", warn("one Call-ID header"))
+	case req.CSeq() == nil || req.CSeq().MethodName != req.Method:
+		respond(tx, req, 400, "Bad Request", warn("CSeq method does not match"))
+	case req.Method == sipmsg.INVITE && req.MaxForwards() != nil && req.MaxForwards().Val() == 0:
+		respond(tx, req, 483, "Too Many Hops")
+	default:
+		return false
+	}
+	return true
+}
+
 // onUpdate refreshes a call's session timer (RFC 4028 with UPDATE).
 func (s *Server) onUpdate(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if rejectMalformed(req, tx) {
+		return
+	}
 	c := s.dialogCall(req, tx)
 	if c == nil {
 		return
@@ -457,6 +483,9 @@ func (s *Server) sessionExpires(req *sipmsg.Request, tx sipmsg.ServerTransaction
 // Kamailio's dispatcher) gets 503 while no new call would be admitted
 // (draining, at a limit, out of capacity), so it sends them elsewhere.
 func (s *Server) onOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if rejectMalformed(req, tx) {
+		return
+	}
 	s.mu.Lock()
 	busy := s.closed
 	s.mu.Unlock()
@@ -468,6 +497,9 @@ func (s *Server) onOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 }
 
 func (s *Server) onOther(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if rejectMalformed(req, tx) {
+		return
+	}
 	respond(tx, req, 405, "Method Not Allowed", sipmsg.NewHeader("Allow", allowed))
 }
 
@@ -476,6 +508,9 @@ func (s *Server) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 }
 
 func (s *Server) onBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if rejectMalformed(req, tx) {
+		return
+	}
 	if err := s.dlgs.ReadBye(req, tx); err != nil {
 		respond(tx, req, 481, "Call/Transaction Does Not Exist")
 	}
@@ -514,6 +549,10 @@ func (s *Server) carried(req *sipmsg.Request) map[string]string {
 }
 
 func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if rejectMalformed(req, tx) {
+		s.adm.Refused("sip", &ingest.Refusal{Reason: "bad_request", SIP: 400})
+		return
+	}
 	callID := ""
 	if h := req.CallID(); h != nil {
 		callID = h.Value()

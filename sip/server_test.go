@@ -1006,3 +1006,63 @@ func TestPreLatchFloodIsIgnored(t *testing.T) {
 		t.Errorf("ports handed out in order: %v", got)
 	}
 }
+
+// rawStatus sends one SIP message over UDP and returns the final status.
+func rawStatus(t *testing.T, addr, msg string) int {
+	t.Helper()
+	conn := rtpSocket(t)
+	msg = strings.ReplaceAll(msg, "LOCAL", conn.LocalAddr().String())
+	to, _ := net.ResolveUDPAddr("udp", addr)
+	conn.WriteToUDP([]byte(msg), to)
+	buf := make([]byte, 65535)
+	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	for {
+		n, _, err := conn.ReadFromUDP(buf)
+		if err != nil {
+			return 0 // no answer
+		}
+		if s := string(buf[:n]); strings.HasPrefix(s, "SIP/2.0 ") && s[8] != '1' {
+			code := 0
+			fmt.Sscanf(s[8:11], "%d", &code)
+			return code
+		}
+	}
+}
+
+// What the parser takes but RFC 3261 does not gets its proper answer, not 200.
+func TestLaxRequestsRefused(t *testing.T) {
+	_, rec, addr := startServer(t, Config{})
+	head := func(first, maxFwd, cseq string, callIDs ...string) string {
+		m := first + "\r\nVia: SIP/2.0/UDP LOCAL;branch=z9hG4bK" + fmt.Sprint(time.Now().UnixNano()) + "\r\nMax-Forwards: " + maxFwd +
+			"\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:b@" + addr + ">\r\n"
+		for _, id := range callIDs {
+			m += "Call-ID: " + id + "\r\n"
+		}
+		return m + "CSeq: " + cseq + "\r\nContact: <sip:a@LOCAL>\r\n"
+	}
+	sdp := string(offer(40000, "0"))
+	invite := func(maxFwd string) string {
+		return head("INVITE sip:b@"+addr+" SIP/2.0", maxFwd, "1 INVITE", "lax-1@test") +
+			fmt.Sprintf("Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", len(sdp), sdp)
+	}
+	for _, tc := range []struct {
+		name string
+		msg  string
+		want int
+	}{
+		{"INVITE with Max-Forwards 0", invite("0"), 483},
+		{"CSeq of another method", head("OPTIONS sip:b@"+addr+" SIP/2.0", "70", "1 INVITE", "lax-2@test") + "Content-Length: 0\r\n\r\n", 400},
+		{"two Call-IDs", head("OPTIONS sip:b@"+addr+" SIP/2.0", "70", "1 OPTIONS", "lax-3@test", "lax-4@test") + "Content-Length: 0\r\n\r\n", 400},
+		{"SIP/3.0", head("OPTIONS sip:b@"+addr+" SIP/3.0", "70", "1 OPTIONS", "lax-5@test") + "Content-Length: 0\r\n\r\n", 505},
+		{"a proper OPTIONS", head("OPTIONS sip:b@"+addr+" SIP/2.0", "70", "1 OPTIONS", "lax-6@test") + "Content-Length: 0\r\n\r\n", 200},
+	} {
+		if got := rawStatus(t, addr, tc.msg); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.started) != 0 {
+		t.Errorf("%d calls started", len(rec.started))
+	}
+}
