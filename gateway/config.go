@@ -54,6 +54,8 @@ type SIPConfig struct {
 	Realm             string            `yaml:"realm"`
 	MinSE             time.Duration     `yaml:"min_se"`
 	AckTimeout        time.Duration     `yaml:"ack_timeout"`
+	InviteRate        float64           `yaml:"invite_rate"`
+	InviteBurst       int               `yaml:"invite_burst"`
 	CarryHeaders      []string          `yaml:"carry_headers"`
 	RTPReadWorkers    int               `yaml:"rtp_read_workers"`
 	AgentAORs         []string          `yaml:"agent_aors"`
@@ -103,6 +105,8 @@ type WebRTCConfig struct {
 	ICEPorts       string        `yaml:"ice_ports"`
 	PublicIPs      []string      `yaml:"public_ips"`
 	Loopback       bool          `yaml:"loopback"`
+	OfferRate      float64       `yaml:"offer_rate"`
+	OfferBurst     int           `yaml:"offer_burst"`
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	MediaTimeout   time.Duration `yaml:"media_timeout"`
 }
@@ -128,7 +132,7 @@ func Defaults() Config {
 			RTPPorts: fmt.Sprintf("%d-%d", sip.DefaultRTPPortLo, sip.DefaultRTPPortHi),
 			Codecs:   sip.DefaultCodecs(), MediaTimeout: sip.DefaultMediaTimeout, MaxCalls: 1000,
 			AllowCIDRs: []string{}, Users: map[string]string{},
-			Realm: sip.DefaultRealm, MinSE: sip.DefaultMinSE, AckTimeout: sip.DefaultAckTimeout, CarryHeaders: sip.DefaultCarryHeaders(),
+			Realm: sip.DefaultRealm, MinSE: sip.DefaultMinSE, AckTimeout: sip.DefaultAckTimeout, InviteRate: 100, InviteBurst: 400, CarryHeaders: sip.DefaultCarryHeaders(),
 			ReorderMs: 60, AgentAORs: []string{}},
 		ASR: ASRConfig{Provider: "cpu", Threads: 1, MaxBatch: asr.DefaultMaxBatch, MaxWait: asr.DefaultMaxWait,
 			RunTimeout: asr.DefaultRunTimeout, FinalTimeout: 30 * time.Second, MaxStreams: "auto", MaxLag: DefaultMaxLag,
@@ -138,7 +142,7 @@ func Defaults() Config {
 			Expire: transcript.DefaultExpire, SpoolMaxBytes: transcript.DefaultSpoolMaxBytes},
 		HTTP: HTTPConfig{Addr: "127.0.0.1:8080", Page: true, MaxEventStreams: 100, MaxConnections: 1000,
 			ReadTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second},
-		WebRTC: WebRTCConfig{Enabled: true, Path: webrtc.DefaultPath, MaxSessions: 100, PublicIPs: []string{}, Loopback: true,
+		WebRTC: WebRTCConfig{Enabled: true, Path: webrtc.DefaultPath, MaxSessions: 100, OfferRate: 5, OfferBurst: 20, PublicIPs: []string{}, Loopback: true,
 			ConnectTimeout: webrtc.DefaultConnectTimeout, MediaTimeout: webrtc.DefaultMediaTimeout},
 		Drain: 30 * time.Second,
 	}
@@ -290,6 +294,8 @@ func (c *Config) Validate() error {
 		{"sip.rtp_read_workers", c.SIP.RTPReadWorkers >= 0}, {"asr.final_timeout", c.ASR.FinalTimeout > 0},
 		{"asr.max_lag", c.ASR.MaxLag > 0}, {"asr.headroom", c.ASR.Headroom > 0 && c.ASR.Headroom <= 1},
 		{"sip.reorder_ms", c.SIP.ReorderMs > 0}, {"sip.ack_timeout", c.SIP.AckTimeout > 0},
+		{"sip.invite_rate", c.SIP.InviteRate >= 0}, {"sip.invite_burst", c.SIP.InviteBurst >= 0},
+		{"webrtc.offer_rate", c.WebRTC.OfferRate >= 0}, {"webrtc.offer_burst", c.WebRTC.OfferBurst >= 0},
 		{"asr.threads", c.ASR.Threads > 0}, {"asr.max_batch", c.ASR.MaxBatch > 0}, {"asr.max_wait", c.ASR.MaxWait > 0},
 		{"asr.workers", c.ASR.Workers >= 0}, {"asr.run_timeout", c.ASR.RunTimeout > 0},
 		{"redis.shards", c.Redis.Shards > 0}, {"redis.call_maxlen", c.Redis.CallMaxLen > 0},

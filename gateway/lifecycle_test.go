@@ -3,7 +3,9 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -240,4 +242,116 @@ func TestOverloadKeepsCallEndLast(t *testing.T) {
 		t.Error("no result says audio was dropped (gap_ms)")
 	}
 	t.Logf("abandoned legs %d, dropped %d ms, late results %d, results with gap_ms %d", st.Abandoned, st.DroppedMs, st.LateResults, gaps)
+}
+
+// 5,000 INVITEs from one stranger in a burst, never ACKed, while a call is
+// in progress: the call's transcript is what transcribe gives, the flood is
+// refused past its address's rate (the few admitted are freed at the ACK
+// timeout), goroutines and memory stay bounded, and a caller elsewhere is
+// answered at once.
+func TestInviteFloodDuringACall(t *testing.T) {
+	rd := transcripttest.Start(t)
+	pub, err := transcript.NewPublisher(transcript.Options{Addr: rd.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	calls := NewCalls(newBatcher(t), pub, CallsOptions{})
+	srv, err := sip.NewServer(sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 38000, RTPPortHi: 38999, AckTimeout: time.Second,
+		InviteRate: 20, InviteBurst: 20}, calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	to := srv.Addrs()[0].String()
+	a := testWAV(t, "8k.wav")
+	speech := siptest.PCMU(a.Samples)
+	talked := make(chan int, 1)
+	go func() {
+		ph, err := siptest.Dial()
+		if err != nil {
+			talked <- 0
+			return
+		}
+		defer ph.Close()
+		res, _ := ph.Call(to, speech)
+		talked <- res.Code
+	}()
+	for start := time.Now(); calls.Streams() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the call did not start")
+		}
+	}
+	base := runtime.NumGoroutine()
+	evil, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer evil.Close()
+	evil.SetReadBuffer(4 << 20)
+	go io.Copy(io.Discard, evil) // the answers
+	peakG := 0
+	var peakHeap uint64
+	var ms runtime.MemStats
+	for i := range 5000 {
+		rawInvite(t, evil, to, fmt.Sprint("flood-", i, "@evil"), fmt.Sprint("f", i))
+		if i%500 == 0 {
+			peakG = max(peakG, runtime.NumGoroutine())
+			runtime.ReadMemStats(&ms)
+			peakHeap = max(peakHeap, ms.HeapInuse)
+		}
+	}
+	for range 20 {
+		time.Sleep(50 * time.Millisecond)
+		peakG = max(peakG, runtime.NumGoroutine())
+		runtime.ReadMemStats(&ms)
+		peakHeap = max(peakHeap, ms.HeapInuse)
+	}
+	t.Logf("during the flood: goroutines %d (before %d), heap in use %.1f MB", peakG, base, float64(peakHeap)/(1<<20))
+	if peakG > base+1000 || peakHeap > 512<<20 {
+		t.Errorf("unbounded: %d goroutines, %d MB", peakG, peakHeap>>20)
+	}
+	// A caller elsewhere is answered at once.
+	ph, err := siptest.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ph.Close()
+	start := time.Now()
+	if res, err := ph.Call(to, siptest.PCMU(make([]float32, 1600))); err != nil || res.Code != 200 || time.Since(start) > 3*time.Second {
+		t.Errorf("a call after the flood: %d %v in %v", res.Code, err, time.Since(start))
+	}
+	if code := <-talked; code != 200 {
+		t.Fatalf("the call in progress: %d", code)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	settle(t, ctx, calls, pub)
+	st := calls.Stats()
+	// UDP the server could not read in time is lost, as on any network.
+	if st.Rejected["sip/rate"] < 1000 || st.Started["sip"] > 2+20+20*5 {
+		t.Errorf("rejected %v, started %v", st.Rejected, st.Started)
+	}
+	want := asr.FinalText(reference(t, newBatcher(t), "PCMU", speech))
+	found := false
+	for k, evs := range callStreams(t, ctx, rd.Addr) {
+		if strings.Contains(k, "flood-") {
+			continue
+		}
+		var finals []string
+		for _, e := range evs {
+			if e["type"] == transcript.Final {
+				finals = append(finals, e["text"].(string))
+			}
+		}
+		if got := strings.Join(finals, " "); got == want {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no call's transcript is %q", want)
+	}
 }

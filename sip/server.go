@@ -57,6 +57,11 @@ type Config struct {
 	CarryHeaders []string
 	// AnswerDelay holds the 200 OK back (ringing); default 0.
 	AnswerDelay time.Duration
+	// InviteRate limits the INVITEs one source address may send (a token
+	// bucket per IP: rate a second, bursts of InviteBurst); beyond it 503
+	// with Retry-After, before any work. 0: no limit (the default).
+	InviteRate  float64
+	InviteBurst int
 	// AckTimeout is how long the ACK for our 200 is waited for; a call
 	// without it is ended with BYE and its slot freed. Default 32 s (64*T1,
 	// RFC 3261 13.3.1.4).
@@ -149,6 +154,7 @@ func (c *Config) defaults() error {
 type Server struct {
 	cfg   Config
 	adm   ingest.Admitter
+	rate  *ingest.PeerRate
 	ua    *sipgo.UserAgent
 	srv   *sipgo.Server
 	cli   *sipgo.Client
@@ -191,7 +197,7 @@ func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
 		ua.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, adm: adm, ua: ua, srv: srv, cli: cli, ports: ports, calls: map[string]*Call{}}
+	s := &Server{cfg: cfg, adm: adm, rate: ingest.NewPeerRate(cfg.InviteRate, cfg.InviteBurst), ua: ua, srv: srv, cli: cli, ports: ports, calls: map[string]*Call{}}
 	if len(cfg.Users) > 0 {
 		s.auth = newAuthenticator(cfg.Realm, cfg.Users)
 	}
@@ -566,6 +572,13 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if !s.allowedSource(src) {
 		log.Info("sip: source not allowed", "source", src)
 		s.refuse(tx, req, &ingest.Refusal{Reason: "forbidden", SIP: 403})
+		return
+	}
+	if !s.rate.Allow(src.Addr()) {
+		s.refuse(tx, req, ingest.ErrRate)
+		// Answered once, no transaction kept: a flood must not hold a
+		// retransmission timer for each of its INVITEs.
+		tx.Terminate()
 		return
 	}
 	if s.auth != nil && !s.auth.verify(req) {

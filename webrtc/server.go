@@ -39,6 +39,11 @@ type Config struct {
 	PublicIPs []string
 	// Loopback offers 127.0.0.1 candidates too (tests, a local demo).
 	Loopback bool
+	// OfferRate limits the offers one address may POST (a token bucket per
+	// IP: rate a second, bursts of OfferBurst); beyond it 429 with
+	// Retry-After, before any work. 0: no limit (the default).
+	OfferRate  float64
+	OfferBurst int
 	// ConnectTimeout ends a session whose ICE/DTLS has not connected; and
 	// MediaTimeout one whose audio stopped; defaults 10 s and 30 s.
 	ConnectTimeout, MediaTimeout time.Duration
@@ -81,9 +86,10 @@ func (s *Session) Reason() string {
 
 // Server is the WHIP endpoint; it is an http.Handler.
 type Server struct {
-	cfg Config
-	adm ingest.Admitter
-	api *pw.API
+	cfg  Config
+	adm  ingest.Admitter
+	rate *ingest.PeerRate
+	api  *pw.API
 
 	mu       sync.Mutex
 	sessions map[string]*Session
@@ -144,7 +150,7 @@ func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
 	}
 	se.SetIncludeLoopbackCandidate(cfg.Loopback)
 	se.SetICETimeouts(5*time.Second, cfg.ConnectTimeout, 2*time.Second)
-	return &Server{cfg: cfg, adm: adm, sessions: map[string]*Session{},
+	return &Server{cfg: cfg, adm: adm, rate: ingest.NewPeerRate(cfg.OfferRate, cfg.OfferBurst), sessions: map[string]*Session{},
 		api: pw.NewAPI(pw.WithMediaEngine(m), pw.WithSettingEngine(se))}, nil
 }
 
@@ -231,6 +237,14 @@ func checkOffer(body []byte) error {
 }
 
 func (s *Server) post(w http.ResponseWriter, r *http.Request) {
+	var peer netip.Addr
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		peer = ap.Addr()
+	}
+	if !s.rate.Allow(peer) {
+		s.refuse(w, ingest.ErrRate, false)
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 	if err != nil {
 		s.refuse(w, &ingest.Refusal{Reason: "bad_request", HTTP: http.StatusBadRequest, Detail: "cannot read the offer"}, false)
@@ -246,10 +260,6 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 	if closed {
 		s.refuse(w, ingest.ErrDraining, false)
 		return
-	}
-	var peer netip.Addr
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		peer = ap.Addr()
 	}
 	id := newID()
 	// The slot is reserved before ICE gathering or anything else is done.
