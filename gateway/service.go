@@ -105,7 +105,8 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 	sc := cfg.SIP
 	s.sip, err = sip.NewServer(sip.Config{UDP: sc.UDP, TCP: sc.TCP, TLS: sc.TLS, TLSCertFile: sc.TLSCertFile, TLSKeyFile: sc.TLSKeyFile,
 		MediaIP: sc.MediaIP, RTPPortLo: lo, RTPPortHi: hi, Codecs: sc.Codecs, MediaTimeout: sc.MediaTimeout,
-		AllowCIDRs: cidrs, Users: sc.Users, Realm: sc.Realm, MinSE: sc.MinSE, AckTimeout: sc.AckTimeout, InviteRate: sc.InviteRate, InviteBurst: sc.InviteBurst, CarryHeaders: sc.CarryHeaders,
+		AllowCIDRs: cidrs, Users: sc.Users, Realm: sc.Realm, MinSE: sc.MinSE, AckTimeout: sc.AckTimeout, InviteRate: sc.InviteRate, InviteBurst: sc.InviteBurst,
+		TCPIdleTimeout: sc.TCPIdleTimeout, TCPMaxPerSource: sc.TCPMaxPerSource, CarryHeaders: sc.CarryHeaders,
 		RTPReadWorkers: sc.RTPReadWorkers, AgentAORs: sc.AgentAORs, LegNamesHeader: sc.LegNamesHeader,
 		Leg: media.LegOptions{ReorderMs: sc.ReorderMs}, Logger: log}, s.calls)
 	if err != nil {

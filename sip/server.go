@@ -62,6 +62,12 @@ type Config struct {
 	// with Retry-After, before any work. 0: no limit (the default).
 	InviteRate  float64
 	InviteBurst int
+	// TCPIdleTimeout closes a TCP or TLS connection silent for this long
+	// (the peer reconnects for its next request); default 10 min.
+	// TCPMaxPerSource bounds the TCP and TLS connections from one address
+	// (more are closed at once); default 100.
+	TCPIdleTimeout  time.Duration
+	TCPMaxPerSource int
 	// AckTimeout is how long the ACK for our 200 is waited for; a call
 	// without it is ended with BYE and its slot freed. Default 32 s (64*T1,
 	// RFC 3261 13.3.1.4).
@@ -94,6 +100,9 @@ const (
 	DefaultAckTimeout   = 32 * time.Second
 	DefaultMinSE        = 90 * time.Second
 	DefaultRealm        = "callscribe"
+	// TCP and TLS connections.
+	DefaultTCPIdleTimeout  = 10 * time.Minute
+	DefaultTCPMaxPerSource = 100
 )
 
 // DefaultCodecs is the default codec preference.
@@ -134,6 +143,12 @@ func (c *Config) defaults() error {
 	}
 	if c.AckTimeout <= 0 {
 		c.AckTimeout = DefaultAckTimeout
+	}
+	if c.TCPIdleTimeout <= 0 {
+		c.TCPIdleTimeout = DefaultTCPIdleTimeout
+	}
+	if c.TCPMaxPerSource <= 0 {
+		c.TCPMaxPerSource = DefaultTCPMaxPerSource
 	}
 	if c.MinSE <= 0 {
 		c.MinSE = DefaultMinSE
@@ -240,7 +255,8 @@ func (s *Server) Listen() error {
 		}
 		s.addrs = append(s.addrs, l.Addr())
 		s.closers = append(s.closers, l)
-		serve = append(serve, func() { s.srv.ServeTCP(l) })
+		gl := guard(l, s.cfg.TCPIdleTimeout, s.cfg.TCPMaxPerSource)
+		serve = append(serve, func() { s.srv.ServeTCP(gl) })
 	}
 	if s.cfg.TLS != "" {
 		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
@@ -250,13 +266,15 @@ func (s *Server) Listen() error {
 			}
 			return fmt.Errorf("sip: tls certificate %s: %w", s.cfg.TLSCertFile, err)
 		}
-		l, err := tls.Listen("tcp", s.cfg.TLS, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		raw, err := net.Listen("tcp", s.cfg.TLS)
 		if err != nil {
 			for _, c := range s.closers {
 				c.Close()
 			}
 			return fmt.Errorf("sip: listen tls %s: %w", s.cfg.TLS, err)
 		}
+		l := tls.NewListener(guard(raw, s.cfg.TCPIdleTimeout, s.cfg.TCPMaxPerSource),
+			&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 		s.addrs = append(s.addrs, tlsAddr{l.Addr()})
 		s.closers = append(s.closers, l)
 		serve = append(serve, func() { s.srv.ServeTLS(l) })

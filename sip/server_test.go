@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -1064,5 +1065,41 @@ func TestLaxRequestsRefused(t *testing.T) {
 	defer rec.mu.Unlock()
 	if len(rec.started) != 0 {
 		t.Errorf("%d calls started", len(rec.started))
+	}
+}
+
+// TCP connections from strangers: more than the per-source bound are
+// closed at once, a silent one is closed after the idle timeout, and calls
+// over TCP still work.
+func TestTCPConnectionsBounded(t *testing.T) {
+	srv, _, _ := startServer(t, Config{TCP: "127.0.0.1:0", TCPIdleTimeout: time.Second, TCPMaxPerSource: 2})
+	var tcp string
+	for _, a := range srv.Addrs() {
+		if a.Network() == "tcp" {
+			tcp = a.String()
+		}
+	}
+	var conns []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", tcp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	closedWithin := func(c net.Conn, d time.Duration) bool {
+		c.SetReadDeadline(time.Now().Add(d))
+		_, err := c.Read(make([]byte, 1))
+		return err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+	}
+	if !closedWithin(conns[2], time.Second) {
+		t.Error("a third connection from one address stayed open")
+	}
+	start := time.Now()
+	if !closedWithin(conns[0], 3*time.Second) {
+		t.Error("a silent connection stayed open past the idle timeout")
+	} else if d := time.Since(start); d < 500*time.Millisecond {
+		t.Errorf("a connection closed after %v, before the idle timeout", d)
 	}
 }
