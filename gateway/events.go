@@ -37,6 +37,9 @@ type Events struct {
 	Max int
 	// Heartbeat is the longest silence on a stream; default 15 s.
 	Heartbeat time.Duration
+	// WaitStart ends a stream whose call has no event by then (an unknown
+	// call: its slot goes back) with an error event; default 60 s.
+	WaitStart time.Duration
 
 	active atomic.Int64
 }
@@ -46,7 +49,7 @@ func NewEvents(f Follower, log *slog.Logger) *Events {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Events{f: f, log: log, Max: 100, Heartbeat: 15 * time.Second}
+	return &Events{f: f, log: log, Max: 100, Heartbeat: 15 * time.Second, WaitStart: time.Minute}
 }
 
 // Active is the number of open streams.
@@ -120,8 +123,14 @@ func (e *Events) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var b strings.Builder
 	failing := false
+	waitUntil := time.Now().Add(e.WaitStart)
 	for {
-		ms, err := e.f.Read(ctx, id, after, 64, e.Heartbeat)
+		if after == "" && time.Now().After(waitUntil) {
+			fmt.Fprint(w, "event: error\ndata: {\"error\":\"no such call\"}\n\n")
+			rc.Flush()
+			return
+		}
+		ms, err := e.f.Read(ctx, id, after, 64, min(e.Heartbeat, max(time.Until(waitUntil), 10*time.Millisecond)))
 		if ctx.Err() != nil {
 			return
 		}

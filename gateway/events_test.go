@@ -234,3 +234,42 @@ func TestPage(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A stream's slot is free as soon as its client leaves, and a stream for a
+// call that never starts ends after WaitStart, so idle followers of made-up
+// ids cannot lock viewers out.
+func TestEventsSlotsGoBack(t *testing.T) {
+	rd := transcripttest.Start(t)
+	srv := eventsServer(t, rd.Addr, func(e *Events) { e.Max = 1; e.Heartbeat = 5 * time.Second; e.WaitStart = 500 * time.Millisecond })
+	first := get(t, srv.URL+"/events/nobody")
+	b := make([]byte, 4096)
+	if n, _ := first.Body.Read(b); first.StatusCode != 200 || n == 0 {
+		t.Fatalf("first stream: %d", first.StatusCode)
+	}
+	start := time.Now()
+	rest, _ := io.ReadAll(first.Body) // ends by itself
+	if !strings.Contains(string(rest), "event: error") || time.Since(start) > 3*time.Second {
+		t.Errorf("the stream of an unknown call: %q after %v", rest, time.Since(start))
+	}
+	// A client that leaves gives its slot back at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/events/someone", nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("second stream: %v %v", res, err)
+	}
+	cancel()
+	res.Body.Close()
+	ok := false
+	for start := time.Now(); time.Since(start) < time.Second; time.Sleep(20 * time.Millisecond) {
+		r := get(t, srv.URL+"/events/someone-else")
+		r.Body.Close()
+		if r.StatusCode == 200 {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		t.Error("the slot of a client that left was not free within a second")
+	}
+}
