@@ -291,3 +291,42 @@ func callStreams(t *testing.T, ctx context.Context, addr string) map[string][]ma
 	}
 	return out
 }
+
+// A burst of WHIP offers against webrtc.max_sessions: the slot is reserved
+// before ICE gathering, so no more sessions than the limit are created.
+func TestWHIPBurstHoldsTheLimit(t *testing.T) {
+	_, _, calls, _ := startGatewayWith(t, CallsOptions{MaxCalls: map[string]int{"webrtc": 10}})
+	whip, err := webrtc.NewServer(webrtc.Config{Loopback: true}, calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(whip)
+	defer hs.Close()
+	defer whip.Close()
+	offers := make([]string, 40)
+	for i := range offers {
+		offers[i] = webrtctest.NewClient(t).Offer(t)
+	}
+	var created, refused atomic.Int32
+	var wg sync.WaitGroup
+	for _, o := range offers {
+		wg.Go(func() {
+			res, err := http.Post(hs.URL+"/whip", "application/sdp", strings.NewReader(o))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res.Body.Close()
+			switch res.StatusCode {
+			case http.StatusCreated:
+				created.Add(1)
+			case http.StatusServiceUnavailable:
+				refused.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if created.Load() != 10 || refused.Load() != 30 || whip.Active() > 10 {
+		t.Errorf("40 offers at once, limit 10: %d created, %d refused, %d sessions", created.Load(), refused.Load(), whip.Active())
+	}
+}
