@@ -86,6 +86,7 @@ type Stats struct {
 	Packets, Lost, Late, Malformed int64            // RTP
 	DTMF                           int64
 	Ignored                        int64 // RTP from sources other than the latched one
+	Panics                         int64 // RTP packets whose handling panicked (dropped)
 	DroppedMs                      int64 // audio dropped undecoded (recognizer overflow)
 	LateResults                    int64 // results that came after call.end, not published
 	Abandoned                      int64 // legs whose last final was not ready by FinalTimeout
@@ -394,6 +395,7 @@ func (c *call) finish(reason string, stats []media.LegStats) {
 			m["packets"], m["lost"], m["late"], m["malformed"], m["dtmf"] = st.Packets, st.Lost, st.Late, st.Malformed, st.DTMF
 			m["ignored"] = st.Ignored
 			total.Ignored += st.Ignored
+			total.Panics += st.Panics
 			total.Packets += st.Packets
 			total.Lost += st.Lost
 			total.Late += st.Late
@@ -418,6 +420,7 @@ func (c *call) finish(reason string, stats []media.LegStats) {
 	s.Malformed += total.Malformed
 	s.DTMF += total.DTMF
 	s.Ignored += total.Ignored
+	s.Panics += total.Panics
 	s.DroppedMs += dropped
 	s.Abandoned += int64(abandoned)
 	c.g.mu.Unlock()

@@ -24,6 +24,10 @@ func registerMetrics(reg *prometheus.Registry, s *Service) {
 	counter("callscribe_rtp_lost_total", "RTP packets declared lost (ended calls).", func() float64 { return float64(calls.Stats().Lost) })
 	counter("callscribe_rtp_ignored_total", "RTP packets from sources other than a leg's peer, ignored (ended calls).",
 		func() float64 { return float64(calls.Stats().Ignored) })
+	counter("callscribe_rtp_panics_total", "RTP packets whose handling panicked, dropped (ended calls); a bug to report.",
+		func() float64 { return float64(calls.Stats().Panics) })
+	counter("callscribe_sip_panics_total", "SIP requests whose handling panicked, answered 500; a bug to report.",
+		func() float64 { return float64(s.sip.Panics()) })
 	counter("callscribe_rtp_malformed_total", "RTP packets dropped as malformed (ended calls).", func() float64 { return float64(calls.Stats().Malformed) })
 	counter("callscribe_audio_dropped_seconds_total", "Audio of ended calls dropped undecoded because the recognizer fell behind.",
 		func() float64 { return float64(calls.Stats().DroppedMs) / 1000 })

@@ -49,6 +49,7 @@ type LegStats struct {
 	DTMF            int64
 	SilenceSamples  int64 // 16 kHz samples of gap written for loss/DTX
 	Ignored         int64 // from sources other than the latched one (filled by the receiver's owner)
+	Panics          int64 // whose handling panicked, dropped (filled by the receiver's owner)
 }
 
 // Sink receives a leg's 16 kHz audio in timeline order, on the leg's packet

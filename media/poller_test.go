@@ -107,3 +107,33 @@ func TestPollerBudgetPerSocket(t *testing.T) {
 		t.Errorf("read %d, accepted %d, sent %d", total, r.Packets(), 5*pollBudget)
 	}
 }
+
+// panicSink fails on every write, as a bug in the audio path would.
+type panicSink struct{}
+
+func (panicSink) WriteAudio(int64, []float32) { panic("broken sink") }
+
+// A packet whose handling panics is dropped and counted; the reader goes on.
+func TestReceiverContainsPanics(t *testing.T) {
+	ports, _ := NewPorts(32400, 32500)
+	conn, err := ports.Listen("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLeg(LegOptions{PayloadTypes: map[uint8]string{0: "PCMU"}, DTMFPayloadType: -1, Sink: panicSink{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewReceiver(conn, l, ports)
+	defer r.Close()
+	src, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	defer src.Close()
+	for _, b := range pcmuPackets(t, tone(440, 8000, 1600), 1) {
+		src.WriteToUDPAddrPort(b, r.LocalAddr())
+	}
+	for start := time.Now(); r.Panics() < 10 && time.Since(start) < 3*time.Second; time.Sleep(10 * time.Millisecond) {
+	}
+	if r.Panics() != 10 {
+		t.Errorf("%d panics contained, want one per packet (10)", r.Panics())
+	}
+}

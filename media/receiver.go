@@ -93,6 +93,7 @@ type Receiver struct {
 	relatch atomic.Bool
 	last    atomic.Int64 // unix nanos of the last accepted packet
 	ignored atomic.Int64
+	panics  atomic.Int64 // packets whose handling panicked (dropped)
 	packets atomic.Int64 // accepted, readable while the receiver runs
 	done    chan struct{}
 	once    sync.Once
@@ -175,6 +176,9 @@ func (r *Receiver) Idle() time.Duration {
 // Packets counts the packets accepted from the latched source.
 func (r *Receiver) Packets() int64 { return r.packets.Load() }
 
+// Panics counts packets whose handling panicked; they were dropped.
+func (r *Receiver) Panics() int64 { return r.panics.Load() }
+
 // Ignored counts packets from sources other than the latched one.
 func (r *Receiver) Ignored() int64 { return r.ignored.Load() }
 
@@ -199,6 +203,13 @@ func (r *Receiver) accept(pkt []byte, from netip.AddrPort) {
 }
 
 func (r *Receiver) acceptAt(pkt []byte, from netip.AddrPort, now int64) {
+	// A packet that makes the decoding path panic is dropped and counted;
+	// the leg, its call and the process go on.
+	defer func() {
+		if v := recover(); v != nil {
+			r.panics.Add(1)
+		}
+	}()
 	cur := r.latched.Load()
 	if cur == nil || r.relatch.Load() {
 		if !r.mayLatch(from, now) {

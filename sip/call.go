@@ -151,6 +151,7 @@ func (c *Call) stats() []media.LegStats {
 	for i, l := range c.Legs {
 		out[i] = l.Leg.Stats()
 		out[i].Ignored = l.rcv.Ignored()
+		out[i].Panics = l.rcv.Panics()
 	}
 	return out
 }

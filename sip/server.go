@@ -15,9 +15,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -187,6 +189,7 @@ type Server struct {
 	cancel  context.CancelFunc
 	addrs   []net.Addr
 	closers []io.Closer // listeners, closed by Close
+	panics  atomic.Int64
 }
 
 // NewServer prepares a server whose calls adm admits; Listen starts it.
@@ -223,12 +226,12 @@ func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
 		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	srv.OnInvite(s.onInvite)
-	srv.OnAck(s.onAck)
-	srv.OnBye(s.onBye)
-	srv.OnOptions(s.onOptions)
-	srv.OnUpdate(s.onUpdate)
-	srv.OnNoRoute(s.onOther)
+	srv.OnInvite(s.safe(s.onInvite))
+	srv.OnAck(s.safe(s.onAck))
+	srv.OnBye(s.safe(s.onBye))
+	srv.OnOptions(s.safe(s.onOptions))
+	srv.OnUpdate(s.safe(s.onUpdate))
+	srv.OnNoRoute(s.safe(s.onOther))
 	return s, nil
 }
 
@@ -336,6 +339,28 @@ func (tlsAddr) Network() string { return "tls" }
 
 // Addrs are the bound listen addresses (Network: udp, tcp or tls).
 func (s *Server) Addrs() []net.Addr { return s.addrs }
+
+// safe runs a request handler so that a panic on any input ends only that
+// request: logged with its stack, counted (Panics), answered 500.
+func (s *Server) safe(h func(*sipmsg.Request, sipmsg.ServerTransaction)) func(*sipmsg.Request, sipmsg.ServerTransaction) {
+	return func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		defer func() {
+			if v := recover(); v != nil {
+				s.panics.Add(1)
+				s.cfg.Logger.Error("sip: handler panicked", "method", req.Method, "source", req.Source(), "panic", v,
+					"stack", string(debug.Stack()))
+				if req.Method != sipmsg.ACK {
+					respond(tx, req, 500, "Server Internal Error")
+				}
+			}
+		}()
+		h(req, tx)
+	}
+}
+
+// Panics is the number of requests whose handling panicked (and was
+// contained).
+func (s *Server) Panics() int64 { return s.panics.Load() }
 
 // Call is the live call with this Call-ID, or nil.
 func (s *Server) Call(sipCallID string) *Call {

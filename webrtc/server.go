@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -342,6 +343,13 @@ func (s *Server) track(sess *Session, t *pw.TrackRemote) {
 	if t.Kind() != pw.RTPCodecTypeAudio || !sess.tracked.CompareAndSwap(false, true) {
 		return
 	}
+	// Whatever the peer sends, a panic ends only this session.
+	defer func() {
+		if v := recover(); v != nil {
+			s.cfg.Logger.Error("webrtc: track reader panicked", "session", sess.ID, "panic", v, "stack", string(debug.Stack()))
+			go s.end(sess, "error")
+		}
+	}()
 	codec := t.Codec()
 	name := strings.TrimPrefix(strings.ToLower(codec.MimeType), "audio/")
 	if name == "pcmu" {
