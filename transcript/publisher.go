@@ -149,25 +149,26 @@ type Publisher struct {
 	keys   Keys
 	client redis.UniversalClient
 
-	mu      sync.Mutex
-	queue   []*Event // waiting for Redis, in order; Type "" marks a dropped one
-	live    int      // events in queue that are not dropped
-	dead    int      // dropped events still in queue
-	bytes   int64    // size of the live events
-	trimAt  int      // no partial lies in queue before this index
-	seq     map[string]int64
-	open    map[string]bool  // calls started by this run and not ended
-	ended   map[string]int64 // last seq of recently ended calls
-	endedQ  []string         // ended, oldest first, for eviction
-	partial map[string]*Event
-	stats   Stats
-	wake    chan struct{}
-	spool   *spool // nil without a SpoolFile
-	fileQ   []*Event
-	prev    map[string]bool // calls a previous run left open, to end
-	closed  bool
-	quit    chan struct{}
-	done    chan struct{}
+	mu       sync.Mutex
+	queue    []*Event // waiting for Redis, in order; Type "" marks a dropped one
+	live     int      // events in queue that are not dropped
+	dead     int      // dropped events still in queue
+	bytes    int64    // size of the live events
+	trimAt   int      // no partial lies in queue before this index
+	seq      map[string]int64
+	open     map[string]bool  // calls started by this run and not ended
+	ended    map[string]int64 // last seq of recently ended calls
+	endedQ   []string         // ended, oldest first, for eviction
+	partial  map[string]*Event
+	stats    Stats
+	wake     chan struct{}
+	spool    *spool // nil without a SpoolFile
+	fileQ    []*Event
+	fileBusy int             // events taken from fileQ and being written
+	prev     map[string]bool // calls a previous run left open, to end
+	closed   bool
+	quit     chan struct{}
+	done     chan struct{}
 }
 
 // NewPublisher starts delivering to Redis. It does not wait for Redis: while
@@ -351,7 +352,7 @@ func (p *Publisher) Stats() Stats {
 	s.SpoolMaxBytes = p.opts.SpoolMaxBytes
 	s.SpoolDepth = p.live
 	s.SpoolBytes = p.bytes
-	s.SpoolFileLag = len(p.fileQ)
+	s.SpoolFileLag = len(p.fileQ) + p.fileBusy
 	if p.spool != nil {
 		s.SpoolFileBytes, s.SpoolFileErrs = p.spool.size(), p.spool.errs
 	}

@@ -154,6 +154,7 @@ func (p *Publisher) spoolFile() {
 	}
 	clear(p.fileQ)
 	p.fileQ = p.fileQ[:0]
+	p.fileBusy = len(events)
 	p.mu.Unlock()
 	before := p.spool.failed
 	switch {
@@ -164,9 +165,8 @@ func (p *Publisher) spoolFile() {
 	case len(events) > 0:
 		p.spool.appendEvents(events)
 	}
-	if d := p.spool.failed - before; d > 0 {
-		p.mu.Lock()
-		p.spool.errs += d
-		p.mu.Unlock()
-	}
+	p.mu.Lock()
+	p.spool.errs += p.spool.failed - before
+	p.fileBusy = 0
+	p.mu.Unlock()
 }
