@@ -56,6 +56,7 @@ type SIPConfig struct {
 	AckTimeout        time.Duration     `yaml:"ack_timeout"`
 	InviteRate        float64           `yaml:"invite_rate"`
 	InviteBurst       int               `yaml:"invite_burst"`
+	MaxUnackedPerSrc  int               `yaml:"max_unacked_per_source"`
 	TCPIdleTimeout    time.Duration     `yaml:"tcp_idle_timeout"`
 	TCPMaxPerSource   int               `yaml:"tcp_max_per_source"`
 	CarryHeaders      []string          `yaml:"carry_headers"`
@@ -297,7 +298,7 @@ func (c *Config) Validate() error {
 		{"sip.rtp_read_workers", c.SIP.RTPReadWorkers >= 0}, {"asr.final_timeout", c.ASR.FinalTimeout > 0},
 		{"asr.max_lag", c.ASR.MaxLag > 0}, {"asr.headroom", c.ASR.Headroom > 0 && c.ASR.Headroom <= 1},
 		{"sip.reorder_ms", c.SIP.ReorderMs > 0}, {"sip.ack_timeout", c.SIP.AckTimeout > 0},
-		{"sip.tcp_idle_timeout", c.SIP.TCPIdleTimeout > 0}, {"sip.tcp_max_per_source", c.SIP.TCPMaxPerSource > 0},
+		{"sip.max_unacked_per_source", c.SIP.MaxUnackedPerSrc >= 0}, {"sip.tcp_idle_timeout", c.SIP.TCPIdleTimeout > 0}, {"sip.tcp_max_per_source", c.SIP.TCPMaxPerSource > 0},
 		{"sip.invite_rate", c.SIP.InviteRate >= 0}, {"sip.invite_burst", c.SIP.InviteBurst >= 0},
 		{"webrtc.offer_rate", c.WebRTC.OfferRate >= 0}, {"webrtc.offer_burst", c.WebRTC.OfferBurst >= 0},
 		{"asr.threads", c.ASR.Threads > 0}, {"asr.max_batch", c.ASR.MaxBatch > 0}, {"asr.max_wait", c.ASR.MaxWait > 0},

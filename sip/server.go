@@ -64,6 +64,11 @@ type Config struct {
 	// with Retry-After, before any work. 0: no limit (the default).
 	InviteRate  float64
 	InviteBurst int
+	// MaxUnackedPerSource bounds the INVITEs from one address in progress
+	// (not yet answered, or answered and not ACKed): beyond it 503 before
+	// any work, so a stranger that never ACKs cannot hold every slot until
+	// AckTimeout. 0: no bound (the default).
+	MaxUnackedPerSource int
 	// TCPIdleTimeout closes a TCP or TLS connection silent for this long
 	// (the peer reconnects for its next request); default 10 min.
 	// TCPMaxPerSource bounds the TCP and TLS connections from one address
@@ -182,6 +187,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	calls   map[string]*Call
+	pending map[netip.Addr]int // INVITEs in progress by source
 	closed  bool
 	callWG  sync.WaitGroup // registered calls, until hung up
 	wg      sync.WaitGroup // listeners and other helpers
@@ -215,7 +221,7 @@ func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
 		ua.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, adm: adm, rate: ingest.NewPeerRate(cfg.InviteRate, cfg.InviteBurst), ua: ua, srv: srv, cli: cli, ports: ports, calls: map[string]*Call{}}
+	s := &Server{cfg: cfg, adm: adm, rate: ingest.NewPeerRate(cfg.InviteRate, cfg.InviteBurst), ua: ua, srv: srv, cli: cli, ports: ports, calls: map[string]*Call{}, pending: map[netip.Addr]int{}}
 	if len(cfg.Users) > 0 {
 		s.auth = newAuthenticator(cfg.Realm, cfg.Users)
 	}
@@ -361,6 +367,29 @@ func (s *Server) safe(h func(*sipmsg.Request, sipmsg.ServerTransaction)) func(*s
 // Panics is the number of requests whose handling panicked (and was
 // contained).
 func (s *Server) Panics() int64 { return s.panics.Load() }
+
+// beginPending counts an INVITE in progress from ip, unless ip has
+// MaxUnackedPerSource already.
+func (s *Server) beginPending(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.cfg.MaxUnackedPerSource; n > 0 && s.pending[ip] >= n {
+		return false
+	}
+	s.pending[ip]++
+	return true
+}
+
+// endPending ends what beginPending counted.
+func (s *Server) endPending(ip netip.Addr) {
+	ip = ip.Unmap()
+	s.mu.Lock()
+	if s.pending[ip]--; s.pending[ip] <= 0 {
+		delete(s.pending, ip)
+	}
+	s.mu.Unlock()
+}
 
 // Call is the live call with this Call-ID, or nil.
 func (s *Server) Call(sipCallID string) *Call {
@@ -624,6 +653,13 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		tx.Terminate()
 		return
 	}
+	if !s.beginPending(src.Addr()) {
+		s.refuse(tx, req, &ingest.Refusal{Reason: "unacked", SIP: 503, RetryAfter: 5 * time.Second,
+			Detail: "too many calls in progress from this address"})
+		tx.Terminate()
+		return
+	}
+	defer s.endPending(src.Addr())
 	if s.auth != nil && !s.auth.verify(req) {
 		s.refuse(tx, req, &ingest.Refusal{Reason: "unauthorized", SIP: 401})
 		return

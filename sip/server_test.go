@@ -1103,3 +1103,44 @@ func TestTCPConnectionsBounded(t *testing.T) {
 		t.Errorf("a connection closed after %v, before the idle timeout", d)
 	}
 }
+
+// One address may have only so many INVITEs in progress (answered and not
+// ACKed here): the next is refused at once; another address still calls.
+func TestUnackedPerSourceBounded(t *testing.T) {
+	_, _, addr := startServer(t, Config{MaxUnackedPerSource: 2, AckTimeout: 2 * time.Second})
+	sdp := string(offer(40000, "0"))
+	invite := func(id string) string {
+		return "INVITE sip:b@" + addr + " SIP/2.0\r\nVia: SIP/2.0/UDP LOCAL;branch=z9hG4bK" + id + "\r\nMax-Forwards: 70\r\n" +
+			"From: <sip:a@127.0.0.1>;tag=" + id + "\r\nTo: <sip:b@" + addr + ">\r\nCall-ID: " + id + "\r\nCSeq: 1 INVITE\r\n" +
+			"Contact: <sip:a@LOCAL>\r\n" + fmt.Sprintf("Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", len(sdp), sdp)
+	}
+	var got []int
+	for i := range 3 {
+		got = append(got, rawStatus(t, addr, invite(fmt.Sprint("unacked-", i))))
+	}
+	if fmt.Sprint(got) != "[200 200 503]" {
+		t.Errorf("three INVITEs never ACKed: %v, want [200 200 503]", got)
+	}
+	other, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	msg := strings.ReplaceAll(invite("elsewhere-1"), "LOCAL", other.LocalAddr().String())
+	to, _ := net.ResolveUDPAddr("udp", addr)
+	other.WriteToUDP([]byte(msg), to)
+	buf := make([]byte, 65535)
+	other.SetReadDeadline(time.Now().Add(3 * time.Second))
+	for {
+		n, _, err := other.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatal("no answer to a caller at another address")
+		}
+		if s := string(buf[:n]); strings.HasPrefix(s, "SIP/2.0 ") && s[8] != '1' {
+			if !strings.HasPrefix(s, "SIP/2.0 200") {
+				t.Errorf("a caller at another address: %s", s[:20])
+			}
+			break
+		}
+	}
+}
