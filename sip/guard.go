@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -15,16 +16,14 @@ type guardedListener struct {
 	net.Listener
 	idle  time.Duration // 0: no idle timeout
 	perIP int           // 0: no bound
+	frame bool          // plain SIP on the stream: answer 513 to oversized messages
 
 	mu   sync.Mutex
 	open map[netip.Addr]int
 }
 
-func guard(l net.Listener, idle time.Duration, perIP int) net.Listener {
-	if idle <= 0 && perIP <= 0 {
-		return l
-	}
-	return &guardedListener{Listener: l, idle: idle, perIP: perIP, open: map[netip.Addr]int{}}
+func guard(l net.Listener, idle time.Duration, perIP int, frame bool) net.Listener {
+	return &guardedListener{Listener: l, idle: idle, perIP: perIP, frame: frame, open: map[netip.Addr]int{}}
 }
 
 func (l *guardedListener) Accept() (net.Conn, error) {
@@ -43,7 +42,11 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 		}
 		l.open[ip]++
 		l.mu.Unlock()
-		return &guardedConn{Conn: c, l: l, ip: ip}, nil
+		gc := &guardedConn{Conn: c, l: l, ip: ip}
+		if l.frame {
+			gc.f = &framer{}
+		}
+		return gc, nil
 	}
 }
 
@@ -52,6 +55,7 @@ type guardedConn struct {
 	net.Conn
 	l    *guardedListener
 	ip   netip.Addr
+	f    *framer // nil: not followed (TLS below the encryption)
 	once sync.Once
 }
 
@@ -59,7 +63,16 @@ func (c *guardedConn) Read(b []byte) (int, error) {
 	if c.l.idle > 0 {
 		c.Conn.SetReadDeadline(time.Now().Add(c.l.idle))
 	}
-	return c.Conn.Read(b)
+	n, err := c.Conn.Read(b)
+	if c.f != nil && n > 0 && !c.f.feed(b[:n]) {
+		// Answer the oversized message, then end the stream: there is no
+		// boundary to resynchronise on.
+		c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+		c.Conn.Write(tooLarge(c.f.hdr))
+		c.Conn.Close()
+		return 0, io.EOF
+	}
+	return n, err
 }
 
 func (c *guardedConn) Close() error {
