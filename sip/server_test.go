@@ -930,10 +930,11 @@ func TestStrangerCannotTakeOverACall(t *testing.T) {
 		{"made-up tags", "INVITE", "x1", "x2", 100, 481},
 		{"the caller's tag only", "INVITE", fromTag, "x2", 101, 481},
 		{"UPDATE with made-up tags", "UPDATE", "x1", "x2", 102, 481},
+		{"BYE with made-up tags", "BYE", "x1", "x2", 103, 481},
 		{"the dialog's tags, a stale CSeq", "INVITE", fromTag, toTag, 0, 500},
 	} {
 		body := steal
-		if tc.method == "UPDATE" {
+		if tc.method != "INVITE" {
 			body = nil
 		}
 		if code := strangerRequest(t, addr, tc.method, callID, tc.from, tc.to, tc.cseq, body); code != tc.want {
