@@ -15,6 +15,8 @@ type LegOptions struct {
 	PayloadTypes map[uint8]string
 	// DTMFPayloadType is the telephone-event payload type; -1 for none.
 	DTMFPayloadType int
+	// DTMFClockRate is the telephone-event's clock; 0: the codec's.
+	DTMFClockRate int
 	// Sink receives the leg's 16 kHz audio as it is decoded. Required.
 	Sink Sink
 	// ReorderMs is how long a missing packet is waited for before it is
@@ -320,8 +322,11 @@ var dtmfDigits = [16]byte{'0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '*',
 // three times; the event's timestamp tells them apart).
 func (l *Leg) dtmf(s *slot) {
 	p := s.payload
-	if len(p) < 4 || p[0] > 15 {
+	if len(p) < 4 || p[0] > 16 {
 		l.stats.Malformed++
+		return
+	}
+	if p[0] == 16 { // hook flash (fmtp 0-16): an event, not a digit
 		return
 	}
 	if p[1]&0x80 == 0 || (l.haveDTMF && l.lastDTMF == s.ts) {
@@ -337,8 +342,11 @@ func (l *Leg) dtmf(s *slot) {
 		rate = int64(l.cur.codec.ClockRate)
 	}
 	start := l.pos / 16
-	if l.haveTS {
+	if l.haveTS && (l.opts.DTMFClockRate == 0 || int64(l.opts.DTMFClockRate) == rate) {
 		start += int64(int32(s.ts-l.nextTS)) * 1000 / rate
+	}
+	if l.opts.DTMFClockRate > 0 { // its own clock: the offset to the audio is not known
+		rate = int64(l.opts.DTMFClockRate)
 	}
 	dur := int64(uint16(p[2])<<8|uint16(p[3])) * 1000 / rate
 	l.opts.OnDTMF(DTMF{Digit: dtmfDigits[p[0]], StartMs: start, DurationMs: dur})

@@ -165,8 +165,12 @@ func TestLegDTMFOncePerEvent(t *testing.T) {
 		send(8000, 5, true, 960)
 	}
 	send(16000, 11, true, 400) // '#'
+	send(24000, 16, true, 400) // hook flash (fmtp 0-16): no digit, not malformed
 	if len(got) != 2 || got[0].Digit != '5' || got[0].DurationMs != 120 || got[1].Digit != '#' || got[1].DurationMs != 50 {
 		t.Fatalf("%+v", got)
+	}
+	if st := l.Stats(); st.Malformed != 0 {
+		t.Errorf("%d malformed", st.Malformed)
 	}
 }
 

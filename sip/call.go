@@ -93,6 +93,7 @@ func (s *Server) openLeg(c *Call, i int, l *CallLeg) error {
 	lo := s.cfg.Leg
 	lo.PayloadTypes = map[uint8]string{l.choice.PT: l.choice.Name}
 	lo.DTMFPayloadType = l.choice.DTMFPT
+	lo.DTMFClockRate = l.choice.DTMFClock
 	lo.Sink = c.ticket.Sink(i)
 	lo.OnDTMF = func(d media.DTMF) { c.ticket.DTMF(i, d) }
 	leg, err := media.NewLeg(lo)
@@ -297,5 +298,9 @@ func (s *Server) reinvite(callID string, req *sipmsg.Request, tx sipmsg.ServerTr
 	}
 	c.hold.Store(hold)
 	c.refreshed.Store(time.Now().UnixNano())
-	tx.Respond(sipmsg.NewSDPResponseFromRequest(req, c.answer(offers)))
+	res := sipmsg.NewSDPResponseFromRequest(req, c.answer(offers))
+	if h := s.contactFor(req.Transport()); h != nil { // every 2xx has our Contact
+		res.AppendHeader(h)
+	}
+	tx.Respond(res)
 }

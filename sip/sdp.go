@@ -154,7 +154,10 @@ type Choice struct {
 	PT     uint8
 	Name   string
 	Clock  int
-	DTMFPT int // -1 when the offer has no telephone-event at the codec's clock
+	DTMFPT int // -1 when the offer has no telephone-event
+	// DTMFClock is the telephone-event's clock: the codec's when offered
+	// so, else the one offered (telephone-event/8000 beside opus/48000).
+	DTMFClock int
 }
 
 // Negotiate picks the first codec of prefs the offer has.
@@ -171,9 +174,15 @@ func Negotiate(o Offer, prefs []string) (Choice, error) {
 		}
 		c := o.Codecs[uint8(best)]
 		ch := Choice{PT: uint8(best), Name: c.name, Clock: c.clock, DTMFPT: -1}
-		for pt, d := range o.Codecs {
-			if strings.EqualFold(d.name, "telephone-event") && d.clock == c.clock && (ch.DTMFPT < 0 || int(pt) < ch.DTMFPT) {
-				ch.DTMFPT = int(pt)
+		// telephone-event at the codec's clock first; else at any clock.
+		for _, sameClock := range []bool{true, false} {
+			for pt, d := range o.Codecs {
+				if strings.EqualFold(d.name, "telephone-event") && (d.clock == c.clock || !sameClock) && (ch.DTMFPT < 0 || int(pt) < ch.DTMFPT) {
+					ch.DTMFPT, ch.DTMFClock = int(pt), d.clock
+				}
+			}
+			if ch.DTMFPT >= 0 {
+				break
 			}
 		}
 		return ch, nil
@@ -181,17 +190,14 @@ func Negotiate(o Offer, prefs []string) (Choice, error) {
 	return Choice{}, ErrNoCommonCodec
 }
 
-// answerDirection mirrors the offer (RFC 3264 6.1).
+// answerDirection answers an offer's direction (RFC 3264 6.1) for a party
+// that only listens: recvonly, or inactive when the peer will not send.
 func answerDirection(offer string) string {
 	switch offer {
-	case "sendonly":
-		return "recvonly"
-	case "recvonly":
-		return "sendonly"
-	case "inactive":
+	case "recvonly", "inactive":
 		return "inactive"
 	}
-	return "sendrecv"
+	return "recvonly"
 }
 
 // AnswerStream is one m-line of an answer: a stream we receive on Port
@@ -242,7 +248,11 @@ func AnswerStreams(ip netip.Addr, streams []AnswerStream, sessionID uint64, vers
 		}
 		fmt.Fprintf(&b, "a=rtpmap:%d %s/%d%s\r\n", ch.PT, ch.Name, ch.Clock, suffix)
 		if ch.DTMFPT >= 0 {
-			fmt.Fprintf(&b, "a=rtpmap:%d telephone-event/%d\r\na=fmtp:%d 0-16\r\n", ch.DTMFPT, ch.Clock, ch.DTMFPT)
+			clock := ch.DTMFClock
+			if clock == 0 {
+				clock = ch.Clock
+			}
+			fmt.Fprintf(&b, "a=rtpmap:%d telephone-event/%d\r\na=fmtp:%d 0-16\r\n", ch.DTMFPT, clock, ch.DTMFPT)
 		}
 		if st.Offer.Label != "" {
 			fmt.Fprintf(&b, "a=label:%s\r\n", st.Offer.Label)

@@ -35,7 +35,7 @@ func TestParseAndNegotiate(t *testing.T) {
 		t.Errorf("opus: %v", err)
 	}
 	ans := string(Answer(netip.MustParseAddrPort("127.0.0.1:30000"), Choice{PT: 0, Name: "PCMU", Clock: 8000, DTMFPT: 101}, o.Direction, 7, 1))
-	for _, want := range []string{"m=audio 30000 RTP/AVP 0 101\r\n", "c=IN IP4 127.0.0.1\r\n", "a=rtpmap:0 PCMU/8000\r\n", "a=rtpmap:101 telephone-event/8000\r\n", "a=sendrecv\r\n"} {
+	for _, want := range []string{"m=audio 30000 RTP/AVP 0 101\r\n", "c=IN IP4 127.0.0.1\r\n", "a=rtpmap:0 PCMU/8000\r\n", "a=rtpmap:101 telephone-event/8000\r\n", "a=recvonly\r\n"} {
 		if !strings.Contains(ans, want) {
 			t.Errorf("answer lacks %q:\n%s", want, ans)
 		}
@@ -84,4 +84,24 @@ func FuzzParseOffer(f *testing.F) {
 			Answer(netip.MustParseAddrPort("127.0.0.1:30000"), ch, o.Direction, 1, 1)
 		}
 	})
+}
+
+// Opus with telephone-event at 8 kHz (baresip, many SBCs): DTMF is kept, at
+// its own clock, and the answer says so.
+func TestOpusKeepsTelephoneEventAt8k(t *testing.T) {
+	o, err := ParseOffer([]byte("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio 40000 RTP/AVP 96 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := Negotiate(o, []string{"opus"})
+	if err != nil || ch.DTMFPT != 101 || ch.DTMFClock != 8000 || ch.Clock != 48000 {
+		t.Fatalf("%+v %v", ch, err)
+	}
+	ans := string(Answer(netip.MustParseAddrPort("127.0.0.1:30000"), ch, o.Direction, 1, 1))
+	for _, want := range []string{"m=audio 30000 RTP/AVP 96 101\r\n", "a=rtpmap:96 opus/48000/2\r\n", "a=rtpmap:101 telephone-event/8000\r\n", "a=recvonly\r\n"} {
+		if !strings.Contains(ans, want) {
+			t.Errorf("answer lacks %q:\n%s", want, ans)
+		}
+	}
 }

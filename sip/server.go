@@ -237,6 +237,7 @@ func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
 	srv.OnBye(s.safe(s.onBye))
 	srv.OnOptions(s.safe(s.onOptions))
 	srv.OnUpdate(s.safe(s.onUpdate))
+	srv.OnInfo(s.safe(s.onInfo))
 	srv.OnNoRoute(s.safe(s.onOther))
 	return s, nil
 }
@@ -470,7 +471,7 @@ func respond(tx sipmsg.ServerTransaction, req *sipmsg.Request, code int, reason 
 	tx.Respond(res)
 }
 
-const allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"
+const allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
 
 // rejectMalformed answers what the parser let through but RFC 3261 does not:
 // another SIP version (505), more than one Call-ID or a CSeq naming another
@@ -489,10 +490,27 @@ func rejectMalformed(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
 		respond(tx, req, 400, "Bad Request", warn("CSeq method does not match"))
 	case req.Method == sipmsg.INVITE && req.MaxForwards() != nil && req.MaxForwards().Val() == 0:
 		respond(tx, req, 483, "Too Many Hops")
+	case len(unsupported(req)) > 0:
+		respond(tx, req, 420, "Bad Extension", sipmsg.NewHeader("Unsupported", strings.Join(unsupported(req), ", ")))
 	default:
 		return false
 	}
 	return true
+}
+
+// unsupported lists the option tags req requires that we do not support.
+func unsupported(req *sipmsg.Request) []string {
+	var out []string
+	for _, h := range req.GetHeaders("require") {
+		for _, tag := range strings.Split(h.Value(), ",") {
+			// The option tags a Require may name (RFC 3261 8.2.2.3): session
+			// timers (RFC 4028) and recording sessions (RFC 7866).
+			if tag = strings.ToLower(strings.TrimSpace(tag)); tag != "" && tag != "timer" && tag != "siprec" {
+				out = append(out, tag)
+			}
+		}
+	}
+	return out
 }
 
 // onUpdate refreshes a call's session timer (RFC 4028 with UPDATE).
@@ -506,6 +524,61 @@ func (s *Server) onUpdate(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	}
 	c.refreshed.Store(time.Now().UnixNano())
 	respond(tx, req, 200, "OK")
+}
+
+// onInfo takes DTMF sent in INFO (application/dtmf-relay: "Signal=5",
+// "Duration=160"; application/dtmf: "5"), as Avaya and Cisco do: a digit on
+// the call's first leg, timed from the call's start. Other INFO bodies are
+// acknowledged and ignored.
+func (s *Server) onInfo(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if rejectMalformed(req, tx) {
+		return
+	}
+	c := s.dialogCall(req, tx)
+	if c == nil {
+		return
+	}
+	ct := ""
+	if h := req.ContentType(); h != nil {
+		ct = strings.ToLower(strings.TrimSpace(strings.Split(h.Value(), ";")[0]))
+	}
+	if d, ok := infoDigit(ct, string(req.Body())); ok {
+		d.StartMs = time.Since(c.Started).Milliseconds()
+		c.ticket.DTMF(0, d)
+	}
+	respond(tx, req, 200, "OK")
+}
+
+// infoDigit reads a digit from an INFO body.
+func infoDigit(contentType, body string) (media.DTMF, bool) {
+	var d media.DTMF
+	switch contentType {
+	case "application/dtmf-relay":
+		for _, line := range strings.Split(body, "\n") {
+			k, v, ok := strings.Cut(line, "=")
+			if !ok {
+				continue
+			}
+			switch strings.ToLower(strings.TrimSpace(k)) {
+			case "signal":
+				v = strings.TrimSpace(v)
+				if len(v) == 1 {
+					d.Digit = v[0]
+				}
+			case "duration":
+				d.DurationMs, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			}
+		}
+	case "application/dtmf":
+		if v := strings.TrimSpace(body); len(v) == 1 {
+			d.Digit = v[0]
+		}
+	}
+	if d.Digit >= 'a' && d.Digit <= 'd' {
+		d.Digit -= 'a' - 'A'
+	}
+	ok := d.Digit >= '0' && d.Digit <= '9' || d.Digit == '*' || d.Digit == '#' || d.Digit >= 'A' && d.Digit <= 'D'
+	return d, ok
 }
 
 // dialogCall finds the call a request inside a dialog belongs to: its
@@ -757,9 +830,9 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		c.To = t.Address.String()
 	}
 	c.hold.Store(hold)
-	dlg.Respond(100, "Trying", nil)
+	s.provisional(dlg, req, 100, "Trying")
 	if s.cfg.AnswerDelay > 0 {
-		dlg.Respond(180, "Ringing", nil)
+		s.provisional(dlg, req, 180, "Ringing")
 		select {
 		case <-time.After(s.cfg.AnswerDelay):
 		case <-cancelled: // the transaction answers 487
@@ -819,6 +892,16 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	go s.run(c, log)
+}
+
+// provisional sends a 1xx with the Contact of the transport the INVITE came
+// over (sipgo would put its default, UDP one).
+func (s *Server) provisional(dlg *sipgo.DialogServerSession, req *sipmsg.Request, code int, reason string) {
+	res := sipmsg.NewResponseFromRequest(dlg.InviteRequest, code, reason, nil)
+	if h := s.contactFor(req.Transport()); h != nil {
+		res.AppendHeader(h)
+	}
+	dlg.WriteResponse(res)
 }
 
 // unanswered gives up a call before its 200: media closed, slot freed.

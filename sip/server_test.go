@@ -1145,3 +1145,45 @@ func TestUnackedPerSourceBounded(t *testing.T) {
 		}
 	}
 }
+
+// Carrier details: DTMF in INFO (dtmf-relay and dtmf) becomes digits; an
+// unknown Require gets 420 with Unsupported; the 200 to a re-INVITE has a
+// Contact; a 100 over TCP carries the TCP Contact.
+func TestCarrierDetails(t *testing.T) {
+	_, rec, addr := startServer(t, Config{TCP: "127.0.0.1:0"})
+	phone := newUAC(t)
+	sess, c, _ := call(t, phone, rec, addr, 40000)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, b := range []struct{ ct, body string }{
+		{"application/dtmf-relay", "Signal=5\r\nDuration=160\r\n"},
+		{"application/dtmf", "#"},
+		{"application/dtmf-relay", "Signal=\r\n"}, // no digit: 200, nothing reported
+	} {
+		req := sipmsg.NewRequest(sipmsg.INFO, sess.InviteResponse.Contact().Address)
+		req.AppendHeader(sipmsg.NewHeader("Content-Type", b.ct))
+		req.SetBody([]byte(b.body))
+		if res, err := sess.Do(ctx, req); err != nil || res.StatusCode != 200 {
+			t.Fatalf("INFO %s: %v %v", b.ct, res, err)
+		}
+	}
+	rec.mu.Lock()
+	if got := string(rec.digits); got != "5#" {
+		t.Errorf("digits from INFO %q, want 5#", got)
+	}
+	rec.mu.Unlock()
+	req := sipmsg.NewRequest(sipmsg.INVITE, sess.InviteResponse.Contact().Address)
+	req.SetBody(offer(40000, "0"))
+	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
+	res, err := sess.Do(ctx, req)
+	if err != nil || res.StatusCode != 200 || res.Contact() == nil {
+		t.Errorf("200 to a re-INVITE without Contact: %v %v", res, err)
+	}
+	sess.Bye(ctx)
+	<-c.Done()
+
+	if code, res := inviteStatus(t, phone, addr, offer(40002, "0"), sipgo.AnswerOptions{}, sipmsg.NewHeader("Require", "timer, 100rel, foo")); code != 420 ||
+		res.GetHeader("Unsupported") == nil || res.GetHeader("Unsupported").Value() != "100rel, foo" {
+		t.Errorf("unknown Require: %d %v", code, res)
+	}
+}
