@@ -34,6 +34,9 @@ type Call struct {
 
 	// Session timer (RFC 4028): the call ends when not refreshed in time.
 	expires   time.Duration
+	refresher string       // "uac" (the caller refreshes) or "uas" (we do), RFC 4028
+	timerOK   bool         // the caller supports session timers (Supported: timer)
+	offers    []Offer      // the last offer, answered again by an SDP-less re-INVITE
 	refreshed atomic.Int64 // unix nanos of the last INVITE/UPDATE
 	dlg       *sipgo.DialogServerSession
 	ticket    ingest.Ticket // the call's admission: sinks, DTMF, end
@@ -192,6 +195,13 @@ func (s *Server) run(c *Call, log *slog.Logger) {
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	// As the refresher we refresh at half the interval (RFC 4028 10).
+	var refresh <-chan time.Time
+	if c.expires > 0 && c.refresher == "uas" {
+		t := time.NewTicker(c.expires / 2)
+		defer t.Stop()
+		refresh = t.C
+	}
 	reason := ""
 	for reason == "" {
 		select {
@@ -199,6 +209,8 @@ func (s *Server) run(c *Call, log *slog.Logger) {
 			reason = "bye"
 		case <-s.ctx.Done():
 			reason = "shutdown"
+		case <-refresh:
+			s.refreshSession(c, log)
 		case <-tick.C:
 			if !c.OnHold() && c.idle() > s.cfg.MediaTimeout {
 				reason = "timeout"
@@ -249,6 +261,18 @@ func (s *Server) reinvite(callID string, req *sipmsg.Request, tx sipmsg.ServerTr
 	if c == nil {
 		return
 	}
+	if len(req.Body()) == 0 {
+		// No offer (a session refresh, a delayed-offer re-INVITE): our
+		// current SDP is the offer in the 200 (RFC 3261 14.2); nothing changes.
+		c.mu.Lock()
+		body := c.answer(c.offers)
+		c.mu.Unlock()
+		c.refreshed.Store(time.Now().UnixNano())
+		res := sipmsg.NewSDPResponseFromRequest(req, body)
+		s.finishRefreshResponse(c, req, res)
+		tx.Respond(res)
+		return
+	}
 	offers, _, err := s.readOffer(req)
 	if err != nil {
 		respond(tx, req, 488, "Not Acceptable Here")
@@ -297,10 +321,46 @@ func (s *Server) reinvite(callID string, req *sipmsg.Request, tx sipmsg.ServerTr
 		}
 	}
 	c.hold.Store(hold)
+	c.offers = offers
 	c.refreshed.Store(time.Now().UnixNano())
 	res := sipmsg.NewSDPResponseFromRequest(req, c.answer(offers))
-	if h := s.contactFor(req.Transport()); h != nil { // every 2xx has our Contact
+	s.finishRefreshResponse(c, req, res)
+	tx.Respond(res)
+}
+
+// finishRefreshResponse completes a 2xx to a re-INVITE or UPDATE: our
+// Contact, and the session timer again (RFC 4028 9: every 2xx to a refresh
+// carries Session-Expires).
+func (s *Server) finishRefreshResponse(c *Call, req *sipmsg.Request, res *sipmsg.Response) {
+	if h := s.contactFor(req.Transport()); h != nil {
 		res.AppendHeader(h)
 	}
-	tx.Respond(res)
+	if c.expires > 0 {
+		res.AppendHeader(sipmsg.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=%s", int(c.expires.Seconds()), c.refresher)))
+		if c.timerOK {
+			res.AppendHeader(sipmsg.NewHeader("Require", "timer"))
+		}
+	}
+}
+
+// refreshSession refreshes the session timer as its refresher: an UPDATE
+// in the dialog; a 2xx restarts the interval.
+func (s *Server) refreshSession(c *Call, log *slog.Logger) {
+	target := c.dlg.InviteRequest.Recipient
+	if h := c.dlg.InviteRequest.Contact(); h != nil {
+		target = h.Address
+	}
+	req := sipmsg.NewRequest(sipmsg.UPDATE, target)
+	req.AppendHeader(sipmsg.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=uas", int(c.expires.Seconds()))))
+	if c.timerOK {
+		req.AppendHeader(sipmsg.NewHeader("Supported", "timer"))
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	res, err := c.dlg.Do(ctx, req)
+	if err != nil || !res.IsSuccess() {
+		log.Warn("sip: session refresh failed", "err", err, "response", res)
+		return
+	}
+	c.refreshed.Store(time.Now().UnixNano())
 }

@@ -523,7 +523,34 @@ func (s *Server) onUpdate(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	c.refreshed.Store(time.Now().UnixNano())
-	respond(tx, req, 200, "OK")
+	res := sipmsg.NewResponseFromRequest(req, 200, "OK", nil)
+	s.finishRefreshResponse(c, req, res)
+	tx.Respond(res)
+}
+
+// headerValue is the first of the named headers (a full and a compact
+// name), or "".
+func headerValue(req *sipmsg.Request, names ...string) string {
+	for _, n := range names {
+		if h := req.GetHeader(n); h != nil {
+			return h.Value()
+		}
+	}
+	return ""
+}
+
+// optionTag tells whether a Supported/Require-style header lists tag.
+func optionTag(req *sipmsg.Request, name, compact, tag string) bool {
+	for _, n := range []string{name, compact} {
+		for _, h := range req.GetHeaders(n) {
+			for _, t := range strings.Split(h.Value(), ",") {
+				if strings.EqualFold(strings.TrimSpace(t), tag) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // onInfo takes DTMF sent in INFO (application/dtmf-relay: "Signal=5",
@@ -765,7 +792,15 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	c := &Call{SIPCallID: callID, Source: src, Headers: s.carried(req), Codec: choices[0].Name, Recording: meta != nil,
-		sessID: randUint64(), done: make(chan struct{}), expires: expires}
+		sessID: randUint64(), done: make(chan struct{}), expires: expires, offers: offers}
+	// RFC 4028 9: the caller refreshes when it supports timers and did not
+	// ask us to; a caller without timer support (a proxy such as Kamailio's
+	// sst module added the header) leaves it to us.
+	c.timerOK = optionTag(req, "supported", "k", "timer")
+	c.refresher = "uas"
+	if c.timerOK && !strings.Contains(strings.ToLower(headerValue(req, "session-expires", "x")), "refresher=uas") {
+		c.refresher = "uac"
+	}
 	c.refreshed.Store(time.Now().UnixNano())
 	senders := make([]Participant, len(streams))
 	if meta != nil {
@@ -849,8 +884,10 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		res.AppendHeader(h)
 	}
 	if expires > 0 {
-		res.AppendHeader(sipmsg.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=uac", int(expires.Seconds()))))
-		res.AppendHeader(sipmsg.NewHeader("Require", "timer"))
+		res.AppendHeader(sipmsg.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=%s", int(expires.Seconds()), c.refresher)))
+		if c.timerOK {
+			res.AppendHeader(sipmsg.NewHeader("Require", "timer"))
+		}
 	}
 	s.mu.Lock()
 	if s.closed {

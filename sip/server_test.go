@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,8 +158,9 @@ type uac struct {
 	ua   *sipgo.UserAgent
 	cli  *sipgo.Client
 	dc   *sipgo.DialogClientCache
-	port int
-	byes chan struct{}
+	port    int
+	byes    chan struct{}
+	updates atomic.Int32 // UPDATEs the server sent (session refreshes)
 }
 
 func newUAC(t *testing.T) *uac {
@@ -176,6 +178,10 @@ func newUAC(t *testing.T) *uac {
 	srv.OnBye(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		u.dc.ReadBye(req, tx)
 		u.byes <- struct{}{}
+	})
+	srv.OnUpdate(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		u.updates.Add(1)
+		tx.Respond(sipmsg.NewResponseFromRequest(req, 200, "OK", nil))
 	})
 	served := make(chan struct{})
 	go func() {
@@ -618,8 +624,10 @@ func TestSessionTimer(t *testing.T) {
 		t.Errorf("Session-Expires 0: %v", err)
 	}
 	sess.Close()
-	sess = answered(t, ctx, phone.dc, target(addr), offer(40000, "0"), sipmsg.NewHeader("Session-Expires", "2"))
-	if h := sess.InviteResponse.GetHeader("Session-Expires"); h == nil || !strings.HasPrefix(h.Value(), "2;refresher=uac") {
+	sess = answered(t, ctx, phone.dc, target(addr), offer(40000, "0"), sipmsg.NewHeader("Session-Expires", "2"),
+		sipmsg.NewHeader("Supported", "timer"))
+	if h := sess.InviteResponse.GetHeader("Session-Expires"); h == nil || !strings.HasPrefix(h.Value(), "2;refresher=uac") ||
+		sess.InviteResponse.GetHeader("Require") == nil {
 		t.Errorf("200 OK Session-Expires: %v", h)
 	}
 	c := <-rec.startCh
@@ -628,7 +636,7 @@ func TestSessionTimer(t *testing.T) {
 	for range 4 {
 		time.Sleep(800 * time.Millisecond)
 		req := sipmsg.NewRequest(sipmsg.UPDATE, sess.InviteResponse.Contact().Address)
-		if res, err := sess.Do(ctx, req); err != nil || res.StatusCode != 200 {
+		if res, err := sess.Do(ctx, req); err != nil || res.StatusCode != 200 || res.GetHeader("Session-Expires") == nil {
 			t.Fatalf("UPDATE: %v %v", res, err)
 		}
 	}
@@ -1185,5 +1193,38 @@ func TestCarrierDetails(t *testing.T) {
 	if code, res := inviteStatus(t, phone, addr, offer(40002, "0"), sipgo.AnswerOptions{}, sipmsg.NewHeader("Require", "timer, 100rel, foo")); code != 420 ||
 		res.GetHeader("Unsupported") == nil || res.GetHeader("Unsupported").Value() != "100rel, foo" {
 		t.Errorf("unknown Require: %d %v", code, res)
+	}
+}
+
+// Session-Expires from a caller that does not support timers (a proxy
+// added it, as Kamailio's sst module does): we are the refresher (RFC 4028
+// 9), without Require, and refresh by UPDATE, so the call outlives several
+// intervals; a refresh re-INVITE without SDP gets our SDP and the timer.
+func TestSessionTimerWeRefresh(t *testing.T) {
+	_, rec, addr := startServer(t, Config{MinSE: time.Second})
+	phone := newUAC(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	sess := answered(t, ctx, phone.dc, target(addr), offer(40000, "0"), sipmsg.NewHeader("Session-Expires", "2"))
+	if h := sess.InviteResponse.GetHeader("Session-Expires"); h == nil || h.Value() != "2;refresher=uas" || sess.InviteResponse.GetHeader("Require") != nil {
+		t.Errorf("200 OK: Session-Expires %v, Require %v", h, sess.InviteResponse.GetHeader("Require"))
+	}
+	c := <-rec.startCh
+	time.Sleep(5 * time.Second) // two and a half intervals, no refresh from the caller
+	if c.Reason() != "" || phone.updates.Load() < 3 {
+		t.Fatalf("ended %q, %d refreshes sent", c.Reason(), phone.updates.Load())
+	}
+	req := sipmsg.NewRequest(sipmsg.INVITE, sess.InviteResponse.Contact().Address)
+	res, err := sess.Do(ctx, req)
+	if err != nil || res.StatusCode != 200 || len(res.Body()) == 0 || res.GetHeader("Session-Expires") == nil {
+		t.Fatalf("re-INVITE without SDP: %v %v", res, err)
+	}
+	if _, err := ParseOffer(res.Body()); err != nil {
+		t.Errorf("the SDP in the 200: %v", err)
+	}
+	sess.Bye(ctx)
+	<-c.Done()
+	if c.Reason() != "bye" {
+		t.Errorf("reason %q", c.Reason())
 	}
 }
