@@ -155,9 +155,9 @@ func startServer(t *testing.T, cfg Config) (*Server, *recorder, string) {
 
 // uac is a SIP phone made of sipgo's client and dialog API.
 type uac struct {
-	ua   *sipgo.UserAgent
-	cli  *sipgo.Client
-	dc   *sipgo.DialogClientCache
+	ua      *sipgo.UserAgent
+	cli     *sipgo.Client
+	dc      *sipgo.DialogClientCache
 	port    int
 	byes    chan struct{}
 	updates atomic.Int32 // UPDATEs the server sent (session refreshes)
