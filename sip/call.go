@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +39,7 @@ type Call struct {
 	refresher string       // "uac" (the caller refreshes) or "uas" (we do), RFC 4028
 	timerOK   bool         // the caller supports session timers (Supported: timer)
 	offers    []Offer      // the last offer, answered again by an SDP-less re-INVITE
+	delayed   bool         // the INVITE had no SDP: we offered in the 200
 	refreshed atomic.Int64 // unix nanos of the last INVITE/UPDATE
 	dlg       *sipgo.DialogServerSession
 	ticket    ingest.Ticket // the call's admission: sinks, DTMF, end
@@ -55,9 +58,10 @@ type CallLeg struct {
 	Sender Participant // who sends it (SIPREC metadata), if known
 	Leg    *media.Leg
 
-	rcv    *media.Receiver
-	choice Choice // the codec now in use
-	normal string // the direction first offered
+	rcv     *media.Receiver
+	choice  Choice           // the codec now in use
+	decodes map[uint8]string // a delayed offer's: every payload type offered
+	normal  string           // the direction first offered
 }
 
 // holds tells whether an offer of the stream puts it on hold: inactive, a
@@ -95,6 +99,9 @@ func (s *Server) openLeg(c *Call, i int, l *CallLeg) error {
 	}
 	lo := s.cfg.Leg
 	lo.PayloadTypes = map[uint8]string{l.choice.PT: l.choice.Name}
+	if l.decodes != nil {
+		lo.PayloadTypes = l.decodes
+	}
 	lo.DTMFPayloadType = l.choice.DTMFPT
 	lo.DTMFClockRate = l.choice.DTMFClock
 	lo.Sink = c.ticket.Sink(i)
@@ -175,6 +182,39 @@ func (c *Call) answer(offers []Offer) []byte {
 		streams = append(streams, AnswerStream{Port: l.rcv.LocalAddr().Port(), Choice: l.choice, Offer: o})
 	}
 	return AnswerStreams(c.Legs[0].rcv.LocalAddr().Addr(), streams, c.sessID, c.ver.Add(1))
+}
+
+// offerSDP is our offer of a delayed-offer call: its one stream with every
+// codec we take.
+func (c *Call) offerSDP() []byte {
+	l := c.Legs[0]
+	ip := l.rcv.LocalAddr().Addr()
+	family := "IP4"
+	if ip.Is6() && !ip.Is4In6() {
+		family = "IP6"
+	}
+	pts := make([]int, 0, len(l.decodes))
+	for pt := range l.decodes {
+		pts = append(pts, int(pt))
+	}
+	slices.Sort(pts)
+	var b strings.Builder
+	fmt.Fprintf(&b, "v=0\r\no=callscribe %d %d IN %s %s\r\ns=callscribe\r\nc=IN %s %s\r\nt=0 0\r\nm=audio %d RTP/AVP",
+		c.sessID, c.ver.Add(1), family, ip, family, ip, l.rcv.LocalAddr().Port())
+	for _, pt := range pts {
+		fmt.Fprintf(&b, " %d", pt)
+	}
+	b.WriteString(" 101\r\n")
+	for _, pt := range pts {
+		name := l.decodes[uint8(pt)]
+		if strings.EqualFold(name, "opus") {
+			fmt.Fprintf(&b, "a=rtpmap:%d opus/48000/2\r\n", pt)
+		} else {
+			fmt.Fprintf(&b, "a=rtpmap:%d %s/8000\r\n", pt, name)
+		}
+	}
+	b.WriteString("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=recvonly\r\n")
+	return []byte(b.String())
 }
 
 // idle is how long the call has had no RTP on any stream.

@@ -682,7 +682,64 @@ func (s *Server) onOther(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 }
 
 func (s *Server) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if len(req.Body()) > 0 {
+		s.takeAnswer(req)
+	}
 	s.dlgs.ReadAck(req, tx)
+}
+
+// ourOffer is what we offer when the caller did not: every configured
+// codec (dynamic payload type 111 for Opus) and telephone-event, 101.
+func (s *Server) ourOffer() Offer {
+	o := Offer{Codecs: map[uint8]codec{}, Direction: "sendrecv", media: "audio", proto: "RTP/AVP"}
+	for _, name := range s.cfg.Codecs {
+		switch strings.ToUpper(name) {
+		case "PCMU":
+			o.Codecs[0] = codec{"PCMU", 8000}
+		case "PCMA":
+			o.Codecs[8] = codec{"PCMA", 8000}
+		case "G722":
+			o.Codecs[9] = codec{"G722", 8000}
+		case "OPUS":
+			o.Codecs[111] = codec{"opus", 48000}
+		}
+	}
+	o.Codecs[101] = codec{"telephone-event", 8000}
+	return o
+}
+
+// takeAnswer reads the SDP answer an ACK brings to our offer (a delayed
+// offer): the peer's media address (what may latch) and its codec.
+func (s *Server) takeAnswer(req *sipmsg.Request) {
+	if req.CallID() == nil {
+		return
+	}
+	s.mu.Lock()
+	c := s.calls[req.CallID().Value()]
+	s.mu.Unlock()
+	if c == nil || !c.delayed {
+		return
+	}
+	ans, err := ParseOffers(req.Body())
+	if err != nil {
+		s.cfg.Logger.Info("sip: answer in ACK not read", "call_id", c.SIPCallID, "err", err)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := 0
+	for _, o := range ans {
+		if o.Refused || k >= len(c.Legs) {
+			continue
+		}
+		l := c.Legs[k]
+		k++
+		if ch, err := Negotiate(o, s.cfg.Codecs); err == nil {
+			l.choice = ch
+		}
+		l.rcv.Expect(o.Addr, sourceOf(req).Addr(), latchWindow)
+	}
+	c.offers = ans
 }
 
 func (s *Server) onBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
@@ -769,8 +826,15 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		s.adm.Refused("sip", r)
 		return
 	}
-	offers, meta, err := s.readOffer(req)
-	if err != nil {
+	// An INVITE without SDP is a delayed offer (Cisco CUBE/CUCM trunks): we
+	// offer every codec we take in the 200 and the answer comes in the ACK.
+	delayed := len(req.Body()) == 0
+	var offers []Offer
+	var meta []byte
+	var err error
+	if delayed {
+		offers = []Offer{s.ourOffer()}
+	} else if offers, meta, err = s.readOffer(req); err != nil {
 		s.refuse(tx, req, &ingest.Refusal{Reason: "bad_request", SIP: 400, Detail: err.Error()})
 		return
 	}
@@ -833,6 +897,14 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	c.ticket = ticket
 	for i, o := range streams {
 		l := &CallLeg{Name: names[i], Label: o.Label, Sender: senders[i], choice: choices[i], normal: o.Direction}
+		if delayed { // the answer may pick any codec we offered
+			l.decodes = map[uint8]string{}
+			for pt, c := range o.Codecs {
+				if !strings.EqualFold(c.name, "telephone-event") {
+					l.decodes[pt] = c.name
+				}
+			}
+		}
 		if err := s.openLeg(c, i, l); err != nil {
 			c.closeLegs()
 			ticket.End("error", nil)
@@ -879,6 +951,11 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		}
 	}
 	answer := c.answer(offers)
+	if delayed {
+		c.delayed = true
+		c.Codec = "" // the answer in the ACK picks it
+		answer = c.offerSDP()
+	}
 	res := sipmsg.NewSDPResponseFromRequest(dlg.InviteRequest, answer)
 	if h := s.contactFor(req.Transport()); h != nil {
 		res.AppendHeader(h)

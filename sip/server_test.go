@@ -1228,3 +1228,58 @@ func TestSessionTimerWeRefresh(t *testing.T) {
 		t.Errorf("reason %q", c.Reason())
 	}
 }
+
+// A delayed offer (an INVITE without SDP, as Cisco trunks send): the 200
+// offers every codec, the ACK brings the answer (PCMA here), and the audio
+// sent with it arrives.
+func TestDelayedOffer(t *testing.T) {
+	_, rec, addr := startServer(t, Config{})
+	phone := newUAC(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sess, err := phone.dc.Invite(ctx, target(addr), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ours, err := ParseOffer(sess.InviteResponse.Body())
+	if err != nil || len(ours.Codecs) < 5 || ours.Direction != "recvonly" {
+		t.Fatalf("our offer: %+v %v\n%s", ours, err, sess.InviteResponse.Body())
+	}
+	a := rtpSocket(t)
+	ack := sipmsg.NewRequest(sipmsg.ACK, sess.InviteResponse.Contact().Address)
+	ack.SetBody(offer(a.LocalAddr().(*net.UDPAddr).Port, "8"))
+	ack.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
+	if err := sess.WriteAck(ctx, ack); err != nil {
+		t.Fatal(err)
+	}
+	c := <-rec.startCh
+	p := make([]byte, 160)
+	for i := range p {
+		p[i] = g711.EncodeAlawFrame(int16(8000 * math.Sin(2*math.Pi*1000*float64(i)/8000)))
+	}
+	for k := range 25 {
+		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 8, SequenceNumber: uint16(k), Timestamp: uint32(160 * k), SSRC: 5}, Payload: p}
+		b, _ := pkt.Marshal()
+		a.WriteToUDPAddrPort(b, ours.Addr)
+		time.Sleep(5 * time.Millisecond)
+	}
+	for start := time.Now(); ringOf(c, 0).Len() < 6000 && time.Since(start) < 3*time.Second; time.Sleep(10 * time.Millisecond) {
+	}
+	y := make([]float32, ringOf(c, 0).Len())
+	n, _ := ringOf(c, 0).Read(y)
+	if n < 6000 || peak(y[:n]) != 1000 {
+		t.Errorf("%d samples, peak %v Hz", n, peak(y[:n]))
+	}
+	c.mu.Lock()
+	codec := c.Legs[0].choice.Name
+	c.mu.Unlock()
+	if codec != "PCMA" {
+		t.Errorf("codec from the answer: %q", codec)
+	}
+	sess.Bye(ctx)
+	<-c.Done()
+}
