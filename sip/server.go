@@ -76,8 +76,10 @@ type Config struct {
 	TCPIdleTimeout  time.Duration
 	TCPMaxPerSource int
 	// AckTimeout is how long the ACK for our 200 is waited for; a call
-	// without it is ended with BYE and its slot freed. Default 32 s (64*T1,
-	// RFC 3261 13.3.1.4).
+	// without it is ended with BYE and its slot freed. Default 8 s: an ACK
+	// lost four times still arrives (the 200 is resent at 0.5, 1, 2, 4 s);
+	// RFC 3261 13.3.1.4 resends for 32 s, which lets a stranger that never
+	// ACKs hold slots four times longer.
 	AckTimeout time.Duration
 	// AgentAORs are patterns of the agents' addresses of record (shell
 	// globs without the scheme: "*@agents.example.com"). A SIPREC call whose
@@ -104,7 +106,7 @@ const (
 	DefaultRTPPortLo    = 20000
 	DefaultRTPPortHi    = 30000
 	DefaultMediaTimeout = 30 * time.Second
-	DefaultAckTimeout   = 32 * time.Second
+	DefaultAckTimeout   = 8 * time.Second
 	DefaultMinSE        = 90 * time.Second
 	DefaultRealm        = "callscribe"
 	// TCP and TLS connections.

@@ -144,12 +144,8 @@ func TestKamailioBalancesAndDrains(t *testing.T) {
 // gateway that is full answers 503 and the balancer tries the other.
 func TestKamailioRoutesAroundAFullGateway(t *testing.T) {
 	rd := transcripttest.Start(t)
-	small := filepath.Join(t.TempDir(), "small.yaml")
-	if err := os.WriteFile(small, []byte("asr:\n  max_streams: \"2\"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	g1 := startGateway(t, rd.Addr, "-config", small)
-	g2 := startGateway(t, rd.Addr, "-config", small, "-rtp-ports", "36000-36999")
+	g1 := startGateway(t, rd.Addr, "-max-streams", "2")
+	g2 := startGateway(t, rd.Addr, "-max-streams", "2", "-rtp-ports", "36000-36999")
 	g1.waitReady(t, 200)
 	g2.waitReady(t, 200)
 	lb := startKamailio(t, g1.sip, g2.sip)

@@ -9,13 +9,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/callscribe/callscribe/gateway"
 )
 
 // envOverrides are the CALLSCRIBE_* variables serve reads, over the config
 // file and under the flags.
-var envOverrides = []string{"SIP", "HTTP", "REDIS", "MODEL", "RTP_PORTS", "MEDIA_IP", "PROVIDER"}
+var envOverrides = []string{"SIP", "HTTP", "REDIS", "MODEL", "RTP_PORTS", "MEDIA_IP", "PROVIDER", "MAX_STREAMS", "MAX_LAG"}
 
 func serveMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -30,6 +31,8 @@ func serveMain(args []string, stdout, stderr io.Writer) int {
 		{"rtp-ports", "RTP port range LO-HI (sip.rtp_ports)"},
 		{"media-ip", "address of the RTP sockets, announced in SDP (sip.media_ip)"},
 		{"provider", "execution provider: cpu or cuda (asr.provider)"},
+		{"max-streams", "recognition streams admitted: auto or a number (asr.max_streams)"},
+		{"max-lag", "no call is admitted while decoding lags more than this (asr.max_lag)"},
 	} {
 		set[f.name] = fs.String(f.name, "", f.usage)
 	}
@@ -63,6 +66,14 @@ func serveMain(args []string, stdout, stderr io.Writer) int {
 			cfg.SIP.MediaIP = v
 		case "PROVIDER", "provider":
 			cfg.ASR.Provider = v
+		case "MAX_STREAMS", "max-streams":
+			cfg.ASR.MaxStreams = v
+		case "MAX_LAG", "max-lag":
+			if d, err := time.ParseDuration(v); err == nil {
+				cfg.ASR.MaxLag = d
+			} else {
+				cfg.ASR.MaxLag = -1 // Validate names the field
+			}
 		}
 	}
 	for _, name := range envOverrides {

@@ -33,13 +33,21 @@ import (
 
 func freePort(t *testing.T, network string) string {
 	t.Helper()
-	if network == "udp" {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	if network == "udp" { // the SIP address: free for TCP too (sip.udp and sip.tcp share it)
+		for range 100 {
+			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := pc.LocalAddr().String()
+			l, err := net.Listen("tcp", addr)
+			pc.Close()
+			if err == nil {
+				l.Close()
+				return addr
+			}
 		}
-		defer pc.Close()
-		return pc.LocalAddr().String()
+		t.Fatal("no port free for both UDP and TCP")
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -83,7 +91,10 @@ func startGateway(t *testing.T, redisAddr string, extra ...string) *gatewayProc 
 	args := append([]string{"serve", "-sip", g.sip, "-http", g.http, "-redis", redisAddr, "-model", testModelDir(t),
 		"-rtp-ports", "34000-34999"}, extra...)
 	g.cmd = exec.Command(os.Args[0], args...)
-	g.cmd.Env = append(os.Environ(), "CALLSCRIBE_TEST_MAIN=1")
+	// Tests share a loaded machine (and a race build is several times
+	// slower): admission by the recognizer's capacity is off unless a test
+	// sets -max-streams or -max-lag itself.
+	g.cmd.Env = append(os.Environ(), "CALLSCRIBE_TEST_MAIN=1", "CALLSCRIBE_MAX_STREAMS=100000", "CALLSCRIBE_MAX_LAG=1h")
 	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
 	if err := g.cmd.Start(); err != nil {
 		t.Fatal(err)
