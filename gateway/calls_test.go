@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,15 +84,26 @@ func startGatewayWith(t *testing.T, o CallsOptions) (*transcripttest.Redis, *tra
 	if o.MaxLag == 0 {
 		o.MaxLag = -1
 	}
+	return testGateway(t, nil, o, sip.Config{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0", RTPPortLo: 33000, RTPPortHi: 33999,
+		AgentAORs: []string{"*@agents.example.com"}})
+}
+
+// testGateway wires a real redis-server, a publisher, calls on b (the
+// model's batcher when nil) configured by o, and a SIP server with cfg,
+// all stopped when the test ends.
+func testGateway(t *testing.T, b *asr.Batcher, o CallsOptions, cfg sip.Config) (*transcripttest.Redis, *transcript.Publisher, *Calls, *sip.Server) {
+	t.Helper()
 	rd := transcripttest.Start(t)
 	pub, err := transcript.NewPublisher(transcript.Options{Addr: rd.Addr})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pub.Close() })
-	calls := NewCalls(newBatcher(t), pub, o)
-	srv, err := sip.NewServer(sip.Config{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0", RTPPortLo: 33000, RTPPortHi: 33999,
-		AgentAORs: []string{"*@agents.example.com"}}, calls)
+	if b == nil {
+		b = newBatcher(t)
+	}
+	calls := NewCalls(b, pub, o)
+	srv, err := sip.NewServer(cfg, calls)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,6 +112,37 @@ func startGatewayWith(t *testing.T, o CallsOptions) (*transcripttest.Redis, *tra
 	}
 	t.Cleanup(func() { srv.Close() })
 	return rd, pub, calls, srv
+}
+
+// delayEngine makes every encoder step take at least its delay, which a
+// test may change while it runs.
+type delayEngine struct {
+	asr.Engine
+	delay *atomic.Int64
+}
+
+func (e delayEngine) Encode(b *asr.Batch) error {
+	time.Sleep(time.Duration(e.delay.Load()))
+	return e.Engine.Encode(b)
+}
+
+// delayedBatcher is the model's batcher with o, on engines slowed by delay.
+func delayedBatcher(t *testing.T, o asr.BatcherOptions, delay *atomic.Int64) *asr.Batcher {
+	t.Helper()
+	info, err := asr.LoadModelInfo(asr.ModelFiles{Dir: modelDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.NewEngine = func(i *asr.ModelInfo, eo asr.EngineOptions) (asr.Engine, error) {
+		e, err := asr.NewEngine(i, eo)
+		return delayEngine{e, delay}, err
+	}
+	b, err := asr.NewBatcher(info, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
 }
 
 // settle waits until every call has ended and its events are on Redis.

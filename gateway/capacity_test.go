@@ -18,7 +18,6 @@ import (
 	"github.com/callscribe/callscribe/sip"
 	"github.com/callscribe/callscribe/sip/siptest"
 	"github.com/callscribe/callscribe/transcript"
-	"github.com/callscribe/callscribe/transcript/transcripttest"
 	"github.com/callscribe/callscribe/webrtc"
 	"github.com/callscribe/callscribe/webrtc/webrtctest"
 )
@@ -145,51 +144,15 @@ func TestCapacityRefusesBeyondMaxStreams(t *testing.T) {
 	}
 }
 
-// switchEngine slows every encoder step while its delay is set.
-type switchEngine struct {
-	asr.Engine
-	delay *atomic.Int64
-}
-
-func (e switchEngine) Encode(b *asr.Batch) error {
-	time.Sleep(time.Duration(e.delay.Load()))
-	return e.Engine.Encode(b)
-}
-
 // The recognizer slows down mid-run (a neighbour takes the CPU): its lag
 // rises, new calls are refused and OPTIONS says 503, the calls in progress
 // still get every final (the same as without the slowdown), and once it is
 // over the gateway takes calls again.
 func TestSlowRecognizerRefusesThenRecovers(t *testing.T) {
-	rd := transcripttest.Start(t)
-	pub, err := transcript.NewPublisher(transcript.Options{Addr: rd.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	info, err := asr.LoadModelInfo(asr.ModelFiles{Dir: modelDir(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var delay atomic.Int64
-	b, err := asr.NewBatcher(info, asr.BatcherOptions{Endpoint: asr.DefaultEndpointConfig(),
-		NewEngine: func(i *asr.ModelInfo, o asr.EngineOptions) (asr.Engine, error) {
-			e, err := asr.NewEngine(i, o)
-			return switchEngine{e, &delay}, err
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	calls := NewCalls(b, pub, CallsOptions{MaxStreams: 10, MaxLag: 300 * time.Millisecond})
-	srv, err := sip.NewServer(sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 37000, RTPPortHi: 37999}, calls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	b := delayedBatcher(t, asr.BatcherOptions{Endpoint: asr.DefaultEndpointConfig()}, &delay)
+	rd, pub, calls, srv := testGateway(t, b, CallsOptions{MaxStreams: 10, MaxLag: 300 * time.Millisecond},
+		sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 37000, RTPPortHi: 37999})
 	to := srv.Addrs()[0].String()
 	a := testWAV(t, "8k.wav")
 	speech := siptest.PCMU(append(append([]float32{}, a.Samples...), a.Samples...)) // about 12 s

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,7 +19,6 @@ import (
 	"github.com/callscribe/callscribe/sip"
 	"github.com/callscribe/callscribe/sip/siptest"
 	"github.com/callscribe/callscribe/transcript"
-	"github.com/callscribe/callscribe/transcript/transcripttest"
 )
 
 // rawInvite sends an INVITE over UDP from conn, with the given Call-ID and
@@ -82,21 +82,8 @@ func finalStatuses(t *testing.T, conn *net.UDPConn, branches int, within time.Du
 // and never ACKed holds a slot of max_calls until the ACK timeout, then it
 // is freed and the next call is taken at once.
 func TestAdmissionReservesBeforeAnswer(t *testing.T) {
-	rd := transcripttest.Start(t)
-	pub, err := transcript.NewPublisher(transcript.Options{Addr: rd.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	calls := NewCalls(newBatcher(t), pub, CallsOptions{MaxCalls: map[string]int{"sip": 1}, MaxStreams: -1, MaxLag: -1})
-	srv, err := sip.NewServer(sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 35000, RTPPortHi: 35999, AckTimeout: time.Second}, calls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	_, _, calls, srv := testGateway(t, nil, CallsOptions{MaxCalls: map[string]int{"sip": 1}, MaxStreams: -1, MaxLag: -1},
+		sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 35000, RTPPortHi: 35999, AckTimeout: time.Second})
 	to := srv.Addrs()[0].String()
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -139,50 +126,16 @@ func TestAdmissionReservesBeforeAnswer(t *testing.T) {
 	}
 }
 
-// slowEngine makes every encoder step take at least delay.
-type slowEngine struct {
-	asr.Engine
-	delay time.Duration
-}
-
-func (e slowEngine) Encode(b *asr.Batch) error {
-	time.Sleep(e.delay)
-	return e.Engine.Encode(b)
-}
-
 // A recognizer far slower than real time: calls still end with call.end as
 // their last event, no (call_id, seq) repeats anywhere, what was dropped is
 // said (gap_ms, dropped_ms) and what came too late is counted, not
 // published. Run under the race detector, this is the overload path.
 func TestOverloadKeepsCallEndLast(t *testing.T) {
-	rd := transcripttest.Start(t)
-	pub, err := transcript.NewPublisher(transcript.Options{Addr: rd.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	info, err := asr.LoadModelInfo(asr.ModelFiles{Dir: modelDir(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := asr.NewBatcher(info, asr.BatcherOptions{MaxBatch: 1, Workers: 1, MaxBacklogMs: 1000, Endpoint: asr.DefaultEndpointConfig(),
-		NewEngine: func(i *asr.ModelInfo, o asr.EngineOptions) (asr.Engine, error) {
-			e, err := asr.NewEngine(i, o)
-			return slowEngine{e, 250 * time.Millisecond}, err
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	calls := NewCalls(b, pub, CallsOptions{FinalTimeout: 500 * time.Millisecond, MaxStreams: -1, MaxLag: -1})
-	srv, err := sip.NewServer(sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 36000, RTPPortHi: 36999}, calls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	var delay atomic.Int64
+	delay.Store(int64(250 * time.Millisecond))
+	b := delayedBatcher(t, asr.BatcherOptions{MaxBatch: 1, Workers: 1, MaxBacklogMs: 1000, Endpoint: asr.DefaultEndpointConfig()}, &delay)
+	rd, pub, calls, srv := testGateway(t, b, CallsOptions{FinalTimeout: 500 * time.Millisecond, MaxStreams: -1, MaxLag: -1},
+		sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 36000, RTPPortHi: 36999})
 	a := testWAV(t, "8k.wav")
 	var wg sync.WaitGroup
 	for range 3 {
@@ -250,22 +203,8 @@ func TestOverloadKeepsCallEndLast(t *testing.T) {
 // timeout), goroutines and memory stay bounded, and a caller elsewhere is
 // answered at once.
 func TestInviteFloodDuringACall(t *testing.T) {
-	rd := transcripttest.Start(t)
-	pub, err := transcript.NewPublisher(transcript.Options{Addr: rd.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	calls := NewCalls(newBatcher(t), pub, CallsOptions{MaxStreams: -1, MaxLag: -1})
-	srv, err := sip.NewServer(sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 38000, RTPPortHi: 38999, AckTimeout: time.Second,
-		InviteRate: 20, InviteBurst: 20}, calls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	rd, pub, calls, srv := testGateway(t, nil, CallsOptions{MaxStreams: -1, MaxLag: -1}, sip.Config{UDP: "127.0.0.1:0",
+		RTPPortLo: 38000, RTPPortHi: 38999, AckTimeout: time.Second, InviteRate: 20, InviteBurst: 20})
 	to := srv.Addrs()[0].String()
 	a := testWAV(t, "8k.wav")
 	speech := siptest.PCMU(a.Samples)

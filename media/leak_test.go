@@ -1,24 +1,10 @@
 package media
 
 import (
-	"fmt"
-	"net/http"
-	"os"
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/callscribe/callscribe/internal/leaktest"
 )
 
-// Every goroutine the tests start is gone when they end (the HTTP client's
-// idle keep-alive connections are closed first: they are the client's).
-func TestMain(m *testing.M) {
-	code := m.Run()
-	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutines left:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+// Every goroutine the tests start is gone when they end.
+func TestMain(m *testing.M) { leaktest.Main(m) }
