@@ -887,35 +887,23 @@ func inviteStatus(t *testing.T, phone *uac, addr string, body []byte, opts sipgo
 // call's Call-ID with the given tags and CSeq, and returns the status.
 func strangerRequest(t *testing.T, addr, method, callID, fromTag, toTag string, cseq int, body []byte) int {
 	t.Helper()
-	conn := rtpSocket(t)
-	local := conn.LocalAddr().String()
 	msg := method + " sip:callscribe@" + addr + " SIP/2.0\r\n" +
-		"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK" + fmt.Sprint(method, cseq, fromTag) + ";rport\r\n" +
+		"Via: SIP/2.0/UDP LOCAL;branch=z9hG4bK" + fmt.Sprint(method, cseq, fromTag) + ";rport\r\n" +
 		"Max-Forwards: 70\r\n" +
 		"From: <sip:mallory@127.0.0.1>;tag=" + fromTag + "\r\n" +
 		"To: <sip:service@" + addr + ">;tag=" + toTag + "\r\n" +
 		"Call-ID: " + callID + "\r\n" +
 		fmt.Sprintf("CSeq: %d %s\r\n", cseq, method) +
-		"Contact: <sip:mallory@" + local + ">\r\n"
+		"Contact: <sip:mallory@LOCAL>\r\n"
 	if body != nil {
 		msg += "Content-Type: application/sdp\r\n"
 	}
 	msg += fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(body), body)
-	to, _ := net.ResolveUDPAddr("udp", addr)
-	conn.WriteToUDP([]byte(msg), to)
-	buf := make([]byte, 65535)
-	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-	for {
-		n, _, err := conn.ReadFromUDP(buf)
-		if err != nil {
-			t.Fatalf("%s: no answer: %v", method, err)
-		}
-		if s := string(buf[:n]); strings.HasPrefix(s, "SIP/2.0 ") && s[8] != '1' {
-			code := 0
-			fmt.Sscanf(s[8:11], "%d", &code)
-			return code
-		}
+	code := rawStatus(t, addr, msg)
+	if code == 0 {
+		t.Fatalf("%s: no answer", method)
 	}
+	return code
 }
 
 // A stranger who knows a live call's Call-ID cannot re-INVITE or UPDATE it
