@@ -105,3 +105,20 @@ func TestOpusKeepsTelephoneEventAt8k(t *testing.T) {
 		}
 	}
 }
+
+// By default a caller offering G.722 or Opus beside G.711 is heard wideband.
+func TestDefaultPrefersWideband(t *testing.T) {
+	for offer, want := range map[string]string{
+		"m=audio 40000 RTP/AVP 0 8 9 101\r\na=rtpmap:101 telephone-event/8000\r\n":                              "G722",
+		"m=audio 40000 RTP/AVP 0 111 101\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n": "opus",
+		"m=audio 40000 RTP/AVP 8 0\r\n": "PCMU",
+	} {
+		o, err := ParseOffer([]byte("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" + offer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ch, err := Negotiate(o, DefaultCodecs()); err != nil || ch.Name != want {
+			t.Errorf("%q: %+v %v, want %s", offer, ch, err, want)
+		}
+	}
+}

@@ -39,7 +39,7 @@ type Config struct {
 	MediaIP string
 	// RTPPortLo and RTPPortHi bound the RTP ports; default 20000-30000.
 	RTPPortLo, RTPPortHi int
-	// Codecs in order of preference; default PCMU, PCMA, G722, opus.
+	// Codecs in order of preference; default G722, opus, PCMU, PCMA.
 	Codecs []string
 	// MediaTimeout ends a call without RTP for this long while not on
 	// hold; default 30 s.
@@ -115,7 +115,9 @@ const (
 )
 
 // DefaultCodecs is the default codec preference.
-func DefaultCodecs() []string { return []string{"PCMU", "PCMA", "G722", "opus"} }
+// Wideband first: when the caller offers G.722 or Opus the model hears 16
+// kHz speech instead of telephone band.
+func DefaultCodecs() []string { return []string{"G722", "opus", "PCMU", "PCMA"} }
 
 // DefaultCarryHeaders are the headers kept by default.
 func DefaultCarryHeaders() []string { return []string{"X-*", "User-to-User"} }
