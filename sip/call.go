@@ -281,12 +281,29 @@ func (s *Server) hangup(c *Call, reason string) {
 	if reason != "bye" {
 		// The BYE must go out even when the server's context is done.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
-		if err := c.dlg.Bye(ctx); err != nil {
+		if err := s.bye(ctx, c); err != nil {
 			s.cfg.Logger.Warn("sip: BYE not answered", "call_id", c.SIPCallID, "reason", reason, "err", err)
 		}
 		cancel()
 	}
 	c.dlg.Close()
+}
+
+// bye sends our BYE. Over TCP and TLS it goes back on the connection the
+// INVITE came in on (RFC 5923's reuse, what SBCs and phones behind NAT
+// expect), not a new one to the Contact, which often takes no connections.
+func (s *Server) bye(ctx context.Context, c *Call) error {
+	inv := c.dlg.InviteRequest
+	target := inv.Recipient
+	if h := inv.Contact(); h != nil {
+		target = h.Address
+	}
+	req := sipmsg.NewRequest(sipmsg.BYE, target)
+	req.SetTransport(inv.Transport())
+	if t := strings.ToUpper(inv.Transport()); t == "TCP" || t == "TLS" {
+		req.SetDestination(inv.Source())
+	}
+	return c.dlg.WriteBye(ctx, req)
 }
 
 // LocalRTP is the first stream's RTP address (what the SDP answer announced).

@@ -1271,3 +1271,37 @@ func TestDelayedOffer(t *testing.T) {
 	sess.Bye(ctx)
 	<-c.Done()
 }
+
+// Our BYE over TLS goes back on the caller's connection: the caller's
+// Contact takes no connections (as phones behind NAT and many SBCs).
+func TestByeOverTLSReusesTheConnection(t *testing.T) {
+	certFile, keyFile := testcert.Write(t)
+	srv, rec, _ := startServer(t, Config{TLS: "127.0.0.1:0", TLSCertFile: certFile, TLSKeyFile: keyFile})
+	addr := srv.Addrs()[1].String()
+	ua, _ := sipgo.NewUA(sipgo.WithUserAgenTLSConfig(&tls.Config{InsecureSkipVerify: true}))
+	defer ua.Close()
+	phoneSrv, _ := sipgo.NewServer(ua) // requests on its client connections
+	byes := make(chan struct{}, 1)
+	phoneSrv.OnBye(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		tx.Respond(sipmsg.NewResponseFromRequest(req, 200, "OK", nil))
+		byes <- struct{}{}
+	})
+	cli, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+	dc := sipgo.NewDialogClientCache(cli, sipmsg.ContactHeader{Address: sipmsg.Uri{User: "uac", Host: "127.0.0.1", Port: 9}}) // nothing listens
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	to := target(addr)
+	to.UriParams = sipmsg.NewParams()
+	to.UriParams.Add("transport", "tls")
+	answered(t, ctx, dc, to, offer(40000, "0"))
+	c := <-rec.startCh
+	srv.Close() // reason shutdown: our BYE
+	if c.Reason() != "shutdown" {
+		t.Errorf("reason %q", c.Reason())
+	}
+	select {
+	case <-byes:
+	case <-time.After(3 * time.Second):
+		t.Fatal("our BYE did not arrive on the caller's TLS connection")
+	}
+}
