@@ -79,17 +79,14 @@ type peerKey struct {
 
 // Stats are counters of calls and of the legs of ended calls.
 type Stats struct {
-	Started                        map[string]int64 // by source
-	Ended                          map[string]int64 // by reason
-	Rejected                       map[string]int64 // by source + "/" + reason
-	Cancelled                      int64            // admitted, never answered
-	Packets, Lost, Late, Malformed int64            // RTP
-	DTMF                           int64
-	Ignored                        int64 // RTP from sources other than the latched one
-	Panics                         int64 // RTP packets whose handling panicked (dropped)
-	DroppedMs                      int64 // audio dropped undecoded (recognizer overflow)
-	LateResults                    int64 // results that came after call.end, not published
-	Abandoned                      int64 // legs whose last final was not ready by FinalTimeout
+	Started     map[string]int64 // by source
+	Ended       map[string]int64 // by reason
+	Rejected    map[string]int64 // by source + "/" + reason
+	Cancelled   int64            // admitted, never answered
+	RTP         media.LegStats   // the packet counters of ended calls' legs, summed
+	DroppedMs   int64            // audio dropped undecoded (recognizer overflow)
+	LateResults int64            // results that came after call.end, not published
+	Abandoned   int64            // legs whose last final was not ready by FinalTimeout
 }
 
 // NewCalls returns a registry feeding b and publishing to pub.
@@ -394,13 +391,7 @@ func (c *call) finish(reason string, stats []media.LegStats) {
 			st := stats[i]
 			m["packets"], m["lost"], m["late"], m["malformed"], m["dtmf"] = st.Packets, st.Lost, st.Late, st.Malformed, st.DTMF
 			m["ignored"] = st.Ignored
-			total.Ignored += st.Ignored
-			total.Panics += st.Panics
-			total.Packets += st.Packets
-			total.Lost += st.Lost
-			total.Late += st.Late
-			total.Malformed += st.Malformed
-			total.DTMF += st.DTMF
+			total.Add(st)
 		}
 		perLeg[l.name] = m
 	}
@@ -408,26 +399,18 @@ func (c *call) finish(reason string, stats []media.LegStats) {
 	c.state = ended
 	c.g.pub.Publish(transcript.NewCallEnd(c.id, reason, time.Since(c.started).Milliseconds(), perLeg))
 	c.mu.Unlock()
-	for _, l := range c.legs {
-		l.stream.Close() // a no-op for the legs that finished
-	}
 	c.g.mu.Lock()
 	s := &c.g.stats
 	s.Ended[reason]++
-	s.Packets += total.Packets
-	s.Lost += total.Lost
-	s.Late += total.Late
-	s.Malformed += total.Malformed
-	s.DTMF += total.DTMF
-	s.Ignored += total.Ignored
-	s.Panics += total.Panics
+	s.RTP.Add(total)
 	s.DroppedMs += dropped
 	s.Abandoned += int64(abandoned)
 	c.g.mu.Unlock()
 	c.release()
 }
 
-// release frees the call's slot and its streams.
+// release frees the call's slot and its streams (abandoning the ones still
+// decoding; a no-op for those that finished).
 func (c *call) release() {
 	for _, l := range c.legs {
 		l.stream.Close()

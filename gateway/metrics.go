@@ -20,15 +20,15 @@ func registerMetrics(reg *prometheus.Registry, s *Service) {
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	gauge("callscribe_calls_active", "Calls holding a slot: admitted, in progress or finishing.", func() float64 { return float64(calls.Active()) })
 	reg.MustRegister(callCounters{calls})
-	counter("callscribe_rtp_packets_total", "RTP packets of ended calls.", func() float64 { return float64(calls.Stats().Packets) })
-	counter("callscribe_rtp_lost_total", "RTP packets declared lost (ended calls).", func() float64 { return float64(calls.Stats().Lost) })
+	counter("callscribe_rtp_packets_total", "RTP packets of ended calls.", func() float64 { return float64(calls.Stats().RTP.Packets) })
+	counter("callscribe_rtp_lost_total", "RTP packets declared lost (ended calls).", func() float64 { return float64(calls.Stats().RTP.Lost) })
 	counter("callscribe_rtp_ignored_total", "RTP packets from sources other than a leg's peer, ignored (ended calls).",
-		func() float64 { return float64(calls.Stats().Ignored) })
+		func() float64 { return float64(calls.Stats().RTP.Ignored) })
 	counter("callscribe_rtp_panics_total", "RTP packets whose handling panicked, dropped (ended calls); a bug to report.",
-		func() float64 { return float64(calls.Stats().Panics) })
+		func() float64 { return float64(calls.Stats().RTP.Panics) })
 	counter("callscribe_sip_panics_total", "SIP requests whose handling panicked, answered 500; a bug to report.",
 		func() float64 { return float64(s.sip.Panics()) })
-	counter("callscribe_rtp_malformed_total", "RTP packets dropped as malformed (ended calls).", func() float64 { return float64(calls.Stats().Malformed) })
+	counter("callscribe_rtp_malformed_total", "RTP packets dropped as malformed (ended calls).", func() float64 { return float64(calls.Stats().RTP.Malformed) })
 	counter("callscribe_audio_dropped_seconds_total", "Audio of ended calls dropped undecoded because the recognizer fell behind.",
 		func() float64 { return float64(calls.Stats().DroppedMs) / 1000 })
 	counter("callscribe_results_after_end_total", "Recognition results that came after their call's call.end (not published).",

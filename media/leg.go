@@ -54,6 +54,21 @@ type LegStats struct {
 	Panics          int64 // whose handling panicked, dropped (filled by the receiver's owner)
 }
 
+// Add adds o's counters to s (totals over legs).
+func (s *LegStats) Add(o LegStats) {
+	s.Packets += o.Packets
+	s.Bytes += o.Bytes
+	s.Malformed += o.Malformed
+	s.UnknownPT += o.UnknownPT
+	s.Late += o.Late
+	s.Lost += o.Lost
+	s.Discontinuities += o.Discontinuities
+	s.DTMF += o.DTMF
+	s.SilenceSamples += o.SilenceSamples
+	s.Ignored += o.Ignored
+	s.Panics += o.Panics
+}
+
 // Sink receives a leg's 16 kHz audio in timeline order, on the leg's packet
 // goroutine. at is the timeline index of samples[0] (16 kHz samples since
 // the leg's first audio); each block starts where the previous one ended,

@@ -3,6 +3,7 @@ package media
 import (
 	"math"
 	"os"
+	"reflect"
 	"testing"
 
 	"github.com/pion/rtp"
@@ -272,5 +273,23 @@ func TestLegRenegotiate(t *testing.T) {
 	}
 	if err := l.Renegotiate(nil, -1); err == nil {
 		t.Error("empty codec set accepted")
+	}
+}
+
+// Add sums every counter, so totals over legs miss none.
+func TestLegStatsAddSumsEveryField(t *testing.T) {
+	var one LegStats
+	v := reflect.ValueOf(&one).Elem()
+	for i := range v.NumField() {
+		v.Field(i).SetInt(1)
+	}
+	var sum LegStats
+	sum.Add(one)
+	sum.Add(one)
+	s := reflect.ValueOf(sum)
+	for i := range s.NumField() {
+		if s.Field(i).Int() != 2 {
+			t.Errorf("%s not summed", s.Type().Field(i).Name)
+		}
 	}
 }

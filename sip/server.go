@@ -479,10 +479,11 @@ const allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
 
 // rejectMalformed answers what the parser let through but RFC 3261 does not:
 // another SIP version (505), more than one Call-ID or a CSeq naming another
-// method (400), an INVITE that has run out of hops (483). It tells whether
-// it answered.
+// method (400), an INVITE that has run out of hops (483), a Require of an
+// extension we lack (420). It tells whether it answered.
 func rejectMalformed(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
 	warn := func(text string) sipmsg.Header { return sipmsg.NewHeader("Warning", `399 callscribe "`+text+`"`) }
+	missing := unsupported(req)
 	switch {
 	case req.SipVersion != "SIP/2.0":
 		res := sipmsg.NewResponseFromRequest(req, 505, "Version Not Supported", nil)
@@ -494,8 +495,8 @@ func rejectMalformed(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
 		respond(tx, req, 400, "Bad Request", warn("CSeq method does not match"))
 	case req.Method == sipmsg.INVITE && req.MaxForwards() != nil && req.MaxForwards().Val() == 0:
 		respond(tx, req, 483, "Too Many Hops")
-	case len(unsupported(req)) > 0:
-		respond(tx, req, 420, "Bad Extension", sipmsg.NewHeader("Unsupported", strings.Join(unsupported(req), ", ")))
+	case len(missing) > 0:
+		respond(tx, req, 420, "Bad Extension", sipmsg.NewHeader("Unsupported", strings.Join(missing, ", ")))
 	default:
 		return false
 	}

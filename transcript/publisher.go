@@ -164,8 +164,7 @@ type Publisher struct {
 	wake     chan struct{}
 	spool    *spool // nil without a SpoolFile
 	fileQ    []*Event
-	fileBusy int             // events taken from fileQ and being written
-	prev     map[string]bool // calls a previous run left open, to end
+	fileBusy int // events taken from fileQ and being written
 	closed   bool
 	quit     chan struct{}
 	done     chan struct{}
@@ -185,7 +184,6 @@ func NewPublisher(opts Options) (*Publisher, error) {
 		open:    map[string]bool{},
 		ended:   map[string]int64{},
 		partial: map[string]*Event{},
-		prev:    map[string]bool{},
 		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -197,14 +195,15 @@ func NewPublisher(opts Options) (*Publisher, error) {
 			return nil, err
 		}
 		p.spool = sp
+		prev := map[string]bool{} // calls with events in the spool and no call.end
 		for _, e := range events {
 			p.enqueue(e)
 			p.seq[e.CallID] = max(p.seq[e.CallID], e.Seq)
 			if e.Type == CallEnd {
-				delete(p.prev, e.CallID)
+				delete(prev, e.CallID)
 				p.forget(e.CallID)
 			} else {
-				p.prev[e.CallID] = true
+				prev[e.CallID] = true
 			}
 		}
 		if len(events) > 0 {
@@ -212,14 +211,13 @@ func NewPublisher(opts Options) (*Publisher, error) {
 		}
 		// Calls with events in the spool and no call.end were open when the
 		// previous run stopped: they end now, after their last spooled event.
-		for id := range p.prev {
+		for id := range prev {
 			e := p.stamp(NewCallEnd(id, "restart", 0, nil))
 			p.forget(id)
 			p.enqueue(e)
 			p.fileQ = append(p.fileQ, e)
 			p.stats.Recovered++
 		}
-		clear(p.prev)
 	}
 	go p.run()
 	return p, nil

@@ -178,11 +178,7 @@ func rtpLoad(args []string, w io.Writer) error {
 	}
 	var st media.LegStats
 	for _, r := range rcvs {
-		s := r.Leg().Stats()
-		st.Packets += s.Packets
-		st.Lost += s.Lost
-		st.Late += s.Late
-		st.Malformed += s.Malformed
+		st.Add(r.Leg().Stats())
 	}
 	share := cpu.Seconds() / wall.Seconds()
 	// Legs actually streamed in the window: 50 packets a second each. The
