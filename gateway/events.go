@@ -130,7 +130,11 @@ func (e *Events) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rc.Flush()
 			return
 		}
-		ms, err := e.f.Read(ctx, id, after, 64, min(e.Heartbeat, max(time.Until(waitUntil), 10*time.Millisecond)))
+		block := e.Heartbeat
+		if after == "" { // no event yet: wake up when the wait for one is over
+			block = min(block, max(time.Until(waitUntil), 10*time.Millisecond))
+		}
+		ms, err := e.f.Read(ctx, id, after, 64, block)
 		if ctx.Err() != nil {
 			return
 		}

@@ -273,3 +273,33 @@ func TestEventsSlotsGoBack(t *testing.T) {
 		t.Error("the slot of a client that left was not free within a second")
 	}
 }
+
+// Past WaitStart, a stream whose call has events goes on blocking for a
+// heartbeat at a time: pings come every Heartbeat, not in a busy loop.
+func TestEventsHeartbeatAfterWaitStart(t *testing.T) {
+	rd := transcripttest.Start(t)
+	pub, err := transcript.NewPublisher(transcript.Options{Addr: rd.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	pub.Publish(transcript.NewCallStart("live", nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := eventsServer(t, rd.Addr, func(e *Events) { e.Heartbeat = 500 * time.Millisecond; e.WaitStart = 200 * time.Millisecond })
+	res := get(t, srv.URL+"/events/live")
+	done := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(res.Body)
+		done <- b
+	}()
+	time.Sleep(2 * time.Second)
+	res.Body.Close()
+	b := <-done
+	if pings := strings.Count(string(b), ": ping"); pings > 6 || !strings.Contains(string(b), "event: call.start") {
+		t.Errorf("%d pings in 2 s with a 500 ms heartbeat:\n%.300s", pings, b)
+	}
+}
