@@ -121,13 +121,6 @@ func (g *Calls) Active() int {
 	return len(g.calls)
 }
 
-// ActiveBy is the number of slots held by a kind of source.
-func (g *Calls) ActiveBy(source string) int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.bySource[source]
-}
-
 // SetDraining makes admission refuse every call (ingest.ErrDraining).
 func (g *Calls) SetDraining() {
 	g.mu.Lock()

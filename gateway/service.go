@@ -246,9 +246,6 @@ func (s *Service) HTTPAddr() net.Addr { return s.hl.Addr() }
 // Provider is the recognizer's execution provider.
 func (s *Service) Provider() string { return s.batcher.Provider() }
 
-// Calls is the call registry.
-func (s *Service) Calls() *Calls { return s.calls }
-
 // Err reports a server that stopped by itself (the process should exit).
 func (s *Service) Err() <-chan error { return s.errs }
 
