@@ -716,13 +716,14 @@ func (s *Server) ourOffer() Offer {
 // takeAnswer reads the SDP answer an ACK brings to our offer (a delayed
 // offer): the peer's media address (what may latch) and its codec.
 func (s *Server) takeAnswer(req *sipmsg.Request) {
-	if req.CallID() == nil {
+	dlg, err := s.dlgs.MatchDialogRequest(req) // only the dialog's peer answers
+	if err != nil || req.CallID() == nil {
 		return
 	}
 	s.mu.Lock()
 	c := s.calls[req.CallID().Value()]
 	s.mu.Unlock()
-	if c == nil || !c.delayed {
+	if c == nil || !c.delayed || c.dlg != dlg {
 		return
 	}
 	ans, err := ParseOffers(req.Body())

@@ -1262,6 +1262,14 @@ func TestDelayedOffer(t *testing.T) {
 	if n < 6000 || peak(y[:n]) != 1000 {
 		t.Errorf("%d samples, peak %v Hz", n, peak(y[:n]))
 	}
+	// A stranger's ACK naming the call, with an answer of its own, changes
+	// nothing.
+	fake := "ACK sip:callscribe@" + addr + " SIP/2.0\r\nVia: SIP/2.0/UDP LOCAL;branch=z9hG4bKfakeack\r\nMax-Forwards: 70\r\n" +
+		"From: <sip:mallory@127.0.0.1>;tag=x1\r\nTo: <sip:svc@" + addr + ">;tag=x2\r\nCall-ID: " + sess.InviteRequest.CallID().Value() +
+		"\r\nCSeq: 1 ACK\r\nContent-Type: application/sdp\r\n"
+	body := string(offer(9, "9"))
+	fake += fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(body), body)
+	rawStatus(t, addr, fake) // no answer to an ACK: waits out its deadline
 	c.mu.Lock()
 	codec := c.Legs[0].choice.Name
 	c.mu.Unlock()
