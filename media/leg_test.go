@@ -31,7 +31,7 @@ func pcmuPackets(t testing.TB, x []float32, ssrc uint32) [][]byte {
 
 func newTestLeg(t testing.TB, onDTMF func(DTMF)) *Leg {
 	l, err := NewLeg(LegOptions{PayloadTypes: map[uint8]string{0: "PCMU", 8: "PCMA"}, DTMFPayloadType: 101, OnDTMF: onDTMF,
-		Sink: NewRing(60 * 16000)})
+		Sink: NewRing(2 * 16000)}) // 2 s, what a leg held before it pushed to a sink
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestLegG722(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := NewLeg(LegOptions{PayloadTypes: map[uint8]string{9: "G722"}, DTMFPayloadType: -1, Sink: NewRing(60 * 16000)})
+	l, err := NewLeg(LegOptions{PayloadTypes: map[uint8]string{9: "G722"}, DTMFPayloadType: -1, Sink: NewRing(2 * 16000)})
 	if err != nil {
 		t.Fatal(err)
 	}
