@@ -384,6 +384,7 @@ func (c *call) finish(reason string, stats []media.LegStats) {
 			st := stats[i]
 			m["packets"], m["lost"], m["late"], m["malformed"], m["dtmf"] = st.Packets, st.Lost, st.Late, st.Malformed, st.DTMF
 			m["ignored"] = st.Ignored
+			m["unauthenticated"], m["rtcp"], m["reports"] = st.Unauthenticated, st.RTCP, st.Reports
 			total.Add(st)
 		}
 		perLeg[l.name] = m

@@ -46,6 +46,7 @@ type SIPConfig struct {
 	MediaIP           string            `yaml:"media_ip"`
 	RTPPorts          string            `yaml:"rtp_ports"`
 	Codecs            []string          `yaml:"codecs"`
+	SRTP              string            `yaml:"srtp"`
 	MediaTimeout      time.Duration     `yaml:"media_timeout"`
 	MaxCalls          int               `yaml:"max_calls"`
 	MaxCallsPerSource int               `yaml:"max_calls_per_source"`
@@ -133,7 +134,7 @@ func Defaults() Config {
 	return Config{
 		SIP: SIPConfig{UDP: "127.0.0.1:5060", TCP: "127.0.0.1:5060", MediaIP: "127.0.0.1",
 			RTPPorts: fmt.Sprintf("%d-%d", sip.DefaultRTPPortLo, sip.DefaultRTPPortHi),
-			Codecs:   sip.DefaultCodecs(), MediaTimeout: sip.DefaultMediaTimeout, MaxCalls: 1000,
+			Codecs:   sip.DefaultCodecs(), SRTP: sip.SRTPOffer, MediaTimeout: sip.DefaultMediaTimeout, MaxCalls: 1000,
 			AllowCIDRs: []string{}, Users: map[string]string{},
 			Realm: sip.DefaultRealm, MinSE: sip.DefaultMinSE, AckTimeout: sip.DefaultAckTimeout, InviteRate: 100, InviteBurst: 400,
 			TCPIdleTimeout: sip.DefaultTCPIdleTimeout, TCPMaxPerSource: sip.DefaultTCPMaxPerSource, CarryHeaders: sip.DefaultCarryHeaders(),
@@ -282,6 +283,11 @@ func (c *Config) Validate() error {
 		if _, err := media.LookupCodec(name); err != nil {
 			return fmt.Errorf("sip.codecs: %q: want PCMU, PCMA, G722 or opus", name)
 		}
+	}
+	switch c.SIP.SRTP {
+	case sip.SRTPOff, sip.SRTPOffer, sip.SRTPRequired:
+	default:
+		return fmt.Errorf("sip.srtp: %q: want off, offer or required", c.SIP.SRTP)
 	}
 	if _, err := c.SIP.CIDRs(); err != nil {
 		return err

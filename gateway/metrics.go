@@ -28,6 +28,9 @@ func registerMetrics(reg *prometheus.Registry, s *Service) {
 		func() float64 { return float64(calls.Stats().RTP.Panics) })
 	counter("callscribe_sip_panics_total", "SIP requests whose handling panicked, answered 500; a bug to report.",
 		func() float64 { return float64(s.sip.Panics()) })
+	counter("callscribe_srtp_unauthenticated_total", "SRTP and SRTCP packets that failed authentication or were replays, dropped (ended calls).",
+		func() float64 { return float64(calls.Stats().RTP.Unauthenticated) })
+	counter("callscribe_rtcp_reports_total", "RTCP receiver reports sent (ended calls).", func() float64 { return float64(calls.Stats().RTP.Reports) })
 	counter("callscribe_rtp_malformed_total", "RTP packets dropped as malformed (ended calls).", func() float64 { return float64(calls.Stats().RTP.Malformed) })
 	counter("callscribe_audio_dropped_seconds_total", "Audio of ended calls dropped undecoded because the recognizer fell behind.",
 		func() float64 { return float64(calls.Stats().DroppedMs) / 1000 })

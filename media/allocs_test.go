@@ -32,6 +32,24 @@ func TestPacketPathAllocatesNothing(t *testing.T) {
 		t.Errorf("Leg.HandleRTP (PCMU): %.2f allocations per packet", n)
 	}
 
+	keys, peer := newSRTPPair(t, "AES_CM_128_HMAC_SHA1_80")
+	sl, _ := NewLeg(LegOptions{PayloadTypes: map[uint8]string{0: "PCMU"}, DTMFPayloadType: -1, Sink: NewRing(2 * 16000), SRTP: keys})
+	sealed := peer.protect(t, pcmuPackets(t, tone(440, 8000, 8*8000), 1))
+	k := 0
+	srtpPacket := func() {
+		sl.HandleRTP(sealed[k])
+		k++
+		if k%50 == 0 {
+			ringOf(sl).Read(buf)
+		}
+	}
+	for range 100 {
+		srtpPacket()
+	}
+	if n := testing.AllocsPerRun(200, srtpPacket); n != 0 {
+		t.Errorf("Leg.HandleRTP (SRTP PCMU): %.2f allocations per packet", n)
+	}
+
 	code, err := os.ReadFile("testdata/speech.g722")
 	if err != nil {
 		t.Fatal(err)

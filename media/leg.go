@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtp"
 )
@@ -31,6 +32,9 @@ type LegOptions struct {
 	// OnDTMF receives each RFC 4733 event once, on the packet path; it must
 	// not block.
 	OnDTMF func(DTMF)
+	// SRTP, if set, authenticates and decrypts every packet (RFC 3711);
+	// a packet that fails is dropped and counted Unauthenticated.
+	SRTP *SRTP
 }
 
 // DTMF is one telephone-event (RFC 4733).
@@ -52,6 +56,9 @@ type LegStats struct {
 	SilenceSamples  int64 // 16 kHz samples of gap written for loss/DTX
 	Ignored         int64 // from sources other than the latched one (filled by the receiver's owner)
 	Panics          int64 // whose handling panicked, dropped (filled by the receiver's owner)
+	Unauthenticated int64 // SRTP packets that failed authentication (or replays), dropped
+	RTCP            int64 // RTCP packets received from the peer
+	Reports         int64 // RTCP receiver reports sent
 }
 
 // Add adds o's counters to s (totals over legs).
@@ -67,6 +74,9 @@ func (s *LegStats) Add(o LegStats) {
 	s.SilenceSamples += o.SilenceSamples
 	s.Ignored += o.Ignored
 	s.Panics += o.Panics
+	s.Unauthenticated += o.Unauthenticated
+	s.RTCP += o.RTCP
+	s.Reports += o.Reports
 }
 
 // Sink receives a leg's 16 kHz audio in timeline order, on the leg's packet
@@ -88,7 +98,10 @@ type Leg struct {
 	zeros   []float32
 	decs    map[uint8]*legCodec
 	next    atomic.Pointer[codecSet] // a renegotiated set, taken by the packet path
+	keys    atomic.Pointer[SRTP]     // nil: plain RTP
 	reorder reorder
+	rx      reception // for RTCP receiver reports
+	rxPub   receptionPub
 
 	cur      *legCodec // codec of the last audio packet
 	ssrc     uint32
@@ -99,6 +112,7 @@ type Leg struct {
 	haveDTMF bool
 
 	pkt   rtp.Packet
+	plain []byte // a decrypted SRTP packet
 	pcm   []float32
 	out   []float32
 	stats LegStats
@@ -133,8 +147,11 @@ func NewLeg(o LegOptions) (*Leg, error) {
 	if o.Filter == nil {
 		o.Filter = &FilterKaldi
 	}
-	l := &Leg{opts: o, sink: o.Sink, zeros: make([]float32, 320),
+	l := &Leg{opts: o, sink: o.Sink, zeros: make([]float32, 320), plain: make([]byte, 0, 1500),
 		pcm: make([]float32, 0, 4096), out: make([]float32, 0, 8192)}
+	if o.SRTP != nil {
+		l.keys.Store(o.SRTP)
+	}
 	set, err := l.codecSet(o.PayloadTypes, o.DTMFPayloadType)
 	if err != nil {
 		return nil, err
@@ -188,6 +205,13 @@ func (l *Leg) Renegotiate(pts map[uint8]string, dtmf int) error {
 	return nil
 }
 
+// Rekey replaces the leg's SRTP keys (a re-INVITE offered new ones); nil
+// turns SRTP off. Any goroutine; the next packet uses them.
+func (l *Leg) Rekey(k *SRTP) { l.keys.Store(k) }
+
+// SRTP is the leg's keys now, nil for plain RTP.
+func (l *Leg) SRTP() *SRTP { return l.keys.Load() }
+
 // Sink is where the leg's 16 kHz audio goes.
 func (l *Leg) Sink() Sink { return l.sink }
 
@@ -211,7 +235,10 @@ func (l *Leg) silence(n int) {
 }
 
 // HandleRTP takes one datagram. Bad packets are dropped and counted.
-func (l *Leg) HandleRTP(buf []byte) {
+func (l *Leg) HandleRTP(buf []byte) { l.HandleRTPAt(buf, time.Now().UnixNano()) }
+
+// HandleRTPAt takes one datagram that arrived at now (unix nanoseconds).
+func (l *Leg) HandleRTPAt(buf []byte, now int64) {
 	if set := l.next.Swap(nil); set != nil {
 		for pt, c := range set.decs {
 			if o, ok := l.decs[pt]; ok && o.codec.Name == c.codec.Name {
@@ -225,6 +252,14 @@ func (l *Leg) HandleRTP(buf []byte) {
 	if len(buf) < 12 || buf[0]>>6 != 2 {
 		l.stats.Malformed++
 		return
+	}
+	if k := l.keys.Load(); k != nil {
+		plain, err := k.in.DecryptRTP(l.plain[:0], buf, &l.pkt.Header)
+		if err != nil {
+			l.stats.Unauthenticated++
+			return
+		}
+		buf = plain
 	}
 	if err := l.pkt.Unmarshal(buf); err != nil {
 		l.stats.Malformed++
@@ -245,6 +280,11 @@ func (l *Leg) HandleRTP(buf []byte) {
 		l.ssrc, l.haveSSRC = h.SSRC, true
 		l.reorder.reset()
 	}
+	clock := 0 // telephone-events take no part in the jitter
+	if c := l.decs[pt]; c != nil {
+		clock = c.codec.ClockRate
+	}
+	l.rx.update(&l.rxPub, h.SSRC, h.SequenceNumber, h.Timestamp, clock, now)
 	switch l.reorder.put(h.SequenceNumber, h.Timestamp, pt, l.pkt.Payload) {
 	case putLate:
 		l.stats.Late++

@@ -29,8 +29,14 @@ type pollWorker struct {
 	epfd int
 	wake [2]int // eventfd-like pipe to stop epoll_wait
 	mu   sync.Mutex
-	legs map[int32]*Receiver
+	legs map[int32]polled
 	done chan struct{}
+}
+
+// polled is a socket of a receiver: its RTP or its RTCP one.
+type polled struct {
+	r    *Receiver
+	rtcp bool
 }
 
 // NewPoller starts n workers (at least 1).
@@ -53,7 +59,7 @@ func newPollWorker() (*pollWorker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("media: epoll: %w", err)
 	}
-	w := &pollWorker{epfd: epfd, legs: map[int32]*Receiver{}, done: make(chan struct{})}
+	w := &pollWorker{epfd: epfd, legs: map[int32]polled{}, done: make(chan struct{})}
 	if err := unix.Pipe2(w.wake[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("media: pipe: %w", err)
@@ -65,38 +71,58 @@ func newPollWorker() (*pollWorker, error) {
 	return w, nil
 }
 
-// Add starts reading conn into leg; the returned Receiver's Close stops it.
-func (p *Poller) Add(conn *net.UDPConn, leg *Leg, ports *Ports) (*Receiver, error) {
+// Add starts reading the pair's sockets into leg; the returned Receiver's
+// Close stops it. Both sockets go to one worker, which serves one at a time.
+func (p *Poller) Add(pair Pair, leg *Leg, ports *Ports) (*Receiver, error) {
+	r := newReceiver(pair, leg, ports)
+	w := p.workers[int(p.next.Add(1))%len(p.workers)]
+	r.poller = w
+	var err error
+	if r.fd, err = w.add(pair.RTP, polled{r: r}); err != nil {
+		return nil, err
+	}
+	if pair.RTCP != nil {
+		if r.rtcpFD, err = w.add(pair.RTCP, polled{r: r, rtcp: true}); err != nil {
+			w.remove(r)
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// add starts polling conn for p.
+func (w *pollWorker) add(conn *net.UDPConn, p polled) (int, error) {
 	raw, err := conn.SyscallConn()
 	if err != nil {
-		return nil, err
+		return -1, err
 	}
 	var fd int
 	raw.Control(func(f uintptr) { fd = int(f) })
-	r := newReceiver(conn, leg, ports)
-	r.fd = fd
-	w := p.workers[int(p.next.Add(1))%len(p.workers)]
-	r.poller = w
 	w.mu.Lock()
-	w.legs[int32(fd)] = r
+	w.legs[int32(fd)] = p
 	w.mu.Unlock()
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
 	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		w.mu.Lock()
 		delete(w.legs, int32(fd))
 		w.mu.Unlock()
-		return nil, fmt.Errorf("media: epoll add: %w", err)
+		return -1, fmt.Errorf("media: epoll add: %w", err)
 	}
-	return r, nil
+	return fd, nil
 }
 
-// remove stops polling r's socket; after it returns the worker no longer
+// remove stops polling r's sockets; after it returns the worker no longer
 // touches r.
 func (w *pollWorker) remove(r *Receiver) {
-	unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, r.fd, nil)
-	w.mu.Lock() // the worker holds mu while it serves a socket
-	delete(w.legs, int32(r.fd))
-	w.mu.Unlock()
+	for _, fd := range []int{r.fd, r.rtcpFD} {
+		if fd < 0 {
+			continue
+		}
+		unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+		w.mu.Lock() // the worker holds mu while it serves a socket
+		delete(w.legs, int32(fd))
+		w.mu.Unlock()
+	}
 }
 
 func (w *pollWorker) run() {
@@ -117,9 +143,8 @@ func (w *pollWorker) run() {
 				return
 			}
 			w.mu.Lock()
-			r := w.legs[ev.Fd]
-			if r != nil {
-				r.drain(buf, now)
+			if p, ok := w.legs[ev.Fd]; ok {
+				p.r.drain(int(ev.Fd), p.rtcp, buf, now)
 			}
 			w.mu.Unlock()
 		}
@@ -131,14 +156,15 @@ func (w *pollWorker) run() {
 // triggered, so what is left is reported again at once).
 const pollBudget = 32
 
-// drain reads the datagrams waiting on the socket, at most pollBudget. It
-// calls recvfrom directly: x/sys/unix.Recvfrom allocates the source address
-// and asks the socket its protocol on every call. It returns how many it read.
-func (r *Receiver) drain(buf []byte, now int64) int {
+// drain reads the datagrams waiting on socket fd (r's RTP one, or its RTCP
+// one), at most pollBudget. It calls recvfrom directly: x/sys/unix.Recvfrom
+// allocates the source address and asks the socket its protocol on every
+// call. It returns how many it read.
+func (r *Receiver) drain(fd int, rtcp bool, buf []byte, now int64) int {
 	var sa unix.RawSockaddrAny
 	for i := range pollBudget {
 		salen := uint32(unix.SizeofSockaddrAny)
-		n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(r.fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+		n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
 			unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&salen)))
 		if errno != 0 {
 			return i // EAGAIN: empty
@@ -152,7 +178,11 @@ func (r *Receiver) drain(buf []byte, now int64) int {
 			in := (*unix.RawSockaddrInet6)(unsafe.Pointer(&sa))
 			ap = netip.AddrPortFrom(netip.AddrFrom16(in.Addr), binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&in.Port))[:]))
 		}
-		r.acceptAt(buf[:n], ap, now)
+		if rtcp {
+			r.acceptRTCPSafe(buf[:n], ap, now)
+		} else {
+			r.acceptAt(buf[:n], ap, now)
+		}
 	}
 	return pollBudget
 }

@@ -22,7 +22,7 @@ func TestPollerFeedsLegsAndLatches(t *testing.T) {
 			t.Fatal(err)
 		}
 		l := newTestLeg(t, nil)
-		r, err := p.Add(conn, l, ports)
+		r, err := p.Add(Pair{RTP: conn}, l, ports)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +85,7 @@ func TestPollerBudgetPerSocket(t *testing.T) {
 	raw, _ := conn.SyscallConn()
 	var fd int
 	raw.Control(func(f uintptr) { fd = int(f) })
-	r := newReceiver(conn, newTestLeg(t, nil), ports)
+	r := newReceiver(Pair{RTP: conn}, newTestLeg(t, nil), ports)
 	r.fd = fd
 	defer conn.Close()
 	src, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -96,11 +96,11 @@ func TestPollerBudgetPerSocket(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond) // on the socket
 	buf := make([]byte, 1500)
-	if n := r.drain(buf, time.Now().UnixNano()); n != pollBudget {
+	if n := r.drain(r.fd, false, buf, time.Now().UnixNano()); n != pollBudget {
 		t.Fatalf("one wake-up read %d datagrams, want %d", n, pollBudget)
 	}
 	total := pollBudget
-	for n := r.drain(buf, 0); n > 0; n = r.drain(buf, 0) {
+	for n := r.drain(r.fd, false, buf, 0); n > 0; n = r.drain(r.fd, false, buf, 0) {
 		total += n
 	}
 	if total != 5*pollBudget || r.Packets() != int64(total) {
@@ -124,7 +124,7 @@ func TestReceiverContainsPanics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := NewReceiver(conn, l, ports)
+	r := NewReceiver(Pair{RTP: conn}, l, ports)
 	defer r.Close()
 	src, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	defer src.Close()

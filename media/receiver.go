@@ -31,13 +31,29 @@ func NewPorts(lo, hi int) (*Ports, error) {
 	return &Ports{lo: lo, hi: hi, next: lo, used: map[int]bool{}}, nil
 }
 
-// Listen binds a UDP socket on host (an IP address) at a free port of the
-// range. Ports are tried from a random one on, so the next call's port
-// cannot be guessed and flooded before it is answered.
+// Pair is a leg's sockets: RTP on an even port, RTCP on the next one
+// (RFC 3550 11). RTCP may be nil (a leg that has none).
+type Pair struct {
+	RTP, RTCP *net.UDPConn
+}
+
+// Listen binds a UDP socket on host (an IP address) at a free even port of
+// the range, for RTP only.
 func (p *Ports) Listen(host string) (*net.UDPConn, error) {
+	pair, err := p.listen(host, false)
+	return pair.RTP, err
+}
+
+// ListenPair binds an RTP socket on host at a free even port of the range
+// and an RTCP socket on the port after it.
+func (p *Ports) ListenPair(host string) (Pair, error) { return p.listen(host, true) }
+
+// listen tries the ports from a random one on, so the next call's port
+// cannot be guessed and flooded before it is answered.
+func (p *Ports) listen(host string, withRTCP bool) (Pair, error) {
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		return nil, fmt.Errorf("media: RTP address %q: %w", host, err)
+		return Pair{}, fmt.Errorf("media: RTP address %q: %w", host, err)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -52,14 +68,24 @@ func (p *Ports) Listen(host string) (*net.UDPConn, error) {
 		if p.used[port] {
 			continue
 		}
+		if withRTCP && port+1 > p.hi {
+			continue
+		}
 		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
 		if err != nil {
 			continue // taken by someone else
 		}
+		pair := Pair{RTP: conn}
+		if withRTCP {
+			if pair.RTCP, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port+1)))); err != nil {
+				conn.Close()
+				continue
+			}
+		}
 		p.used[port] = true
-		return conn, nil
+		return pair, nil
 	}
-	return nil, ErrNoPorts
+	return Pair{}, ErrNoPorts
 }
 
 // InUse is the number of ports handed out.
@@ -84,8 +110,10 @@ func (p *Ports) Release(port int) {
 // a short window; without Expect the first source latches.
 type Receiver struct {
 	fd      int         // with a Poller: the socket's descriptor
-	poller  *pollWorker // nil: the receiver's own goroutine reads
+	rtcpFD  int         // and the RTCP socket's; -1 for none
+	poller  *pollWorker // nil: the receiver's own goroutines read
 	conn    *net.UDPConn
+	rtcp    *rtcpSide
 	leg     *Leg
 	ports   *Ports
 	latched atomic.Pointer[netip.AddrPort]
@@ -99,17 +127,28 @@ type Receiver struct {
 	once    sync.Once
 }
 
-// NewReceiver starts reading conn into leg on a goroutine of its own.
-// ports, if not nil, gets the port back on Close. A Poller reads many legs
-// on fewer goroutines.
-func NewReceiver(conn *net.UDPConn, leg *Leg, ports *Ports) *Receiver {
-	r := newReceiver(conn, leg, ports)
-	go r.run()
+// NewReceiver starts reading the pair's sockets into leg on goroutines of
+// its own. ports, if not nil, gets the port back on Close. A Poller reads
+// many legs on fewer goroutines.
+func NewReceiver(pair Pair, leg *Leg, ports *Ports) *Receiver {
+	r := newReceiver(pair, leg, ports)
+	if pair.RTCP == nil {
+		go func() {
+			r.run()
+			close(r.done)
+		}()
+		return r
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); r.run() }()
+	go func() { defer wg.Done(); r.runRTCP() }()
+	go func() { wg.Wait(); close(r.done) }()
 	return r
 }
 
-func newReceiver(conn *net.UDPConn, leg *Leg, ports *Ports) *Receiver {
-	r := &Receiver{conn: conn, leg: leg, ports: ports, done: make(chan struct{})}
+func newReceiver(pair Pair, leg *Leg, ports *Ports) *Receiver {
+	r := &Receiver{conn: pair.RTP, rtcp: newRTCPSide(pair.RTCP), rtcpFD: -1, leg: leg, ports: ports, done: make(chan struct{})}
 	r.last.Store(time.Now().UnixNano())
 	return r
 }
@@ -186,7 +225,6 @@ func (r *Receiver) Ignored() int64 { return r.ignored.Load() }
 func (r *Receiver) Done() <-chan struct{} { return r.done }
 
 func (r *Receiver) run() {
-	defer close(r.done)
 	buf := make([]byte, 1500)
 	for {
 		n, from, err := r.conn.ReadFromUDPAddrPort(buf)
@@ -195,6 +233,27 @@ func (r *Receiver) run() {
 		}
 		r.accept(buf[:n], from)
 	}
+}
+
+func (r *Receiver) runRTCP() {
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := r.rtcp.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return // closed
+		}
+		r.acceptRTCPSafe(buf[:n], from, time.Now().UnixNano())
+	}
+}
+
+// acceptRTCPSafe is acceptRTCP that survives a panic (dropped, counted).
+func (r *Receiver) acceptRTCPSafe(pkt []byte, from netip.AddrPort, now int64) {
+	defer func() {
+		if v := recover(); v != nil {
+			r.panics.Add(1)
+		}
+	}()
+	r.acceptRTCP(pkt, from, now)
 }
 
 // accept latches on the first source and hands its packets to the leg.
@@ -224,9 +283,25 @@ func (r *Receiver) acceptAt(pkt []byte, from netip.AddrPort, now int64) {
 		r.ignored.Add(1)
 		return
 	}
+	if r.rtcp.mux.Load() && isRTCP(pkt) {
+		r.acceptRTCP(pkt, from, now)
+		return
+	}
 	r.last.Store(now)
 	r.packets.Add(1)
-	r.leg.HandleRTP(pkt)
+	r.leg.HandleRTPAt(pkt, now)
+}
+
+// Stats are the leg's counters with the receiver's own; final once Done
+// is closed.
+func (r *Receiver) Stats() LegStats {
+	s := r.leg.Stats()
+	s.Ignored = r.ignored.Load()
+	s.Panics = r.panics.Load()
+	s.RTCP = r.rtcp.rtcp.Load()
+	s.Reports = r.rtcp.reports.Load()
+	s.Unauthenticated += r.rtcp.unauth.Load()
+	return s
 }
 
 // Close stops the reader and releases the port; the leg's stats are final
@@ -239,6 +314,9 @@ func (r *Receiver) Close() error {
 			close(r.done)
 		}
 		err = r.conn.Close()
+		if r.rtcp.conn != nil {
+			r.rtcp.conn.Close()
+		}
 		<-r.done
 		if r.ports != nil {
 			r.ports.Release(int(r.LocalAddr().Port()))

@@ -1,7 +1,9 @@
 package sip
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -59,6 +61,8 @@ type CallLeg struct {
 	Leg    *media.Leg
 
 	rcv     *media.Receiver
+	crypto  *Crypto          // SRTP: our a=crypto (the offer's tag and suite, our key); nil for RTP
+	peerKey []byte           // SRTP: the key the peer sends with
 	choice  Choice           // the codec now in use
 	decodes map[uint8]string // a delayed offer's: every payload type offered
 	normal  string           // the direction first offered
@@ -90,14 +94,74 @@ func (c *Call) Reason() string {
 	}
 }
 
-// openLeg binds stream i's RTP socket and starts receiving it into the
-// admission's sink.
-func (s *Server) openLeg(c *Call, i int, l *CallLeg) error {
-	conn, err := s.ports.Listen(s.cfg.MediaIP)
+// keyLeg sets up a stream's SRTP from an offer of it: the first usable
+// a=crypto line (the offerer's preference) and our key for its suite. The
+// keys in use, offered again, change nothing (a fresh context would lose
+// the rollover count). keys is nil for plain RTP; changed says whether the
+// leg must take keys.
+func (l *CallLeg) keyLeg(o Offer) (keys *media.SRTP, changed bool, err error) {
+	if !o.Secure || len(o.Crypto) == 0 {
+		changed = l.crypto != nil
+		l.crypto, l.peerKey = nil, nil
+		return nil, changed, nil
+	}
+	if l.crypto != nil {
+		for _, c := range o.Crypto {
+			if c.Suite == l.crypto.Suite && bytes.Equal(c.Key, l.peerKey) {
+				l.crypto.Tag = c.Tag
+				return nil, false, nil
+			}
+		}
+	}
+	want := o.Crypto[0]
+	ours := &Crypto{Tag: want.Tag, Suite: want.Suite}
+	if l.crypto != nil && l.crypto.Suite == want.Suite {
+		ours.Key = l.crypto.Key
+	} else {
+		ours.Key = media.NewSRTPKey(want.Suite)
+	}
+	if keys, err = media.NewSRTP(want.Suite, want.Key, ours.Key); err != nil {
+		return nil, false, err
+	}
+	l.crypto, l.peerKey = ours, want.Key
+	return keys, true, nil
+}
+
+// takeKey keys the leg from the answer to our SRTP offer: the crypto line
+// with our tag and suite.
+func (l *CallLeg) takeKey(ans Offer) error {
+	for _, c := range ans.Crypto {
+		if c.Tag == l.crypto.Tag && c.Suite == l.crypto.Suite {
+			keys, err := media.NewSRTP(c.Suite, c.Key, l.crypto.Key)
+			if err != nil {
+				return err
+			}
+			l.peerKey = c.Key
+			l.Leg.Rekey(keys)
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: no a=crypto answering tag %s", ErrSRTP, l.crypto.Tag)
+}
+
+// openLeg binds stream i's RTP and RTCP sockets and starts receiving them
+// into the admission's sink.
+func (s *Server) openLeg(c *Call, i int, l *CallLeg, o Offer) error {
+	keys, _, err := l.keyLeg(o)
 	if err != nil {
 		return err
 	}
+	pair, err := s.ports.ListenPair(s.cfg.MediaIP)
+	if err != nil {
+		return err
+	}
+	release := func() {
+		pair.RTP.Close()
+		pair.RTCP.Close()
+		s.ports.Release(pair.RTP.LocalAddr().(*net.UDPAddr).Port)
+	}
 	lo := s.cfg.Leg
+	lo.SRTP = keys
 	lo.PayloadTypes = map[uint8]string{l.choice.PT: l.choice.Name}
 	if l.decodes != nil {
 		lo.PayloadTypes = l.decodes
@@ -108,20 +172,19 @@ func (s *Server) openLeg(c *Call, i int, l *CallLeg) error {
 	lo.OnDTMF = func(d media.DTMF) { c.ticket.DTMF(i, d) }
 	leg, err := media.NewLeg(lo)
 	if err != nil {
-		conn.Close()
-		s.ports.Release(conn.LocalAddr().(*net.UDPAddr).Port)
+		release()
 		return err
 	}
 	var rcv *media.Receiver
 	if s.poll != nil {
-		if rcv, err = s.poll.Add(conn, leg, s.ports); err != nil {
-			conn.Close()
-			s.ports.Release(conn.LocalAddr().(*net.UDPAddr).Port)
+		if rcv, err = s.poll.Add(pair, leg, s.ports); err != nil {
+			release()
 			return err
 		}
 	} else {
-		rcv = media.NewReceiver(conn, leg, s.ports)
+		rcv = media.NewReceiver(pair, leg, s.ports)
 	}
+	rcv.SetMux(o.Mux)
 	l.Leg, l.rcv = leg, rcv
 	return nil
 }
@@ -160,9 +223,7 @@ func (c *Call) closeLegs() {
 func (c *Call) stats() []media.LegStats {
 	out := make([]media.LegStats, len(c.Legs))
 	for i, l := range c.Legs {
-		out[i] = l.Leg.Stats()
-		out[i].Ignored = l.rcv.Ignored()
-		out[i].Panics = l.rcv.Panics()
+		out[i] = l.rcv.Stats()
 	}
 	return out
 }
@@ -179,7 +240,7 @@ func (c *Call) answer(offers []Offer) []byte {
 		}
 		l := c.Legs[k]
 		k++
-		streams = append(streams, AnswerStream{Port: l.rcv.LocalAddr().Port(), Choice: l.choice, Offer: o})
+		streams = append(streams, AnswerStream{Port: l.rcv.LocalAddr().Port(), Choice: l.choice, Offer: o, Crypto: l.crypto})
 	}
 	return AnswerStreams(c.Legs[0].rcv.LocalAddr().Addr(), streams, c.sessID, c.ver.Add(1))
 }
@@ -199,8 +260,12 @@ func (c *Call) offerSDP() []byte {
 	}
 	slices.Sort(pts)
 	var b strings.Builder
-	fmt.Fprintf(&b, "v=0\r\no=callscribe %d %d IN %s %s\r\ns=callscribe\r\nc=IN %s %s\r\nt=0 0\r\nm=audio %d RTP/AVP",
-		c.sessID, c.ver.Add(1), family, ip, family, ip, l.rcv.LocalAddr().Port())
+	proto := "RTP/AVP"
+	if l.crypto != nil {
+		proto = "RTP/SAVP"
+	}
+	fmt.Fprintf(&b, "v=0\r\no=callscribe %d %d IN %s %s\r\ns=callscribe\r\nc=IN %s %s\r\nt=0 0\r\nm=audio %d %s",
+		c.sessID, c.ver.Add(1), family, ip, family, ip, l.rcv.LocalAddr().Port(), proto)
 	for _, pt := range pts {
 		fmt.Fprintf(&b, " %d", pt)
 	}
@@ -214,6 +279,9 @@ func (c *Call) offerSDP() []byte {
 		}
 	}
 	b.WriteString("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=recvonly\r\n")
+	if l.crypto != nil {
+		fmt.Fprintf(&b, "a=crypto:%s %s inline:%s\r\n", l.crypto.Tag, l.crypto.Suite.Name, base64.StdEncoding.EncodeToString(l.crypto.Key))
+	}
 	return []byte(b.String())
 }
 
@@ -251,7 +319,10 @@ func (s *Server) run(c *Call, log *slog.Logger) {
 			reason = "shutdown"
 		case <-refresh:
 			s.refreshSession(c, log)
-		case <-tick.C:
+		case now := <-tick.C:
+			for _, l := range c.Legs {
+				l.rcv.SendReport(now) // every 5 s; a failure is the peer's loss
+			}
 			if !c.OnHold() && c.idle() > s.cfg.MediaTimeout {
 				reason = "timeout"
 			}
@@ -335,6 +406,10 @@ func (s *Server) reinvite(callID string, req *sipmsg.Request, tx sipmsg.ServerTr
 		respond(tx, req, 488, "Not Acceptable Here")
 		return
 	}
+	if err := selectStreams(offers, s.cfg.SRTP); err != nil {
+		respond(tx, req, 488, "Not Acceptable Here", sipmsg.NewHeader("Warning", `304 callscribe "`+srtpWarning(s.cfg.SRTP)+`"`))
+		return
+	}
 	var streams []Offer
 	for _, o := range offers {
 		if !o.Refused {
@@ -370,6 +445,15 @@ func (s *Server) reinvite(callID string, req *sipmsg.Request, tx sipmsg.ServerTr
 			l.choice = ch
 		}
 		o := streams[i]
+		keys, changed, err := l.keyLeg(o)
+		if err != nil {
+			respond(tx, req, 488, "Not Acceptable Here")
+			return
+		}
+		if changed {
+			l.Leg.Rekey(keys)
+		}
+		l.rcv.SetMux(o.Mux)
 		hold = hold && l.holds(o)
 		l.rcv.Touch() // the media timeout counts from the re-INVITE
 		if !l.holds(o) {

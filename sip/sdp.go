@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -8,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/pion/sdp/v3"
+
+	"github.com/callscribe/callscribe/media"
 )
 
 var (
@@ -15,7 +18,61 @@ var (
 	ErrBadSDP = errors.New("sip: bad SDP")
 	// ErrNoCommonCodec means the offer has no codec we decode (488).
 	ErrNoCommonCodec = errors.New("sip: no common codec")
+	// ErrSRTP means no audio stream of the offer is one the SRTP policy
+	// takes: plain RTP where SRTP is required, SRTP without a usable key
+	// or where it is off (488).
+	ErrSRTP = errors.New("sip: no audio stream the SRTP policy takes")
 )
+
+// SRTP policies (Config.SRTP).
+const (
+	SRTPOff      = "off"      // plain RTP only; RTP/SAVP streams are refused
+	SRTPOffer    = "offer"    // SRTP when the caller offers it; our own offers are plain
+	SRTPRequired = "required" // SRTP only: plain RTP is refused, our offers are RTP/SAVP
+)
+
+// selectStreams applies the SRTP policy to the audio streams of an offer:
+// a stream the policy does not take is marked Refused (answered with port
+// 0), and of an RTP/AVP and RTP/SAVP pair offering the same stream (next to
+// each other, the same label) only one is kept: SRTP unless the policy is
+// off. At least one stream must remain.
+func selectStreams(offers []Offer, policy string) error {
+	takes := func(o Offer) bool {
+		if o.Secure {
+			return policy != SRTPOff && len(o.Crypto) > 0
+		}
+		return policy != SRTPRequired
+	}
+	for i := 0; i+1 < len(offers); i++ {
+		a, b := &offers[i], &offers[i+1]
+		if a.Refused || b.Refused || a.Secure == b.Secure || a.Label != b.Label {
+			continue
+		}
+		plain, secure := a, b
+		if a.Secure {
+			plain, secure = b, a
+		}
+		if takes(*secure) {
+			plain.Refused = true
+		} else {
+			secure.Refused = true
+		}
+		i++
+	}
+	left := 0
+	for i := range offers {
+		if !offers[i].Refused && !takes(offers[i]) {
+			offers[i].Refused = true
+		}
+		if !offers[i].Refused {
+			left++
+		}
+	}
+	if left == 0 {
+		return ErrSRTP
+	}
+	return nil
+}
 
 // Offer is what Callscribe needs of one audio stream of an SDP offer.
 type Offer struct {
@@ -24,12 +81,56 @@ type Offer struct {
 	Direction string          // sendrecv, sendonly, recvonly, inactive
 	Hold      bool            // sendonly/inactive or a 0.0.0.0 address
 	Label     string          // a=label: names the stream (SIPREC)
+	// Secure is an RTP/SAVP(F) stream: SRTP keyed by its a=crypto lines
+	// (SDES, RFC 4568), Crypto those we can use, in the offer's order.
+	Secure bool
+	Crypto []Crypto
+	Mux    bool // a=rtcp-mux: RTCP on the RTP port (RFC 5761)
 
 	// An m-line we do not take (not audio, or port 0) is answered with
 	// port 0: Refused, with its media, protocol and formats.
 	Refused      bool
 	media, proto string
 	formats      []string
+}
+
+// Crypto is one usable a=crypto line: its tag, suite and inline key
+// (master key and salt).
+type Crypto struct {
+	Tag   string
+	Suite media.SRTPSuite
+	Key   []byte
+}
+
+// parseCrypto reads "<tag> <suite> inline:<key>[|lifetime] [params]". A
+// line we cannot honour (an unknown suite, several keys, an MKI, session
+// parameters) is not usable: RFC 4568 6.1 has the answerer skip it.
+func parseCrypto(v string) (Crypto, bool) {
+	f := strings.Fields(v)
+	if len(f) != 3 || !strings.HasPrefix(f[2], "inline:") {
+		return Crypto{}, false
+	}
+	if _, err := strconv.ParseUint(f[0], 10, 31); err != nil || len(f[0]) > 9 {
+		return Crypto{}, false
+	}
+	suite, ok := media.LookupSRTPSuite(f[1])
+	if !ok {
+		return Crypto{}, false
+	}
+	key, rest, _ := strings.Cut(strings.TrimPrefix(f[2], "inline:"), "|")
+	if strings.Contains(rest, ":") || strings.Contains(key, ";") { // an MKI; several keys
+		return Crypto{}, false
+	}
+	raw, err := base64.StdEncoding.DecodeString(key)
+	if err != nil {
+		if raw, err = base64.RawStdEncoding.DecodeString(key); err != nil {
+			return Crypto{}, false
+		}
+	}
+	if len(raw) != suite.KeyLen() {
+		return Crypto{}, false
+	}
+	return Crypto{Tag: f[0], Suite: suite, Key: raw}, true
 }
 
 type codec struct {
@@ -51,7 +152,7 @@ func ParseOffer(body []byte) (Offer, error) {
 			return o, nil
 		}
 	}
-	return Offer{}, fmt.Errorf("%w: no audio stream", ErrBadSDP) // not reached: ParseOffers says so
+	return Offer{}, fmt.Errorf("%w: no RTP/AVP or RTP/SAVP audio stream", ErrBadSDP)
 }
 
 // ParseOffers reads every m-line of an SDP offer, in order. The audio ones
@@ -63,11 +164,14 @@ func ParseOffers(body []byte) ([]Offer, error) {
 		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
 	var out []Offer
-	audio := 0
+	audio, foreign := 0, 0
 	for _, m := range sd.MediaDescriptions {
-		if m.MediaName.Media != "audio" || m.MediaName.Port.Value <= 0 {
+		if m.MediaName.Media != "audio" || m.MediaName.Port.Value <= 0 || !rtpProfile(m.MediaName.Protos) {
 			out = append(out, Offer{Refused: true, media: m.MediaName.Media, proto: strings.Join(m.MediaName.Protos, "/"),
 				formats: m.MediaName.Formats})
+			if m.MediaName.Media == "audio" && m.MediaName.Port.Value > 0 {
+				foreign++ // audio, in a profile we do not take (DTLS-SRTP)
+			}
 			continue
 		}
 		o, err := parseStream(&sd, m)
@@ -77,10 +181,20 @@ func ParseOffers(body []byte) ([]Offer, error) {
 		out = append(out, o)
 		audio++
 	}
-	if audio == 0 {
+	if audio == 0 && foreign == 0 {
 		return nil, fmt.Errorf("%w: no audio stream", ErrBadSDP)
 	}
 	return out, nil
+}
+
+// rtpProfile tells the RTP profiles we take: RTP/AVP and RTP/SAVP, with or
+// without feedback (F). DTLS-SRTP (UDP/TLS/RTP/SAVP) is refused.
+func rtpProfile(protos []string) bool {
+	switch strings.ToUpper(strings.Join(protos, "/")) {
+	case "RTP/AVP", "RTP/AVPF", "RTP/SAVP", "RTP/SAVPF":
+		return true
+	}
+	return false
 }
 
 func parseStream(sd *sdp.SessionDescription, m *sdp.MediaDescription) (Offer, error) {
@@ -100,6 +214,7 @@ func parseStream(sd *sdp.SessionDescription, m *sdp.MediaDescription) (Offer, er
 	}
 	o := Offer{Addr: netip.AddrPortFrom(ip, uint16(m.MediaName.Port.Value)), Codecs: map[uint8]codec{}, Direction: "sendrecv",
 		media: "audio", proto: strings.Join(m.MediaName.Protos, "/"), formats: m.MediaName.Formats}
+	o.Secure = strings.HasPrefix(strings.ToUpper(o.proto), "RTP/SAVP")
 	for _, f := range m.MediaName.Formats {
 		pt, err := strconv.ParseUint(f, 10, 7)
 		if err != nil {
@@ -115,6 +230,12 @@ func parseStream(sd *sdp.SessionDescription, m *sdp.MediaDescription) (Offer, er
 			o.Direction = a.Key
 		case "label":
 			o.Label = strings.TrimSpace(a.Value)
+		case "rtcp-mux":
+			o.Mux = true
+		case "crypto":
+			if c, ok := parseCrypto(a.Value); ok && len(o.Crypto) < 16 {
+				o.Crypto = append(o.Crypto, c)
+			}
 		case "rtpmap":
 			// "<pt> <name>/<clock>[/<channels>]"
 			ptStr, rest, ok := strings.Cut(a.Value, " ")
@@ -206,6 +327,9 @@ type AnswerStream struct {
 	Port   uint16
 	Choice Choice
 	Offer  Offer // the offered stream it answers
+	// Crypto is our a=crypto of an SRTP stream: the tag and suite taken
+	// from the offer, our key.
+	Crypto *Crypto
 }
 
 // Answer builds the SDP answer of a one-stream call: our RTP address and
@@ -237,7 +361,14 @@ func AnswerStreams(ip netip.Addr, streams []AnswerStream, sessionID uint64, vers
 			continue
 		}
 		ch := st.Choice
-		fmt.Fprintf(&b, "m=audio %d RTP/AVP %d", st.Port, ch.PT)
+		proto := "RTP/AVP"
+		if st.Crypto != nil {
+			proto = "RTP/SAVP"
+			if strings.EqualFold(st.Offer.proto, "RTP/SAVPF") {
+				proto = "RTP/SAVPF"
+			}
+		}
+		fmt.Fprintf(&b, "m=audio %d %s %d", st.Port, proto, ch.PT)
 		if ch.DTMFPT >= 0 {
 			fmt.Fprintf(&b, " %d", ch.DTMFPT)
 		}
@@ -256,6 +387,13 @@ func AnswerStreams(ip netip.Addr, streams []AnswerStream, sessionID uint64, vers
 		}
 		if st.Offer.Label != "" {
 			fmt.Fprintf(&b, "a=label:%s\r\n", st.Offer.Label)
+		}
+		if st.Crypto != nil {
+			fmt.Fprintf(&b, "a=crypto:%s %s inline:%s\r\n", st.Crypto.Tag, st.Crypto.Suite.Name,
+				base64.StdEncoding.EncodeToString(st.Crypto.Key))
+		}
+		if st.Offer.Mux {
+			b.WriteString("a=rtcp-mux\r\n")
 		}
 		fmt.Fprintf(&b, "a=ptime:20\r\na=%s\r\n", answerDirection(st.Offer.Direction))
 	}

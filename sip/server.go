@@ -41,6 +41,9 @@ type Config struct {
 	RTPPortLo, RTPPortHi int
 	// Codecs in order of preference; default G722, opus, PCMU, PCMA.
 	Codecs []string
+	// SRTP is the SRTP policy (SDES, RFC 4568): SRTPOff, SRTPOffer (the
+	// default) or SRTPRequired.
+	SRTP string
 	// MediaTimeout ends a call without RTP for this long while not on
 	// hold; default 30 s.
 	MediaTimeout time.Duration
@@ -145,6 +148,13 @@ func (c *Config) defaults() error {
 		if _, err := media.LookupCodec(name); err != nil {
 			return fmt.Errorf("sip: config: codecs: %q: %w", name, err)
 		}
+	}
+	switch c.SRTP {
+	case "":
+		c.SRTP = SRTPOffer
+	case SRTPOff, SRTPOffer, SRTPRequired:
+	default:
+		return fmt.Errorf("sip: config: srtp %q: want off, offer or required", c.SRTP)
 	}
 	if c.MediaTimeout <= 0 {
 		c.MediaTimeout = DefaultMediaTimeout
@@ -693,10 +703,27 @@ func (s *Server) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	s.dlgs.ReadAck(req, tx)
 }
 
+// srtpWarning says why an offer's streams were all refused by policy.
+func srtpWarning(policy string) string {
+	switch policy {
+	case SRTPRequired:
+		return "SRTP is required: RTP/SAVP with a=crypto (SDES)"
+	case SRTPOff:
+		return "plain RTP/AVP only"
+	}
+	return "no audio stream we take: RTP/AVP, or RTP/SAVP with an a=crypto suite we know (no DTLS-SRTP)"
+}
+
 // ourOffer is what we offer when the caller did not: every configured
-// codec (dynamic payload type 111 for Opus) and telephone-event, 101.
+// codec (dynamic payload type 111 for Opus) and telephone-event, 101. It is
+// RTP/SAVP when SRTP is required.
 func (s *Server) ourOffer() Offer {
 	o := Offer{Codecs: map[uint8]codec{}, Direction: "sendrecv", media: "audio", proto: "RTP/AVP"}
+	if s.cfg.SRTP == SRTPRequired {
+		suite, _ := media.LookupSRTPSuite("AES_CM_128_HMAC_SHA1_80")
+		o.proto, o.Secure = "RTP/SAVP", true
+		o.Crypto = []Crypto{{Tag: "1", Suite: suite, Key: media.NewSRTPKey(suite)}}
+	}
 	for _, name := range s.cfg.Codecs {
 		switch strings.ToUpper(name) {
 		case "PCMU":
@@ -742,6 +769,11 @@ func (s *Server) takeAnswer(req *sipmsg.Request) {
 		k++
 		if ch, err := Negotiate(o, s.cfg.Codecs); err == nil {
 			l.choice = ch
+		}
+		if l.crypto != nil { // we offered SRTP: the answer keys what the peer sends
+			if err := l.takeKey(o); err != nil {
+				s.cfg.Logger.Warn("sip: SRTP answer not usable", "call_id", c.SIPCallID, "err", err)
+			}
 		}
 		l.rcv.Expect(o.Addr, sourceOf(req).Addr(), latchWindow)
 	}
@@ -843,6 +875,9 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	} else if offers, meta, err = s.readOffer(req); err != nil {
 		s.refuse(tx, req, &ingest.Refusal{Reason: "bad_request", SIP: 400, Detail: err.Error()})
 		return
+	} else if err := selectStreams(offers, s.cfg.SRTP); err != nil {
+		s.refuse(tx, req, &ingest.Refusal{Reason: "srtp", SIP: 488, Detail: srtpWarning(s.cfg.SRTP)})
+		return
 	}
 	var streams []Offer // the audio streams we receive, in SDP order
 	var choices []Choice
@@ -911,7 +946,11 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 				}
 			}
 		}
-		if err := s.openLeg(c, i, l); err != nil {
+		var ours *Crypto
+		if delayed && o.Secure { // our offer: the peer's key comes with its answer
+			ours, o.Secure = &o.Crypto[0], false
+		}
+		if err := s.openLeg(c, i, l, o); err != nil {
 			c.closeLegs()
 			ticket.End("error", nil)
 			log.Error("sip: no media for the call", "err", err)
@@ -919,6 +958,9 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 			return
 		}
 		l.rcv.Expect(o.Addr, src.Addr(), latchWindow)
+		if ours != nil {
+			l.crypto = ours
+		}
 		c.Legs = append(c.Legs, l)
 	}
 	hold := true

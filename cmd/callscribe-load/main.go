@@ -119,8 +119,8 @@ func rtpLoad(args []string, w io.Writer) error {
 			return err
 		}
 		if poller == nil {
-			rcvs[i] = media.NewReceiver(conn, leg, ports)
-		} else if rcvs[i], err = poller.Add(conn, leg, ports); err != nil {
+			rcvs[i] = media.NewReceiver(media.Pair{RTP: conn}, leg, ports)
+		} else if rcvs[i], err = poller.Add(media.Pair{RTP: conn}, leg, ports); err != nil {
 			return err
 		}
 	}
