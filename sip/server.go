@@ -1025,7 +1025,9 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	s.callWG.Add(1) // done by hangup's caller
 	s.mu.Unlock()
 	c.Started = time.Now()
-	ticket.Start(c.fields())
+	if !delayed { // a delayed offer's codec is known from the ACK on
+		ticket.Start(c.fields())
+	}
 	// The 200 is sent again until the ACK comes (RFC 3261 13.3.1.4); a
 	// shutdown does not wait for it.
 	acked := make(chan error, 1)
@@ -1052,6 +1054,13 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		s.hangup(c, reason)
 		s.callWG.Done()
 		return
+	}
+	if delayed {
+		c.mu.Lock()
+		c.Codec = c.Legs[0].choice.Name
+		fields := c.fields()
+		c.mu.Unlock()
+		ticket.Start(fields)
 	}
 	go s.run(c, log)
 }

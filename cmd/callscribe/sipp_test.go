@@ -1,0 +1,108 @@
+package main
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callscribe/callscribe/transcript/transcripttest"
+)
+
+// sippDir is a working directory for sipp with the speech its scenarios
+// stream (rtp_stream: raw PCMU, 8 kHz): the test WAV, 1 s of silence, the
+// WAV again (10.6 s).
+func sippDir(t *testing.T, wav string) string {
+	t.Helper()
+	dir := t.TempDir()
+	pause := filepath.Join(dir, "pause.wav")
+	for _, args := range [][]string{
+		{"-n", "-r", "8000", "-c", "1", "-b", "16", pause, "trim", "0", "1"},
+		{wav, pause, wav, "-t", "ul", filepath.Join(dir, "speech.ulaw")},
+	} {
+		if b, err := exec.Command("sox", args...).CombinedOutput(); err != nil {
+			t.Fatalf("sox %v: %v %s", args, err, b)
+		}
+	}
+	return dir
+}
+
+// runSippScenario runs one call of testdata/sipp/<scenario>.xml from dir
+// against target, the calling user being <service>-sipp; it fails the test
+// if sipp reports a failed call (an unexpected message, a check that did
+// not match, a timeout).
+func runSippScenario(t *testing.T, dir, scenario, service, target string) {
+	t.Helper()
+	bin, err := exec.LookPath("sipp")
+	if err != nil {
+		t.Fatal("no sipp on PATH: run scripts/setup (it installs Debian's sip-tester)")
+	}
+	sf, _ := filepath.Abs(filepath.Join("testdata", "sipp", scenario+".xml"))
+	l, _ := net.ListenPacket("udp", "127.0.0.1:0")
+	port := l.LocalAddr().(*net.UDPAddr).Port
+	l.Close()
+	mp := freePort(t, "udp")
+	_, mport, _ := net.SplitHostPort(mp)
+	cmd := exec.Command(bin, "-sf", sf, "-s", service, "-m", "1", "-i", "127.0.0.1", "-p", strconv.Itoa(port), "-mp", mport,
+		"-nostdin", "-timeout", "60s", "-timeout_error", "-trace_err", "-error_file", filepath.Join(dir, service+".err"), target)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		errs, _ := os.ReadFile(filepath.Join(dir, service+".err"))
+		t.Fatalf("sipp %s: %v\n%s\n%s", scenario, err, tail(out), errs)
+	}
+}
+
+func tail(b []byte) []byte {
+	if len(b) > 3000 {
+		return b[len(b)-3000:]
+	}
+	return b
+}
+
+// SIPp scenarios shaped like carrier traffic, against the gateway process
+// with 2 s session intervals: delayed offer, session refreshes by
+// re-INVITE and UPDATE without SDP (14 each), a Session-Expires without
+// Supported (we refresh: 10 UPDATEs), an unknown Require (420), SIP INFO
+// dtmf-relay. Each call carries 10.6 s of speech; the calls outlive five
+// session intervals, are transcribed, and end with bye.
+func TestSippCarrierScenarios(t *testing.T) {
+	rd := transcripttest.Start(t)
+	config := filepath.Join(t.TempDir(), "timers.yaml")
+	os.WriteFile(config, []byte("sip:\n  min_se: 1s\n"), 0o644)
+	g := startGateway(t, rd.Addr, "-config", config)
+	g.waitReady(t, 200)
+	model := testModelDir(t)
+	wav := filepath.Join(model, "test_wavs", "8k.wav")
+	ref := referenceText(t, model, "8k.wav")
+	ref += " " + ref // said twice
+	refWER := transcribeWER(t, wav, ref)
+	dir := sippDir(t, wav)
+	for _, sc := range []struct {
+		name string
+		dtmf string
+	}{
+		{"delayed_offer", ""}, {"refresh_reinvite", ""}, {"refresh_update", ""}, {"timer_uas", ""}, {"info_dtmf", "5#"},
+	} {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			service := strings.ReplaceAll(sc.name, "_", "")
+			start := time.Now()
+			runSippScenario(t, dir, sc.name, service, g.sip)
+			evs := callOf(t, rd.Addr, service+"-sipp", 20*time.Second)
+			_, digits := checkCall(t, evs, "PCMU", "bye", ref, refWER)
+			if digits != sc.dtmf {
+				t.Errorf("DTMF %q, want %q", digits, sc.dtmf)
+			}
+			t.Logf("%s: %.1f s", sc.name, time.Since(start).Seconds())
+		})
+	}
+	t.Run("require_unknown", func(t *testing.T) {
+		t.Parallel()
+		runSippScenario(t, dir, "require_unknown", "require", g.sip)
+	})
+}
