@@ -22,6 +22,13 @@ import (
 // the given gateways; it returns its SIP address.
 func startKamailio(t *testing.T, gateways ...string) string {
 	t.Helper()
+	return startKamailioWith(t, nil, gateways...)
+}
+
+// startKamailioWith is startKamailio with -A defines of the configuration
+// (WITH_SST, SST_MIN_SE=2).
+func startKamailioWith(t *testing.T, defines []string, gateways ...string) string {
+	t.Helper()
 	bin, err := exec.LookPath("kamailio")
 	if err != nil {
 		t.Fatal("no kamailio on PATH: run scripts/setup (it installs Debian's kamailio)")
@@ -38,8 +45,12 @@ func startKamailio(t *testing.T, gateways ...string) string {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "-DD", "-E", "-f", "../../deployments/kamailio/kamailio.cfg", "-l", "udp:"+addr,
-		"-Y", dir, "-A", `DISPATCHER_LIST="`+filepath.Join(dir, "dispatcher.list")+`"`)
+	args := []string{"-DD", "-E", "-f", "../../deployments/kamailio/kamailio.cfg", "-l", "udp:" + addr,
+		"-Y", dir, "-A", `DISPATCHER_LIST="` + filepath.Join(dir, "dispatcher.list") + `"`}
+	for _, d := range defines {
+		args = append(args, "-A", d)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its workers are stopped with it
 	if err := cmd.Start(); err != nil {

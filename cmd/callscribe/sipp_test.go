@@ -53,13 +53,13 @@ func runSippScenario(t *testing.T, dir, scenario, service, target string) {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		errs, _ := os.ReadFile(filepath.Join(dir, service+".err"))
-		t.Fatalf("sipp %s: %v\n%s\n%s", scenario, err, tail(out), errs)
+		t.Fatalf("sipp %s: %v\n%s\n%s", scenario, err, errs, tail(out, 600))
 	}
 }
 
-func tail(b []byte) []byte {
-	if len(b) > 3000 {
-		return b[len(b)-3000:]
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
 	}
 	return b
 }
@@ -105,4 +105,25 @@ func TestSippCarrierScenarios(t *testing.T) {
 		t.Parallel()
 		runSippScenario(t, dir, "require_unknown", "require", g.sip)
 	})
+}
+
+// A caller without session timers through Kamailio with its sst module
+// (deployments/kamailio, -A WITH_SST): the proxy adds Session-Expires
+// without Supported: timer, so the gateway is the refresher and sends its
+// UPDATEs through the proxy (Record-Route); the call outlives five
+// intervals of 2 s and is transcribed.
+func TestSippThroughKamailioSST(t *testing.T) {
+	rd := transcripttest.Start(t)
+	config := filepath.Join(t.TempDir(), "timers.yaml")
+	os.WriteFile(config, []byte("sip:\n  min_se: 1s\n"), 0o644)
+	g := startGateway(t, rd.Addr, "-config", config)
+	g.waitReady(t, 200)
+	lb := startKamailioWith(t, []string{"WITH_SST", "SST_MIN_SE=2"}, g.sip)
+	model := testModelDir(t)
+	wav := filepath.Join(model, "test_wavs", "8k.wav")
+	ref := referenceText(t, model, "8k.wav")
+	ref += " " + ref
+	runSippScenario(t, sippDir(t, wav), "timer_sst", "sst", lb)
+	evs := callOf(t, rd.Addr, "sst-sipp", 20*time.Second)
+	checkCall(t, evs, "PCMU", "bye", ref, transcribeWER(t, wav, referenceText(t, model, "8k.wav")))
 }
