@@ -43,6 +43,7 @@ type SIPConfig struct {
 	TLS               string            `yaml:"tls"`
 	TLSCertFile       string            `yaml:"tls_cert_file"`
 	TLSKeyFile        string            `yaml:"tls_key_file"`
+	TLSClient         TLSClientConfig   `yaml:"tls_client"`
 	MediaIP           string            `yaml:"media_ip"`
 	RTPPorts          string            `yaml:"rtp_ports"`
 	Codecs            []string          `yaml:"codecs"`
@@ -65,6 +66,14 @@ type SIPConfig struct {
 	AgentAORs         []string          `yaml:"agent_aors"`
 	LegNamesHeader    string            `yaml:"leg_names_header"`
 	ReorderMs         int               `yaml:"reorder_ms"`
+}
+
+// TLSClientConfig is how the gateway verifies SIP peers it connects to
+// over TLS.
+type TLSClientConfig struct {
+	CAFile     string `yaml:"ca_file"`
+	Verify     bool   `yaml:"verify"`
+	ServerName string `yaml:"server_name"`
 }
 
 // ASRConfig is the recognizer.
@@ -134,7 +143,7 @@ func Defaults() Config {
 	return Config{
 		SIP: SIPConfig{UDP: "127.0.0.1:5060", TCP: "127.0.0.1:5060", MediaIP: "127.0.0.1",
 			RTPPorts: fmt.Sprintf("%d-%d", sip.DefaultRTPPortLo, sip.DefaultRTPPortHi),
-			Codecs:   sip.DefaultCodecs(), SRTP: sip.SRTPOffer, MediaTimeout: sip.DefaultMediaTimeout, MaxCalls: 1000,
+			Codecs:   sip.DefaultCodecs(), SRTP: sip.SRTPOffer, TLSClient: TLSClientConfig{Verify: true}, MediaTimeout: sip.DefaultMediaTimeout, MaxCalls: 1000,
 			AllowCIDRs: []string{}, Users: map[string]string{},
 			Realm: sip.DefaultRealm, MinSE: sip.DefaultMinSE, AckTimeout: sip.DefaultAckTimeout, InviteRate: 100, InviteBurst: 400,
 			TCPIdleTimeout: sip.DefaultTCPIdleTimeout, TCPMaxPerSource: sip.DefaultTCPMaxPerSource, CarryHeaders: sip.DefaultCarryHeaders(),

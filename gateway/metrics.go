@@ -31,6 +31,10 @@ func registerMetrics(reg *prometheus.Registry, s *Service) {
 	counter("callscribe_srtp_unauthenticated_total", "SRTP and SRTCP packets that failed authentication or were replays, dropped (ended calls).",
 		func() float64 { return float64(calls.Stats().RTP.Unauthenticated) })
 	counter("callscribe_rtcp_reports_total", "RTCP receiver reports sent (ended calls).", func() float64 { return float64(calls.Stats().RTP.Reports) })
+	counter("callscribe_sip_bye_failed_total", "BYEs the gateway sent that got no 2xx (peer gone, TLS connection refused or not verified); each is logged.",
+		func() float64 { return float64(s.sip.ByeFailures()) })
+	counter("callscribe_sip_refresh_failed_total", "Session refreshes (UPDATE) the gateway sent that got no 2xx; each is logged.",
+		func() float64 { return float64(s.sip.RefreshFailures()) })
 	counter("callscribe_rtp_malformed_total", "RTP packets dropped as malformed (ended calls).", func() float64 { return float64(calls.Stats().RTP.Malformed) })
 	counter("callscribe_audio_dropped_seconds_total", "Audio of ended calls dropped undecoded because the recognizer fell behind.",
 		func() float64 { return float64(calls.Stats().DroppedMs) / 1000 })

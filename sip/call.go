@@ -353,6 +353,7 @@ func (s *Server) hangup(c *Call, reason string) {
 		// The BYE must go out even when the server's context is done.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
 		if err := s.bye(ctx, c); err != nil {
+			s.byeFailed.Add(1)
 			s.cfg.Logger.Warn("sip: BYE not answered", "call_id", c.SIPCallID, "reason", reason, "err", err)
 		}
 		cancel()
@@ -500,6 +501,7 @@ func (s *Server) refreshSession(c *Call, log *slog.Logger) {
 	defer cancel()
 	res, err := c.dlg.Do(ctx, req)
 	if err != nil || !res.IsSuccess() {
+		s.refreshFailed.Add(1)
 		log.Warn("sip: session refresh failed", "err", err, "response", res)
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -35,6 +37,11 @@ type Config struct {
 	// off. TLS needs TLSCertFile and TLSKeyFile (PEM).
 	UDP, TCP, TLS           string
 	TLSCertFile, TLSKeyFile string
+	// TLSClient configures the TLS connections we open (a request in a
+	// dialog whose inbound connection is gone): the CA bundle that verifies
+	// the peer (default: the system's), verification off (never on a public
+	// network), and the server name to verify (default: the host dialled).
+	TLSClient TLSClient
 	// MediaIP is the address RTP sockets bind to and SDP announces.
 	MediaIP string
 	// RTPPortLo and RTPPortHi bound the RTP ports; default 20000-30000.
@@ -101,6 +108,29 @@ type Config struct {
 	Leg media.LegOptions
 	// Logger; default slog.Default().
 	Logger *slog.Logger
+}
+
+// TLSClient is how we verify peers we connect to over TLS.
+type TLSClient struct {
+	CAFile     string
+	NoVerify   bool
+	ServerName string
+}
+
+// config builds the client TLS configuration.
+func (c TLSClient) config() (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, InsecureSkipVerify: c.NoVerify}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("sip: config: tls_client.ca_file: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("sip: config: tls_client.ca_file %s: no PEM certificate", c.CAFile)
+		}
+	}
+	return cfg, nil
 }
 
 // Defaults of Config, the one place they are written (the gateway's
@@ -210,6 +240,8 @@ type Server struct {
 	addrs   []net.Addr
 	closers []io.Closer // listeners, closed by Close
 	panics  atomic.Int64
+
+	byeFailed, refreshFailed atomic.Int64
 }
 
 // NewServer prepares a server whose calls adm admits; Listen starts it.
@@ -221,7 +253,11 @@ func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sip: config: rtp ports: %w", err)
 	}
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("callscribe"))
+	tlsClient, err := cfg.TLSClient.config()
+	if err != nil {
+		return nil, err
+	}
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("callscribe"), sipgo.WithUserAgenTLSConfig(tlsClient))
 	if err != nil {
 		return nil, err
 	}
@@ -378,6 +414,13 @@ func (s *Server) safe(h func(*sipmsg.Request, sipmsg.ServerTransaction)) func(*s
 		h(req, tx)
 	}
 }
+
+// ByeFailures counts our BYEs that got no 2xx (the peer gone, a TLS
+// connection that could not be made or verified); each is logged.
+func (s *Server) ByeFailures() int64 { return s.byeFailed.Load() }
+
+// RefreshFailures counts our session refreshes (UPDATE) that got no 2xx.
+func (s *Server) RefreshFailures() int64 { return s.refreshFailed.Load() }
 
 // Panics is the number of requests whose handling panicked (and was
 // contained).
