@@ -314,3 +314,67 @@ func TestBaresipGatewayHangsUpOverTLS(t *testing.T) {
 	}
 	b.quit(t)
 }
+
+// startRTPEngine runs Debian's rtpengine in user space (no kernel
+// forwarding); it returns its control (ng) address for Kamailio.
+func startRTPEngine(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("rtpengine")
+	if err != nil {
+		t.Fatal("no rtpengine on PATH: run scripts/setup (it installs Debian's rtpengine-daemon)")
+	}
+	ng := freePort(t, "udp")
+	logf, err := os.Create(filepath.Join(t.TempDir(), "rtpengine.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--foreground", "--log-stderr", "--table=-1", "--interface=127.0.0.1", "--listen-ng="+ng,
+		"--port-min=35000", "--port-max=35999", "--log-level=6")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("rtpengine:\n%s", tail(b, 4000))
+		}
+	})
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(50 * time.Millisecond) {
+		if b, _ := os.ReadFile(logf.Name()); strings.Contains(string(b), "Startup complete") {
+			return ng
+		}
+	}
+	t.Fatal("rtpengine did not start")
+	return ""
+}
+
+// The SBC recipe of deployments/: a trunk that requires SRTP (baresip,
+// srtp-mand) calls through Kamailio with rtpengine (-A WITH_RTPENGINE),
+// which terminates SRTP and sends a gateway that takes plain RTP only
+// (sip.srtp: off) RTP/AVP. The call is transcribed and ends with bye.
+func TestBaresipSRTPThroughRTPEngine(t *testing.T) {
+	rd := transcripttest.Start(t)
+	config := filepath.Join(t.TempDir(), "plain.yaml")
+	os.WriteFile(config, []byte("sip:\n  srtp: \"off\"\n"), 0o644)
+	g := startGateway(t, rd.Addr, "-config", config)
+	g.waitReady(t, 200)
+	ng := startRTPEngine(t)
+	lb := startKamailioWith(t, []string{"WITH_RTPENGINE", `RTPENGINE_SOCK="udp:` + ng + `"`}, g.sip)
+	model := testModelDir(t)
+	wav := filepath.Join(model, "test_wavs", "8k.wav")
+	ref := referenceText(t, model, "8k.wav")
+	certFile, _ := testcert.Write(t) // baresip wants a CA file even without TLS
+	b := startBaresip(t, baresipCall{user: "trunk", codec: "PCMU", wav: wav, mediaenc: "srtp-mand", limit: 60 * time.Second}, lb, "", certFile)
+	b.waitFor(t, "Call established", 20*time.Second)
+	b.waitFor(t, "terminated", 30*time.Second)
+	evs := callOf(t, rd.Addr, "trunk", 20*time.Second)
+	checkCall(t, evs, "PCMU", "bye", ref, transcribeWER(t, wav, ref))
+	if !strings.Contains(b.out.String(), "RTP/SAVP") {
+		t.Error("baresip did not offer SRTP")
+	}
+	b.quit(t)
+}
