@@ -123,6 +123,7 @@ type Receiver struct {
 	ignored atomic.Int64
 	panics  atomic.Int64 // packets whose handling panicked (dropped)
 	packets atomic.Int64 // accepted, readable while the receiver runs
+	readers atomic.Int32 // own goroutines still reading
 	done    chan struct{}
 	once    sync.Once
 }
@@ -132,18 +133,19 @@ type Receiver struct {
 // many legs on fewer goroutines.
 func NewReceiver(pair Pair, leg *Leg, ports *Ports) *Receiver {
 	r := newReceiver(pair, leg, ports)
-	if pair.RTCP == nil {
-		go func() {
-			r.run()
-			close(r.done)
-		}()
-		return r
+	readers := []func(){r.run}
+	if pair.RTCP != nil {
+		readers = append(readers, r.runRTCP)
 	}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); r.run() }()
-	go func() { defer wg.Done(); r.runRTCP() }()
-	go func() { wg.Wait(); close(r.done) }()
+	r.readers.Store(int32(len(readers)))
+	for _, read := range readers {
+		go func() {
+			read()
+			if r.readers.Add(-1) == 0 { // the last reader out says done
+				close(r.done)
+			}
+		}()
+	}
 	return r
 }
 

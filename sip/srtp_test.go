@@ -233,3 +233,33 @@ func TestSRTPCall(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// A recording session's streams (SIPREC), each RTP/SAVP under its own key:
+// one leg per stream, each keyed with its stream's key, the answer giving a
+// key of ours per stream with its label.
+func TestSRTPRecordingStreams(t *testing.T) {
+	_, rec, addr := startServer(t, Config{Codecs: []string{"PCMU"}})
+	phone := newUAC(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+	for i := range 2 {
+		key := make([]byte, 30)
+		key[0] = byte(i + 1)
+		s += fmt.Sprintf("m=audio %d RTP/SAVP 0\r\na=label:%d\r\na=sendonly\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:%s\r\n",
+			41000+2*i, i+1, base64.StdEncoding.EncodeToString(key))
+	}
+	sess := answered(t, ctx, phone.dc, target(addr), []byte(s))
+	c := <-rec.startCh
+	ans := string(sess.InviteResponse.Body())
+	if len(c.Legs) != 2 || strings.Count(ans, "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:") != 2 ||
+		!strings.Contains(ans, "a=label:1") || !strings.Contains(ans, "a=label:2") {
+		t.Fatalf("%d legs, answer:\n%s", len(c.Legs), ans)
+	}
+	a, b := c.Legs[0], c.Legs[1]
+	if a.Leg.SRTP() == nil || b.Leg.SRTP() == nil || a.peerKey[0] != 1 || b.peerKey[0] != 2 || string(a.crypto.Key) == string(b.crypto.Key) {
+		t.Errorf("legs not keyed per stream")
+	}
+	sess.Bye(ctx)
+	<-c.Done()
+}
