@@ -43,6 +43,11 @@ type BatcherOptions struct {
 	// FallbackAfter is the number of consecutive failed steps after which
 	// a GPU engine is replaced by a CPU one; default 3.
 	FallbackAfter int
+	// Decoding is Greedy (the default) or ModifiedBeamSearch.
+	Decoding string
+	// ActivePaths is the beam of modified beam search: the hypotheses kept
+	// per stream; default DefaultActivePaths.
+	ActivePaths int
 	// Endpoint decides when an utterance ends.
 	Endpoint EndpointConfig
 	// TailPaddingMs of silence is added when a stream finishes, so the
@@ -82,6 +87,12 @@ func (o *BatcherOptions) withDefaults(info *ModelInfo) {
 	}
 	if o.RunTimeout <= 0 {
 		o.RunTimeout = DefaultRunTimeout
+	}
+	if o.Decoding == "" {
+		o.Decoding = Greedy
+	}
+	if o.ActivePaths <= 0 {
+		o.ActivePaths = DefaultActivePaths
 	}
 	if o.FallbackAfter <= 0 {
 		o.FallbackAfter = 3
@@ -149,6 +160,9 @@ type Batcher struct {
 // NewBatcher opens the engines and starts the dispatcher.
 func NewBatcher(info *ModelInfo, opts BatcherOptions) (*Batcher, error) {
 	opts.withDefaults(info)
+	if opts.Decoding != Greedy && opts.Decoding != ModifiedBeamSearch {
+		return nil, fmt.Errorf("asr: decoding %q: want %s or %s", opts.Decoding, Greedy, ModifiedBeamSearch)
+	}
 	fo := DefaultFbankOptions()
 	fo.NumBins = info.FeatureDim
 	tables, err := newFbankTables(fo)

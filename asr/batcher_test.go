@@ -78,10 +78,18 @@ func TestBatcherTranscribesTestWavs(t *testing.T) {
 }
 
 // Batching never changes a result: each stream decoded alone gives the same
-// partials, finals, times and confidences as all of them in shared batches.
+// partials, finals, times and confidences as all of them in shared batches
+// (greedy, and beam search with every hypothesis of every stream in one
+// joiner call).
 func TestBatchedEqualsAlone(t *testing.T) {
+	for _, decoding := range []string{Greedy, ModifiedBeamSearch} {
+		t.Run(decoding, func(t *testing.T) { testBatchedEqualsAlone(t, decoding) })
+	}
+}
+
+func testBatchedEqualsAlone(t *testing.T, decoding string) {
 	_, sigs := loadTestWavs(t)
-	b := newTestBatcher(t, ModelFiles{}, BatcherOptions{Workers: 1})
+	b := newTestBatcher(t, ModelFiles{}, BatcherOptions{Workers: 1, Decoding: decoding})
 	together, err := DecodeAll(b, append(append(sigs, sigs...), sigs...), 100)
 	if err != nil {
 		t.Fatal(err)

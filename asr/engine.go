@@ -43,6 +43,10 @@ type Engine interface {
 	// Batch returns the buffers for a step of n streams, valid until the
 	// next call to Batch.
 	Batch(n int) (*Batch, error)
+	// Heads returns decoder and joiner buffers for n rows (beam search runs
+	// them on every hypothesis of every stream), valid until the next call
+	// to Heads; they do not alias those of Batch.
+	Heads(n int) (*Batch, error)
 	Encode(b *Batch) error
 	Decode(b *Batch) error
 	Join(b *Batch) error
@@ -78,7 +82,11 @@ type ortEngine struct {
 	capN    int // batch the backing arrays hold
 	backing *Batch
 	sets    map[int]*tensorSet
-	closeMu sync.Once
+	// The decoder and joiner at other row counts (Heads).
+	headCap     int
+	headBacking *Batch
+	heads       map[int]*tensorSet
+	closeMu     sync.Once
 }
 
 // tensorSet is the ORT values of one batch size, over the engine's backing arrays.
@@ -144,7 +152,7 @@ func newORTEngine(info *ModelInfo, opts EngineOptions) (*ortEngine, error) {
 	default:
 		return nil, fmt.Errorf("asr: unknown provider %q (want cpu or cuda)", opts.Provider)
 	}
-	e := &ortEngine{info: info, provider: opts.Provider, sets: map[int]*tensorSet{}}
+	e := &ortEngine{info: info, provider: opts.Provider, sets: map[int]*tensorSet{}, heads: map[int]*tensorSet{}}
 	encIn, encOut := []string{"x"}, []string{"encoder_out"}
 	for _, s := range info.States {
 		encIn = append(encIn, s.Name)
@@ -220,6 +228,32 @@ func (e *ortEngine) Batch(n int) (*Batch, error) {
 	return &s.batch, nil
 }
 
+func (e *ortEngine) Heads(n int) (*Batch, error) {
+	if n <= 0 {
+		return nil, fmt.Errorf("asr: heads for %d rows", n)
+	}
+	if s, ok := e.heads[n]; ok {
+		return &s.batch, nil
+	}
+	if e.headCap < n {
+		c := max(n, 2*e.headCap)
+		for _, s := range e.heads {
+			s.destroy()
+		}
+		clear(e.heads)
+		m := e.info
+		e.headBacking = &Batch{Y: make([]int64, c*m.ContextSize), DecOut: make([]float32, c*m.EncoderDim),
+			JoinEnc: make([]float32, c*m.EncoderDim), JoinDec: make([]float32, c*m.EncoderDim), Logits: make([]float32, c*m.VocabSize)}
+		e.headCap = c
+	}
+	s, err := e.newHeadSet(n)
+	if err != nil {
+		return nil, err
+	}
+	e.heads[n] = s
+	return &s.batch, nil
+}
+
 func tensor[T ort.TensorData](data []T, dims ...int64) (ort.Value, []T, error) {
 	sh := ort.NewShape(dims...)
 	v := data[:sh.FlattenedSize()]
@@ -285,6 +319,40 @@ func (e *ortEngine) newSet(n int) (*tensorSet, error) {
 	return s, nil
 }
 
+// newHeadSet makes the decoder and joiner tensors of n rows.
+func (e *ortEngine) newHeadSet(n int) (*tensorSet, error) {
+	m, bk := e.info, e.headBacking
+	N := int64(n)
+	s := &tensorSet{}
+	b := &s.batch
+	b.N = n
+	var errs []error
+	add := func(list *[]ort.Value, v ort.Value, err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if v != nil {
+			*list = append(*list, v)
+		}
+	}
+	v, y, terr := tensor(bk.Y, N, int64(m.ContextSize))
+	b.Y = y
+	add(&s.decIn, v, terr)
+	v, b.DecOut, terr = tensor(bk.DecOut, N, int64(m.EncoderDim))
+	add(&s.decOut, v, terr)
+	v, b.JoinEnc, terr = tensor(bk.JoinEnc, N, int64(m.EncoderDim))
+	add(&s.joinIn, v, terr)
+	v, b.JoinDec, terr = tensor(bk.JoinDec, N, int64(m.EncoderDim))
+	add(&s.joinIn, v, terr)
+	v, b.Logits, terr = tensor(bk.Logits, N, int64(m.VocabSize))
+	add(&s.joinOut, v, terr)
+	if err := errors.Join(errs...); err != nil {
+		s.destroy()
+		return nil, fmt.Errorf("asr: tensors for %d rows: %w", n, err)
+	}
+	return s, nil
+}
+
 func (s *tensorSet) destroy() {
 	for _, l := range [][]ort.Value{s.encIn, s.encOut, s.decIn, s.decOut, s.joinIn, s.joinOut} {
 		for _, v := range l {
@@ -296,7 +364,9 @@ func (s *tensorSet) destroy() {
 func (e *ortEngine) runOn(sess *ort.DynamicAdvancedSession, b *Batch, pick func(*tensorSet) ([]ort.Value, []ort.Value)) error {
 	s, ok := e.sets[b.N]
 	if !ok || &s.batch != b {
-		return fmt.Errorf("asr: batch of %d does not belong to this engine", b.N)
+		if s, ok = e.heads[b.N]; !ok || &s.batch != b {
+			return fmt.Errorf("asr: batch of %d does not belong to this engine", b.N)
+		}
 	}
 	in, out := pick(s)
 	if err := sess.RunWithOptions(in, out, e.run); err != nil {
@@ -328,6 +398,9 @@ func (e *ortEngine) Abort() {
 func (e *ortEngine) Close() error {
 	e.closeMu.Do(func() {
 		for _, s := range e.sets {
+			s.destroy()
+		}
+		for _, s := range e.heads {
 			s.destroy()
 		}
 		for _, s := range []*ort.DynamicAdvancedSession{e.enc, e.dec, e.join} {

@@ -123,8 +123,14 @@ func decodeWithin(t *testing.T, b *Batcher, sigs [][]float32, d time.Duration) [
 }
 
 func TestFaultsLoseNothing(t *testing.T) {
+	for _, decoding := range []string{Greedy, ModifiedBeamSearch} {
+		t.Run(decoding, func(t *testing.T) { testFaultsLoseNothing(t, decoding) })
+	}
+}
+
+func testFaultsLoseNothing(t *testing.T, decoding string) {
 	names, sigs := loadTestWavs(t)
-	clean := newTestBatcher(t, ModelFiles{}, BatcherOptions{})
+	clean := newTestBatcher(t, ModelFiles{}, BatcherOptions{Decoding: decoding})
 	want := decodeWithin(t, clean, sigs, time.Minute)
 
 	plan := &faultPlan{
@@ -132,7 +138,7 @@ func TestFaultsLoseNothing(t *testing.T) {
 		hang:     set(25, 150, 151, 600),          // calls hang until aborted
 		hardHang: set(400),                        // a call that ignores Abort
 	}
-	opts := BatcherOptions{NewEngine: plan.open, RunTimeout: 300 * time.Millisecond}
+	opts := BatcherOptions{NewEngine: plan.open, RunTimeout: 300 * time.Millisecond, Decoding: decoding}
 	b := newTestBatcher(t, ModelFiles{}, opts)
 	got := decodeWithin(t, b, sigs, time.Minute)
 

@@ -77,6 +77,7 @@ type Stream struct {
 	trailing  int // blank frames since the last token
 	decOut    []float32
 	hasDecOut bool
+	hyps      []hyp // modified beam search: the open utterance's hypotheses
 	segStart  int64 // feature frame where the utterance began
 	utt       int
 	lastLen   int // tokens at the last partial
@@ -89,6 +90,9 @@ func (s *Stream) MemoryBytes() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.b.info.StateBytes() + 4*cap(s.decOut) + 8*cap(s.tokens) + 8*cap(s.times) + 4*cap(s.probs)
+	for _, h := range s.hyps {
+		n += 8*len(h.ys) + 8*len(h.times) + 4*len(h.probs) + 4*len(h.dec)
+	}
 	return n + 4*cap(s.feats) + s.fbank.bytes()
 }
 
@@ -294,6 +298,7 @@ func (s *Stream) resetUtterance(processed, dropped int64) {
 	s.tokens = s.tokens[:ctx]
 	s.times = s.times[:0]
 	s.probs = s.probs[:0]
+	s.hyps = s.hyps[:0] // the next step starts from the context alone
 	s.trailing = 0
 	s.segStart = processed
 	s.segDropped = dropped

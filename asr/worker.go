@@ -3,6 +3,7 @@ package asr
 import (
 	"errors"
 	"math"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -33,6 +34,13 @@ type runner struct {
 	abandoned atomic.Bool
 	batch     *Batch
 	hyps      []scratch
+	// Modified beam search: each stream's hypotheses (the step's copy) and
+	// the scratch of a frame.
+	beams  [][]hyp
+	next   [][]hyp
+	frame0 []int64
+	rows   [][2]int
+	topk   []int
 }
 
 // scratch is one stream's decoding during a step, committed on success.
@@ -254,6 +262,20 @@ func (r *runner) step(info *ModelInfo, job []*Stream) error {
 	if err := r.eng.Encode(bt); err != nil {
 		return err
 	}
+	if paths := job[0].b.opts.ActivePaths; job[0].b.opts.Decoding == ModifiedBeamSearch {
+		for len(r.beams) < n {
+			r.beams, r.next = append(r.beams, nil), append(r.next, nil)
+		}
+		r.frame0 = r.frame0[:0]
+		for i, s := range job {
+			r.frame0 = append(r.frame0, r.hyps[i].frame0)
+			if len(s.hyps) == 0 { // a new utterance: its context alone
+				s.hyps = []hyp{{ys: slices.Clone(s.tokens)}}
+			}
+			r.beams[i] = append(r.beams[i][:0], s.hyps...)
+		}
+		return r.beamSearch(info, job, bt, paths)
+	}
 	return r.greedy(info, job, bt, allCached)
 }
 
@@ -326,22 +348,34 @@ func (w *worker) commit(job []*Stream) {
 	n := len(job)
 	D := info.EncoderDim
 	sub := info.ChunkShift / info.OutFrames
+	beam := w.b.opts.Decoding == ModifiedBeamSearch
 	for i, s := range job {
 		stackRow(info, bt.NewStates, s.state, i, n, true)
-		h := &r.hyps[i]
-		s.tokens = append(s.tokens, h.tokens...)
-		s.times = append(s.times, h.times...)
-		s.probs = append(s.probs, h.probs...)
-		s.trailing = h.trailing
-		copy(s.decOut, bt.JoinDec[i*D:(i+1)*D])
-		s.hasDecOut = true
+		changed := false
+		if beam {
+			s.hyps = append(s.hyps[:0], r.beams[i]...)
+			b := best(s.hyps)
+			changed = !slices.Equal(b.ys, s.tokens)
+			s.tokens = append(s.tokens[:0], b.ys...)
+			s.times = append(s.times[:0], b.times...)
+			s.probs = append(s.probs[:0], b.probs...)
+			s.trailing = b.trailing
+		} else {
+			h := &r.hyps[i]
+			s.tokens = append(s.tokens, h.tokens...)
+			s.times = append(s.times, h.times...)
+			s.probs = append(s.probs, h.probs...)
+			s.trailing = h.trailing
+			copy(s.decOut, bt.JoinDec[i*D:(i+1)*D])
+			s.hasDecOut = true
+		}
 		s.mu.Lock()
 		s.processed += int64(info.ChunkShift)
 		processed, dropped := s.processed, s.dropped
 		s.mu.Unlock()
 
 		ntok := len(s.tokens) - info.ContextSize
-		if ntok != s.lastLen {
+		if ntok != s.lastLen || changed {
 			s.lastLen = ntok
 			s.onResult(s.result(Partial, processed, dropped))
 		}

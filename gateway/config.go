@@ -93,6 +93,8 @@ type ASRConfig struct {
 	MaxStreams   string             `yaml:"max_streams"`
 	MaxLag       time.Duration      `yaml:"max_lag"`
 	Headroom     float64            `yaml:"headroom"`
+	Decoding     string             `yaml:"decoding"`
+	ActivePaths  int                `yaml:"num_active_paths"`
 	Endpoint     asr.EndpointConfig `yaml:"endpoint"`
 }
 
@@ -150,7 +152,7 @@ func Defaults() Config {
 			ReorderMs: 60, AgentAORs: []string{}},
 		ASR: ASRConfig{Provider: "cpu", Threads: 1, MaxBatch: asr.DefaultMaxBatch, MaxWait: asr.DefaultMaxWait,
 			RunTimeout: asr.DefaultRunTimeout, FinalTimeout: 30 * time.Second, MaxStreams: "auto", MaxLag: DefaultMaxLag,
-			Headroom: asr.DefaultHeadroom, Endpoint: asr.DefaultEndpointConfig()},
+			Headroom: asr.DefaultHeadroom, Decoding: asr.Greedy, ActivePaths: asr.DefaultActivePaths, Endpoint: asr.DefaultEndpointConfig()},
 		Redis: RedisConfig{Addr: transcript.DefaultAddr, Prefix: transcript.DefaultPrefix, Shards: 1,
 			CallMaxLen: transcript.DefaultCallMaxLen, FirehoseMaxLen: transcript.DefaultFirehoseMaxLen,
 			Expire: transcript.DefaultExpire, SpoolMaxBytes: transcript.DefaultSpoolMaxBytes},
@@ -292,6 +294,12 @@ func (c *Config) Validate() error {
 		if _, err := media.LookupCodec(name); err != nil {
 			return fmt.Errorf("sip.codecs: %q: want PCMU, PCMA, G722 or opus", name)
 		}
+	}
+	if c.ASR.Decoding != asr.Greedy && c.ASR.Decoding != asr.ModifiedBeamSearch {
+		return fmt.Errorf("asr.decoding: %q: want %s or %s", c.ASR.Decoding, asr.Greedy, asr.ModifiedBeamSearch)
+	}
+	if c.ASR.ActivePaths < 1 || c.ASR.ActivePaths > 64 {
+		return fmt.Errorf("asr.num_active_paths: %d: want 1 to 64", c.ASR.ActivePaths)
 	}
 	switch c.SIP.SRTP {
 	case sip.SRTPOff, sip.SRTPOffer, sip.SRTPRequired:

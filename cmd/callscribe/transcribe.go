@@ -24,6 +24,8 @@ type transcribeOptions struct {
 	provider  string
 	threads   int
 	maxBatch  int
+	decoding  string
+	paths     int
 	workers   int
 	endpoint  bool
 	resampler string
@@ -42,6 +44,8 @@ func transcribeMain(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.maxBatch, "max-batch", asr.DefaultMaxBatch, "most streams per encoder call")
 	fs.IntVar(&o.workers, "workers", 0, "engines run in parallel (default: 1, or one per CPU for a batch-1 model)")
 	fs.BoolVar(&o.endpoint, "endpoint", true, "split utterances at endpoints")
+	fs.StringVar(&o.decoding, "decoding", asr.Greedy, "decoding method: "+asr.Greedy+" or "+asr.ModifiedBeamSearch)
+	fs.IntVar(&o.paths, "active-paths", asr.DefaultActivePaths, "modified beam search: hypotheses kept per stream")
 	fs.StringVar(&o.resampler, "resampler", "kaldi", "filter for non-16 kHz input: kaldi (what the model expects) or sharp")
 	asJSON := fs.Bool("json", false, "print every partial and final as a JSON line")
 	if err := fs.Parse(args); err != nil {
@@ -150,6 +154,7 @@ func transcribe(files []string, o transcribeOptions) ([][]asr.Result, error) {
 		Engine: asr.EngineOptions{Provider: o.provider, Threads: o.threads}}
 	bo.Endpoint = asr.DefaultEndpointConfig()
 	bo.Endpoint.Enabled = o.endpoint
+	bo.Decoding, bo.ActivePaths = o.decoding, o.paths
 	if bo.Workers == 0 && info.MaxBatch > 0 {
 		bo.Workers = runtime.NumCPU()
 	}

@@ -86,26 +86,46 @@ var int8Divergent = map[string]string{
 	"u20-16k.wav": "WE ARE SORRY FOR LIVING CONVEN AND STITCHEN CALLS",
 }
 
+// beamParity reads asr/testdata/parity-beam.tsv: the peer's texts with
+// modified beam search (4 active paths) and the fp32 encoder, in the order
+// of parity.tsv.
+func beamParity(t *testing.T) []string {
+	b, err := os.ReadFile("../../asr/testdata/parity-beam.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		_, text, _ := strings.Cut(line, "\t")
+		out = append(out, text)
+	}
+	return out
+}
+
 // TestParityWithSherpaOnnx decodes the model's test WAVs and the espeak-ng
 // corpus (16 and 8 kHz) as concurrent streams with endpointing on, and
 // checks every text equals the peer's: with the default fp32 dynamic-batch
 // encoder (all streams in shared batches) and with the original int8
-// encoder (fixed batch 1: a pool of sessions).
+// encoder (fixed batch 1: a pool of sessions), greedy; and with modified
+// beam search of 4 paths (every hypothesis of every stream in one joiner
+// call per frame) on the fp32 encoder.
 func TestParityWithSherpaOnnx(t *testing.T) {
 	files, fp32, int8 := parityCases(t)
 	if len(files) < 23 {
 		t.Fatalf("only %d parity cases", len(files))
 	}
 	for _, tc := range []struct {
-		encoder string
-		want    []string
-		known   map[string]string
+		encoder  string
+		decoding string
+		want     []string
+		known    map[string]string
 	}{
-		{"", fp32, nil},
-		{"encoder-epoch-12-avg-2-chunk-16-left-64.int8.onnx", int8, int8Divergent},
+		{"", asr.Greedy, fp32, nil},
+		{"encoder-epoch-12-avg-2-chunk-16-left-64.int8.onnx", asr.Greedy, int8, int8Divergent},
+		{"", asr.ModifiedBeamSearch, beamParity(t), nil},
 	} {
 		encoder, want := tc.encoder, tc.want
-		o := transcribeOptions{resampler: "kaldi", endpoint: true, maxBatch: 32}
+		o := transcribeOptions{resampler: "kaldi", endpoint: true, maxBatch: 32, decoding: tc.decoding, paths: 4}
 		o.model.Dir = testModelDir(t)
 		o.model.Encoder = encoder
 		res, err := transcribe(files, o)
@@ -120,12 +140,12 @@ func TestParityWithSherpaOnnx(t *testing.T) {
 				w, known = k, true
 			}
 			if got := asr.FinalText(res[i]); got != w {
-				t.Errorf("%s %s:\n got %q\nwant %q", encoder, name, got, w)
+				t.Errorf("%s %s %s:\n got %q\nwant %q", encoder, tc.decoding, name, got, w)
 			} else if !known {
 				same++
 			}
 		}
-		t.Logf("encoder %q: %d of %d texts equal the peer's", encoder, same, len(files))
+		t.Logf("encoder %q, %s: %d of %d texts equal the peer's", encoder, tc.decoding, same, len(files))
 	}
 }
 

@@ -1,5 +1,7 @@
 // The sherpa-onnx peer recognizer as the parity and benchmark scripts use
-// it: greedy search on CPU with one thread, the given transducer files.
+// it: on CPU with one thread, the given transducer files; greedy search, or
+// what PEER_DECODING says (modified_beam_search, with PEER_ACTIVE_PATHS
+// paths, default 4; PEER_HOTWORDS a hotwords file, PEER_HOTWORDS_SCORE).
 const sherpa_onnx = require('sherpa-onnx-node');
 
 exports.sherpa_onnx = sherpa_onnx;
@@ -10,5 +12,8 @@ exports.create = (dir, enc, dec, joi) => new sherpa_onnx.OnlineRecognizer({
     transducer: {encoder: `${dir}/${enc}`, decoder: `${dir}/${dec}`, joiner: `${dir}/${joi}`},
     tokens: `${dir}/tokens.txt`, numThreads: 1, provider: 'cpu', debug: 0,
   },
-  decodingMethod: 'greedy_search',
+  decodingMethod: process.env.PEER_DECODING || 'greedy_search',
+  maxActivePaths: Number(process.env.PEER_ACTIVE_PATHS || 4),
+  hotwordsFile: process.env.PEER_HOTWORDS || '',
+  hotwordsScore: Number(process.env.PEER_HOTWORDS_SCORE || 1.5),
 });
