@@ -41,6 +41,7 @@ type options struct {
 	pieceMs  int
 	threads  int
 	workers  int
+	decoding string
 }
 
 func main() {
@@ -55,6 +56,7 @@ func main() {
 	flag.IntVar(&o.pieceMs, "piece-ms", 0, "feed Callscribe's streams in pieces of this many ms (0: whole, as the peer is fed)")
 	flag.IntVar(&o.threads, "threads", 1, "intra-op threads per Callscribe worker")
 	flag.IntVar(&o.workers, "workers", 0, "Callscribe workers (default: -cores)")
+	flag.StringVar(&o.decoding, "decoding", asr.Greedy, "decoding method, on both sides: "+asr.Greedy+" or "+asr.ModifiedBeamSearch+" (4 active paths)")
 	flag.Parse()
 	if err := run(o, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "callscribe-bench: %v\n", err)
@@ -224,7 +226,7 @@ func runCallscribe(model, enc string, sigs [][]float32, o options) (result, erro
 	if workers <= 0 {
 		workers = o.cores
 	}
-	b, err := asr.NewBatcher(info, asr.BatcherOptions{MaxBatch: o.maxBatch, Workers: workers,
+	b, err := asr.NewBatcher(info, asr.BatcherOptions{MaxBatch: o.maxBatch, Workers: workers, Decoding: o.decoding,
 		Engine:   asr.EngineOptions{Threads: o.threads},
 		Endpoint: asr.EndpointConfig{}, MaxBacklogMs: -1})
 	if err != nil {
@@ -326,7 +328,11 @@ func runPeer(model, enc string, files []string, o options) (result, error) {
 			args = append(args, files[i])
 		}
 		cmd := exec.Command("node", args...)
-		cmd.Env = append(os.Environ(), "NODE_PATH="+peerDir,
+		peerDecoding := "greedy_search"
+		if o.decoding == asr.ModifiedBeamSearch {
+			peerDecoding = asr.ModifiedBeamSearch
+		}
+		cmd.Env = append(os.Environ(), "NODE_PATH="+peerDir, "PEER_DECODING="+peerDecoding, "PEER_ACTIVE_PATHS=4",
 			"LD_LIBRARY_PATH="+filepath.Join(peerDir, "sherpa-onnx-linux-x64"))
 		wg.Add(1)
 		go func() {
