@@ -212,7 +212,13 @@ type StreamOptions struct {
 	// MaxBacklogMs overrides the batcher's backlog bound: 0 keeps it, < 0
 	// lifts it (a file decoded faster than real time must lose nothing).
 	MaxBacklogMs int
+	// Hotwords biases the stream's decoding towards phrases; it needs
+	// modified beam search.
+	Hotwords *ContextGraph
 }
+
+// ErrHotwordsNeedBeam is returned for hotwords on a greedy batcher.
+var ErrHotwordsNeedBeam = errors.New("asr: hotwords need decoding " + ModifiedBeamSearch)
 
 // NewStream starts a live stream; onResult receives its partial and final
 // results on a batcher goroutine and must not block.
@@ -222,9 +228,12 @@ func (b *Batcher) NewStream(id string, onResult func(Result)) (*Stream, error) {
 
 // NewStreamWith starts a stream with options.
 func (b *Batcher) NewStreamWith(id string, onResult func(Result), o StreamOptions) (*Stream, error) {
+	if o.Hotwords != nil && b.opts.Decoding != ModifiedBeamSearch {
+		return nil, ErrHotwordsNeedBeam
+	}
 	fb := b.fbank.newFbank()
 	s := &Stream{id: id, b: b, onResult: onResult, fbank: fb, done: make(chan struct{}),
-		maxBacklog: int64(b.opts.MaxBacklogMs / 10)}
+		maxBacklog: int64(b.opts.MaxBacklogMs / 10), graph: o.Hotwords}
 	if o.MaxBacklogMs != 0 {
 		s.maxBacklog = int64(o.MaxBacklogMs / 10)
 	}

@@ -24,6 +24,7 @@ type hyp struct {
 	logProb  float64
 	trailing int       // blank frames since the last token
 	dec      []float32 // decoder output for ys's context; nil until computed
+	ctx      *ctxNode  // hotwords: where the hypothesis is in the context graph
 }
 
 // score ranks hypotheses as sherpa-onnx's GetMostProbable(true): the log
@@ -180,13 +181,18 @@ func (r *runner) beamSearch(info *ModelInfo, job []*Stream, bt *Batch, activePat
 				parent := &prev[k/V]
 				tok := k % V
 				h := hyp{ys: parent.ys, times: parent.times, probs: parent.probs, logProb: float64(block[k]),
-					trailing: parent.trailing + 1, dec: parent.dec}
+					trailing: parent.trailing + 1, dec: parent.dec, ctx: parent.ctx}
 				if tok != info.BlankID && tok != info.UnkID {
 					prob := float32(math.Exp(float64(block[k] - float32(parent.logProb))))
 					h.ys = append(slices.Clip(parent.ys), int64(tok))
 					h.times = append(slices.Clip(parent.times), r.frame0[i]+int64(t))
 					h.probs = append(slices.Clip(parent.probs), prob)
 					h.trailing, h.dec = 0, nil
+					if g := job[i].graph; g != nil {
+						bonus, next := g.forward(parent.ctx, tok)
+						h.logProb += float64(bonus)
+						h.ctx = next
+					}
 				}
 				next = addHyp(next, h)
 			}

@@ -10,6 +10,13 @@ import (
 // live calls would arrive, or whole when pieceMs is 0. It returns every
 // stream's results in order.
 func DecodeAll(b *Batcher, signals [][]float32, pieceMs int) ([][]Result, error) {
+	return DecodeAllWith(b, signals, pieceMs, StreamOptions{})
+}
+
+// DecodeAllWith is DecodeAll with options for every stream (hotwords);
+// the backlog is never bounded.
+func DecodeAllWith(b *Batcher, signals [][]float32, pieceMs int, o StreamOptions) ([][]Result, error) {
+	o.MaxBacklogMs = -1
 	var mu sync.Mutex
 	results := make([][]Result, len(signals))
 	streams := make([]*Stream, len(signals))
@@ -18,7 +25,7 @@ func DecodeAll(b *Batcher, signals [][]float32, pieceMs int) ([][]Result, error)
 			mu.Lock()
 			results[i] = append(results[i], r)
 			mu.Unlock()
-		}, StreamOptions{MaxBacklogMs: -1})
+		}, o)
 		if err != nil {
 			return nil, err
 		}

@@ -77,7 +77,8 @@ type Stream struct {
 	trailing  int // blank frames since the last token
 	decOut    []float32
 	hasDecOut bool
-	hyps      []hyp // modified beam search: the open utterance's hypotheses
+	hyps      []hyp         // modified beam search: the open utterance's hypotheses
+	graph     *ContextGraph // hotwords; nil: none
 	segStart  int64 // feature frame where the utterance began
 	utt       int
 	lastLen   int // tokens at the last partial

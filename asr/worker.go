@@ -271,6 +271,9 @@ func (r *runner) step(info *ModelInfo, job []*Stream) error {
 			r.frame0 = append(r.frame0, r.hyps[i].frame0)
 			if len(s.hyps) == 0 { // a new utterance: its context alone
 				s.hyps = []hyp{{ys: slices.Clone(s.tokens)}}
+				if s.graph != nil {
+					s.hyps[0].ctx = s.graph.root
+				}
 			}
 			r.beams[i] = append(r.beams[i][:0], s.hyps...)
 		}

@@ -26,6 +26,8 @@ type transcribeOptions struct {
 	maxBatch  int
 	decoding  string
 	paths     int
+	hotwords  string
+	hwScore   float64
 	workers   int
 	endpoint  bool
 	resampler string
@@ -46,6 +48,8 @@ func transcribeMain(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.endpoint, "endpoint", true, "split utterances at endpoints")
 	fs.StringVar(&o.decoding, "decoding", asr.Greedy, "decoding method: "+asr.Greedy+" or "+asr.ModifiedBeamSearch)
 	fs.IntVar(&o.paths, "active-paths", asr.DefaultActivePaths, "modified beam search: hypotheses kept per stream")
+	fs.StringVar(&o.hotwords, "hotwords", "", "phrases to favour (needs modified_beam_search): a file, one per line, or a list \"a b:2.0, c\"")
+	fs.Float64Var(&o.hwScore, "hotwords-score", asr.DefaultHotwordsScore, "bonus per token of a hotword without its own score")
 	fs.StringVar(&o.resampler, "resampler", "kaldi", "filter for non-16 kHz input: kaldi (what the model expects) or sharp")
 	asJSON := fs.Bool("json", false, "print every partial and final as a JSON line")
 	if err := fs.Parse(args); err != nil {
@@ -163,5 +167,24 @@ func transcribe(files []string, o transcribeOptions) ([][]asr.Result, error) {
 		return nil, err
 	}
 	defer b.Close()
-	return asr.DecodeAll(b, sigs, 100)
+	var so asr.StreamOptions
+	if o.hotwords != "" {
+		phrases, err := readPhraseArg(o.hotwords)
+		if err != nil {
+			return nil, err
+		}
+		if so.Hotwords, err = asr.NewContextGraph(asr.NewTokenizer(info), phrases, float32(o.hwScore)); err != nil {
+			return nil, err
+		}
+	}
+	return asr.DecodeAllWith(b, sigs, 100, so)
+}
+
+// readPhraseArg reads a phrase list given on the command line: a file if
+// one is there, else the list itself.
+func readPhraseArg(arg string) ([]asr.Phrase, error) {
+	if _, err := os.Stat(arg); err == nil {
+		return asr.ReadPhrases(arg)
+	}
+	return asr.ParsePhrases(arg)
 }
