@@ -79,7 +79,7 @@ type Stream struct {
 	hasDecOut bool
 	hyps      []hyp         // modified beam search: the open utterance's hypotheses
 	graph     *ContextGraph // hotwords; nil: none
-	segStart  int64 // feature frame where the utterance began
+	segStart  int64         // feature frame where the utterance began
 	utt       int
 	lastLen   int // tokens at the last partial
 }
