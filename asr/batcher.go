@@ -204,6 +204,9 @@ func NewBatcher(info *ModelInfo, opts BatcherOptions) (*Batcher, error) {
 // Info describes the model the batcher serves.
 func (b *Batcher) Info() *ModelInfo { return b.info }
 
+// Decoding is the decoding method in use.
+func (b *Batcher) Decoding() string { return b.opts.Decoding }
+
 // Provider is the execution provider of the first engine.
 func (b *Batcher) Provider() string { return b.workers[0].provider() }
 

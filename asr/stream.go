@@ -40,7 +40,7 @@ type Result struct {
 	Text    string
 	StartMs int64
 	EndMs   int64
-	Words   []Word  // finals only
+	Words   []Word  // the words so far (a partial's may still change)
 	Conf    float32 // finals only: mean word confidence
 	// GapMs is audio of the utterance dropped undecoded because the
 	// stream's backlog overflowed (the recognizer fell behind); times stay
@@ -241,9 +241,6 @@ func (s *Stream) result(kind ResultKind, processed, dropped int64) Result {
 	if len(toks) > 0 {
 		r.StartMs = s.times[0] * shift
 		r.EndMs = s.times[len(s.times)-1]*shift + shift
-	}
-	if kind != Final {
-		return r
 	}
 	var w *Word
 	var n int

@@ -6,6 +6,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net/netip"
@@ -46,6 +47,12 @@ type CallsOptions struct {
 	// ended; default 30 s. A stream still decoding then is abandoned and
 	// counted (Stats.Abandoned).
 	FinalTimeout time.Duration
+	// Hotwords (asr.decoding modified_beam_search) and Keywords are the
+	// configured phrases; a call's own are added to them. HotwordsScore is
+	// the bonus per token of a hotword without its own score.
+	Hotwords      []asr.Phrase
+	Keywords      []asr.Phrase
+	HotwordsScore float32
 	// OnLatency, if set, learns for each partial and final how long after
 	// the audio of its last word arrived it was emitted.
 	OnLatency func(kind asr.ResultKind, d time.Duration)
@@ -57,6 +64,7 @@ type CallsOptions struct {
 // feeds their legs to the recognizer and publishes their events.
 type Calls struct {
 	asr  *asr.Batcher
+	tok  *asr.Tokenizer // spells hotwords
 	pub  Publisher
 	opts CallsOptions
 	log  *slog.Logger
@@ -100,7 +108,10 @@ func NewCalls(b *asr.Batcher, pub Publisher, o CallsOptions) *Calls {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Calls{asr: b, pub: pub, opts: o, log: o.Logger, calls: map[string]*call{}, bySource: map[string]int{},
+	if o.HotwordsScore <= 0 {
+		o.HotwordsScore = asr.DefaultHotwordsScore
+	}
+	return &Calls{asr: b, tok: asr.NewTokenizer(b.Info()), pub: pub, opts: o, log: o.Logger, calls: map[string]*call{}, bySource: map[string]int{},
 		byPeer: map[peerKey]int{}, changed: make(chan struct{}),
 		stats: Stats{Started: map[string]int64{}, Ended: map[string]int64{}, Rejected: map[string]int64{}}}
 }
@@ -211,7 +222,13 @@ func (g *Calls) Admit(o ingest.Offer) (ingest.Ticket, error) {
 		g.Refused(o.Source, r)
 		return nil, r
 	}
-	c := &call{g: g, id: o.ID, source: o.Source, peer: o.Peer.Unmap(), done: make(chan struct{})}
+	so, keywords, err := g.phrases(o)
+	if err != nil {
+		r := &ingest.Refusal{Reason: "bad_request", SIP: 400, HTTP: 400, Detail: err.Error()}
+		g.Refused(o.Source, r)
+		return nil, r
+	}
+	c := &call{g: g, id: o.ID, source: o.Source, peer: o.Peer.Unmap(), done: make(chan struct{}), keywords: keywords}
 	lagging := g.lagging() // outside g.mu: it walks the recognizer's streams
 	g.mu.Lock()
 	r := g.refusal(o.Source, c.peer, len(o.Legs), lagging)
@@ -233,7 +250,7 @@ func (g *Calls) Admit(o ingest.Offer) (ingest.Ticket, error) {
 	g.mu.Unlock()
 	for i, name := range o.Legs {
 		l := &leg{c: c, i: i, name: name}
-		s, err := g.asr.NewStream(o.ID+"/"+name, l.result)
+		s, err := g.asr.NewStreamWith(o.ID+"/"+name, l.result, so)
 		if err != nil {
 			c.release()
 			r := &ingest.Refusal{Reason: "error", SIP: 503, HTTP: 503, RetryAfter: 5 * time.Second, Detail: "recognizer unavailable"}
@@ -245,6 +262,90 @@ func (g *Calls) Admit(o ingest.Offer) (ingest.Ticket, error) {
 		c.legs = append(c.legs, l)
 	}
 	return c, nil
+}
+
+// phrases reads a call's own hotwords and keywords, adds the configured
+// ones, and builds the hotwords' context graph for its streams. Hotwords
+// on a greedy recognizer are read (a bad list is still refused) and not
+// used.
+func (g *Calls) phrases(o ingest.Offer) (asr.StreamOptions, []keyword, error) {
+	var so asr.StreamOptions
+	hot, err := asr.ParsePhrases(o.Hotwords)
+	if err != nil {
+		return so, nil, fmt.Errorf("hotwords: %w", err)
+	}
+	kw, err := asr.ParsePhrases(o.Keywords)
+	if err != nil {
+		return so, nil, fmt.Errorf("keywords: %w", err)
+	}
+	hot = append(append([]asr.Phrase{}, g.opts.Hotwords...), hot...)
+	if len(hot) > asr.MaxPhrases {
+		return so, nil, fmt.Errorf("hotwords: more than %d with the configured ones", asr.MaxPhrases)
+	}
+	if len(hot) > 0 && g.asr.Decoding() == asr.ModifiedBeamSearch {
+		if so.Hotwords, err = asr.NewContextGraph(g.tok, hot, g.opts.HotwordsScore); err != nil {
+			return so, nil, fmt.Errorf("hotwords: %w", err)
+		}
+	}
+	var keywords []keyword
+	for _, p := range append(append([]asr.Phrase{}, g.opts.Keywords...), kw...) {
+		keywords = append(keywords, keyword{phrase: p.Text, words: strings.Fields(strings.ToUpper(p.Text))})
+	}
+	if len(keywords) > asr.MaxPhrases {
+		return so, nil, fmt.Errorf("keywords: more than %d with the configured ones", asr.MaxPhrases)
+	}
+	return so, keywords, nil
+}
+
+// keyword is a phrase whose hearing is an event.
+type keyword struct {
+	phrase string
+	words  []string // upper case
+}
+
+// keywordHits publishes a keyword event for each occurrence of a keyword in
+// r not reported before (once per occurrence: an utterance's partials
+// repeat what they hold). l.c.mu held.
+func (l *leg) keywordHits(r asr.Result) {
+	c := l.c
+	if len(c.keywords) == 0 || len(r.Words) == 0 {
+		return
+	}
+	if r.Utt != l.kwUtt {
+		l.kwUtt, l.kwSeen = r.Utt, nil
+	}
+	if l.kwSeen == nil {
+		l.kwSeen = make([]int, len(c.keywords))
+	}
+	for k, kw := range c.keywords {
+		n := 0
+		for i := 0; i+len(kw.words) <= len(r.Words); i++ {
+			match := true
+			for j, w := range kw.words {
+				if !strings.EqualFold(r.Words[i+j].Text, w) {
+					match = false
+					break
+				}
+			}
+			if !match {
+				continue
+			}
+			n++
+			if n <= l.kwSeen[k] {
+				continue
+			}
+			hit := transcript.KeywordHit{Leg: l.name, Utt: r.Utt, Phrase: kw.phrase,
+				StartMs: r.Words[i].StartMs, EndMs: r.Words[i+len(kw.words)-1].EndMs}
+			var text []string
+			for _, w := range r.Words[i : i+len(kw.words)] {
+				text = append(text, w.Text)
+				hit.Conf += w.Conf
+			}
+			hit.Text, hit.Conf = strings.Join(text, " "), hit.Conf/float32(len(kw.words))
+			c.g.pub.Publish(transcript.NewKeyword(c.id, hit))
+		}
+		l.kwSeen[k] = max(l.kwSeen[k], n)
+	}
 }
 
 // Drain waits until no call holds a slot or ctx ends.
@@ -286,6 +387,7 @@ type call struct {
 	reserved int         // streams counted for the call in Calls.streams
 	open     atomic.Bool // audio is taken (live)
 	done     chan struct{}
+	keywords []keyword // configured and the call's own
 
 	mu      sync.Mutex
 	state   int
@@ -441,6 +543,11 @@ type leg struct {
 	started bool
 	zeros   []float32
 
+	// Keyword occurrences reported in the open utterance (the result
+	// callback's, under c.mu).
+	kwUtt  int
+	kwSeen []int
+
 	mu      sync.Mutex
 	fedMs   int64         // audio given to the stream so far
 	arrived [256]feedMark // when the audio up to a point was given, a ring
@@ -530,7 +637,8 @@ func (l *leg) result(r asr.Result) {
 	if r.Kind == asr.Final {
 		u.Words, u.Conf = r.Words, r.Conf
 		c.g.pub.Publish(transcript.NewFinal(c.id, u))
-		return
+	} else {
+		c.g.pub.Publish(transcript.NewPartial(c.id, u))
 	}
-	c.g.pub.Publish(transcript.NewPartial(c.id, u))
+	l.keywordHits(r)
 }

@@ -65,6 +65,8 @@ type SIPConfig struct {
 	RTPReadWorkers    int               `yaml:"rtp_read_workers"`
 	AgentAORs         []string          `yaml:"agent_aors"`
 	LegNamesHeader    string            `yaml:"leg_names_header"`
+	HotwordsHeader    string            `yaml:"hotwords_header"`
+	KeywordsHeader    string            `yaml:"keywords_header"`
 	ReorderMs         int               `yaml:"reorder_ms"`
 }
 
@@ -74,6 +76,31 @@ type TLSClientConfig struct {
 	CAFile     string `yaml:"ca_file"`
 	Verify     bool   `yaml:"verify"`
 	ServerName string `yaml:"server_name"`
+}
+
+// HotwordPhrases are asr.hotwords and the phrases of asr.hotwords_file.
+func (a ASRConfig) HotwordPhrases() ([]asr.Phrase, error) {
+	out, err := asr.ParsePhrases(strings.Join(a.Hotwords, ","))
+	if err != nil {
+		return nil, fmt.Errorf("asr.hotwords: %w", err)
+	}
+	if a.HotwordsFile != "" {
+		more, err := asr.ReadPhrases(a.HotwordsFile)
+		if err != nil {
+			return nil, fmt.Errorf("asr.hotwords_file: %w", err)
+		}
+		out = append(out, more...)
+	}
+	return out, nil
+}
+
+// KeywordPhrases are asr.keywords.
+func (a ASRConfig) KeywordPhrases() ([]asr.Phrase, error) {
+	out, err := asr.ParsePhrases(strings.Join(a.Keywords, ","))
+	if err != nil {
+		return nil, fmt.Errorf("asr.keywords: %w", err)
+	}
+	return out, nil
 }
 
 // ASRConfig is the recognizer.
@@ -95,6 +122,10 @@ type ASRConfig struct {
 	Headroom     float64            `yaml:"headroom"`
 	Decoding     string             `yaml:"decoding"`
 	ActivePaths  int                `yaml:"num_active_paths"`
+	Hotwords     []string           `yaml:"hotwords"`
+	HotwordsFile string             `yaml:"hotwords_file"`
+	HotwordScore float64            `yaml:"hotwords_score"`
+	Keywords     []string           `yaml:"keywords"`
 	Endpoint     asr.EndpointConfig `yaml:"endpoint"`
 }
 
@@ -143,7 +174,7 @@ type HTTPConfig struct {
 // Defaults returns the configuration configs/callscribe.yaml spells out.
 func Defaults() Config {
 	return Config{
-		SIP: SIPConfig{UDP: "127.0.0.1:5060", TCP: "127.0.0.1:5060", MediaIP: "127.0.0.1",
+		SIP: SIPConfig{UDP: "127.0.0.1:5060", TCP: "127.0.0.1:5060", MediaIP: "127.0.0.1", HotwordsHeader: sip.DefaultHotwordsHeader, KeywordsHeader: sip.DefaultKeywordsHeader,
 			RTPPorts: fmt.Sprintf("%d-%d", sip.DefaultRTPPortLo, sip.DefaultRTPPortHi),
 			Codecs:   sip.DefaultCodecs(), SRTP: sip.SRTPOffer, TLSClient: TLSClientConfig{Verify: true}, MediaTimeout: sip.DefaultMediaTimeout, MaxCalls: 1000,
 			AllowCIDRs: []string{}, Users: map[string]string{},
@@ -152,7 +183,7 @@ func Defaults() Config {
 			ReorderMs: 60, AgentAORs: []string{}},
 		ASR: ASRConfig{Provider: "cpu", Threads: 1, MaxBatch: asr.DefaultMaxBatch, MaxWait: asr.DefaultMaxWait,
 			RunTimeout: asr.DefaultRunTimeout, FinalTimeout: 30 * time.Second, MaxStreams: "auto", MaxLag: DefaultMaxLag,
-			Headroom: asr.DefaultHeadroom, Decoding: asr.Greedy, ActivePaths: asr.DefaultActivePaths, Endpoint: asr.DefaultEndpointConfig()},
+			Headroom: asr.DefaultHeadroom, Decoding: asr.Greedy, ActivePaths: asr.DefaultActivePaths, HotwordScore: asr.DefaultHotwordsScore, Hotwords: []string{}, Keywords: []string{}, Endpoint: asr.DefaultEndpointConfig()},
 		Redis: RedisConfig{Addr: transcript.DefaultAddr, Prefix: transcript.DefaultPrefix, Shards: 1,
 			CallMaxLen: transcript.DefaultCallMaxLen, FirehoseMaxLen: transcript.DefaultFirehoseMaxLen,
 			Expire: transcript.DefaultExpire, SpoolMaxBytes: transcript.DefaultSpoolMaxBytes},
@@ -353,10 +384,26 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if h := c.SIP.LegNamesHeader; h != "" && strings.IndexFunc(h, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-')
-	}) >= 0 {
-		return fmt.Errorf("sip.leg_names_header: %q: want a header name like X-Leg-Names", h)
+	for _, h := range []struct{ field, name string }{{"sip.leg_names_header", c.SIP.LegNamesHeader},
+		{"sip.hotwords_header", c.SIP.HotwordsHeader}, {"sip.keywords_header", c.SIP.KeywordsHeader}} {
+		if h.name != "" && strings.IndexFunc(h.name, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-')
+		}) >= 0 {
+			return fmt.Errorf("%s: %q: want a header name like X-Leg-Names", h.field, h.name)
+		}
+	}
+	hot, err := c.ASR.HotwordPhrases()
+	if err != nil {
+		return err
+	}
+	if len(hot) > 0 && c.ASR.Decoding != asr.ModifiedBeamSearch {
+		return fmt.Errorf("asr.hotwords: need asr.decoding: %s", asr.ModifiedBeamSearch)
+	}
+	if c.ASR.HotwordScore <= 0 || c.ASR.HotwordScore > asr.MaxPhraseScore {
+		return fmt.Errorf("asr.hotwords_score: %v: want (0, %d]", c.ASR.HotwordScore, asr.MaxPhraseScore)
+	}
+	if _, err := c.ASR.KeywordPhrases(); err != nil {
+		return err
 	}
 	for _, p := range c.SIP.AgentAORs {
 		if _, err := path.Match(p, ""); err != nil || p == "" {

@@ -36,6 +36,11 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		{"http:\n  max_event_streams: 0\n", "http.max_event_streams"},
 		{"sip:\n  agent_aors: ['[agents']\n", "sip.agent_aors"},
 		{"sip:\n  leg_names_header: 'X Leg'\n", "sip.leg_names_header"},
+		{"asr:\n  hotwords: [\"acme\"]\n", "asr.hotwords: need asr.decoding"},
+		{"asr:\n  decoding: modified_beam_search\n  hotwords: [\"a;b\"]\n", "asr.hotwords"},
+		{"asr:\n  keywords: [\"x:99\"]\n", "asr.keywords"},
+		{"asr:\n  decoding: beam\n", "asr.decoding"},
+		{"sip:\n  srtp: maybe\n", "sip.srtp"},
 		{"sip:\n  tls: 127.0.0.1:5061\n", "sip.tls_cert_file"},
 		{"sip:\n  media_timeout: soon\n", "line 2"}, // a type error names its line
 		{"sipp:\n  udp: x\n", "sipp"},               // unknown field

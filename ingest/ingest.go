@@ -30,6 +30,10 @@ type Offer struct {
 	Peer netip.Addr
 	// Legs names the call's audio streams, in order.
 	Legs []string
+	// Hotwords and Keywords are the caller's phrase lists for this call
+	// (a header or query parameter, "phrase[:score], ..."), added to the
+	// configured ones; a list that cannot be read refuses the call (400).
+	Hotwords, Keywords string
 }
 
 // Ticket is an admitted call. Its methods are safe from any goroutine.

@@ -101,6 +101,11 @@ type Config struct {
 	// order): names of letters, digits, - and _; it overrides the names
 	// above. Default: none.
 	LegNamesHeader string
+	// HotwordsHeader and KeywordsHeader name the headers by which a caller
+	// gives the call's own hotwords and keywords ("phrase[:score], ...");
+	// empty: none read. The gateway defaults them to DefaultHotwordsHeader
+	// and DefaultKeywordsHeader.
+	HotwordsHeader, KeywordsHeader string
 	// RTPReadWorkers > 0 reads every call's RTP on that many epoll workers
 	// (media.Poller); 0, the default, gives each leg a goroutine of its own.
 	RTPReadWorkers int
@@ -132,6 +137,12 @@ func (c TLSClient) config() (*tls.Config, error) {
 	}
 	return cfg, nil
 }
+
+// The default headers of a call's phrase lists.
+const (
+	DefaultHotwordsHeader = "X-Callscribe-Hotwords"
+	DefaultKeywordsHeader = "X-Callscribe-Keywords"
+)
 
 // Defaults of Config, the one place they are written (the gateway's
 // configuration uses these).
@@ -971,7 +982,21 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		}
 	}
 	// The slot is reserved before anything is bound or answered.
-	ticket, err := s.adm.Admit(ingest.Offer{ID: callID, Source: "sip", Peer: src.Addr(), Legs: names})
+	offer := ingest.Offer{ID: callID, Source: "sip", Peer: src.Addr(), Legs: names}
+	for _, h := range []struct {
+		name string
+		to   *string
+	}{{s.cfg.HotwordsHeader, &offer.Hotwords}, {s.cfg.KeywordsHeader, &offer.Keywords}} {
+		if h.name == "" {
+			continue
+		}
+		var vals []string
+		for _, v := range req.GetHeaders(h.name) {
+			vals = append(vals, v.Value())
+		}
+		*h.to = strings.Join(vals, ",")
+	}
+	ticket, err := s.adm.Admit(offer)
 	if err != nil {
 		r := ingest.AsRefusal(err)
 		respondRefusal(tx, req, r)
@@ -1134,7 +1159,14 @@ func respondRefusal(tx sipmsg.ServerTransaction, req *sipmsg.Request, r *ingest.
 	if r.Detail != "" {
 		hdrs = append(hdrs, sipmsg.NewHeader("Warning", `399 callscribe "`+sanitize(r.Detail)+`"`))
 	}
-	respond(tx, req, r.SIP, reasonPhrase(r.SIP), hdrs...)
+	phrase := reasonPhrase(r.SIP)
+	if r.SIP == 400 && r.Detail != "" { // say what is wrong where every phone shows it
+		phrase += ": " + sanitize(r.Detail)
+		if len(phrase) > 160 {
+			phrase = phrase[:160]
+		}
+	}
+	respond(tx, req, r.SIP, phrase, hdrs...)
 }
 
 func sanitize(s string) string {

@@ -12,6 +12,7 @@ const (
 	Partial   = "partial"
 	Final     = "final"
 	DTMF      = "dtmf"
+	Keyword   = "keyword"
 	CallEnd   = "call.end"
 )
 
@@ -127,6 +128,25 @@ func NewFinal(callID string, u Utterance) Event {
 func NewDTMF(callID, leg string, digit byte, startMs, durationMs int64) Event {
 	return Event{Type: DTMF, CallID: callID, Fields: map[string]string{"leg": leg, "digit": string(digit),
 		"start_ms": strconv.FormatInt(startMs, 10), "duration_ms": strconv.FormatInt(durationMs, 10)}}
+}
+
+// KeywordHit is a configured phrase heard on a leg.
+type KeywordHit struct {
+	Leg     string
+	Utt     int
+	Phrase  string // as configured
+	Text    string // as recognized
+	StartMs int64
+	EndMs   int64
+	Conf    float32
+}
+
+// NewKeyword says a keyword phrase was heard (once per occurrence, from
+// the first partial that holds it).
+func NewKeyword(callID string, k KeywordHit) Event {
+	return Event{Type: Keyword, CallID: callID, Fields: map[string]string{"leg": k.Leg, "utt": strconv.Itoa(k.Utt),
+		"phrase": k.Phrase, "text": k.Text, "start_ms": strconv.FormatInt(k.StartMs, 10), "end_ms": strconv.FormatInt(k.EndMs, 10),
+		"conf": strconv.FormatFloat(float64(k.Conf), 'f', 3, 32)}}
 }
 
 // NewCallEnd is a call's last event: why it ended, how long it lasted and

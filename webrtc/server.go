@@ -264,7 +264,15 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 	}
 	id := newID()
 	// The slot is reserved before ICE gathering or anything else is done.
-	ticket, err := s.adm.Admit(ingest.Offer{ID: id, Source: "webrtc", Peer: peer, Legs: []string{"browser"}})
+	// A session's own phrase lists: query parameters or headers.
+	offer := ingest.Offer{ID: id, Source: "webrtc", Peer: peer, Legs: []string{"browser"}}
+	for _, p := range []struct {
+		query, header string
+		to            *string
+	}{{"hotwords", "X-Callscribe-Hotwords", &offer.Hotwords}, {"keywords", "X-Callscribe-Keywords", &offer.Keywords}} {
+		*p.to = strings.Join(append(r.URL.Query()[p.query], r.Header.Values(p.header)...), ",")
+	}
+	ticket, err := s.adm.Admit(offer)
 	if err != nil {
 		s.refuse(w, ingest.AsRefusal(err), true)
 		return

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	sipmsg "github.com/emiago/sipgo/sip"
+
+	"github.com/callscribe/callscribe/media"
+	"github.com/callscribe/callscribe/sip/siptest"
+	"github.com/callscribe/callscribe/transcript/transcripttest"
+)
+
+// Keyword alerts and hotwords through the gateway process (modified beam
+// search): a SIP call says "my credit card was charged twice ..." with the
+// call's own hotwords and keywords in headers; the keyword event arrives
+// on Redis before call.end, once, with the times of the phrase's words.
+// A call whose phrase list cannot be read is refused 400, saying why in
+// the reason phrase.
+func TestKeywordAlertsThroughTheGateway(t *testing.T) {
+	rd := transcripttest.Start(t)
+	config := filepath.Join(t.TempDir(), "beam.yaml")
+	os.WriteFile(config, []byte("asr:\n  decoding: modified_beam_search\n  keywords: [\"wonderful day\"]\n"), 0o644)
+	g := startGateway(t, rd.Addr, "-config", config)
+	g.waitReady(t, 200)
+	a, err := media.ReadWAVFile("../../asr/testdata/parity/u13-8k.wav")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ph := siptest.NewPhone(t)
+	ph.PT = 0
+	if code := ph.Talk(t, g.sip, siptest.PCMU(a.Samples), sipmsg.NewHeader("X-Callscribe-Hotwords", "credit card:2"),
+		sipmsg.NewHeader("X-Callscribe-Keywords", "credit card, charged twice")); code != 200 {
+		t.Fatalf("INVITE %d", code)
+	}
+	var evs []map[string]any
+	for start := time.Now(); time.Since(start) < 20*time.Second && (len(evs) == 0 || evs[len(evs)-1]["type"] != "call.end"); time.Sleep(100 * time.Millisecond) {
+		for _, e := range callEvents(t, rd.Addr) {
+			evs = e
+		}
+	}
+	if len(evs) == 0 || evs[len(evs)-1]["type"] != "call.end" {
+		t.Fatalf("no ended call: %v", evs)
+	}
+	var hits []map[string]any
+	var final string
+	var words string
+	for _, e := range evs {
+		switch e["type"] {
+		case "keyword":
+			hits = append(hits, e)
+		case "final":
+			final += fmt.Sprint(e["text"]) + " "
+			words = fmt.Sprint(e["words"])
+		}
+	}
+	t.Logf("final %q; keyword events %v", final, hits)
+	if !strings.Contains(final, "CREDIT CARD") {
+		t.Fatalf("final %q lacks the hotword", final)
+	}
+	credit := 0
+	for _, h := range hits {
+		if h["phrase"] == "wonderful day" {
+			t.Errorf("a phrase not said: %v", h)
+		}
+		if h["phrase"] != "credit card" {
+			continue
+		}
+		credit++
+		var start, end int
+		fmt.Sscan(fmt.Sprint(h["start_ms"]), &start)
+		fmt.Sscan(fmt.Sprint(h["end_ms"]), &end)
+		// The final's words say where CREDIT starts and CARD ends.
+		ws := wordTimes(t, words)
+		if h["text"] != "CREDIT CARD" || h["leg"] != "caller" || abs(start-ws["CREDIT"][0]) > 100 || abs(end-ws["CARD"][1]) > 100 {
+			t.Errorf("keyword %v; words %v", h, ws)
+		}
+	}
+	if credit != 1 {
+		t.Errorf("%d credit card events, want 1", credit)
+	}
+
+	// A list that cannot be read: 400 with the reason.
+	conn, err := net.Dial("udp", g.sip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	local := conn.LocalAddr().String()
+	sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n"
+	msg := fmt.Sprintf("INVITE sip:gw@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-kw1\r\nMax-Forwards: 70\r\n"+
+		"From: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:gw@%s>\r\nCall-ID: bad-hotwords\r\nCSeq: 1 INVITE\r\nContact: <sip:t@%s>\r\n"+
+		"X-Callscribe-Hotwords: drop;table\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
+		g.sip, local, g.sip, local, len(sdp), sdp)
+	conn.Write([]byte(msg))
+	buf := make([]byte, 4096)
+	for {
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatal("no answer to a bad hotwords list")
+		}
+		line, _, _ := strings.Cut(string(buf[:n]), "\r\n")
+		if strings.HasPrefix(line, "SIP/2.0 1") {
+			continue
+		}
+		if !strings.HasPrefix(line, "SIP/2.0 400 ") || !strings.Contains(line, "hotwords") {
+			t.Errorf("answer %q", line)
+		}
+		break
+	}
+}
+
+// wordTimes reads a final's words: word → [start, end] ms.
+func wordTimes(t *testing.T, words string) map[string][2]int {
+	t.Helper()
+	var ws []struct {
+		Word    string `json:"word"`
+		StartMs int    `json:"start_ms"`
+		EndMs   int    `json:"end_ms"`
+	}
+	if err := jsonUnmarshal(words, &ws); err != nil {
+		t.Fatalf("words %q: %v", words, err)
+	}
+	out := map[string][2]int{}
+	for _, w := range ws {
+		out[w.Word] = [2]int{w.StartMs, w.EndMs}
+	}
+	return out
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
