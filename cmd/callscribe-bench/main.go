@@ -57,7 +57,15 @@ func main() {
 	flag.IntVar(&o.threads, "threads", 1, "intra-op threads per Callscribe worker")
 	flag.IntVar(&o.workers, "workers", 0, "Callscribe workers (default: -cores)")
 	flag.StringVar(&o.decoding, "decoding", asr.Greedy, "decoding method, on both sides: "+asr.Greedy+" or "+asr.ModifiedBeamSearch+" (4 active paths)")
+	hotwords := flag.Bool("hotwords", false, "measure hotwords instead (espeak-ng speech of 24 phrases the model does not know)")
 	flag.Parse()
+	if *hotwords {
+		if err := hotwordEval(o, os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "callscribe-bench: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(o, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "callscribe-bench: %v\n", err)
 		os.Exit(1)
