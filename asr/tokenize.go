@@ -58,6 +58,10 @@ func (t *Tokenizer) Encode(text string) ([]int, error) {
 	return out, nil
 }
 
+// PieceScore is the log probability the tokenizer gives the piece of id
+// (-log(id+10): Zipf over the rank).
+func PieceScore(id int) float64 { return -math.Log(float64(id + 10)) }
+
 // word spells one word (with its leading "▁") as a sentencepiece unigram
 // model does: the segmentation of highest total log probability (Viterbi).
 // The table has no probabilities, but sentencepiece numbers pieces in
@@ -80,7 +84,7 @@ func (t *Tokenizer) word(w string) ([]int, bool) {
 			if !ok {
 				continue
 			}
-			if s := score[i] - math.Log(float64(id+10)); from[j] < 0 || s > score[j] {
+			if s := score[i] + PieceScore(id); from[j] < 0 || s > score[j] {
 				score[j], from[j] = s, i
 			}
 		}

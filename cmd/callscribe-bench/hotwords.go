@@ -70,7 +70,7 @@ func hotwordEval(o options, w io.Writer) error {
 	}
 	defer os.RemoveAll(tmp)
 	var sigs [][]float32
-	var refs, phrases []string
+	var refs, phrases, wavs []string
 	voices := []string{"en-us", "en-gb", "en-us+f3"}
 	for i, s := range hotwordSentences {
 		for k, rate := range []int{16000, 8000} {
@@ -93,6 +93,7 @@ func hotwordEval(o options, w io.Writer) error {
 				}
 			}
 			sigs, refs, phrases = append(sigs, x), append(refs, s.sentence), append(phrases, s.phrase)
+			wavs = append(wavs, wav)
 		}
 	}
 	var list []string
@@ -142,6 +143,13 @@ func hotwordEval(o options, w io.Writer) error {
 		}
 		return out
 	}
+	peer := o.peer
+	if peer {
+		if _, err := os.Stat(filepath.Join(o.peerDir, "sherpa-onnx-node")); err != nil {
+			fmt.Fprintf(w, "  (no peer: run scripts/setup --peer)\n")
+			peer = false
+		}
+	}
 	for _, c := range []struct {
 		name    string
 		phrases []asr.Phrase
@@ -152,7 +160,23 @@ func hotwordEval(o options, w io.Writer) error {
 			return err
 		}
 		r, e, n := score(texts)
-		fmt.Fprintf(w, "  %-28s phrases right %2d of %d (%.0f%%), WER %.1f%%\n", c.name, r, len(texts), 100*float64(r)/float64(len(texts)), 100*float64(e)/float64(n))
+		fmt.Fprintf(w, "  %-28s callscribe: phrases right %2d of %d (%.0f%%), WER %.1f%%\n", c.name, r, len(texts), 100*float64(r)/float64(len(texts)), 100*float64(e)/float64(n))
+		if !peer {
+			continue
+		}
+		ptexts, err := peerHotwords(o, model, info, tmp, wavs, c.phrases)
+		if err != nil {
+			return err
+		}
+		r, e, n = score(ptexts)
+		same := 0
+		for i := range texts {
+			if texts[i] == ptexts[i] {
+				same++
+			}
+		}
+		fmt.Fprintf(w, "  %-28s peer:       phrases right %2d of %d (%.0f%%), WER %.1f%%; %d of %d texts equal\n", "", r, len(ptexts),
+			100*float64(r)/float64(len(ptexts)), 100*float64(e)/float64(n), same, len(texts))
 	}
 	// The model's test WAVs with unrelated phrases boosted.
 	names, tsigs, err := testWavs(model)
@@ -203,4 +227,55 @@ func testWavs(model string) (refs []string, sigs [][]float32, err error) {
 		refs, sigs = append(refs, text), append(sigs, x)
 	}
 	return refs, sigs, nil
+}
+
+// peerHotwords decodes the WAVs with the sherpa-onnx peer (modified beam
+// search, 4 paths) boosting phrases: spelled with a vocabulary that gives
+// each piece the score Callscribe's tokenizer gives it, so both sides boost
+// the same token sequences.
+func peerHotwords(o options, model string, info *asr.ModelInfo, tmp string, wavs []string, phrases []asr.Phrase) ([]string, error) {
+	peerDir, err := filepath.Abs(o.peerDir)
+	if err != nil {
+		return nil, err
+	}
+	env := append(os.Environ(), "NODE_PATH="+peerDir, "LD_LIBRARY_PATH="+filepath.Join(peerDir, "sherpa-onnx-linux-x64"),
+		"PEER_DECODING="+asr.ModifiedBeamSearch, "PEER_ACTIVE_PATHS=4")
+	if len(phrases) > 0 {
+		var vocab, list strings.Builder
+		for id, sym := range info.Tokens {
+			if id > 2 {
+				fmt.Fprintf(&vocab, "%s\t%f\n", sym, asr.PieceScore(id))
+			}
+		}
+		for _, p := range phrases {
+			fmt.Fprintf(&list, "%s :%g\n", strings.ToUpper(p.Text), p.Score)
+		}
+		vf, hf := filepath.Join(tmp, "bpe.vocab"), filepath.Join(tmp, "hotwords.txt")
+		if err := os.WriteFile(vf, []byte(vocab.String()), 0o644); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(hf, []byte(list.String()), 0o644); err != nil {
+			return nil, err
+		}
+		env = append(env, "PEER_BPE_VOCAB="+vf, "PEER_HOTWORDS="+hf)
+	}
+	args := append([]string{"scripts/peer/decode.js", model, filepath.Base(info.Files.Encoder), filepath.Base(info.Files.Decoder),
+		filepath.Base(info.Files.Joiner)}, wavs...)
+	cmd := exec.Command("node", args...)
+	cmd.Env = env
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("peer: %w", err)
+	}
+	texts := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if name, text, ok := strings.Cut(line, "\t"); ok {
+			texts[name] = text
+		}
+	}
+	res := make([]string, len(wavs))
+	for i, wv := range wavs {
+		res[i] = texts[filepath.Base(wv)]
+	}
+	return res, nil
 }
