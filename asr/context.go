@@ -216,3 +216,22 @@ func (g *ContextGraph) forward(state *ctxNode, token int) (float32, *ctxNode) {
 	}
 	return score + node.outputScore, node
 }
+
+// PhraseAt tells where the words of phrase (upper case, single spaces)
+// occur in words: the index of the first word of each occurrence.
+func PhraseAt(words []Word, phrase []string) []int {
+	var at []int
+	for i := 0; i+len(phrase) <= len(words) && len(phrase) > 0; i++ {
+		match := true
+		for j, w := range phrase {
+			if !strings.EqualFold(words[i+j].Text, w) {
+				match = false
+				break
+			}
+		}
+		if match {
+			at = append(at, i)
+		}
+	}
+	return at
+}

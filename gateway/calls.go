@@ -318,22 +318,9 @@ func (l *leg) keywordHits(r asr.Result) {
 		l.kwSeen = make([]int, len(c.keywords))
 	}
 	for k, kw := range c.keywords {
-		n := 0
-		for i := 0; i+len(kw.words) <= len(r.Words); i++ {
-			match := true
-			for j, w := range kw.words {
-				if !strings.EqualFold(r.Words[i+j].Text, w) {
-					match = false
-					break
-				}
-			}
-			if !match {
-				continue
-			}
-			n++
-			if n <= l.kwSeen[k] {
-				continue
-			}
+		at := asr.PhraseAt(r.Words, kw.words)
+		n := len(at)
+		for _, i := range at[min(l.kwSeen[k], n):] {
 			hit := transcript.KeywordHit{Leg: l.name, Utt: r.Utt, Phrase: kw.phrase,
 				StartMs: r.Words[i].StartMs, EndMs: r.Words[i+len(kw.words)-1].EndMs}
 			var text []string

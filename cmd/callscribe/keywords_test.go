@@ -3,7 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +18,7 @@ import (
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/sip/siptest"
 	"github.com/callscribe/callscribe/transcript/transcripttest"
+	"github.com/callscribe/callscribe/webrtc/webrtctest"
 )
 
 // Keyword alerts and hotwords through the gateway process (modified beam
@@ -86,7 +90,19 @@ func TestKeywordAlertsThroughTheGateway(t *testing.T) {
 		t.Errorf("%d credit card events, want 1", credit)
 	}
 
-	// A list that cannot be read: 400 with the reason.
+	// A WHIP offer with a list that cannot be read: 400 with the reason.
+	wc := webrtctest.NewClient(t)
+	res, err := http.Post("http://"+g.http+"/whip?hotwords="+url.QueryEscape("drop;table"), "application/sdp", strings.NewReader(wc.Offer(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "hotwords") {
+		t.Errorf("WHIP with bad hotwords: %d %s", res.StatusCode, body)
+	}
+
+	// A SIP INVITE with a list that cannot be read: 400 with the reason.
 	conn, err := net.Dial("udp", g.sip)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"runtime"
 
 	"github.com/callscribe/callscribe/asr"
@@ -28,6 +29,7 @@ type transcribeOptions struct {
 	paths     int
 	hotwords  string
 	hwScore   float64
+	keywords  string
 	workers   int
 	endpoint  bool
 	resampler string
@@ -50,6 +52,7 @@ func transcribeMain(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.paths, "active-paths", asr.DefaultActivePaths, "modified beam search: hypotheses kept per stream")
 	fs.StringVar(&o.hotwords, "hotwords", "", "phrases to favour (needs modified_beam_search): a file, one per line, or a list \"a b:2.0, c\"")
 	fs.Float64Var(&o.hwScore, "hotwords-score", asr.DefaultHotwordsScore, "bonus per token of a hotword without its own score")
+	fs.StringVar(&o.keywords, "keywords", "", "phrases to report where they are said (a file or a list): a KEYWORD line (or JSON object) each")
 	fs.StringVar(&o.resampler, "resampler", "kaldi", "filter for non-16 kHz input: kaldi (what the model expects) or sharp")
 	asJSON := fs.Bool("json", false, "print every partial and final as a JSON line")
 	if err := fs.Parse(args); err != nil {
@@ -61,6 +64,14 @@ func transcribeMain(args []string, stdout, stderr io.Writer) int {
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	files := fs.Args()
+	var keywords []asr.Phrase
+	if o.keywords != "" {
+		var err error
+		if keywords, err = readPhraseArg(o.keywords); err != nil {
+			fmt.Fprintf(stderr, "callscribe transcribe: -keywords: %v\n", err)
+			return 2
+		}
+	}
 	results, err := transcribe(files, o)
 	if err != nil {
 		fmt.Fprintf(stderr, "callscribe transcribe: %v\n", err)
@@ -70,11 +81,27 @@ func transcribeMain(args []string, stdout, stderr io.Writer) int {
 	for i, f := range files {
 		if !*asJSON {
 			fmt.Fprintf(stdout, "%s\t%s\n", f, asr.FinalText(results[i]))
-			continue
 		}
 		for _, r := range results[i] {
-			enc.Encode(jsonResult{File: f, Type: r.Kind.String(), Utt: r.Utt, Text: r.Text,
-				StartMs: r.StartMs, EndMs: r.EndMs, Words: r.Words, Conf: r.Conf})
+			if *asJSON {
+				enc.Encode(jsonResult{File: f, Type: r.Kind.String(), Utt: r.Utt, Text: r.Text,
+					StartMs: r.StartMs, EndMs: r.EndMs, Words: r.Words, Conf: r.Conf})
+			}
+			if r.Kind != asr.Final {
+				continue
+			}
+			for _, k := range keywords {
+				words := strings.Fields(strings.ToUpper(k.Text))
+				for _, at := range asr.PhraseAt(r.Words, words) {
+					hit := r.Words[at : at+len(words)]
+					if *asJSON {
+						enc.Encode(jsonResult{File: f, Type: "keyword", Utt: r.Utt, Text: k.Text,
+							StartMs: hit[0].StartMs, EndMs: hit[len(hit)-1].EndMs, Words: hit})
+						continue
+					}
+					fmt.Fprintf(stdout, "%s\tKEYWORD\t%s\t%d\t%d\n", f, k.Text, hit[0].StartMs, hit[len(hit)-1].EndMs)
+				}
+			}
 		}
 	}
 	return 0

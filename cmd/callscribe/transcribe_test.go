@@ -214,3 +214,27 @@ func TestMissingRuntimeLibrary(t *testing.T) {
 		t.Fatalf("stderr: %q", msg)
 	}
 }
+
+// transcribe -keywords says where each phrase is said; -hotwords favours
+// phrases with beam search and is refused with greedy search.
+func TestTranscribePhrases(t *testing.T) {
+	wav := filepath.Join(testModelDir(t), "test_wavs", "0.wav")
+	var out, errb bytes.Buffer
+	if code := run([]string{"transcribe", "-model", testModelDir(t), "-keywords", "yellow lamps, blue moon", wav}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "\tKEYWORD\tyellow lamps\t") || strings.Contains(out.String(), "blue moon") {
+		t.Errorf("output:\n%s", out.String())
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"transcribe", "-model", testModelDir(t), "-hotwords", "brothels", wav}, &out, &errb); code == 0 ||
+		!strings.Contains(errb.String(), "modified_beam_search") {
+		t.Errorf("hotwords with greedy: exit %d, %s", code, errb.String())
+	}
+	out.Reset()
+	if code := run([]string{"transcribe", "-model", testModelDir(t), "-decoding", "modified_beam_search", "-hotwords", "brothels:3", wav}, &out, &errb); code != 0 ||
+		!strings.Contains(out.String(), "BROTHELS") {
+		t.Errorf("hotwords: exit %d: %s %s", code, out.String(), errb.String())
+	}
+}
