@@ -8,8 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"runtime"
+	"strings"
 
 	"github.com/callscribe/callscribe/asr"
 	"github.com/callscribe/callscribe/media"
