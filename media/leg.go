@@ -238,7 +238,9 @@ func (l *Leg) silence(n int) {
 func (l *Leg) HandleRTP(buf []byte) { l.HandleRTPAt(buf, time.Now().UnixNano()) }
 
 // HandleRTPAt takes one datagram that arrived at now (unix nanoseconds).
-func (l *Leg) HandleRTPAt(buf []byte, now int64) {
+// It tells whether the packet was RTP of the peer: well formed and, on an
+// SRTP leg, authenticated (what may latch the leg's receiver).
+func (l *Leg) HandleRTPAt(buf []byte, now int64) bool {
 	if set := l.next.Swap(nil); set != nil {
 		for pt, c := range set.decs {
 			if o, ok := l.decs[pt]; ok && o.codec.Name == c.codec.Name {
@@ -251,25 +253,25 @@ func (l *Leg) HandleRTPAt(buf []byte, now int64) {
 	l.stats.Bytes += int64(len(buf))
 	if len(buf) < 12 || buf[0]>>6 != 2 {
 		l.stats.Malformed++
-		return
+		return false
 	}
 	if k := l.keys.Load(); k != nil {
 		plain, err := k.in.DecryptRTP(l.plain[:0], buf, &l.pkt.Header)
 		if err != nil {
 			l.stats.Unauthenticated++
-			return
+			return false
 		}
 		buf = plain
 	}
 	if err := l.pkt.Unmarshal(buf); err != nil {
 		l.stats.Malformed++
-		return
+		return false
 	}
 	h := &l.pkt.Header
 	pt := h.PayloadType
 	if _, ok := l.decs[pt]; !ok && int(pt) != l.opts.DTMFPayloadType {
 		l.stats.UnknownPT++
-		return
+		return true
 	}
 	if !l.haveSSRC || h.SSRC != l.ssrc {
 		if l.haveSSRC { // a new source: its sequence and clock start over
@@ -288,13 +290,14 @@ func (l *Leg) HandleRTPAt(buf []byte, now int64) {
 	switch l.reorder.put(h.SequenceNumber, h.Timestamp, pt, l.pkt.Payload) {
 	case putLate:
 		l.stats.Late++
-		return
+		return true
 	case putFar: // a jump beyond the window: play what is held, then restart
 		l.flush()
 		l.reorder.reset()
 		l.reorder.put(h.SequenceNumber, h.Timestamp, pt, l.pkt.Payload)
 	}
 	l.drain(false)
+	return true
 }
 
 // flush plays out everything held, gaps included.

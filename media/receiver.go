@@ -277,11 +277,20 @@ func (r *Receiver) acceptAt(pkt []byte, from netip.AddrPort, now int64) {
 			r.ignored.Add(1)
 			return
 		}
+		// Only the peer's RTP latches: well formed, and authenticated on an
+		// SRTP leg (a forged packet from the right address latches nothing).
+		if !r.leg.HandleRTPAt(pkt, now) {
+			return
+		}
 		r.relatch.Store(false)
 		p := new(netip.AddrPort) // only here: from itself must not escape
 		*p = from
 		r.latched.Store(p)
-	} else if *cur != from {
+		r.last.Store(now)
+		r.packets.Add(1)
+		return
+	}
+	if *cur != from {
 		r.ignored.Add(1)
 		return
 	}

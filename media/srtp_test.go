@@ -2,6 +2,7 @@ package media
 
 import (
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -311,5 +312,39 @@ func TestReceptionStatistics(t *testing.T) {
 	// |D| is 40 clock units every packet: the estimate converges to 40.
 	if j := pub.jitter.Load(); j < 36 || j > 40 {
 		t.Errorf("jitter %d, want about 40", j)
+	}
+}
+
+// On an SRTP leg only an authenticated packet latches: a forged one from
+// an address that may latch is dropped and latches nothing, so the peer's
+// own packets are still taken.
+func TestSRTPForgeryDoesNotLatch(t *testing.T) {
+	ports, _ := NewPorts(32600, 32700)
+	pair, _ := ports.ListenPair("127.0.0.1")
+	keys, peer := newSRTPPair(t, "AES_CM_128_HMAC_SHA1_80")
+	_, stranger := newSRTPPair(t, "AES_CM_128_HMAC_SHA1_80")
+	l, _ := NewLeg(LegOptions{PayloadTypes: map[uint8]string{0: "PCMU"}, DTMFPayloadType: -1, Sink: NewRing(2 * 16000), SRTP: keys})
+	r := NewReceiver(pair, l, ports)
+	defer r.Close()
+	forger, _ := rtcpPeer(t)
+	genuine, _ := rtcpPeer(t)
+	r.Expect(genuine.LocalAddr().(*net.UDPAddr).AddrPort(), netip.MustParseAddr("127.0.0.1"), time.Minute)
+	pkts := pcmuPackets(t, tone(440, 8000, 1600), 5)
+	for _, p := range stranger.protect(t, pkts[:3]) {
+		forger.WriteToUDPAddrPort(p, r.LocalAddr())
+	}
+	time.Sleep(50 * time.Millisecond)
+	for _, p := range peer.protect(t, pkts[3:]) {
+		genuine.WriteToUDPAddrPort(p, r.LocalAddr())
+	}
+	for start := time.Now(); r.Packets() < int64(len(pkts)-3) && time.Since(start) < 3*time.Second; {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if src, ok := r.Source(); !ok || src != genuine.LocalAddr().(*net.UDPAddr).AddrPort() {
+		t.Errorf("latched on %v, want the genuine peer", src)
+	}
+	r.Close()
+	if st := r.Stats(); st.Unauthenticated != 3 || r.Packets() != int64(len(pkts)-3) {
+		t.Errorf("stats %+v, %d packets taken", st, r.Packets())
 	}
 }
