@@ -220,7 +220,7 @@ func (e *ortEngine) Batch(n int) (*Batch, error) {
 		return &s.batch, nil
 	}
 	e.grow(n)
-	s, err := e.newSet(n)
+	s, err := e.newSet(e.backing, n, true)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +246,7 @@ func (e *ortEngine) Heads(n int) (*Batch, error) {
 			JoinEnc: make([]float32, c*m.EncoderDim), JoinDec: make([]float32, c*m.EncoderDim), Logits: make([]float32, c*m.VocabSize)}
 		e.headCap = c
 	}
-	s, err := e.newHeadSet(n)
+	s, err := e.newSet(e.headBacking, n, false)
 	if err != nil {
 		return nil, err
 	}
@@ -264,8 +264,10 @@ func tensor[T ort.TensorData](data []T, dims ...int64) (ort.Value, []T, error) {
 	return t, v, nil
 }
 
-func (e *ortEngine) newSet(n int) (*tensorSet, error) {
-	m, bk := e.info, e.backing
+// newSet makes the ORT values of n rows over the backing arrays bk: the
+// encoder's (when encoder) and the decoder's and joiner's.
+func (e *ortEngine) newSet(bk *Batch, n int, encoder bool) (*tensorSet, error) {
+	m := e.info
 	N := int64(n)
 	s := &tensorSet{}
 	b := &s.batch
@@ -279,27 +281,32 @@ func (e *ortEngine) newSet(n int) (*tensorSet, error) {
 			*list = append(*list, v)
 		}
 	}
-	v, x, terr := tensor(bk.X, N, int64(m.ChunkFrames), int64(m.FeatureDim))
-	b.X = x
-	add(&s.encIn, v, terr)
-	v, b.EncOut, terr = tensor(bk.EncOut, N, int64(m.OutFrames), int64(m.EncoderDim))
-	add(&s.encOut, v, terr)
-	b.States = make([]StateBuf, len(m.States))
-	b.NewStates = make([]StateBuf, len(m.States))
-	for i, st := range m.States {
-		dims := append([]int64(nil), st.Shape...)
-		dims[st.Axis] = N
-		var e1, e2 error
-		var v1, v2 ort.Value
-		if st.Int64 {
-			v1, b.States[i].I, e1 = tensor(bk.States[i].I, dims...)
-			v2, b.NewStates[i].I, e2 = tensor(bk.NewStates[i].I, dims...)
-		} else {
-			v1, b.States[i].F, e1 = tensor(bk.States[i].F, dims...)
-			v2, b.NewStates[i].F, e2 = tensor(bk.NewStates[i].F, dims...)
+	var v ort.Value
+	var terr error
+	if encoder {
+		var x []float32
+		v, x, terr = tensor(bk.X, N, int64(m.ChunkFrames), int64(m.FeatureDim))
+		b.X = x
+		add(&s.encIn, v, terr)
+		v, b.EncOut, terr = tensor(bk.EncOut, N, int64(m.OutFrames), int64(m.EncoderDim))
+		add(&s.encOut, v, terr)
+		b.States = make([]StateBuf, len(m.States))
+		b.NewStates = make([]StateBuf, len(m.States))
+		for i, st := range m.States {
+			dims := append([]int64(nil), st.Shape...)
+			dims[st.Axis] = N
+			var e1, e2 error
+			var v1, v2 ort.Value
+			if st.Int64 {
+				v1, b.States[i].I, e1 = tensor(bk.States[i].I, dims...)
+				v2, b.NewStates[i].I, e2 = tensor(bk.NewStates[i].I, dims...)
+			} else {
+				v1, b.States[i].F, e1 = tensor(bk.States[i].F, dims...)
+				v2, b.NewStates[i].F, e2 = tensor(bk.NewStates[i].F, dims...)
+			}
+			add(&s.encIn, v1, e1)
+			add(&s.encOut, v2, e2)
 		}
-		add(&s.encIn, v1, e1)
-		add(&s.encOut, v2, e2)
 	}
 	v, b.Y, terr = tensor(bk.Y, N, int64(m.ContextSize))
 	add(&s.decIn, v, terr)
@@ -315,40 +322,6 @@ func (e *ortEngine) newSet(n int) (*tensorSet, error) {
 	if err != nil {
 		s.destroy()
 		return nil, fmt.Errorf("asr: tensors for batch %d: %w", n, err)
-	}
-	return s, nil
-}
-
-// newHeadSet makes the decoder and joiner tensors of n rows.
-func (e *ortEngine) newHeadSet(n int) (*tensorSet, error) {
-	m, bk := e.info, e.headBacking
-	N := int64(n)
-	s := &tensorSet{}
-	b := &s.batch
-	b.N = n
-	var errs []error
-	add := func(list *[]ort.Value, v ort.Value, err error) {
-		if err != nil {
-			errs = append(errs, err)
-		}
-		if v != nil {
-			*list = append(*list, v)
-		}
-	}
-	v, y, terr := tensor(bk.Y, N, int64(m.ContextSize))
-	b.Y = y
-	add(&s.decIn, v, terr)
-	v, b.DecOut, terr = tensor(bk.DecOut, N, int64(m.EncoderDim))
-	add(&s.decOut, v, terr)
-	v, b.JoinEnc, terr = tensor(bk.JoinEnc, N, int64(m.EncoderDim))
-	add(&s.joinIn, v, terr)
-	v, b.JoinDec, terr = tensor(bk.JoinDec, N, int64(m.EncoderDim))
-	add(&s.joinIn, v, terr)
-	v, b.Logits, terr = tensor(bk.Logits, N, int64(m.VocabSize))
-	add(&s.joinOut, v, terr)
-	if err := errors.Join(errs...); err != nil {
-		s.destroy()
-		return nil, fmt.Errorf("asr: tensors for %d rows: %w", n, err)
 	}
 	return s, nil
 }

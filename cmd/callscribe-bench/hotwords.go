@@ -82,15 +82,9 @@ func hotwordEval(o options, w io.Writer) error {
 			if out, err := exec.Command("sox", wav+".raw.wav", "-r", fmt.Sprint(rate), "-b", "16", "-c", "1", wav, "pad", "0.3", "0.3").CombinedOutput(); err != nil {
 				return fmt.Errorf("sox: %v %s", err, out)
 			}
-			a, err := media.ReadWAVFile(wav)
+			x, err := read16k(wav)
 			if err != nil {
 				return err
-			}
-			x := a.Samples
-			if a.SampleRate != 16000 {
-				if x, err = media.ResampleFilter(x, a.SampleRate, 16000, media.FilterKaldi); err != nil {
-					return err
-				}
 			}
 			sigs, refs, phrases = append(sigs, x), append(refs, s.sentence), append(phrases, s.phrase)
 			wavs = append(wavs, wav)
@@ -214,15 +208,9 @@ func testWavs(model string) (refs []string, sigs [][]float32, err error) {
 		if !ok {
 			continue
 		}
-		a, err := media.ReadWAVFile(filepath.Join(model, "test_wavs", name))
+		x, err := read16k(filepath.Join(model, "test_wavs", name))
 		if err != nil {
 			return nil, nil, err
-		}
-		x := a.Samples
-		if a.SampleRate != 16000 {
-			if x, err = media.ResampleFilter(x, a.SampleRate, 16000, media.FilterKaldi); err != nil {
-				return nil, nil, err
-			}
 		}
 		refs, sigs = append(refs, text), append(sigs, x)
 	}
@@ -278,4 +266,17 @@ func peerHotwords(o options, model string, info *asr.ModelInfo, tmp string, wavs
 		res[i] = texts[filepath.Base(wv)]
 	}
 	return res, nil
+}
+
+// read16k reads a WAV as 16 kHz samples (resampled with the filter the
+// model expects).
+func read16k(path string) ([]float32, error) {
+	a, err := media.ReadWAVFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if a.SampleRate == 16000 {
+		return a.Samples, nil
+	}
+	return media.ResampleFilter(a.Samples, a.SampleRate, 16000, media.FilterKaldi)
 }

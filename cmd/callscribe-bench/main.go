@@ -94,15 +94,9 @@ func corpus(model, tmp string) ([]string, [][]float32, error) {
 	var paths []string
 	var sigs [][]float32
 	for i, f := range files {
-		a, err := media.ReadWAVFile(f)
+		x, err := read16k(f)
 		if err != nil {
 			return nil, nil, err
-		}
-		x := a.Samples
-		if a.SampleRate != 16000 {
-			if x, err = media.ResampleFilter(x, a.SampleRate, 16000, media.FilterKaldi); err != nil {
-				return nil, nil, err
-			}
 		}
 		p := filepath.Join(tmp, fmt.Sprintf("c%02d.wav", i))
 		var buf bytes.Buffer
