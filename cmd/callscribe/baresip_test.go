@@ -202,6 +202,20 @@ func transcribeWER(t *testing.T, wav, ref string) float64 {
 	return wer(ref, text)
 }
 
+// startTLSGateway starts a gateway with SIP over TLS too (a certificate
+// for 127.0.0.1); it returns the TLS address and the certificate (the CA
+// the phones trust), and waits until it is ready.
+func startTLSGateway(t *testing.T, redisAddr string, extra ...string) (*gatewayProc, string, string) {
+	t.Helper()
+	certFile, keyFile := testcert.Write(t)
+	tlsAddr := freePort(t, "tcp")
+	config := filepath.Join(t.TempDir(), "tls.yaml")
+	os.WriteFile(config, []byte(fmt.Sprintf("sip:\n  tls: %q\n  tls_cert_file: %s\n  tls_key_file: %s\n", tlsAddr, certFile, keyFile)), 0o644)
+	g := startGateway(t, redisAddr, append([]string{"-config", config}, extra...)...)
+	g.waitReady(t, 200)
+	return g, tlsAddr, certFile
+}
+
 // Baresip, a SIP phone nobody here wrote, calls the gateway the ways
 // trunks and phones do: PCMU, G.722 and Opus, SDES-SRTP required by the
 // caller over UDP and over TLS, DTMF (RFC 4733) on an Opus call, all with
@@ -210,13 +224,8 @@ func transcribeWER(t *testing.T, wav, ref string) float64 {
 // end of its file and both sides agree: call.end reason bye, the BYE
 // answered 200 (no 481), no RTP timeout at baresip.
 func TestBaresipCalls(t *testing.T) {
-	certFile, keyFile := testcert.Write(t)
 	rd := transcripttest.Start(t)
-	tlsAddr := freePort(t, "tcp")
-	config := filepath.Join(t.TempDir(), "tls.yaml")
-	os.WriteFile(config, []byte(fmt.Sprintf("sip:\n  tls: %q\n  tls_cert_file: %s\n  tls_key_file: %s\n", tlsAddr, certFile, keyFile)), 0o644)
-	g := startGateway(t, rd.Addr, "-config", config)
-	g.waitReady(t, 200)
+	g, tlsAddr, certFile := startTLSGateway(t, rd.Addr)
 
 	model := testModelDir(t)
 	wav8k, wav16k := filepath.Join(model, "test_wavs", "8k.wav"), filepath.Join(model, "test_wavs", "0.wav")
@@ -275,13 +284,8 @@ func TestBaresipCalls(t *testing.T) {
 // before its file does) and call.end says shutdown, after the finals of
 // what was said. The call outlives baresip's 5 s RTP timer first.
 func TestBaresipGatewayHangsUpOverTLS(t *testing.T) {
-	certFile, keyFile := testcert.Write(t)
 	rd := transcripttest.Start(t)
-	tlsAddr := freePort(t, "tcp")
-	config := filepath.Join(t.TempDir(), "tls.yaml")
-	os.WriteFile(config, []byte(fmt.Sprintf("sip:\n  tls: %q\n  tls_cert_file: %s\n  tls_key_file: %s\n", tlsAddr, certFile, keyFile)), 0o644)
-	g := startGateway(t, rd.Addr, "-config", config, "-drain", "1s")
-	g.waitReady(t, 200)
+	g, tlsAddr, certFile := startTLSGateway(t, rd.Addr, "-drain", "1s")
 	model := testModelDir(t)
 	long := filepath.Join(model, "test_wavs", "1.wav") // 16.7 s
 	b := startBaresip(t, baresipCall{user: "agent", codec: "G722", wav: long, mediaenc: "srtp-mand", tls: true, limit: 60 * time.Second},
