@@ -33,6 +33,7 @@ test: setup build vet
 	$(GO) test -run '^$$' -fuzz FuzzParseOffer -fuzztime 10s -fuzzminimizetime 1s ./sip
 	$(GO) test -run '^$$' -fuzz FuzzWHIPOffer -fuzztime 10s -fuzzminimizetime 1s ./webrtc
 	$(GO) test -run '^$$' -fuzz FuzzRecordingBody -fuzztime 10s -fuzzminimizetime 1s ./sip
+	$(GO) test -run '^$$' -fuzz FuzzFormat -fuzztime 10s -fuzzminimizetime 1s ./itn
 
 # Benchmarks: Go micro-benchmarks, then Callscribe beside the sherpa-onnx
 # peer on the same files and cores.

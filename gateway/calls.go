@@ -17,6 +17,7 @@ import (
 
 	"github.com/callscribe/callscribe/asr"
 	"github.com/callscribe/callscribe/ingest"
+	"github.com/callscribe/callscribe/itn"
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/transcript"
 )
@@ -295,6 +296,27 @@ func (g *Calls) phrases(o ingest.Offer) (asr.StreamOptions, []keyword, error) {
 		return so, nil, fmt.Errorf("keywords: more than %d with the configured ones", asr.MaxPhrases)
 	}
 	return so, keywords, nil
+}
+
+// displayWord is a formatted token of a final's display text.
+type displayWord struct {
+	Word    string `json:"word"`
+	StartMs int64  `json:"start_ms"`
+	EndMs   int64  `json:"end_ms"`
+}
+
+// display formats a final's words for people (package itn).
+func display(words []asr.Word) (string, []displayWord) {
+	in := make([]itn.Word, len(words))
+	for i, w := range words {
+		in[i] = itn.Word{Text: w.Text, StartMs: w.StartMs, EndMs: w.EndMs}
+	}
+	toks := itn.Format(in)
+	out := make([]displayWord, len(toks))
+	for i, t := range toks {
+		out[i] = displayWord{Word: t.Text, StartMs: t.StartMs, EndMs: t.EndMs}
+	}
+	return itn.Text(toks), out
 }
 
 // keyword is a phrase whose hearing is an event.
@@ -623,6 +645,7 @@ func (l *leg) result(r asr.Result) {
 	}
 	if r.Kind == asr.Final {
 		u.Words, u.Conf = r.Words, r.Conf
+		u.Display, u.DisplayWords = display(r.Words)
 		c.g.pub.Publish(transcript.NewFinal(c.id, u))
 	} else {
 		c.g.pub.Publish(transcript.NewPartial(c.id, u))

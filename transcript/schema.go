@@ -86,7 +86,12 @@ type Utterance struct {
 	// Finals only.
 	Words any // marshalled to JSON: a list of {word, start_ms, end_ms, conf}
 	Conf  float32
-	GapMs int64 // audio of the utterance dropped undecoded (0: none)
+	// Display is the text formatted for people (numbers, money, times,
+	// sentence case), DisplayWords its tokens with the times of the words
+	// they stand for (a JSON list of {word, start_ms, end_ms}); finals only.
+	Display      string
+	DisplayWords any
+	GapMs        int64 // audio of the utterance dropped undecoded (0: none)
 }
 
 func (u Utterance) fields() map[string]string {
@@ -118,6 +123,12 @@ func NewFinal(callID string, u Utterance) Event {
 	}
 	f["words"] = string(words)
 	f["conf"] = strconv.FormatFloat(float64(u.Conf), 'f', 3, 32)
+	if u.DisplayWords != nil {
+		f["display"] = u.Display
+		if b, err := json.Marshal(u.DisplayWords); err == nil {
+			f["display_words"] = string(b)
+		}
+	}
 	if u.GapMs > 0 {
 		f["gap_ms"] = strconv.FormatInt(u.GapMs, 10)
 	}

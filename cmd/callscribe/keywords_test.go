@@ -62,6 +62,11 @@ func TestKeywordAlertsThroughTheGateway(t *testing.T) {
 		case "final":
 			final += fmt.Sprint(e["text"]) + " "
 			words = fmt.Sprint(e["words"])
+			// The text for people: sentence case, the words' times kept.
+			if d := fmt.Sprint(e["display"]); !strings.HasPrefix(d, "My credit card was charged") ||
+				len(wordTimes(t, fmt.Sprint(e["display_words"]))) == 0 {
+				t.Errorf("display %q, display_words %v", d, e["display_words"])
+			}
 		}
 	}
 	t.Logf("final %q; keyword events %v", final, hits)
