@@ -1,0 +1,286 @@
+// Package redact finds what must not be written down in recognized words
+// — card numbers with their expiry dates and security codes, social
+// security numbers, long numbers — and replaces it with a marker.
+//
+// It works on the words as the recognizer writes them: digits spoken one
+// by one ("FOUR ONE ONE ONE"), with "OH" for zero and "FOR" or "TO" for
+// four and two inside a run, "DOUBLE FIVE", and numbers spoken in tens
+// ("TWELVE TWENTY SIX"). A card number is any run of 12 to 19 digits —
+// recognition errors break Luhn sums, so a valid sum is not required —
+// and the short digit groups around it (expiry, CVV) go with it.
+package redact
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Kinds of redaction.
+const (
+	PCI     = "pci"     // card numbers, with expiry dates and security codes near them
+	SSN     = "ssn"     // US social security numbers: nine digits
+	Numbers = "numbers" // any run of MinDigits digits or more
+)
+
+// Markers put in place of what is redacted.
+const (
+	CardMarker   = "[CARD]"
+	SSNMarker    = "[SSN]"
+	NumberMarker = "[NUMBER]"
+)
+
+// Policy is what a call redacts.
+type Policy struct {
+	PCI, SSN bool
+	// Numbers > 0 redacts every run of that many digits or more.
+	Numbers int
+}
+
+// DefaultNumbers is the run length "numbers" redacts from.
+const DefaultNumbers = 4
+
+// On tells whether the policy redacts anything.
+func (p Policy) On() bool { return p.PCI || p.SSN || p.Numbers > 0 }
+
+// Kinds lists what the policy redacts ("pci,ssn").
+func (p Policy) Kinds() string {
+	var k []string
+	if p.PCI {
+		k = append(k, PCI)
+	}
+	if p.SSN {
+		k = append(k, SSN)
+	}
+	if p.Numbers > 0 {
+		k = append(k, Numbers)
+	}
+	return strings.Join(k, ",")
+}
+
+// Parse reads a list of kinds: "pci, ssn", "numbers" or "numbers:6".
+func Parse(list string) (Policy, error) {
+	var p Policy
+	for _, k := range strings.Split(list, ",") {
+		k = strings.ToLower(strings.TrimSpace(k))
+		switch {
+		case k == "":
+		case k == PCI:
+			p.PCI = true
+		case k == SSN:
+			p.SSN = true
+		case k == Numbers:
+			p.Numbers = DefaultNumbers
+		case strings.HasPrefix(k, Numbers+":"):
+			n, err := strconv.Atoi(k[len(Numbers)+1:])
+			if err != nil || n < 2 || n > 30 {
+				return Policy{}, fmt.Errorf("redact: %q: want numbers:N with N from 2 to 30", k)
+			}
+			p.Numbers = n
+		default:
+			return Policy{}, fmt.Errorf("redact: %q: want pci, ssn or numbers[:N]", k)
+		}
+	}
+	return p, nil
+}
+
+// Merge is the union of two policies (a call's own adds to the configured).
+func (p Policy) Merge(o Policy) Policy {
+	p.PCI, p.SSN = p.PCI || o.PCI, p.SSN || o.SSN
+	if o.Numbers > 0 && (p.Numbers == 0 || o.Numbers < p.Numbers) {
+		p.Numbers = o.Numbers
+	}
+	return p
+}
+
+// Word is a recognized word; the marker of a redacted span takes the
+// times of its first and last word.
+type Word struct {
+	Text    string
+	StartMs int64
+	EndMs   int64
+	Conf    float32
+}
+
+// run is a span of words [from, to) spelling digits.
+type run struct {
+	from, to int
+	digits   int
+}
+
+var digitWords = map[string]int{"ZERO": 1, "OH": 1, "ONE": 1, "TWO": 1, "THREE": 1, "FOUR": 1, "FIVE": 1, "SIX": 1,
+	"SEVEN": 1, "EIGHT": 1, "NINE": 1}
+
+// spoken in place of a digit inside a run ("four for one", "two to")
+var soundAlikes = map[string]int{"FOR": 1, "TO": 1, "TOO": 1, "WON": 1, "ATE": 1}
+
+var twoDigit = map[string]int{"TEN": 2, "ELEVEN": 2, "TWELVE": 2, "THIRTEEN": 2, "FOURTEEN": 2, "FIFTEEN": 2,
+	"SIXTEEN": 2, "SEVENTEEN": 2, "EIGHTEEN": 2, "NINETEEN": 2, "TWENTY": 2, "THIRTY": 2, "FORTY": 2, "FIFTY": 2,
+	"SIXTY": 2, "SEVENTY": 2, "EIGHTY": 2, "NINETY": 2}
+
+var tensWords = map[string]bool{"TWENTY": true, "THIRTY": true, "FORTY": true, "FIFTY": true, "SIXTY": true,
+	"SEVENTY": true, "EIGHTY": true, "NINETY": true}
+
+// fillers may sit between the digit groups of one number.
+var fillers = map[string]bool{"UM": true, "UH": true, "ER": true, "AH": true, "DASH": true, "HYPHEN": true}
+
+// runs finds the digit runs of words: where they are and how many digits
+// they spell. A run starts and ends on a true digit word; sound-alikes and
+// fillers only count inside one.
+func runs(words []string) []run {
+	var out []run
+	i := 0
+	for i < len(words) {
+		if digitWords[words[i]] == 0 && twoDigit[words[i]] == 0 && words[i] != "DOUBLE" && words[i] != "TRIPLE" {
+			i++
+			continue
+		}
+		r := run{from: i}
+		j, end := i, i
+		for j < len(words) {
+			w := words[j]
+			switch {
+			case w == "DOUBLE" || w == "TRIPLE":
+				if j+1 < len(words) && digitWords[words[j+1]] > 0 {
+					r.digits += 2
+					if w == "TRIPLE" {
+						r.digits++
+					}
+					j += 2
+					end = j
+					continue
+				}
+			case digitWords[w] > 0:
+				r.digits++
+				j++
+				end = j
+				continue
+			case twoDigit[w] > 0:
+				// "TWENTY SIX" is two digits, not three.
+				if tensWords[w] && j+1 < len(words) && digitWords[words[j+1]] > 0 && words[j+1] != "ZERO" && words[j+1] != "OH" {
+					r.digits += 2
+					j += 2
+					end = j
+					continue
+				}
+				r.digits += 2
+				j++
+				end = j
+				continue
+			case w == "HUNDRED":
+				r.digits++ // "FIVE HUNDRED" is three digits
+				j++
+				end = j
+				continue
+			case soundAlikes[w] > 0 || fillers[w]:
+				// Counts only if the run goes on after it.
+				if j+1 < len(words) && (digitWords[words[j+1]] > 0 || twoDigit[words[j+1]] > 0) {
+					if soundAlikes[w] > 0 {
+						r.digits++
+					}
+					j++
+					continue
+				}
+			}
+			break
+		}
+		r.to = end
+		if r.digits > 0 {
+			out = append(out, r)
+		}
+		i = max(end, i+1)
+	}
+	return out
+}
+
+// Span is a redacted range of words [From, To) and its marker.
+type Span struct {
+	From, To int
+	Marker   string
+	Kind     string
+}
+
+// Find returns the spans p redacts in words (upper case), in order. When
+// open is true the last words may still grow (a partial result): a digit
+// run reaching the end of the words that could still become a card or an
+// SSN is redacted now, so no partial shows its first digits.
+func Find(words []string, p Policy, open bool) []Span {
+	if !p.On() {
+		return nil
+	}
+	rs := runs(words)
+	var spans []Span
+	cards := make([]bool, len(rs))
+	for k, r := range rs {
+		tail := open && r.to == len(words)
+		switch {
+		case p.PCI && (r.digits >= 12 && r.digits <= 19 || tail && r.digits >= 4 && r.digits < 12):
+			cards[k] = true
+			spans = append(spans, Span{r.from, r.to, CardMarker, PCI})
+		case p.SSN && (r.digits == 9 || tail && r.digits >= 3 && r.digits < 9):
+			spans = append(spans, Span{r.from, r.to, SSNMarker, SSN})
+		case p.Numbers > 0 && (r.digits >= p.Numbers || tail && r.digits >= min(p.Numbers, 3)):
+			spans = append(spans, Span{r.from, r.to, NumberMarker, Numbers})
+		}
+	}
+	if p.PCI {
+		// Expiry dates and security codes near a card number: digit groups
+		// of 3 to 4 digits within 25 words after it (or before it).
+		for k, r := range rs {
+			if cards[k] || r.digits < 3 || r.digits > 4 {
+				continue
+			}
+			for c := range rs {
+				if cards[c] && (r.from >= rs[c].to && r.from-rs[c].to <= 25 || rs[c].from >= r.to && rs[c].from-r.to <= 25) {
+					if !covered(spans, r.from) {
+						spans = append(spans, Span{r.from, r.to, CardMarker, PCI})
+					}
+					break
+				}
+			}
+		}
+	}
+	slices.SortFunc(spans, func(a, b Span) int { return a.From - b.From })
+	return spans
+}
+
+func covered(spans []Span, i int) bool {
+	for _, s := range spans {
+		if i >= s.From && i < s.To {
+			return true
+		}
+	}
+	return false
+}
+
+// Apply replaces each span of words with its marker word, which takes the
+// times of the span (and no confidence: 0). It returns the words and the
+// kinds redacted ("pci,ssn"; empty: none).
+func Apply(words []Word, spans []Span) ([]Word, string) {
+	if len(spans) == 0 {
+		return words, ""
+	}
+	var out []Word
+	var kinds []string
+	i := 0
+	for _, s := range spans {
+		out = append(out, words[i:s.From]...)
+		out = append(out, Word{Text: s.Marker, StartMs: words[s.From].StartMs, EndMs: words[s.To-1].EndMs})
+		if !slices.Contains(kinds, s.Kind) {
+			kinds = append(kinds, s.Kind)
+		}
+		i = s.To
+	}
+	out = append(out, words[i:]...)
+	return out, strings.Join(kinds, ",")
+}
+
+// Text joins words with spaces.
+func Text(words []Word) string {
+	parts := make([]string, len(words))
+	for i, w := range words {
+		parts[i] = w.Text
+	}
+	return strings.Join(parts, " ")
+}

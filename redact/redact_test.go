@@ -1,0 +1,106 @@
+package redact
+
+import (
+	"strings"
+	"testing"
+)
+
+func redactText(s string, p Policy, open bool) string {
+	f := strings.Fields(s)
+	words := make([]Word, len(f))
+	for i, w := range f {
+		words[i] = Word{Text: w, StartMs: int64(i * 100), EndMs: int64(i*100 + 90)}
+	}
+	out, _ := Apply(words, Find(f, p, open))
+	return Text(out)
+}
+
+const card16 = "FOUR ONE ONE ONE ONE ONE ONE ONE ONE ONE ONE ONE ONE ONE ONE ONE"
+
+func TestRedact(t *testing.T) {
+	pci, ssn := Policy{PCI: true}, Policy{SSN: true}
+	both := Policy{PCI: true, SSN: true}
+	for _, c := range []struct {
+		in   string
+		p    Policy
+		open bool
+		want string
+	}{
+		{"MY CARD IS " + card16 + " THANKS", pci, false, "MY CARD IS [CARD] THANKS"},
+		// Recognition's ways of writing digits.
+		{"IT IS FOUR FOR ONE ONE TWO TO THREE THREE OH OH FIVE FIVE SIX SIX SEVEN SEVEN", pci, false, "IT IS [CARD]"},
+		{"FIVE FIVE DOUBLE FOUR TRIPLE ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT", pci, false, "[CARD]"},
+		{"FORTY ONE ELEVEN FORTY ONE ELEVEN FORTY ONE ELEVEN FORTY ONE ELEVEN", pci, false, "[CARD]"},
+		// Expiry and security code near it go too.
+		{card16 + " EXPIRES TWELVE TWENTY SIX AND THE CODE IS ONE TWO THREE", pci, false, "[CARD] EXPIRES [CARD] AND THE CODE IS [CARD]"},
+		{"THE CODE IS ONE TWO THREE AND THE NUMBER " + card16, pci, false, "THE CODE IS [CARD] AND THE NUMBER [CARD]"},
+		// Not a card: prices, extensions, counts, a phone number, in pci mode.
+		{"IT COSTS TWENTY NINE DOLLARS", pci, false, "IT COSTS TWENTY NINE DOLLARS"},
+		{"EXTENSION TWO OH FIVE PLEASE", pci, false, "EXTENSION TWO OH FIVE PLEASE"},
+		{"I HAVE TWO KIDS FOR TWO YEARS", pci, false, "I HAVE TWO KIDS FOR TWO YEARS"},
+		{"CALL FIVE FIVE FIVE ONE TWO THREE FOUR", pci, false, "CALL FIVE FIVE FIVE ONE TWO THREE FOUR"},
+		{"ONE HUNDRED AND FIFTY DOLLARS", pci, false, "ONE HUNDRED AND FIFTY DOLLARS"},
+		// Social security numbers.
+		{"MY SOCIAL IS ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE", ssn, false, "MY SOCIAL IS [SSN]"},
+		{"ONE TWO THREE DASH FOUR FIVE DASH SIX SEVEN EIGHT NINE", ssn, false, "[SSN]"},
+		{"MY SOCIAL IS ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE", pci, false, "MY SOCIAL IS ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE"},
+		{"SSN ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE AND CARD " + card16, both, false, "SSN [SSN] AND CARD [CARD]"},
+		// Any long number.
+		{"ORDER ONE TWO THREE FOUR SHIPPED", Policy{Numbers: 4}, false, "ORDER [NUMBER] SHIPPED"},
+		{"ORDER ONE TWO THREE SHIPPED", Policy{Numbers: 4}, false, "ORDER ONE TWO THREE SHIPPED"},
+		// A partial: digits still coming are hidden until they are judged.
+		{"MY CARD IS FOUR ONE ONE ONE ONE", pci, true, "MY CARD IS [CARD]"},
+		{"MY CARD IS FOUR ONE ONE ONE ONE", pci, false, "MY CARD IS FOUR ONE ONE ONE ONE"},
+		{"MY SOCIAL IS ONE TWO THREE FOUR", ssn, true, "MY SOCIAL IS [SSN]"},
+		{"IT COSTS TWENTY NINE", pci, true, "IT COSTS TWENTY NINE"},
+		// Nothing asked: nothing done.
+		{"MY CARD IS " + card16, Policy{}, false, "MY CARD IS " + card16},
+	} {
+		if got := redactText(c.in, c.p, c.open); got != c.want {
+			t.Errorf("%q (%s, open %v):\n got %q\nwant %q", c.in, c.p.Kinds(), c.open, got, c.want)
+		}
+	}
+}
+
+func TestParse(t *testing.T) {
+	p, err := Parse(" PCI, ssn ,numbers:6")
+	if err != nil || !p.PCI || !p.SSN || p.Numbers != 6 || p.Kinds() != "pci,ssn,numbers" {
+		t.Fatalf("%+v %v", p, err)
+	}
+	for _, bad := range []string{"cards", "numbers:1", "numbers:x", "pci;ssn"} {
+		if _, err := Parse(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if m := (Policy{Numbers: 6}).Merge(Policy{PCI: true, Numbers: 4}); !m.PCI || m.Numbers != 4 {
+		t.Errorf("merge %+v", m)
+	}
+}
+
+// The marker takes the times of the span and the kinds are said.
+func TestApplyTimes(t *testing.T) {
+	f := strings.Fields("SSN ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE OK")
+	words := make([]Word, len(f))
+	for i, w := range f {
+		words[i] = Word{Text: w, StartMs: int64(i * 100), EndMs: int64(i*100 + 90), Conf: 0.9}
+	}
+	out, kinds := Apply(words, Find(f, Policy{SSN: true}, false))
+	if len(out) != 3 || out[1] != (Word{Text: SSNMarker, StartMs: 100, EndMs: 990}) || kinds != "ssn" {
+		t.Errorf("%+v %q", out, kinds)
+	}
+}
+
+func FuzzFind(f *testing.F) {
+	f.Add("MY CARD IS "+card16, true)
+	f.Add("DOUBLE TRIPLE FOR TO UM", false)
+	f.Fuzz(func(t *testing.T, s string, open bool) {
+		words := strings.Fields(strings.ToUpper(s))
+		prev := 0
+		for _, sp := range Find(words, Policy{PCI: true, SSN: true, Numbers: 4}, open) {
+			if sp.From < prev || sp.To <= sp.From || sp.To > len(words) {
+				t.Fatalf("bad span %+v of %d words", sp, len(words))
+			}
+			prev = sp.To
+		}
+	})
+}
