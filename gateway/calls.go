@@ -19,6 +19,7 @@ import (
 	"github.com/callscribe/callscribe/ingest"
 	"github.com/callscribe/callscribe/itn"
 	"github.com/callscribe/callscribe/media"
+	"github.com/callscribe/callscribe/redact"
 	"github.com/callscribe/callscribe/transcript"
 )
 
@@ -54,6 +55,11 @@ type CallsOptions struct {
 	Hotwords      []asr.Phrase
 	Keywords      []asr.Phrase
 	HotwordsScore float32
+	// Redact is the configured redaction; a call's own adds to it. What
+	// it covers is replaced by markers in every partial and final (text,
+	// words, display) before they are published, and DTMF digits are
+	// masked.
+	Redact redact.Policy
 	// OnLatency, if set, learns for each partial and final how long after
 	// the audio of its last word arrived it was emitted.
 	OnLatency func(kind asr.ResultKind, d time.Duration)
@@ -224,12 +230,17 @@ func (g *Calls) Admit(o ingest.Offer) (ingest.Ticket, error) {
 		return nil, r
 	}
 	so, keywords, err := g.phrases(o)
+	var policy redact.Policy
+	if err == nil {
+		policy, err = redact.Parse(o.Redact)
+	}
 	if err != nil {
 		r := &ingest.Refusal{Reason: "bad_request", SIP: 400, HTTP: 400, Detail: err.Error()}
 		g.Refused(o.Source, r)
 		return nil, r
 	}
-	c := &call{g: g, id: o.ID, source: o.Source, peer: o.Peer.Unmap(), done: make(chan struct{}), keywords: keywords}
+	c := &call{g: g, id: o.ID, source: o.Source, peer: o.Peer.Unmap(), done: make(chan struct{}), keywords: keywords,
+		redact: g.opts.Redact.Merge(policy)}
 	lagging := g.lagging() // outside g.mu: it walks the recognizer's streams
 	g.mu.Lock()
 	r := g.refusal(o.Source, c.peer, len(o.Legs), lagging)
@@ -296,6 +307,38 @@ func (g *Calls) phrases(o ingest.Offer) (asr.StreamOptions, []keyword, error) {
 		return so, nil, fmt.Errorf("keywords: more than %d with the configured ones", asr.MaxPhrases)
 	}
 	return so, keywords, nil
+}
+
+// redactWords replaces what p covers in a result's words with markers
+// (open: a partial, whose last digits may still grow; prev: the end of the
+// leg's previous utterance, whose cues count); it returns the words, the
+// text made of them, the kinds redacted and the words as recognized (upper
+// case, kept only in memory as the next utterance's context).
+func redactWords(prev []string, words []asr.Word, text string, p redact.Policy, open bool) ([]asr.Word, string, string, []string) {
+	up := make([]string, len(words))
+	in := make([]redact.Word, len(words))
+	for i, w := range words {
+		up[i] = strings.ToUpper(w.Text)
+		in[i] = redact.Word{Text: w.Text, StartMs: w.StartMs, EndMs: w.EndMs, Conf: w.Conf}
+	}
+	spans := redact.FindAfter(prev, up, p, open)
+	if len(spans) == 0 {
+		return words, text, "", up
+	}
+	red, kinds := redact.Apply(in, spans)
+	out := make([]asr.Word, len(red))
+	for i, w := range red {
+		out[i] = asr.Word{Text: w.Text, StartMs: w.StartMs, EndMs: w.EndMs, Conf: w.Conf}
+	}
+	return out, joinWords(out), kinds, up
+}
+
+func joinWords(words []asr.Word) string {
+	parts := make([]string, len(words))
+	for i, w := range words {
+		parts[i] = w.Text
+	}
+	return strings.Join(parts, " ")
 }
 
 // displayWord is a formatted token of a final's display text.
@@ -396,7 +439,8 @@ type call struct {
 	reserved int         // streams counted for the call in Calls.streams
 	open     atomic.Bool // audio is taken (live)
 	done     chan struct{}
-	keywords []keyword // configured and the call's own
+	keywords []keyword     // configured and the call's own
+	redact   redact.Policy // configured and the call's own
 
 	mu      sync.Mutex
 	state   int
@@ -438,6 +482,10 @@ func (c *call) DTMF(i int, d media.DTMF) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state != live {
+		return
+	}
+	if c.redact.On() {
+		c.g.pub.Publish(transcript.NewMaskedDTMF(c.id, c.legs[i].name, d.StartMs, d.DurationMs))
 		return
 	}
 	c.g.pub.Publish(transcript.NewDTMF(c.id, c.legs[i].name, d.Digit, d.StartMs, d.DurationMs))
@@ -552,6 +600,10 @@ type leg struct {
 	started bool
 	zeros   []float32
 
+	// The end of the last final's words as recognized, for redaction's cues
+	// (the result callback's; never published).
+	lastWords []string
+
 	// Keyword occurrences reported in the open utterance (the result
 	// callback's, under c.mu).
 	kwUtt  int
@@ -634,7 +686,16 @@ func (l *leg) result(r asr.Result) {
 			f(r.Kind, time.Since(t))
 		}
 	}
-	u := transcript.Utterance{Leg: l.name, Utt: r.Utt, Text: r.Text, StartMs: r.StartMs, EndMs: r.EndMs, GapMs: r.GapMs}
+	redacted := ""
+	if c.redact.On() {
+		var raw []string
+		r.Words, r.Text, redacted, raw = redactWords(l.lastWords, r.Words, r.Text, c.redact, r.Kind != asr.Final)
+		if r.Kind == asr.Final { // its end is the context of the next utterance
+			l.lastWords = raw[max(0, len(raw)-30):]
+		}
+	}
+	u := transcript.Utterance{Leg: l.name, Utt: r.Utt, Text: r.Text, StartMs: r.StartMs, EndMs: r.EndMs, GapMs: r.GapMs,
+		Redacted: redacted}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state == ended || c.state == admitted {

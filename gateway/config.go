@@ -17,6 +17,7 @@ import (
 
 	"github.com/callscribe/callscribe/asr"
 	"github.com/callscribe/callscribe/media"
+	"github.com/callscribe/callscribe/redact"
 	"github.com/callscribe/callscribe/sip"
 	"github.com/callscribe/callscribe/transcript"
 	"github.com/callscribe/callscribe/webrtc"
@@ -34,6 +35,9 @@ type Config struct {
 	Drain time.Duration `yaml:"drain"`
 	// Instance names this gateway in Redis; empty: host name and SIP address.
 	Instance string `yaml:"instance"`
+	// Redact lists what every call's transcript must not contain: pci, ssn,
+	// numbers[:N] (package redact); calls may add their own.
+	Redact []string `yaml:"redact"`
 }
 
 // SIPConfig is the SIP and media side.
@@ -67,6 +71,7 @@ type SIPConfig struct {
 	LegNamesHeader    string            `yaml:"leg_names_header"`
 	HotwordsHeader    string            `yaml:"hotwords_header"`
 	KeywordsHeader    string            `yaml:"keywords_header"`
+	RedactHeader      string            `yaml:"redact_header"`
 	ReorderMs         int               `yaml:"reorder_ms"`
 }
 
@@ -76,6 +81,15 @@ type TLSClientConfig struct {
 	CAFile     string `yaml:"ca_file"`
 	Verify     bool   `yaml:"verify"`
 	ServerName string `yaml:"server_name"`
+}
+
+// RedactPolicy is what `redact` asks for.
+func (c *Config) RedactPolicy() (redact.Policy, error) {
+	p, err := redact.Parse(strings.Join(c.Redact, ","))
+	if err != nil {
+		return p, fmt.Errorf("redact: %w", err)
+	}
+	return p, nil
 }
 
 // HotwordPhrases are asr.hotwords and the phrases of asr.hotwords_file.
@@ -174,7 +188,7 @@ type HTTPConfig struct {
 // Defaults returns the configuration configs/callscribe.yaml spells out.
 func Defaults() Config {
 	return Config{
-		SIP: SIPConfig{UDP: "127.0.0.1:5060", TCP: "127.0.0.1:5060", MediaIP: "127.0.0.1", HotwordsHeader: sip.DefaultHotwordsHeader, KeywordsHeader: sip.DefaultKeywordsHeader,
+		SIP: SIPConfig{UDP: "127.0.0.1:5060", TCP: "127.0.0.1:5060", MediaIP: "127.0.0.1", HotwordsHeader: sip.DefaultHotwordsHeader, KeywordsHeader: sip.DefaultKeywordsHeader, RedactHeader: sip.DefaultRedactHeader,
 			RTPPorts: fmt.Sprintf("%d-%d", sip.DefaultRTPPortLo, sip.DefaultRTPPortHi),
 			Codecs:   sip.DefaultCodecs(), SRTP: sip.SRTPOffer, TLSClient: TLSClientConfig{Verify: true}, MediaTimeout: sip.DefaultMediaTimeout, MaxCalls: 1000,
 			AllowCIDRs: []string{}, Users: map[string]string{},
@@ -191,7 +205,7 @@ func Defaults() Config {
 			ReadTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second},
 		WebRTC: WebRTCConfig{Enabled: true, Path: webrtc.DefaultPath, MaxSessions: 100, OfferRate: 5, OfferBurst: 20, PublicIPs: []string{}, Loopback: true,
 			ConnectTimeout: webrtc.DefaultConnectTimeout, MediaTimeout: webrtc.DefaultMediaTimeout},
-		Drain: 30 * time.Second,
+		Drain: 30 * time.Second, Redact: []string{},
 	}
 }
 
@@ -385,7 +399,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	for _, h := range []struct{ field, name string }{{"sip.leg_names_header", c.SIP.LegNamesHeader},
-		{"sip.hotwords_header", c.SIP.HotwordsHeader}, {"sip.keywords_header", c.SIP.KeywordsHeader}} {
+		{"sip.hotwords_header", c.SIP.HotwordsHeader}, {"sip.keywords_header", c.SIP.KeywordsHeader},
+		{"sip.redact_header", c.SIP.RedactHeader}} {
 		if h.name != "" && strings.IndexFunc(h.name, func(r rune) bool {
 			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-')
 		}) >= 0 {
@@ -403,6 +418,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("asr.hotwords_score: %v: want (0, %d]", c.ASR.HotwordScore, asr.MaxPhraseScore)
 	}
 	if _, err := c.ASR.KeywordPhrases(); err != nil {
+		return err
+	}
+	if _, err := c.RedactPolicy(); err != nil {
 		return err
 	}
 	for _, p := range c.SIP.AgentAORs {

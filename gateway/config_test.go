@@ -41,6 +41,7 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		{"asr:\n  keywords: [\"x:99\"]\n", "asr.keywords"},
 		{"asr:\n  decoding: beam\n", "asr.decoding"},
 		{"sip:\n  srtp: maybe\n", "sip.srtp"},
+		{"redact: [cards]\n", "redact"},
 		{"sip:\n  tls: 127.0.0.1:5061\n", "sip.tls_cert_file"},
 		{"sip:\n  media_timeout: soon\n", "line 2"}, // a type error names its line
 		{"sipp:\n  udp: x\n", "sipp"},               // unknown field

@@ -102,9 +102,10 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 	}
 	hotwords, _ := a.HotwordPhrases() // checked with the configuration
 	keywords, _ := a.KeywordPhrases()
+	policy, _ := cfg.RedactPolicy()
 	s.calls = NewCalls(s.batcher, s.pub, CallsOptions{MaxCalls: maxCalls, MaxPerPeer: map[string]int{"sip": cfg.SIP.MaxCallsPerSource},
 		MaxStreams: maxStreams, MaxLag: a.MaxLag, FinalTimeout: a.FinalTimeout, Logger: log,
-		Hotwords: hotwords, Keywords: keywords, HotwordsScore: float32(a.HotwordScore),
+		Hotwords: hotwords, Keywords: keywords, HotwordsScore: float32(a.HotwordScore), Redact: policy,
 		OnLatency: func(k asr.ResultKind, d time.Duration) { latency.WithLabelValues(k.String()).Observe(d.Seconds()) }})
 	sc := cfg.SIP
 	s.sip, err = sip.NewServer(sip.Config{UDP: sc.UDP, TCP: sc.TCP, TLS: sc.TLS, TLSCertFile: sc.TLSCertFile, TLSKeyFile: sc.TLSKeyFile,
@@ -112,7 +113,7 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 		AllowCIDRs: cidrs, Users: sc.Users, Realm: sc.Realm, MinSE: sc.MinSE, AckTimeout: sc.AckTimeout, InviteRate: sc.InviteRate, InviteBurst: sc.InviteBurst,
 		TCPIdleTimeout: sc.TCPIdleTimeout, TCPMaxPerSource: sc.TCPMaxPerSource, MaxUnackedPerSource: sc.MaxUnackedPerSrc, CarryHeaders: sc.CarryHeaders,
 		RTPReadWorkers: sc.RTPReadWorkers, AgentAORs: sc.AgentAORs, LegNamesHeader: sc.LegNamesHeader,
-		HotwordsHeader: sc.HotwordsHeader, KeywordsHeader: sc.KeywordsHeader,
+		HotwordsHeader: sc.HotwordsHeader, KeywordsHeader: sc.KeywordsHeader, RedactHeader: sc.RedactHeader,
 		Leg: media.LegOptions{ReorderMs: sc.ReorderMs}, Logger: log}, s.calls)
 	if err != nil {
 		return nil, err

@@ -34,6 +34,9 @@ type Offer struct {
 	// (a header or query parameter, "phrase[:score], ..."), added to the
 	// configured ones; a list that cannot be read refuses the call (400).
 	Hotwords, Keywords string
+	// Redact is the caller's redaction for this call ("pci,ssn"), added to
+	// the configured one; a list that cannot be read refuses the call.
+	Redact string
 }
 
 // Ticket is an admitted call. Its methods are safe from any goroutine.

@@ -365,6 +365,9 @@ var proper = map[string]bool{"MONDAY": true, "TUESDAY": true, "WEDNESDAY": true,
 // months, "I" and its contractions, and acronyms ("OK").
 func plainWord(w []string, i int) string {
 	x := w[i]
+	if strings.HasPrefix(x, "[") { // a marker ([CARD]) stays as it is
+		return x
+	}
 	if proper[x] {
 		if x == "OK" {
 			return "OK"
@@ -376,7 +379,7 @@ func plainWord(w []string, i int) string {
 	return strings.ToLower(x)
 }
 
-// sentenceCase capitalizes the first token.
+// sentenceCase capitalizes the first token (a marker stays as it is).
 func sentenceCase(out []Token) {
 	if len(out) == 0 {
 		return

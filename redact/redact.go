@@ -113,7 +113,7 @@ var digitWords = map[string]int{"ZERO": 1, "OH": 1, "ONE": 1, "TWO": 1, "THREE":
 	"SEVEN": 1, "EIGHT": 1, "NINE": 1}
 
 // spoken in place of a digit inside a run ("four for one", "two to")
-var soundAlikes = map[string]int{"FOR": 1, "TO": 1, "TOO": 1, "WON": 1, "ATE": 1}
+var soundAlikes = map[string]int{"FOR": 1, "TO": 1, "TOO": 1, "WON": 1, "ATE": 1, "FREE": 1, "TREE": 1}
 
 var twoDigit = map[string]int{"TEN": 2, "ELEVEN": 2, "TWELVE": 2, "THIRTEEN": 2, "FOURTEEN": 2, "FIFTEEN": 2,
 	"SIXTEEN": 2, "SEVENTEEN": 2, "EIGHTEEN": 2, "NINETEEN": 2, "TWENTY": 2, "THIRTY": 2, "FORTY": 2, "FIFTY": 2,
@@ -201,6 +201,25 @@ type Span struct {
 	Kind     string
 }
 
+// FindAfter is Find for words that follow prev (the end of the previous
+// utterance of the same speaker): cues there count ("...my social security
+// number is" then a pause, then the digits).
+func FindAfter(prev, words []string, p Policy, open bool) []Span {
+	if len(prev) == 0 {
+		return Find(words, p, open)
+	}
+	all := append(append(make([]string, 0, len(prev)+len(words)), prev...), words...)
+	var out []Span
+	for _, sp := range Find(all, p, open) {
+		if sp.To <= len(prev) {
+			continue
+		}
+		sp.From, sp.To = max(sp.From, len(prev))-len(prev), sp.To-len(prev)
+		out = append(out, sp)
+	}
+	return out
+}
+
 // Find returns the spans p redacts in words (upper case), in order. When
 // open is true the last words may still grow (a partial result): a digit
 // run reaching the end of the words that could still become a card or an
@@ -209,10 +228,22 @@ func Find(words []string, p Policy, open bool) []Span {
 	if !p.On() {
 		return nil
 	}
-	rs := runs(words)
+	rs := bridge(words, runs(words))
 	var spans []Span
 	cards := make([]bool, len(rs))
 	for k, r := range rs {
+		// Digits said right after "card", "expires", "security code" are the
+		// card's, however recognition cut them up; after "social security",
+		// the SSN's.
+		if p.PCI && after(words, r.from, pciWords, 30) {
+			cards[k] = true
+			spans = append(spans, Span{r.from, r.to, CardMarker, PCI})
+			continue
+		}
+		if p.SSN && after(words, r.from, ssnWords, 20) {
+			spans = append(spans, Span{r.from, r.to, SSNMarker, SSN})
+			continue
+		}
 		tail := open && r.to == len(words)
 		switch {
 		case p.PCI && (r.digits >= 12 && r.digits <= 19 || tail && r.digits >= 4 && r.digits < 12):
@@ -241,8 +272,65 @@ func Find(words []string, p Policy, open bool) []Span {
 			}
 		}
 	}
+	// In the words after a cue, a digit word alone, or a word recognition
+	// writes for one ("FOR", "FREE"), is the card's or the SSN's too.
+	for i, w := range words {
+		if covered(spans, i) || digitWords[w] == 0 && twoDigit[w] == 0 && soundAlikes[w] == 0 {
+			continue
+		}
+		switch {
+		case p.PCI && after(words, i, pciWords, 30):
+			spans = append(spans, Span{i, i + 1, CardMarker, PCI})
+		case p.SSN && after(words, i, ssnWords, 20):
+			spans = append(spans, Span{i, i + 1, SSNMarker, SSN})
+		}
+	}
 	slices.SortFunc(spans, func(a, b Span) int { return a.From - b.From })
-	return spans
+	// Adjacent spans of one kind are one.
+	var out []Span
+	for _, sp := range spans {
+		if n := len(out); n > 0 && out[n-1].To == sp.From && out[n-1].Kind == sp.Kind {
+			out[n-1].To = sp.To
+			continue
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+// Words that announce a card number and its details, or an SSN.
+var (
+	pciWords = map[string]bool{"CARD": true, "CREDIT": true, "DEBIT": true, "VISA": true, "MASTERCARD": true, "AMEX": true,
+		"EXPIRES": true, "EXPIRY": true, "EXPIRATION": true, "CVV": true, "CVC": true, "SECURITY": true, "CODE": true}
+	ssnWords = map[string]bool{"SOCIAL": true, "SSN": true}
+)
+
+// after tells whether one of cue is among the within words before i.
+func after(words []string, i int, cue map[string]bool, within int) bool {
+	for j := i - 1; j >= 0 && j >= i-within; j-- {
+		if cue[words[j]] {
+			return true
+		}
+	}
+	return false
+}
+
+// apart are words that separate two numbers ("four five and six seven").
+var apart = map[string]bool{"AND": true, "IS": true, "THE": true, "OR": true, "THEN": true, "A": true, "MY": true, "CODE": true}
+
+// bridge joins digit runs separated by a single other word (recognition
+// turns a digit into a word now and then: "FIVE THREE HIGH ONE FOUR").
+func bridge(words []string, rs []run) []run {
+	var out []run
+	for _, r := range rs {
+		if n := len(out); n > 0 && r.from-out[n-1].to == 1 && !fillers[words[out[n-1].to]] && !apart[words[out[n-1].to]] &&
+			!pciWords[words[out[n-1].to]] && !ssnWords[words[out[n-1].to]] {
+			out[n-1].to, out[n-1].digits = r.to, out[n-1].digits+r.digits
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 func covered(spans []Span, i int) bool {

@@ -49,8 +49,14 @@ func TestRedact(t *testing.T) {
 		{"ORDER ONE TWO THREE FOUR SHIPPED", Policy{Numbers: 4}, false, "ORDER [NUMBER] SHIPPED"},
 		{"ORDER ONE TWO THREE SHIPPED", Policy{Numbers: 4}, false, "ORDER ONE TWO THREE SHIPPED"},
 		// A partial: digits still coming are hidden until they are judged.
-		{"MY CARD IS FOUR ONE ONE ONE ONE", pci, true, "MY CARD IS [CARD]"},
-		{"MY CARD IS FOUR ONE ONE ONE ONE", pci, false, "MY CARD IS FOUR ONE ONE ONE ONE"},
+		{"ORDER FOUR ONE ONE ONE ONE", pci, true, "ORDER [CARD]"},
+		{"ORDER FOUR ONE ONE ONE ONE", pci, false, "ORDER FOUR ONE ONE ONE ONE"},
+		// After "card" or "social security", every digit is the card's or
+		// the SSN's, however recognition cut them up.
+		{"MY CARD I'M VERY FIVE THREE HIGH ONE FOUR EIGHT LIARO THREE FOUR THREE SIX FOUR SIX AND ONE", pci, false,
+			"MY CARD I'M VERY [CARD] AND [CARD]"},
+		{"MY SOCIAL SECURE IN FIVE TO ONE FOUR EIGHT THREE SIX TO", ssn, false, "MY SOCIAL SECURE IN [SSN]"},
+		{"FIVE THREE HIGH ONE FOUR EIGHT NINE THREE FOUR THREE SIX FOUR SIX TWO", pci, false, "[CARD]"},
 		{"MY SOCIAL IS ONE TWO THREE FOUR", ssn, true, "MY SOCIAL IS [SSN]"},
 		{"IT COSTS TWENTY NINE", pci, true, "IT COSTS TWENTY NINE"},
 		// Nothing asked: nothing done.
@@ -103,4 +109,17 @@ func FuzzFind(f *testing.F) {
 			prev = sp.To
 		}
 	})
+}
+
+// A cue at the end of the previous utterance counts for the next one.
+func TestFindAfter(t *testing.T) {
+	prev := strings.Fields("MY SOCIAL SECURITY NUMBER IS")
+	words := strings.Fields("ONE FOUR EIGHT THREE SIX TWO THANKS")
+	sp := FindAfter(prev, words, Policy{SSN: true}, false)
+	if len(sp) != 1 || sp[0] != (Span{0, 6, SSNMarker, SSN}) {
+		t.Errorf("%+v", sp)
+	}
+	if sp := FindAfter(strings.Fields("I WENT HOME"), words, Policy{SSN: true}, false); len(sp) != 0 {
+		t.Errorf("no cue: %+v", sp)
+	}
 }

@@ -106,6 +106,9 @@ type Config struct {
 	// empty: none read. The gateway defaults them to DefaultHotwordsHeader
 	// and DefaultKeywordsHeader.
 	HotwordsHeader, KeywordsHeader string
+	// RedactHeader names the header by which a caller asks for redaction
+	// ("pci,ssn"); empty: none read. Gateway default DefaultRedactHeader.
+	RedactHeader string
 	// RTPReadWorkers > 0 reads every call's RTP on that many epoll workers
 	// (media.Poller); 0, the default, gives each leg a goroutine of its own.
 	RTPReadWorkers int
@@ -142,6 +145,7 @@ func (c TLSClient) config() (*tls.Config, error) {
 const (
 	DefaultHotwordsHeader = "X-Callscribe-Hotwords"
 	DefaultKeywordsHeader = "X-Callscribe-Keywords"
+	DefaultRedactHeader   = "X-Callscribe-Redact"
 )
 
 // Defaults of Config, the one place they are written (the gateway's
@@ -986,7 +990,7 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	for _, h := range []struct {
 		name string
 		to   *string
-	}{{s.cfg.HotwordsHeader, &offer.Hotwords}, {s.cfg.KeywordsHeader, &offer.Keywords}} {
+	}{{s.cfg.HotwordsHeader, &offer.Hotwords}, {s.cfg.KeywordsHeader, &offer.Keywords}, {s.cfg.RedactHeader, &offer.Redact}} {
 		if h.name == "" {
 			continue
 		}

@@ -92,11 +92,17 @@ type Utterance struct {
 	Display      string
 	DisplayWords any
 	GapMs        int64 // audio of the utterance dropped undecoded (0: none)
+	// Redacted lists the kinds of content replaced by markers ("pci,ssn").
+	Redacted string
 }
 
 func (u Utterance) fields() map[string]string {
-	return map[string]string{"leg": u.Leg, "utt": strconv.Itoa(u.Utt), "text": u.Text,
+	f := map[string]string{"leg": u.Leg, "utt": strconv.Itoa(u.Utt), "text": u.Text,
 		"start_ms": strconv.FormatInt(u.StartMs, 10), "end_ms": strconv.FormatInt(u.EndMs, 10)}
+	if u.Redacted != "" {
+		f["redacted"] = u.Redacted
+	}
+	return f
 }
 
 // NewCallStart is a call's first event; fields are the call's description
@@ -158,6 +164,13 @@ func NewKeyword(callID string, k KeywordHit) Event {
 	return Event{Type: Keyword, CallID: callID, Fields: map[string]string{"leg": k.Leg, "utt": strconv.Itoa(k.Utt),
 		"phrase": k.Phrase, "text": k.Text, "start_ms": strconv.FormatInt(k.StartMs, 10), "end_ms": strconv.FormatInt(k.EndMs, 10),
 		"conf": strconv.FormatFloat(float64(k.Conf), 'f', 3, 32)}}
+}
+
+// NewMaskedDTMF is a digit pressed on a leg while redaction is on: when,
+// not which.
+func NewMaskedDTMF(callID, leg string, startMs, durationMs int64) Event {
+	return Event{Type: DTMF, CallID: callID, Fields: map[string]string{"leg": leg, "redacted": "dtmf",
+		"start_ms": strconv.FormatInt(startMs, 10), "duration_ms": strconv.FormatInt(durationMs, 10)}}
 }
 
 // NewCallEnd is a call's last event: why it ended, how long it lasted and

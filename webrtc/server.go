@@ -269,7 +269,8 @@ func (s *Server) post(w http.ResponseWriter, r *http.Request) {
 	for _, p := range []struct {
 		query, header string
 		to            *string
-	}{{"hotwords", "X-Callscribe-Hotwords", &offer.Hotwords}, {"keywords", "X-Callscribe-Keywords", &offer.Keywords}} {
+	}{{"hotwords", "X-Callscribe-Hotwords", &offer.Hotwords}, {"keywords", "X-Callscribe-Keywords", &offer.Keywords},
+		{"redact", "X-Callscribe-Redact", &offer.Redact}} {
 		*p.to = strings.Join(append(r.URL.Query()[p.query], r.Header.Values(p.header)...), ",")
 	}
 	ticket, err := s.adm.Admit(offer)
