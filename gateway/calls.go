@@ -6,6 +6,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -438,6 +439,7 @@ type call struct {
 	legs     []*leg
 	reserved int         // streams counted for the call in Calls.streams
 	open     atomic.Bool // audio is taken (live)
+	paused   atomic.Bool // audio is replaced by silence (Pause)
 	done     chan struct{}
 	keywords []keyword     // configured and the call's own
 	redact   redact.Policy // configured and the call's own
@@ -489,6 +491,44 @@ func (c *call) DTMF(i int, d media.DTMF) {
 		return
 	}
 	c.g.pub.Publish(transcript.NewDTMF(c.id, c.legs[i].name, d.Digit, d.StartMs, d.DurationMs))
+}
+
+// Pause stops or restarts the call's transcription; a change is published
+// (pause, resume) in the call's order.
+func (c *call) Pause(paused bool, by string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != live || c.paused.Load() == paused {
+		return
+	}
+	c.paused.Store(paused)
+	at := time.Since(c.started).Milliseconds()
+	if paused {
+		c.g.pub.Publish(transcript.NewPause(c.id, by, at))
+	} else {
+		c.g.pub.Publish(transcript.NewResume(c.id, by, at))
+	}
+}
+
+// ErrNoCall is returned for a call id no live call has.
+var ErrNoCall = errors.New("gateway: no such call")
+
+// Pause stops (or restarts) the transcription of a live call.
+func (g *Calls) Pause(id string, paused bool, by string) error {
+	g.mu.Lock()
+	c := g.calls[id]
+	g.mu.Unlock()
+	if c == nil {
+		return ErrNoCall
+	}
+	c.mu.Lock()
+	live := c.state == live
+	c.mu.Unlock()
+	if !live {
+		return ErrNoCall
+	}
+	c.Pause(paused, by)
+	return nil
 }
 
 // End ends the call: before Start it only frees the slot; after, the
@@ -631,14 +671,7 @@ func (l *leg) WriteAudio(at int64, x []float32) {
 		l.started, l.next = true, at
 	}
 	if gap := at - l.next; gap > 0 {
-		if l.zeros == nil {
-			l.zeros = make([]float32, 320)
-		}
-		for gap > 0 {
-			k := min(gap, int64(len(l.zeros)))
-			l.accept(l.zeros[:k])
-			gap -= k
-		}
+		l.silence(gap)
 	} else if gap < 0 {
 		if -gap >= int64(len(x)) {
 			return
@@ -646,8 +679,24 @@ func (l *leg) WriteAudio(at int64, x []float32) {
 		x = x[-gap:]
 		at -= gap
 	}
-	l.accept(x)
+	if l.c.paused.Load() { // paused: the timeline goes on, in silence
+		l.silence(int64(len(x)))
+	} else {
+		l.accept(x)
+	}
 	l.next = at + int64(len(x))
+}
+
+// silence gives the stream n samples of silence.
+func (l *leg) silence(n int64) {
+	if l.zeros == nil {
+		l.zeros = make([]float32, 320)
+	}
+	for n > 0 {
+		k := min(n, int64(len(l.zeros)))
+		l.accept(l.zeros[:k])
+		n -= k
+	}
 }
 
 func (l *leg) accept(x []float32) {

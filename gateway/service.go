@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -150,6 +151,23 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 	s.events.Max = cfg.HTTP.MaxEventStreams
 	s.events.Token = cfg.WebRTC.Token
 	mux.Handle("GET /events/{id}", s.events)
+	pause := func(paused bool) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if t := cfg.WebRTC.Token; t != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+t)) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="callscribe"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+			if err := s.calls.Pause(r.PathValue("id"), paused, "http"); err != nil {
+				http.Error(w, "no such call", http.StatusNotFound)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(map[string]any{"call_id": r.PathValue("id"), "paused": paused})
+		}
+	}
+	mux.HandleFunc("POST /calls/{id}/pause", pause(true))
+	mux.HandleFunc("POST /calls/{id}/resume", pause(false))
 	if cfg.HTTP.Page && s.whip != nil {
 		page, err := Page(cfg.WebRTC.Path, "/events/")
 		if err != nil {

@@ -48,6 +48,10 @@ type Ticket interface {
 	DTMF(i int, d media.DTMF)
 	// Start says the call is answered: call.start goes out with fields.
 	Start(fields map[string]string)
+	// Pause stops (paused true) or restarts the call's transcription: the
+	// audio in between is not recognized. by says who asked ("sip",
+	// "http"). A change is an event; asking again changes nothing.
+	Pause(paused bool, by string)
 	// End says the call is over, why (bye, timeout, shutdown, error,
 	// cancel), and the legs' packet counters, final or nil. It returns at
 	// once: the last finals and call.end follow. Idempotent.

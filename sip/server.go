@@ -642,12 +642,28 @@ func (s *Server) onInfo(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if h := req.ContentType(); h != nil {
 		ct = strings.ToLower(strings.TrimSpace(strings.Split(h.Value(), ";")[0]))
 	}
+	if h := req.GetHeader(ControlHeader); h != nil {
+		// Pause and resume by INFO (an agent's desktop, a PBX feature code).
+		switch strings.ToLower(strings.TrimSpace(h.Value())) {
+		case "pause":
+			c.ticket.Pause(true, "sip")
+		case "resume":
+			c.ticket.Pause(false, "sip")
+		default:
+			respond(tx, req, 400, "Bad Request: "+ControlHeader+" is pause or resume")
+			return
+		}
+	}
 	if d, ok := infoDigit(ct, string(req.Body())); ok {
 		d.StartMs = time.Since(c.Started).Milliseconds()
 		c.ticket.DTMF(0, d)
 	}
 	respond(tx, req, 200, "OK")
 }
+
+// ControlHeader, in an INFO of a call, pauses ("pause") or resumes
+// ("resume") its transcription.
+const ControlHeader = "X-Callscribe-Control"
 
 // infoDigit reads a digit from an INFO body.
 func infoDigit(contentType, body string) (media.DTMF, bool) {

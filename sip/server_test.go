@@ -38,6 +38,7 @@ type recorder struct {
 	started  []*Call
 	ended    []*Call
 	refused  []string
+	pauses   []bool // Pause calls, in order
 	startCh  chan *Call
 }
 
@@ -92,6 +93,12 @@ func (t *ticket) Done() <-chan struct{} { return t.done }
 func (t *ticket) DTMF(_ int, d media.DTMF) {
 	t.r.mu.Lock()
 	t.r.digits = append(t.r.digits, d.Digit)
+	t.r.mu.Unlock()
+}
+
+func (t *ticket) Pause(paused bool, _ string) {
+	t.r.mu.Lock()
+	t.r.pauses = append(t.r.pauses, paused)
 	t.r.mu.Unlock()
 }
 

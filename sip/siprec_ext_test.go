@@ -39,6 +39,7 @@ type logTicket struct {
 
 func (t *logTicket) Sink(i int) media.Sink        { return t.rings[i] }
 func (t *logTicket) DTMF(int, media.DTMF)         {}
+func (t *logTicket) Pause(bool, string)           {}
 func (t *logTicket) Done() <-chan struct{}        { return t.done }
 func (t *logTicket) Start(map[string]string)      { t.c = t.l.srv.Call(t.id); t.l.started <- t.c }
 func (t *logTicket) End(string, []media.LegStats) { close(t.done); t.l.ended <- t.c }

@@ -263,3 +263,33 @@ func TestSRTPRecordingStreams(t *testing.T) {
 	sess.Bye(ctx)
 	<-c.Done()
 }
+
+// INFO with X-Callscribe-Control pauses and resumes a call's transcription;
+// another value is refused 400.
+func TestInfoPauseResume(t *testing.T) {
+	_, rec, addr := startServer(t, Config{})
+	phone := newUAC(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sess := answered(t, ctx, phone.dc, target(addr), offer(40000, "0"))
+	c := <-rec.startCh
+	info := func(v string) int {
+		req := sipmsg.NewRequest(sipmsg.INFO, sess.InviteResponse.Contact().Address)
+		req.AppendHeader(sipmsg.NewHeader(ControlHeader, v))
+		res, err := sess.Do(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.StatusCode
+	}
+	if info("pause") != 200 || info("resume") != 200 || info("stop") != 400 {
+		t.Error("INFO statuses")
+	}
+	rec.mu.Lock()
+	if len(rec.pauses) != 2 || !rec.pauses[0] || rec.pauses[1] {
+		t.Errorf("pauses %v", rec.pauses)
+	}
+	rec.mu.Unlock()
+	sess.Bye(ctx)
+	<-c.Done()
+}

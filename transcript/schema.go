@@ -13,6 +13,8 @@ const (
 	Final     = "final"
 	DTMF      = "dtmf"
 	Keyword   = "keyword"
+	Pause     = "pause"
+	Resume    = "resume"
 	CallEnd   = "call.end"
 )
 
@@ -171,6 +173,17 @@ func NewKeyword(callID string, k KeywordHit) Event {
 func NewMaskedDTMF(callID, leg string, startMs, durationMs int64) Event {
 	return Event{Type: DTMF, CallID: callID, Fields: map[string]string{"leg": leg, "redacted": "dtmf",
 		"start_ms": strconv.FormatInt(startMs, 10), "duration_ms": strconv.FormatInt(durationMs, 10)}}
+}
+
+// NewPause says the call's transcription stopped (by: sip, http) at
+// atMs of the call; NewResume that it started again.
+func NewPause(callID, by string, atMs int64) Event {
+	return Event{Type: Pause, CallID: callID, Fields: map[string]string{"by": by, "at_ms": strconv.FormatInt(atMs, 10)}}
+}
+
+// NewResume: see NewPause.
+func NewResume(callID, by string, atMs int64) Event {
+	return Event{Type: Resume, CallID: callID, Fields: map[string]string{"by": by, "at_ms": strconv.FormatInt(atMs, 10)}}
 }
 
 // NewCallEnd is a call's last event: why it ended, how long it lasted and

@@ -63,6 +63,7 @@ type ticket struct {
 
 func (t *ticket) Sink(int) media.Sink   { return t.ring }
 func (t *ticket) DTMF(int, media.DTMF)  {}
+func (t *ticket) Pause(bool, string)    {}
 func (t *ticket) Done() <-chan struct{} { return t.done }
 func (t *ticket) Start(map[string]string) {
 	t.sess = t.r.srv.session(t.id)

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -133,5 +134,112 @@ func TestRedactionThroughTheGateway(t *testing.T) {
 	t.Logf("plain call: %q", pt)
 	if strings.Contains(pt, "[") || !strings.Contains(pt, "EXTENSION") {
 		t.Errorf("a price and an extension in pci mode: %q", pt)
+	}
+}
+
+// Pause and resume over HTTP (the WHIP token): between them the call's
+// audio is not recognized; pause and resume events mark the span; an
+// unknown call is 404, a wrong token 401.
+func TestPauseResumeOverHTTP(t *testing.T) {
+	rd := transcripttest.Start(t)
+	config := filepath.Join(t.TempDir(), "token.yaml")
+	os.WriteFile(config, []byte("webrtc:\n  token: s3cret\n"), 0o644)
+	g := startGateway(t, rd.Addr, "-config", config)
+	g.waitReady(t, 200)
+	a := testWAV(t, "1.wav") // 16.7 s of speech
+	x, err := media.ResampleFilter(a.Samples, a.SampleRate, 8000, media.FilterSharp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	talked := make(chan int, 1)
+	go func() {
+		ph := siptest.NewPhone(t)
+		ph.PT = 0
+		talked <- ph.Talk(t, g.sip, siptest.PCMU(x))
+	}()
+	var id string
+	for start := time.Now(); id == "" && time.Since(start) < 10*time.Second; time.Sleep(50 * time.Millisecond) {
+		for _, evs := range callEvents(t, rd.Addr) {
+			id = fmt.Sprint(evs[0]["call_id"])
+		}
+	}
+	post := func(path, token string) int {
+		req, _ := http.NewRequest("POST", "http://"+g.http+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	time.Sleep(3 * time.Second)
+	if code := post("/calls/"+id+"/pause", "wrong"); code != 401 {
+		t.Errorf("wrong token: %d", code)
+	}
+	if code := post("/calls/nosuchcall/pause", "s3cret"); code != 404 {
+		t.Errorf("unknown call: %d", code)
+	}
+	if code := post("/calls/"+id+"/pause", "s3cret"); code != 200 {
+		t.Fatalf("pause: %d", code)
+	}
+	time.Sleep(5 * time.Second)
+	if code := post("/calls/"+id+"/resume", "s3cret"); code != 200 {
+		t.Fatalf("resume: %d", code)
+	}
+	if code := <-talked; code != 200 {
+		t.Fatalf("INVITE %d", code)
+	}
+	var evs []map[string]any
+	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(100 * time.Millisecond) {
+		all := callEvents(t, rd.Addr)
+		for _, e := range all {
+			evs = e
+		}
+		if len(evs) > 0 && evs[len(evs)-1]["type"] == "call.end" {
+			break
+		}
+	}
+	var pauseAt, resumeAt int
+	var order []string
+	var words []struct {
+		Word    string `json:"word"`
+		StartMs int    `json:"start_ms"`
+	}
+	for _, e := range evs {
+		switch e["type"] {
+		case "pause":
+			fmt.Sscan(fmt.Sprint(e["at_ms"]), &pauseAt)
+			order = append(order, "pause")
+		case "resume":
+			fmt.Sscan(fmt.Sprint(e["at_ms"]), &resumeAt)
+			order = append(order, "resume")
+		case "final":
+			var ws []struct {
+				Word    string `json:"word"`
+				StartMs int    `json:"start_ms"`
+			}
+			json.Unmarshal([]byte(fmt.Sprint(e["words"])), &ws)
+			words = append(words, ws...)
+		}
+	}
+	if strings.Join(order, ",") != "pause,resume" || resumeAt-pauseAt < 4000 {
+		t.Fatalf("events %v, paused %d..%d ms", order, pauseAt, resumeAt)
+	}
+	before, after := 0, 0
+	for _, w := range words {
+		switch {
+		case w.StartMs < pauseAt:
+			before++
+		case w.StartMs > resumeAt:
+			after++
+		case w.StartMs > pauseAt+500 && w.StartMs < resumeAt-500:
+			t.Errorf("word %q at %d ms, while paused (%d..%d)", w.Word, w.StartMs, pauseAt, resumeAt)
+		}
+	}
+	if before == 0 || after == 0 {
+		t.Errorf("%d words before the pause, %d after the resume", before, after)
 	}
 }
