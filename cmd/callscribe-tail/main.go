@@ -151,6 +151,9 @@ func show(w io.Writer, v map[string]any, tty, open bool) bool {
 	case transcript.DTMF:
 		clear()
 		fmt.Fprintf(w, "[%s %s] DTMF %s\n", short(id), leg, v["digit"])
+	case transcript.Pause, transcript.Resume:
+		clear()
+		fmt.Fprintf(w, "call %s: transcription %sd (%s) at %v ms\n", short(id), v["type"], v["by"], v["at_ms"])
 	case transcript.Keyword:
 		clear()
 		fmt.Fprintf(w, "[%s %s] KEYWORD %q heard as %q at %v ms\n", short(id), leg, v["phrase"], v["text"], v["start_ms"])
