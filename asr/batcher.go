@@ -48,8 +48,11 @@ type BatcherOptions struct {
 	// ActivePaths is the beam of modified beam search: the hypotheses kept
 	// per stream; default DefaultActivePaths.
 	ActivePaths int
-	// Endpoint decides when an utterance ends.
+	// Endpoint decides when an utterance ends. In mode "vad" every stream
+	// also runs Silero VAD (speech start and end results).
 	Endpoint EndpointConfig
+	// VADModel is the Silero VAD model; default FindVADModel("").
+	VADModel string
 	// TailPaddingMs of silence is added when a stream finishes, so the
 	// model's right context covers the last word; default 660.
 	TailPaddingMs int
@@ -163,6 +166,20 @@ func NewBatcher(info *ModelInfo, opts BatcherOptions) (*Batcher, error) {
 	if opts.Decoding != Greedy && opts.Decoding != ModifiedBeamSearch {
 		return nil, fmt.Errorf("asr: decoding %q: want %s or %s", opts.Decoding, Greedy, ModifiedBeamSearch)
 	}
+	switch opts.Endpoint.Mode {
+	case "", EndpointRules:
+	case EndpointVAD:
+		path, err := FindVADModel(opts.VADModel)
+		if err != nil {
+			return nil, err
+		}
+		opts.VADModel = path
+		if opts.Endpoint.VADMinSilence <= 0 {
+			opts.Endpoint.VADMinSilence = DefaultVADMinSilence
+		}
+	default:
+		return nil, fmt.Errorf("asr: endpoint mode %q: want %s or %s", opts.Endpoint.Mode, EndpointRules, EndpointVAD)
+	}
 	fo := DefaultFbankOptions()
 	fo.NumBins = info.FeatureDim
 	tables, err := newFbankTables(fo)
@@ -237,6 +254,10 @@ func (b *Batcher) NewStreamWith(id string, onResult func(Result), o StreamOption
 	fb := b.fbank.newFbank()
 	s := &Stream{id: id, b: b, onResult: onResult, fbank: fb, done: make(chan struct{}),
 		maxBacklog: int64(b.opts.MaxBacklogMs / 10), graph: o.Hotwords}
+	if b.opts.Endpoint.Mode == EndpointVAD {
+		s.vad = &VADState{}
+		s.seg = NewSegmenter(int(b.opts.Endpoint.VADMinSilence * 1000))
+	}
 	if o.MaxBacklogMs != 0 {
 		s.maxBacklog = int64(o.MaxBacklogMs / 10)
 	}
@@ -427,6 +448,10 @@ func (b *Batcher) settle(s *Stream) {
 	s.mu.Unlock()
 	if len(s.tokens) > b.info.ContextSize {
 		s.onResult(s.result(Final, processed, dropped))
+	}
+	if s.seg != nil && s.seg.Speaking() { // the audio ended in speech
+		at := s.seg.window * VADWindow / 16
+		s.onResult(Result{Stream: s.id, Kind: SpeechEnd, Utt: s.utt, StartMs: at, EndMs: at})
 	}
 	s.doneOnce.Do(func() { close(s.done) })
 }

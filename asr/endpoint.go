@@ -20,7 +20,22 @@ type EndpointConfig struct {
 	Rule2 EndpointRule `yaml:"rule2"`
 	// Rule3: maximum utterance length, default 20 s.
 	Rule3 EndpointRule `yaml:"rule3"`
+	// Mode is "rules" (the three rules, on decoded blanks) or "vad": an
+	// utterance with words ends when Silero VAD has heard VADMinSilence
+	// seconds of silence after speech (rule 3 still bounds its length).
+	Mode          string  `yaml:"mode"`
+	VADMinSilence float64 `yaml:"vad_min_silence"`
 }
+
+// Endpoint modes.
+const (
+	EndpointRules = "rules"
+	EndpointVAD   = "vad"
+)
+
+// DefaultVADMinSilence is the silence after speech that ends an utterance
+// in VAD mode, seconds.
+const DefaultVADMinSilence = 0.3
 
 // DefaultEndpointConfig returns sherpa-onnx's defaults.
 func DefaultEndpointConfig() EndpointConfig {
@@ -29,6 +44,7 @@ func DefaultEndpointConfig() EndpointConfig {
 		Rule1:   EndpointRule{MustContainNonSilence: false, MinTrailingSilence: 2.4},
 		Rule2:   EndpointRule{MustContainNonSilence: true, MinTrailingSilence: 1.2},
 		Rule3:   EndpointRule{MinUtteranceLength: 20},
+		Mode:    EndpointRules, VADMinSilence: DefaultVADMinSilence,
 	}
 }
 

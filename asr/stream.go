@@ -14,11 +14,20 @@ const (
 	Partial ResultKind = iota
 	// Final closes an utterance.
 	Final
+	// SpeechStart and SpeechEnd say where VAD heard speech begin and end
+	// (StartMs; endpoint mode vad only).
+	SpeechStart
+	SpeechEnd
 )
 
 func (k ResultKind) String() string {
-	if k == Final {
+	switch k {
+	case Final:
 		return "final"
+	case SpeechStart:
+		return "speech.start"
+	case SpeechEnd:
+		return "speech.end"
 	}
 	return "partial"
 }
@@ -68,6 +77,9 @@ type Stream struct {
 	dropped    int64 // frames dropped on overflow
 	segDropped int64 // dropped when the open utterance began
 	maxBacklog int64 // frames; <= 0: unbounded
+	// VAD (endpoint mode vad): the samples not yet seen, from vadBase.
+	vadBuf  []float32
+	vadBase int64
 
 	// Decoding state: only the batch holding the stream touches it.
 	state     []StateBuf
@@ -79,7 +91,12 @@ type Stream struct {
 	hasDecOut bool
 	hyps      []hyp         // modified beam search: the open utterance's hypotheses
 	graph     *ContextGraph // hotwords; nil: none
-	segStart  int64         // feature frame where the utterance began
+	vad       *VADState     // nil: no VAD
+	seg       *Segmenter
+	vadNext   int64 // sample where the next VAD window starts
+	vadPrimed bool
+	vadHeard  bool  // VAD heard speech in the open utterance
+	segStart  int64 // feature frame where the utterance began
 	utt       int
 	lastLen   int // tokens at the last partial
 }
@@ -135,6 +152,13 @@ func (s *Stream) Accept(samples []float32) {
 		return
 	}
 	s.fbank.Accept(samples)
+	if s.vad != nil {
+		s.vadBuf = append(s.vadBuf, samples...)
+		if over := len(s.vadBuf) - vadBufMax; over > 0 { // decoding far behind: the oldest go
+			s.vadBuf = s.vadBuf[over:]
+			s.vadBase += int64(over)
+		}
+	}
 	s.pullFrames()
 	ready := s.readyLocked()
 	s.mu.Unlock()
@@ -297,8 +321,37 @@ func (s *Stream) resetUtterance(processed, dropped int64) {
 	s.times = s.times[:0]
 	s.probs = s.probs[:0]
 	s.hyps = s.hyps[:0] // the next step starts from the context alone
+	s.vadHeard = s.seg != nil && s.seg.Speaking()
 	s.trailing = 0
 	s.segStart = processed
 	s.segDropped = dropped
 	s.lastLen = 0
+}
+
+// vadBufMax bounds the samples a stream keeps for VAD (30 s).
+const vadBufMax = 30 * 16000
+
+// vadWindows moves the stream's VAD windows that end by sample limit into
+// dst (copies). s.mu held.
+func (s *Stream) vadWindows(dst [][]float32, limit int64) [][]float32 {
+	end := min(limit, s.vadBase+int64(len(s.vadBuf)))
+	if !s.vadPrimed {
+		if end-s.vadBase < vadContext {
+			return dst
+		}
+		s.vad.Prime(s.vadBuf[:vadContext])
+		s.vadPrimed, s.vadNext = true, s.vadBase+vadContext
+	}
+	s.vadNext = max(s.vadNext, s.vadBase) // after an overflow
+	for s.vadNext+VADWindow <= end {
+		off := s.vadNext - s.vadBase
+		dst = append(dst, append([]float32(nil), s.vadBuf[off:off+VADWindow]...))
+		s.vadNext += VADWindow
+	}
+	if dead := s.vadNext - vadContext - s.vadBase; dead > int64(len(s.vadBuf)/2) {
+		n := copy(s.vadBuf, s.vadBuf[dead:])
+		s.vadBuf = s.vadBuf[:n]
+		s.vadBase += dead
+	}
+	return dst
 }

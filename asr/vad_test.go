@@ -171,3 +171,48 @@ func TestVADParity(t *testing.T) {
 	}
 	t.Logf("%d files: largest difference %d ms", len(names), worst)
 }
+
+// Endpointing by VAD: two sentences with 1 s of silence between come out
+// as two finals with the words the rules mode gives, each after VAD heard
+// its speech end; speech starts and ends alternate, starting with a start.
+func TestVADEndpointing(t *testing.T) {
+	_, sigs := loadTestWavs(t)
+	x := append(append(append([]float32{}, sigs[0]...), make([]float32, 16000)...), sigs[2]...)
+	rules := newTestBatcher(t, ModelFiles{}, BatcherOptions{Workers: 1, Endpoint: DefaultEndpointConfig()})
+	want, err := DecodeAll(rules, [][]float32{x}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := DefaultEndpointConfig()
+	ep.Mode = EndpointVAD
+	vad := newTestBatcher(t, ModelFiles{}, BatcherOptions{Workers: 1, Endpoint: ep})
+	got, err := DecodeAll(vad, [][]float32{x}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	finals := 0
+	for _, r := range got[0] {
+		switch r.Kind {
+		case SpeechStart, SpeechEnd:
+			kinds = append(kinds, r.Kind.String())
+		case Final:
+			finals++
+		}
+	}
+	t.Logf("events %v; finals %d", kinds, finals)
+	if FinalText(got[0]) != FinalText(want[0]) || finals < 2 {
+		t.Errorf("vad finals %q (%d), rules %q", FinalText(got[0]), finals, FinalText(want[0]))
+	}
+	if len(kinds) < 4 || kinds[0] != "speech.start" {
+		t.Fatalf("speech events %v", kinds)
+	}
+	for i := 1; i < len(kinds); i++ {
+		if kinds[i] == kinds[i-1] {
+			t.Errorf("speech events do not alternate: %v", kinds)
+		}
+	}
+	if _, err := NewBatcher(vad.info, BatcherOptions{Endpoint: EndpointConfig{Mode: "energy"}}); err == nil {
+		t.Error("endpoint mode energy accepted")
+	}
+}

@@ -24,6 +24,10 @@ type worker struct {
 	failures int // consecutive failed steps
 	opts     EngineOptions
 	timer    *time.Timer
+	vad      *VAD // endpoint mode vad; run in commit, on the worker
+	ends     []stepEnd
+	vadSets  [][][]float32
+	vadWins  [][]float32
 }
 
 // runner owns an engine and the scratch of the step it runs.
@@ -62,6 +66,12 @@ func newWorker(b *Batcher, id int) (*worker, error) {
 		return nil, err
 	}
 	w.r = r
+	if b.opts.Endpoint.Mode == EndpointVAD {
+		if w.vad, err = NewVAD(b.opts.VADModel); err != nil {
+			w.close()
+			return nil, err
+		}
+	}
 	b.wg.Add(1)
 	go w.loop()
 	return w, nil
@@ -117,6 +127,9 @@ func (w *worker) close() {
 
 func (w *worker) loop() {
 	defer w.b.wg.Done()
+	if w.vad != nil {
+		defer w.vad.Close()
+	}
 	for {
 		select {
 		case <-w.b.quit:
@@ -342,6 +355,57 @@ func (r *runner) decode(info *ModelInfo, bt *Batch, n int) error {
 	return nil
 }
 
+// stepEnd is where a committed step left a stream.
+type stepEnd struct {
+	processed, dropped int64
+}
+
+// runVAD runs Silero VAD over the audio the step decoded, all the job's
+// streams in one model call per window, and reports speech starts and ends.
+// A VAD error is logged; the streams' endpoints then wait for rule 3.
+func (w *worker) runVAD(job []*Stream) {
+	if w.vad == nil {
+		return
+	}
+	wins := w.vadWins[:0]
+	for i, s := range job {
+		s.mu.Lock()
+		w.vadSets[i] = s.vadWindows(w.vadSets[i][:0], w.ends[i].processed*160)
+		s.mu.Unlock()
+	}
+	for k := 0; ; k++ {
+		wins = wins[:0]
+		var states []*VADState
+		var who []int
+		for i, s := range job {
+			if k < len(w.vadSets[i]) {
+				wins, states, who = append(wins, w.vadSets[i][k]), append(states, s.vad), append(who, i)
+			}
+		}
+		if len(wins) == 0 {
+			break
+		}
+		probs := make([]float32, len(wins))
+		if err := w.vad.Run(wins, states, probs); err != nil {
+			w.b.opts.Logger.Warn("asr: VAD", "err", err)
+			return
+		}
+		for j, i := range who {
+			s := job[i]
+			if e, ok := s.seg.Add(probs[j]); ok {
+				kind := SpeechStart
+				if e.Speech {
+					s.vadHeard = true
+				} else {
+					kind = SpeechEnd
+				}
+				s.onResult(Result{Stream: s.id, Kind: kind, Utt: s.utt, StartMs: e.AtMs, EndMs: e.AtMs})
+			}
+		}
+	}
+	w.vadWins = wins
+}
+
 // commit makes a successful step's results the streams' state and reports
 // partials, endpoints and finals.
 func (w *worker) commit(job []*Stream) {
@@ -352,7 +416,11 @@ func (w *worker) commit(job []*Stream) {
 	D := info.EncoderDim
 	sub := info.ChunkShift / info.OutFrames
 	beam := w.b.opts.Decoding == ModifiedBeamSearch
+	for len(w.ends) < n {
+		w.ends, w.vadSets = append(w.ends, stepEnd{}), append(w.vadSets, nil)
+	}
 	for i, s := range job {
+		w.ends[i] = stepEnd{}
 		stackRow(info, bt.NewStates, s.state, i, n, true)
 		changed := false
 		if beam {
@@ -382,7 +450,22 @@ func (w *worker) commit(job []*Stream) {
 			s.lastLen = ntok
 			s.onResult(s.result(Partial, processed, dropped))
 		}
-		if w.b.opts.Endpoint.IsEndpoint(int(processed-s.segStart), s.trailing*sub) {
+		w.ends[i] = stepEnd{processed: processed, dropped: dropped}
+	}
+	w.runVAD(job)
+	for i, s := range job {
+		processed, dropped := w.ends[i].processed, w.ends[i].dropped
+		ntok := len(s.tokens) - info.ContextSize
+		ep := &w.b.opts.Endpoint
+		endpoint := ep.IsEndpoint(int(processed-s.segStart), s.trailing*sub)
+		if ep.Mode == EndpointVAD {
+			length := float64(processed-s.segStart) * 0.01
+			// Words, and VAD heard their speech end (now or in an earlier
+			// step, the words coming after it).
+			ended := s.vadHeard && !s.seg.Speaking()
+			endpoint = ep.Enabled && (ntok > 0 && ended || ep.Rule3.MinUtteranceLength > 0 && ep.Rule3.fires(0, length))
+		}
+		if endpoint {
 			if ntok > 0 {
 				s.onResult(s.result(Final, processed, dropped))
 			}

@@ -730,6 +730,14 @@ func (l *leg) arrivedAt(ms int64) (time.Time, bool) {
 // result publishes a recognition result, unless call.end is out.
 func (l *leg) result(r asr.Result) {
 	c := l.c
+	if r.Kind == asr.SpeechStart || r.Kind == asr.SpeechEnd {
+		c.mu.Lock()
+		if c.state == live || c.state == ending {
+			c.g.pub.Publish(transcript.NewSpeech(c.id, l.name, r.Kind == asr.SpeechStart, r.StartMs))
+		}
+		c.mu.Unlock()
+		return
+	}
 	if f := c.g.opts.OnLatency; f != nil && r.Text != "" {
 		if t, ok := l.arrivedAt(r.EndMs); ok {
 			f(r.Kind, time.Since(t))

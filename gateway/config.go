@@ -141,6 +141,7 @@ type ASRConfig struct {
 	HotwordScore float64            `yaml:"hotwords_score"`
 	Keywords     []string           `yaml:"keywords"`
 	Endpoint     asr.EndpointConfig `yaml:"endpoint"`
+	VADModel     string             `yaml:"vad_model"`
 }
 
 // RedisConfig is transcript delivery.
@@ -342,6 +343,14 @@ func (c *Config) Validate() error {
 	}
 	if c.ASR.Decoding != asr.Greedy && c.ASR.Decoding != asr.ModifiedBeamSearch {
 		return fmt.Errorf("asr.decoding: %q: want %s or %s", c.ASR.Decoding, asr.Greedy, asr.ModifiedBeamSearch)
+	}
+	switch c.ASR.Endpoint.Mode {
+	case asr.EndpointRules, asr.EndpointVAD:
+	default:
+		return fmt.Errorf("asr.endpoint.mode: %q: want rules or vad", c.ASR.Endpoint.Mode)
+	}
+	if c.ASR.Endpoint.VADMinSilence < 0.05 || c.ASR.Endpoint.VADMinSilence > 5 {
+		return fmt.Errorf("asr.endpoint.vad_min_silence: %v: want 0.05 to 5 (seconds)", c.ASR.Endpoint.VADMinSilence)
 	}
 	if c.ASR.ActivePaths < 1 || c.ASR.ActivePaths > 64 {
 		return fmt.Errorf("asr.num_active_paths: %d: want 1 to 64", c.ASR.ActivePaths)

@@ -79,7 +79,7 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 	}
 	s.batcher, err = asr.NewBatcher(info, asr.BatcherOptions{MaxBatch: a.MaxBatch, MaxWait: a.MaxWait, Workers: a.Workers,
 		RunTimeout: a.RunTimeout, Endpoint: a.Endpoint, Logger: log, Headroom: a.Headroom, Calibrate: true,
-		Decoding: a.Decoding, ActivePaths: a.ActivePaths,
+		Decoding: a.Decoding, ActivePaths: a.ActivePaths, VADModel: a.VADModel,
 		Engine: asr.EngineOptions{Provider: a.Provider, Threads: a.Threads}})
 	if err != nil {
 		return nil, err

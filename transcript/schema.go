@@ -8,14 +8,16 @@ import (
 
 // Event types (docs/wire-format.md).
 const (
-	CallStart = "call.start"
-	Partial   = "partial"
-	Final     = "final"
-	DTMF      = "dtmf"
-	Keyword   = "keyword"
-	Pause     = "pause"
-	Resume    = "resume"
-	CallEnd   = "call.end"
+	CallStart   = "call.start"
+	Partial     = "partial"
+	Final       = "final"
+	DTMF        = "dtmf"
+	Keyword     = "keyword"
+	Pause       = "pause"
+	Resume      = "resume"
+	SpeechStart = "speech.start"
+	SpeechEnd   = "speech.end"
+	CallEnd     = "call.end"
 )
 
 // SchemaVersion is the "v" field of every entry.
@@ -173,6 +175,16 @@ func NewKeyword(callID string, k KeywordHit) Event {
 func NewMaskedDTMF(callID, leg string, startMs, durationMs int64) Event {
 	return Event{Type: DTMF, CallID: callID, Fields: map[string]string{"leg": leg, "redacted": "dtmf",
 		"start_ms": strconv.FormatInt(startMs, 10), "duration_ms": strconv.FormatInt(durationMs, 10)}}
+}
+
+// NewSpeech says VAD heard speech start (start true) or end on a leg, at
+// atMs of the leg's timeline.
+func NewSpeech(callID, leg string, start bool, atMs int64) Event {
+	t := SpeechEnd
+	if start {
+		t = SpeechStart
+	}
+	return Event{Type: t, CallID: callID, Fields: map[string]string{"leg": leg, "at_ms": strconv.FormatInt(atMs, 10)}}
 }
 
 // NewPause says the call's transcription stopped (by: sip, http) at

@@ -164,3 +164,47 @@ func abs(x int) int {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// VAD endpointing through the gateway process (asr.endpoint.mode: vad): a
+// call's speech is marked by speech.start and speech.end events on Redis,
+// and its final carries the words the rules mode gives.
+func TestVADEndpointingThroughTheGateway(t *testing.T) {
+	rd := transcripttest.Start(t)
+	config := filepath.Join(t.TempDir(), "vad.yaml")
+	os.WriteFile(config, []byte("asr:\n  endpoint:\n    mode: vad\n    vad_min_silence: 0.3\n"), 0o644)
+	g := startGateway(t, rd.Addr, "-config", config)
+	g.waitReady(t, 200)
+	a := testWAV(t, "8k.wav")
+	ph := siptest.NewPhone(t)
+	ph.PT = 0
+	if code := ph.Talk(t, g.sip, siptest.PCMU(a.Samples)); code != 200 {
+		t.Fatalf("INVITE %d", code)
+	}
+	var evs []map[string]any
+	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(100 * time.Millisecond) {
+		for _, e := range callEvents(t, rd.Addr) {
+			evs = e
+		}
+		if len(evs) > 0 && evs[len(evs)-1]["type"] == "call.end" {
+			break
+		}
+	}
+	var order []string
+	var finals []string
+	for _, e := range evs {
+		switch e["type"] {
+		case "speech.start", "speech.end", "call.end":
+			order = append(order, fmt.Sprint(e["type"]))
+		case "final":
+			order = append(order, "final")
+			finals = append(finals, fmt.Sprint(e["text"]))
+		}
+	}
+	got := strings.Join(order, " ")
+	if !strings.HasPrefix(got, "speech.start") || !strings.Contains(got, "speech.end") || !strings.HasSuffix(got, "call.end") {
+		t.Errorf("events %s", got)
+	}
+	if f := strings.Join(finals, " "); !strings.Contains(f, "APPREHENSION") {
+		t.Errorf("finals %q", f)
+	}
+}

@@ -30,6 +30,7 @@ type transcribeOptions struct {
 	hotwords  string
 	hwScore   float64
 	keywords  string
+	epMode    string
 	workers   int
 	endpoint  bool
 	resampler string
@@ -48,6 +49,7 @@ func transcribeMain(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.maxBatch, "max-batch", asr.DefaultMaxBatch, "most streams per encoder call")
 	fs.IntVar(&o.workers, "workers", 0, "engines run in parallel (default: 1, or one per CPU for a batch-1 model)")
 	fs.BoolVar(&o.endpoint, "endpoint", true, "split utterances at endpoints")
+	fs.StringVar(&o.epMode, "endpoint-mode", asr.EndpointRules, "endpoints by the decoder's blanks (rules) or by Silero VAD (vad)")
 	fs.StringVar(&o.decoding, "decoding", asr.Greedy, "decoding method: "+asr.Greedy+" or "+asr.ModifiedBeamSearch)
 	fs.IntVar(&o.paths, "active-paths", asr.DefaultActivePaths, "modified beam search: hypotheses kept per stream")
 	fs.StringVar(&o.hotwords, "hotwords", "", "phrases to favour (needs modified_beam_search): a file, one per line, or a list \"a b:2.0, c\"")
@@ -185,6 +187,7 @@ func transcribe(files []string, o transcribeOptions) ([][]asr.Result, error) {
 		Engine: asr.EngineOptions{Provider: o.provider, Threads: o.threads}}
 	bo.Endpoint = asr.DefaultEndpointConfig()
 	bo.Endpoint.Enabled = o.endpoint
+	bo.Endpoint.Mode = o.epMode
 	bo.Decoding, bo.ActivePaths = o.decoding, o.paths
 	if bo.Workers == 0 && info.MaxBatch > 0 {
 		bo.Workers = runtime.NumCPU()
