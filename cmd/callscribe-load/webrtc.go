@@ -17,6 +17,7 @@ import (
 
 	pw "github.com/pion/webrtc/v4"
 
+	"github.com/callscribe/callscribe/asr"
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/transcript"
 	"github.com/callscribe/callscribe/webrtc/webrtctest"
@@ -37,6 +38,7 @@ func webrtcLoad(args []string, w io.Writer) error {
 	repeat := fs.Int("repeat", 3, "utterances per session, each followed by -silence")
 	silence := fs.Duration("silence", 3*time.Second, "silence after each utterance (longer than the endpoint's trailing silence); 0 with -repeat 1: hang up as the speech ends")
 	opusFile := fs.String("opus", "media/testdata/speech.opus.ogg", "speech as an Ogg Opus file of 20 ms packets")
+	ref := fs.String("ref", "", "what the speech says: the word error rate of each final against it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -162,6 +164,14 @@ func webrtcLoad(args []string, w io.Writer) error {
 	fmt.Fprintf(w, "webrtc: %d sessions x %d utterances (Opus, %.1f s speech + %v silence each), %d finals; e.g. %q\n",
 		*sessions, *repeat, float64(len(speech))*0.02, *silence, len(finals), finals[0].text)
 	fmt.Fprintf(w, "speech end -> final on Redis: %s\n", latencies(lat))
+	if *ref != "" {
+		errs, words := 0, 0
+		for _, f := range finals {
+			e, n := asr.WordErrors(*ref, f.text)
+			errs, words = errs+e, words+n
+		}
+		fmt.Fprintf(w, "word error rate of the finals against %q: %.1f%% (%d errors in %d words)\n", *ref, 100*float64(errs)/float64(words), errs, words)
+	}
 	fmt.Fprintf(w, "gateway CPU: %.1f%% of a core per session (%.1f%% in recognizer steps, %.1f%% the rest: WebRTC, Opus, resampling, features, Redis)\n",
 		100*(cpu1-cpu0)/audio, 100*(asr1-asr0)/audio, 100*((cpu1-cpu0)-(asr1-asr0))/audio)
 	return nil
