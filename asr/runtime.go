@@ -37,27 +37,38 @@ func FindRuntimeLibrary(explicit string) (string, error) {
 		}
 		return p, nil
 	}
+	var extra []string
+	if c, err := os.UserCacheDir(); err == nil {
+		extra = append(extra, filepath.Join(c, "callscribe", "onnxruntime", "libonnxruntime.so.1"))
+	}
+	if p, ok := findInCache(runtimeRel, extra...); ok {
+		return p, nil
+	}
+	return "", fmt.Errorf("%w: run `make setup` (scripts/setup) to install it, or set %s", ErrRuntimeMissing, RuntimeLibEnv)
+}
+
+// findInCache looks for rel (a path in the project's .cache) next to the
+// executable's parent directory, then in the working directory and each
+// one above it, then at the extra paths.
+func findInCache(rel string, extra ...string) (string, bool) {
 	var cands []string
 	if exe, err := os.Executable(); err == nil {
-		cands = append(cands, filepath.Join(filepath.Dir(exe), "..", runtimeRel))
+		cands = append(cands, filepath.Join(filepath.Dir(exe), "..", rel))
 	}
 	if wd, err := os.Getwd(); err == nil {
 		for d := wd; ; d = filepath.Dir(d) {
-			cands = append(cands, filepath.Join(d, runtimeRel))
+			cands = append(cands, filepath.Join(d, rel))
 			if filepath.Dir(d) == d {
 				break
 			}
 		}
 	}
-	if c, err := os.UserCacheDir(); err == nil {
-		cands = append(cands, filepath.Join(c, "callscribe", "onnxruntime", "libonnxruntime.so.1"))
-	}
-	for _, c := range cands {
+	for _, c := range append(cands, extra...) {
 		if _, err := os.Stat(c); err == nil {
-			return filepath.Clean(c), nil
+			return filepath.Clean(c), true
 		}
 	}
-	return "", fmt.Errorf("%w: run `make setup` (scripts/setup) to install it, or set %s", ErrRuntimeMissing, RuntimeLibEnv)
+	return "", false
 }
 
 // The ONNX Runtime environment is process-wide in the C library; this guards

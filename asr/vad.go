@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	ort "github.com/yalue/onnxruntime_go"
 )
@@ -29,22 +28,8 @@ func FindVADModel(explicit string) (string, error) {
 		}
 		return explicit, nil
 	}
-	var cands []string
-	if exe, err := os.Executable(); err == nil {
-		cands = append(cands, filepath.Join(filepath.Dir(exe), "..", vadRel))
-	}
-	if wd, err := os.Getwd(); err == nil {
-		for d := wd; ; d = filepath.Dir(d) {
-			cands = append(cands, filepath.Join(d, vadRel))
-			if filepath.Dir(d) == d {
-				break
-			}
-		}
-	}
-	for _, c := range cands {
-		if _, err := os.Stat(c); err == nil {
-			return filepath.Clean(c), nil
-		}
+	if p, ok := findInCache(vadRel); ok {
+		return p, nil
 	}
 	return "", errors.New("asr: Silero VAD model not found: run `make setup` (scripts/setup)")
 }

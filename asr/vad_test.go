@@ -48,10 +48,9 @@ func vadProbs(t *testing.T, v *VAD, sigs [][]float32) [][]float32 {
 	}
 }
 
-// Silero VAD on the test WAVs: speech is found where the words are, the
-// silence after them ends it, silence alone is not speech, and a stream's
-// probabilities are the same alone as batched with others.
-func TestVADFindsSpeech(t *testing.T) {
+// testVAD opens the VAD that setup fetched; it is closed when the test ends.
+func testVAD(t *testing.T) *VAD {
+	t.Helper()
 	initRuntime(t)
 	path, err := FindVADModel("")
 	if err != nil {
@@ -61,7 +60,15 @@ func TestVADFindsSpeech(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer v.Close()
+	t.Cleanup(func() { v.Close() })
+	return v
+}
+
+// Silero VAD on the test WAVs: speech is found where the words are, the
+// silence after them ends it, silence alone is not speech, and a stream's
+// probabilities are the same alone as batched with others.
+func TestVADFindsSpeech(t *testing.T) {
+	v := testVAD(t)
 	names, sigs := loadTestWavs(t)
 	quiet := make([]float32, 16000*2)
 	for i := range sigs {
@@ -101,16 +108,7 @@ func TestVADFindsSpeech(t *testing.T) {
 // of sherpa-onnx-node 1.13.8's Silero VAD (same model, threshold 0.5, 0.5 s
 // minimum silence; scripts/parity-reference records them).
 func TestVADParity(t *testing.T) {
-	initRuntime(t)
-	path, err := FindVADModel("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := NewVAD(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
+	v := testVAD(t)
 	b, err := os.ReadFile("testdata/vad-reference.tsv")
 	if err != nil {
 		t.Fatal(err)

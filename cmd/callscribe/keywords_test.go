@@ -43,15 +43,7 @@ func TestKeywordAlertsThroughTheGateway(t *testing.T) {
 		sipmsg.NewHeader("X-Callscribe-Keywords", "credit card, charged twice")); code != 200 {
 		t.Fatalf("INVITE %d", code)
 	}
-	var evs []map[string]any
-	for start := time.Now(); time.Since(start) < 20*time.Second && (len(evs) == 0 || evs[len(evs)-1]["type"] != "call.end"); time.Sleep(100 * time.Millisecond) {
-		for _, e := range callEvents(t, rd.Addr) {
-			evs = e
-		}
-	}
-	if len(evs) == 0 || evs[len(evs)-1]["type"] != "call.end" {
-		t.Fatalf("no ended call: %v", evs)
-	}
+	evs := onlyCall(t, rd.Addr)
 	var hits []map[string]any
 	var final string
 	var words string
@@ -180,15 +172,7 @@ func TestVADEndpointingThroughTheGateway(t *testing.T) {
 	if code := ph.Talk(t, g.sip, siptest.PCMU(a.Samples)); code != 200 {
 		t.Fatalf("INVITE %d", code)
 	}
-	var evs []map[string]any
-	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(100 * time.Millisecond) {
-		for _, e := range callEvents(t, rd.Addr) {
-			evs = e
-		}
-		if len(evs) > 0 && evs[len(evs)-1]["type"] == "call.end" {
-			break
-		}
-	}
+	evs := onlyCall(t, rd.Addr)
 	var order []string
 	var finals []string
 	for _, e := range evs {
@@ -207,4 +191,20 @@ func TestVADEndpointingThroughTheGateway(t *testing.T) {
 	if f := strings.Join(finals, " "); !strings.Contains(f, "APPREHENSION") {
 		t.Errorf("finals %q", f)
 	}
+}
+
+// onlyCall waits for the one call on Redis to end and returns its events.
+func onlyCall(t *testing.T, redisAddr string) []map[string]any {
+	t.Helper()
+	var evs []map[string]any
+	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(100 * time.Millisecond) {
+		for _, e := range callEvents(t, redisAddr) {
+			evs = e
+		}
+		if len(evs) > 0 && evs[len(evs)-1]["type"] == "call.end" {
+			return evs
+		}
+	}
+	t.Fatalf("no ended call: %v", evs)
+	return nil
 }

@@ -192,16 +192,7 @@ func TestPauseResumeOverHTTP(t *testing.T) {
 	if code := <-talked; code != 200 {
 		t.Fatalf("INVITE %d", code)
 	}
-	var evs []map[string]any
-	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(100 * time.Millisecond) {
-		all := callEvents(t, rd.Addr)
-		for _, e := range all {
-			evs = e
-		}
-		if len(evs) > 0 && evs[len(evs)-1]["type"] == "call.end" {
-			break
-		}
-	}
+	evs := onlyCall(t, rd.Addr)
 	var pauseAt, resumeAt int
 	var order []string
 	var words []struct {
