@@ -35,12 +35,50 @@ func FindVADModel(explicit string) (string, error) {
 }
 
 // VAD runs Silero VAD v5 on ONNX Runtime for many streams at once: one
-// model call per window for all of them. Used by one goroutine at a time.
+// model call per window for all of them, over tensors kept per batch size.
+// Used by one goroutine at a time.
 type VAD struct {
 	sess *ort.DynamicAdvancedSession
 	sr   *ort.Scalar[int64]
-	in   []float32 // [N, 576]
-	st   []float32 // [2, N, 128]
+	sets map[int]*vadSet
+}
+
+// vadSet is the tensors of a batch of n streams.
+type vadSet struct {
+	in, st, out, stN *ort.Tensor[float32]
+}
+
+func (s *vadSet) destroy() {
+	for _, t := range []*ort.Tensor[float32]{s.in, s.st, s.out, s.stN} {
+		if t != nil {
+			t.Destroy()
+		}
+	}
+}
+
+// set returns the tensors for n streams, made on first use.
+func (v *VAD) set(n int) (*vadSet, error) {
+	if s, ok := v.sets[n]; ok {
+		return s, nil
+	}
+	N := int64(n)
+	s := &vadSet{}
+	var errs []error
+	var err error
+	s.in, err = ort.NewTensor(ort.NewShape(N, VADWindow+vadContext), make([]float32, n*(VADWindow+vadContext)))
+	errs = append(errs, err)
+	s.st, err = ort.NewTensor(ort.NewShape(2, N, 128), make([]float32, 2*n*128))
+	errs = append(errs, err)
+	s.out, err = ort.NewEmptyTensor[float32](ort.NewShape(N, 1))
+	errs = append(errs, err)
+	s.stN, err = ort.NewEmptyTensor[float32](ort.NewShape(2, N, 128))
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		s.destroy()
+		return nil, fmt.Errorf("asr: VAD tensors for %d streams: %w", n, err)
+	}
+	v.sets[n] = s
+	return s, nil
 }
 
 // VADState is one stream's: the model's state and the end of its audio.
@@ -72,11 +110,14 @@ func NewVAD(path string) (*VAD, error) {
 		sess.Destroy()
 		return nil, err
 	}
-	return &VAD{sess: sess, sr: sr}, nil
+	return &VAD{sess: sess, sr: sr, sets: map[int]*vadSet{}}, nil
 }
 
-// Close frees the session.
+// Close frees the session and its tensors.
 func (v *VAD) Close() error {
+	for _, s := range v.sets {
+		s.destroy()
+	}
 	v.sr.Destroy()
 	return v.sess.Destroy()
 }
@@ -88,44 +129,27 @@ func (v *VAD) Run(windows [][]float32, states []*VADState, probs []float32) erro
 	if n == 0 {
 		return nil
 	}
+	set, err := v.set(n)
+	if err != nil {
+		return err
+	}
 	w := VADWindow + vadContext
-	v.in = append(v.in[:0], make([]float32, n*w)...)
-	v.st = append(v.st[:0], make([]float32, 2*n*128)...)
+	in, st := set.in.GetData(), set.st.GetData()
 	for i, x := range windows {
 		if len(x) != VADWindow {
 			return fmt.Errorf("asr: VAD window of %d samples, want %d", len(x), VADWindow)
 		}
-		row := v.in[i*w : (i+1)*w]
+		row := in[i*w : (i+1)*w]
 		copy(row, states[i].tail[:])
 		copy(row[vadContext:], x)
 		for k := range 2 {
-			copy(v.st[(k*n+i)*128:(k*n+i+1)*128], states[i].h[k*128:(k+1)*128])
+			copy(st[(k*n+i)*128:(k*n+i+1)*128], states[i].h[k*128:(k+1)*128])
 		}
 	}
-	in, err := ort.NewTensor(ort.NewShape(int64(n), int64(w)), v.in)
-	if err != nil {
-		return err
-	}
-	defer in.Destroy()
-	st, err := ort.NewTensor(ort.NewShape(2, int64(n), 128), v.st)
-	if err != nil {
-		return err
-	}
-	defer st.Destroy()
-	out, err := ort.NewEmptyTensor[float32](ort.NewShape(int64(n), 1))
-	if err != nil {
-		return err
-	}
-	defer out.Destroy()
-	stN, err := ort.NewEmptyTensor[float32](ort.NewShape(2, int64(n), 128))
-	if err != nil {
-		return err
-	}
-	defer stN.Destroy()
-	if err := v.sess.Run([]ort.Value{in, st, v.sr}, []ort.Value{out, stN}); err != nil {
+	if err := v.sess.Run([]ort.Value{set.in, set.st, v.sr}, []ort.Value{set.out, set.stN}); err != nil {
 		return fmt.Errorf("asr: VAD run: %w", err)
 	}
-	p, ns := out.GetData(), stN.GetData()
+	p, ns := set.out.GetData(), set.stN.GetData()
 	for i := range n {
 		probs[i] = p[i]
 		for k := range 2 {

@@ -28,6 +28,7 @@ type worker struct {
 	ends     []stepEnd
 	vadSets  [][][]float32
 	vadWins  [][]float32
+	vadProbs []float32
 }
 
 // runner owns an engine and the scratch of the step it runs.
@@ -385,7 +386,10 @@ func (w *worker) runVAD(job []*Stream) {
 		if len(wins) == 0 {
 			break
 		}
-		probs := make([]float32, len(wins))
+		if cap(w.vadProbs) < len(wins) {
+			w.vadProbs = make([]float32, len(wins))
+		}
+		probs := w.vadProbs[:len(wins)]
 		if err := w.vad.Run(wins, states, probs); err != nil {
 			w.b.opts.Logger.Warn("asr: VAD", "err", err)
 			return
