@@ -3,7 +3,6 @@ package sip
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -280,7 +279,7 @@ func (c *Call) offerSDP() []byte {
 	}
 	b.WriteString("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=recvonly\r\n")
 	if l.crypto != nil {
-		fmt.Fprintf(&b, "a=crypto:%s %s inline:%s\r\n", l.crypto.Tag, l.crypto.Suite.Name, base64.StdEncoding.EncodeToString(l.crypto.Key))
+		b.WriteString(l.crypto.attribute())
 	}
 	return []byte(b.String())
 }

@@ -102,6 +102,11 @@ type Crypto struct {
 	Key   []byte
 }
 
+// attribute is the a=crypto line of c (ends in CRLF).
+func (c Crypto) attribute() string {
+	return fmt.Sprintf("a=crypto:%s %s inline:%s\r\n", c.Tag, c.Suite.Name, base64.StdEncoding.EncodeToString(c.Key))
+}
+
 // parseCrypto reads "<tag> <suite> inline:<key>[|lifetime] [params]". A
 // line we cannot honour (an unknown suite, several keys, an MKI, session
 // parameters) is not usable: RFC 4568 6.1 has the answerer skip it.
@@ -389,8 +394,7 @@ func AnswerStreams(ip netip.Addr, streams []AnswerStream, sessionID uint64, vers
 			fmt.Fprintf(&b, "a=label:%s\r\n", st.Offer.Label)
 		}
 		if st.Crypto != nil {
-			fmt.Fprintf(&b, "a=crypto:%s %s inline:%s\r\n", st.Crypto.Tag, st.Crypto.Suite.Name,
-				base64.StdEncoding.EncodeToString(st.Crypto.Key))
+			b.WriteString(st.Crypto.attribute())
 		}
 		if st.Offer.Mux {
 			b.WriteString("a=rtcp-mux\r\n")
