@@ -88,6 +88,20 @@ func startGatewayWith(t *testing.T, o CallsOptions) (*transcripttest.Redis, *tra
 		AgentAORs: []string{"*@agents.example.com"}})
 }
 
+// startWHIP serves WHIP for calls on a loopback HTTP server; it returns
+// the server and its URL, both closed when the test ends.
+func startWHIP(t *testing.T, calls *Calls) (*webrtc.Server, string) {
+	t.Helper()
+	whip, err := webrtc.NewServer(webrtc.Config{Loopback: true}, calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(whip)
+	t.Cleanup(hs.Close)
+	t.Cleanup(func() { whip.Close() })
+	return whip, hs.URL
+}
+
 // testGateway wires a real redis-server, a publisher, calls on b (the
 // model's batcher when nil) configured by o, and a SIP server with cfg,
 // all stopped when the test ends.
@@ -352,24 +366,18 @@ func TestRedisOutageMidCall(t *testing.T) {
 // call: source webrtc, leg browser, finals equal transcribe's.
 func TestBrowserCallToTranscript(t *testing.T) {
 	rd, pub, calls, _ := startGateway(t)
-	whip, err := webrtc.NewServer(webrtc.Config{Loopback: true}, calls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(whip)
-	defer hs.Close()
-	defer whip.Close()
+	_, whipURL := startWHIP(t, calls)
 	a := testWAV(t, "8k.wav")
 	speech := siptest.PCMU(a.Samples)
 	c := webrtctest.NewClient(t)
-	c.Publish(t, hs.URL+"/whip")
+	c.Publish(t, whipURL+"/whip")
 	for start := time.Now(); c.PC.ConnectionState() != pw.PeerConnectionStateConnected; time.Sleep(10 * time.Millisecond) {
 		if time.Since(start) > 10*time.Second {
 			t.Fatal("not connected")
 		}
 	}
 	c.Speak(speech)
-	c.Hangup(t, hs.URL)
+	c.Hangup(t, whipURL)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	settle(t, ctx, calls, pub)

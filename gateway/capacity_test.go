@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,7 +17,6 @@ import (
 	"github.com/callscribe/callscribe/sip"
 	"github.com/callscribe/callscribe/sip/siptest"
 	"github.com/callscribe/callscribe/transcript"
-	"github.com/callscribe/callscribe/webrtc"
 	"github.com/callscribe/callscribe/webrtc/webrtctest"
 )
 
@@ -59,13 +57,7 @@ func rawRequest(t *testing.T, to, method, callID string) string {
 // accepted call gets its finals and call.end.
 func TestCapacityRefusesBeyondMaxStreams(t *testing.T) {
 	rd, pub, calls, srv := startGatewayWith(t, CallsOptions{MaxStreams: 2})
-	whip, err := webrtc.NewServer(webrtc.Config{Loopback: true}, calls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(whip)
-	defer hs.Close()
-	defer whip.Close()
+	_, whipURL := startWHIP(t, calls)
 	a := testWAV(t, "8k.wav")
 	speech := siptest.PCMU(a.Samples)
 	codes := make([]int, 4)
@@ -93,7 +85,7 @@ func TestCapacityRefusesBeyondMaxStreams(t *testing.T) {
 			t.Fatal("the calls did not start")
 		}
 	}
-	res, err := http.Post(hs.URL+"/whip", "application/sdp", strings.NewReader(webrtctest.NewClient(t).Offer(t)))
+	res, err := http.Post(whipURL+"/whip", "application/sdp", strings.NewReader(webrtctest.NewClient(t).Offer(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,13 +251,7 @@ func callStreams(t *testing.T, ctx context.Context, addr string) map[string][]ma
 // before ICE gathering, so no more sessions than the limit are created.
 func TestWHIPBurstHoldsTheLimit(t *testing.T) {
 	_, _, calls, _ := startGatewayWith(t, CallsOptions{MaxCalls: map[string]int{"webrtc": 10}})
-	whip, err := webrtc.NewServer(webrtc.Config{Loopback: true}, calls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(whip)
-	defer hs.Close()
-	defer whip.Close()
+	whip, whipURL := startWHIP(t, calls)
 	offers := make([]string, 40)
 	for i := range offers {
 		offers[i] = webrtctest.NewClient(t).Offer(t)
@@ -274,7 +260,7 @@ func TestWHIPBurstHoldsTheLimit(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, o := range offers {
 		wg.Go(func() {
-			res, err := http.Post(hs.URL+"/whip", "application/sdp", strings.NewReader(o))
+			res, err := http.Post(whipURL+"/whip", "application/sdp", strings.NewReader(o))
 			if err != nil {
 				t.Error(err)
 				return
