@@ -144,14 +144,23 @@ func resampled(t *testing.T, wav string, rate, channels int) string {
 // call.end is there.
 func callOf(t *testing.T, redisAddr, user string, within time.Duration) []map[string]any {
 	t.Helper()
+	return endedCall(t, redisAddr, within, "from "+user, func(start map[string]any) bool {
+		return strings.Contains(fmt.Sprint(start["from"]), "sip:"+user+"@")
+	})
+}
+
+// endedCall waits until a call whose call.start matches has its call.end
+// on Redis and returns its events; what names the call in the failure.
+func endedCall(t *testing.T, redisAddr string, within time.Duration, what string, match func(start map[string]any) bool) []map[string]any {
+	t.Helper()
 	for start := time.Now(); time.Since(start) < within; time.Sleep(100 * time.Millisecond) {
 		for _, evs := range callEvents(t, redisAddr) {
-			if strings.Contains(fmt.Sprint(evs[0]["from"]), "sip:"+user+"@") && evs[len(evs)-1]["type"] == "call.end" {
+			if match(evs[0]) && evs[len(evs)-1]["type"] == "call.end" {
 				return evs
 			}
 		}
 	}
-	t.Fatalf("no ended call from %s on Redis", user)
+	t.Fatalf("no ended call %s on Redis", what)
 	return nil
 }
 

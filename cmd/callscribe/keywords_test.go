@@ -196,15 +196,5 @@ func TestVADEndpointingThroughTheGateway(t *testing.T) {
 // onlyCall waits for the one call on Redis to end and returns its events.
 func onlyCall(t *testing.T, redisAddr string) []map[string]any {
 	t.Helper()
-	var evs []map[string]any
-	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(100 * time.Millisecond) {
-		for _, e := range callEvents(t, redisAddr) {
-			evs = e
-		}
-		if len(evs) > 0 && evs[len(evs)-1]["type"] == "call.end" {
-			return evs
-		}
-	}
-	t.Fatalf("no ended call: %v", evs)
-	return nil
+	return endedCall(t, redisAddr, 20*time.Second, "at all", func(map[string]any) bool { return true })
 }
