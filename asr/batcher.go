@@ -450,7 +450,7 @@ func (b *Batcher) settle(s *Stream) {
 		s.onResult(s.result(Final, processed, dropped))
 	}
 	if s.seg != nil && s.seg.Speaking() { // the audio ended in speech
-		at := s.seg.window * VADWindow / 16
+		at := windowMs(s.seg.window)
 		s.onResult(Result{Stream: s.id, Kind: SpeechEnd, Utt: s.utt, StartMs: at, EndMs: at})
 	}
 	s.doneOnce.Do(func() { close(s.done) })

@@ -67,11 +67,15 @@ func transcribeMain(args []string, stdout, stderr io.Writer) int {
 	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	files := fs.Args()
 	var keywords []asr.Phrase
+	var kwWords [][]string // each keyword's words, upper case
 	if o.keywords != "" {
 		var err error
 		if keywords, err = readPhraseArg(o.keywords); err != nil {
 			fmt.Fprintf(stderr, "callscribe transcribe: -keywords: %v\n", err)
 			return 2
+		}
+		for _, k := range keywords {
+			kwWords = append(kwWords, strings.Fields(strings.ToUpper(k.Text)))
 		}
 	}
 	results, err := transcribe(files, o)
@@ -92,8 +96,8 @@ func transcribeMain(args []string, stdout, stderr io.Writer) int {
 			if r.Kind != asr.Final {
 				continue
 			}
-			for _, k := range keywords {
-				words := strings.Fields(strings.ToUpper(k.Text))
+			for j, k := range keywords {
+				words := kwWords[j]
 				for _, at := range asr.PhraseAt(r.Words, words) {
 					hit := r.Words[at : at+len(words)]
 					if *asJSON {
