@@ -126,13 +126,13 @@ func srtpContext(t *testing.T, c Crypto) *srtp.Context {
 	return ctx
 }
 
-// sendSRTPTone streams a tone as SRTP-protected PCMU in real time.
-func sendSRTPTone(t *testing.T, conn *net.UDPConn, to netip.AddrPort, enc *srtp.Context, seq *uint16, ms int) {
+// sendSRTPTone streams a tone of freq Hz as SRTP-protected PCMU in real time.
+func sendSRTPTone(t *testing.T, conn *net.UDPConn, to netip.AddrPort, enc *srtp.Context, seq *uint16, freq float64, ms int) {
 	t.Helper()
 	for range ms / 20 {
 		payload := make([]byte, 160)
 		for j := range payload {
-			payload[j] = g711.EncodeUlawFrame(int16(8000 * math.Sin(2*math.Pi*440*float64(int(*seq)*160+j)/8000)))
+			payload[j] = g711.EncodeUlawFrame(int16(8000 * math.Sin(2*math.Pi*freq*float64(int(*seq)*160+j)/8000)))
 		}
 		p := rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: *seq, Timestamp: uint32(*seq) * 160, SSRC: 77}, Payload: payload}
 		b, _ := p.Marshal()
@@ -174,7 +174,7 @@ func TestSRTPCall(t *testing.T) {
 	to := c.LocalRTP()
 	var seq uint16
 	enc := srtpContext(t, theirs)
-	sendSRTPTone(t, rtpConn, to, enc, &seq, 1500)
+	sendSRTPTone(t, rtpConn, to, enc, &seq, 440, 1500)
 	if n := ringOf(c, 0).Len(); n < 16000 {
 		t.Errorf("%d samples of audio after 1.5 s of SRTP", n)
 	}
@@ -223,7 +223,7 @@ func TestSRTPCall(t *testing.T) {
 	gcm := Crypto{Tag: "5", Key: newKey}
 	gcm.Suite, _ = media.LookupSRTPSuite("AEAD_AES_128_GCM")
 	got := ringOf(c, 0).Len()
-	sendSRTPTone(t, rtpConn, to, srtpContext(t, gcm), &seq, 500)
+	sendSRTPTone(t, rtpConn, to, srtpContext(t, gcm), &seq, 440, 500)
 	if ringOf(c, 0).Len() < got+6000 {
 		t.Errorf("no audio under the new key: %d → %d samples", got, ringOf(c, 0).Len())
 	}
@@ -292,4 +292,54 @@ func TestInfoPauseResume(t *testing.T) {
 	rec.mu.Unlock()
 	sess.Bye(ctx)
 	<-c.Done()
+}
+
+// A delayed offer under sip.srtp: required: our offer in the 200 is RTP/SAVP
+// with our key; the answer in the ACK keys what the caller sends, and its
+// SRTP becomes audio.
+func TestDelayedOfferSRTPRequired(t *testing.T) {
+	_, rec, addr := startServer(t, Config{SRTP: SRTPRequired, Codecs: []string{"PCMU"}})
+	phone := newUAC(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sess, err := phone.dc.Invite(ctx, target(addr), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	body := string(sess.InviteResponse.Body())
+	if !strings.Contains(body, "RTP/SAVP") {
+		t.Fatalf("our offer is not SRTP:\n%s", body)
+	}
+	ours := answerKey(t, sess.InviteResponse.Body())
+	conn := rtpSocket(t)
+	theirs := Crypto{Tag: ours.Tag, Suite: ours.Suite, Key: make([]byte, 30)}
+	for i := range theirs.Key {
+		theirs.Key[i] = byte(7 * i)
+	}
+	ack := sipmsg.NewRequest(sipmsg.ACK, sess.InviteResponse.Contact().Address)
+	ack.SetBody(srtpOffer(conn.LocalAddr().(*net.UDPAddr).Port, []string{"RTP/SAVP"},
+		ours.Tag+" "+ours.Suite.Name+" inline:"+base64.StdEncoding.EncodeToString(theirs.Key)))
+	ack.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
+	if err := sess.WriteAck(ctx, ack); err != nil {
+		t.Fatal(err)
+	}
+	c := <-rec.startCh
+	var seq uint16
+	sendSRTPTone(t, conn, c.LocalRTP(), srtpContext(t, theirs), &seq, 1000, 600)
+	for start := time.Now(); ringOf(c, 0).Len() < 6000 && time.Since(start) < 3*time.Second; time.Sleep(10 * time.Millisecond) {
+	}
+	y := make([]float32, ringOf(c, 0).Len())
+	n, _ := ringOf(c, 0).Read(y)
+	if n < 6000 || peak(y[:n]) != 1000 || c.Legs[0].Leg.SRTP() == nil {
+		t.Errorf("%d samples, peak %v Hz, keyed %v: not the tone sent under the ACK's key", n, peak(y[:n]), c.Legs[0].Leg.SRTP() != nil)
+	}
+	sess.Bye(ctx)
+	<-c.Done()
+	if st := c.Legs[0].rcv.Stats(); st.Unauthenticated != 0 {
+		t.Errorf("stats %+v", st)
+	}
 }
