@@ -6,7 +6,7 @@ import (
 
 func initRuntime(t testing.TB) {
 	t.Helper()
-	if err := InitRuntime(""); err != nil {
+	if err := InitRuntime("", "cpu"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -18,18 +18,39 @@ var ErrRuntimeMissing = errors.New("asr: ONNX Runtime library not found")
 // libonnxruntime.so.
 const RuntimeLibEnv = "CALLSCRIBE_ORT_LIB"
 
-const runtimeRel = ".cache/onnxruntime/libonnxruntime.so.1"
+// GPURuntimeLibEnv names the environment variable that points at the GPU
+// build of libonnxruntime.so, used when the provider is CUDA.
+const GPURuntimeLibEnv = "CALLSCRIBE_ORT_GPU_LIB"
 
-// FindRuntimeLibrary returns the path of libonnxruntime: explicit if set,
-// else $CALLSCRIBE_ORT_LIB, else the project cache (.cache/onnxruntime/)
-// next to the executable's parent or above the working directory, else
-// $XDG_CACHE_HOME/callscribe/onnxruntime.
-func FindRuntimeLibrary(explicit string) (string, error) {
+const (
+	runtimeRel    = ".cache/onnxruntime/libonnxruntime.so.1"
+	gpuRuntimeRel = ".cache/onnxruntime-gpu/libonnxruntime.so.1" // scripts/setup --gpu
+)
+
+// FindRuntimeLibrary returns the path of libonnxruntime for a provider
+// ("cpu" or "cuda"): explicit if set; for CUDA then $CALLSCRIBE_ORT_GPU_LIB
+// or the GPU build in the project cache (.cache/onnxruntime-gpu/); else
+// $CALLSCRIBE_ORT_LIB, else the project cache (.cache/onnxruntime/) next to
+// the executable's parent or above the working directory, else
+// $XDG_CACHE_HOME/callscribe/onnxruntime. Without a GPU build, CUDA gets
+// the CPU one, on which NewEngine falls back to CPU.
+func FindRuntimeLibrary(explicit, provider string) (string, error) {
 	if explicit != "" {
 		if _, err := os.Stat(explicit); err != nil {
 			return "", fmt.Errorf("%w: %v", ErrRuntimeMissing, err)
 		}
 		return explicit, nil
+	}
+	if provider == "cuda" {
+		if p := os.Getenv(GPURuntimeLibEnv); p != "" {
+			if _, err := os.Stat(p); err != nil {
+				return "", fmt.Errorf("%w: %s=%s: %v", ErrRuntimeMissing, GPURuntimeLibEnv, p, err)
+			}
+			return p, nil
+		}
+		if p, ok := findInCache(gpuRuntimeRel); ok {
+			return p, nil
+		}
 	}
 	if p := os.Getenv(RuntimeLibEnv); p != "" {
 		if _, err := os.Stat(p); err != nil {
@@ -79,16 +100,16 @@ var runtimeOnce struct {
 	err  error
 }
 
-// InitRuntime loads the ONNX Runtime library at path (see
+// InitRuntime loads the ONNX Runtime library for a provider at path (see
 // FindRuntimeLibrary) once per process. Later calls with any path return the
 // first outcome.
-func InitRuntime(path string) error {
+func InitRuntime(path, provider string) error {
 	runtimeOnce.Lock()
 	defer runtimeOnce.Unlock()
 	if runtimeOnce.path != "" {
 		return runtimeOnce.err
 	}
-	p, err := FindRuntimeLibrary(path)
+	p, err := FindRuntimeLibrary(path, provider)
 	if err != nil {
 		return err
 	}
@@ -98,6 +119,13 @@ func InitRuntime(path string) error {
 		runtimeOnce.err = fmt.Errorf("asr: start ONNX Runtime from %s: %w", p, err)
 	}
 	return runtimeOnce.err
+}
+
+// RuntimePath is the file of the loaded ONNX Runtime ("" before InitRuntime).
+func RuntimePath() string {
+	runtimeOnce.Lock()
+	defer runtimeOnce.Unlock()
+	return runtimeOnce.path
 }
 
 // RuntimeVersion is the loaded ONNX Runtime's version.

@@ -51,7 +51,7 @@ func testWAV(t testing.TB, name string) media.Audio {
 
 func newBatcher(t testing.TB) *asr.Batcher {
 	t.Helper()
-	if err := asr.InitRuntime(""); err != nil {
+	if err := asr.InitRuntime("", "cpu"); err != nil {
 		t.Fatal(err)
 	}
 	info, err := asr.LoadModelInfo(asr.ModelFiles{Dir: modelDir(t)})

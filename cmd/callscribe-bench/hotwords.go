@@ -52,7 +52,7 @@ const unrelatedHotwords = "Zendesk, Salesforce, Kubernetes, Twilio, Genesys, Xfi
 // word error rate of the model's test WAVs with unrelated phrases boosted.
 func hotwordEval(o options, w io.Writer) error {
 	model := modelDir(o)
-	if err := asr.InitRuntime(""); err != nil {
+	if err := asr.InitRuntime("", "cpu"); err != nil {
 		return err
 	}
 	info, err := asr.LoadModelInfo(asr.ModelFiles{Dir: model})

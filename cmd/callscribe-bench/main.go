@@ -160,7 +160,7 @@ func run(o options, w io.Writer) error {
 		all = append(all, sigs[i%len(sigs)])
 		audio += time.Duration(len(sigs[i%len(sigs)])) * time.Second / 16000
 	}
-	if err := asr.InitRuntime(""); err != nil {
+	if err := asr.InitRuntime("", "cpu"); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "corpus: %d streams, %.1f s of audio, %d cores each side, ONNX Runtime %s\n\n",

@@ -179,7 +179,7 @@ func transcribe(files []string, o transcribeOptions) ([][]asr.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := asr.InitRuntime(o.ortLib); err != nil {
+	if err := asr.InitRuntime(o.ortLib, o.provider); err != nil {
 		return nil, err
 	}
 	o.model.Dir = modelDir(o.model.Dir)
