@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"runtime"
 	"sync"
@@ -21,22 +22,38 @@ const (
 	DefaultMaxWait    = 10 * time.Millisecond
 	DefaultRunTimeout = 5 * time.Second
 	DefaultHeadroom   = 0.65
+	// On CUDA a step costs about the same for one stream as for hundreds:
+	// batches are large, waited for a little longer, and each device runs
+	// two engines so that one's host-side work (features in, search out)
+	// overlaps the other's step on the device.
+	DefaultCUDAMaxBatch         = 256
+	DefaultCUDAMaxWait          = 20 * time.Millisecond
+	DefaultCUDAEnginesPerDevice = 2
+	DefaultGPURetry             = time.Minute
 )
 
 // BatcherOptions configure the shared inference stage.
 type BatcherOptions struct {
-	// MaxBatch is the most streams in one encoder call; default 16 (on the
-	// shared model, 12-16 decode fastest per stream: larger batches spill
-	// the stacked states out of cache). A model with a fixed batch axis caps it.
+	// MaxBatch is the most streams in one encoder call; default 16 on CPU
+	// (on the shared model, 12-16 decode fastest per stream: larger batches
+	// spill the stacked states out of cache), DefaultCUDAMaxBatch on CUDA.
+	// A model with a fixed batch axis caps it.
 	MaxBatch int
 	// MaxWait bounds how long a ready chunk waits for others to fill a
-	// batch; default 10 ms.
+	// batch; default 10 ms on CPU, DefaultCUDAMaxWait on CUDA.
 	MaxWait time.Duration
 	// Workers is the number of engines run in parallel; default one per
-	// CPU (each engine runs one intra-op thread by default).
+	// CPU (each engine runs one intra-op thread by default), on CUDA
+	// DefaultCUDAEnginesPerDevice per device.
 	Workers int
 	// Engine chooses the execution provider and threads.
 	Engine EngineOptions
+	// DeviceIDs are the CUDA devices the engines are spread over (engine i
+	// on DeviceIDs[i mod len]); default Engine.DeviceID alone.
+	DeviceIDs []int
+	// GPURetry is how often an engine that moved to the CPU provider tries
+	// its device again (between steps); default DefaultGPURetry.
+	GPURetry time.Duration
 	// RunTimeout is the deadline of one batch step; a step that passes it
 	// is abandoned and retried on a fresh engine. Default 5 s.
 	RunTimeout time.Duration
@@ -73,17 +90,33 @@ type BatcherOptions struct {
 }
 
 func (o *BatcherOptions) withDefaults(info *ModelInfo) {
+	cuda := o.Engine.Provider == "cuda"
+	if len(o.DeviceIDs) == 0 {
+		o.DeviceIDs = []int{o.Engine.DeviceID}
+	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = DefaultMaxBatch
+		if cuda {
+			o.MaxBatch = DefaultCUDAMaxBatch
+		}
 	}
 	if info.MaxBatch > 0 {
 		o.MaxBatch = min(o.MaxBatch, info.MaxBatch)
 	}
 	if o.MaxWait <= 0 {
 		o.MaxWait = DefaultMaxWait
+		if cuda {
+			o.MaxWait = DefaultCUDAMaxWait
+		}
 	}
 	if o.Workers <= 0 {
 		o.Workers = runtime.NumCPU()
+		if cuda {
+			o.Workers = DefaultCUDAEnginesPerDevice * len(o.DeviceIDs)
+		}
+	}
+	if o.GPURetry <= 0 {
+		o.GPURetry = DefaultGPURetry
 	}
 	if o.Headroom <= 0 || o.Headroom > 1 {
 		o.Headroom = DefaultHeadroom
@@ -120,12 +153,14 @@ func (o *BatcherOptions) withDefaults(info *ModelInfo) {
 // Stats are the batcher's counters since it started.
 type Stats struct {
 	Batches       int64
-	Chunks        int64         // stream chunks decoded
-	BatchSizes    map[int]int64 // batches by size
-	Faults        int64         // failed or timed-out steps
+	Chunks        int64                 // stream chunks decoded
+	BatchSizes    map[int]int64         // batches by size
+	BatchTime     map[int]time.Duration // time in successful steps, by batch size
+	Faults        int64                 // failed or timed-out steps
 	Timeouts      int64
 	Retries       int64
 	Fallbacks     int64 // engines moved to the CPU provider (failures, or CUDA unavailable)
+	Recoveries    int64 // engines back on their device after a fallback
 	DroppedFrames int64 // feature frames dropped on overflow
 	ActiveStreams int
 	Healthy       bool
@@ -147,13 +182,15 @@ type Batcher struct {
 	stats   Stats
 	wake    chan struct{}
 
-	fbank   *fbankTables
-	workers []*worker
-	freed   chan *worker
-	quit    chan struct{}
-	wg      sync.WaitGroup
-	dropped atomic.Int64
-	cost    atomic.Int64 // per-stream step time at full batches, ns (EWMA); 0: not measured yet
+	fbank             *fbankTables
+	workers           []*worker
+	freed             chan *worker
+	quit              chan struct{}
+	wg                sync.WaitGroup
+	dropped           atomic.Int64
+	cost              atomic.Int64 // per-stream step time at full batches, ns (EWMA); 0: not measured yet
+	epoch             time.Time    // Stream.readyAt counts from here
+	chunkLat, stepLat latencyHist
 
 	calibrating atomic.Bool // steps go to calSamples, not the EWMA
 	calMu       sync.Mutex
@@ -187,14 +224,15 @@ func NewBatcher(info *ModelInfo, opts BatcherOptions) (*Batcher, error) {
 		return nil, err
 	}
 	b := &Batcher{
-		fbank: tables,
-		info:  info, opts: opts,
+		fbank: tables, epoch: time.Now(),
+		info: info, opts: opts,
 		streams: map[*Stream]struct{}{},
 		wake:    make(chan struct{}, 1),
 		freed:   make(chan *worker, opts.Workers),
 		quit:    make(chan struct{}),
 	}
 	b.stats.BatchSizes = map[int]int64{}
+	b.stats.BatchTime = map[int]time.Duration{}
 	b.stats.Healthy = true
 	for i := range opts.Workers {
 		w, err := newWorker(b, i)
@@ -289,10 +327,8 @@ func (b *Batcher) Stats() Stats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.stats
-	s.BatchSizes = make(map[int]int64, len(b.stats.BatchSizes))
-	for k, v := range b.stats.BatchSizes {
-		s.BatchSizes[k] = v
-	}
+	s.BatchSizes = maps.Clone(b.stats.BatchSizes)
+	s.BatchTime = maps.Clone(b.stats.BatchTime)
 	s.ActiveStreams = len(b.streams)
 	s.DroppedFrames = b.dropped.Load()
 	return s
@@ -303,6 +339,7 @@ func (b *Batcher) countDropped(frames int64) { b.dropped.Add(frames) }
 // enqueue puts a stream in the ready queue (the caller set s.queued) or,
 // for a finished stream with nothing left to decode, finalizes it.
 func (b *Batcher) enqueue(s *Stream) {
+	s.readyAt.Store(int64(time.Since(b.epoch)))
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -484,14 +521,35 @@ func (b *Batcher) afterStep(streams []*Stream) {
 	}
 }
 
-func (b *Batcher) record(n int, d time.Duration) {
+// ChunkLatency is the histogram, since start, of the time from a stream's
+// chunk being ready (queued) to its step committed.
+func (b *Batcher) ChunkLatency() Latency { return b.chunkLat.snapshot() }
+
+// StepLatency is the histogram, since start, of successful steps' times.
+func (b *Batcher) StepLatency() Latency { return b.stepLat.snapshot() }
+
+func (b *Batcher) record(job []*Stream, d time.Duration) {
+	n := len(job)
 	b.observe(n, d)
+	b.stepLat.add(d)
+	now := int64(time.Since(b.epoch))
+	for _, s := range job {
+		b.chunkLat.add(time.Duration(now - s.readyAt.Load()))
+	}
 	b.mu.Lock()
 	b.stats.Batches++
 	b.stats.Chunks += int64(n)
 	b.stats.BatchSizes[n]++
+	b.stats.BatchTime[n] += d
 	b.stats.StepTime += d
 	b.stats.Healthy = true
+	b.mu.Unlock()
+}
+
+// recovered counts an engine back on its device.
+func (b *Batcher) recovered() {
+	b.mu.Lock()
+	b.stats.Recoveries++
 	b.mu.Unlock()
 }
 

@@ -75,6 +75,44 @@ func TestBatcherTranscribesTestWavs(t *testing.T) {
 	if st.BatchSizes[3] == 0 {
 		t.Errorf("no batch of 3 streams: %v", st.BatchSizes)
 	}
+	// Every step and every chunk is timed.
+	var sum time.Duration
+	for _, d := range st.BatchTime {
+		sum += d
+	}
+	chunks, steps := b.ChunkLatency(), b.StepLatency()
+	if sum != st.StepTime || chunks.N() != st.Chunks || steps.N() != st.Batches {
+		t.Errorf("step time %v by size %v; %d chunk latencies for %d chunks, %d step times for %d steps",
+			st.StepTime, sum, chunks.N(), st.Chunks, steps.N(), st.Batches)
+	}
+	if p := chunks.Quantile(0.95); p < steps.Quantile(0.5) || p > time.Minute {
+		t.Errorf("chunk latency p95 %v, step time median %v", p, steps.Quantile(0.5))
+	}
+}
+
+func TestLatencyQuantile(t *testing.T) {
+	var h latencyHist
+	if (Latency{}).Quantile(0.5) != 0 {
+		t.Error("empty histogram has a quantile")
+	}
+	for ms := 1; ms <= 100; ms++ {
+		h.add(time.Duration(ms)*time.Millisecond - time.Microsecond)
+	}
+	h.add(time.Hour)
+	l := h.snapshot()
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 51 * time.Millisecond}, {0.95, 96 * time.Millisecond}, {0, time.Millisecond}, {1, LatencySpan + time.Millisecond}} {
+		if got := l.Quantile(c.q); got != c.want {
+			t.Errorf("q%.2f: %v, want %v", c.q, got, c.want)
+		}
+	}
+	before := l
+	h.add(3 * time.Millisecond)
+	if d := h.snapshot().Sub(before); d.N() != 1 || d.Quantile(0.5) != 4*time.Millisecond {
+		t.Errorf("difference: %d, q50 %v", d.N(), d.Quantile(0.5))
+	}
 }
 
 // Batching never changes a result: each stream decoded alone gives the same

@@ -15,9 +15,12 @@ type faultPlan struct {
 	fail     map[int64]bool
 	hang     map[int64]bool
 	hardHang map[int64]bool
-	// cudaFailures: engines opened with provider "cuda" fail every call,
-	// as a lost device would.
-	engines atomic.Int64
+	// Engines opened with provider "cuda" fail every call, as a lost
+	// device would, until deviceUp; with refuseCUDA they do not open at
+	// all (NewEngine's fallback: a CPU engine) until then.
+	engines    atomic.Int64
+	deviceUp   atomic.Bool
+	refuseCUDA bool
 }
 
 type faultEngine struct {
@@ -31,7 +34,7 @@ type faultEngine struct {
 var errInjected = errors.New("injected fault")
 
 func (e *faultEngine) check() error {
-	if e.provider == "cuda" {
+	if e.provider == "cuda" && !e.plan.deviceUp.Load() {
 		return errInjected
 	}
 	n := e.plan.calls.Add(1)
@@ -84,7 +87,7 @@ func (p *faultPlan) open(info *ModelInfo, opts EngineOptions) (Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	if want == "" {
+	if want == "" || (want == "cuda" && p.refuseCUDA && !p.deviceUp.Load()) {
 		want = "cpu"
 	}
 	return &faultEngine{Engine: eng, plan: p, provider: want, abort: make(chan struct{})}, nil
@@ -182,6 +185,60 @@ func TestLostDeviceFallsBackToCPU(t *testing.T) {
 	st := b.Stats()
 	if st.Fallbacks != 1 || st.Faults != 2 /* the two failed CUDA steps */ || !st.Healthy || b.Provider() != "cpu" {
 		t.Errorf("fallbacks %d faults %d healthy %v provider %s", st.Fallbacks, st.Faults, st.Healthy, b.Provider())
+	}
+}
+
+// An engine that could not start on its device tries it again after
+// GPURetry and moves back when it opens; nothing is lost on the way.
+func TestDeviceComesBack(t *testing.T) {
+	names, sigs := loadTestWavs(t)
+	plan := &faultPlan{refuseCUDA: true}
+	opts := BatcherOptions{NewEngine: plan.open, Workers: 1, GPURetry: 200 * time.Millisecond,
+		Engine: EngineOptions{Provider: "cuda"}}
+	b := newTestBatcher(t, ModelFiles{}, opts)
+	if st := b.Stats(); st.Fallbacks != 1 || b.Provider() != "cpu" {
+		t.Fatalf("device down at start: fallbacks %d, provider %s", st.Fallbacks, b.Provider())
+	}
+	check := func(when string) {
+		got := decodeWithin(t, b, sigs, time.Minute)
+		for i, n := range names {
+			if text := FinalText(got[i]); text != testWavTexts[n] {
+				t.Errorf("%s: %s: %q", when, n, text)
+			}
+		}
+	}
+	check("device down")
+	if st := b.Stats(); st.Recoveries != 0 || b.Provider() != "cpu" {
+		t.Fatalf("device still down: recoveries %d, provider %s", st.Recoveries, b.Provider())
+	}
+	plan.deviceUp.Store(true)
+	time.Sleep(300 * time.Millisecond)
+	check("device back")
+	if st := b.Stats(); st.Recoveries != 1 || st.Faults != 0 || b.Provider() != "cuda" {
+		t.Errorf("device back: recoveries %d faults %d provider %s", st.Recoveries, st.Faults, b.Provider())
+	}
+}
+
+// Engines are spread over the devices named.
+func TestEnginesSpreadOverDevices(t *testing.T) {
+	var mu sync.Mutex
+	devices := map[int]int{}
+	open := func(info *ModelInfo, o EngineOptions) (Engine, error) {
+		mu.Lock()
+		devices[o.DeviceID]++
+		mu.Unlock()
+		o.Provider = "cpu"
+		return NewEngine(info, o)
+	}
+	b := newTestBatcher(t, ModelFiles{}, BatcherOptions{NewEngine: open, DeviceIDs: []int{2, 5},
+		Engine: EngineOptions{Provider: "cuda"}})
+	mu.Lock()
+	defer mu.Unlock()
+	if b.Workers() != 2*DefaultCUDAEnginesPerDevice || devices[2] != DefaultCUDAEnginesPerDevice || devices[5] != DefaultCUDAEnginesPerDevice {
+		t.Errorf("%d workers, engines by device %v", b.Workers(), devices)
+	}
+	if b.opts.MaxBatch != DefaultCUDAMaxBatch || b.opts.MaxWait != DefaultCUDAMaxWait {
+		t.Errorf("CUDA batch %d wait %v", b.opts.MaxBatch, b.opts.MaxWait)
 	}
 }
 

@@ -3,6 +3,7 @@ package asr
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // ResultKind tells a partial from a final result.
@@ -70,9 +71,10 @@ type Stream struct {
 	fbank      *Fbank
 	feats      []float32 // frames [featStart, featStart+len/dim)
 	featStart  int64
-	processed  int64 // first frame of the next chunk
-	finishing  bool  // Finish called
-	queued     bool  // in the batcher's ready queue or in a batch
+	processed  int64        // first frame of the next chunk
+	finishing  bool         // Finish called
+	queued     bool         // in the batcher's ready queue or in a batch
+	readyAt    atomic.Int64 // when last queued, since the batcher's epoch (ns)
 	closed     bool
 	dropped    int64 // frames dropped on overflow
 	segDropped int64 // dropped when the open utterance began

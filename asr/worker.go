@@ -23,6 +23,9 @@ type worker struct {
 	r        *runner
 	failures int // consecutive failed steps
 	opts     EngineOptions
+	want     string       // the provider asked for; opts.Provider is the one in use
+	cpuSince time.Time    // when the engine last moved to (or last retried from) CPU
+	inUse    atomic.Value // string: the running engine's provider, read by any goroutine
 	timer    *time.Timer
 	vad      *VAD // endpoint mode vad; run in commit, on the worker
 	ends     []stepEnd
@@ -61,6 +64,9 @@ type scratch struct {
 func newWorker(b *Batcher, id int) (*worker, error) {
 	w := &worker{b: b, id: id, jobs: make(chan []*Stream, 1), opts: b.opts.Engine,
 		timer: time.NewTimer(time.Hour)}
+	w.opts.DeviceID = b.opts.DeviceIDs[id%len(b.opts.DeviceIDs)]
+	w.want = w.opts.Provider
+	w.inUse.Store(w.opts.Provider)
 	w.timer.Stop()
 	r, err := w.newRunner()
 	if err != nil {
@@ -78,12 +84,8 @@ func newWorker(b *Batcher, id int) (*worker, error) {
 	return w, nil
 }
 
-func (w *worker) provider() string {
-	if w.r != nil {
-		return w.r.eng.Provider()
-	}
-	return w.opts.Provider
-}
+// provider is the running engine's provider; safe from any goroutine.
+func (w *worker) provider() string { return w.inUse.Load().(string) }
 
 func (w *worker) newRunner() (*runner, error) {
 	eng, err := w.b.opts.NewEngine(w.b.info, w.opts)
@@ -94,10 +96,43 @@ func (w *worker) newRunner() (*runner, error) {
 		// The engine started on another provider (CUDA could not start).
 		w.b.fault(false, false, true)
 		w.opts.Provider = eng.Provider()
+		w.cpuSince = time.Now()
 	}
+	return w.start(eng), nil
+}
+
+func (w *worker) start(eng Engine) *runner {
 	r := &runner{eng: eng, in: make(chan []*Stream, 1), out: make(chan error, 1)}
+	w.inUse.Store(eng.Provider())
 	go r.loop(w.b.info)
-	return r, nil
+	return r
+}
+
+// retryDevice moves an engine that fell back to CPU onto its device again
+// once GPURetry has passed since the fallback (or the last try): the device
+// may have come back. Between steps, on the worker.
+func (w *worker) retryDevice() {
+	if w.want == "" || w.want == "cpu" || w.opts.Provider == w.want || time.Since(w.cpuSince) < w.b.opts.GPURetry {
+		return
+	}
+	w.cpuSince = time.Now()
+	opts := w.opts
+	opts.Provider = w.want
+	eng, err := w.b.opts.NewEngine(w.b.info, opts)
+	if err != nil {
+		return
+	}
+	if eng.Provider() != w.want { // still unavailable (NewEngine fell back)
+		eng.Close()
+		return
+	}
+	w.b.opts.Logger.Info("asr: engine back on its device", "worker", w.id, "provider", w.want, "device", opts.DeviceID)
+	if w.r != nil {
+		w.r.abandon()
+	}
+	w.opts, w.failures = opts, 0
+	w.r = w.start(eng)
+	w.b.recovered()
 }
 
 // abandon lets the runner go: an engine call in progress is aborted, and
@@ -149,6 +184,7 @@ func (w *worker) loop() {
 // run decodes one batch, retrying until it succeeds or the batcher closes.
 func (w *worker) run(job []*Stream) bool {
 	b := w.b
+	w.retryDevice()
 	for {
 		if w.r == nil {
 			r, err := w.newRunner()
@@ -179,7 +215,7 @@ func (w *worker) run(job []*Stream) bool {
 		}
 		if err == nil && !timedOut {
 			w.commit(job)
-			b.record(len(job), time.Since(start))
+			b.record(job, time.Since(start))
 			w.failures = 0
 			return true
 		}
@@ -193,6 +229,7 @@ func (w *worker) run(job []*Stream) bool {
 		if fallback {
 			b.opts.Logger.Warn("asr: falling back to the CPU provider", "worker", w.id, "from", w.opts.Provider)
 			w.opts.Provider = "cpu"
+			w.cpuSince = time.Now()
 		}
 		if w.failures >= b.opts.FallbackAfter {
 			b.setHealthy(false)

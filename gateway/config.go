@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -125,6 +126,8 @@ type ASRConfig struct {
 	Joiner       string             `yaml:"joiner"`
 	ORTLib       string             `yaml:"ort_lib"`
 	Provider     string             `yaml:"provider"`
+	DeviceIDs    []int              `yaml:"device_ids"`
+	GPURetry     time.Duration      `yaml:"gpu_retry"`
 	Threads      int                `yaml:"threads"`
 	MaxBatch     int                `yaml:"max_batch"`
 	MaxWait      time.Duration      `yaml:"max_wait"`
@@ -196,7 +199,7 @@ func Defaults() Config {
 			Realm: sip.DefaultRealm, MinSE: sip.DefaultMinSE, AckTimeout: sip.DefaultAckTimeout, InviteRate: 100, InviteBurst: 400,
 			TCPIdleTimeout: sip.DefaultTCPIdleTimeout, TCPMaxPerSource: sip.DefaultTCPMaxPerSource, CarryHeaders: sip.DefaultCarryHeaders(),
 			ReorderMs: 60, AgentAORs: []string{}},
-		ASR: ASRConfig{Provider: "cpu", Threads: 1, MaxBatch: asr.DefaultMaxBatch, MaxWait: asr.DefaultMaxWait,
+		ASR: ASRConfig{Provider: "cpu", DeviceIDs: []int{}, GPURetry: asr.DefaultGPURetry, Threads: 1,
 			RunTimeout: asr.DefaultRunTimeout, FinalTimeout: 30 * time.Second, MaxStreams: "auto", MaxLag: DefaultMaxLag,
 			Headroom: asr.DefaultHeadroom, Decoding: asr.Greedy, ActivePaths: asr.DefaultActivePaths, HotwordScore: asr.DefaultHotwordsScore, Hotwords: []string{}, Keywords: []string{}, Endpoint: asr.DefaultEndpointConfig()},
 		Redis: RedisConfig{Addr: transcript.DefaultAddr, Prefix: transcript.DefaultPrefix, Shards: 1,
@@ -378,7 +381,8 @@ func (c *Config) Validate() error {
 		{"sip.max_unacked_per_source", c.SIP.MaxUnackedPerSrc >= 0}, {"sip.tcp_idle_timeout", c.SIP.TCPIdleTimeout > 0}, {"sip.tcp_max_per_source", c.SIP.TCPMaxPerSource > 0},
 		{"sip.invite_rate", c.SIP.InviteRate >= 0}, {"sip.invite_burst", c.SIP.InviteBurst >= 0},
 		{"webrtc.offer_rate", c.WebRTC.OfferRate >= 0}, {"webrtc.offer_burst", c.WebRTC.OfferBurst >= 0},
-		{"asr.threads", c.ASR.Threads > 0}, {"asr.max_batch", c.ASR.MaxBatch > 0}, {"asr.max_wait", c.ASR.MaxWait > 0},
+		{"asr.threads", c.ASR.Threads > 0}, {"asr.max_batch", c.ASR.MaxBatch >= 0}, {"asr.max_wait", c.ASR.MaxWait >= 0},
+		{"asr.gpu_retry", c.ASR.GPURetry > 0}, {"asr.device_ids", !slices.ContainsFunc(c.ASR.DeviceIDs, func(d int) bool { return d < 0 })},
 		{"asr.workers", c.ASR.Workers >= 0}, {"asr.run_timeout", c.ASR.RunTimeout > 0},
 		{"redis.shards", c.Redis.Shards > 0}, {"redis.call_maxlen", c.Redis.CallMaxLen > 0},
 		{"redis.firehose_maxlen", c.Redis.FirehoseMaxLen > 0}, {"redis.expire", c.Redis.Expire > 0},

@@ -69,7 +69,7 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := asr.InitRuntime(cfg.ASR.ORTLib); err != nil {
+	if err := asr.InitRuntime(cfg.ASR.ORTLib, cfg.ASR.Provider); err != nil {
 		return nil, err
 	}
 	a := cfg.ASR
@@ -80,6 +80,7 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 	s.batcher, err = asr.NewBatcher(info, asr.BatcherOptions{MaxBatch: a.MaxBatch, MaxWait: a.MaxWait, Workers: a.Workers,
 		RunTimeout: a.RunTimeout, Endpoint: a.Endpoint, Logger: log, Headroom: a.Headroom, Calibrate: true,
 		Decoding: a.Decoding, ActivePaths: a.ActivePaths, VADModel: a.VADModel,
+		DeviceIDs: a.DeviceIDs, GPURetry: a.GPURetry,
 		Engine: asr.EngineOptions{Provider: a.Provider, Threads: a.Threads}})
 	if err != nil {
 		return nil, err
@@ -266,6 +267,9 @@ func (s *Service) SIPAddrs() []net.Addr { return s.sip.Addrs() }
 
 // HTTPAddr is the bound HTTP address.
 func (s *Service) HTTPAddr() net.Addr { return s.hl.Addr() }
+
+// RuntimePath is the ONNX Runtime library the recognizer runs on.
+func (s *Service) RuntimePath() string { return asr.RuntimePath() }
 
 // Provider is the recognizer's execution provider.
 func (s *Service) Provider() string { return s.batcher.Provider() }

@@ -112,7 +112,7 @@ func serve(cfg gateway.Config, log *slog.Logger) error {
 	}
 	defer svc.Close()
 	log.Info("callscribe: serving", "sip", svc.SIPAddrs(), "http", svc.HTTPAddr().String(), "redis", cfg.Redis.Addr,
-		"model", cfg.ASR.ModelDir, "provider", svc.Provider(), "instance", cfg.InstanceName())
+		"model", cfg.ASR.ModelDir, "provider", svc.Provider(), "onnxruntime", svc.RuntimePath(), "instance", cfg.InstanceName())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
