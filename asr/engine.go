@@ -86,7 +86,9 @@ type ortEngine struct {
 	headCap     int
 	headBacking *Batch
 	heads       map[int]*tensorSet
-	closeMu     sync.Once
+	// closeMu orders Abort (any goroutine) against Close (the owner).
+	closeMu sync.Mutex
+	closed  bool
 }
 
 // tensorSet is the ORT values of one batch size, over the engine's backing arrays.
@@ -334,7 +336,13 @@ func (s *tensorSet) destroy() {
 	}
 }
 
+// ErrEngineClosed is returned by a run on a closed engine.
+var ErrEngineClosed = errors.New("asr: engine closed")
+
 func (e *ortEngine) runOn(sess *ort.DynamicAdvancedSession, b *Batch, pick func(*tensorSet) ([]ort.Value, []ort.Value)) error {
+	if e.closed { // Close is the owner's, like this call
+		return ErrEngineClosed
+	}
 	s, ok := e.sets[b.N]
 	if !ok || &s.batch != b {
 		if s, ok = e.heads[b.N]; !ok || &s.batch != b {
@@ -363,27 +371,34 @@ func (e *ortEngine) Join(b *Batch) error {
 // Abort asks ONNX Runtime to stop the run in progress; the engine is not
 // used again after it (the batcher opens a fresh one).
 func (e *ortEngine) Abort() {
-	if e.run != nil {
+	e.closeMu.Lock()
+	defer e.closeMu.Unlock()
+	if e.run != nil && !e.closed {
 		e.run.Terminate()
 	}
 }
 
+// Close releases the sessions and tensors; idempotent.
 func (e *ortEngine) Close() error {
-	e.closeMu.Do(func() {
-		for _, s := range e.sets {
-			s.destroy()
+	e.closeMu.Lock()
+	defer e.closeMu.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	for _, s := range e.sets {
+		s.destroy()
+	}
+	for _, s := range e.heads {
+		s.destroy()
+	}
+	for _, s := range []*ort.DynamicAdvancedSession{e.enc, e.dec, e.join} {
+		if s != nil {
+			s.Destroy()
 		}
-		for _, s := range e.heads {
-			s.destroy()
-		}
-		for _, s := range []*ort.DynamicAdvancedSession{e.enc, e.dec, e.join} {
-			if s != nil {
-				s.Destroy()
-			}
-		}
-		if e.run != nil {
-			e.run.Destroy()
-		}
-	})
+	}
+	if e.run != nil {
+		e.run.Destroy()
+	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -42,6 +43,15 @@ type options struct {
 	threads  int
 	workers  int
 	decoding string
+	provider string
+	devices  []int
+	maxWait  time.Duration
+	// Real-time mode (realtime.go) and the fault run (faults.go).
+	batches   []int
+	seconds   float64
+	find      bool
+	findSteps int
+	faults    int
 }
 
 func main() {
@@ -57,8 +67,36 @@ func main() {
 	flag.IntVar(&o.threads, "threads", 1, "intra-op threads per Callscribe worker")
 	flag.IntVar(&o.workers, "workers", 0, "Callscribe workers (default: -cores)")
 	flag.StringVar(&o.decoding, "decoding", asr.Greedy, "decoding method, on both sides: "+asr.Greedy+" or "+asr.ModifiedBeamSearch+" (4 active paths)")
+	flag.StringVar(&o.provider, "provider", "cpu", "Callscribe's execution provider: cpu or cuda (with cuda, texts are compared with a CPU run)")
+	devices := flag.String("device-ids", "", "CUDA devices, comma-separated (default 0)")
+	flag.DurationVar(&o.maxWait, "max-wait", 0, "Callscribe's batch wait (default: by provider)")
 	hotwords := flag.Bool("hotwords", false, "measure hotwords instead (espeak-ng speech of 24 phrases the model does not know)")
+	realtime := flag.Bool("realtime", false, "measure real-time serving instead: -streams paced streams, chunk latency, step time, host CPU")
+	batches := flag.String("batches", "", "real-time mode: the largest batches to try, comma-separated (default -max-batch)")
+	flag.Float64Var(&o.seconds, "seconds", 15, "real-time mode: seconds per trial (the first 3 not measured)")
+	flag.BoolVar(&o.find, "find", false, "real-time mode: from -streams, double the streams while they are served in real time, then bisect")
+	flag.IntVar(&o.findSteps, "find-steps", 2, "real-time mode: bisection steps after the doubling")
+	flag.IntVar(&o.faults, "faults", 0, "fault run instead: destroy the engine under a running batch every this many decoder calls (and hang every 3×), compare texts with a clean run")
 	flag.Parse()
+	var err error
+	if o.devices, err = intList(*devices); err != nil {
+		fmt.Fprintf(os.Stderr, "callscribe-bench: -device-ids: %v\n", err)
+		os.Exit(2)
+	}
+	if o.batches, err = intList(*batches); err != nil {
+		fmt.Fprintf(os.Stderr, "callscribe-bench: -batches: %v\n", err)
+		os.Exit(2)
+	}
+	if len(o.batches) == 0 {
+		o.batches = []int{o.maxBatch}
+	}
+	mode := run
+	switch {
+	case *realtime:
+		mode = realtimeBench
+	case o.faults > 0:
+		mode = faultBench
+	}
 	if *hotwords {
 		if err := hotwordEval(o, os.Stdout); err != nil {
 			fmt.Fprintf(os.Stderr, "callscribe-bench: %v\n", err)
@@ -66,10 +104,25 @@ func main() {
 		}
 		return
 	}
-	if err := run(o, os.Stdout); err != nil {
+	if err := mode(o, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "callscribe-bench: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+func intList(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%q is not a number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func modelDir(o options) string {
@@ -85,11 +138,9 @@ func modelDir(o options) string {
 // corpus returns the benchmark files as 16 kHz WAVs (written to tmp) and
 // their samples: the model's test WAVs and the parity corpus.
 func corpus(model, tmp string) ([]string, [][]float32, error) {
-	files, _ := filepath.Glob(filepath.Join(model, "test_wavs", "*.wav"))
-	more, _ := filepath.Glob("asr/testdata/parity/*.wav")
-	files = append(files, more...)
-	if len(files) == 0 {
-		return nil, nil, fmt.Errorf("no WAV files under %s", model)
+	files, err := globWAVs(model)
+	if err != nil {
+		return nil, nil, err
 	}
 	var paths []string
 	var sigs [][]float32
@@ -115,6 +166,18 @@ func corpus(model, tmp string) ([]string, [][]float32, error) {
 		sigs = append(sigs, back.Samples)
 	}
 	return paths, sigs, nil
+}
+
+// globWAVs lists the benchmark corpus: the model's test WAVs and the
+// parity corpus.
+func globWAVs(model string) ([]string, error) {
+	files, _ := filepath.Glob(filepath.Join(model, "test_wavs", "*.wav"))
+	more, _ := filepath.Glob("asr/testdata/parity/*.wav")
+	files = append(files, more...)
+	if len(files) == 0 {
+		return nil, fmt.Errorf("no WAV files under %s", model)
+	}
+	return files, nil
 }
 
 type result struct {
@@ -160,11 +223,11 @@ func run(o options, w io.Writer) error {
 		all = append(all, sigs[i%len(sigs)])
 		audio += time.Duration(len(sigs[i%len(sigs)])) * time.Second / 16000
 	}
-	if err := asr.InitRuntime("", "cpu"); err != nil {
+	if err := asr.InitRuntime("", o.provider); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "corpus: %d streams, %.1f s of audio, %d cores each side, ONNX Runtime %s\n\n",
-		o.streams, audio.Seconds(), o.cores, asr.RuntimeVersion())
+	fmt.Fprintf(w, "corpus: %d streams, %.1f s of audio, %d cores each side, ONNX Runtime %s (%s)\n\n",
+		o.streams, audio.Seconds(), o.cores, asr.RuntimeVersion(), asr.RuntimePath())
 	for _, enc := range strings.Split(o.encoders, ",") {
 		cs, err := runCallscribe(model, enc, all, o)
 		if err != nil {
@@ -172,6 +235,17 @@ func run(o options, w io.Writer) error {
 		}
 		cs.audio = audio
 		rows := []result{cs}
+		if o.provider != "cpu" { // the same files on CPU, same library
+			oc := o
+			oc.provider = "cpu"
+			cr, err := runCallscribe(model, enc, all, oc)
+			if err != nil {
+				return err
+			}
+			cr.audio, cr.name = audio, "callscribe/cpu"
+			rows = append(rows, cr)
+			defer fmt.Fprintf(w, "%s: %d of %d texts equal between %s and CPU\n", enc, equalTexts(cs.texts, cr.texts), len(cs.texts), cs.name)
+		}
 		if o.peer {
 			pr, err := runPeer(model, enc, files, o)
 			if err != nil {
@@ -179,13 +253,7 @@ func run(o options, w io.Writer) error {
 			}
 			pr.audio = audio
 			rows = append(rows, pr)
-			same := 0
-			for i := range cs.texts {
-				if cs.texts[i] == pr.texts[i] {
-					same++
-				}
-			}
-			defer fmt.Fprintf(w, "%s: %d of %d texts equal between Callscribe and the peer\n", enc, same, len(cs.texts))
+			defer fmt.Fprintf(w, "%s: %d of %d texts equal between Callscribe and the peer\n", enc, equalTexts(cs.texts, pr.texts), len(cs.texts))
 		}
 		fmt.Fprintf(w, "encoder %s\n", enc)
 		fmt.Fprintf(w, "  %-11s %9s %9s %8s %13s %12s %s\n", "", "wall s", "cpu s", "RTF", "streams/core", "audio s/s", "batches (size:count)")
@@ -193,13 +261,23 @@ func run(o options, w io.Writer) error {
 			fmt.Fprintf(w, "  %-11s %9.2f %9.2f %8.4f %13.1f %12.1f %s\n", r.name, r.wall.Seconds(), r.cpu.Seconds(),
 				r.rtf(), r.streamsPerCore(), r.throughput(), hist(r.batches))
 		}
-		if len(rows) == 2 {
+		if p := rows[len(rows)-1]; o.peer && len(rows) >= 2 {
 			fmt.Fprintf(w, "  throughput Callscribe / peer: %.2fx (cpu per audio second: %.2fx)\n",
-				rows[0].throughput()/rows[1].throughput(), rows[1].cpu.Seconds()/rows[0].cpu.Seconds())
+				rows[0].throughput()/p.throughput(), p.cpu.Seconds()/rows[0].cpu.Seconds())
 		}
 		fmt.Fprintf(w, "  memory per live stream: %d B (encoder state %d B, the rest decoder cache, features, fbank, hypothesis)\n\n", cs.ownB, cs.stateB)
 	}
 	return nil
+}
+
+func equalTexts(a, b []string) int {
+	same := 0
+	for i := range a {
+		if a[i] == b[i] {
+			same++
+		}
+	}
+	return same
 }
 
 func hist(m map[int]int64) string {
@@ -228,13 +306,19 @@ func runCallscribe(model, enc string, sigs [][]float32, o options) (result, erro
 	if workers <= 0 {
 		workers = o.cores
 	}
-	b, err := asr.NewBatcher(info, asr.BatcherOptions{MaxBatch: o.maxBatch, Workers: workers, Decoding: o.decoding,
-		Engine:   asr.EngineOptions{Threads: o.threads},
+	if o.provider != "cpu" && o.workers <= 0 {
+		workers = 0 // the provider's default
+	}
+	b, err := asr.NewBatcher(info, asr.BatcherOptions{MaxBatch: o.maxBatch, MaxWait: o.maxWait, Workers: workers, Decoding: o.decoding,
+		Engine: asr.EngineOptions{Threads: o.threads, Provider: o.provider}, DeviceIDs: o.devices,
 		Endpoint: asr.EndpointConfig{}, MaxBacklogMs: -1})
 	if err != nil {
 		return result{}, err
 	}
 	defer b.Close()
+	if b.Provider() != o.provider {
+		return result{}, fmt.Errorf("provider %s asked, engines run on %s", o.provider, b.Provider())
+	}
 	// Measured before the run on engines already grown by a warm-up, so the
 	// heap the streams add is their own.
 	if _, err := asr.DecodeAll(b, sigs[:min(len(sigs), 2*o.maxBatch)], 0); err != nil {
@@ -248,7 +332,7 @@ func runCallscribe(model, enc string, sigs [][]float32, o options) (result, erro
 	if err != nil {
 		return result{}, err
 	}
-	r := result{name: "callscribe", wall: time.Since(t0), cpu: cpuTime(syscall.RUSAGE_SELF) - c0,
+	r := result{name: "callscribe/" + o.provider, wall: time.Since(t0), cpu: cpuTime(syscall.RUSAGE_SELF) - c0,
 		batches: b.Stats().BatchSizes, stateB: info.StateBytes(), ownB: own}
 	for k, v := range before {
 		if r.batches[k] -= v; r.batches[k] == 0 {
