@@ -164,7 +164,9 @@ func stepSizes(sizes map[int]int64, times map[int]time.Duration) string {
 	for k := range sizes {
 		ks = append(ks, k)
 	}
-	sort.Slice(ks, func(i, j int) bool { return sizes[ks[i]] > sizes[ks[j]] || sizes[ks[i]] == sizes[ks[j]] && ks[i] > ks[j] })
+	sort.Slice(ks, func(i, j int) bool {
+		return sizes[ks[i]] > sizes[ks[j]] || sizes[ks[i]] == sizes[ks[j]] && ks[i] > ks[j]
+	})
 	var parts []string
 	for _, k := range ks[:min(len(ks), 4)] {
 		parts = append(parts, fmt.Sprintf("%d:%d@%.1f", k, sizes[k], float64(times[k].Microseconds())/1000/float64(sizes[k])))
