@@ -5,12 +5,17 @@ export CALLSCRIBE_ORT_LIB ?= $(ORT_LIB)
 GO ?= go
 BINS := callscribe callscribe-bench
 
-.PHONY: all setup build test test-short bench demo vet clean
+.PHONY: all setup setup-gpu build test test-short bench demo vet clean
 
 all: build
 
 setup:
 	scripts/setup
+
+# Setup and the CUDA build of ONNX Runtime (asr.provider: cuda); the tests
+# check that build loads and falls back to CPU where there is no GPU.
+setup-gpu:
+	scripts/setup --gpu
 
 $(ORT_LIB):
 	scripts/setup --ort-only
@@ -26,7 +31,7 @@ vet:
 # The full suite, under the race detector: unit and integration tests on the
 # real model and ONNX Runtime, then short fuzz runs (minimizing a new input
 # is cut at 1 s, or it alone would outlast the run).
-test: setup build vet
+test: setup-gpu build vet
 	$(GO) test -count=1 -race ./...
 	$(GO) test -run '^$$' -fuzz FuzzReadWAV -fuzztime 10s -fuzzminimizetime 1s ./media
 	$(GO) test -run '^$$' -fuzz FuzzLegRTP -fuzztime 10s -fuzzminimizetime 1s ./media

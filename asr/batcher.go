@@ -265,6 +265,15 @@ func (b *Batcher) Decoding() string { return b.opts.Decoding }
 // Provider is the execution provider of the first engine.
 func (b *Batcher) Provider() string { return b.workers[0].provider() }
 
+// Engines counts the engines by the provider they run on now.
+func (b *Batcher) Engines() map[string]int {
+	m := map[string]int{}
+	for _, w := range b.workers {
+		m[w.provider()]++
+	}
+	return m
+}
+
 // StreamOptions adjust one stream.
 type StreamOptions struct {
 	// MaxBacklogMs overrides the batcher's backlog bound: 0 keeps it, < 0

@@ -57,6 +57,7 @@ func registerMetrics(reg *prometheus.Registry, s *Service) {
 	counter("callscribe_asr_chunks_total", "Stream chunks decoded.", func() float64 { return float64(b.Stats().Chunks) })
 	counter("callscribe_asr_faults_total", "Failed or timed-out steps (retried).", func() float64 { return float64(b.Stats().Faults) })
 	counter("callscribe_asr_fallbacks_total", "Engines moved to the CPU provider.", func() float64 { return float64(b.Stats().Fallbacks) })
+	counter("callscribe_asr_recoveries_total", "Engines back on their GPU after a fallback (asr.gpu_retry).", func() float64 { return float64(b.Stats().Recoveries) })
 	counter("callscribe_asr_dropped_frames_total", "Feature frames dropped on overflow.", func() float64 { return float64(b.Stats().DroppedFrames) })
 	counter("callscribe_redis_published_total", "Events written to Redis.", func() float64 { return float64(pub.Stats().Published) })
 	counter("callscribe_redis_errors_total", "Failed Redis rounds.", func() float64 { return float64(pub.Stats().Errors) })
@@ -76,6 +77,7 @@ var (
 	rejectedDesc = prometheus.NewDesc("callscribe_calls_rejected_total",
 		"Calls refused (SIP 4xx/5xx to an INVITE, WHIP 4xx/5xx to an offer), by source and reason.", []string{"source", "reason"}, nil)
 	batchSizesDesc = prometheus.NewDesc("callscribe_asr_batches_by_size_total", "Encoder steps, by batch size.", []string{"size"}, nil)
+	enginesDesc    = prometheus.NewDesc("callscribe_asr_engines", "Engines by the execution provider they run on now.", []string{"provider"}, nil)
 )
 
 // callCounters exports the call registry's labelled counters.
@@ -107,13 +109,22 @@ func (m callCounters) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// batchSizes exports how many batches of each size ran.
+// batchSizes exports how many batches of each size ran, and the engines
+// by provider.
 type batchSizes struct{ s *Service }
 
-func (batchSizes) Describe(ch chan<- *prometheus.Desc) { ch <- batchSizesDesc }
+func (batchSizes) Describe(ch chan<- *prometheus.Desc) {
+	ch <- batchSizesDesc
+	ch <- enginesDesc
+}
 
 func (c batchSizes) Collect(ch chan<- prometheus.Metric) {
 	for size, n := range c.s.batcher.Stats().BatchSizes {
 		ch <- prometheus.MustNewConstMetric(batchSizesDesc, prometheus.CounterValue, float64(n), strconv.Itoa(size))
+	}
+	engines := c.s.batcher.Engines()
+	engines["cpu"] += 0 // present from the start
+	for provider, n := range engines {
+		ch <- prometheus.MustNewConstMetric(enginesDesc, prometheus.GaugeValue, float64(n), provider)
 	}
 }

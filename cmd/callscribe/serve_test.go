@@ -211,7 +211,8 @@ func TestServeWithoutRedisStartsNotReady(t *testing.T) {
 	body.ReadFrom(res.Body)
 	res.Body.Close()
 	for _, m := range []string{"callscribe_redis_spool_depth", "callscribe_calls_active 0", `callscribe_calls_ended_total{reason="timeout"} 0`,
-		"callscribe_rtp_lost_total", "callscribe_asr_step_seconds_total", "callscribe_redis_errors_total"} {
+		"callscribe_rtp_lost_total", "callscribe_asr_step_seconds_total", "callscribe_redis_errors_total",
+		`callscribe_asr_engines{provider="cpu"}`, "callscribe_asr_recoveries_total 0"} {
 		if !strings.Contains(body.String(), m) {
 			t.Errorf("metrics lack %s", m)
 		}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/callscribe/callscribe/asr"
@@ -46,7 +45,7 @@ func transcribeMain(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.ortLib, "ort-lib", "", "path of libonnxruntime.so (default: $"+asr.RuntimeLibEnv+" or the setup cache)")
 	fs.StringVar(&o.provider, "provider", "cpu", "execution provider: cpu or cuda")
 	fs.IntVar(&o.threads, "threads", 1, "intra-op threads per engine")
-	fs.IntVar(&o.maxBatch, "max-batch", asr.DefaultMaxBatch, "most streams per encoder call")
+	fs.IntVar(&o.maxBatch, "max-batch", 0, fmt.Sprintf("most streams per encoder call (default %d on cpu, %d on cuda)", asr.DefaultMaxBatch, asr.DefaultCUDAMaxBatch))
 	fs.IntVar(&o.workers, "workers", 0, "engines run in parallel (default: 1, or one per CPU for a batch-1 model)")
 	fs.BoolVar(&o.endpoint, "endpoint", true, "split utterances at endpoints")
 	fs.StringVar(&o.epMode, "endpoint-mode", asr.EndpointRules, "endpoints by the decoder's blanks (rules) or by Silero VAD (vad)")
@@ -193,9 +192,6 @@ func transcribe(files []string, o transcribeOptions) ([][]asr.Result, error) {
 	bo.Endpoint.Enabled = o.endpoint
 	bo.Endpoint.Mode = o.epMode
 	bo.Decoding, bo.ActivePaths = o.decoding, o.paths
-	if bo.Workers == 0 && info.MaxBatch > 0 {
-		bo.Workers = runtime.NumCPU()
-	}
 	b, err := asr.NewBatcher(info, bo)
 	if err != nil {
 		return nil, err

@@ -238,3 +238,36 @@ func TestTranscribePhrases(t *testing.T) {
 		t.Errorf("hotwords: exit %d: %s %s", code, out.String(), errb.String())
 	}
 }
+
+// With provider cuda, transcribe loads the GPU build of ONNX Runtime that
+// scripts/setup --gpu fetched (not the CPU one): on a machine without a
+// GPU its core gets as far as opening the CUDA provider next to it, and the
+// engines fall back to CPU with the texts of the CPU build; on a GPU they
+// run on CUDA with the same texts.
+func TestTranscribeOnTheGPUBuild(t *testing.T) {
+	wavs, _ := filepath.Glob(filepath.Join(testModelDir(t), "test_wavs", "*.wav"))
+	transcribe := func(provider string) (string, string) {
+		t.Helper()
+		cmd := exec.Command(os.Args[0], append([]string{"transcribe", "-provider", provider, "-model", testModelDir(t)}, wavs...)...)
+		cmd.Env = append(os.Environ(), "CALLSCRIBE_TEST_MAIN=1", asr.GPURuntimeLibEnv+"=")
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("transcribe -provider %s: %v\n%s", provider, err, errb.String())
+		}
+		return out.String(), errb.String()
+	}
+	cpu, _ := transcribe("cpu")
+	gpu, log := transcribe("cuda")
+	if gpu != cpu || strings.Count(cpu, "\n") != len(wavs) {
+		t.Errorf("texts on the GPU build:\n%s\non the CPU build:\n%s", gpu, cpu)
+	}
+	if !strings.Contains(log, "CUDA provider unavailable") {
+		t.Logf("ran on CUDA")
+		return
+	}
+	if strings.Contains(log, "not enabled in this build") || !strings.Contains(log, "onnxruntime-gpu") ||
+		!strings.Contains(log, "libonnxruntime_providers_cuda.so") {
+		t.Errorf("the CUDA provider was not tried from the GPU build (run scripts/setup --gpu):\n%s", log)
+	}
+}
