@@ -145,7 +145,10 @@ func newORTEngine(info *ModelInfo, opts EngineOptions) (*ortEngine, error) {
 			return nil, fmt.Errorf("asr: CUDA options: %w", err)
 		}
 		defer co.Destroy()
-		if err := co.Update(map[string]string{"device_id": fmt.Sprint(opts.DeviceID)}); err != nil {
+		// The batch size changes from step to step: an exhaustive cuDNN
+		// search for every new input shape would stall those steps.
+		if err := co.Update(map[string]string{"device_id": fmt.Sprint(opts.DeviceID),
+			"cudnn_conv_algo_search": "HEURISTIC"}); err != nil {
 			return nil, fmt.Errorf("asr: CUDA options: %w", err)
 		}
 		if err := so.AppendExecutionProviderCUDA(co); err != nil {
