@@ -2,6 +2,7 @@ package asr
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ type faultPlan struct {
 	fail     map[int64]bool
 	hang     map[int64]bool
 	hardHang map[int64]bool
+	destroy  map[int64]bool // the real engine closed under the batch, the call failed
 	// Engines opened with provider "cuda" fail every call, as a lost
 	// device would, until deviceUp; with refuseCUDA they do not open at
 	// all (NewEngine's fallback: a CPU engine) until then.
@@ -44,6 +46,12 @@ func (e *faultEngine) check() error {
 	case e.plan.hang[n]:
 		<-e.abort
 		return ErrAborted
+	case e.plan.destroy[n]:
+		e.Engine.Close()
+		if err := e.Engine.Decode(nil); !errors.Is(err, ErrEngineClosed) {
+			return fmt.Errorf("a closed engine ran: %v", err)
+		}
+		return errInjected
 	case e.plan.hardHang[n]:
 		time.Sleep(1500 * time.Millisecond) // a driver that ignores cancellation
 		return ErrAborted
@@ -138,6 +146,7 @@ func testFaultsLoseNothing(t *testing.T, decoding string) {
 
 	plan := &faultPlan{
 		fail:     set(1, 2, 40, 41, 42, 300, 301), // encoder and joiner calls fail, some in a row
+		destroy:  set(80, 500),                    // the engine's sessions destroyed mid-step
 		hang:     set(25, 150, 151, 600),          // calls hang until aborted
 		hardHang: set(400),                        // a call that ignores Abort
 	}
@@ -159,7 +168,7 @@ func testFaultsLoseNothing(t *testing.T, decoding string) {
 	}
 	st := b.Stats()
 	t.Logf("stats: %+v; engines opened %d", st, plan.engines.Load())
-	if st.Faults < 8 || st.Timeouts < 5 || st.Retries != st.Faults {
+	if st.Faults < 10 || st.Timeouts < 5 || st.Retries != st.Faults {
 		t.Errorf("faults %d timeouts %d retries %d", st.Faults, st.Timeouts, st.Retries)
 	}
 	if plan.engines.Load() < 1+st.Faults {

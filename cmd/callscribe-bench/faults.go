@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,7 +75,10 @@ func (p *faultPlan) open(info *asr.ModelInfo, o asr.EngineOptions) (asr.Engine, 
 }
 
 func faultBench(o options, w io.Writer) error {
-	model := modelDir(o)
+	model, enc, info, err := loadModel(o)
+	if err != nil {
+		return err
+	}
 	tmp, err := os.MkdirTemp("", "callscribe-bench")
 	if err != nil {
 		return err
@@ -90,22 +92,10 @@ func faultBench(o options, w io.Writer) error {
 	for i := range o.streams {
 		all = append(all, sigs[i%len(sigs)])
 	}
-	if err := asr.InitRuntime("", o.provider); err != nil {
-		return err
-	}
-	enc := strings.Split(o.encoders, ",")[0]
-	info, err := asr.LoadModelInfo(asr.ModelFiles{Dir: model, Encoder: enc})
-	if err != nil {
-		return err
-	}
 	decode := func(open func(*asr.ModelInfo, asr.EngineOptions) (asr.Engine, error)) ([]string, asr.Stats, string, time.Duration, error) {
-		workers := o.workers
-		if workers <= 0 && o.provider == "cpu" {
-			workers = o.cores
-		}
-		b, err := asr.NewBatcher(info, asr.BatcherOptions{MaxBatch: o.maxBatch, MaxWait: o.maxWait, Workers: workers,
-			Decoding: o.decoding, Engine: asr.EngineOptions{Threads: o.threads, Provider: o.provider},
-			DeviceIDs: o.devices, RunTimeout: 2 * time.Second, MaxBacklogMs: -1, NewEngine: open})
+		bo := batcherOptions(o, o.maxBatch)
+		bo.RunTimeout, bo.MaxBacklogMs, bo.NewEngine = 2*time.Second, -1, open
+		b, err := asr.NewBatcher(info, bo)
 		if err != nil {
 			return nil, asr.Stats{}, "", 0, err
 		}

@@ -270,6 +270,29 @@ func run(o options, w io.Writer) error {
 	return nil
 }
 
+// batcherOptions are Callscribe's batcher as the flags choose it: on CPU
+// one worker per -cores unless -workers, on a GPU the provider's default.
+func batcherOptions(o options, maxBatch int) asr.BatcherOptions {
+	workers := o.workers
+	if workers <= 0 && o.provider == "cpu" {
+		workers = o.cores
+	}
+	return asr.BatcherOptions{MaxBatch: maxBatch, MaxWait: o.maxWait, Workers: workers, Decoding: o.decoding,
+		Engine: asr.EngineOptions{Threads: o.threads, Provider: o.provider}, DeviceIDs: o.devices}
+}
+
+// loadModel starts ONNX Runtime for the provider and reads the model with
+// the first of -encoders.
+func loadModel(o options) (model, enc string, info *asr.ModelInfo, err error) {
+	model = modelDir(o)
+	if err = asr.InitRuntime("", o.provider); err != nil {
+		return "", "", nil, err
+	}
+	enc = strings.Split(o.encoders, ",")[0]
+	info, err = asr.LoadModelInfo(asr.ModelFiles{Dir: model, Encoder: enc})
+	return model, enc, info, err
+}
+
 func equalTexts(a, b []string) int {
 	same := 0
 	for i := range a {
@@ -302,16 +325,9 @@ func runCallscribe(model, enc string, sigs [][]float32, o options) (result, erro
 	if err != nil {
 		return result{}, err
 	}
-	workers := o.workers
-	if workers <= 0 {
-		workers = o.cores
-	}
-	if o.provider != "cpu" && o.workers <= 0 {
-		workers = 0 // the provider's default
-	}
-	b, err := asr.NewBatcher(info, asr.BatcherOptions{MaxBatch: o.maxBatch, MaxWait: o.maxWait, Workers: workers, Decoding: o.decoding,
-		Engine: asr.EngineOptions{Threads: o.threads, Provider: o.provider}, DeviceIDs: o.devices,
-		Endpoint: asr.EndpointConfig{}, MaxBacklogMs: -1})
+	bo := batcherOptions(o, o.maxBatch)
+	bo.MaxBacklogMs = -1
+	b, err := asr.NewBatcher(info, bo)
 	if err != nil {
 		return result{}, err
 	}

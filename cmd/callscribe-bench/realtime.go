@@ -45,12 +45,7 @@ func (t trial) keptUp(period time.Duration) bool {
 }
 
 func realtimeBench(o options, w io.Writer) error {
-	model := modelDir(o)
-	if err := asr.InitRuntime("", o.provider); err != nil {
-		return err
-	}
-	enc := strings.Split(o.encoders, ",")[0]
-	info, err := asr.LoadModelInfo(asr.ModelFiles{Dir: model, Encoder: enc})
+	model, enc, info, err := loadModel(o)
 	if err != nil {
 		return err
 	}
@@ -64,13 +59,9 @@ func realtimeBench(o options, w io.Writer) error {
 	fmt.Fprintf(w, "%9s %7s %7s %9s %9s %9s %9s %11s %9s %8s %s\n", "max_batch", "streams", "kept", "chunk p50", "chunk p95",
 		"step p50", "step p95", "cpu/stream", "dropped", "lag", "steps by size (size:count@mean ms)")
 	for _, mb := range o.batches {
-		workers := o.workers
-		if workers <= 0 && o.provider == "cpu" {
-			workers = o.cores
-		}
-		b, err := asr.NewBatcher(info, asr.BatcherOptions{MaxBatch: mb, MaxWait: o.maxWait, Workers: workers,
-			Decoding: o.decoding, Engine: asr.EngineOptions{Threads: o.threads, Provider: o.provider},
-			DeviceIDs: o.devices, Endpoint: asr.DefaultEndpointConfig(), Calibrate: true})
+		bo := batcherOptions(o, mb)
+		bo.Endpoint, bo.Calibrate = asr.DefaultEndpointConfig(), true
+		b, err := asr.NewBatcher(info, bo)
 		if err != nil {
 			return err
 		}
