@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -63,6 +64,10 @@ type EngineOptions struct {
 	Provider string
 	// DeviceID is the CUDA device; default 0.
 	DeviceID int
+	// CUDAOptions are ONNX Runtime CUDA provider options (gpu_mem_limit,
+	// arena_extend_strategy, ...), over ours: device_id and
+	// cudnn_conv_algo_search HEURISTIC.
+	CUDAOptions map[string]string
 	// Threads is the intra-op thread count per session; default 1.
 	Threads int
 	// Logger says when CUDA could not start; default slog.Default(). The
@@ -147,8 +152,10 @@ func newORTEngine(info *ModelInfo, opts EngineOptions) (*ortEngine, error) {
 		defer co.Destroy()
 		// The batch size changes from step to step: an exhaustive cuDNN
 		// search for every new input shape would stall those steps.
-		if err := co.Update(map[string]string{"device_id": fmt.Sprint(opts.DeviceID),
-			"cudnn_conv_algo_search": "HEURISTIC"}); err != nil {
+		m := map[string]string{"cudnn_conv_algo_search": "HEURISTIC"}
+		maps.Copy(m, opts.CUDAOptions)
+		m["device_id"] = fmt.Sprint(opts.DeviceID)
+		if err := co.Update(m); err != nil {
 			return nil, fmt.Errorf("asr: CUDA options: %w", err)
 		}
 		if err := so.AppendExecutionProviderCUDA(co); err != nil {

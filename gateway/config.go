@@ -127,6 +127,7 @@ type ASRConfig struct {
 	ORTLib       string             `yaml:"ort_lib"`
 	Provider     string             `yaml:"provider"`
 	DeviceIDs    []int              `yaml:"device_ids"`
+	CUDAOptions  map[string]string  `yaml:"cuda_options"`
 	GPURetry     time.Duration      `yaml:"gpu_retry"`
 	Threads      int                `yaml:"threads"`
 	MaxBatch     int                `yaml:"max_batch"`
@@ -199,7 +200,7 @@ func Defaults() Config {
 			Realm: sip.DefaultRealm, MinSE: sip.DefaultMinSE, AckTimeout: sip.DefaultAckTimeout, InviteRate: 100, InviteBurst: 400,
 			TCPIdleTimeout: sip.DefaultTCPIdleTimeout, TCPMaxPerSource: sip.DefaultTCPMaxPerSource, CarryHeaders: sip.DefaultCarryHeaders(),
 			ReorderMs: 60, AgentAORs: []string{}},
-		ASR: ASRConfig{Provider: "cpu", DeviceIDs: []int{}, GPURetry: asr.DefaultGPURetry, Threads: 1,
+		ASR: ASRConfig{Provider: "cpu", DeviceIDs: []int{}, CUDAOptions: map[string]string{}, GPURetry: asr.DefaultGPURetry, Threads: 1,
 			RunTimeout: asr.DefaultRunTimeout, FinalTimeout: 30 * time.Second, MaxStreams: "auto", MaxLag: DefaultMaxLag,
 			Headroom: asr.DefaultHeadroom, Decoding: asr.Greedy, ActivePaths: asr.DefaultActivePaths, HotwordScore: asr.DefaultHotwordsScore, Hotwords: []string{}, Keywords: []string{}, Endpoint: asr.DefaultEndpointConfig()},
 		Redis: RedisConfig{Addr: transcript.DefaultAddr, Prefix: transcript.DefaultPrefix, Shards: 1,

@@ -81,7 +81,7 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 		RunTimeout: a.RunTimeout, Endpoint: a.Endpoint, Logger: log, Headroom: a.Headroom, Calibrate: true,
 		Decoding: a.Decoding, ActivePaths: a.ActivePaths, VADModel: a.VADModel,
 		DeviceIDs: a.DeviceIDs, GPURetry: a.GPURetry,
-		Engine: asr.EngineOptions{Provider: a.Provider, Threads: a.Threads}})
+		Engine: asr.EngineOptions{Provider: a.Provider, Threads: a.Threads, CUDAOptions: a.CUDAOptions}})
 	if err != nil {
 		return nil, err
 	}
