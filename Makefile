@@ -33,6 +33,7 @@ vet:
 # is cut at 1 s, or it alone would outlast the run).
 test: setup-gpu build vet
 	$(GO) test -count=1 -race ./...
+	scripts/check-cuda-build
 	$(GO) test -run '^$$' -fuzz FuzzReadWAV -fuzztime 10s -fuzzminimizetime 1s ./media
 	$(GO) test -run '^$$' -fuzz FuzzLegRTP -fuzztime 10s -fuzzminimizetime 1s ./media
 	$(GO) test -run '^$$' -fuzz FuzzParseOffer -fuzztime 10s -fuzzminimizetime 1s ./sip
