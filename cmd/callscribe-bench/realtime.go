@@ -93,8 +93,8 @@ func realtimeBench(o options, w io.Writer) error {
 }
 
 // search runs one trial at o.streams, or with -find doubles from there
-// while the streams keep up and bisects the boundary; it returns the most
-// streams that kept up (0 if none).
+// while the streams keep up (halves while they do not), then bisects the
+// boundary; it returns the most streams that kept up (0 if none).
 func search(o options, try func(int) (bool, error)) (int, error) {
 	n := max(o.streams, 1)
 	ok, err := try(n)
@@ -108,10 +108,16 @@ func search(o options, try func(int) (bool, error)) (int, error) {
 	for {
 		if ok {
 			good = n
-			n *= 2
 		} else {
 			bad = n
+		}
+		if good > 0 && bad > 0 {
 			break
+		}
+		if ok {
+			n *= 2
+		} else if n /= 2; n == 0 {
+			return 0, nil
 		}
 		if ok, err = try(n); err != nil {
 			return good, err
