@@ -52,6 +52,8 @@ type options struct {
 	find      bool
 	findSteps int
 	faults    int
+	vad       bool
+	null      bool
 }
 
 func main() {
@@ -76,6 +78,8 @@ func main() {
 	flag.Float64Var(&o.seconds, "seconds", 15, "real-time mode: seconds per trial (the first 3 not measured)")
 	flag.BoolVar(&o.find, "find", false, "real-time mode: from -streams, double the streams while they are served in real time, then bisect")
 	flag.IntVar(&o.findSteps, "find-steps", 2, "real-time mode: bisection steps after the doubling")
+	flag.BoolVar(&o.vad, "vad", false, "real-time mode: endpoints by Silero VAD (run for every stream on the host)")
+	flag.BoolVar(&o.null, "null-engine", false, "real-time mode: engines that return at once (host-side cost alone: what feeding a device infinitely fast costs)")
 	flag.IntVar(&o.faults, "faults", 0, "fault run instead: destroy the engine under a running batch every this many decoder calls (and hang every 3×), compare texts with a clean run")
 	flag.Parse()
 	var err error

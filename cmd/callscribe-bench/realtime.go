@@ -55,12 +55,24 @@ func realtimeBench(o options, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "real time: encoder %s, provider %s, ONNX Runtime %s (%s), %d host cores, %.0f s trials (first 3 s not measured)\n",
 		enc, o.provider, asr.RuntimeVersion(), asr.RuntimePath(), runtime.NumCPU(), o.seconds)
+	if o.vad {
+		fmt.Fprintf(w, "endpoints by Silero VAD\n")
+	}
+	if o.null {
+		fmt.Fprintf(w, "null engines: the model is not run (every output blank); host-side cost alone\n")
+	}
 	fmt.Fprintf(w, "kept up: chunk latency p95 within one chunk period, no frame dropped, feeders on time\n\n")
 	fmt.Fprintf(w, "%9s %7s %7s %9s %9s %9s %9s %11s %9s %8s %s\n", "max_batch", "streams", "kept", "chunk p50", "chunk p95",
 		"step p50", "step p95", "cpu/stream", "dropped", "lag", "steps by size (size:count@mean ms)")
 	for _, mb := range o.batches {
 		bo := batcherOptions(o, mb)
 		bo.Endpoint, bo.Calibrate = asr.DefaultEndpointConfig(), true
+		if o.vad {
+			bo.Endpoint.Mode = asr.EndpointVAD
+		}
+		if o.null {
+			bo.NewEngine = openNull
+		}
 		b, err := asr.NewBatcher(info, bo)
 		if err != nil {
 			return err
@@ -274,4 +286,22 @@ func runTrial(b *asr.Batcher, speech []float32, n int, d time.Duration) (trial, 
 		s.Close()
 	}
 	return t, nil
+}
+
+// nullEngine has a real engine's buffers but runs nothing: every output
+// stays zero (blank), so a step costs only the host's side of it —
+// features, stacking states in and out, the search, committing.
+type nullEngine struct{ asr.Engine }
+
+func (nullEngine) Encode(*asr.Batch) error { return nil }
+func (nullEngine) Decode(*asr.Batch) error { return nil }
+func (nullEngine) Join(*asr.Batch) error   { return nil }
+
+func openNull(info *asr.ModelInfo, o asr.EngineOptions) (asr.Engine, error) {
+	o.Provider = "cpu"
+	eng, err := asr.NewEngine(info, o)
+	if err != nil {
+		return nil, err
+	}
+	return nullEngine{eng}, nil
 }
