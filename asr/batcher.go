@@ -199,6 +199,7 @@ type Batcher struct {
 
 // NewBatcher opens the engines and starts the dispatcher.
 func NewBatcher(info *ModelInfo, opts BatcherOptions) (*Batcher, error) {
+	asked := opts
 	opts.withDefaults(info)
 	if opts.Decoding != Greedy && opts.Decoding != ModifiedBeamSearch {
 		return nil, fmt.Errorf("asr: decoding %q: want %s or %s", opts.Decoding, Greedy, ModifiedBeamSearch)
@@ -228,15 +229,36 @@ func NewBatcher(info *ModelInfo, opts BatcherOptions) (*Batcher, error) {
 		info: info, opts: opts,
 		streams: map[*Stream]struct{}{},
 		wake:    make(chan struct{}, 1),
-		freed:   make(chan *worker, opts.Workers),
 		quit:    make(chan struct{}),
 	}
 	b.stats.BatchSizes = map[int]int64{}
 	b.stats.BatchTime = map[int]time.Duration{}
 	b.stats.Healthy = true
-	for i := range opts.Workers {
+	first, err := newWorker(b, 0)
+	if err != nil {
+		return nil, err
+	}
+	if asked.Engine.Provider == "cuda" && first.provider() != "cuda" {
+		// CUDA did not start at all: this run is a CPU recognizer, with the
+		// CPU's defaults for what was not set (two engines and batches of
+		// 256 suit a GPU, not the cores). A device lost while serving is
+		// another matter: its engines try it again every GPURetry.
+		cpu := asked
+		cpu.Engine.Provider = "cpu"
+		cpu.withDefaults(info)
+		b.opts.MaxBatch, b.opts.MaxWait, b.opts.Workers = cpu.MaxBatch, cpu.MaxWait, cpu.Workers
+		b.opts.Engine.Provider = "cpu"
+		first.want = "cpu"
+		b.opts.Logger.Warn("asr: CUDA did not start: running on CPU", "workers", b.opts.Workers, "max_batch", b.opts.MaxBatch)
+	}
+	b.freed = make(chan *worker, b.opts.Workers)
+	b.workers = append(b.workers, first)
+	b.freed <- first
+	for i := 1; i < b.opts.Workers; i++ {
 		w, err := newWorker(b, i)
 		if err != nil {
+			close(b.quit) // the workers started stop
+			b.wg.Wait()
 			for _, w := range b.workers {
 				w.close()
 			}
@@ -247,7 +269,7 @@ func NewBatcher(info *ModelInfo, opts BatcherOptions) (*Batcher, error) {
 	}
 	b.wg.Add(1)
 	go b.dispatch()
-	if opts.Calibrate {
+	if b.opts.Calibrate {
 		if err := b.calibrate(); err != nil {
 			b.Close()
 			return nil, err

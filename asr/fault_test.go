@@ -3,6 +3,7 @@ package asr
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -197,17 +198,16 @@ func TestLostDeviceFallsBackToCPU(t *testing.T) {
 	}
 }
 
-// An engine that could not start on its device tries it again after
-// GPURetry and moves back when it opens; nothing is lost on the way.
+// A device lost while serving: its engine moves to CPU after FallbackAfter
+// failed steps, tries the device every GPURetry, and moves back once it
+// opens again; nothing is lost on the way.
 func TestDeviceComesBack(t *testing.T) {
 	names, sigs := loadTestWavs(t)
 	plan := &faultPlan{refuseCUDA: true}
+	plan.deviceUp.Store(true)
 	opts := BatcherOptions{NewEngine: plan.open, Workers: 1, GPURetry: 200 * time.Millisecond,
 		Engine: EngineOptions{Provider: "cuda"}}
 	b := newTestBatcher(t, ModelFiles{}, opts)
-	if st := b.Stats(); st.Fallbacks != 1 || b.Provider() != "cpu" {
-		t.Fatalf("device down at start: fallbacks %d, provider %s", st.Fallbacks, b.Provider())
-	}
 	check := func(when string) {
 		got := decodeWithin(t, b, sigs, time.Minute)
 		for i, n := range names {
@@ -216,15 +216,39 @@ func TestDeviceComesBack(t *testing.T) {
 			}
 		}
 	}
-	check("device down")
-	if st := b.Stats(); st.Recoveries != 0 || b.Provider() != "cpu" {
-		t.Fatalf("device still down: recoveries %d, provider %s", st.Recoveries, b.Provider())
+	check("device up")
+	if st := b.Stats(); st.Fallbacks != 0 || b.Provider() != "cuda" {
+		t.Fatalf("device up: fallbacks %d, provider %s", st.Fallbacks, b.Provider())
+	}
+	plan.deviceUp.Store(false) // off the bus: calls fail, the device does not open
+	check("device lost")
+	// One failed step; the fresh engine could not open on the device.
+	if st := b.Stats(); st.Fallbacks != 1 || st.Faults != 1 || st.Recoveries != 0 || b.Provider() != "cpu" {
+		t.Fatalf("device lost: fallbacks %d faults %d recoveries %d, provider %s", st.Fallbacks, st.Faults, st.Recoveries, b.Provider())
 	}
 	plan.deviceUp.Store(true)
 	time.Sleep(300 * time.Millisecond)
 	check("device back")
-	if st := b.Stats(); st.Recoveries != 1 || st.Faults != 0 || b.Provider() != "cuda" {
+	if st := b.Stats(); st.Recoveries != 1 || st.Faults != 1 || b.Provider() != "cuda" {
 		t.Errorf("device back: recoveries %d faults %d provider %s", st.Recoveries, st.Faults, b.Provider())
+	}
+}
+
+// CUDA that does not start at all makes a CPU recognizer for the run, with
+// the CPU's defaults, and its engines do not try the device again.
+func TestNoDeviceAtStartRunsAsCPU(t *testing.T) {
+	plan := &faultPlan{refuseCUDA: true}
+	b := newTestBatcher(t, ModelFiles{}, BatcherOptions{NewEngine: plan.open, GPURetry: time.Millisecond,
+		Engine: EngineOptions{Provider: "cuda"}})
+	if b.Workers() != runtime.NumCPU() || b.opts.MaxBatch != DefaultMaxBatch || b.opts.MaxWait != DefaultMaxWait ||
+		b.Engines()["cpu"] != b.Workers() {
+		t.Errorf("workers %d, batch %d, wait %v, engines %v", b.Workers(), b.opts.MaxBatch, b.opts.MaxWait, b.Engines())
+	}
+	_, sigs := loadTestWavs(t)
+	plan.deviceUp.Store(true)
+	decodeWithin(t, b, sigs, time.Minute)
+	if st := b.Stats(); st.Recoveries != 0 || st.Fallbacks != 1 || b.Provider() != "cpu" {
+		t.Errorf("recoveries %d fallbacks %d provider %s", st.Recoveries, st.Fallbacks, b.Provider())
 	}
 }
 
@@ -232,12 +256,13 @@ func TestDeviceComesBack(t *testing.T) {
 func TestEnginesSpreadOverDevices(t *testing.T) {
 	var mu sync.Mutex
 	devices := map[int]int{}
+	plan := &faultPlan{}
+	plan.deviceUp.Store(true)
 	open := func(info *ModelInfo, o EngineOptions) (Engine, error) {
 		mu.Lock()
 		devices[o.DeviceID]++
 		mu.Unlock()
-		o.Provider = "cpu"
-		return NewEngine(info, o)
+		return plan.open(info, o)
 	}
 	b := newTestBatcher(t, ModelFiles{}, BatcherOptions{NewEngine: open, DeviceIDs: []int{2, 5},
 		Engine: EngineOptions{Provider: "cuda"}})
