@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -81,7 +82,22 @@ func main() {
 	flag.BoolVar(&o.vad, "vad", false, "real-time mode: endpoints by Silero VAD (run for every stream on the host)")
 	flag.BoolVar(&o.null, "null-engine", false, "real-time mode: engines that return at once (host-side cost alone: what feeding a device infinitely fast costs)")
 	flag.IntVar(&o.faults, "faults", 0, "fault run instead: destroy the engine under a running batch every this many decoder calls (and hang every 3×), compare texts with a clean run")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "callscribe-bench: -cpuprofile: %v\n", err)
+			os.Exit(2)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
 	var err error
 	if o.devices, err = intList(*devices); err != nil {
 		fmt.Fprintf(os.Stderr, "callscribe-bench: -device-ids: %v\n", err)
