@@ -1224,33 +1224,56 @@ func TestSessionTimerWeRefresh(t *testing.T) {
 	}
 }
 
+// inviteWithoutOffer starts a delayed-offer call: an INVITE without SDP,
+// answered with our offer in the 200.
+func inviteWithoutOffer(t *testing.T, ctx context.Context, addr string) *sipgo.DialogClientSession {
+	t.Helper()
+	sess, err := newUAC(t).dc.Invite(ctx, target(addr), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.Close() })
+	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return sess
+}
+
+// ackWithAnswer sends the ACK of a delayed-offer call with its SDP answer.
+func ackWithAnswer(t *testing.T, ctx context.Context, sess *sipgo.DialogClientSession, sdp []byte) {
+	t.Helper()
+	ack := sipmsg.NewRequest(sipmsg.ACK, sess.InviteResponse.Contact().Address)
+	ack.SetBody(sdp)
+	ack.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
+	if err := sess.WriteAck(ctx, ack); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// awaitSamples waits up to 3 s for n samples on the call's first leg and
+// returns what is there.
+func awaitSamples(c *Call, n int) []float32 {
+	for start := time.Now(); ringOf(c, 0).Len() < n && time.Since(start) < 3*time.Second; time.Sleep(10 * time.Millisecond) {
+	}
+	y := make([]float32, ringOf(c, 0).Len())
+	k, _ := ringOf(c, 0).Read(y)
+	return y[:k]
+}
+
 // A delayed offer (an INVITE without SDP, as Cisco trunks send): the 200
 // offers every codec, the ACK brings the answer (PCMA here), and the audio
 // sent with it arrives.
 func TestDelayedOffer(t *testing.T) {
 	_, rec, addr := startServer(t, Config{})
-	phone := newUAC(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	sess, err := phone.dc.Invite(ctx, target(addr), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	sess := inviteWithoutOffer(t, ctx, addr)
 	ours, err := ParseOffer(sess.InviteResponse.Body())
 	if err != nil || len(ours.Codecs) < 5 || ours.Direction != "recvonly" {
 		t.Fatalf("our offer: %+v %v\n%s", ours, err, sess.InviteResponse.Body())
 	}
 	a := rtpSocket(t)
-	ack := sipmsg.NewRequest(sipmsg.ACK, sess.InviteResponse.Contact().Address)
-	ack.SetBody(offer(a.LocalAddr().(*net.UDPAddr).Port, "8"))
-	ack.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
-	if err := sess.WriteAck(ctx, ack); err != nil {
-		t.Fatal(err)
-	}
+	ackWithAnswer(t, ctx, sess, offer(a.LocalAddr().(*net.UDPAddr).Port, "8"))
 	c := <-rec.startCh
 	p := make([]byte, 160)
 	for i := range p {
@@ -1262,12 +1285,9 @@ func TestDelayedOffer(t *testing.T) {
 		a.WriteToUDPAddrPort(b, ours.Addr)
 		time.Sleep(5 * time.Millisecond)
 	}
-	for start := time.Now(); ringOf(c, 0).Len() < 6000 && time.Since(start) < 3*time.Second; time.Sleep(10 * time.Millisecond) {
-	}
-	y := make([]float32, ringOf(c, 0).Len())
-	n, _ := ringOf(c, 0).Read(y)
-	if n < 6000 || peak(y[:n]) != 1000 {
-		t.Errorf("%d samples, peak %v Hz", n, peak(y[:n]))
+	y := awaitSamples(c, 6000)
+	if len(y) < 6000 || peak(y) != 1000 {
+		t.Errorf("%d samples, peak %v Hz", len(y), peak(y))
 	}
 	// A stranger's ACK naming the call, with an answer of its own, changes
 	// nothing.

@@ -299,17 +299,9 @@ func TestInfoPauseResume(t *testing.T) {
 // SRTP becomes audio.
 func TestDelayedOfferSRTPRequired(t *testing.T) {
 	_, rec, addr := startServer(t, Config{SRTP: SRTPRequired, Codecs: []string{"PCMU"}})
-	phone := newUAC(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	sess, err := phone.dc.Invite(ctx, target(addr), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	sess := inviteWithoutOffer(t, ctx, addr)
 	body := string(sess.InviteResponse.Body())
 	if !strings.Contains(body, "RTP/SAVP") {
 		t.Fatalf("our offer is not SRTP:\n%s", body)
@@ -320,22 +312,14 @@ func TestDelayedOfferSRTPRequired(t *testing.T) {
 	for i := range theirs.Key {
 		theirs.Key[i] = byte(7 * i)
 	}
-	ack := sipmsg.NewRequest(sipmsg.ACK, sess.InviteResponse.Contact().Address)
-	ack.SetBody(srtpOffer(conn.LocalAddr().(*net.UDPAddr).Port, []string{"RTP/SAVP"},
+	ackWithAnswer(t, ctx, sess, srtpOffer(conn.LocalAddr().(*net.UDPAddr).Port, []string{"RTP/SAVP"},
 		ours.Tag+" "+ours.Suite.Name+" inline:"+base64.StdEncoding.EncodeToString(theirs.Key)))
-	ack.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
-	if err := sess.WriteAck(ctx, ack); err != nil {
-		t.Fatal(err)
-	}
 	c := <-rec.startCh
 	var seq uint16
 	sendSRTPTone(t, conn, c.LocalRTP(), srtpContext(t, theirs), &seq, 1000, 600)
-	for start := time.Now(); ringOf(c, 0).Len() < 6000 && time.Since(start) < 3*time.Second; time.Sleep(10 * time.Millisecond) {
-	}
-	y := make([]float32, ringOf(c, 0).Len())
-	n, _ := ringOf(c, 0).Read(y)
-	if n < 6000 || peak(y[:n]) != 1000 || c.Legs[0].Leg.SRTP() == nil {
-		t.Errorf("%d samples, peak %v Hz, keyed %v: not the tone sent under the ACK's key", n, peak(y[:n]), c.Legs[0].Leg.SRTP() != nil)
+	y := awaitSamples(c, 6000)
+	if len(y) < 6000 || peak(y) != 1000 || c.Legs[0].Leg.SRTP() == nil {
+		t.Errorf("%d samples, peak %v Hz, keyed %v: not the tone sent under the ACK's key", len(y), peak(y), c.Legs[0].Leg.SRTP() != nil)
 	}
 	sess.Bye(ctx)
 	<-c.Done()
