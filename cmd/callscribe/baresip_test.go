@@ -218,8 +218,7 @@ func startTLSGateway(t *testing.T, redisAddr string, extra ...string) (*gatewayP
 	t.Helper()
 	certFile, keyFile := testcert.Write(t)
 	tlsAddr := freePort(t, "tcp")
-	config := filepath.Join(t.TempDir(), "tls.yaml")
-	os.WriteFile(config, []byte(fmt.Sprintf("sip:\n  tls: %q\n  tls_cert_file: %s\n  tls_key_file: %s\n", tlsAddr, certFile, keyFile)), 0o644)
+	config := configFile(t, fmt.Sprintf("sip:\n  tls: %q\n  tls_cert_file: %s\n  tls_key_file: %s\n", tlsAddr, certFile, keyFile))
 	g := startGateway(t, redisAddr, append([]string{"-config", config}, extra...)...)
 	g.waitReady(t, 200)
 	return g, tlsAddr, certFile
@@ -371,8 +370,7 @@ func startRTPEngine(t *testing.T) string {
 // (sip.srtp: off) RTP/AVP. The call is transcribed and ends with bye.
 func TestBaresipSRTPThroughRTPEngine(t *testing.T) {
 	rd := transcripttest.Start(t)
-	config := filepath.Join(t.TempDir(), "plain.yaml")
-	os.WriteFile(config, []byte("sip:\n  srtp: \"off\"\n"), 0o644)
+	config := configFile(t, "sip:\n  srtp: \"off\"\n")
 	g := startGateway(t, rd.Addr, "-config", config)
 	g.waitReady(t, 200)
 	ng := startRTPEngine(t)

@@ -50,8 +50,7 @@ func chromium(t *testing.T) string {
 func TestBrowserPageTranscribesMicrophone(t *testing.T) {
 	browser := chromium(t)
 	rd := transcripttest.Start(t)
-	config := filepath.Join(t.TempDir(), "token.yaml")
-	os.WriteFile(config, []byte("webrtc:\n  token: page-secret\nsip:\n  agent_aors: ['*@agents.example.com']\n"), 0o644)
+	config := configFile(t, "webrtc:\n  token: page-secret\nsip:\n  agent_aors: ['*@agents.example.com']\n")
 	g := startGateway(t, rd.Addr, "-config", config)
 	g.waitReady(t, 200)
 

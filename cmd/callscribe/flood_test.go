@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -38,9 +37,8 @@ func rssMB(pid int) float64 {
 // call's transcript arrives, and a new call is answered at once after.
 func TestServeUnderFloods(t *testing.T) {
 	rd := transcripttest.Start(t)
-	config := filepath.Join(t.TempDir(), "public.yaml")
-	os.WriteFile(config, []byte("sip:\n  invite_rate: 50\n  invite_burst: 50\n  max_unacked_per_source: 10\n  ack_timeout: 2s\n"+
-		"http:\n  read_timeout: 2s\n  max_connections: 500\n"), 0o644)
+	config := configFile(t, "sip:\n  invite_rate: 50\n  invite_burst: 50\n  max_unacked_per_source: 10\n  ack_timeout: 2s\n"+
+		"http:\n  read_timeout: 2s\n  max_connections: 500\n")
 	g := startGateway(t, rd.Addr, "-config", config)
 	g.waitReady(t, 200)
 	pid := g.cmd.Process.Pid

@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,8 +27,7 @@ import (
 // the reason phrase.
 func TestKeywordAlertsThroughTheGateway(t *testing.T) {
 	rd := transcripttest.Start(t)
-	config := filepath.Join(t.TempDir(), "beam.yaml")
-	os.WriteFile(config, []byte("asr:\n  decoding: modified_beam_search\n  keywords: [\"wonderful day\"]\n"), 0o644)
+	config := configFile(t, "asr:\n  decoding: modified_beam_search\n  keywords: [\"wonderful day\"]\n")
 	g := startGateway(t, rd.Addr, "-config", config)
 	g.waitReady(t, 200)
 	a, err := media.ReadWAVFile("../../asr/testdata/parity/u13-8k.wav")
@@ -162,8 +159,7 @@ func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) 
 // and its final carries the words the rules mode gives.
 func TestVADEndpointingThroughTheGateway(t *testing.T) {
 	rd := transcripttest.Start(t)
-	config := filepath.Join(t.TempDir(), "vad.yaml")
-	os.WriteFile(config, []byte("asr:\n  endpoint:\n    mode: vad\n    vad_min_silence: 0.3\n"), 0o644)
+	config := configFile(t, "asr:\n  endpoint:\n    mode: vad\n    vad_min_silence: 0.3\n")
 	g := startGateway(t, rd.Addr, "-config", config)
 	g.waitReady(t, 200)
 	a := testWAV(t, "8k.wav")

@@ -48,8 +48,7 @@ var digitLike = regexp.MustCompile(`\b(ZERO|OH|ONE|TWO|THREE|FOUR|FIVE|SIX|SEVEN
 func TestRedactionThroughTheGateway(t *testing.T) {
 	rd := transcripttest.Start(t)
 	spool := filepath.Join(t.TempDir(), "spool.jsonl")
-	config := filepath.Join(t.TempDir(), "redact.yaml")
-	os.WriteFile(config, []byte("redis:\n  spool_file: "+spool+"\n"), 0o644)
+	config := configFile(t, "redis:\n  spool_file: "+spool+"\n")
 	g := startGateway(t, rd.Addr, "-config", config)
 	g.waitReady(t, 200)
 	secret := speak(t, "en-us+m3", "140", "5", "my card number is four five three nine, one four eight eight, zero three four three, six four six seven. "+
@@ -135,8 +134,7 @@ func TestRedactionThroughTheGateway(t *testing.T) {
 // unknown call is 404, a wrong token 401.
 func TestPauseResumeOverHTTP(t *testing.T) {
 	rd := transcripttest.Start(t)
-	config := filepath.Join(t.TempDir(), "token.yaml")
-	os.WriteFile(config, []byte("webrtc:\n  token: s3cret\n"), 0o644)
+	config := configFile(t, "webrtc:\n  token: s3cret\n")
 	g := startGateway(t, rd.Addr, "-config", config)
 	g.waitReady(t, 200)
 	a := testWAV(t, "1.wav") // 16.7 s of speech

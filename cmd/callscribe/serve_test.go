@@ -85,6 +85,16 @@ type gatewayProc struct {
 	exited chan error
 }
 
+// configFile writes a gateway configuration for one test and returns its path.
+func configFile(t *testing.T, yaml string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "callscribe.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func startGateway(t *testing.T, redisAddr string, extra ...string) *gatewayProc {
 	t.Helper()
 	g := &gatewayProc{sip: freePort(t, "udp"), http: freePort(t, "tcp"), out: &lockedBuffer{}, exited: make(chan error, 1)}
@@ -395,8 +405,7 @@ func TestServeWHIP(t *testing.T) {
 // machine needs for the microphone): health, the page, WHIP, all of it.
 func TestServeHTTPS(t *testing.T) {
 	certFile, keyFile := testcert.Write(t)
-	config := filepath.Join(t.TempDir(), "https.yaml")
-	os.WriteFile(config, []byte("http:\n  tls_cert_file: "+certFile+"\n  tls_key_file: "+keyFile+"\n"), 0o644)
+	config := configFile(t, "http:\n  tls_cert_file: "+certFile+"\n  tls_key_file: "+keyFile+"\n")
 	rd := transcripttest.Start(t)
 	g := startGateway(t, rd.Addr, "-config", config)
 	pem, _ := os.ReadFile(certFile)
@@ -427,8 +436,7 @@ func TestServeHTTPS(t *testing.T) {
 // its stream, read back through the cluster from another node.
 func TestServeOnRedisCluster(t *testing.T) {
 	nodes := transcripttest.StartCluster(t, 3)
-	config := filepath.Join(t.TempDir(), "cluster.yaml")
-	os.WriteFile(config, []byte("redis:\n  cluster: true\n"), 0o644)
+	config := configFile(t, "redis:\n  cluster: true\n")
 	g := startGateway(t, nodes[0], "-config", config)
 	g.waitReady(t, 200)
 	a := testWAV(t, "8k.wav")
@@ -528,8 +536,7 @@ func TestServeKilledCallEndsOnRestart(t *testing.T) {
 // token.
 func TestServeHTTPLimits(t *testing.T) {
 	rd := transcripttest.Start(t)
-	config := filepath.Join(t.TempDir(), "limits.yaml")
-	os.WriteFile(config, []byte("http:\n  read_timeout: 1s\n  metrics_token: m3trics\n"), 0o644)
+	config := configFile(t, "http:\n  read_timeout: 1s\n  metrics_token: m3trics\n")
 	g := startGateway(t, rd.Addr, "-config", config)
 	g.waitReady(t, 200)
 

@@ -72,8 +72,7 @@ func tail(b []byte, n int) []byte {
 // session intervals, are transcribed, and end with bye.
 func TestSippCarrierScenarios(t *testing.T) {
 	rd := transcripttest.Start(t)
-	config := filepath.Join(t.TempDir(), "timers.yaml")
-	os.WriteFile(config, []byte("sip:\n  min_se: 1s\n"), 0o644)
+	config := configFile(t, "sip:\n  min_se: 1s\n")
 	g := startGateway(t, rd.Addr, "-config", config)
 	g.waitReady(t, 200)
 	model := testModelDir(t)
@@ -114,8 +113,7 @@ func TestSippCarrierScenarios(t *testing.T) {
 // intervals of 2 s and is transcribed.
 func TestSippThroughKamailioSST(t *testing.T) {
 	rd := transcripttest.Start(t)
-	config := filepath.Join(t.TempDir(), "timers.yaml")
-	os.WriteFile(config, []byte("sip:\n  min_se: 1s\n"), 0o644)
+	config := configFile(t, "sip:\n  min_se: 1s\n")
 	g := startGateway(t, rd.Addr, "-config", config)
 	g.waitReady(t, 200)
 	lb := startKamailioWith(t, []string{"WITH_SST", "SST_MIN_SE=2"}, g.sip)
