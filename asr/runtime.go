@@ -36,27 +36,18 @@ const (
 // the CPU one, on which NewEngine falls back to CPU.
 func FindRuntimeLibrary(explicit, provider string) (string, error) {
 	if explicit != "" {
-		if _, err := os.Stat(explicit); err != nil {
-			return "", fmt.Errorf("%w: %v", ErrRuntimeMissing, err)
-		}
-		return explicit, nil
+		return existing(explicit, "")
 	}
 	if provider == "cuda" {
 		if p := os.Getenv(GPURuntimeLibEnv); p != "" {
-			if _, err := os.Stat(p); err != nil {
-				return "", fmt.Errorf("%w: %s=%s: %v", ErrRuntimeMissing, GPURuntimeLibEnv, p, err)
-			}
-			return p, nil
+			return existing(p, GPURuntimeLibEnv)
 		}
 		if p, ok := findInCache(gpuRuntimeRel); ok {
 			return p, nil
 		}
 	}
 	if p := os.Getenv(RuntimeLibEnv); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("%w: %s=%s: %v", ErrRuntimeMissing, RuntimeLibEnv, p, err)
-		}
-		return p, nil
+		return existing(p, RuntimeLibEnv)
 	}
 	var extra []string
 	if c, err := os.UserCacheDir(); err == nil {
@@ -66,6 +57,18 @@ func FindRuntimeLibrary(explicit, provider string) (string, error) {
 		return p, nil
 	}
 	return "", fmt.Errorf("%w: run `make setup` (scripts/setup) to install it, or set %s", ErrRuntimeMissing, RuntimeLibEnv)
+}
+
+// existing returns path if it is there; env names the variable it came
+// from, if any, for the error.
+func existing(path, env string) (string, error) {
+	if _, err := os.Stat(path); err != nil {
+		if env != "" {
+			return "", fmt.Errorf("%w: %s=%s: %v", ErrRuntimeMissing, env, path, err)
+		}
+		return "", fmt.Errorf("%w: %v", ErrRuntimeMissing, err)
+	}
+	return path, nil
 }
 
 // findInCache looks for rel (a path in the project's .cache) next to the
