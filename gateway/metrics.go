@@ -43,7 +43,7 @@ func registerMetrics(reg *prometheus.Registry, s *Service) {
 	counter("callscribe_finals_abandoned_total", "Legs whose last final was not ready by asr.final_timeout.",
 		func() float64 { return float64(calls.Stats().Abandoned) })
 	counter("callscribe_asr_step_seconds_total", "Time spent in successful batch steps.", func() float64 { return b.Stats().StepTime.Seconds() })
-	reg.MustRegister(batchSizes{s})
+	reg.MustRegister(asrLabelled{s})
 	gauge("callscribe_asr_streams_active", "Recognition streams open.", func() float64 { return float64(b.Stats().ActiveStreams) })
 	gauge("callscribe_asr_capacity_streams", "Streams the recognizer serves in real time, measured (workers × headroom × chunk period / step time per stream).",
 		func() float64 { return float64(b.Capacity()) })
@@ -109,16 +109,16 @@ func (m callCounters) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// batchSizes exports how many batches of each size ran, and the engines
-// by provider.
-type batchSizes struct{ s *Service }
+// asrLabelled exports the recognizer's labelled metrics: batches by size,
+// engines by provider.
+type asrLabelled struct{ s *Service }
 
-func (batchSizes) Describe(ch chan<- *prometheus.Desc) {
+func (asrLabelled) Describe(ch chan<- *prometheus.Desc) {
 	ch <- batchSizesDesc
 	ch <- enginesDesc
 }
 
-func (c batchSizes) Collect(ch chan<- prometheus.Metric) {
+func (c asrLabelled) Collect(ch chan<- prometheus.Metric) {
 	for size, n := range c.s.batcher.Stats().BatchSizes {
 		ch <- prometheus.MustNewConstMetric(batchSizesDesc, prometheus.CounterValue, float64(n), strconv.Itoa(size))
 	}
