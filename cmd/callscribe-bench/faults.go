@@ -115,8 +115,8 @@ func faultBench(o options, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if prov != o.provider {
-		return fmt.Errorf("provider %s asked, engines run on %s", o.provider, prov)
+	if err := onProvider(o.provider, prov); err != nil {
+		return err
 	}
 	plan := &faultPlan{every: int64(o.faults)}
 	got, st, provAfter, wall, err := decode(plan.open)

@@ -301,6 +301,15 @@ func batcherOptions(o options, maxBatch int) asr.BatcherOptions {
 		Engine: asr.EngineOptions{Threads: o.threads, Provider: o.provider}, DeviceIDs: o.devices}
 }
 
+// onProvider refuses figures taken on another provider than the one asked
+// (CUDA that did not start runs on CPU).
+func onProvider(asked, running string) error {
+	if running != asked {
+		return fmt.Errorf("provider %s asked, engines run on %s", asked, running)
+	}
+	return nil
+}
+
 // loadModel starts ONNX Runtime for the provider and reads the model with
 // the first of -encoders.
 func loadModel(o options) (model, enc string, info *asr.ModelInfo, err error) {
@@ -352,8 +361,8 @@ func runCallscribe(model, enc string, sigs [][]float32, o options) (result, erro
 		return result{}, err
 	}
 	defer b.Close()
-	if b.Provider() != o.provider {
-		return result{}, fmt.Errorf("provider %s asked, engines run on %s", o.provider, b.Provider())
+	if err := onProvider(o.provider, b.Provider()); err != nil {
+		return result{}, err
 	}
 	// Measured before the run on engines already grown by a warm-up, so the
 	// heap the streams add is their own.

@@ -77,9 +77,9 @@ func realtimeBench(o options, w io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if b.Provider() != o.provider {
+		if err := onProvider(o.provider, b.Provider()); err != nil {
 			b.Close()
-			return fmt.Errorf("provider %s asked, engines run on %s", o.provider, b.Provider())
+			return err
 		}
 		period := b.ChunkPeriod()
 		try := func(n int) (bool, error) {
