@@ -1,13 +1,13 @@
 package sip
 
 import (
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/callscribe/callscribe/internal/sipptest"
 )
 
 // runSipp places calls with Debian's sipp (package sip-tester) against the
@@ -15,19 +15,9 @@ import (
 // sipp reports a failed call.
 func runSipp(t *testing.T, dir string, target string, args ...string) {
 	t.Helper()
-	bin, err := exec.LookPath("sipp")
-	if err != nil {
-		t.Fatalf("sipp not found (run make setup): %v", err)
-	}
-	l, _ := net.ListenPacket("udp", "127.0.0.1:0") // a free port for sipp
-	port := l.LocalAddr().(*net.UDPAddr).Port
-	l.Close()
-	all := append([]string{"-m", "1", "-i", "127.0.0.1", "-p", strconv.Itoa(port), "-mp", strconv.Itoa(port + 2),
-		"-nostdin", "-timeout", "40s", "-timeout_error", "-trace_err", "-error_file", filepath.Join(t.TempDir(), "err.log")}, args...)
-	all = append(all, target)
-	cmd := exec.Command(bin, all...)
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
+	all := append([]string{"-m", "1", "-nostdin", "-timeout", "40s", "-timeout_error", "-trace_err",
+		"-error_file", filepath.Join(t.TempDir(), "err.log")}, args...)
+	out, err := sipptest.Sipp(t, dir, append(all, target)...)
 	if err != nil {
 		t.Fatalf("sipp %v: %v\n%s", args, err, tail(out))
 	}

@@ -1,15 +1,14 @@
 package main
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/callscribe/callscribe/internal/sipptest"
 	"github.com/callscribe/callscribe/transcript/transcripttest"
 )
 
@@ -37,20 +36,9 @@ func sippDir(t *testing.T, wav string) string {
 // not match, a timeout).
 func runSippScenario(t *testing.T, dir, scenario, service, target string) {
 	t.Helper()
-	bin, err := exec.LookPath("sipp")
-	if err != nil {
-		t.Fatal("no sipp on PATH: run scripts/setup (it installs Debian's sip-tester)")
-	}
 	sf, _ := filepath.Abs(filepath.Join("testdata", "sipp", scenario+".xml"))
-	l, _ := net.ListenPacket("udp", "127.0.0.1:0")
-	port := l.LocalAddr().(*net.UDPAddr).Port
-	l.Close()
-	mp := freePort(t, "udp")
-	_, mport, _ := net.SplitHostPort(mp)
-	cmd := exec.Command(bin, "-sf", sf, "-s", service, "-m", "1", "-i", "127.0.0.1", "-p", strconv.Itoa(port), "-mp", mport,
-		"-nostdin", "-timeout", "60s", "-timeout_error", "-trace_err", "-error_file", filepath.Join(dir, service+".err"), target)
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
+	out, err := sipptest.Sipp(t, dir, "-sf", sf, "-s", service, "-m", "1", "-nostdin", "-timeout", "60s", "-timeout_error",
+		"-trace_err", "-error_file", filepath.Join(dir, service+".err"), target)
 	if err != nil {
 		errs, _ := os.ReadFile(filepath.Join(dir, service+".err"))
 		t.Fatalf("sipp %s: %v\n%s\n%s", scenario, err, errs, tail(out, 600))
