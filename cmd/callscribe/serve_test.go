@@ -57,8 +57,6 @@ func freePort(t *testing.T, network string) string {
 	return l.Addr().String()
 }
 
-// gatewayProc runs `callscribe serve` as a process (this test binary
-// re-executed as the command).
 // lockedBuffer is a process's output, read while the process writes it.
 type lockedBuffer struct {
 	mu sync.Mutex
@@ -77,12 +75,19 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// gatewayProc runs `callscribe serve` as a process (this test binary
+// re-executed as the command).
 type gatewayProc struct {
 	cmd    *exec.Cmd
 	out    *lockedBuffer
 	sip    string
 	http   string
 	exited chan error
+	// args follow the SIP and HTTP addresses on the command line.
+	args []string
+	// starts counts the processes started: waitReady starts another on
+	// new ports when one could not bind its own.
+	starts int
 }
 
 // configFile writes a gateway configuration for one test and returns its path.
@@ -97,19 +102,8 @@ func configFile(t *testing.T, yaml string) string {
 
 func startGateway(t *testing.T, redisAddr string, extra ...string) *gatewayProc {
 	t.Helper()
-	g := &gatewayProc{sip: freePort(t, "udp"), http: freePort(t, "tcp"), out: &lockedBuffer{}, exited: make(chan error, 1)}
-	args := append([]string{"serve", "-sip", g.sip, "-http", g.http, "-redis", redisAddr, "-model", testModelDir(t),
-		"-rtp-ports", "34000-34999"}, extra...)
-	g.cmd = exec.Command(os.Args[0], args...)
-	// Tests share a loaded machine (and a race build is several times
-	// slower): admission by the recognizer's capacity is off unless a test
-	// sets -max-streams or -max-lag itself.
-	g.cmd.Env = append(os.Environ(), "CALLSCRIBE_TEST_MAIN=1", "CALLSCRIBE_MAX_STREAMS=100000", "CALLSCRIBE_MAX_LAG=1h")
-	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
-	if err := g.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { g.exited <- g.cmd.Wait() }()
+	g := &gatewayProc{args: append([]string{"-redis", redisAddr, "-model", testModelDir(t), "-rtp-ports", "34000-34999"}, extra...)}
+	g.start(t)
 	t.Cleanup(func() {
 		g.cmd.Process.Kill()
 		if t.Failed() {
@@ -119,16 +113,43 @@ func startGateway(t *testing.T, redisAddr string, extra ...string) *gatewayProc 
 	return g
 }
 
+// start runs the gateway on a SIP and an HTTP port found free.
+func (g *gatewayProc) start(t *testing.T) {
+	t.Helper()
+	g.sip, g.http = freePort(t, "udp"), freePort(t, "tcp")
+	g.out, g.exited = &lockedBuffer{}, make(chan error, 1)
+	g.cmd = exec.Command(os.Args[0], append([]string{"serve", "-sip", g.sip, "-http", g.http}, g.args...)...)
+	// Tests share a loaded machine (and a race build is several times
+	// slower): admission by the recognizer's capacity is off unless a test
+	// sets -max-streams or -max-lag itself.
+	g.cmd.Env = append(os.Environ(), "CALLSCRIBE_TEST_MAIN=1", "CALLSCRIBE_MAX_STREAMS=100000", "CALLSCRIBE_MAX_LAG=1h")
+	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	g.starts++
+	cmd, exited := g.cmd, g.exited
+	go func() { exited <- cmd.Wait() }()
+}
+
 // waitReady polls /readyz until it answers want.
 func (g *gatewayProc) waitReady(t *testing.T, want int) {
 	t.Helper()
+	client := &http.Client{Timeout: 2 * time.Second}
 	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(50 * time.Millisecond) {
 		select {
 		case err := <-g.exited:
+			// A port found free can be taken before the gateway binds
+			// it (another test's connection): new ports.
+			if out := g.out.String(); strings.Contains(out, "address already in use") && g.starts < 3 {
+				t.Logf("gateway could not bind (%v), starting it on other ports:\n%s", err, out)
+				g.start(t)
+				continue
+			}
 			t.Fatalf("gateway exited: %v\n%s", err, g.out.String())
 		default:
 		}
-		res, err := http.Get("http://" + g.http + "/readyz")
+		res, err := client.Get("http://" + g.http + "/readyz")
 		if err == nil {
 			res.Body.Close()
 			if res.StatusCode == want {
