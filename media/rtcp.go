@@ -114,14 +114,23 @@ func (r *Receiver) SetMux(on bool) { r.rtcp.mux.Store(on) }
 
 // acceptRTCP takes one RTCP datagram from the latched peer: SRTCP is
 // authenticated, a sender report remembered for our reports' LSR and DLSR.
+// The first accepted packet latches the peer's RTCP address as the first
+// RTP packet latches its RTP address: later ones from another port of that
+// host are ignored (on a plain leg anyone who can reach us can write the
+// peer's address as the source), until the RTP peer moves to another host.
 func (r *Receiver) acceptRTCP(pkt []byte, from netip.AddrPort, now int64) {
-	if cur := r.latched.Load(); cur == nil || cur.Addr() != from.Addr() {
+	cur := r.latched.Load()
+	if cur == nil || cur.Addr() != from.Addr() {
 		r.ignored.Add(1)
 		return
 	}
 	x := r.rtcp
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if x.peer.IsValid() && x.peer.Addr() == cur.Addr() && x.peer != from {
+		r.ignored.Add(1)
+		return
+	}
 	if len(pkt) < 8 || pkt[0]>>6 != 2 {
 		return
 	}
@@ -163,7 +172,7 @@ func (r *Receiver) SendReport(now time.Time) error {
 	conn, to := r.conn, *src
 	switch {
 	case x.mux.Load():
-	case x.peer.IsValid():
+	case x.peer.IsValid() && x.peer.Addr() == src.Addr(): // not a host the RTP peer left
 		conn, to = x.conn, x.peer
 	default:
 		conn, to = x.conn, netip.AddrPortFrom(src.Addr(), src.Port()+1)

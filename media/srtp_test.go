@@ -238,6 +238,23 @@ func TestReceiverSendsReports(t *testing.T) {
 			for start := time.Now(); r.rtcp.rtcp.Load() < 1 && time.Since(start) < 3*time.Second; {
 				time.Sleep(5 * time.Millisecond)
 			}
+			// A sender report from another port of the peer's host (the
+			// peer's address written as the source): ignored, and our
+			// reports stay with the port the peer's RTCP came from.
+			spoof, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer spoof.Close()
+			fake, _ := (&rtcp.SenderReport{SSRC: 0xabc, NTPTime: 0x1112131415161718}).Marshal()
+			if secure {
+				fake, _ = peer.enc.EncryptRTCP(nil, fake, nil)
+			}
+			ignored := r.Ignored()
+			spoof.WriteToUDPAddrPort(fake, pair.RTCP.LocalAddr().(*net.UDPAddr).AddrPort())
+			for start := time.Now(); r.Ignored() == ignored && time.Since(start) < 3*time.Second; {
+				time.Sleep(5 * time.Millisecond)
+			}
 			if err := r.SendReport(time.Now().Add(rtcpInterval)); err != nil {
 				t.Fatal(err)
 			}
