@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -31,7 +30,8 @@ type Follower interface {
 type Events struct {
 	f   Follower
 	log *slog.Logger
-	// Token, when set, must come as a bearer token or as ?token=.
+	// Token, when set, must come as a bearer token or as ?token=; without
+	// one only clients on this host are served (callAccess).
 	Token string
 	// Max bounds the concurrent streams (503 beyond); default 100.
 	Max int
@@ -56,10 +56,6 @@ func NewEvents(f Follower, log *slog.Logger) *Events {
 func (e *Events) Active() int { return int(e.active.Load()) }
 
 // tokenMatches compares a credential in constant time.
-func tokenMatches(got, want string) bool {
-	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
-}
-
 // validCallID keeps ids to what fits a key and a URL path: printable, no
 // braces (the Redis hash tag), not too long.
 func validCallID(id string) bool {
@@ -75,9 +71,7 @@ func validCallID(id string) bool {
 }
 
 func (e *Events) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if e.Token != "" && !tokenMatches(r.Header.Get("Authorization"), "Bearer "+e.Token) && !tokenMatches(r.URL.Query().Get("token"), e.Token) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="callscribe"`)
-		http.Error(w, "a bearer token is required", http.StatusUnauthorized)
+	if !callAccess(w, r, e.Token) {
 		return
 	}
 	id := r.PathValue("id")

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -154,9 +155,7 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 	mux.Handle("GET /events/{id}", s.events)
 	pause := func(paused bool) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			if t := cfg.WebRTC.Token; t != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+t)) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="callscribe"`)
-				http.Error(w, "unauthorized", http.StatusUnauthorized)
+			if !callAccess(w, r, cfg.WebRTC.Token) {
 				return
 			}
 			if err := s.calls.Pause(r.PathValue("id"), paused, "http"); err != nil {
@@ -177,7 +176,24 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 		mux.Handle("GET /{$}", page)
 		mux.Handle("GET /static/", page)
 	}
+	if cfg.WebRTC.Enabled && cfg.WebRTC.Token == "" && !loopbackAddr(cfg.HTTP.Addr) {
+		log.Warn("gateway: no webrtc.token: WHIP takes calls from anyone who reaches the HTTP port; "+
+			"transcripts (/events) and pause/resume are served to this host only", "http", cfg.HTTP.Addr)
+	}
 	return s, s.serveHTTP(mux)
+}
+
+// loopbackAddr tells a listening address that only this host can reach.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // serveHTTP binds the HTTP address and serves it on a goroutine.
