@@ -257,7 +257,8 @@ func (s *Stream) text(tokens []int64) string {
 }
 
 // result describes the open utterance, decoded up to frame processed with
-// dropped frames lost so far. Words only when final.
+// dropped frames lost so far, with its words (a partial's serve keyword
+// alerts and redaction).
 func (s *Stream) result(kind ResultKind, processed, dropped int64) Result {
 	ctx := s.b.info.ContextSize
 	toks := s.tokens[ctx:]
