@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -38,7 +39,33 @@ type Config struct {
 	Instance string `yaml:"instance"`
 	// Redact lists what every call's transcript must not contain: pci, ssn,
 	// numbers[:N] (package redact); calls may add their own.
-	Redact []string `yaml:"redact"`
+	Redact []string  `yaml:"redact"`
+	Log    LogConfig `yaml:"log"`
+}
+
+// LogConfig is how the gateway writes its log (to stderr).
+type LogConfig struct {
+	// Format is text (key=value, the default) or json (one object a line,
+	// for a log collector).
+	Format string `yaml:"format"`
+	// Level is the least severity written: debug, info, warn or error.
+	Level string `yaml:"level"`
+}
+
+// Logger is the log this configuration asks for, written to w.
+func (c LogConfig) Logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil || !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(c.Level)) {
+		return nil, fmt.Errorf("log.level: %q: want debug, info, warn or error", c.Level)
+	}
+	o := &slog.HandlerOptions{Level: level}
+	switch c.Format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	}
+	return nil, fmt.Errorf("log.format: %q: want text or json", c.Format)
 }
 
 // SIPConfig is the SIP and media side.
@@ -210,7 +237,7 @@ func Defaults() Config {
 			ReadTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second},
 		WebRTC: WebRTCConfig{Enabled: true, Path: webrtc.DefaultPath, MaxSessions: 100, OfferRate: 5, OfferBurst: 20, PublicIPs: []string{}, Loopback: true,
 			ConnectTimeout: webrtc.DefaultConnectTimeout, MediaTimeout: webrtc.DefaultMediaTimeout},
-		Drain: 30 * time.Second, Redact: []string{},
+		Drain: 30 * time.Second, Redact: []string{}, Log: LogConfig{Format: "text", Level: "info"},
 	}
 }
 
@@ -450,6 +477,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Redis.Prefix == "" || strings.ContainsAny(c.Redis.Prefix, " {}") {
 		return fmt.Errorf("redis.prefix: %q: want a non-empty key prefix without spaces or braces", c.Redis.Prefix)
+	}
+	if _, err := c.Log.Logger(io.Discard); err != nil {
+		return err
 	}
 	return nil
 }

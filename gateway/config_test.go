@@ -44,6 +44,9 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		{"asr:\n  decoding: beam\n", "asr.decoding"},
 		{"sip:\n  srtp: maybe\n", "sip.srtp"},
 		{"redact: [cards]\n", "redact"},
+		{"log:\n  format: xml\n", "log.format"},
+		{"log:\n  level: loud\n", "log.level"},
+		{"log:\n  level: info+2\n", "log.level"},
 		{"sip:\n  tls: 127.0.0.1:5061\n", "sip.tls_cert_file"},
 		{"sip:\n  media_timeout: soon\n", "line 2"}, // a type error names its line
 		{"sipp:\n  udp: x\n", "sipp"},               // unknown field

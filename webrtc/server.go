@@ -131,7 +131,7 @@ func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
 			return nil, fmt.Errorf("webrtc: codec %s: %w", c.MimeType, err)
 		}
 	}
-	se := pw.SettingEngine{}
+	se := pw.SettingEngine{LoggerFactory: pionLogs{cfg.Logger}}
 	if cfg.PortLo > 0 || cfg.PortHi > 0 {
 		if err := se.SetEphemeralUDPPortRange(cfg.PortLo, cfg.PortHi); err != nil {
 			return nil, fmt.Errorf("webrtc: config: ice ports %d-%d: %w", cfg.PortLo, cfg.PortHi, err)

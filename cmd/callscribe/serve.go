@@ -8,15 +8,18 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/callscribe/callscribe/gateway"
 )
 
 // envOverrides are the CALLSCRIBE_* variables serve reads, over the config
 // file and under the flags.
-var envOverrides = []string{"SIP", "HTTP", "REDIS", "MODEL", "RTP_PORTS", "MEDIA_IP", "PROVIDER", "MAX_STREAMS", "MAX_LAG"}
+var envOverrides = []string{"SIP", "HTTP", "REDIS", "MODEL", "RTP_PORTS", "MEDIA_IP", "PROVIDER", "MAX_STREAMS", "MAX_LAG", "LOG_FORMAT", "LOG_LEVEL"}
 
 func serveMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -33,6 +36,8 @@ func serveMain(args []string, stdout, stderr io.Writer) int {
 		{"provider", "execution provider: cpu or cuda (asr.provider)"},
 		{"max-streams", "recognition streams admitted: auto or a number (asr.max_streams)"},
 		{"max-lag", "no call is admitted while decoding lags more than this (asr.max_lag)"},
+		{"log-format", "log lines as text or json (log.format)"},
+		{"log-level", "least severity logged: debug, info, warn, error (log.level)"},
 	} {
 		set[f.name] = fs.String(f.name, "", f.usage)
 	}
@@ -40,8 +45,6 @@ func serveMain(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	slog.SetDefault(log)
 	cfg := gateway.Defaults()
 	if *configFile != "" {
 		var err error
@@ -68,6 +71,10 @@ func serveMain(args []string, stdout, stderr io.Writer) int {
 			cfg.ASR.Provider = v
 		case "MAX_STREAMS", "max-streams":
 			cfg.ASR.MaxStreams = v
+		case "LOG_FORMAT", "log-format":
+			cfg.Log.Format = v
+		case "LOG_LEVEL", "log-level":
+			cfg.Log.Level = v
 		case "MAX_LAG", "max-lag":
 			if d, err := time.ParseDuration(v); err == nil {
 				cfg.ASR.MaxLag = d
@@ -93,11 +100,25 @@ func serveMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "callscribe serve: config: %v\n", err)
 		return 1
 	}
+	log, _ := cfg.Log.Logger(stderr) // checked by Validate
+	slog.SetDefault(log)             // sipgo logs to the default
+	redis.SetLogger(redisLog{log})   // go-redis's own messages: dial failures, pool trouble
 	if err := serve(cfg, log); err != nil {
 		fmt.Fprintf(stderr, "callscribe serve: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// redisLog writes go-redis's messages to the gateway's log, in its format.
+type redisLog struct{ log *slog.Logger }
+
+func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
+	msg := strings.TrimSpace(fmt.Sprintf(format, v...))
+	if !strings.HasPrefix(msg, "redis: ") {
+		msg = "redis: " + msg
+	}
+	r.log.WarnContext(ctx, msg)
 }
 
 // serve runs the gateway until a signal: SIGTERM drains (no new calls, the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -254,6 +255,28 @@ func TestServeWithoutRedisStartsNotReady(t *testing.T) {
 	g.cmd.Process.Signal(syscall.SIGINT)
 	if err := <-g.exited; err != nil {
 		t.Errorf("exit after SIGINT: %v", err)
+	}
+}
+
+// log.format json: every line the gateway writes is a JSON object with a
+// level and a message, go-redis's own (a failed dial) too.
+func TestServeLogsJSON(t *testing.T) {
+	g := startGateway(t, freePort(t, "tcp"), "-log-format", "json") // nothing listens for Redis
+	g.waitReady(t, 503)
+	var serving, redisDial bool
+	for start := time.Now(); !(serving && redisDial) && time.Since(start) < 10*time.Second; time.Sleep(100 * time.Millisecond) {
+		serving, redisDial = false, false
+		for _, line := range strings.Split(strings.TrimSpace(g.out.String()), "\n") {
+			var e struct{ Level, Msg string }
+			if err := json.Unmarshal([]byte(line), &e); err != nil || e.Level == "" || e.Msg == "" {
+				t.Fatalf("not a JSON log line: %q (%v)", line, err)
+			}
+			serving = serving || e.Msg == "callscribe: serving"
+			redisDial = redisDial || (strings.HasPrefix(e.Msg, "redis: ") && e.Level == "WARN")
+		}
+	}
+	if !serving || !redisDial {
+		t.Errorf("serving line %v, go-redis line %v:\n%s", serving, redisDial, g.out.String())
 	}
 }
 
