@@ -180,6 +180,45 @@ func get(v any, path ...any) any {
 	return v
 }
 
+// Every CALLSCRIBE_* variable the deployment files set is one the gateway
+// (cmd/callscribe's envOverrides) or the model fetcher (scripts/get-model)
+// reads, and containers log JSON.
+func TestEnvironmentNames(t *testing.T) {
+	src, err := os.ReadFile("../cmd/callscribe/serve.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?s)var envOverrides = \[\]string\{(.*?)\}`).FindSubmatch(src)
+	if m == nil {
+		t.Fatal("no envOverrides in cmd/callscribe/serve.go")
+	}
+	known := map[string]bool{}
+	for _, q := range regexp.MustCompile(`"([A-Z_]+)"`).FindAllSubmatch(m[1], -1) {
+		known["CALLSCRIBE_"+string(q[1])] = true
+	}
+	getModel, err := os.ReadFile("../scripts/get-model")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range regexp.MustCompile(`\$\{(CALLSCRIBE_[A-Z_]+)`).FindAllSubmatch(getModel, -1) {
+		known[string(q[1])] = true
+	}
+	for _, f := range []string{"compose.yaml", "kubernetes/gateway.yaml", "callscribe.yaml", "README.md", "Dockerfile"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range regexp.MustCompile(`CALLSCRIBE_[A-Z_]+`).FindAll(b, -1) {
+			if !known[string(name)] {
+				t.Errorf("%s: %s is not read by callscribe serve", f, name)
+			}
+		}
+	}
+	if f := containerConfig(t).Log.Format; f != "json" {
+		t.Errorf("container log.format %q, want json", f)
+	}
+}
+
 func TestCompose(t *testing.T) {
 	docs := readYAML(t, "compose.yaml")
 	svc := get(docs[0], "services").(map[string]any)
@@ -236,6 +275,13 @@ func TestKubernetes(t *testing.T) {
 	env := fmt.Sprint(get(c, "env"))
 	if !strings.Contains(env, "CALLSCRIBE_MEDIA_IP") || !strings.Contains(env, "status.podIP") {
 		t.Errorf("env %s: the media address comes from the pod (the node, with hostNetwork)", env)
+	}
+	for _, e := range get(c, "env").([]any) {
+		if name := get(e, "name").(string); strings.HasSuffix(name, "_TOKEN") {
+			if ref := get(e, "valueFrom", "secretKeyRef"); ref == nil || get(ref, "optional") != true {
+				t.Errorf("%s: from an optional Secret, got %v", name, e)
+			}
+		}
 	}
 	mounts := fmt.Sprint(get(c, "volumeMounts"))
 	if !strings.Contains(mounts, "/models") || !strings.Contains(mounts, filepath.Dir(cfg.Redis.SpoolFile)) {

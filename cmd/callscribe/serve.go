@@ -18,8 +18,11 @@ import (
 )
 
 // envOverrides are the CALLSCRIBE_* variables serve reads, over the config
-// file and under the flags.
-var envOverrides = []string{"SIP", "HTTP", "REDIS", "MODEL", "RTP_PORTS", "MEDIA_IP", "PROVIDER", "MAX_STREAMS", "MAX_LAG", "LOG_FORMAT", "LOG_LEVEL"}
+// file and under the flags. The tokens have no flags (a command line is
+// visible to every user of the host): a Kubernetes Secret or a Compose
+// variable sets them.
+var envOverrides = []string{"SIP", "HTTP", "REDIS", "MODEL", "RTP_PORTS", "MEDIA_IP", "PROVIDER", "MAX_STREAMS", "MAX_LAG", "LOG_FORMAT", "LOG_LEVEL",
+	"WEBRTC_TOKEN", "METRICS_TOKEN"}
 
 func serveMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -71,6 +74,10 @@ func serveMain(args []string, stdout, stderr io.Writer) int {
 			cfg.ASR.Provider = v
 		case "MAX_STREAMS", "max-streams":
 			cfg.ASR.MaxStreams = v
+		case "WEBRTC_TOKEN":
+			cfg.WebRTC.Token = v
+		case "METRICS_TOKEN":
+			cfg.HTTP.MetricsToken = v
 		case "LOG_FORMAT", "log-format":
 			cfg.Log.Format = v
 		case "LOG_LEVEL", "log-level":

@@ -86,6 +86,7 @@ type gatewayProc struct {
 	exited chan error
 	// args follow the SIP and HTTP addresses on the command line.
 	args []string
+	env  []string // added to the environment
 	// starts counts the processes started: waitReady starts another on
 	// new ports when one could not bind its own.
 	starts int
@@ -103,7 +104,14 @@ func configFile(t *testing.T, yaml string) string {
 
 func startGateway(t *testing.T, redisAddr string, extra ...string) *gatewayProc {
 	t.Helper()
-	g := &gatewayProc{args: append([]string{"-redis", redisAddr, "-model", testModelDir(t), "-rtp-ports", "34000-34999"}, extra...)}
+	return startGatewayEnv(t, nil, redisAddr, extra...)
+}
+
+// startGatewayEnv is startGateway with env (NAME=value) added to the
+// process's environment.
+func startGatewayEnv(t *testing.T, env []string, redisAddr string, extra ...string) *gatewayProc {
+	t.Helper()
+	g := &gatewayProc{env: env, args: append([]string{"-redis", redisAddr, "-model", testModelDir(t), "-rtp-ports", "34000-34999"}, extra...)}
 	g.start(t)
 	t.Cleanup(func() {
 		g.cmd.Process.Kill()
@@ -123,7 +131,7 @@ func (g *gatewayProc) start(t *testing.T) {
 	// Tests share a loaded machine (and a race build is several times
 	// slower): admission by the recognizer's capacity is off unless a test
 	// sets -max-streams or -max-lag itself.
-	g.cmd.Env = append(os.Environ(), "CALLSCRIBE_TEST_MAIN=1", "CALLSCRIBE_MAX_STREAMS=100000", "CALLSCRIBE_MAX_LAG=1h")
+	g.cmd.Env = append(append(os.Environ(), "CALLSCRIBE_TEST_MAIN=1", "CALLSCRIBE_MAX_STREAMS=100000", "CALLSCRIBE_MAX_LAG=1h"), g.env...)
 	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
 	if err := g.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -258,11 +266,37 @@ func TestServeWithoutRedisStartsNotReady(t *testing.T) {
 	}
 }
 
-// log.format json: every line the gateway writes is a JSON object with a
-// level and a message, go-redis's own (a failed dial) too.
-func TestServeLogsJSON(t *testing.T) {
-	g := startGateway(t, freePort(t, "tcp"), "-log-format", "json") // nothing listens for Redis
+// What a container's environment sets: with CALLSCRIBE_LOG_FORMAT=json
+// every line the gateway writes is a JSON object with a level and a
+// message, go-redis's own (a failed dial) too; the tokens guard /metrics
+// and /events, for this host too.
+func TestServeFromEnvironment(t *testing.T) {
+	g := startGatewayEnv(t, []string{"CALLSCRIBE_LOG_FORMAT=json", "CALLSCRIBE_WEBRTC_TOKEN=w3brtc", "CALLSCRIBE_METRICS_TOKEN=m3trics"},
+		freePort(t, "tcp")) // nothing listens for Redis
 	g.waitReady(t, 503)
+	for _, c := range []struct {
+		path, token string
+		want        int
+	}{
+		{"/metrics", "", 401}, {"/metrics", "m3trics", 200}, {"/events/x", "", 401}, {"/calls/x/pause", "", 401}, {"/calls/x/pause", "w3brtc", 404},
+	} {
+		method := "GET"
+		if strings.HasPrefix(c.path, "/calls/") {
+			method = "POST"
+		}
+		req, _ := http.NewRequest(method, "http://"+g.http+c.path, nil)
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != c.want {
+			t.Errorf("%s %s with %q: %d, want %d", method, c.path, c.token, res.StatusCode, c.want)
+		}
+	}
 	var serving, redisDial bool
 	for start := time.Now(); !(serving && redisDial) && time.Since(start) < 10*time.Second; time.Sleep(100 * time.Millisecond) {
 		serving, redisDial = false, false
