@@ -45,6 +45,7 @@ func serveMain(args []string, stdout, stderr io.Writer) int {
 		set[f.name] = fs.String(f.name, "", f.usage)
 	}
 	drain := fs.Duration("drain", 0, "on SIGTERM, how long calls may go on before they are ended (drain)")
+	check := fs.Bool("check", false, "check the configuration, ONNX Runtime, the model and TLS files, then exit (0: ok); binds nothing, reaches no Redis")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -106,6 +107,16 @@ func serveMain(args []string, stdout, stderr io.Writer) int {
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "callscribe serve: config: %v\n", err)
 		return 1
+	}
+	if *check {
+		cfg.ASR.ModelDir = modelDir(cfg.ASR.ModelDir)
+		found, err := gateway.Check(cfg)
+		if err != nil {
+			fmt.Fprintf(stderr, "callscribe serve: check: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "callscribe serve: configuration ok: %s\n", found)
+		return 0
 	}
 	log, _ := cfg.Log.Logger(stderr) // checked by Validate
 	slog.SetDefault(log)             // sipgo logs to the default

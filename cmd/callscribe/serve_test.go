@@ -348,6 +348,45 @@ func TestServeBadStart(t *testing.T) {
 	}
 }
 
+// serve -check finds what a start would stop on, without binding a port
+// or reaching Redis, and says what it found when all is well.
+func TestServeCheck(t *testing.T) {
+	dir := t.TempDir()
+	badConfig := configFile(t, "asr:\n  max_batch: -3\n")
+	badTLS := configFile(t, "http:\n  tls_cert_file: "+badConfig+"\n  tls_key_file: "+badConfig+"\n")
+	badCA := configFile(t, "sip:\n  tls_client:\n    ca_file: "+badConfig+"\n")
+	vad := configFile(t, "asr:\n  endpoint:\n    mode: vad\n  vad_model: "+filepath.Join(dir, "none.onnx")+"\n")
+	busy, _ := net.ListenPacket("udp", "127.0.0.1:0")
+	defer busy.Close()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // on stderr's last line; empty: exit 0 and "configuration ok"
+	}{
+		{"bad config file", []string{"-config", badConfig}, "asr.max_batch"},
+		{"no model", []string{"-model", dir}, "no encoder"},
+		{"bad HTTPS key", []string{"-config", badTLS}, "http.tls_cert_file"},
+		{"bad CA file", []string{"-config", badCA}, "sip.tls_client.ca_file"},
+		{"no VAD model", []string{"-config", vad}, "asr.vad_model"},
+		{"busy SIP port, nothing bound", []string{"-sip", busy.LocalAddr().String()}, ""},
+	} {
+		var stdout, stderr bytes.Buffer
+		args := append([]string{"serve", "-check", "-redis", freePort(t, "tcp"), "-model", testModelDir(t)}, tc.args...)
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Env = append(os.Environ(), "CALLSCRIBE_TEST_MAIN=1")
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+		last := lines[len(lines)-1]
+		switch {
+		case tc.want == "" && (err != nil || !strings.Contains(stdout.String(), "configuration ok: model "+testModelDir(t))):
+			t.Errorf("%s: %v, stdout %q, stderr %q", tc.name, err, stdout.String(), stderr.String())
+		case tc.want != "" && (err == nil || !strings.Contains(last, tc.want) || !strings.HasPrefix(last, "callscribe serve: ")):
+			t.Errorf("%s: %v, last line %q", tc.name, err, last)
+		}
+	}
+}
+
 // The gateway as a process: concurrent SIP calls in PCMU and PCMA with
 // speech; on Redis every call has call.start with its headers, partials,
 // finals equal to what transcribe gives for the same 8 kHz audio (the last

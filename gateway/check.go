@@ -1,0 +1,57 @@
+package gateway
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+
+	"github.com/callscribe/callscribe/asr"
+)
+
+// Check is what a start needs beyond a valid configuration, without
+// starting anything: ONNX Runtime loads (with the provider's build), the
+// model's files are there and shaped as a streaming transducer, the VAD
+// model is found when asr.endpoint.mode is vad, and the TLS certificates
+// and keys load. It binds no port and does not reach Redis. It returns a
+// line naming what it found.
+func Check(cfg Config) (string, error) {
+	if err := cfg.Validate(); err != nil {
+		return "", err
+	}
+	if err := asr.InitRuntime(cfg.ASR.ORTLib, cfg.ASR.Provider); err != nil {
+		return "", err
+	}
+	a := cfg.ASR
+	info, err := asr.LoadModelInfo(asr.ModelFiles{Dir: a.ModelDir, Encoder: a.Encoder, Decoder: a.Decoder, Joiner: a.Joiner})
+	if err != nil {
+		return "", err
+	}
+	if a.Endpoint.Mode == asr.EndpointVAD {
+		if _, err := asr.FindVADModel(a.VADModel); err != nil {
+			return "", fmt.Errorf("asr.vad_model: %w", err)
+		}
+	}
+	for _, kp := range []struct{ field, cert, key string }{
+		{"sip.tls_cert_file", cfg.SIP.TLSCertFile, cfg.SIP.TLSKeyFile},
+		{"http.tls_cert_file", cfg.HTTP.TLSCertFile, cfg.HTTP.TLSKeyFile},
+	} {
+		if kp.cert == "" && kp.key == "" {
+			continue
+		}
+		if _, err := tls.LoadX509KeyPair(kp.cert, kp.key); err != nil {
+			return "", fmt.Errorf("%s: %w", kp.field, err)
+		}
+	}
+	if f := cfg.SIP.TLSClient.CAFile; f != "" {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("sip.tls_client.ca_file: %w", err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return "", fmt.Errorf("sip.tls_client.ca_file %s: no PEM certificate", f)
+		}
+	}
+	return fmt.Sprintf("model %s (%d tokens, %d ms chunks), ONNX Runtime %s, provider %s",
+		a.ModelDir, len(info.Tokens), info.ChunkShift*10, asr.RuntimePath(), a.Provider), nil
+}
