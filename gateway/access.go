@@ -29,6 +29,7 @@ func callAccess(w http.ResponseWriter, r *http.Request, token string) bool {
 	return false
 }
 
+// tokenMatches compares a credential in constant time.
 func tokenMatches(got, want string) bool {
 	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }

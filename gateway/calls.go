@@ -76,6 +76,9 @@ type Calls struct {
 	pub  Publisher
 	opts CallsOptions
 	log  *slog.Logger
+	// configured is what every call gets besides its own: opts' phrases
+	// and redaction, or what SetConfigured set since.
+	configured atomic.Pointer[configured]
 
 	mu       sync.Mutex
 	calls    map[string]*call
@@ -106,6 +109,23 @@ type Stats struct {
 }
 
 // NewCalls returns a registry feeding b and publishing to pub.
+// configured is the hotwords, keywords and redaction every call gets.
+type configured struct {
+	hotwords, keywords []asr.Phrase
+	score              float32
+	redact             redact.Policy
+}
+
+// SetConfigured replaces the configured hotwords, keywords, their default
+// score and the redaction (a configuration reload): calls admitted from
+// now on get them, calls in progress keep theirs. Any goroutine.
+func (g *Calls) SetConfigured(hotwords, keywords []asr.Phrase, score float32, policy redact.Policy) {
+	if score <= 0 {
+		score = asr.DefaultHotwordsScore
+	}
+	g.configured.Store(&configured{hotwords: hotwords, keywords: keywords, score: score, redact: policy})
+}
+
 func NewCalls(b *asr.Batcher, pub Publisher, o CallsOptions) *Calls {
 	if o.FinalTimeout <= 0 {
 		o.FinalTimeout = 30 * time.Second
@@ -116,12 +136,11 @@ func NewCalls(b *asr.Batcher, pub Publisher, o CallsOptions) *Calls {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.HotwordsScore <= 0 {
-		o.HotwordsScore = asr.DefaultHotwordsScore
-	}
-	return &Calls{asr: b, tok: asr.NewTokenizer(b.Info()), pub: pub, opts: o, log: o.Logger, calls: map[string]*call{}, bySource: map[string]int{},
+	g := &Calls{asr: b, tok: asr.NewTokenizer(b.Info()), pub: pub, opts: o, log: o.Logger, calls: map[string]*call{}, bySource: map[string]int{},
 		byPeer: map[peerKey]int{}, changed: make(chan struct{}),
 		stats: Stats{Started: map[string]int64{}, Ended: map[string]int64{}, Rejected: map[string]int64{}}}
+	g.SetConfigured(o.Hotwords, o.Keywords, o.HotwordsScore, o.Redact)
+	return g
 }
 
 // Stats returns a copy of the counters.
@@ -230,7 +249,8 @@ func (g *Calls) Admit(o ingest.Offer) (ingest.Ticket, error) {
 		g.Refused(o.Source, r)
 		return nil, r
 	}
-	so, keywords, err := g.phrases(o)
+	conf := g.configured.Load()
+	so, keywords, err := g.phrases(o, conf)
 	var policy redact.Policy
 	if err == nil {
 		policy, err = redact.Parse(o.Redact)
@@ -241,7 +261,7 @@ func (g *Calls) Admit(o ingest.Offer) (ingest.Ticket, error) {
 		return nil, r
 	}
 	c := &call{g: g, id: o.ID, source: o.Source, peer: o.Peer.Unmap(), done: make(chan struct{}), keywords: keywords,
-		redact: g.opts.Redact.Merge(policy)}
+		redact: conf.redact.Merge(policy)}
 	lagging := g.lagging() // outside g.mu: it walks the recognizer's streams
 	g.mu.Lock()
 	r := g.refusal(o.Source, c.peer, len(o.Legs), lagging)
@@ -281,7 +301,7 @@ func (g *Calls) Admit(o ingest.Offer) (ingest.Ticket, error) {
 // ones, and builds the hotwords' context graph for its streams. Hotwords
 // on a greedy recognizer are read (a bad list is still refused) and not
 // used.
-func (g *Calls) phrases(o ingest.Offer) (asr.StreamOptions, []keyword, error) {
+func (g *Calls) phrases(o ingest.Offer, conf *configured) (asr.StreamOptions, []keyword, error) {
 	var so asr.StreamOptions
 	hot, err := asr.ParsePhrases(o.Hotwords)
 	if err != nil {
@@ -291,17 +311,17 @@ func (g *Calls) phrases(o ingest.Offer) (asr.StreamOptions, []keyword, error) {
 	if err != nil {
 		return so, nil, fmt.Errorf("keywords: %w", err)
 	}
-	hot = append(append([]asr.Phrase{}, g.opts.Hotwords...), hot...)
+	hot = append(append([]asr.Phrase{}, conf.hotwords...), hot...)
 	if len(hot) > asr.MaxPhrases {
 		return so, nil, fmt.Errorf("hotwords: more than %d with the configured ones", asr.MaxPhrases)
 	}
 	if len(hot) > 0 && g.asr.Decoding() == asr.ModifiedBeamSearch {
-		if so.Hotwords, err = asr.NewContextGraph(g.tok, hot, g.opts.HotwordsScore); err != nil {
+		if so.Hotwords, err = asr.NewContextGraph(g.tok, hot, conf.score); err != nil {
 			return so, nil, fmt.Errorf("hotwords: %w", err)
 		}
 	}
 	var keywords []keyword
-	for _, p := range append(append([]asr.Phrase{}, g.opts.Keywords...), kw...) {
+	for _, p := range append(append([]asr.Phrase{}, conf.keywords...), kw...) {
 		keywords = append(keywords, keyword{phrase: p.Text, words: strings.Fields(strings.ToUpper(p.Text))})
 	}
 	if len(keywords) > asr.MaxPhrases {

@@ -52,12 +52,18 @@ type LogConfig struct {
 	Level string `yaml:"level"`
 }
 
-// Logger is the log this configuration asks for, written to w.
-func (c LogConfig) Logger(w io.Writer) (*slog.Logger, error) {
+// Severity parses log.level.
+func (c LogConfig) Severity() (slog.Level, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.Level)); err != nil || !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(c.Level)) {
-		return nil, fmt.Errorf("log.level: %q: want debug, info, warn or error", c.Level)
+		return 0, fmt.Errorf("log.level: %q: want debug, info, warn or error", c.Level)
 	}
+	return level, nil
+}
+
+// Logger is the log this configuration's format asks for, written to w at
+// level (a *slog.LevelVar lets a reload change it).
+func (c LogConfig) Logger(w io.Writer, level slog.Leveler) (*slog.Logger, error) {
 	o := &slog.HandlerOptions{Level: level}
 	switch c.Format {
 	case "text":
@@ -478,7 +484,10 @@ func (c *Config) Validate() error {
 	if c.Redis.Prefix == "" || strings.ContainsAny(c.Redis.Prefix, " {}") {
 		return fmt.Errorf("redis.prefix: %q: want a non-empty key prefix without spaces or braces", c.Redis.Prefix)
 	}
-	if _, err := c.Log.Logger(io.Discard); err != nil {
+	if _, err := c.Log.Severity(); err != nil {
+		return err
+	}
+	if _, err := c.Log.Logger(io.Discard, slog.LevelInfo); err != nil {
 		return err
 	}
 	return nil

@@ -30,9 +30,9 @@ type Follower interface {
 type Events struct {
 	f   Follower
 	log *slog.Logger
-	// Token, when set, must come as a bearer token or as ?token=; without
-	// one only clients on this host are served (callAccess).
-	Token string
+	// token, when set, must come as a bearer token or as ?token=; without
+	// one only clients on this host are served (callAccess). SetToken.
+	token atomic.Pointer[string]
 	// Max bounds the concurrent streams (503 beyond); default 100.
 	Max int
 	// Heartbeat is the longest silence on a stream; default 15 s.
@@ -49,13 +49,21 @@ func NewEvents(f Follower, log *slog.Logger) *Events {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Events{f: f, log: log, Max: 100, Heartbeat: 15 * time.Second, WaitStart: time.Minute}
+	e := &Events{f: f, log: log, Max: 100, Heartbeat: 15 * time.Second, WaitStart: time.Minute}
+	e.SetToken("")
+	return e
 }
+
+// SetToken sets the token streams need (empty: none, this host only). Any
+// goroutine; streams already open go on.
+func (e *Events) SetToken(token string) { e.token.Store(&token) }
+
+// Token is the token streams need.
+func (e *Events) Token() string { return *e.token.Load() }
 
 // Active is the number of open streams.
 func (e *Events) Active() int { return int(e.active.Load()) }
 
-// tokenMatches compares a credential in constant time.
 // validCallID keeps ids to what fits a key and a URL path: printable, no
 // braces (the Redis hash tag), not too long.
 func validCallID(id string) bool {
@@ -71,7 +79,7 @@ func validCallID(id string) bool {
 }
 
 func (e *Events) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !callAccess(w, r, e.Token) {
+	if !callAccess(w, r, e.Token()) {
 		return
 	}
 	id := r.PathValue("id")

@@ -141,7 +141,7 @@ func TestEventsFollowOneCall(t *testing.T) {
 
 func TestEventsRefusals(t *testing.T) {
 	rd := transcripttest.Start(t)
-	srv := eventsServer(t, rd.Addr, func(e *Events) { e.Token = "s3cret"; e.Max = 1 })
+	srv := eventsServer(t, rd.Addr, func(e *Events) { e.SetToken("s3cret"); e.Max = 1 })
 	for _, c := range []struct {
 		path string
 		hdr  []string

@@ -43,6 +43,8 @@ type Service struct {
 	hs       *http.Server
 	hl       net.Listener
 	draining atomic.Bool
+	// metricsToken guards /metrics (empty: open); Reload replaces it.
+	metricsToken atomic.Pointer[string]
 
 	stopStreams context.CancelFunc // ends the SSE streams left at Close
 	errs        chan error         // a server that stopped by itself
@@ -130,11 +132,8 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", s.readyz)
-	var metricsHandler http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
-	if tok := cfg.HTTP.MetricsToken; tok != "" {
-		metricsHandler = bearer(tok, metricsHandler)
-	}
-	mux.Handle("/metrics", metricsHandler)
+	s.metricsToken.Store(&cfg.HTTP.MetricsToken)
+	mux.Handle("/metrics", bearer(func() string { return *s.metricsToken.Load() }, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	if wc := cfg.WebRTC; wc.Enabled {
 		lo, hi, _ := wc.ICEPortRange()
 		s.whip, err = webrtc.NewServer(webrtc.Config{Path: wc.Path, Token: wc.Token, PortLo: lo, PortHi: hi,
@@ -151,11 +150,11 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 		MaxFollows: cfg.HTTP.MaxEventStreams})
 	s.events = NewEvents(s.follower, log)
 	s.events.Max = cfg.HTTP.MaxEventStreams
-	s.events.Token = cfg.WebRTC.Token
+	s.events.SetToken(cfg.WebRTC.Token)
 	mux.Handle("GET /events/{id}", s.events)
 	pause := func(paused bool) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			if !callAccess(w, r, cfg.WebRTC.Token) {
+			if !callAccess(w, r, s.events.Token()) {
 				return
 			}
 			if err := s.calls.Pause(r.PathValue("id"), paused, "http"); err != nil {
@@ -236,11 +235,11 @@ func (s *Service) serveHTTP(h http.Handler) error {
 	return nil
 }
 
-// bearer lets through requests that carry the token.
-func bearer(token string, h http.Handler) http.Handler {
-	want := []byte("Bearer " + token)
+// bearer lets through requests that carry the token, or all while it is
+// empty.
+func bearer(token func() string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+		if t := token(); t != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+t)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="callscribe"`)
 			http.Error(w, "a bearer token is required", http.StatusUnauthorized)
 			return

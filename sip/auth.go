@@ -12,12 +12,28 @@ import (
 )
 
 // authenticator checks SIP digest credentials (RFC 3261 22, MD5) against
-// configured users. Nonces it issued stay valid for nonceTTL.
+// configured users; with none, every request passes. Nonces it issued stay
+// valid for nonceTTL, also across a change of users.
 type authenticator struct {
 	realm  string
-	users  map[string]string
 	mu     sync.Mutex
+	users  map[string]string // read only; replaced whole by setUsers
 	nonces map[string]time.Time
+}
+
+// setUsers replaces the users (a configuration reload); calls in progress
+// are not asked again.
+func (a *authenticator) setUsers(users map[string]string) {
+	a.mu.Lock()
+	a.users = users
+	a.mu.Unlock()
+}
+
+// required tells whether requests must carry credentials.
+func (a *authenticator) required() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.users) > 0
 }
 
 const (
@@ -60,12 +76,9 @@ func (a *authenticator) verify(req *sipmsg.Request) bool {
 	}
 	a.mu.Lock()
 	issued, ok := a.nonces[cred.Nonce]
+	pass, known := a.users[cred.Username]
 	a.mu.Unlock()
-	if !ok || time.Since(issued) > nonceTTL {
-		return false
-	}
-	pass, ok := a.users[cred.Username]
-	if !ok {
+	if !ok || time.Since(issued) > nonceTTL || !known {
 		return false
 	}
 	chal := &digest.Challenge{Realm: a.realm, Nonce: cred.Nonce, Algorithm: cred.Algorithm, Opaque: cred.Opaque}

@@ -241,8 +241,9 @@ type Server struct {
 	cli   *sipgo.Client
 	dlgs  *sipgo.DialogServerCache
 	ports *media.Ports
-	poll  *media.Poller  // nil: a goroutine per leg
-	auth  *authenticator // nil: no authentication
+	poll  *media.Poller                  // nil: a goroutine per leg
+	auth  *authenticator                 // digest users (none: no authentication)
+	allow atomic.Pointer[[]netip.Prefix] // sources accepted; empty: any
 
 	mu      sync.Mutex
 	calls   map[string]*Call
@@ -287,9 +288,8 @@ func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, adm: adm, rate: ingest.NewPeerRate(cfg.InviteRate, cfg.InviteBurst), ua: ua, srv: srv, cli: cli, ports: ports, calls: map[string]*Call{}, pending: map[netip.Addr]int{}}
-	if len(cfg.Users) > 0 {
-		s.auth = newAuthenticator(cfg.Realm, cfg.Users)
-	}
+	s.auth = newAuthenticator(cfg.Realm, cfg.Users)
+	s.allow.Store(&cfg.AllowCIDRs)
 	if cfg.RTPReadWorkers > 0 {
 		if s.poll, err = media.NewPoller(cfg.RTPReadWorkers); err != nil {
 			ua.Close()
@@ -505,7 +505,7 @@ func (s *Server) Close() error {
 // refuse answers an INVITE the server itself does not take, and counts it.
 func (s *Server) refuse(tx sipmsg.ServerTransaction, req *sipmsg.Request, r *ingest.Refusal) {
 	s.adm.Refused("sip", r)
-	if r.SIP == 401 && s.auth != nil {
+	if r.SIP == 401 && s.auth.required() {
 		respond(tx, req, 401, "Unauthorized", sipmsg.NewHeader("WWW-Authenticate", s.auth.challenge()))
 		return
 	}
@@ -863,16 +863,25 @@ func (s *Server) onBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	}
 }
 
+// SetAccess replaces the digest users and the allowed source CIDRs (a
+// configuration reload): new requests meet them, calls in progress go on.
+// Any goroutine.
+func (s *Server) SetAccess(users map[string]string, allow []netip.Prefix) {
+	s.auth.setUsers(users)
+	s.allow.Store(&allow)
+}
+
 func sourceOf(req *sipmsg.Request) netip.AddrPort {
 	ap, _ := netip.ParseAddrPort(req.Source())
 	return ap
 }
 
 func (s *Server) allowedSource(src netip.AddrPort) bool {
-	if len(s.cfg.AllowCIDRs) == 0 {
+	allow := *s.allow.Load()
+	if len(allow) == 0 {
 		return true
 	}
-	for _, p := range s.cfg.AllowCIDRs {
+	for _, p := range allow {
 		if p.Contains(src.Addr().Unmap()) {
 			return true
 		}
@@ -929,7 +938,7 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	defer s.endPending(src.Addr())
-	if s.auth != nil && !s.auth.verify(req) {
+	if s.auth.required() && !s.auth.verify(req) {
 		s.refuse(tx, req, &ingest.Refusal{Reason: "unauthorized", SIP: 401})
 		return
 	}

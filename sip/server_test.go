@@ -603,6 +603,31 @@ func TestDigestAuth(t *testing.T) {
 	}
 }
 
+// SetAccess (a reload) changes who may call from the next request on:
+// digest users where there were none, then a source list without us.
+func TestSetAccess(t *testing.T) {
+	srv, rec, addr := startServer(t, Config{})
+	phone := newUAC(t)
+	first, c, _ := call(t, phone, rec, addr, 40000) // up before the change, and stays
+	defer func() { first.Bye(context.Background()); <-c.Done() }()
+	srv.SetAccess(map[string]string{"alice": "s3cret"}, nil)
+	if code, _ := inviteStatus(t, phone, addr, offer(40002, "0"), sipgo.AnswerOptions{}); code != 401 {
+		t.Errorf("without credentials after users were set: %d", code)
+	}
+	if code, _ := inviteStatus(t, phone, addr, offer(40002, "0"), sipgo.AnswerOptions{Username: "alice", Password: "s3cret"}); code != 200 {
+		t.Errorf("alice after users were set: %d", code)
+	}
+	srv.SetAccess(nil, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")})
+	if code, _ := inviteStatus(t, phone, addr, offer(40004, "0"), sipgo.AnswerOptions{}); code != 403 {
+		t.Errorf("from a source no longer allowed: %d", code)
+	}
+	select {
+	case <-c.Done():
+		t.Error("the call in progress ended")
+	default:
+	}
+}
+
 func TestCallsPerSourceLimit(t *testing.T) {
 	_, rec, addr := startServer(t, Config{})
 	rec.mu.Lock()

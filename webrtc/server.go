@@ -87,10 +87,11 @@ func (s *Session) Reason() string {
 
 // Server is the WHIP endpoint; it is an http.Handler.
 type Server struct {
-	cfg  Config
-	adm  ingest.Admitter
-	rate *ingest.PeerRate
-	api  *pw.API
+	cfg   Config
+	adm   ingest.Admitter
+	rate  *ingest.PeerRate
+	api   *pw.API
+	token atomic.Pointer[string] // cfg.Token, or what SetToken set
 
 	mu       sync.Mutex
 	sessions map[string]*Session
@@ -151,9 +152,15 @@ func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
 	}
 	se.SetIncludeLoopbackCandidate(cfg.Loopback)
 	se.SetICETimeouts(5*time.Second, cfg.ConnectTimeout, 2*time.Second)
-	return &Server{cfg: cfg, adm: adm, rate: ingest.NewPeerRate(cfg.OfferRate, cfg.OfferBurst), sessions: map[string]*Session{},
-		api: pw.NewAPI(pw.WithMediaEngine(m), pw.WithSettingEngine(se))}, nil
+	s := &Server{cfg: cfg, adm: adm, rate: ingest.NewPeerRate(cfg.OfferRate, cfg.OfferBurst), sessions: map[string]*Session{},
+		api: pw.NewAPI(pw.WithMediaEngine(m), pw.WithSettingEngine(se))}
+	s.token.Store(&cfg.Token)
+	return s, nil
 }
+
+// SetToken replaces the bearer token (a configuration reload; empty: none):
+// new requests need it, sessions in progress go on. Any goroutine.
+func (s *Server) SetToken(token string) { s.token.Store(&token) }
 
 // Active is the number of sessions.
 func (s *Server) Active() int {
@@ -176,7 +183,7 @@ func newID() string {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+s.cfg.Token)) != 1 {
+	if tok := *s.token.Load(); tok != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+tok)) != 1 {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="callscribe"`)
 		if r.Method == http.MethodPost {
 			s.adm.Refused("webrtc", &ingest.Refusal{Reason: "unauthorized", HTTP: http.StatusUnauthorized})

@@ -49,67 +49,75 @@ func serveMain(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg := gateway.Defaults()
-	if *configFile != "" {
-		var err error
-		if cfg, err = gateway.LoadConfig(*configFile); err != nil {
-			fmt.Fprintf(stderr, "callscribe serve: %v\n", err)
-			return 1
-		}
-	}
-	apply := func(name, v string) {
-		switch name {
-		case "SIP", "sip":
-			cfg.SIP.UDP, cfg.SIP.TCP = v, v
-		case "HTTP", "http":
-			cfg.HTTP.Addr = v
-		case "REDIS", "redis":
-			cfg.Redis.Addr = v
-		case "MODEL", "model":
-			cfg.ASR.ModelDir = v
-		case "RTP_PORTS", "rtp-ports":
-			cfg.SIP.RTPPorts = v
-		case "MEDIA_IP", "media-ip":
-			cfg.SIP.MediaIP = v
-		case "PROVIDER", "provider":
-			cfg.ASR.Provider = v
-		case "MAX_STREAMS", "max-streams":
-			cfg.ASR.MaxStreams = v
-		case "WEBRTC_TOKEN":
-			cfg.WebRTC.Token = v
-		case "METRICS_TOKEN":
-			cfg.HTTP.MetricsToken = v
-		case "LOG_FORMAT", "log-format":
-			cfg.Log.Format = v
-		case "LOG_LEVEL", "log-level":
-			cfg.Log.Level = v
-		case "MAX_LAG", "max-lag":
-			if d, err := time.ParseDuration(v); err == nil {
-				cfg.ASR.MaxLag = d
-			} else {
-				cfg.ASR.MaxLag = -1 // Validate names the field
+	// resolve reads the configuration as a start does: the file (or the
+	// defaults), the environment, the flags; SIGHUP reads it again.
+	resolve := func() (gateway.Config, error) {
+		cfg := gateway.Defaults()
+		if *configFile != "" {
+			var err error
+			if cfg, err = gateway.LoadConfig(*configFile); err != nil {
+				return cfg, err
 			}
 		}
+		apply := func(name, v string) {
+			switch name {
+			case "SIP", "sip":
+				cfg.SIP.UDP, cfg.SIP.TCP = v, v
+			case "HTTP", "http":
+				cfg.HTTP.Addr = v
+			case "REDIS", "redis":
+				cfg.Redis.Addr = v
+			case "MODEL", "model":
+				cfg.ASR.ModelDir = v
+			case "RTP_PORTS", "rtp-ports":
+				cfg.SIP.RTPPorts = v
+			case "MEDIA_IP", "media-ip":
+				cfg.SIP.MediaIP = v
+			case "PROVIDER", "provider":
+				cfg.ASR.Provider = v
+			case "MAX_STREAMS", "max-streams":
+				cfg.ASR.MaxStreams = v
+			case "WEBRTC_TOKEN":
+				cfg.WebRTC.Token = v
+			case "METRICS_TOKEN":
+				cfg.HTTP.MetricsToken = v
+			case "LOG_FORMAT", "log-format":
+				cfg.Log.Format = v
+			case "LOG_LEVEL", "log-level":
+				cfg.Log.Level = v
+			case "MAX_LAG", "max-lag":
+				if d, err := time.ParseDuration(v); err == nil {
+					cfg.ASR.MaxLag = d
+				} else {
+					cfg.ASR.MaxLag = -1 // Validate names the field
+				}
+			}
+		}
+		for _, name := range envOverrides {
+			if v := os.Getenv("CALLSCRIBE_" + name); v != "" {
+				apply(name, v)
+			}
+		}
+		fs.Visit(func(f *flag.Flag) {
+			if p, ok := set[f.Name]; ok {
+				apply(f.Name, *p)
+			}
+			if f.Name == "drain" {
+				cfg.Drain = *drain
+			}
+		})
+		if err := cfg.Validate(); err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		cfg.ASR.ModelDir = modelDir(cfg.ASR.ModelDir)
+		return cfg, nil
 	}
-	for _, name := range envOverrides {
-		if v := os.Getenv("CALLSCRIBE_" + name); v != "" {
-			apply(name, v)
-		}
-	}
-	fs.Visit(func(f *flag.Flag) {
-		if p, ok := set[f.Name]; ok {
-			apply(f.Name, *p)
-		}
-		if f.Name == "drain" {
-			cfg.Drain = *drain
-		}
-	})
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(stderr, "callscribe serve: config: %v\n", err)
+	cfg, err := resolve()
+	if err != nil {
+		fmt.Fprintf(stderr, "callscribe serve: %v\n", err)
 		return 1
 	}
 	if *check {
-		cfg.ASR.ModelDir = modelDir(cfg.ASR.ModelDir)
 		found, err := gateway.Check(cfg)
 		if err != nil {
 			fmt.Fprintf(stderr, "callscribe serve: check: %v\n", err)
@@ -118,14 +126,39 @@ func serveMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "callscribe serve: configuration ok: %s\n", found)
 		return 0
 	}
-	log, _ := cfg.Log.Logger(stderr) // checked by Validate
-	slog.SetDefault(log)             // sipgo logs to the default
-	redis.SetLogger(redisLog{log})   // go-redis's own messages: dial failures, pool trouble
-	if err := serve(cfg, log); err != nil {
+	level := new(slog.LevelVar)
+	lv, _ := cfg.Log.Severity() // checked by Validate
+	level.Set(lv)
+	log, _ := cfg.Log.Logger(stderr, level)
+	slog.SetDefault(log)           // sipgo logs to the default
+	redis.SetLogger(redisLog{log}) // go-redis's own messages: dial failures, pool trouble
+	if err := serve(cfg, log, level, resolve); err != nil {
 		fmt.Fprintf(stderr, "callscribe serve: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// reload reads the configuration again and applies what it can; started
+// is the configuration the gateway started with (the log format stays).
+func reload(svc *gateway.Service, started gateway.Config, log *slog.Logger, level *slog.LevelVar, resolve func() (gateway.Config, error)) {
+	next, err := resolve()
+	if err != nil {
+		log.Error("callscribe: configuration not reloaded", "err", err)
+		return
+	}
+	restart, err := svc.Reload(next)
+	if err != nil {
+		log.Error("callscribe: configuration not reloaded", "err", err)
+		return
+	}
+	if next.Log.Format != started.Log.Format {
+		restart = append(restart, "log.format")
+	}
+	log.Info("callscribe: configuration reloaded", "applied", "sip.users sip.allow_cidrs webrtc.token http.metrics_token asr.hotwords asr.hotwords_file asr.hotwords_score asr.keywords redact log.level",
+		"need_restart", restart)
+	lv, _ := next.Log.Severity() // checked by resolve
+	level.Set(lv)
 }
 
 // redisLog writes go-redis's messages to the gateway's log, in its format.
@@ -142,9 +175,11 @@ func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
 // serve runs the gateway until a signal: SIGTERM drains (no new calls, the
 // ones in progress go on until done or cfg.Drain), SIGINT or a second
 // signal stops at once; either way the calls left are ended with BYE and
-// their last events delivered.
-func serve(cfg gateway.Config, log *slog.Logger) error {
-	cfg.ASR.ModelDir = modelDir(cfg.ASR.ModelDir)
+// their last events delivered. SIGHUP reads the configuration again
+// (resolve) and applies what a running gateway can change (Service.Reload,
+// and the log level); a configuration that does not validate changes
+// nothing.
+func serve(cfg gateway.Config, log *slog.Logger, level *slog.LevelVar, resolve func() (gateway.Config, error)) error {
 	svc, err := gateway.NewService(cfg, log)
 	if err != nil {
 		return err
@@ -155,22 +190,30 @@ func serve(cfg gateway.Config, log *slog.Logger) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
-	select {
-	case err := <-svc.Err():
-		return err
-	case sig := <-sigs:
-		if sig == syscall.SIGTERM {
-			log.Info("callscribe: draining", "deadline", cfg.Drain)
-			ctx, cancel := context.WithTimeout(context.Background(), cfg.Drain)
-			go func() { // a second signal stops now
-				select {
-				case <-sigs:
-					cancel()
-				case <-ctx.Done():
-				}
-			}()
-			svc.Drain(ctx)
-			cancel()
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
+	for stop := false; !stop; {
+		select {
+		case err := <-svc.Err():
+			return err
+		case <-hups:
+			reload(svc, cfg, log, level, resolve)
+		case sig := <-sigs:
+			stop = true
+			if sig == syscall.SIGTERM {
+				log.Info("callscribe: draining", "deadline", cfg.Drain)
+				ctx, cancel := context.WithTimeout(context.Background(), cfg.Drain)
+				go func() { // a second signal stops now
+					select {
+					case <-sigs:
+						cancel()
+					case <-ctx.Done():
+					}
+				}()
+				svc.Drain(ctx)
+				cancel()
+			}
 		}
 	}
 	svc.Close()

@@ -348,6 +348,107 @@ func TestServeBadStart(t *testing.T) {
 	}
 }
 
+// SIGHUP reads the configuration file again: new SIP requests need the
+// digest users it now names and /metrics its token; a call in progress
+// goes on to its transcript; a change that needs a restart is named; a
+// file that does not validate changes nothing.
+func TestServeReloadsOnSIGHUP(t *testing.T) {
+	rd := transcripttest.Start(t)
+	config := configFile(t, "")
+	g := startGateway(t, rd.Addr, "-config", config)
+	g.waitReady(t, 200)
+	metrics := func(token string) int {
+		req, _ := http.NewRequest("GET", "http://"+g.http+"/metrics", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	waitLog := func(msg string, n int) string {
+		t.Helper()
+		for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(50 * time.Millisecond) {
+			if out := g.out.String(); strings.Count(out, msg) >= n {
+				return out
+			}
+		}
+		t.Fatalf("no %q in the log:\n%s", msg, g.out.String())
+		return ""
+	}
+	a := testWAV(t, "8k.wav")
+	phone, err := siptest.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	talked := make(chan siptest.Talked, 1)
+	go func() {
+		res, _ := phone.Call(g.sip, siptest.PCMU(a.Samples))
+		talked <- res
+	}()
+	time.Sleep(time.Second) // the call is up
+
+	if err := os.WriteFile(config, []byte("sip:\n  users: {alice: s3cret}\n  max_calls: 10\nhttp:\n  metrics_token: m3trics\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g.cmd.Process.Signal(syscall.SIGHUP)
+	out := waitLog("callscribe: configuration reloaded", 1)
+	if !strings.Contains(out, "need_restart=[sip]") {
+		t.Errorf("sip.max_calls needs a restart, log:\n%s", out)
+	}
+	if got := metrics(""); got != 401 {
+		t.Errorf("/metrics without the new token: %d", got)
+	}
+	if got := metrics("m3trics"); got != 200 {
+		t.Errorf("/metrics with it: %d", got)
+	}
+	other, err := siptest.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if res, err := other.Call(g.sip, siptest.PCMU(make([]float32, 1600))); err != nil || res.Code != 401 {
+		t.Errorf("a new call without credentials: %d %v", res.Code, err)
+	}
+	res := <-talked
+	if res.Code != 200 {
+		t.Fatalf("the call in progress: %d", res.Code)
+	}
+	want := referenceText(t, testModelDir(t), "8k.wav")
+	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		evs := callEvents(t, rd.Addr)["stt:call:{"+res.CallID+"}"]
+		if len(evs) > 0 && evs[len(evs)-1]["type"] == "call.end" {
+			var finals []string
+			for _, e := range evs {
+				if e["type"] == "final" {
+					finals = append(finals, e["text"].(string))
+				}
+			}
+			if got := strings.Join(finals, " "); len(strings.Fields(got)) < len(strings.Fields(want))*3/4 {
+				t.Errorf("the call across the reload: %q, reference %q", got, want)
+			}
+			break
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatal("no call.end for the call across the reload")
+		}
+	}
+
+	// A file that does not validate: refused, the token stays.
+	if err := os.WriteFile(config, []byte("asr:\n  max_batch: -3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog("callscribe: configuration not reloaded", 1)
+	if got := metrics(""); got != 401 {
+		t.Errorf("/metrics after a refused reload: %d", got)
+	}
+}
+
 // serve -check finds what a start would stop on, without binding a port
 // or reaching Redis, and says what it found when all is well.
 func TestServeCheck(t *testing.T) {
