@@ -203,7 +203,7 @@ func TestEnvironmentNames(t *testing.T) {
 	for _, q := range regexp.MustCompile(`\$\{(CALLSCRIBE_[A-Z_]+)`).FindAllSubmatch(getModel, -1) {
 		known[string(q[1])] = true
 	}
-	for _, f := range []string{"compose.yaml", "kubernetes/gateway.yaml", "callscribe.yaml", "README.md", "Dockerfile"} {
+	for _, f := range []string{"compose.yaml", "kubernetes/gateway.yaml", "callscribe.yaml", "README.md", "Dockerfile", "systemd/callscribe.service"} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -216,6 +216,37 @@ func TestEnvironmentNames(t *testing.T) {
 	}
 	if f := containerConfig(t).Log.Format; f != "json" {
 		t.Errorf("container log.format %q, want json", f)
+	}
+}
+
+// The systemd unit checks the configuration before it starts, reloads
+// with SIGHUP, stops with SIGTERM and waits longer than the default drain
+// and the delivery of the last events.
+func TestSystemdUnit(t *testing.T) {
+	b, err := os.ReadFile("systemd/callscribe.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			unit[k] = v
+		}
+	}
+	const start = "/usr/local/bin/callscribe serve -config /etc/callscribe/callscribe.yaml"
+	if unit["ExecStart"] != start || unit["ExecStartPre"] != strings.Replace(start, "serve", "serve -check", 1) {
+		t.Errorf("ExecStart %q, ExecStartPre %q", unit["ExecStart"], unit["ExecStartPre"])
+	}
+	if !strings.Contains(unit["ExecReload"], "-HUP $MAINPID") || unit["KillSignal"] != "SIGTERM" {
+		t.Errorf("ExecReload %q, KillSignal %q", unit["ExecReload"], unit["KillSignal"])
+	}
+	defaults, err := gateway.LoadConfig("../configs/callscribe.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, err := time.ParseDuration(unit["TimeoutStopSec"] + "s")
+	if err != nil || stop <= defaults.Drain+10*time.Second {
+		t.Errorf("TimeoutStopSec %q must exceed drain %v and 10 s of delivery", unit["TimeoutStopSec"], defaults.Drain)
 	}
 }
 
