@@ -3,6 +3,8 @@ SHELL := /bin/bash
 ORT_LIB := $(CURDIR)/.cache/onnxruntime/libonnxruntime.so.1
 export CALLSCRIBE_ORT_LIB ?= $(ORT_LIB)
 GO ?= go
+# The version the binaries report (callscribe version, the serving log line).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 BINS := callscribe callscribe-bench
 
 .PHONY: all setup setup-gpu build test test-short bench demo vet clean
@@ -22,7 +24,7 @@ $(ORT_LIB):
 
 build: $(ORT_LIB)
 	@mkdir -p bin
-	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/ ./cmd/...
 
 vet:
 	$(GO) vet ./...

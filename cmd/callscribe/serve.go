@@ -185,7 +185,7 @@ func serve(cfg gateway.Config, log *slog.Logger, level *slog.LevelVar, resolve f
 		return err
 	}
 	defer svc.Close()
-	log.Info("callscribe: serving", "sip", svc.SIPAddrs(), "http", svc.HTTPAddr().String(), "redis", cfg.Redis.Addr,
+	log.Info("callscribe: serving", "version", version, "sip", svc.SIPAddrs(), "http", svc.HTTPAddr().String(), "redis", cfg.Redis.Addr,
 		"model", cfg.ASR.ModelDir, "provider", svc.Provider(), "onnxruntime", svc.RuntimePath(), "instance", cfg.InstanceName())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)

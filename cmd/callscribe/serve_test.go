@@ -449,6 +449,13 @@ func TestServeReloadsOnSIGHUP(t *testing.T) {
 	}
 }
 
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if code := run([]string{"version"}, &out, io.Discard); code != 0 || !strings.HasPrefix(out.String(), "callscribe devel go1.") {
+		t.Errorf("version: %d %q", code, out.String())
+	}
+}
+
 // serve -check finds what a start would stop on, without binding a port
 // or reaching Redis, and says what it found when all is well.
 func TestServeCheck(t *testing.T) {
