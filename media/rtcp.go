@@ -151,7 +151,8 @@ func (r *Receiver) acceptRTCP(pkt []byte, from netip.AddrPort, now int64) {
 	}
 }
 
-// errNoPeer is returned by SendReport before the peer has sent anything.
+// errNoPeer is returned by SendReport while there is nowhere to send: no
+// packet from the peer yet and no usable address announced (Expect).
 var errNoPeer = errors.New("media: no RTCP peer yet")
 
 // SendReport sends an RTCP receiver report (with our CNAME) to the peer if
@@ -167,7 +168,14 @@ func (r *Receiver) SendReport(now time.Time) error {
 	}
 	src := r.latched.Load()
 	if src == nil {
-		return errNoPeer
+		// Before the peer's first packet: the address it announced, as RFC
+		// 3550 sends RTCP from the start. It also opens a firewall in
+		// front of us for the peer's media.
+		e := r.expect.Load()
+		if e == nil || !e.sdp.Addr().IsValid() || e.sdp.Addr().IsUnspecified() || e.sdp.Port() == 0 {
+			return errNoPeer
+		}
+		src = &e.sdp
 	}
 	conn, to := r.conn, *src
 	switch {

@@ -271,6 +271,36 @@ func TestReceiverSendsReports(t *testing.T) {
 	}
 }
 
+// Before the peer's first packet a report goes to the address it
+// announced (RTP port + 1), without a report block; an unspecified
+// address (a call on hold) gets none.
+func TestReceiverReportsBeforeFirstPacket(t *testing.T) {
+	ports, _ := NewPorts(32600, 32700)
+	pair, err := ports.ListenPair("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ := NewLeg(LegOptions{PayloadTypes: map[uint8]string{0: "PCMU"}, DTMFPayloadType: -1, Sink: NewRing(16000)})
+	r := NewReceiver(pair, l, ports)
+	defer r.Close()
+	if err := r.SendReport(time.Now()); err == nil {
+		t.Error("a report with nowhere to go")
+	}
+	r.Expect(netip.MustParseAddrPort("0.0.0.0:4000"), netip.MustParseAddr("127.0.0.1"), time.Second)
+	if err := r.SendReport(time.Now()); err == nil {
+		t.Error("a report to an unspecified address")
+	}
+	srcRTP, srcRTCP := rtcpPeer(t)
+	r.Expect(srcRTP.LocalAddr().(*net.UDPAddr).AddrPort(), netip.MustParseAddr("127.0.0.1"), time.Second)
+	if err := r.SendReport(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	got := readRTCP(t, srcRTCP, nil)
+	if rr, ok := got[0].(*rtcp.ReceiverReport); !ok || len(rr.Reports) != 0 {
+		t.Errorf("got %v, want a receiver report without blocks", got)
+	}
+}
+
 // With rtcp-mux the peer's RTCP comes on the RTP port: it is read as RTCP,
 // not audio, and reports go back to the RTP source.
 func TestReceiverRTCPMux(t *testing.T) {
