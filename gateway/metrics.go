@@ -18,6 +18,11 @@ func registerMetrics(reg *prometheus.Registry, s *Service) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
 	}
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+	for i, result := range []string{"ok", "error"} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "callscribe_config_reloads_total",
+			Help:        "Configuration reloads (SIGHUP) by result: ok (applied) or error (nothing changed).",
+			ConstLabels: prometheus.Labels{"result": result}}, func() float64 { return float64(s.reloads[i].Load()) }))
+	}
 	gauge("callscribe_calls_active", "Calls holding a slot: admitted, in progress or finishing.", func() float64 { return float64(calls.Active()) })
 	reg.MustRegister(callCounters{calls})
 	counter("callscribe_rtp_packets_total", "RTP packets of ended calls.", func() float64 { return float64(calls.Stats().RTP.Packets) })

@@ -4,30 +4,46 @@ import (
 	"reflect"
 )
 
-// Reload applies what a running gateway can take from a new configuration:
+// Reload reads a configuration with read (it must validate it) and applies
+// what a running gateway can take from it:
 // the SIP digest users and allowed sources, the WHIP (and /events,
 // pause/resume) and metrics tokens, the configured hotwords, keywords and
 // their score, and the redaction. New calls and requests meet them; calls
-// in progress keep what they started with. next must have passed
-// Validate. Reload returns the sections whose other changes it did not
-// apply (they need a restart). The log's level and format are the
+// in progress keep what they started with. Reload returns the configuration
+// read and the sections whose other changes it did not apply (they need a
+// restart); on an error nothing changed. Reloads are counted by result
+// (callscribe_config_reloads_total). The log's level and format are the
 // caller's, which owns the logger. One goroutine at a time.
-func (s *Service) Reload(next Config) ([]string, error) {
+func (s *Service) Reload(read func() (Config, error)) (Config, []string, error) {
+	next, restart, err := s.reload(read)
+	if err != nil {
+		s.reloads[1].Add(1)
+		return next, nil, err
+	}
+	s.reloads[0].Add(1)
+	return next, restart, nil
+}
+
+func (s *Service) reload(read func() (Config, error)) (Config, []string, error) {
+	next, err := read()
+	if err != nil {
+		return next, nil, err
+	}
 	hot, err := next.ASR.HotwordPhrases()
 	if err != nil {
-		return nil, err
+		return next, nil, err
 	}
 	kw, err := next.ASR.KeywordPhrases()
 	if err != nil {
-		return nil, err
+		return next, nil, err
 	}
 	policy, err := next.RedactPolicy()
 	if err != nil {
-		return nil, err
+		return next, nil, err
 	}
 	cidrs, err := next.SIP.CIDRs()
 	if err != nil {
-		return nil, err
+		return next, nil, err
 	}
 	s.sip.SetAccess(next.SIP.Users, cidrs)
 	if s.whip != nil {
@@ -57,7 +73,7 @@ func (s *Service) Reload(next Config) ([]string, error) {
 	s.cfg.WebRTC.Token, s.cfg.HTTP.MetricsToken = next.WebRTC.Token, next.HTTP.MetricsToken
 	s.cfg.ASR.Hotwords, s.cfg.ASR.HotwordsFile, s.cfg.ASR.HotwordScore = next.ASR.Hotwords, next.ASR.HotwordsFile, next.ASR.HotwordScore
 	s.cfg.ASR.Keywords, s.cfg.Redact, s.cfg.Log = next.ASR.Keywords, next.Redact, next.Log
-	return restart, nil
+	return next, restart, nil
 }
 
 // reloadable is c without what Reload applies (and the log, which the

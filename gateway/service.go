@@ -45,6 +45,7 @@ type Service struct {
 	draining atomic.Bool
 	// metricsToken guards /metrics (empty: open); Reload replaces it.
 	metricsToken atomic.Pointer[string]
+	reloads      [2]atomic.Int64 // Reload: applied, refused
 
 	stopStreams context.CancelFunc // ends the SSE streams left at Close
 	errs        chan error         // a server that stopped by itself

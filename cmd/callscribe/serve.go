@@ -142,12 +142,7 @@ func serveMain(args []string, stdout, stderr io.Writer) int {
 // reload reads the configuration again and applies what it can; started
 // is the configuration the gateway started with (the log format stays).
 func reload(svc *gateway.Service, started gateway.Config, log *slog.Logger, level *slog.LevelVar, resolve func() (gateway.Config, error)) {
-	next, err := resolve()
-	if err != nil {
-		log.Error("callscribe: configuration not reloaded", "err", err)
-		return
-	}
-	restart, err := svc.Reload(next)
+	next, restart, err := svc.Reload(resolve)
 	if err != nil {
 		log.Error("callscribe: configuration not reloaded", "err", err)
 		return

@@ -447,6 +447,20 @@ func TestServeReloadsOnSIGHUP(t *testing.T) {
 	if got := metrics(""); got != 401 {
 		t.Errorf("/metrics after a refused reload: %d", got)
 	}
+	req, _ := http.NewRequest("GET", "http://"+g.http+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer m3trics")
+	mres, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body bytes.Buffer
+	body.ReadFrom(mres.Body)
+	mres.Body.Close()
+	for _, m := range []string{`callscribe_config_reloads_total{result="ok"} 1`, `callscribe_config_reloads_total{result="error"} 1`} {
+		if !strings.Contains(body.String(), m) {
+			t.Errorf("metrics lack %s", m)
+		}
+	}
 }
 
 func TestVersion(t *testing.T) {
