@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,16 +154,8 @@ func TestPauseResumeOverHTTP(t *testing.T) {
 		}
 	}
 	post := func(path, token string) int {
-		req, _ := http.NewRequest("POST", "http://"+g.http+path, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		return res.StatusCode
+		code, _ := g.request(t, "POST", path, token)
+		return code
 	}
 	time.Sleep(3 * time.Second)
 	if code := post("/calls/"+id+"/pause", "wrong"); code != 401 {

@@ -169,6 +169,47 @@ func (g *gatewayProc) waitReady(t *testing.T, want int) {
 	t.Fatalf("/readyz never answered %d", want)
 }
 
+// request sends method to the gateway's path, with a bearer token unless
+// token is empty, and returns the status and the body.
+func (g *gatewayProc) request(t *testing.T, method, path, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+g.http+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+// endedFinals waits (20 s at most) for a call's call.end on Redis and
+// returns the texts of its finals.
+func endedFinals(t *testing.T, redisAddr, callID string) []string {
+	t.Helper()
+	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(100 * time.Millisecond) {
+		evs := callEvents(t, redisAddr)["stt:call:{"+callID+"}"]
+		if len(evs) == 0 || evs[len(evs)-1]["type"] != "call.end" {
+			continue
+		}
+		var finals []string
+		for _, e := range evs {
+			if e["type"] == "final" {
+				finals = append(finals, e["text"].(string))
+			}
+		}
+		return finals
+	}
+	t.Fatalf("no call.end for call %s", callID)
+	return nil
+}
+
 func callEvents(t *testing.T, redisAddr string) map[string][]map[string]any {
 	t.Helper()
 	rc := redis.NewClient(&redis.Options{Addr: redisAddr})
@@ -284,17 +325,8 @@ func TestServeFromEnvironment(t *testing.T) {
 		if strings.HasPrefix(c.path, "/calls/") {
 			method = "POST"
 		}
-		req, _ := http.NewRequest(method, "http://"+g.http+c.path, nil)
-		if c.token != "" {
-			req.Header.Set("Authorization", "Bearer "+c.token)
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		if res.StatusCode != c.want {
-			t.Errorf("%s %s with %q: %d, want %d", method, c.path, c.token, res.StatusCode, c.want)
+		if code, _ := g.request(t, method, c.path, c.token); code != c.want {
+			t.Errorf("%s %s with %q: %d, want %d", method, c.path, c.token, code, c.want)
 		}
 	}
 	var serving, redisDial bool
@@ -358,16 +390,8 @@ func TestServeReloadsOnSIGHUP(t *testing.T) {
 	g := startGateway(t, rd.Addr, "-config", config)
 	g.waitReady(t, 200)
 	metrics := func(token string) int {
-		req, _ := http.NewRequest("GET", "http://"+g.http+"/metrics", nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		return res.StatusCode
+		code, _ := g.request(t, "GET", "/metrics", token)
+		return code
 	}
 	waitLog := func(msg string, n int) string {
 		t.Helper()
@@ -419,23 +443,8 @@ func TestServeReloadsOnSIGHUP(t *testing.T) {
 		t.Fatalf("the call in progress: %d", res.Code)
 	}
 	want := referenceText(t, testModelDir(t), "8k.wav")
-	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
-		evs := callEvents(t, rd.Addr)["stt:call:{"+res.CallID+"}"]
-		if len(evs) > 0 && evs[len(evs)-1]["type"] == "call.end" {
-			var finals []string
-			for _, e := range evs {
-				if e["type"] == "final" {
-					finals = append(finals, e["text"].(string))
-				}
-			}
-			if got := strings.Join(finals, " "); len(strings.Fields(got)) < len(strings.Fields(want))*3/4 {
-				t.Errorf("the call across the reload: %q, reference %q", got, want)
-			}
-			break
-		}
-		if time.Since(start) > 20*time.Second {
-			t.Fatal("no call.end for the call across the reload")
-		}
+	if got := strings.Join(endedFinals(t, rd.Addr, res.CallID), " "); len(strings.Fields(got)) < len(strings.Fields(want))*3/4 {
+		t.Errorf("the call across the reload: %q, reference %q", got, want)
 	}
 
 	// A file that does not validate: refused, the token stays.
@@ -447,17 +456,9 @@ func TestServeReloadsOnSIGHUP(t *testing.T) {
 	if got := metrics(""); got != 401 {
 		t.Errorf("/metrics after a refused reload: %d", got)
 	}
-	req, _ := http.NewRequest("GET", "http://"+g.http+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer m3trics")
-	mres, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var body bytes.Buffer
-	body.ReadFrom(mres.Body)
-	mres.Body.Close()
+	_, body := g.request(t, "GET", "/metrics", "m3trics")
 	for _, m := range []string{`callscribe_config_reloads_total{result="ok"} 1`, `callscribe_config_reloads_total{result="error"} 1`} {
-		if !strings.Contains(body.String(), m) {
+		if !strings.Contains(body, m) {
 			t.Errorf("metrics lack %s", m)
 		}
 	}
@@ -808,19 +809,9 @@ func TestServeHTTPLimits(t *testing.T) {
 	case <-time.After(2500 * time.Millisecond):
 	}
 
-	res, err := http.Get("http://" + g.http + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	req, _ := http.NewRequest(http.MethodGet, "http://"+g.http+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer m3trics")
-	withToken, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	withToken.Body.Close()
-	if res.StatusCode != 401 || withToken.StatusCode != 200 {
-		t.Errorf("/metrics: %d without the token, %d with it", res.StatusCode, withToken.StatusCode)
+	without, _ := g.request(t, "GET", "/metrics", "")
+	with, _ := g.request(t, "GET", "/metrics", "m3trics")
+	if without != 401 || with != 200 {
+		t.Errorf("/metrics: %d without the token, %d with it", without, with)
 	}
 }
