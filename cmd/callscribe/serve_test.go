@@ -189,6 +189,39 @@ func (g *gatewayProc) request(t *testing.T, method, path, token string) (int, st
 	return res.StatusCode, string(b)
 }
 
+// callAsync places a call from a new phone to addr that speaks samples
+// (8 kHz) in the background; the channel gets its result. The phone is
+// closed when the test ends.
+func callAsync(t *testing.T, addr string, samples []float32) <-chan siptest.Talked {
+	t.Helper()
+	phone, err := siptest.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { phone.Close() })
+	talked := make(chan siptest.Talked, 1)
+	go func() {
+		res, _ := phone.Call(addr, siptest.PCMU(samples))
+		talked <- res
+	}()
+	return talked
+}
+
+// answeredAndHeard checks that the call whose result talked gives was
+// answered and that its finals, once it ended, hold at least 3/4 as many
+// words as wav's reference text (what names the call in errors).
+func answeredAndHeard(t *testing.T, redisAddr string, talked <-chan siptest.Talked, wav, what string) {
+	t.Helper()
+	res := <-talked
+	if res.Code != 200 {
+		t.Fatalf("%s: %d", what, res.Code)
+	}
+	want := referenceText(t, testModelDir(t), wav)
+	if got := strings.Join(endedFinals(t, redisAddr, res.CallID), " "); len(strings.Fields(got)) < len(strings.Fields(want))*3/4 {
+		t.Errorf("%s: %q, reference %q", what, got, want)
+	}
+}
+
 // endedFinals waits (20 s at most) for a call's call.end on Redis and
 // returns the texts of its finals.
 func endedFinals(t *testing.T, redisAddr, callID string) []string {
@@ -403,17 +436,7 @@ func TestServeReloadsOnSIGHUP(t *testing.T) {
 		t.Fatalf("no %q in the log:\n%s", msg, g.out.String())
 		return ""
 	}
-	a := testWAV(t, "8k.wav")
-	phone, err := siptest.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer phone.Close()
-	talked := make(chan siptest.Talked, 1)
-	go func() {
-		res, _ := phone.Call(g.sip, siptest.PCMU(a.Samples))
-		talked <- res
-	}()
+	talked := callAsync(t, g.sip, testWAV(t, "8k.wav").Samples)
 	time.Sleep(time.Second) // the call is up
 
 	if err := os.WriteFile(config, []byte("sip:\n  users: {alice: s3cret}\n  max_calls: 10\nhttp:\n  metrics_token: m3trics\n"), 0o644); err != nil {
@@ -438,14 +461,7 @@ func TestServeReloadsOnSIGHUP(t *testing.T) {
 	if res, err := other.Call(g.sip, siptest.PCMU(make([]float32, 1600))); err != nil || res.Code != 401 {
 		t.Errorf("a new call without credentials: %d %v", res.Code, err)
 	}
-	res := <-talked
-	if res.Code != 200 {
-		t.Fatalf("the call in progress: %d", res.Code)
-	}
-	want := referenceText(t, testModelDir(t), "8k.wav")
-	if got := strings.Join(endedFinals(t, rd.Addr, res.CallID), " "); len(strings.Fields(got)) < len(strings.Fields(want))*3/4 {
-		t.Errorf("the call across the reload: %q, reference %q", got, want)
-	}
+	answeredAndHeard(t, rd.Addr, talked, "8k.wav", "the call across the reload")
 
 	// A file that does not validate: refused, the token stays.
 	if err := os.WriteFile(config, []byte("asr:\n  max_batch: -3\n"), 0o644); err != nil {
