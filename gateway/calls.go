@@ -79,6 +79,8 @@ type Calls struct {
 	// configured is what every call gets besides its own: opts' phrases
 	// and redaction, or what SetConfigured set since.
 	configured atomic.Pointer[configured]
+	// limits are opts' admission limits, or what SetLimits set since.
+	limits atomic.Pointer[Limits]
 
 	mu       sync.Mutex
 	calls    map[string]*call
@@ -109,6 +111,24 @@ type Stats struct {
 }
 
 // NewCalls returns a registry feeding b and publishing to pub.
+// Limits are the admission limits of CallsOptions, which a configuration
+// reload may change (SetLimits).
+type Limits struct {
+	MaxCalls, MaxPerPeer map[string]int
+	MaxStreams           int
+	MaxLag               time.Duration
+}
+
+// SetLimits replaces the admission limits (a configuration reload): they
+// apply from the next admission on; calls admitted stay. MaxLag 0 takes
+// the default. Any goroutine.
+func (g *Calls) SetLimits(l Limits) {
+	if l.MaxLag == 0 {
+		l.MaxLag = DefaultMaxLag
+	}
+	g.limits.Store(&l)
+}
+
 // configured is the hotwords, keywords and redaction every call gets.
 type configured struct {
 	hotwords, keywords []asr.Phrase
@@ -130,9 +150,6 @@ func NewCalls(b *asr.Batcher, pub Publisher, o CallsOptions) *Calls {
 	if o.FinalTimeout <= 0 {
 		o.FinalTimeout = 30 * time.Second
 	}
-	if o.MaxLag == 0 {
-		o.MaxLag = DefaultMaxLag
-	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -140,6 +157,7 @@ func NewCalls(b *asr.Batcher, pub Publisher, o CallsOptions) *Calls {
 		byPeer: map[peerKey]int{}, changed: make(chan struct{}),
 		stats: Stats{Started: map[string]int64{}, Ended: map[string]int64{}, Rejected: map[string]int64{}}}
 	g.SetConfigured(o.Hotwords, o.Keywords, o.HotwordsScore, o.Redact)
+	g.SetLimits(Limits{MaxCalls: o.MaxCalls, MaxPerPeer: o.MaxPerPeer, MaxStreams: o.MaxStreams, MaxLag: o.MaxLag})
 	return g
 }
 
@@ -180,7 +198,7 @@ func (g *Calls) Full(source string) *ingest.Refusal {
 
 // MaxStreams is the bound on streams admission applies now; 0: none.
 func (g *Calls) MaxStreams() int {
-	switch n := g.opts.MaxStreams; {
+	switch n := g.limits.Load().MaxStreams; {
 	case n > 0:
 		return n
 	case n < 0:
@@ -209,7 +227,8 @@ func (g *Calls) Saturated() bool {
 
 // lagging tells whether the recognizer is behind by more than MaxLag.
 func (g *Calls) lagging() bool {
-	return g.opts.MaxLag > 0 && g.asr.Lag() > g.opts.MaxLag
+	l := g.limits.Load().MaxLag
+	return l > 0 && g.asr.Lag() > l
 }
 
 // refusal is why a call of source from peer with legs legs cannot be
@@ -224,10 +243,11 @@ func (g *Calls) refusal(source string, peer netip.Addr, legs int, lagging bool) 
 	if n := g.MaxStreams(); n > 0 && g.streams+legs > n {
 		return ingest.ErrCapacity
 	}
-	if n := g.opts.MaxCalls[source]; n > 0 && g.bySource[source] >= n {
+	l := g.limits.Load()
+	if n := l.MaxCalls[source]; n > 0 && g.bySource[source] >= n {
 		return ingest.ErrLimit
 	}
-	if n := g.opts.MaxPerPeer[source]; n > 0 && peer.IsValid() && g.byPeer[peerKey{source, peer}] >= n {
+	if n := l.MaxPerPeer[source]; n > 0 && peer.IsValid() && g.byPeer[peerKey{source, peer}] >= n {
 		return ingest.ErrLimit
 	}
 	return nil

@@ -262,6 +262,16 @@ func LoadConfig(path string) (Config, error) {
 	return c, nil
 }
 
+// limits are the admission limits the configuration sets (Calls).
+func (c *Config) limits() Limits {
+	maxCalls := map[string]int{"sip": c.SIP.MaxCalls}
+	if c.WebRTC.Enabled {
+		maxCalls["webrtc"] = c.WebRTC.MaxSessions
+	}
+	maxStreams, _ := c.ASR.Streams() // checked by Validate; 0: the measured capacity
+	return Limits{MaxCalls: maxCalls, MaxPerPeer: map[string]int{"sip": c.SIP.MaxCallsPerSource}, MaxStreams: maxStreams, MaxLag: c.ASR.MaxLag}
+}
+
 // InstanceName is instance, or by default the host name and the first SIP
 // listen address: stable across restarts of the same gateway.
 func (c *Config) InstanceName() string {

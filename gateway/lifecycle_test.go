@@ -81,6 +81,41 @@ func finalStatuses(t *testing.T, conn *net.UDPConn, branches int, within time.Du
 // sent back to back make one call (482 for the others); a call answered
 // and never ACKed holds a slot of max_calls until the ACK timeout, then it
 // is freed and the next call is taken at once.
+// SetLimits (a reload) moves the limit from the next admission on; calls
+// admitted under the old one stay.
+func TestSetLimits(t *testing.T) {
+	_, _, calls, srv := testGateway(t, nil, CallsOptions{MaxCalls: map[string]int{"sip": 1}, MaxStreams: -1, MaxLag: -1},
+		sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 35000, RTPPortHi: 35999, AckTimeout: time.Second})
+	to := srv.Addrs()[0].String()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for i, step := range []struct {
+		limit int // 0: unchanged
+		want  int
+	}{{0, 200}, {0, 503}, {2, 200}, {1, 503}} {
+		if step.limit > 0 {
+			calls.SetLimits(Limits{MaxCalls: map[string]int{"sip": step.limit}, MaxStreams: -1, MaxLag: -1})
+		}
+		tag := fmt.Sprint("l", i)
+		rawInvite(t, conn, to, fmt.Sprint("limit-", i, "@test"), tag) // never ACKed: the slot stays held
+		if got := finalStatuses(t, conn, 1, 5*time.Second); got[tag] != step.want {
+			t.Errorf("INVITE %d (limit %d): %v, want %d", i, step.limit, got, step.want)
+		}
+	}
+	if n := calls.Active(); n != 2 {
+		t.Errorf("%d calls active, want the 2 admitted", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := calls.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	calls.Wait()
+}
+
 func TestAdmissionReservesBeforeAnswer(t *testing.T) {
 	_, _, calls, srv := testGateway(t, nil, CallsOptions{MaxCalls: map[string]int{"sip": 1}, MaxStreams: -1, MaxLag: -1},
 		sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 35000, RTPPortHi: 35999, AckTimeout: time.Second})

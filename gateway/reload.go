@@ -5,11 +5,13 @@ import (
 )
 
 // Reload reads a configuration with read (it must validate it) and applies
-// what a running gateway can take from it:
-// the SIP digest users and allowed sources, the WHIP (and /events,
-// pause/resume) and metrics tokens, the configured hotwords, keywords and
-// their score, and the redaction. New calls and requests meet them; calls
-// in progress keep what they started with. Reload returns the configuration
+// what a running gateway can take from it: the SIP digest users and
+// allowed sources, the WHIP (and /events, pause/resume) and metrics
+// tokens, the configured hotwords, keywords and their score, the
+// redaction, and the admission limits (sip.max_calls,
+// max_calls_per_source, webrtc.max_sessions, asr.max_streams, max_lag).
+// New calls and requests meet them; calls in progress keep what they
+// started with. Reload returns the configuration
 // read and the sections whose other changes it did not apply (they need a
 // restart); on an error nothing changed. Reloads are counted by result
 // (callscribe_config_reloads_total). The log's level and format are the
@@ -53,6 +55,7 @@ func (s *Service) reload(read func() (Config, error)) (Config, []string, error) 
 	tok := next.HTTP.MetricsToken
 	s.metricsToken.Store(&tok)
 	s.calls.SetConfigured(hot, kw, float32(next.ASR.HotwordScore), policy)
+	s.calls.SetLimits(next.limits())
 
 	var restart []string
 	was, now := reloadable(s.cfg), reloadable(next)
@@ -73,6 +76,8 @@ func (s *Service) reload(read func() (Config, error)) (Config, []string, error) 
 	s.cfg.WebRTC.Token, s.cfg.HTTP.MetricsToken = next.WebRTC.Token, next.HTTP.MetricsToken
 	s.cfg.ASR.Hotwords, s.cfg.ASR.HotwordsFile, s.cfg.ASR.HotwordScore = next.ASR.Hotwords, next.ASR.HotwordsFile, next.ASR.HotwordScore
 	s.cfg.ASR.Keywords, s.cfg.Redact, s.cfg.Log = next.ASR.Keywords, next.Redact, next.Log
+	s.cfg.SIP.MaxCalls, s.cfg.SIP.MaxCallsPerSource, s.cfg.WebRTC.MaxSessions = next.SIP.MaxCalls, next.SIP.MaxCallsPerSource, next.WebRTC.MaxSessions
+	s.cfg.ASR.MaxStreams, s.cfg.ASR.MaxLag = next.ASR.MaxStreams, next.ASR.MaxLag
 	return next, restart, nil
 }
 
@@ -83,5 +88,6 @@ func reloadable(c Config) Config {
 	c.WebRTC.Token, c.HTTP.MetricsToken = "", ""
 	c.ASR.Hotwords, c.ASR.HotwordsFile, c.ASR.HotwordScore, c.ASR.Keywords = nil, "", 0, nil
 	c.Redact, c.Log = nil, LogConfig{}
+	c.SIP.MaxCalls, c.SIP.MaxCallsPerSource, c.WebRTC.MaxSessions, c.ASR.MaxStreams, c.ASR.MaxLag = 0, 0, 0, "", 0
 	return c
 }

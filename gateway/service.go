@@ -89,7 +89,6 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 	if err != nil {
 		return nil, err
 	}
-	maxStreams, _ := a.Streams()
 	log.Info(fmt.Sprintf("callscribe: capacity ≈ %d streams on this machine", s.batcher.Capacity()),
 		"step_per_stream", s.batcher.StepCost(), "workers", s.batcher.Workers(), "max_streams", a.MaxStreams)
 	r := cfg.Redis
@@ -102,15 +101,12 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "callscribe_result_latency_seconds",
 		Help:    "From the arrival of an utterance's last word to its partial or final.",
 		Buckets: []float64{.05, .1, .2, .3, .5, .75, 1, 1.5, 2, 3, 5}}, []string{"type"})
-	maxCalls := map[string]int{"sip": cfg.SIP.MaxCalls}
-	if cfg.WebRTC.Enabled {
-		maxCalls["webrtc"] = cfg.WebRTC.MaxSessions
-	}
+	limits := cfg.limits()
 	hotwords, _ := a.HotwordPhrases() // checked with the configuration
 	keywords, _ := a.KeywordPhrases()
 	policy, _ := cfg.RedactPolicy()
-	s.calls = NewCalls(s.batcher, s.pub, CallsOptions{MaxCalls: maxCalls, MaxPerPeer: map[string]int{"sip": cfg.SIP.MaxCallsPerSource},
-		MaxStreams: maxStreams, MaxLag: a.MaxLag, FinalTimeout: a.FinalTimeout, Logger: log,
+	s.calls = NewCalls(s.batcher, s.pub, CallsOptions{MaxCalls: limits.MaxCalls, MaxPerPeer: limits.MaxPerPeer,
+		MaxStreams: limits.MaxStreams, MaxLag: limits.MaxLag, FinalTimeout: a.FinalTimeout, Logger: log,
 		Hotwords: hotwords, Keywords: keywords, HotwordsScore: float32(a.HotwordScore), Redact: policy,
 		OnLatency: func(k asr.ResultKind, d time.Duration) { latency.WithLabelValues(k.String()).Observe(d.Seconds()) }})
 	sc := cfg.SIP

@@ -415,7 +415,8 @@ func TestServeBadStart(t *testing.T) {
 
 // SIGHUP reads the configuration file again: new SIP requests need the
 // digest users it now names and /metrics its token; a call in progress
-// goes on to its transcript; a change that needs a restart is named; a
+// goes on to its transcript; a change that needs a restart (sip.invite_rate)
+// is named; a
 // file that does not validate changes nothing.
 func TestServeReloadsOnSIGHUP(t *testing.T) {
 	rd := transcripttest.Start(t)
@@ -439,13 +440,13 @@ func TestServeReloadsOnSIGHUP(t *testing.T) {
 	talked := callAsync(t, g.sip, testWAV(t, "8k.wav").Samples)
 	time.Sleep(time.Second) // the call is up
 
-	if err := os.WriteFile(config, []byte("sip:\n  users: {alice: s3cret}\n  max_calls: 10\nhttp:\n  metrics_token: m3trics\n"), 0o644); err != nil {
+	if err := os.WriteFile(config, []byte("sip:\n  users: {alice: s3cret}\n  invite_rate: 50\nhttp:\n  metrics_token: m3trics\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	g.cmd.Process.Signal(syscall.SIGHUP)
 	out := waitLog("callscribe: configuration reloaded", 1)
 	if !strings.Contains(out, "need_restart=[sip]") {
-		t.Errorf("sip.max_calls needs a restart, log:\n%s", out)
+		t.Errorf("sip.invite_rate needs a restart, log:\n%s", out)
 	}
 	if got := metrics(""); got != 401 {
 		t.Errorf("/metrics without the new token: %d", got)
