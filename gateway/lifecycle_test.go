@@ -270,6 +270,7 @@ func TestInviteFloodDuringACall(t *testing.T) {
 	peakG := 0
 	var peakHeap uint64
 	var ms runtime.MemStats
+	floodStart := time.Now()
 	for i := range 5000 {
 		rawInvite(t, evil, to, fmt.Sprint("flood-", i, "@evil"), fmt.Sprint("f", i))
 		if i%500 == 0 {
@@ -284,7 +285,12 @@ func TestInviteFloodDuringACall(t *testing.T) {
 		runtime.ReadMemStats(&ms)
 		peakHeap = max(peakHeap, ms.HeapInuse)
 	}
-	t.Logf("during the flood: goroutines %d (before %d), heap in use %.1f MB", peakG, base, float64(peakHeap)/(1<<20))
+	// The rate admits its burst and then 20 a second for as long as the
+	// flood lasts (longer on a loaded machine), and a second more for the
+	// INVITEs still queued in the socket.
+	flooded := time.Since(floodStart)
+	admissible := 2 + 20 + int(20*(flooded.Seconds()+1))
+	t.Logf("during the flood (%v): goroutines %d (before %d), heap in use %.1f MB", flooded.Round(time.Millisecond), peakG, base, float64(peakHeap)/(1<<20))
 	if peakHeap > 256<<20 {
 		t.Errorf("heap %d MB during the flood", peakHeap>>20)
 	}
@@ -318,8 +324,9 @@ func TestInviteFloodDuringACall(t *testing.T) {
 	// any network: how much it reads depends on the machine's load (937 of
 	// the 5,000 on a loaded 2-core machine, over 1,000 alone). What it read
 	// beyond the rate was refused, and counted.
-	if st.Rejected["sip/rate"] < 500 || st.Started["sip"] > 2+20+20*5 {
-		t.Errorf("rejected %v, started %v", st.Rejected, st.Started)
+	t.Logf("rejected %v, started %v (at most %d)", st.Rejected, st.Started, admissible)
+	if st.Rejected["sip/rate"] < 500 || st.Started["sip"] > int64(admissible) {
+		t.Errorf("rejected %v, started %v (at most %d in %v)", st.Rejected, st.Started, admissible, flooded)
 	}
 	want := asr.FinalText(reference(t, newBatcher(t), "PCMU", speech))
 	found := false
