@@ -77,21 +77,25 @@ func finalStatuses(t *testing.T, conn *net.UDPConn, branches int, within time.Du
 	return got
 }
 
-// Admission reserves the slot before the answer: INVITEs with one Call-ID
-// sent back to back make one call (482 for the others); a call answered
-// and never ACKed holds a slot of max_calls until the ACK timeout, then it
-// is freed and the next call is taken at once.
-// SetLimits (a reload) moves the limit from the next admission on; calls
-// admitted under the old one stay.
-func TestSetLimits(t *testing.T) {
+// oneCallGateway is a gateway that takes one SIP call at a time and frees
+// the slot of a call never ACKed after 1 s, and a socket on 127.0.0.1 to
+// send it raw INVITEs from (closed when the test ends).
+func oneCallGateway(t *testing.T) (*Calls, string, *net.UDPConn) {
+	t.Helper()
 	_, _, calls, srv := testGateway(t, nil, CallsOptions{MaxCalls: map[string]int{"sip": 1}, MaxStreams: -1, MaxLag: -1},
 		sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 35000, RTPPortHi: 35999, AckTimeout: time.Second})
-	to := srv.Addrs()[0].String()
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
+	return calls, srv.Addrs()[0].String(), conn
+}
+
+// SetLimits (a reload) moves the limit from the next admission on; calls
+// admitted under the old one stay.
+func TestSetLimits(t *testing.T) {
+	calls, to, conn := oneCallGateway(t)
 	for i, step := range []struct {
 		limit int // 0: unchanged
 		want  int
@@ -116,15 +120,12 @@ func TestSetLimits(t *testing.T) {
 	calls.Wait()
 }
 
+// Admission reserves the slot before the answer: INVITEs with one Call-ID
+// sent back to back make one call (482 for the others); a call answered
+// and never ACKed holds a slot of max_calls until the ACK timeout, then it
+// is freed and the next call is taken at once.
 func TestAdmissionReservesBeforeAnswer(t *testing.T) {
-	_, _, calls, srv := testGateway(t, nil, CallsOptions{MaxCalls: map[string]int{"sip": 1}, MaxStreams: -1, MaxLag: -1},
-		sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 35000, RTPPortHi: 35999, AckTimeout: time.Second})
-	to := srv.Addrs()[0].String()
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	calls, to, conn := oneCallGateway(t)
 	for i := range 3 {
 		rawInvite(t, conn, to, "dup-call@test", fmt.Sprint("b", i))
 	}
