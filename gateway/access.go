@@ -24,9 +24,14 @@ func callAccess(w http.ResponseWriter, r *http.Request, token string) bool {
 	if tokenMatches(r.Header.Get("Authorization"), "Bearer "+token) || tokenMatches(r.URL.Query().Get("token"), token) {
 		return true
 	}
+	unauthorized(w)
+	return false
+}
+
+// unauthorized answers a request without the bearer token it needs.
+func unauthorized(w http.ResponseWriter) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="callscribe"`)
 	http.Error(w, "a bearer token is required", http.StatusUnauthorized)
-	return false
 }
 
 // tokenMatches compares a credential in constant time.

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -236,9 +235,8 @@ func (s *Service) serveHTTP(h http.Handler) error {
 // empty.
 func bearer(token func() string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if t := token(); t != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+t)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="callscribe"`)
-			http.Error(w, "a bearer token is required", http.StatusUnauthorized)
+		if t := token(); t != "" && !tokenMatches(r.Header.Get("Authorization"), "Bearer "+t) {
+			unauthorized(w)
 			return
 		}
 		h.ServeHTTP(w, r)
