@@ -5,15 +5,13 @@ import (
 )
 
 // Reload reads a configuration with read (it must validate it) and applies
-// what a running gateway can take from it: the SIP digest users and
-// allowed sources, the WHIP (and /events, pause/resume) and metrics
-// tokens, the configured hotwords, keywords and their score, the
-// redaction, and the admission limits (sip.max_calls,
-// max_calls_per_source, webrtc.max_sessions, asr.max_streams, max_lag).
-// New calls and requests meet them; calls in progress keep what they
-// started with. Reload returns the configuration
-// read and the sections whose other changes it did not apply (they need a
-// restart); on an error nothing changed. Reloads are counted by result
+// what a running gateway can take from it (Reloadable): the SIP digest
+// users and allowed sources, the WHIP (and /events, pause/resume) and
+// metrics tokens, the configured hotwords, keywords and their score, the
+// redaction, and the admission limits. New calls and requests meet them;
+// calls in progress keep what they started with. Reload returns the
+// configuration read and the sections whose other changes it did not apply
+// (they need a restart); on an error nothing changed. Reloads are counted by result
 // (callscribe_config_reloads_total). The log's level and format are the
 // caller's, which owns the logger. One goroutine at a time.
 func (s *Service) Reload(read func() (Config, error)) (Config, []string, error) {
@@ -58,7 +56,7 @@ func (s *Service) reload(read func() (Config, error)) (Config, []string, error) 
 	s.calls.SetLimits(next.limits())
 
 	var restart []string
-	was, now := reloadable(s.cfg), reloadable(next)
+	was, now := withoutLive(s.cfg), withoutLive(next)
 	for _, sec := range []struct {
 		name     string
 		was, now any
@@ -70,24 +68,49 @@ func (s *Service) reload(read func() (Config, error)) (Config, []string, error) 
 			restart = append(restart, sec.name)
 		}
 	}
-	// What was applied is now the running configuration; the rest stays
-	// as started.
-	s.cfg.SIP.Users, s.cfg.SIP.AllowCIDRs = next.SIP.Users, next.SIP.AllowCIDRs
-	s.cfg.WebRTC.Token, s.cfg.HTTP.MetricsToken = next.WebRTC.Token, next.HTTP.MetricsToken
-	s.cfg.ASR.Hotwords, s.cfg.ASR.HotwordsFile, s.cfg.ASR.HotwordScore = next.ASR.Hotwords, next.ASR.HotwordsFile, next.ASR.HotwordScore
-	s.cfg.ASR.Keywords, s.cfg.Redact, s.cfg.Log = next.ASR.Keywords, next.Redact, next.Log
-	s.cfg.SIP.MaxCalls, s.cfg.SIP.MaxCallsPerSource, s.cfg.WebRTC.MaxSessions = next.SIP.MaxCalls, next.SIP.MaxCallsPerSource, next.WebRTC.MaxSessions
-	s.cfg.ASR.MaxStreams, s.cfg.ASR.MaxLag = next.ASR.MaxStreams, next.ASR.MaxLag
 	return next, restart, nil
 }
 
-// reloadable is c without what Reload applies (and the log, which the
-// caller applies), to compare what is left.
-func reloadable(c Config) Config {
-	c.SIP.Users, c.SIP.AllowCIDRs = nil, nil
-	c.WebRTC.Token, c.HTTP.MetricsToken = "", ""
-	c.ASR.Hotwords, c.ASR.HotwordsFile, c.ASR.HotwordScore, c.ASR.Keywords = nil, "", 0, nil
-	c.Redact, c.Log = nil, LogConfig{}
-	c.SIP.MaxCalls, c.SIP.MaxCallsPerSource, c.WebRTC.MaxSessions, c.ASR.MaxStreams, c.ASR.MaxLag = 0, 0, 0, "", 0
+// liveSetting is a setting Reload applies, by name, with how to clear it
+// from a configuration.
+type liveSetting struct {
+	name  string
+	clear func(*Config)
+}
+
+// liveSettings are what Reload applies (the log is the caller's).
+func liveSettings() []liveSetting {
+	return []liveSetting{
+		{"sip.users", func(c *Config) { c.SIP.Users = nil }},
+		{"sip.allow_cidrs", func(c *Config) { c.SIP.AllowCIDRs = nil }},
+		{"sip.max_calls", func(c *Config) { c.SIP.MaxCalls = 0 }},
+		{"sip.max_calls_per_source", func(c *Config) { c.SIP.MaxCallsPerSource = 0 }},
+		{"webrtc.token", func(c *Config) { c.WebRTC.Token = "" }},
+		{"webrtc.max_sessions", func(c *Config) { c.WebRTC.MaxSessions = 0 }},
+		{"http.metrics_token", func(c *Config) { c.HTTP.MetricsToken = "" }},
+		{"asr.hotwords", func(c *Config) { c.ASR.Hotwords = nil }},
+		{"asr.hotwords_file", func(c *Config) { c.ASR.HotwordsFile = "" }},
+		{"asr.hotwords_score", func(c *Config) { c.ASR.HotwordScore = 0 }},
+		{"asr.keywords", func(c *Config) { c.ASR.Keywords = nil }},
+		{"asr.max_streams", func(c *Config) { c.ASR.MaxStreams = "" }},
+		{"asr.max_lag", func(c *Config) { c.ASR.MaxLag = 0 }},
+		{"redact", func(c *Config) { c.Redact = nil }},
+	}
+}
+
+// Reloadable names the settings Reload applies.
+func Reloadable() []string {
+	var names []string
+	for _, l := range liveSettings() {
+		names = append(names, l.name)
+	}
+	return names
+}
+
+// withoutLive is c without what Reload applies, to compare what is left.
+func withoutLive(c Config) Config {
+	for _, l := range liveSettings() {
+		l.clear(&c)
+	}
 	return c
 }

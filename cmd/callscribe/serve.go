@@ -150,9 +150,7 @@ func reload(svc *gateway.Service, started gateway.Config, log *slog.Logger, leve
 	if next.Log.Format != started.Log.Format {
 		restart = append(restart, "log.format")
 	}
-	log.Info("callscribe: configuration reloaded", "applied", "sip.users sip.allow_cidrs webrtc.token http.metrics_token asr.hotwords asr.hotwords_file asr.hotwords_score asr.keywords redact "+
-		"sip.max_calls sip.max_calls_per_source webrtc.max_sessions asr.max_streams asr.max_lag log.level",
-		"need_restart", restart)
+	log.Info("callscribe: configuration reloaded", "applied", append(gateway.Reloadable(), "log.level"), "need_restart", restart)
 	lv, _ := next.Log.Severity() // checked by resolve
 	level.Set(lv)
 }
