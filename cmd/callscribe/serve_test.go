@@ -24,6 +24,7 @@ import (
 	pw "github.com/pion/webrtc/v4"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/callscribe/callscribe/internal/sipptest"
 	"github.com/callscribe/callscribe/internal/testcert"
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/sip/siptest"
@@ -35,20 +36,7 @@ import (
 func freePort(t *testing.T, network string) string {
 	t.Helper()
 	if network == "udp" { // the SIP address: free for TCP too (sip.udp and sip.tcp share it)
-		for range 100 {
-			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := pc.LocalAddr().String()
-			l, err := net.Listen("tcp", addr)
-			pc.Close()
-			if err == nil {
-				l.Close()
-				return addr
-			}
-		}
-		t.Fatal("no port free for both UDP and TCP")
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(sipptest.FreeSIPPort(t)))
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -45,9 +45,9 @@ func run(t testing.TB, dir string, ports func(testing.TB) (sig, media int), args
 	return out, err
 }
 
-// sippPorts finds a SIP port free for UDP and TCP and a media port with
-// the four after it free for UDP (sipp's audio and video RTP and RTCP).
-func sippPorts(t testing.TB) (sig, media int) {
+// FreeSIPPort is a port on 127.0.0.1 free for both UDP and TCP (a SIP
+// listener takes both).
+func FreeSIPPort(t testing.TB) int {
 	t.Helper()
 	for range 100 {
 		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -55,13 +55,26 @@ func sippPorts(t testing.TB) (sig, media int) {
 			t.Fatal(err)
 		}
 		port := pc.LocalAddr().(*net.UDPAddr).Port
-		free := port+5 < 65536
-		held := []interface{ Close() error }{pc}
-		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
-			held = append(held, l)
-		} else {
-			free = false
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		pc.Close()
+		if err == nil {
+			l.Close()
+			return port
 		}
+	}
+	t.Fatal("no port free for both UDP and TCP on 127.0.0.1")
+	return 0
+}
+
+// sippPorts finds a SIP port (FreeSIPPort) and a media port with the four
+// after it free for UDP (sipp's audio and video RTP and RTCP): the two
+// after the SIP port.
+func sippPorts(t testing.TB) (sig, media int) {
+	t.Helper()
+	for range 100 {
+		port := FreeSIPPort(t)
+		free := port+5 < 65536
+		var held []net.PacketConn
 		for p := port + 1; free && p <= port+5; p++ {
 			if c, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p))); err == nil {
 				held = append(held, c)
