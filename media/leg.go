@@ -40,8 +40,11 @@ type LegOptions struct {
 // DTMF is one telephone-event (RFC 4733).
 type DTMF struct {
 	Digit      byte  // '0'-'9', '*', '#', 'A'-'D'
-	StartMs    int64 // on the leg's timeline
+	StartMs    int64 // on the leg's timeline, or the call's clock when OnCall
 	DurationMs int64
+	// OnCall says StartMs is ms since the call started (a digit signalled
+	// outside the media, SIP INFO) rather than on the leg's timeline.
+	OnCall bool
 }
 
 // LegStats are a leg's packet counters.

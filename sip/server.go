@@ -655,7 +655,7 @@ func (s *Server) onInfo(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		}
 	}
 	if d, ok := infoDigit(ct, string(req.Body())); ok {
-		d.StartMs = time.Since(c.Started).Milliseconds()
+		d.StartMs, d.OnCall = time.Since(c.Started).Milliseconds(), true
 		c.ticket.DTMF(0, d)
 	}
 	respond(tx, req, 200, "OK")
