@@ -715,10 +715,16 @@ func (s *Server) dialogCall(req *sipmsg.Request, tx sipmsg.ServerTransaction) *C
 		return nil
 	}
 	if err := dlg.ReadRequest(req, tx); err != nil {
-		respond(tx, req, 500, "Server Internal Error", sipmsg.NewHeader("Warning", `399 callscribe "CSeq out of order"`))
+		respondOutOfOrder(tx, req)
 		return nil
 	}
 	return c
+}
+
+// respondOutOfOrder answers a request in a dialog whose CSeq is older than
+// the peer's last (RFC 3261 12.2.2).
+func respondOutOfOrder(tx sipmsg.ServerTransaction, req *sipmsg.Request) {
+	respond(tx, req, 500, "Server Internal Error", sipmsg.NewHeader("Warning", `399 callscribe "CSeq out of order"`))
 }
 
 // sessionExpires reads RFC 4028 headers: the interval the caller asks for,
@@ -854,11 +860,23 @@ func (s *Server) takeAnswer(req *sipmsg.Request) {
 	c.offers = ans
 }
 
+// onBye ends a dialog at the peer's request. Its CSeq must not be older
+// than the peer's last request's (500 otherwise, RFC 3261 12.2.2, as for
+// re-INVITE and UPDATE): the call goes on.
 func (s *Server) onBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if rejectMalformed(req, tx) {
 		return
 	}
-	if err := s.dlgs.ReadBye(req, tx); err != nil {
+	dlg, err := s.dlgs.MatchDialogRequest(req)
+	if err != nil {
+		respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	if err := dlg.ReadRequest(req, tx); err != nil {
+		respondOutOfOrder(tx, req)
+		return
+	}
+	if err := dlg.ReadBye(req, tx); err != nil {
 		respond(tx, req, 481, "Call/Transaction Does Not Exist")
 	}
 }
