@@ -125,6 +125,27 @@ var tensWords = map[string]bool{"TWENTY": true, "THIRTY": true, "FORTY": true, "
 // fillers may sit between the digit groups of one number.
 var fillers = map[string]bool{"UM": true, "UH": true, "ER": true, "AH": true, "DASH": true, "HYPHEN": true}
 
+// digits is how many digits a word spells by itself: 1 for a digit said
+// ("FIVE", "OH"), the count of a numeral's digits ("4539", "4539-1488",
+// "12/26", "39." as a second-pass recognizer writes them), else 0.
+func digits(w string) int {
+	if n := digitWords[w]; n > 0 {
+		return n
+	}
+	w = strings.TrimRight(w, ".,;:!?")
+	n := 0
+	for i := 0; i < len(w); i++ {
+		switch c := w[i]; {
+		case c >= '0' && c <= '9':
+			n++
+		case (c == '-' || c == '/') && i > 0 && i < len(w)-1:
+		default:
+			return 0
+		}
+	}
+	return n
+}
+
 // runs finds the digit runs of words: where they are and how many digits
 // they spell. A run starts and ends on a true digit word; sound-alikes and
 // fillers only count inside one.
@@ -132,7 +153,7 @@ func runs(words []string) []run {
 	var out []run
 	i := 0
 	for i < len(words) {
-		if digitWords[words[i]] == 0 && twoDigit[words[i]] == 0 && words[i] != "DOUBLE" && words[i] != "TRIPLE" {
+		if digits(words[i]) == 0 && twoDigit[words[i]] == 0 && words[i] != "DOUBLE" && words[i] != "TRIPLE" {
 			i++
 			continue
 		}
@@ -151,8 +172,8 @@ func runs(words []string) []run {
 					end = j
 					continue
 				}
-			case digitWords[w] > 0:
-				r.digits++
+			case digits(w) > 0:
+				r.digits += digits(w)
 				j++
 				end = j
 				continue
@@ -175,7 +196,7 @@ func runs(words []string) []run {
 				continue
 			case soundAlikes[w] > 0 || fillers[w]:
 				// Counts only if the run goes on after it.
-				if j+1 < len(words) && (digitWords[words[j+1]] > 0 || twoDigit[words[j+1]] > 0) {
+				if j+1 < len(words) && (digits(words[j+1]) > 0 || twoDigit[words[j+1]] > 0) {
 					if soundAlikes[w] > 0 {
 						r.digits++
 					}
@@ -275,7 +296,7 @@ func Find(words []string, p Policy, open bool) []Span {
 	// In the words after a cue, a digit word alone, or a word recognition
 	// writes for one ("FOR", "FREE"), is the card's or the SSN's too.
 	for i, w := range words {
-		if covered(spans, i) || digitWords[w] == 0 && twoDigit[w] == 0 && soundAlikes[w] == 0 {
+		if covered(spans, i) || digits(w) == 0 && twoDigit[w] == 0 && soundAlikes[w] == 0 {
 			continue
 		}
 		switch {
@@ -296,6 +317,48 @@ func Find(words []string, p Policy, open bool) []Span {
 		out = append(out, sp)
 	}
 	return out
+}
+
+// Pending tells whether words (upper case, after prev, the words already
+// written before them) end in a digit run that p does not redact yet but
+// would if it went on: a card number read in groups, one utterance each
+// ("FOUR FIVE THREE NINE", pause, "ONE FOUR EIGHT EIGHT", ...). from is
+// where the run starts in words (0 when it began in prev). Fillers and
+// sound-alikes after the run's last digit do not end it.
+func Pending(prev, words []string, p Policy) (from int, pending bool) {
+	if !p.On() || len(words) == 0 {
+		return 0, false
+	}
+	all := append(append(make([]string, 0, len(prev)+len(words)), prev...), words...)
+	rs := bridge(all, runs(all))
+	if len(rs) == 0 {
+		return 0, false
+	}
+	r := rs[len(rs)-1]
+	for _, w := range all[r.to:] {
+		if !fillers[w] && soundAlikes[w] == 0 {
+			return 0, false
+		}
+	}
+	if r.to <= len(prev) || covered(Find(all, p, false), r.to-1) {
+		return 0, false
+	}
+	grows := p.PCI && r.digits < 12 || p.SSN && r.digits < 9 || p.Numbers > 0 && r.digits < p.Numbers
+	return max(r.from-len(prev), 0), grows
+}
+
+// Continues tells whether words (upper case, the start of an utterance)
+// may go on with a digit run before them: a digit word or numeral first,
+// or second after one stray word (recognition turns a digit into a word
+// now and then), or a filler or sound-alike first.
+func Continues(words []string) bool {
+	digit := func(w string) bool { return digits(w) > 0 || twoDigit[w] > 0 || w == "DOUBLE" || w == "TRIPLE" }
+	if len(words) == 0 {
+		return true
+	}
+	w := words[0]
+	return digit(w) || fillers[w] || soundAlikes[w] > 0 ||
+		len(words) > 1 && digit(words[1]) && !apart[w] && !pciWords[w] && !ssnWords[w]
 }
 
 // Words that announce a card number and its details, or an SSN.

@@ -59,6 +59,12 @@ func TestRedact(t *testing.T) {
 		{"FIVE THREE HIGH ONE FOUR EIGHT NINE THREE FOUR THREE SIX FOUR SIX TWO", pci, false, "[CARD]"},
 		{"MY SOCIAL IS ONE TWO THREE FOUR", ssn, true, "MY SOCIAL IS [SSN]"},
 		{"IT COSTS TWENTY NINE", pci, true, "IT COSTS TWENTY NINE"},
+		// Numerals, as a second-pass recognizer writes them, and mixed forms.
+		{"MY CARD IS 4539 1488 0343 6467", pci, false, "MY CARD IS [CARD]"},
+		{"IT IS 4539-1488-0343-6467 EXPIRES 12/26", pci, false, "IT IS [CARD] EXPIRES [CARD]"},
+		{"FOUR FIVE 39 1488 0343 SIX FOUR SIX SEVEN", pci, false, "[CARD]"},
+		{"IT COSTS $29.99 OR 30 DOLLARS", pci, false, "IT COSTS $29.99 OR 30 DOLLARS"},
+		{"ORDER 1234 SHIPPED", Policy{Numbers: 4}, false, "ORDER [NUMBER] SHIPPED"},
 		// Nothing asked: nothing done.
 		{"MY CARD IS " + card16, Policy{}, false, "MY CARD IS " + card16},
 	} {
@@ -121,5 +127,44 @@ func TestFindAfter(t *testing.T) {
 	}
 	if sp := FindAfter(strings.Fields("I WENT HOME"), words, Policy{SSN: true}, false); len(sp) != 0 {
 		t.Errorf("no cue: %+v", sp)
+	}
+}
+
+// A digit run that may go on into the next utterance is pending while the
+// policy would redact more of it than it does now.
+func TestPending(t *testing.T) {
+	pci, ssn := Policy{PCI: true}, Policy{SSN: true}
+	for _, c := range []struct {
+		prev, words string
+		p           Policy
+		from        int
+		pending     bool
+	}{
+		{"", "FOUR FIVE THREE NINE", pci, 0, true},
+		{"", "MY NUMBER IS FOUR FIVE THREE NINE UM", pci, 3, true},
+		{"FOUR FIVE THREE NINE", "ONE FOUR EIGHT EIGHT", pci, 0, true},
+		{"", "4539 1488", pci, 0, true},
+		{"", "FOUR FIVE THREE NINE ONE FOUR EIGHT EIGHT ZERO THREE FOUR THREE", pci, 0, false}, // a card already
+		{"", "FOUR FIVE THREE NINE AND THANKS", pci, 0, false},                                 // the run ended
+		{"FOUR FIVE THREE NINE", "THANK YOU", pci, 0, false},
+		{"", "MY CARD IS FOUR FIVE", pci, 0, false},                             // after a cue: redacted already
+		{"", "ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE TEN", ssn, 0, false}, // longer than an SSN
+		{"", "ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE TEN ELEVEN TWELVE", Policy{Numbers: 30}, 0, true},
+		{"", "THANK YOU", pci, 0, false},
+		{"", "TWO", Policy{}, 0, false},
+	} {
+		from, pending := Pending(strings.Fields(c.prev), strings.Fields(c.words), c.p)
+		if from != c.from || pending != c.pending {
+			t.Errorf("%q after %q (%s): %d %v, want %d %v", c.words, c.prev, c.p.Kinds(), from, pending, c.from, c.pending)
+		}
+	}
+}
+
+func TestContinues(t *testing.T) {
+	for in, want := range map[string]bool{"ONE FOUR": true, "4539": true, "UM SIX": true, "FOR EIGHT": true, "HIGH ONE": true,
+		"AND ONE": false, "THANK YOU": false, "CODE ONE": false, "": true, "DOUBLE FIVE": true, "TWENTY": true} {
+		if got := Continues(strings.Fields(in)); got != want {
+			t.Errorf("Continues(%q) = %v", in, got)
+		}
 	}
 }
