@@ -129,6 +129,15 @@ func (s *Stream) DroppedMs() int64 {
 	return s.dropped * 10
 }
 
+// DecodedMs is how far the recognizer has decoded the stream (ms of stream
+// time). The results of the last step may still be on their way, and the
+// model emits a word a few hundred ms after its audio.
+func (s *Stream) DecodedMs() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.processed * 10
+}
+
 // Close abandons the stream: it leaves the batcher at once, its pending
 // audio is not decoded and no result follows except from a step already
 // running. Done is closed. Idempotent; a no-op after the last result.
