@@ -16,7 +16,15 @@ type slot struct {
 	seq     uint16
 	ts      uint32
 	pt      uint8
+	arrival int64 // unix nanoseconds: where the packet puts the arrival clock
 	payload []byte
+}
+
+// set fills the slot with a packet, copying its payload into the slot's
+// own buffer.
+func (s *slot) set(seq uint16, ts uint32, pt uint8, arrival int64, payload []byte) {
+	s.valid, s.seq, s.ts, s.pt, s.arrival = true, seq, ts, pt, arrival
+	s.payload = append(s.payload[:0], payload...)
 }
 
 const (
@@ -24,6 +32,11 @@ const (
 	putLate
 	putFar
 )
+
+// maxMisorder is how far behind the playout point a packet is still taken
+// for a late one of this stream (RFC 3550 A.1's MAX_MISORDER, 2 s of 20 ms
+// packets); further back it is far, as a restarted source is.
+const maxMisorder = 100
 
 func (r *reorder) init(n, size int) {
 	r.slots = make([]slot, n)
@@ -39,25 +52,25 @@ func (r *reorder) reset() {
 	r.started, r.held = false, 0
 }
 
-// put stores a packet, or tells that it is too old (or a duplicate) or too
-// far ahead for the window of slots.
-func (r *reorder) put(seq uint16, ts uint32, pt uint8, payload []byte) int {
+// put stores a packet, or tells that it is late (behind the playout point
+// by up to maxMisorder, or a duplicate) or far: ahead of the window of
+// slots, or further behind.
+func (r *reorder) put(seq uint16, ts uint32, pt uint8, arrival int64, payload []byte) int {
 	if !r.started {
 		r.started, r.next = true, seq
 	}
 	d := int16(seq - r.next)
+	if d < -maxMisorder || int(d) >= len(r.slots) {
+		return putFar
+	}
 	if d < 0 {
 		return putLate
-	}
-	if int(d) >= len(r.slots) {
-		return putFar
 	}
 	s := &r.slots[int(seq)%len(r.slots)]
 	if s.valid {
 		return putLate // the same sequence number again
 	}
-	s.valid, s.seq, s.ts, s.pt = true, seq, ts, pt
-	s.payload = append(s.payload[:0], payload...)
+	s.set(seq, ts, pt, arrival, payload)
 	if r.held == 0 || int16(seq-r.newestSeq) > 0 {
 		r.newestSeq, r.newestTS = seq, ts
 	}
