@@ -87,6 +87,7 @@ type SIPConfig struct {
 	Codecs            []string          `yaml:"codecs"`
 	SRTP              string            `yaml:"srtp"`
 	MediaTimeout      time.Duration     `yaml:"media_timeout"`
+	KeepaliveInterval time.Duration     `yaml:"keepalive_interval"` // sip.Config.KeepaliveInterval: 0 the default, negative off
 	MaxCalls          int               `yaml:"max_calls"`
 	MaxCallsPerSource int               `yaml:"max_calls_per_source"`
 	AllowCIDRs        []string          `yaml:"allow_cidrs"`
@@ -228,7 +229,7 @@ func Defaults() Config {
 	return Config{
 		SIP: SIPConfig{UDP: "127.0.0.1:5060", TCP: "127.0.0.1:5060", MediaIP: "127.0.0.1", HotwordsHeader: sip.DefaultHotwordsHeader, KeywordsHeader: sip.DefaultKeywordsHeader, RedactHeader: sip.DefaultRedactHeader,
 			RTPPorts: fmt.Sprintf("%d-%d", sip.DefaultRTPPortLo, sip.DefaultRTPPortHi),
-			Codecs:   sip.DefaultCodecs(), SRTP: sip.SRTPOffer, TLSClient: TLSClientConfig{Verify: true}, MediaTimeout: sip.DefaultMediaTimeout, MaxCalls: 1000,
+			Codecs:   sip.DefaultCodecs(), SRTP: sip.SRTPOffer, TLSClient: TLSClientConfig{Verify: true}, MediaTimeout: sip.DefaultMediaTimeout, KeepaliveInterval: sip.DefaultKeepaliveInterval, MaxCalls: 1000,
 			AllowCIDRs: []string{}, Users: map[string]string{},
 			Realm: sip.DefaultRealm, MinSE: sip.DefaultMinSE, AckTimeout: sip.DefaultAckTimeout, InviteRate: 100, InviteBurst: 400,
 			TCPIdleTimeout: sip.DefaultTCPIdleTimeout, TCPMaxPerSource: sip.DefaultTCPMaxPerSource, CarryHeaders: sip.DefaultCarryHeaders(),

@@ -110,7 +110,7 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 		OnLatency: func(k asr.ResultKind, d time.Duration) { latency.WithLabelValues(k.String()).Observe(d.Seconds()) }})
 	sc := cfg.SIP
 	s.sip, err = sip.NewServer(sip.Config{UDP: sc.UDP, TCP: sc.TCP, TLS: sc.TLS, TLSCertFile: sc.TLSCertFile, TLSKeyFile: sc.TLSKeyFile,
-		MediaIP: sc.MediaIP, RTPPortLo: lo, RTPPortHi: hi, Codecs: sc.Codecs, SRTP: sc.SRTP, TLSClient: sip.TLSClient{CAFile: sc.TLSClient.CAFile, NoVerify: !sc.TLSClient.Verify, ServerName: sc.TLSClient.ServerName}, MediaTimeout: sc.MediaTimeout,
+		MediaIP: sc.MediaIP, RTPPortLo: lo, RTPPortHi: hi, Codecs: sc.Codecs, SRTP: sc.SRTP, TLSClient: sip.TLSClient{CAFile: sc.TLSClient.CAFile, NoVerify: !sc.TLSClient.Verify, ServerName: sc.TLSClient.ServerName}, MediaTimeout: sc.MediaTimeout, KeepaliveInterval: sc.KeepaliveInterval,
 		AllowCIDRs: cidrs, Users: sc.Users, Realm: sc.Realm, MinSE: sc.MinSE, AckTimeout: sc.AckTimeout, InviteRate: sc.InviteRate, InviteBurst: sc.InviteBurst,
 		TCPIdleTimeout: sc.TCPIdleTimeout, TCPMaxPerSource: sc.TCPMaxPerSource, MaxUnackedPerSource: sc.MaxUnackedPerSrc, CarryHeaders: sc.CarryHeaders,
 		RTPReadWorkers: sc.RTPReadWorkers, AgentAORs: sc.AgentAORs, LegNamesHeader: sc.LegNamesHeader,

@@ -48,6 +48,7 @@ type Call struct {
 	ver       atomic.Uint64
 	sessID    uint64
 	mu        sync.Mutex // guards the legs' choices
+	reqMu     sync.Mutex // one request of ours built at a time (each takes the next CSeq)
 	done      chan struct{}
 	reason    string
 }
@@ -83,7 +84,8 @@ func (c *Call) OnHold() bool { return c.hold.Load() }
 // Done is closed when the call has ended; Reason tells why.
 func (c *Call) Done() <-chan struct{} { return c.done }
 
-// Reason is why the call ended: bye, timeout, shutdown, error.
+// Reason is why the call ended: bye, timeout, keepalive (the peer stopped
+// answering while the call had no media), shutdown, error.
 func (c *Call) Reason() string {
 	select {
 	case <-c.done:
@@ -293,12 +295,18 @@ func (c *Call) idle() time.Duration {
 	return d
 }
 
-// run is the call's loop: it ends on BYE, media timeout or shutdown.
+// run is the call's loop: it ends on BYE, media timeout, session expiry,
+// a peer gone silent (keepalive) or shutdown.
 func (s *Server) run(c *Call, log *slog.Logger) {
 	defer s.callWG.Done()
+	ka := newKeepalive(s.cfg.KeepaliveInterval)
+	probes, stopProbes := context.WithCancel(s.ctx)
 	every := min(time.Second, s.cfg.MediaTimeout/4)
 	if c.expires > 0 {
 		every = min(every, c.expires/4)
+	}
+	if ka.every > 0 {
+		every = min(every, ka.every/4)
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -318,6 +326,11 @@ func (s *Server) run(c *Call, log *slog.Logger) {
 			reason = "shutdown"
 		case <-refresh:
 			s.refreshSession(c, log)
+		case gone := <-ka.done():
+			if ka.settle(gone) {
+				log.Info("sip: the peer is gone", "failed_keepalives", keepaliveMisses)
+				reason = "keepalive"
+			}
 		case now := <-tick.C:
 			for _, l := range c.Legs {
 				l.rcv.SendReport(now) // every 5 s; a failure is the peer's loss
@@ -329,8 +342,13 @@ func (s *Server) run(c *Call, log *slog.Logger) {
 				log.Info("sip: session not refreshed", "session_expires", c.expires)
 				reason = "timeout"
 			}
+			if reason == "" {
+				s.checkPeer(probes, c, ka, now, log)
+			}
 		}
 	}
+	stopProbes()
+	ka.stop()
 	log.Info("sip: call ended", "reason", reason, "duration", time.Since(c.Started))
 	s.hangup(c, reason)
 }
@@ -365,16 +383,46 @@ func (s *Server) hangup(c *Call, reason string) {
 // expect), not a new one to the Contact, which often takes no connections.
 func (s *Server) bye(ctx context.Context, c *Call) error {
 	inv := c.dlg.InviteRequest
-	target := inv.Recipient
-	if h := inv.Contact(); h != nil {
-		target = h.Address
-	}
-	req := sipmsg.NewRequest(sipmsg.BYE, target)
+	req := sipmsg.NewRequest(sipmsg.BYE, c.remoteTarget())
 	req.SetTransport(inv.Transport())
 	if t := strings.ToUpper(inv.Transport()); t == "TCP" || t == "TLS" {
 		req.SetDestination(inv.Source())
 	}
 	return c.dlg.WriteBye(ctx, req)
+}
+
+// remoteTarget is where our requests in the dialog go (after its route
+// set): the peer's Contact, or the INVITE's Request-URI without one.
+func (c *Call) remoteTarget() sipmsg.Uri {
+	if h := c.dlg.InviteRequest.Contact(); h != nil {
+		return h.Address
+	}
+	return c.dlg.InviteRequest.Recipient
+}
+
+// do sends req in c's dialog and returns its final answer. Requests are
+// built one at a time: two built at once (a refresh and a keepalive) could
+// take the same CSeq.
+func (c *Call) do(ctx context.Context, req *sipmsg.Request) (*sipmsg.Response, error) {
+	c.reqMu.Lock()
+	tx, err := c.dlg.TransactionRequest(ctx, req)
+	c.reqMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Terminate()
+	for {
+		select {
+		case res := <-tx.Responses():
+			if !res.IsProvisional() {
+				return res, nil
+			}
+		case <-tx.Done():
+			return nil, tx.Err()
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // LocalRTP is the first stream's RTP address (what the SDP answer announced).
@@ -487,18 +535,14 @@ func (s *Server) finishRefreshResponse(c *Call, req *sipmsg.Request, res *sipmsg
 // refreshSession refreshes the session timer as its refresher: an UPDATE
 // in the dialog; a 2xx restarts the interval.
 func (s *Server) refreshSession(c *Call, log *slog.Logger) {
-	target := c.dlg.InviteRequest.Recipient
-	if h := c.dlg.InviteRequest.Contact(); h != nil {
-		target = h.Address
-	}
-	req := sipmsg.NewRequest(sipmsg.UPDATE, target)
+	req := sipmsg.NewRequest(sipmsg.UPDATE, c.remoteTarget())
 	req.AppendHeader(sipmsg.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=uas", int(c.expires.Seconds()))))
 	if c.timerOK {
 		req.AppendHeader(sipmsg.NewHeader("Supported", "timer"))
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
-	res, err := c.dlg.Do(ctx, req)
+	res, err := c.do(ctx, req)
 	if err != nil || !res.IsSuccess() {
 		s.refreshFailed.Add(1)
 		log.Warn("sip: session refresh failed", "err", err, "response", res)

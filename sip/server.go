@@ -54,6 +54,15 @@ type Config struct {
 	// MediaTimeout ends a call without RTP for this long while not on
 	// hold; default 30 s.
 	MediaTimeout time.Duration
+	// KeepaliveInterval is how often the peer of a call without media (on
+	// hold, answered inactive or to 0.0.0.0, or no RTP for this long) is
+	// asked an OPTIONS in the dialog. A probe answered 481 or 408, or not
+	// answered within the interval (at most 32 s, a transaction's timeout),
+	// fails; two failures in a row end the call (reason keepalive) with our
+	// BYE. Any other answer says the peer is there. 0: the default, 30 s;
+	// negative: no probes (a held call whose caller vanished then lives
+	// until a session timer or shutdown ends it).
+	KeepaliveInterval time.Duration
 	// AllowCIDRs, when set, is the only sources accepted (403 otherwise).
 	AllowCIDRs []netip.Prefix
 	// Users, when set, requires SIP digest authentication of INVITEs
@@ -154,9 +163,11 @@ const (
 	DefaultRTPPortLo    = 20000
 	DefaultRTPPortHi    = 30000
 	DefaultMediaTimeout = 30 * time.Second
-	DefaultAckTimeout   = 8 * time.Second
-	DefaultMinSE        = 90 * time.Second
-	DefaultRealm        = "callscribe"
+	// DefaultKeepaliveInterval is Config.KeepaliveInterval's default.
+	DefaultKeepaliveInterval = 30 * time.Second
+	DefaultAckTimeout        = 8 * time.Second
+	DefaultMinSE             = 90 * time.Second
+	DefaultRealm             = "callscribe"
 	// TCP and TLS connections.
 	DefaultTCPIdleTimeout  = 10 * time.Minute
 	DefaultTCPMaxPerSource = 100
@@ -203,6 +214,9 @@ func (c *Config) defaults() error {
 	}
 	if c.MediaTimeout <= 0 {
 		c.MediaTimeout = DefaultMediaTimeout
+	}
+	if c.KeepaliveInterval == 0 {
+		c.KeepaliveInterval = DefaultKeepaliveInterval
 	}
 	if c.Realm == "" {
 		c.Realm = DefaultRealm

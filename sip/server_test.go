@@ -168,6 +168,10 @@ type uac struct {
 	port    int
 	byes    chan struct{}
 	updates atomic.Int32 // UPDATEs the server sent (session refreshes)
+	// optionsStatus answers the server's OPTIONS (keepalives); 0: none
+	// answered, as from a phone that is gone. Default 200.
+	optionsStatus atomic.Int32
+	options       atomic.Int32 // OPTIONS the server sent
 }
 
 func newUAC(t *testing.T) *uac {
@@ -189,6 +193,13 @@ func newUAC(t *testing.T) *uac {
 	srv.OnUpdate(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		u.updates.Add(1)
 		tx.Respond(sipmsg.NewResponseFromRequest(req, 200, "OK", nil))
+	})
+	u.optionsStatus.Store(200)
+	srv.OnOptions(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		u.options.Add(1)
+		if code := int(u.optionsStatus.Load()); code != 0 {
+			tx.Respond(sipmsg.NewResponseFromRequest(req, code, "Keepalive Answer", nil))
+		}
 	})
 	served := make(chan struct{})
 	go func() {
