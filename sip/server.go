@@ -287,6 +287,7 @@ func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	liftUDPLimit()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("callscribe"), sipgo.WithUserAgenTLSConfig(tlsClient))
 	if err != nil {
 		return nil, err
@@ -301,6 +302,7 @@ func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
 		ua.Close()
 		return nil, err
 	}
+	cli.TxRequester = requester{ua: ua, log: cfg.Logger} // large requests over TCP
 	s := &Server{cfg: cfg, adm: adm, rate: ingest.NewPeerRate(cfg.InviteRate, cfg.InviteBurst), ua: ua, srv: srv, cli: cli, ports: ports, calls: map[string]*Call{}, pending: map[netip.Addr]int{}}
 	s.auth = newAuthenticator(cfg.Realm, cfg.Users)
 	s.allow.Store(&cfg.AllowCIDRs)
