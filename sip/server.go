@@ -1,7 +1,8 @@
 // Package sip answers calls from a SIP trunk on emiago/sipgo: INVITE with
 // SDP offer/answer, ACK, BYE, CANCEL, OPTIONS, hold by re-INVITE, access
-// control, media timeout. Calls are admitted by an ingest.Admitter before
-// they are answered; each leg's audio goes to the sink the admission gave.
+// control, media timeout, keepalive of calls without media. Calls are
+// admitted by an ingest.Admitter before they are answered; each leg's audio
+// goes to the sink the admission gave.
 package sip
 
 import (
