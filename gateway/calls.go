@@ -18,7 +18,6 @@ import (
 
 	"github.com/callscribe/callscribe/asr"
 	"github.com/callscribe/callscribe/ingest"
-	"github.com/callscribe/callscribe/itn"
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/redact"
 	"github.com/callscribe/callscribe/transcript"
@@ -64,6 +63,9 @@ type CallsOptions struct {
 	// OnLatency, if set, learns for each partial and final how long after
 	// the audio of its last word arrived it was emitted.
 	OnLatency func(kind asr.ResultKind, d time.Duration)
+	// OnHold, if set, learns for each final of a call with redaction on
+	// how long it was held back while its digits might go on (0: not held).
+	OnHold func(d time.Duration)
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -82,6 +84,8 @@ type Calls struct {
 	// limits are opts' admission limits, or what SetLimits set since.
 	limits atomic.Pointer[Limits]
 
+	now func() time.Time // the clock of calls' events (tests set it)
+
 	mu       sync.Mutex
 	calls    map[string]*call
 	streams  int // legs of the calls holding a slot
@@ -90,7 +94,9 @@ type Calls struct {
 	draining bool
 	changed  chan struct{} // closed and replaced when a call leaves
 	stats    Stats
-	wg       sync.WaitGroup // finishing calls
+	held     map[*leg]bool  // legs holding finals back (redaction)
+	sweeping bool           // a sweep goroutine runs
+	wg       sync.WaitGroup // finishing calls, the sweep
 }
 
 type peerKey struct {
@@ -153,8 +159,8 @@ func NewCalls(b *asr.Batcher, pub Publisher, o CallsOptions) *Calls {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	g := &Calls{asr: b, tok: asr.NewTokenizer(b.Info()), pub: pub, opts: o, log: o.Logger, calls: map[string]*call{}, bySource: map[string]int{},
-		byPeer: map[peerKey]int{}, changed: make(chan struct{}),
+	g := &Calls{asr: b, tok: asr.NewTokenizer(b.Info()), pub: pub, opts: o, log: o.Logger, now: time.Now, calls: map[string]*call{},
+		bySource: map[string]int{}, byPeer: map[peerKey]int{}, changed: make(chan struct{}), held: map[*leg]bool{},
 		stats: Stats{Started: map[string]int64{}, Ended: map[string]int64{}, Rejected: map[string]int64{}}}
 	g.SetConfigured(o.Hotwords, o.Keywords, o.HotwordsScore, o.Redact)
 	g.SetLimits(Limits{MaxCalls: o.MaxCalls, MaxPerPeer: o.MaxPerPeer, MaxStreams: o.MaxStreams, MaxLag: o.MaxLag})
@@ -302,7 +308,7 @@ func (g *Calls) Admit(o ingest.Offer) (ingest.Ticket, error) {
 	}
 	g.mu.Unlock()
 	for i, name := range o.Legs {
-		l := &leg{c: c, i: i, name: name}
+		l := &leg{c: c, i: i, name: name, text: text{nextStart: -1, kwUtt: -1}}
 		s, err := g.asr.NewStreamWith(o.ID+"/"+name, l.result, so)
 		if err != nil {
 			c.release()
@@ -348,97 +354,6 @@ func (g *Calls) phrases(o ingest.Offer, conf *configured) (asr.StreamOptions, []
 		return so, nil, fmt.Errorf("keywords: more than %d with the configured ones", asr.MaxPhrases)
 	}
 	return so, keywords, nil
-}
-
-// redactWords replaces what p covers in a result's words with markers
-// (open: a partial, whose last digits may still grow; prev: the end of the
-// leg's previous utterance, whose cues count); it returns the words, the
-// text made of them, the kinds redacted and the words as recognized (upper
-// case, kept only in memory as the next utterance's context).
-func redactWords(prev []string, words []asr.Word, text string, p redact.Policy, open bool) ([]asr.Word, string, string, []string) {
-	up := make([]string, len(words))
-	in := make([]redact.Word, len(words))
-	for i, w := range words {
-		up[i] = strings.ToUpper(w.Text)
-		in[i] = redact.Word{Text: w.Text, StartMs: w.StartMs, EndMs: w.EndMs, Conf: w.Conf}
-	}
-	spans := redact.FindAfter(prev, up, p, open)
-	if len(spans) == 0 {
-		return words, text, "", up
-	}
-	red, kinds := redact.Apply(in, spans)
-	out := make([]asr.Word, len(red))
-	for i, w := range red {
-		out[i] = asr.Word{Text: w.Text, StartMs: w.StartMs, EndMs: w.EndMs, Conf: w.Conf}
-	}
-	return out, joinWords(out), kinds, up
-}
-
-func joinWords(words []asr.Word) string {
-	parts := make([]string, len(words))
-	for i, w := range words {
-		parts[i] = w.Text
-	}
-	return strings.Join(parts, " ")
-}
-
-// displayWord is a formatted token of a final's display text.
-type displayWord struct {
-	Word    string `json:"word"`
-	StartMs int64  `json:"start_ms"`
-	EndMs   int64  `json:"end_ms"`
-}
-
-// display formats a final's words for people (package itn).
-func display(words []asr.Word) (string, []displayWord) {
-	in := make([]itn.Word, len(words))
-	for i, w := range words {
-		in[i] = itn.Word{Text: w.Text, StartMs: w.StartMs, EndMs: w.EndMs}
-	}
-	toks := itn.Format(in)
-	out := make([]displayWord, len(toks))
-	for i, t := range toks {
-		out[i] = displayWord{Word: t.Text, StartMs: t.StartMs, EndMs: t.EndMs}
-	}
-	return itn.Text(toks), out
-}
-
-// keyword is a phrase whose hearing is an event.
-type keyword struct {
-	phrase string
-	words  []string // upper case
-}
-
-// keywordHits publishes a keyword event for each occurrence of a keyword in
-// r not reported before (once per occurrence: an utterance's partials
-// repeat what they hold). l.c.mu held.
-func (l *leg) keywordHits(r asr.Result) {
-	c := l.c
-	if len(c.keywords) == 0 || len(r.Words) == 0 {
-		return
-	}
-	if r.Utt != l.kwUtt {
-		l.kwUtt, l.kwSeen = r.Utt, nil
-	}
-	if l.kwSeen == nil {
-		l.kwSeen = make([]int, len(c.keywords))
-	}
-	for k, kw := range c.keywords {
-		at := asr.PhraseAt(r.Words, kw.words)
-		n := len(at)
-		for _, i := range at[min(l.kwSeen[k], n):] {
-			hit := transcript.KeywordHit{Leg: l.name, Utt: r.Utt, Phrase: kw.phrase,
-				StartMs: r.Words[i].StartMs, EndMs: r.Words[i+len(kw.words)-1].EndMs}
-			var text []string
-			for _, w := range r.Words[i : i+len(kw.words)] {
-				text = append(text, w.Text)
-				hit.Conf += w.Conf
-			}
-			hit.Text, hit.Conf = strings.Join(text, " "), hit.Conf/float32(len(kw.words))
-			c.g.pub.Publish(transcript.NewKeyword(c.id, hit))
-		}
-		l.kwSeen[k] = max(l.kwSeen[k], n)
-	}
 }
 
 // Drain waits until no call holds a slot or ctx ends.
@@ -511,7 +426,7 @@ func (c *call) Start(fields map[string]string) {
 		names[i] = l.name
 	}
 	f["source"], f["legs"] = c.source, strings.Join(names, ",")
-	c.state, c.started = live, time.Now()
+	c.state, c.started = live, c.g.now()
 	c.g.pub.Publish(transcript.NewCallStart(c.id, f))
 	c.open.Store(true)
 	c.g.mu.Lock()
@@ -519,19 +434,29 @@ func (c *call) Start(fields map[string]string) {
 	c.g.mu.Unlock()
 }
 
-// DTMF publishes a digit of a live call.
+// DTMF publishes a digit of a live call, on the call's clock. With
+// redaction on, or while the call is paused, the event says when a key was
+// pressed, not which.
 func (c *call) DTMF(i int, d media.DTMF) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state != live {
 		return
 	}
-	if c.redact.On() {
+	if !d.OnCall { // keyed in the media: on the leg's timeline
+		l := c.legs[i]
+		l.anchor((d.StartMs + d.DurationMs) * 16)
+		d.StartMs = max(0, d.StartMs+l.mediaOffMs.Load())
+	}
+	if c.redact.On() || c.paused.Load() {
 		c.g.pub.Publish(transcript.NewMaskedDTMF(c.id, c.legs[i].name, d.StartMs, d.DurationMs))
 		return
 	}
 	c.g.pub.Publish(transcript.NewDTMF(c.id, c.legs[i].name, d.Digit, d.StartMs, d.DurationMs))
 }
+
+// sinceStart is the call's clock: ms since call.start. Only once live.
+func (c *call) sinceStart() int64 { return c.g.now().Sub(c.started).Milliseconds() }
 
 // Pause stops or restarts the call's transcription; a change is published
 // (pause, resume) in the call's order.
@@ -542,7 +467,7 @@ func (c *call) Pause(paused bool, by string) {
 		return
 	}
 	c.paused.Store(paused)
-	at := time.Since(c.started).Milliseconds()
+	at := c.sinceStart()
 	if paused {
 		c.g.pub.Publish(transcript.NewPause(c.id, by, at))
 	} else {
@@ -629,8 +554,11 @@ func (c *call) finish(reason string, stats []media.LegStats) {
 		perLeg[l.name] = m
 	}
 	c.mu.Lock()
+	for _, l := range c.legs {
+		l.releaseAll() // the call's end decides every digit run
+	}
 	c.state = ended
-	c.g.pub.Publish(transcript.NewCallEnd(c.id, reason, time.Since(c.started).Milliseconds(), perLeg))
+	c.g.pub.Publish(transcript.NewCallEnd(c.id, reason, c.sinceStart(), perLeg))
 	c.mu.Unlock()
 	c.g.mu.Lock()
 	s := &c.g.stats
@@ -667,146 +595,50 @@ func (c *call) release() {
 	close(c.done)
 }
 
-// leg is one audio stream of a call: a media.Sink feeding its recognition
-// stream on the packet goroutine.
-type leg struct {
-	c      *call
-	i      int
-	name   string
-	stream *asr.Stream
-
-	// The packet goroutine's: where the stream's timeline stands.
-	next    int64
-	started bool
-	zeros   []float32
-
-	// The end of the last final's words as recognized, for redaction's cues
-	// (the result callback's; never published).
-	lastWords []string
-
-	// Keyword occurrences reported in the open utterance (the result
-	// callback's, under c.mu).
-	kwUtt  int
-	kwSeen []int
-
-	mu      sync.Mutex
-	fedMs   int64         // audio given to the stream so far
-	arrived [256]feedMark // when the audio up to a point was given, a ring
-	marks   int
-}
-
-// feedMark says that the audio up to ms was given at t.
-type feedMark struct {
-	ms int64
-	t  time.Time
-}
-
-// WriteAudio gives the leg's audio to its stream, keeping the stream's
-// timeline the leg's: a jump ahead is filled with silence, an overlap cut.
-func (l *leg) WriteAudio(at int64, x []float32) {
-	if !l.c.open.Load() {
+// holding adds l to (or removes it from) the legs holding finals back; the
+// first starts the sweep. l.c.mu held.
+func (g *Calls) holding(l *leg, on bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !on {
+		delete(g.held, l)
 		return
 	}
-	if !l.started { // the timeline starts with the first audio taken
-		l.started, l.next = true, at
+	g.held[l] = true
+	if !g.sweeping {
+		g.sweeping = true
+		g.wg.Add(1)
+		go g.sweep()
 	}
-	if gap := at - l.next; gap > 0 {
-		l.silence(gap)
-	} else if gap < 0 {
-		if -gap >= int64(len(x)) {
+}
+
+// sweepEvery is how often held finals are looked at.
+const sweepEvery = 200 * time.Millisecond
+
+// sweep releases held finals whose digit run was left (leg.sweep) until no
+// leg holds any.
+func (g *Calls) sweep() {
+	defer g.wg.Done()
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	var legs []*leg
+	for range t.C {
+		g.mu.Lock()
+		if len(g.held) == 0 {
+			g.sweeping = false
+			g.mu.Unlock()
 			return
 		}
-		x = x[-gap:]
-		at -= gap
-	}
-	if l.c.paused.Load() { // paused: the timeline goes on, in silence
-		l.silence(int64(len(x)))
-	} else {
-		l.accept(x)
-	}
-	l.next = at + int64(len(x))
-}
-
-// silence gives the stream n samples of silence.
-func (l *leg) silence(n int64) {
-	if l.zeros == nil {
-		l.zeros = make([]float32, 320)
-	}
-	for n > 0 {
-		k := min(n, int64(len(l.zeros)))
-		l.accept(l.zeros[:k])
-		n -= k
-	}
-}
-
-func (l *leg) accept(x []float32) {
-	l.stream.Accept(x)
-	if l.c.g.opts.OnLatency == nil {
-		return
-	}
-	l.mu.Lock()
-	l.fedMs += int64(len(x) / 16)
-	l.arrived[l.marks%len(l.arrived)] = feedMark{l.fedMs, time.Now()}
-	l.marks++
-	l.mu.Unlock()
-}
-
-// arrivedAt is when the audio at ms was given to the recognizer.
-func (l *leg) arrivedAt(ms int64) (time.Time, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var best feedMark
-	found := false
-	for i := 1; i <= min(l.marks, len(l.arrived)); i++ {
-		m := l.arrived[(l.marks-i)%len(l.arrived)]
-		if m.ms < ms {
-			break
+		legs = legs[:0]
+		for l := range g.held {
+			legs = append(legs, l)
 		}
-		best, found = m, true
-	}
-	return best.t, found
-}
-
-// result publishes a recognition result, unless call.end is out.
-func (l *leg) result(r asr.Result) {
-	c := l.c
-	if r.Kind == asr.SpeechStart || r.Kind == asr.SpeechEnd {
-		c.mu.Lock()
-		if c.state == live || c.state == ending {
-			c.g.pub.Publish(transcript.NewSpeech(c.id, l.name, r.Kind == asr.SpeechStart, r.StartMs))
-		}
-		c.mu.Unlock()
-		return
-	}
-	if f := c.g.opts.OnLatency; f != nil && r.Text != "" {
-		if t, ok := l.arrivedAt(r.EndMs); ok {
-			f(r.Kind, time.Since(t))
+		g.mu.Unlock()
+		for _, l := range legs {
+			decoded := l.stream.DecodedMs()
+			l.c.mu.Lock()
+			l.sweep(g.now(), decoded)
+			l.c.mu.Unlock()
 		}
 	}
-	redacted := ""
-	if c.redact.On() {
-		var raw []string
-		r.Words, r.Text, redacted, raw = redactWords(l.lastWords, r.Words, r.Text, c.redact, r.Kind != asr.Final)
-		if r.Kind == asr.Final { // its end is the context of the next utterance
-			l.lastWords = raw[max(0, len(raw)-30):]
-		}
-	}
-	u := transcript.Utterance{Leg: l.name, Utt: r.Utt, Text: r.Text, StartMs: r.StartMs, EndMs: r.EndMs, GapMs: r.GapMs,
-		Redacted: redacted}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.state == ended || c.state == admitted {
-		c.g.mu.Lock()
-		c.g.stats.LateResults++
-		c.g.mu.Unlock()
-		return
-	}
-	if r.Kind == asr.Final {
-		u.Words, u.Conf = r.Words, r.Conf
-		u.Display, u.DisplayWords = display(r.Words)
-		c.g.pub.Publish(transcript.NewFinal(c.id, u))
-	} else {
-		c.g.pub.Publish(transcript.NewPartial(c.id, u))
-	}
-	l.keywordHits(r)
 }

@@ -100,6 +100,9 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "callscribe_result_latency_seconds",
 		Help:    "From the arrival of an utterance's last word to its partial or final.",
 		Buckets: []float64{.05, .1, .2, .3, .5, .75, 1, 1.5, 2, 3, 5}}, []string{"type"})
+	hold := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "callscribe_redaction_hold_seconds",
+		Help:    "How long each final of a call with redaction on was held back while its digits might go on (0: not held).",
+		Buckets: []float64{0, .5, 1, 2, 3, 4, 5, 6, 8, 10, 20}})
 	limits := cfg.limits()
 	hotwords, _ := a.HotwordPhrases() // checked with the configuration
 	keywords, _ := a.KeywordPhrases()
@@ -107,7 +110,8 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 	s.calls = NewCalls(s.batcher, s.pub, CallsOptions{MaxCalls: limits.MaxCalls, MaxPerPeer: limits.MaxPerPeer,
 		MaxStreams: limits.MaxStreams, MaxLag: limits.MaxLag, FinalTimeout: a.FinalTimeout, Logger: log,
 		Hotwords: hotwords, Keywords: keywords, HotwordsScore: float32(a.HotwordScore), Redact: policy,
-		OnLatency: func(k asr.ResultKind, d time.Duration) { latency.WithLabelValues(k.String()).Observe(d.Seconds()) }})
+		OnLatency: func(k asr.ResultKind, d time.Duration) { latency.WithLabelValues(k.String()).Observe(d.Seconds()) },
+		OnHold:    func(d time.Duration) { hold.Observe(d.Seconds()) }})
 	sc := cfg.SIP
 	s.sip, err = sip.NewServer(sip.Config{UDP: sc.UDP, TCP: sc.TCP, TLS: sc.TLS, TLSCertFile: sc.TLSCertFile, TLSKeyFile: sc.TLSKeyFile,
 		MediaIP: sc.MediaIP, RTPPortLo: lo, RTPPortHi: hi, Codecs: sc.Codecs, SRTP: sc.SRTP, TLSClient: sip.TLSClient{CAFile: sc.TLSClient.CAFile, NoVerify: !sc.TLSClient.Verify, ServerName: sc.TLSClient.ServerName}, MediaTimeout: sc.MediaTimeout, KeepaliveInterval: sc.KeepaliveInterval,
@@ -124,7 +128,7 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 	}
 	reg := prometheus.NewRegistry()
 	registerMetrics(reg, s)
-	reg.MustRegister(latency)
+	reg.MustRegister(latency, hold)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", s.readyz)
