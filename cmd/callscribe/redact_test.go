@@ -216,3 +216,84 @@ func TestPauseResumeOverHTTP(t *testing.T) {
 		t.Errorf("%d words before the pause, %d after the resume", before, after)
 	}
 }
+
+// prompts strings Asterisk's English prompts (a real voice, 8 kHz; package
+// asterisk-core-sounds-en-wav) and pauses together: a string names a
+// prompt, a duration is silence.
+func prompts(t *testing.T, parts ...any) []float32 {
+	t.Helper()
+	var x []float32
+	for _, p := range parts {
+		switch p := p.(type) {
+		case string:
+			a, err := media.ReadWAVFile(filepath.Join("/usr/share/asterisk/sounds/en_US_f_Allison", p+".wav"))
+			if err != nil || a.SampleRate != 8000 {
+				t.Fatalf("prompt %s (scripts/setup installs asterisk-core-sounds-en-wav): %v", p, err)
+			}
+			x = append(x, a.Samples...)
+		case time.Duration:
+			x = append(x, make([]float32, p.Milliseconds()*8)...)
+		}
+	}
+	return x
+}
+
+// Through the gateway process, in real time: a caller reads a card number
+// in four groups with 1.5 s pauses (each group its own utterance) and no
+// digit of it is on Redis; each final's delay from its last word is
+// logged, with how long redaction held it. A call that says no digits has
+// every final published as it comes (held 0 s).
+func TestCardInGroupsThroughTheGateway(t *testing.T) {
+	rd := transcripttest.Start(t)
+	g := startGateway(t, rd.Addr, "-config", configFile(t, "redact: [pci]\n"))
+	g.waitReady(t, 200)
+	var cardCall []any
+	for _, grp := range []string{"4539", "1488", "0343", "6467"} {
+		for _, d := range grp {
+			cardCall = append(cardCall, "digits/"+string(d))
+		}
+		cardCall = append(cardCall, 1500*time.Millisecond)
+	}
+	cardCall = append(cardCall, "auth-thankyou", time.Second)
+	x := map[string][]float32{
+		"card":  prompts(t, append([]any{"extension"}, cardCall...)...),
+		"plain": prompts(t, "auth-thankyou", 1500*time.Millisecond, "extension", 1500*time.Millisecond, "auth-thankyou", time.Second),
+	}
+	for _, ref := range []string{"plain", "card"} {
+		ph := siptest.NewPhone(t)
+		ph.PT = 0
+		if code := ph.Talk(t, g.sip, siptest.PCMU(x[ref]), sipmsg.NewHeader("X-Call-Ref", ref)); code != 200 {
+			t.Fatalf("INVITE %d", code)
+		}
+		evs := endedCall(t, rd.Addr, 20*time.Second, ref, func(start map[string]any) bool { return start["hdr:X-Call-Ref"] == ref })
+		var start int64
+		var delays []string
+		for _, e := range evs {
+			var ts, end int64
+			fmt.Sscan(fmt.Sprint(e["ts"]), &ts)
+			fmt.Sscan(fmt.Sprint(e["end_ms"]), &end)
+			switch e["type"] {
+			case "call.start":
+				start = ts
+			case "final":
+				delays = append(delays, fmt.Sprintf("%q %d ms", e["text"], ts-start-end))
+				var words []struct{ Word string }
+				jsonUnmarshal(fmt.Sprint(e["words"]), &words)
+				said := fmt.Sprint(e["text"], " ", e["display"])
+				for _, w := range words {
+					said += " " + w.Word
+				}
+				if ref == "card" && digitLike.MatchString(said) {
+					t.Errorf("digits in clear: %v", e)
+				}
+			}
+		}
+		t.Logf("%s call: finals published after their last word: %s", ref, strings.Join(delays, ", "))
+		m := metricsText(t, g.http)
+		held, zero := metric(m, "callscribe_redaction_hold_seconds_count"), metric(m, `callscribe_redaction_hold_seconds_bucket{le="0"}`)
+		t.Logf("after the %s call: %s; %s", ref, held, zero)
+		if ref == "plain" && (strings.Fields(held)[1] != strings.Fields(zero)[1] || strings.Fields(held)[1] == "0") {
+			t.Errorf("a call without digits had finals held: %s; %s", held, zero)
+		}
+	}
+}
