@@ -33,6 +33,10 @@ type Phone struct {
 	Byes chan struct{}
 	// PT is the payload type offered and sent: 0 (PCMU, the default) or 8 (PCMA).
 	PT uint8
+	// Hold, if positive, stops the audio for this long once HoldAfter of it
+	// has gone out, as a sender on hold that pauses its RTP clock: no
+	// packets, and the timestamps go on from where they stopped.
+	HoldAfter, Hold time.Duration
 }
 
 // NewPhone starts a phone on 127.0.0.1, closed when the test ends.
@@ -147,7 +151,12 @@ func (p *Phone) Call(addr string, payload []byte, hdrs ...sipmsg.Header) (Talked
 		return talked, err
 	}
 	talked.Start = time.Now()
+	held := time.Duration(0)
 	for k := 0; (k+1)*160 <= len(payload); k++ {
+		if p.Hold > 0 && held == 0 && time.Duration(k)*20*time.Millisecond >= p.HoldAfter {
+			held = p.Hold
+			time.Sleep(held)
+		}
 		select {
 		case <-sess.Context().Done(): // the far end hung up
 			return talked, nil
@@ -157,7 +166,7 @@ func (p *Phone) Call(addr string, payload []byte, hdrs ...sipmsg.Header) (Talked
 			Payload: payload[160*k : 160*(k+1)]}
 		b, _ := pkt.Marshal()
 		p.rtp.WriteToUDPAddrPort(b, ans.Addr)
-		time.Sleep(time.Until(talked.Start.Add(time.Duration(k+1) * 20 * time.Millisecond)))
+		time.Sleep(time.Until(talked.Start.Add(held + time.Duration(k+1)*20*time.Millisecond)))
 	}
 	sess.Bye(ctx)
 	return talked, nil
@@ -234,7 +243,12 @@ func (p *Phone) Record(addr, metadata string, payloads ...[]byte) (Talked, error
 		return talked, fmt.Errorf("the answer has %d streams for %d offered", len(to), len(payloads))
 	}
 	talked.Start = time.Now()
+	held := time.Duration(0)
 	for k := 0; (k+1)*160 <= longest; k++ {
+		if p.Hold > 0 && held == 0 && time.Duration(k)*20*time.Millisecond >= p.HoldAfter {
+			held = p.Hold
+			time.Sleep(held)
+		}
 		select {
 		case <-sess.Context().Done():
 			return talked, nil
@@ -249,7 +263,7 @@ func (p *Phone) Record(addr, metadata string, payloads ...[]byte) (Talked, error
 			b, _ := pkt.Marshal()
 			p.rtp.WriteToUDPAddrPort(b, to[i])
 		}
-		time.Sleep(time.Until(talked.Start.Add(time.Duration(k+1) * 20 * time.Millisecond)))
+		time.Sleep(time.Until(talked.Start.Add(held + time.Duration(k+1)*20*time.Millisecond)))
 	}
 	sess.Bye(ctx)
 	return talked, nil
