@@ -378,26 +378,28 @@ func (s *Server) hangup(c *Call, reason string) {
 	c.dlg.Close()
 }
 
-// bye sends our BYE. Over TCP and TLS it goes back on the connection the
-// INVITE came in on (RFC 5923's reuse, what SBCs and phones behind NAT
-// expect), not a new one to the Contact, which often takes no connections.
+// bye sends our BYE.
 func (s *Server) bye(ctx context.Context, c *Call) error {
+	return c.dlg.WriteBye(ctx, c.request(sipmsg.BYE))
+}
+
+// request is a request of ours in c's dialog (BYE, UPDATE, OPTIONS) to the
+// peer's Contact, or the INVITE's Request-URI without one. Over TCP and TLS
+// it goes back on the connection the INVITE came in on (RFC 5923's reuse,
+// what SBCs and phones behind NAT expect), not a new one to the Contact,
+// which often takes no connections.
+func (c *Call) request(method sipmsg.RequestMethod) *sipmsg.Request {
 	inv := c.dlg.InviteRequest
-	req := sipmsg.NewRequest(sipmsg.BYE, c.remoteTarget())
+	target := inv.Recipient
+	if h := inv.Contact(); h != nil {
+		target = h.Address
+	}
+	req := sipmsg.NewRequest(method, target)
 	req.SetTransport(inv.Transport())
 	if t := strings.ToUpper(inv.Transport()); t == "TCP" || t == "TLS" {
 		req.SetDestination(inv.Source())
 	}
-	return c.dlg.WriteBye(ctx, req)
-}
-
-// remoteTarget is where our requests in the dialog go (after its route
-// set): the peer's Contact, or the INVITE's Request-URI without one.
-func (c *Call) remoteTarget() sipmsg.Uri {
-	if h := c.dlg.InviteRequest.Contact(); h != nil {
-		return h.Address
-	}
-	return c.dlg.InviteRequest.Recipient
+	return req
 }
 
 // do sends req in c's dialog and returns its final answer. Requests are
@@ -535,7 +537,7 @@ func (s *Server) finishRefreshResponse(c *Call, req *sipmsg.Request, res *sipmsg
 // refreshSession refreshes the session timer as its refresher: an UPDATE
 // in the dialog; a 2xx restarts the interval.
 func (s *Server) refreshSession(c *Call, log *slog.Logger) {
-	req := sipmsg.NewRequest(sipmsg.UPDATE, c.remoteTarget())
+	req := c.request(sipmsg.UPDATE)
 	req.AppendHeader(sipmsg.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=uas", int(c.expires.Seconds()))))
 	if c.timerOK {
 		req.AppendHeader(sipmsg.NewHeader("Supported", "timer"))

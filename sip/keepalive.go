@@ -117,7 +117,7 @@ func (s *Server) checkPeer(ctx context.Context, c *Call, k *keepalive, now time.
 // answer says it is gone: 481, 408, or none within wait. A probe cut short
 // by ctx (the call ending anyway) says nothing.
 func (s *Server) peerGone(ctx context.Context, c *Call, wait time.Duration, log *slog.Logger) bool {
-	req := sipmsg.NewRequest(sipmsg.OPTIONS, c.remoteTarget())
+	req := c.request(sipmsg.OPTIONS)
 	req.AppendHeader(sipmsg.NewHeader("Accept", "application/sdp"))
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()

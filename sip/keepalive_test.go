@@ -2,9 +2,11 @@ package sip
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo"
 	sipmsg "github.com/emiago/sipgo/sip"
 )
 
@@ -76,4 +78,40 @@ func TestKeepaliveEndsCallsWhosePeerIsGone(t *testing.T) {
 			waitBye(t, phone)
 		})
 	}
+}
+
+// Over TCP the keepalive goes back on the caller's connection, as our BYE
+// does: a caller whose Contact takes no connections (behind NAT) but
+// answers on its connection keeps its held call.
+func TestKeepaliveOverTCPReusesTheConnection(t *testing.T) {
+	srv, rec, _ := startServer(t, Config{TCP: "127.0.0.1:0", KeepaliveInterval: 300 * time.Millisecond})
+	addr := srv.Addrs()[1].String() // the TCP listener
+	ua, _ := sipgo.NewUA()
+	defer ua.Close()
+	phoneSrv, _ := sipgo.NewServer(ua) // requests on its client connections
+	var options atomic.Int32
+	phoneSrv.OnOptions(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		options.Add(1)
+		tx.Respond(sipmsg.NewResponseFromRequest(req, 200, "OK", nil))
+	})
+	phoneSrv.OnBye(func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		tx.Respond(sipmsg.NewResponseFromRequest(req, 200, "OK", nil))
+	})
+	cli, _ := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+	dc := sipgo.NewDialogClientCache(cli, sipmsg.ContactHeader{Address: sipmsg.Uri{User: "uac", Host: "127.0.0.1", Port: 9}}) // nothing listens
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	to := target(addr)
+	to.UriParams = sipmsg.NewParams()
+	to.UriParams.Add("transport", "tcp")
+	sess := answered(t, ctx, dc, to, offer(40000, "0", "a=inactive"))
+	c := <-rec.startCh
+	for options.Load() < 3 && ctx.Err() == nil && c.Reason() == "" {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := options.Load(); n < 3 || c.Reason() != "" {
+		t.Fatalf("%d OPTIONS answered on the caller's connection; the call ended %q", n, c.Reason())
+	}
+	sess.Bye(ctx)
+	<-c.Done()
 }
