@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/cpu"
+
 	"github.com/callscribe/callscribe/asr"
 	"github.com/callscribe/callscribe/media"
 )
@@ -77,6 +79,12 @@ func parityCases(t *testing.T) (files, fp32, int8 []string) {
 // the cause inside sherpa-onnx is not found. All six are low-confidence words
 // of the synthetic corpus; the LibriSpeech WAVs match. The test still fails
 // if any text changes.
+//
+// ONNX Runtime picks its int8 matrix kernels by the CPU's instructions, and
+// the texts follow: the list above is for CPUs with VNNI (AVX512-VNNI or
+// AVX-VNNI); int8DivergentNoVNNI for those without (AVX2 only; measured on
+// an AMD EPYC), where ten low-confidence texts of the synthetic corpus
+// come out otherwise and the LibriSpeech WAVs still match.
 var int8Divergent = map[string]string{
 	"u01-8k.wav":  "I WILL NIGHT TO CHECK THEATRES ON MY OWN",
 	"u05-8k.wav":  "CLEAN HALLS WHY NIGHT RUNSFALL TO ME IN BEHIND MEN",
@@ -84,6 +92,27 @@ var int8Divergent = map[string]string{
 	"u12-16k.wav": "LEG WILL SEND YOUR HOUSE ON MURMAD",
 	"u13-8k.wav":  "MICROBLIT'S CARD WAS CHARGED WISDOM PURCHASE",
 	"u20-16k.wav": "WE ARE SORRY FOR LIVING CONVEN AND STITCHEN CALLS",
+}
+
+var int8DivergentNoVNNI = map[string]string{
+	"u01-8k.wav":  "I WILL NIGHTNESS PAGES ON MY OWN",
+	"u05-8k.wav":  "CLEAN HALLS WHY NIGHT RUMS FALL TO THE MILLION PEOPLE",
+	"u06-16k.wav": "I NEED TO KENS ALL MY SON SCRIPTION BEFORE THE END OF THE MAN",
+	"u07-8k.wav":  "YOUR PAYMENT HAS BEEN RECEIVED AND YOUR MALAN NEAR ROO",
+	"u12-16k.wav": "LEE WILL SEND YOUR HOUSE ON MURMAD",
+	"u13-8k.wav":  "MICROBLIT'S CARD WAS CHARGED WISDOM PURCHASE",
+	"u16-16k.wav": "PLEASE CONFIRM YOUR DATES OF YOUR POSTAL COLD",
+	"u17-8k.wav":  "I AM CORLI NO SPEEDING MY SIR RECEIVED LAST WEEK",
+	"u20-16k.wav": "WE ARE SORRY REFER THAT INCONVEN AND STITCHEN CALLS",
+	"u21-8k.wav":  "PREF ONE FALM OR PRESS TO NICKEL SEPART",
+}
+
+// int8Known is the list of int8Divergent for this CPU.
+func int8Known() map[string]string {
+	if cpu.X86.HasAVX512VNNI || cpu.X86.HasAVXVNNI {
+		return int8Divergent
+	}
+	return int8DivergentNoVNNI
 }
 
 // beamParity reads asr/testdata/parity-beam.tsv: the peer's texts with
@@ -121,7 +150,7 @@ func TestParityWithSherpaOnnx(t *testing.T) {
 		known    map[string]string
 	}{
 		{"", asr.Greedy, fp32, nil},
-		{"encoder-epoch-12-avg-2-chunk-16-left-64.int8.onnx", asr.Greedy, int8, int8Divergent},
+		{"encoder-epoch-12-avg-2-chunk-16-left-64.int8.onnx", asr.Greedy, int8, int8Known()},
 		{"", asr.ModifiedBeamSearch, beamParity(t), nil},
 	} {
 		encoder, want := tc.encoder, tc.want
