@@ -49,22 +49,7 @@ func testWAV(t testing.TB, name string) media.Audio {
 	return a
 }
 
-func newBatcher(t testing.TB) *asr.Batcher {
-	t.Helper()
-	if err := asr.InitRuntime("", "cpu"); err != nil {
-		t.Fatal(err)
-	}
-	info, err := asr.LoadModelInfo(asr.ModelFiles{Dir: modelDir(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := asr.NewBatcher(info, asr.BatcherOptions{Endpoint: asr.DefaultEndpointConfig()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b
-}
+func newBatcher(t testing.TB) *asr.Batcher { return batcherWith(t, asr.EndpointRules) }
 
 // startGateway wires a real redis-server, a publisher, the model's batcher
 // and a SIP server on loopback, all stopped when the test ends.

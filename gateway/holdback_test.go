@@ -61,7 +61,7 @@ func card(t *testing.T, pause time.Duration, groups ...string) []float32 {
 }
 
 // batcherWith is the model's batcher endpointing by mode.
-func batcherWith(t *testing.T, mode string) *asr.Batcher {
+func batcherWith(t testing.TB, mode string) *asr.Batcher {
 	t.Helper()
 	if err := asr.InitRuntime("", "cpu"); err != nil {
 		t.Fatal(err)
