@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/transcript"
 )
 
 // leg is one audio stream of a call: a media.Sink feeding its recognition
@@ -40,7 +41,9 @@ type leg struct {
 	arrived [256]feedMark // when the audio up to a point was given, a ring
 	marks   int
 
-	text // the result side's state, under c.mu
+	// The result side, under c.mu.
+	text    *textStage
+	holding bool // text holds finals back; the registry knows
 }
 
 // bridgeMs is the most silence a jump of the media timeline gives the
@@ -193,4 +196,37 @@ func (l *leg) arrivedAt(ms int64) (time.Time, bool) {
 		best, found = m, true
 	}
 	return best.t, found
+}
+
+// result takes a recognition result of the leg's stream: on the call's
+// clock, to the text stage, unless call.end is out.
+func (l *leg) result(r asr.Result) {
+	c := l.c
+	if f := c.g.opts.OnLatency; f != nil && r.Text != "" && (r.Kind == asr.Partial || r.Kind == asr.Final) {
+		if t, ok := l.arrivedAt(r.EndMs); ok {
+			f(r.Kind, time.Since(t))
+		}
+	}
+	streamEnd := r.EndMs
+	r = l.onCall(r)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == ended || c.state == admitted {
+		c.g.mu.Lock()
+		c.g.stats.LateResults++
+		c.g.mu.Unlock()
+		return
+	}
+	switch r.Kind {
+	case asr.SpeechStart, asr.SpeechEnd:
+		c.g.pub.Publish(transcript.NewSpeech(c.id, l.name, r.Kind == asr.SpeechStart, r.StartMs))
+	case asr.Partial:
+		l.text.partial(r, streamEnd)
+	case asr.Final:
+		l.text.final(r, streamEnd)
+		l.holdChanged()
+	}
+	if r.Kind == asr.Partial && l.holding {
+		l.holdChanged()
+	}
 }

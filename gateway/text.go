@@ -10,32 +10,20 @@ import (
 	"github.com/callscribe/callscribe/transcript"
 )
 
-// The leg's text pipeline: a result of the recognizer, on the call's
-// clock, is redacted, formatted (finals) and published with its keyword
-// events.
-//
-// Redaction judges a leg's digits as one stream, not one utterance at a
-// time: people read a card number in groups, and each pause may end an
-// utterance. A final that ends in a digit run the call's policy does not
-// redact yet but would if the run went on is held back, unpublished, until
-// the run is decided: a later final that does not continue it, a partial
-// of a later utterance whose first words do not, holdSilence of decoded
-// audio without words after it, holdSilence without audio at all, or the
-// call's end. The held finals are then published, in order, with the
-// markers the whole run earned. Partials are masked as they come (package
-// redact's open tail), with the held words as their context.
+// textStage is a leg's text pipeline: each recognition result, on the
+// call's clock, is redacted (finals held back while their digits may go
+// on, holdback.go), formatted for people (finals) and published with its
+// keyword alerts. Whatever makes the results — the streaming recognizer, a
+// second pass over finals — and whatever brought the audio, the text goes
+// through here. Its methods run under the call's mu.
+type textStage struct {
+	call, leg string
+	policy    redact.Policy
+	keywords  []keyword
+	emit      func(transcript.Event)
+	now       func() time.Time
+	onHold    func(time.Duration) // CallsOptions.OnHold, or nil
 
-// holdSilence is how long a held final waits for its digit run to go on.
-// People pause between the groups of a card number for a second or two.
-const holdSilence = 4 * time.Second
-
-// holdMargin is decoded audio waited for beyond holdSilence: a word is
-// emitted some frames after its audio, and the last step's results may be
-// on their way.
-const holdMargin = time.Second
-
-// text is a leg's result-side state, under the call's mu.
-type text struct {
 	// context is the end of the leg's published finals as recognized (upper
 	// case, never published): the cues and digits the next ones follow.
 	context []string
@@ -48,218 +36,89 @@ type text struct {
 	kwSeen []int
 }
 
-// heldFinal is a final held back while its digit run may go on.
-type heldFinal struct {
-	r         asr.Result // on the call's clock, not redacted
-	up        []string   // its words, upper case
-	streamEnd int64      // its end on the stream's clock
-	kwSeen    []int      // keyword occurrences its partials reported
-	at        time.Time  // when it came
-	waited    bool       // held past the result that brought it
-}
-
-// contextWords is how many words of the published finals redaction keeps
-// as context (cues like "card number" a few words back).
-const contextWords = 30
-
-// result publishes a recognition result, unless call.end is out.
-func (l *leg) result(r asr.Result) {
-	c := l.c
-	if f := c.g.opts.OnLatency; f != nil && r.Text != "" && (r.Kind == asr.Partial || r.Kind == asr.Final) {
-		if t, ok := l.arrivedAt(r.EndMs); ok {
-			f(r.Kind, time.Since(t))
-		}
-	}
-	streamEnd := r.EndMs
-	r = l.onCall(r)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.state == ended || c.state == admitted {
-		c.g.mu.Lock()
-		c.g.stats.LateResults++
-		c.g.mu.Unlock()
-		return
-	}
-	switch r.Kind {
-	case asr.SpeechStart, asr.SpeechEnd:
-		c.g.pub.Publish(transcript.NewSpeech(c.id, l.name, r.Kind == asr.SpeechStart, r.StartMs))
-	case asr.Partial:
-		l.partial(r, streamEnd)
-	case asr.Final:
-		l.final(r, streamEnd)
-	}
+// newTextStage returns the stage of leg of call, publishing through emit.
+func newTextStage(call, leg string, p redact.Policy, keywords []keyword, emit func(transcript.Event), now func() time.Time,
+	onHold func(time.Duration)) *textStage {
+	return &textStage{call: call, leg: leg, policy: p, keywords: keywords, emit: emit, now: now, onHold: onHold,
+		nextStart: -1, kwUtt: -1}
 }
 
 // partial publishes a partial, masked with the held finals as context.
 // One of a later utterance that does not go on with the held digits
-// releases them first.
-func (l *leg) partial(r asr.Result, streamEnd int64) {
-	c := l.c
-	if n := len(l.held); n > 0 && r.Utt > l.held[n-1].r.Utt && len(r.Words) > 0 {
-		if l.nextStart < 0 {
-			l.nextStart = streamEnd - (r.EndMs - r.Words[0].StartMs)
+// releases them first. streamEnd is its end on the stream's clock.
+func (s *textStage) partial(r asr.Result, streamEnd int64) {
+	if n := len(s.held); n > 0 && r.Utt > s.held[n-1].r.Utt && len(r.Words) > 0 {
+		if s.nextStart < 0 {
+			s.nextStart = streamEnd - (r.EndMs - r.Words[0].StartMs)
 		}
 		if len(r.Words) >= 2 && !redact.Continues(upper(r.Words)) {
-			l.release(len(l.held))
+			s.release(len(s.held))
 		}
 	}
-	u := transcript.Utterance{Leg: l.name, Utt: r.Utt, Text: r.Text, StartMs: r.StartMs, EndMs: r.EndMs, GapMs: r.GapMs}
+	u := transcript.Utterance{Leg: s.leg, Utt: r.Utt, Text: r.Text, StartMs: r.StartMs, EndMs: r.EndMs, GapMs: r.GapMs}
 	heard := r.Words // what keyword alerts may report now
-	if c.redact.On() {
-		ctx, up := l.redactContext(), upper(r.Words)
-		if from, pending := redact.Pending(ctx, up, c.redact); pending {
+	if s.policy.On() {
+		ctx, up := s.redactContext(), upper(r.Words)
+		if from, pending := redact.Pending(ctx, up, s.policy); pending {
 			heard = heard[:from] // digits that may go on wait for the final
 		}
-		if spans := redact.FindAfter(ctx, up, c.redact, true); len(spans) > 0 {
+		if spans := redact.FindAfter(ctx, up, s.policy, true); len(spans) > 0 {
 			r.Words, u.Redacted = redactWords(r.Words, spans)
 			u.Text = joinWords(r.Words)
 			heard = nil
 		}
 	}
-	c.g.pub.Publish(transcript.NewPartial(c.id, u))
-	if r.Utt != l.kwUtt {
-		l.kwUtt, l.kwSeen = r.Utt, nil
+	s.emit(transcript.NewPartial(s.call, u))
+	if r.Utt != s.kwUtt {
+		s.kwUtt, s.kwSeen = r.Utt, nil
 	}
 	if heard != nil {
-		l.kwSeen = l.keywordHits(r.Utt, heard, l.kwSeen)
+		s.kwSeen = s.keywordHits(r.Utt, heard, s.kwSeen)
 	}
 }
 
 // final publishes a final, or holds it back while its digits may go on.
-func (l *leg) final(r asr.Result, streamEnd int64) {
+func (s *textStage) final(r asr.Result, streamEnd int64) {
 	var seen []int
-	if l.kwUtt == r.Utt {
-		seen, l.kwSeen = l.kwSeen, nil
+	if s.kwUtt == r.Utt {
+		seen, s.kwSeen = s.kwSeen, nil
 	}
-	if !l.c.redact.On() {
-		l.publishFinal(r, nil, "", seen)
+	if !s.policy.On() {
+		s.publishFinal(r, nil, "", seen)
 		return
 	}
-	l.held = append(l.held, heldFinal{r: r, up: upper(r.Words), streamEnd: streamEnd, kwSeen: seen, at: l.c.g.now()})
-	l.nextStart = -1
-	l.decide()
-}
-
-// decide publishes the held finals that are decided: all of them unless
-// they end in a digit run that may go on, then those before the run.
-func (l *leg) decide() {
-	var block []string
-	for _, h := range l.held {
-		block = append(block, h.up...)
-	}
-	from, pending := redact.Pending(l.context, block, l.c.redact)
-	if !pending {
-		l.release(len(l.held))
-		return
-	}
-	n, words := 0, 0
-	for n < len(l.held) && words+len(l.held[n].up) <= from {
-		words += len(l.held[n].up)
-		n++
-	}
-	l.release(n)
-	for i := range l.held {
-		l.held[i].waited = true
-	}
-	if len(l.held) > 0 {
-		l.c.g.holding(l, true)
-	}
-}
-
-// release publishes the first n held finals, redacted as one stream with
-// all the held words after them (spans may cross utterances).
-func (l *leg) release(n int) {
-	if n == 0 {
-		return
-	}
-	var block []string
-	for _, h := range l.held {
-		block = append(block, h.up...)
-	}
-	spans := redact.FindAfter(l.context, block, l.c.redact, false)
-	off := 0
-	for _, h := range l.held[:n] {
-		var own []redact.Span
-		for _, sp := range spans {
-			from, to := max(sp.From, off), min(sp.To, off+len(h.up))
-			if from < to {
-				sp.From, sp.To = from-off, to-off
-				own = append(own, sp)
-			}
-		}
-		words, kinds := h.r.Words, ""
-		if len(own) > 0 {
-			words, kinds = redactWords(words, own)
-		}
-		l.publishFinal(h.r, words, kinds, h.kwSeen)
-		if f := l.c.g.opts.OnHold; f != nil {
-			d := time.Duration(0)
-			if h.waited {
-				d = l.c.g.now().Sub(h.at)
-			}
-			f(d)
-		}
-		off += len(h.up)
-	}
-	l.context = append(l.context, block[:off]...)
-	l.context = l.context[max(0, len(l.context)-contextWords):]
-	l.held = append(l.held[:0], l.held[n:]...)
-	if len(l.held) == 0 {
-		l.c.g.holding(l, false)
-	}
-}
-
-// releaseAll publishes every held final: the call has ended, or the run
-// was left long enough.
-func (l *leg) releaseAll() { l.release(len(l.held)) }
-
-// sweep releases the held finals once no word followed them for
-// holdSilence of decoded audio, or no audio came for holdSilence.
-// decoded is the stream's DecodedMs. c.mu held.
-func (l *leg) sweep(now time.Time, decoded int64) {
-	n := len(l.held)
-	if n == 0 {
-		return
-	}
-	limit := l.held[n-1].streamEnd + holdSilence.Milliseconds()
-	quiet := decoded >= limit+holdMargin.Milliseconds() && (l.nextStart < 0 || l.nextStart > limit)
-	// No audio (hold, a sender that stopped) and every chunk of what came
-	// decoded: the rest, less than a chunk, waits for more.
-	idle := now.Sub(time.Unix(0, l.lastFed.Load())) >= holdSilence &&
-		decoded+int64(10*l.c.g.asr.Info().ChunkFrames) >= l.fedMs.Load()
-	if quiet || idle {
-		l.releaseAll()
-	}
-}
-
-// redactContext is what the next words follow: the published finals' end
-// and the held ones.
-func (l *leg) redactContext() []string {
-	if len(l.held) == 0 {
-		return l.context
-	}
-	ctx := append([]string{}, l.context...)
-	for _, h := range l.held {
-		ctx = append(ctx, h.up...)
-	}
-	return ctx
+	s.held = append(s.held, heldFinal{r: r, up: upper(r.Words), streamEnd: streamEnd, kwSeen: seen, at: s.now()})
+	s.nextStart = -1
+	s.decide()
 }
 
 // publishFinal publishes final r with words (its words redacted; nil: as
 // recognized) and its keyword events beyond seen.
-func (l *leg) publishFinal(r asr.Result, words []asr.Word, kinds string, seen []int) {
-	c := l.c
+func (s *textStage) publishFinal(r asr.Result, words []asr.Word, kinds string, seen []int) {
 	if words == nil {
 		words = r.Words
 	}
-	u := transcript.Utterance{Leg: l.name, Utt: r.Utt, Text: r.Text, StartMs: r.StartMs, EndMs: r.EndMs, GapMs: r.GapMs,
+	u := transcript.Utterance{Leg: s.leg, Utt: r.Utt, Text: r.Text, StartMs: r.StartMs, EndMs: r.EndMs, GapMs: r.GapMs,
 		Redacted: kinds, Words: words, Conf: r.Conf}
 	if kinds != "" {
 		u.Text = joinWords(words)
 	}
 	u.Display, u.DisplayWords = display(words)
-	c.g.pub.Publish(transcript.NewFinal(c.id, u))
-	l.keywordHits(r.Utt, words, seen)
+	s.emit(transcript.NewFinal(s.call, u))
+	s.keywordHits(r.Utt, words, seen)
+}
+
+// redactContext is what the next words follow: the published finals' end
+// and the held ones.
+func (s *textStage) redactContext() []string {
+	if len(s.held) == 0 {
+		return s.context
+	}
+	ctx := append([]string{}, s.context...)
+	for _, h := range s.held {
+		ctx = append(ctx, h.up...)
+	}
+	return ctx
 }
 
 // upper is words' text in upper case, as redaction reads it.
@@ -324,20 +183,19 @@ type keyword struct {
 // keywordHits publishes a keyword event for each occurrence of a keyword
 // in the words of utterance utt beyond seen (per keyword, the occurrences
 // reported before: an utterance's partials repeat what they hold) and
-// returns the counts. c.mu held.
-func (l *leg) keywordHits(utt int, words []asr.Word, seen []int) []int {
-	c := l.c
-	if len(c.keywords) == 0 || len(words) == 0 {
+// returns the counts.
+func (s *textStage) keywordHits(utt int, words []asr.Word, seen []int) []int {
+	if len(s.keywords) == 0 || len(words) == 0 {
 		return seen
 	}
 	if seen == nil {
-		seen = make([]int, len(c.keywords))
+		seen = make([]int, len(s.keywords))
 	}
-	for k, kw := range c.keywords {
+	for k, kw := range s.keywords {
 		at := asr.PhraseAt(words, kw.words)
 		n := len(at)
 		for _, i := range at[min(seen[k], n):] {
-			hit := transcript.KeywordHit{Leg: l.name, Utt: utt, Phrase: kw.phrase,
+			hit := transcript.KeywordHit{Leg: s.leg, Utt: utt, Phrase: kw.phrase,
 				StartMs: words[i].StartMs, EndMs: words[i+len(kw.words)-1].EndMs}
 			var text []string
 			for _, w := range words[i : i+len(kw.words)] {
@@ -345,7 +203,7 @@ func (l *leg) keywordHits(utt int, words []asr.Word, seen []int) []int {
 				hit.Conf += w.Conf
 			}
 			hit.Text, hit.Conf = strings.Join(text, " "), hit.Conf/float32(len(kw.words))
-			c.g.pub.Publish(transcript.NewKeyword(c.id, hit))
+			s.emit(transcript.NewKeyword(s.call, hit))
 		}
 		seen[k] = max(seen[k], n)
 	}
