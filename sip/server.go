@@ -130,7 +130,7 @@ func (s *Server) Listen() error {
 		}
 		s.addrs = append(s.addrs, l.Addr())
 		s.closers = append(s.closers, l)
-		gl := guard(l, s.cfg.TCPIdleTimeout, s.cfg.TCPMaxPerSource, true)
+		gl := guardConns(l, s.cfg.TCPIdleTimeout, s.cfg.TCPMaxPerSource, true)
 		serve = append(serve, func() { s.srv.ServeTCP(gl) })
 	}
 	if s.cfg.TLS != "" {
@@ -148,7 +148,7 @@ func (s *Server) Listen() error {
 			}
 			return fmt.Errorf("sip: listen tls %s: %w", s.cfg.TLS, err)
 		}
-		l := tls.NewListener(guard(raw, s.cfg.TCPIdleTimeout, s.cfg.TCPMaxPerSource, false),
+		l := tls.NewListener(guardConns(raw, s.cfg.TCPIdleTimeout, s.cfg.TCPMaxPerSource, false),
 			&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 		s.addrs = append(s.addrs, tlsAddr{l.Addr()})
 		s.closers = append(s.closers, l)

@@ -22,7 +22,9 @@ type guardedListener struct {
 	open map[netip.Addr]int
 }
 
-func guard(l net.Listener, idle time.Duration, perIP int, frame bool) net.Listener {
+// guardConns bounds what l accepts as guardedListener says; frame follows
+// plain SIP on the stream (not TLS, whose bytes are encrypted here).
+func guardConns(l net.Listener, idle time.Duration, perIP int, frame bool) net.Listener {
 	return &guardedListener{Listener: l, idle: idle, perIP: perIP, frame: frame, open: map[netip.Addr]int{}}
 }
 
