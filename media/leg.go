@@ -28,7 +28,7 @@ type LegOptions struct {
 	// packets' arrival instead (see Sink).
 	MaxGapMs int
 	// Filter resamples to 16 kHz; default FilterKaldi (what the speech
-	// model expects of narrowband audio, see README).
+	// model expects of narrowband audio, see docs/recognition.md).
 	Filter *Filter
 	// OnDTMF receives each RFC 4733 event once, on the packet path; it must
 	// not block.
