@@ -33,19 +33,16 @@ import (
 type Server struct {
 	cfg   Config
 	adm   ingest.Admitter
-	rate  *ingest.PeerRate
+	guard *guard
 	ua    *sipgo.UserAgent
 	srv   *sipgo.Server
 	cli   *sipgo.Client
 	dlgs  *sipgo.DialogServerCache
 	ports *media.Ports
-	poll  *media.Poller                  // nil: a goroutine per leg
-	auth  *authenticator                 // digest users (none: no authentication)
-	allow atomic.Pointer[[]netip.Prefix] // sources accepted; empty: any
+	poll  *media.Poller // nil: a goroutine per leg
 
 	mu      sync.Mutex
 	calls   map[string]*Call
-	pending map[netip.Addr]int // INVITEs in progress by source
 	closed  bool
 	callWG  sync.WaitGroup // registered calls, until hung up
 	wg      sync.WaitGroup // listeners and other helpers
@@ -87,9 +84,7 @@ func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
 		return nil, err
 	}
 	cli.TxRequester = requester{ua: ua, log: cfg.Logger} // large requests over TCP
-	s := &Server{cfg: cfg, adm: adm, rate: ingest.NewPeerRate(cfg.InviteRate, cfg.InviteBurst), ua: ua, srv: srv, cli: cli, ports: ports, calls: map[string]*Call{}, pending: map[netip.Addr]int{}}
-	s.auth = newAuthenticator(cfg.Realm, cfg.Users)
-	s.allow.Store(&cfg.AllowCIDRs)
+	s := &Server{cfg: cfg, adm: adm, guard: newGuard(&cfg), ua: ua, srv: srv, cli: cli, ports: ports, calls: map[string]*Call{}}
 	if cfg.RTPReadWorkers > 0 {
 		if s.poll, err = media.NewPoller(cfg.RTPReadWorkers); err != nil {
 			ua.Close()
@@ -241,29 +236,6 @@ func (s *Server) RefreshFailures() int64 { return s.refreshFailed.Load() }
 // contained).
 func (s *Server) Panics() int64 { return s.panics.Load() }
 
-// beginPending counts an INVITE in progress from ip, unless ip has
-// MaxUnackedPerSource already.
-func (s *Server) beginPending(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if n := s.cfg.MaxUnackedPerSource; n > 0 && s.pending[ip] >= n {
-		return false
-	}
-	s.pending[ip]++
-	return true
-}
-
-// endPending ends what beginPending counted.
-func (s *Server) endPending(ip netip.Addr) {
-	ip = ip.Unmap()
-	s.mu.Lock()
-	if s.pending[ip]--; s.pending[ip] <= 0 {
-		delete(s.pending, ip)
-	}
-	s.mu.Unlock()
-}
-
 // Call is the live call with this Call-ID, or nil.
 func (s *Server) Call(sipCallID string) *Call {
 	s.mu.Lock()
@@ -305,90 +277,24 @@ func (s *Server) Close() error {
 // refuse answers an INVITE the server itself does not take, and counts it.
 func (s *Server) refuse(tx sipmsg.ServerTransaction, req *sipmsg.Request, r *ingest.Refusal) {
 	s.adm.Refused("sip", r)
-	if r.SIP == 401 && s.auth.required() {
-		respond(tx, req, 401, "Unauthorized", sipmsg.NewHeader("WWW-Authenticate", s.auth.challenge()))
-		return
-	}
-	respondRefusal(tx, req, r)
+	s.guard.respond(tx, req, r)
 }
 
-// reasonPhrase is RFC 3261's phrase for the statuses we refuse with.
-func reasonPhrase(code int) string {
-	switch code {
-	case 400:
-		return "Bad Request"
-	case 401:
-		return "Unauthorized"
-	case 403:
-		return "Forbidden"
-	case 422:
-		return "Session Interval Too Small"
-	case 482:
-		return "Loop Detected"
-	case 488:
-		return "Not Acceptable Here"
-	case 500:
-		return "Server Internal Error"
-	case 503:
-		return "Service Unavailable"
+// rejectMalformed answers a request that is not sane (see malformed) and
+// tells whether it did. Not counted: no call was asked for.
+func (s *Server) rejectMalformed(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
+	r := malformed(req)
+	if r != nil {
+		s.guard.respond(tx, req, r)
 	}
-	return "Refused"
-}
-
-func respond(tx sipmsg.ServerTransaction, req *sipmsg.Request, code int, reason string, hdrs ...sipmsg.Header) {
-	res := sipmsg.NewResponseFromRequest(req, code, reason, nil)
-	for _, h := range hdrs {
-		res.AppendHeader(h)
-	}
-	tx.Respond(res)
+	return r != nil
 }
 
 const allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
 
-// rejectMalformed answers what the parser let through but RFC 3261 does not:
-// another SIP version (505), more than one Call-ID or a CSeq naming another
-// method (400), an INVITE that has run out of hops (483), a Require of an
-// extension we lack (420). It tells whether it answered.
-func rejectMalformed(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
-	warn := func(text string) sipmsg.Header { return sipmsg.NewHeader("Warning", `399 callscribe "`+text+`"`) }
-	missing := unsupported(req)
-	switch {
-	case req.SipVersion != "SIP/2.0":
-		res := sipmsg.NewResponseFromRequest(req, 505, "Version Not Supported", nil)
-		res.SipVersion = "SIP/2.0" // ours, not the one we do not speak
-		tx.Respond(res)
-	case len(req.GetHeaders("call-id"))+len(req.GetHeaders("i")) != 1:
-		respond(tx, req, 400, "Bad Request", warn("one Call-ID header"))
-	case req.CSeq() == nil || req.CSeq().MethodName != req.Method:
-		respond(tx, req, 400, "Bad Request", warn("CSeq method does not match"))
-	case req.Method == sipmsg.INVITE && req.MaxForwards() != nil && req.MaxForwards().Val() == 0:
-		respond(tx, req, 483, "Too Many Hops")
-	case len(missing) > 0:
-		respond(tx, req, 420, "Bad Extension", sipmsg.NewHeader("Unsupported", strings.Join(missing, ", ")))
-	default:
-		return false
-	}
-	return true
-}
-
-// unsupported lists the option tags req requires that we do not support.
-func unsupported(req *sipmsg.Request) []string {
-	var out []string
-	for _, h := range req.GetHeaders("require") {
-		for _, tag := range strings.Split(h.Value(), ",") {
-			// The option tags a Require may name (RFC 3261 8.2.2.3): session
-			// timers (RFC 4028) and recording sessions (RFC 7866).
-			if tag = strings.ToLower(strings.TrimSpace(tag)); tag != "" && tag != "timer" && tag != "siprec" {
-				out = append(out, tag)
-			}
-		}
-	}
-	return out
-}
-
 // onUpdate refreshes a call's session timer (RFC 4028 with UPDATE).
 func (s *Server) onUpdate(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if rejectMalformed(req, tx) {
+	if s.rejectMalformed(req, tx) {
 		return
 	}
 	c := s.dialogCall(req, tx)
@@ -431,7 +337,7 @@ func optionTag(req *sipmsg.Request, name, compact, tag string) bool {
 // the call's first leg, timed from the call's start. Other INFO bodies are
 // acknowledged and ignored.
 func (s *Server) onInfo(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if rejectMalformed(req, tx) {
+	if s.rejectMalformed(req, tx) {
 		return
 	}
 	c := s.dialogCall(req, tx)
@@ -521,42 +427,11 @@ func (s *Server) dialogCall(req *sipmsg.Request, tx sipmsg.ServerTransaction) *C
 	return c
 }
 
-// respondOutOfOrder answers a request in a dialog whose CSeq is older than
-// the peer's last (RFC 3261 12.2.2).
-func respondOutOfOrder(tx sipmsg.ServerTransaction, req *sipmsg.Request) {
-	respond(tx, req, 500, "Server Internal Error", sipmsg.NewHeader("Warning", `399 callscribe "CSeq out of order"`))
-}
-
-// sessionExpires reads RFC 4028 headers: the interval the caller asks for,
-// or the refusal answered when it is bad or under our minimum.
-func (s *Server) sessionExpires(req *sipmsg.Request, tx sipmsg.ServerTransaction) (time.Duration, *ingest.Refusal) {
-	h := req.GetHeader("Session-Expires")
-	if h == nil {
-		h = req.GetHeader("x") // compact form of Session-Expires
-	}
-	if h == nil {
-		return 0, nil
-	}
-	v, _, _ := strings.Cut(h.Value(), ";")
-	secs, err := strconv.Atoi(strings.TrimSpace(v))
-	if err != nil || secs <= 0 {
-		r := &ingest.Refusal{Reason: "bad_request", SIP: 400, Detail: "bad Session-Expires"}
-		respondRefusal(tx, req, r)
-		return 0, r
-	}
-	d := time.Duration(secs) * time.Second
-	if d < s.cfg.MinSE {
-		respond(tx, req, 422, "Session Interval Too Small", sipmsg.NewHeader("Min-SE", strconv.Itoa(int(s.cfg.MinSE.Seconds()))))
-		return 0, &ingest.Refusal{Reason: "bad_request", SIP: 422}
-	}
-	return d, nil
-}
-
 // onOptions answers keepalives. A load balancer probing with OPTIONS (e.g.
 // Kamailio's dispatcher) gets 503 while no new call would be admitted
 // (draining, at a limit, out of capacity), so it sends them elsewhere.
 func (s *Server) onOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if rejectMalformed(req, tx) {
+	if s.rejectMalformed(req, tx) {
 		return
 	}
 	s.mu.Lock()
@@ -570,7 +445,7 @@ func (s *Server) onOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 }
 
 func (s *Server) onOther(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if rejectMalformed(req, tx) {
+	if s.rejectMalformed(req, tx) {
 		return
 	}
 	respond(tx, req, 405, "Method Not Allowed", sipmsg.NewHeader("Allow", allowed))
@@ -664,7 +539,7 @@ func (s *Server) takeAnswer(req *sipmsg.Request) {
 // than the peer's last request's (500 otherwise, RFC 3261 12.2.2, as for
 // re-INVITE and UPDATE): the call goes on.
 func (s *Server) onBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if rejectMalformed(req, tx) {
+	if s.rejectMalformed(req, tx) {
 		return
 	}
 	dlg, err := s.dlgs.MatchDialogRequest(req)
@@ -685,26 +560,7 @@ func (s *Server) onBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 // configuration reload): new requests meet them, calls in progress go on.
 // Any goroutine.
 func (s *Server) SetAccess(users map[string]string, allow []netip.Prefix) {
-	s.auth.setUsers(users)
-	s.allow.Store(&allow)
-}
-
-func sourceOf(req *sipmsg.Request) netip.AddrPort {
-	ap, _ := netip.ParseAddrPort(req.Source())
-	return ap
-}
-
-func (s *Server) allowedSource(src netip.AddrPort) bool {
-	allow := *s.allow.Load()
-	if len(allow) == 0 {
-		return true
-	}
-	for _, p := range allow {
-		if p.Contains(src.Addr().Unmap()) {
-			return true
-		}
-	}
-	return false
+	s.guard.setAccess(users, allow)
 }
 
 func (s *Server) carried(req *sipmsg.Request) map[string]string {
@@ -723,8 +579,8 @@ func (s *Server) carried(req *sipmsg.Request) map[string]string {
 }
 
 func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if rejectMalformed(req, tx) {
-		s.adm.Refused("sip", &ingest.Refusal{Reason: "bad_request", SIP: 400})
+	if r := malformed(req); r != nil {
+		s.refuse(tx, req, r)
 		return
 	}
 	callID := ""
@@ -737,34 +593,13 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	}
 	log := s.cfg.Logger.With("call_id", callID)
 	src := sourceOf(req)
-	if !s.allowedSource(src) {
-		log.Info("sip: source not allowed", "source", src)
-		s.refuse(tx, req, &ingest.Refusal{Reason: "forbidden", SIP: 403})
-		return
-	}
-	if !s.rate.Allow(src.Addr()) {
-		s.refuse(tx, req, ingest.ErrRate)
-		// Answered once, no transaction kept: a flood must not hold a
-		// retransmission timer for each of its INVITEs.
-		tx.Terminate()
-		return
-	}
-	if !s.beginPending(src.Addr()) {
-		s.refuse(tx, req, &ingest.Refusal{Reason: "unacked", SIP: 503, RetryAfter: 5 * time.Second,
-			Detail: "too many calls in progress from this address"})
-		tx.Terminate()
-		return
-	}
-	defer s.endPending(src.Addr())
-	if s.auth.required() && !s.auth.verify(req) {
-		s.refuse(tx, req, &ingest.Refusal{Reason: "unauthorized", SIP: 401})
-		return
-	}
-	expires, r := s.sessionExpires(req, tx)
+	r, done := s.guard.invite(req, log)
 	if r != nil {
-		s.adm.Refused("sip", r)
+		s.refuse(tx, req, r)
 		return
 	}
+	defer done()
+	expires, _ := sessionExpires(req, s.guard.minSE)
 	// An INVITE without SDP is a delayed offer (Cisco CUBE/CUCM trunks): we
 	// offer every codec we take in the 200 and the answer comes in the ACK.
 	delayed := len(req.Body()) == 0
@@ -995,29 +830,6 @@ func (s *Server) unanswered(c *Call, reason string) {
 	c.closeLegs()
 	c.dlg.Close()
 	c.ticket.End(reason, nil)
-}
-
-// respondRefusal answers a refused INVITE (admission counted it already).
-func respondRefusal(tx sipmsg.ServerTransaction, req *sipmsg.Request, r *ingest.Refusal) {
-	var hdrs []sipmsg.Header
-	if r.RetryAfter > 0 {
-		hdrs = append(hdrs, sipmsg.NewHeader("Retry-After", strconv.Itoa(int(r.RetryAfter.Seconds()))))
-	}
-	if r.Detail != "" {
-		hdrs = append(hdrs, sipmsg.NewHeader("Warning", `399 callscribe "`+sanitize(r.Detail)+`"`))
-	}
-	phrase := reasonPhrase(r.SIP)
-	if r.SIP == 400 && r.Detail != "" { // say what is wrong where every phone shows it
-		phrase += ": " + sanitize(r.Detail)
-		if len(phrase) > 160 {
-			phrase = phrase[:160]
-		}
-	}
-	respond(tx, req, r.SIP, phrase, hdrs...)
-}
-
-func sanitize(s string) string {
-	return strings.NewReplacer(`"`, "'", "\r", " ", "\n", " ").Replace(s)
 }
 
 func randUint64() uint64 {
