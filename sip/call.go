@@ -35,10 +35,7 @@ type Call struct {
 	Recording bool
 	Started   time.Time
 
-	// Session timer (RFC 4028): the call ends when not refreshed in time.
-	expires   time.Duration
-	refresher string       // "uac" (the caller refreshes) or "uas" (we do), RFC 4028
-	timerOK   bool         // the caller supports session timers (Supported: timer)
+	sessionTimer
 	offers    []Offer      // the last offer, answered again by an SDP-less re-INVITE
 	delayed   bool         // the INVITE had no SDP: we offered in the 200
 	refreshed atomic.Int64 // unix nanos of the last INVITE/UPDATE
@@ -451,7 +448,7 @@ func (s *Server) reinvite(callID string, req *sipmsg.Request, tx sipmsg.ServerTr
 		tx.Respond(res)
 		return
 	}
-	offers, _, err := s.readOffer(req)
+	offers, _, err := readOffer(req)
 	if err != nil {
 		respond(tx, req, 488, "Not Acceptable Here")
 		return

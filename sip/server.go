@@ -31,15 +31,16 @@ import (
 
 // Server is the SIP user agent server.
 type Server struct {
-	cfg   Config
-	adm   ingest.Admitter
-	guard *guard
-	ua    *sipgo.UserAgent
-	srv   *sipgo.Server
-	cli   *sipgo.Client
-	dlgs  *sipgo.DialogServerCache
-	ports *media.Ports
-	poll  *media.Poller // nil: a goroutine per leg
+	cfg     Config
+	adm     ingest.Admitter
+	guard   *guard
+	planner *planner
+	ua      *sipgo.UserAgent
+	srv     *sipgo.Server
+	cli     *sipgo.Client
+	dlgs    *sipgo.DialogServerCache
+	ports   *media.Ports
+	poll    *media.Poller // nil: a goroutine per leg
 
 	mu      sync.Mutex
 	calls   map[string]*Call
@@ -84,7 +85,8 @@ func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
 		return nil, err
 	}
 	cli.TxRequester = requester{ua: ua, log: cfg.Logger} // large requests over TCP
-	s := &Server{cfg: cfg, adm: adm, guard: newGuard(&cfg), ua: ua, srv: srv, cli: cli, ports: ports, calls: map[string]*Call{}}
+	s := &Server{cfg: cfg, adm: adm, guard: newGuard(&cfg), planner: &planner{}, ua: ua, srv: srv, cli: cli, ports: ports, calls: map[string]*Call{}}
+	s.planner.cfg = &s.cfg
 	if cfg.RTPReadWorkers > 0 {
 		if s.poll, err = media.NewPoller(cfg.RTPReadWorkers); err != nil {
 			ua.Close()
@@ -307,31 +309,6 @@ func (s *Server) onUpdate(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	tx.Respond(res)
 }
 
-// headerValue is the first of the named headers (a full and a compact
-// name), or "".
-func headerValue(req *sipmsg.Request, names ...string) string {
-	for _, n := range names {
-		if h := req.GetHeader(n); h != nil {
-			return h.Value()
-		}
-	}
-	return ""
-}
-
-// optionTag tells whether a Supported/Require-style header lists tag.
-func optionTag(req *sipmsg.Request, name, compact, tag string) bool {
-	for _, n := range []string{name, compact} {
-		for _, h := range req.GetHeaders(n) {
-			for _, t := range strings.Split(h.Value(), ",") {
-				if strings.EqualFold(strings.TrimSpace(t), tag) {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
-
 // onInfo takes DTMF sent in INFO (application/dtmf-relay: "Signal=5",
 // "Duration=160"; application/dtmf: "5"), as Avaya and Cisco do: a digit on
 // the call's first leg, timed from the call's start. Other INFO bodies are
@@ -458,43 +435,6 @@ func (s *Server) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	s.dlgs.ReadAck(req, tx)
 }
 
-// srtpWarning says why an offer's streams were all refused by policy.
-func srtpWarning(policy string) string {
-	switch policy {
-	case SRTPRequired:
-		return "SRTP is required: RTP/SAVP with a=crypto (SDES)"
-	case SRTPOff:
-		return "plain RTP/AVP only"
-	}
-	return "no audio stream we take: RTP/AVP, or RTP/SAVP with an a=crypto suite we know (no DTLS-SRTP)"
-}
-
-// ourOffer is what we offer when the caller did not: every configured
-// codec (dynamic payload type 111 for Opus) and telephone-event, 101. It is
-// RTP/SAVP when SRTP is required.
-func (s *Server) ourOffer() Offer {
-	o := Offer{Codecs: map[uint8]codec{}, Direction: "sendrecv", media: "audio", proto: "RTP/AVP"}
-	if s.cfg.SRTP == SRTPRequired {
-		suite, _ := media.LookupSRTPSuite("AES_CM_128_HMAC_SHA1_80")
-		o.proto, o.Secure = "RTP/SAVP", true
-		o.Crypto = []Crypto{{Tag: "1", Suite: suite, Key: media.NewSRTPKey(suite)}}
-	}
-	for _, name := range s.cfg.Codecs {
-		switch strings.ToUpper(name) {
-		case "PCMU":
-			o.Codecs[0] = codec{"PCMU", 8000}
-		case "PCMA":
-			o.Codecs[8] = codec{"PCMA", 8000}
-		case "G722":
-			o.Codecs[9] = codec{"G722", 8000}
-		case "OPUS":
-			o.Codecs[111] = codec{"opus", 48000}
-		}
-	}
-	o.Codecs[101] = codec{"telephone-event", 8000}
-	return o
-}
-
 // takeAnswer reads the SDP answer an ACK brings to our offer (a delayed
 // offer): the peer's media address (what may latch) and its codec.
 func (s *Server) takeAnswer(req *sipmsg.Request) {
@@ -563,21 +503,6 @@ func (s *Server) SetAccess(users map[string]string, allow []netip.Prefix) {
 	s.guard.setAccess(users, allow)
 }
 
-func (s *Server) carried(req *sipmsg.Request) map[string]string {
-	out := map[string]string{}
-	for _, h := range req.Headers() {
-		name := h.Name()
-		for _, want := range s.cfg.CarryHeaders {
-			if p, ok := strings.CutSuffix(want, "*"); ok && len(name) >= len(p) && strings.EqualFold(name[:len(p)], p) ||
-				strings.EqualFold(name, want) {
-				out[name] = h.Value()
-				break
-			}
-		}
-	}
-	return out
-}
-
 func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if r := malformed(req); r != nil {
 		s.refuse(tx, req, r)
@@ -599,86 +524,18 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	defer done()
-	expires, _ := sessionExpires(req, s.guard.minSE)
-	// An INVITE without SDP is a delayed offer (Cisco CUBE/CUCM trunks): we
-	// offer every codec we take in the 200 and the answer comes in the ACK.
-	delayed := len(req.Body()) == 0
-	var offers []Offer
-	var meta []byte
-	var err error
-	if delayed {
-		offers = []Offer{s.ourOffer()}
-	} else if offers, meta, err = s.readOffer(req); err != nil {
-		s.refuse(tx, req, &ingest.Refusal{Reason: "bad_request", SIP: 400, Detail: err.Error()})
-		return
-	} else if err := selectStreams(offers, s.cfg.SRTP); err != nil {
-		s.refuse(tx, req, &ingest.Refusal{Reason: "srtp", SIP: 488, Detail: srtpWarning(s.cfg.SRTP)})
+	pl, r := s.planner.plan(req, log)
+	if r != nil {
+		s.refuse(tx, req, r)
 		return
 	}
-	var streams []Offer // the audio streams we receive, in SDP order
-	var choices []Choice
-	for _, o := range offers {
-		if o.Refused {
-			continue
-		}
-		ch, err := Negotiate(o, s.cfg.Codecs)
-		if err != nil {
-			s.refuse(tx, req, &ingest.Refusal{Reason: "codec", SIP: 488, Detail: "no common codec"})
-			return
-		}
-		streams, choices = append(streams, o), append(choices, ch)
-	}
-	if len(streams) > maxStreams {
-		s.refuse(tx, req, &ingest.Refusal{Reason: "bad_request", SIP: 488, Detail: fmt.Sprintf("at most %d audio streams", maxStreams)})
-		return
-	}
-	c := &Call{SIPCallID: callID, Source: src, Headers: s.carried(req), Codec: choices[0].Name, Recording: meta != nil,
-		sessID: randUint64(), done: make(chan struct{}), expires: expires, offers: offers}
-	// RFC 4028 9: the caller refreshes when it supports timers and did not
-	// ask us to; a caller without timer support (a proxy such as Kamailio's
-	// sst module added the header) leaves it to us.
-	c.timerOK = optionTag(req, "supported", "k", "timer")
-	c.refresher = "uas"
-	if c.timerOK && !strings.Contains(strings.ToLower(headerValue(req, "session-expires", "x")), "refresher=uas") {
-		c.refresher = "uac"
-	}
+	c := &Call{SIPCallID: callID, Source: src, Headers: pl.headers, Codec: pl.choices[0].Name, Recording: pl.recording,
+		sessID: randUint64(), done: make(chan struct{}), sessionTimer: pl.timer, offers: pl.offers}
 	c.refreshed.Store(time.Now().UnixNano())
-	senders := make([]Participant, len(streams))
-	if meta != nil {
-		bySender, err := streamSenders(meta)
-		if err != nil { // the audio is still worth having
-			log.Warn("sip: recording metadata not read", "err", err)
-		}
-		for i, o := range streams {
-			senders[i] = bySender[o.Label]
-		}
-	}
-	names := legNames(senders, s.cfg.AgentAORs)
-	if s.cfg.LegNamesHeader != "" {
-		if h := req.GetHeader(s.cfg.LegNamesHeader); h != nil {
-			if given, ok := parseLegNames(h.Value(), len(streams)); ok {
-				names = given
-			} else {
-				log.Info("sip: leg names header ignored", "header", s.cfg.LegNamesHeader, "value", h.Value())
-			}
-		}
-	}
+	streams, choices, senders, names, offers, delayed := pl.streams, pl.choices, pl.senders, pl.offer.Legs, pl.offers, pl.delayed
+	expires := pl.timer.expires
 	// The slot is reserved before anything is bound or answered.
-	offer := ingest.Offer{ID: callID, Source: "sip", Peer: src.Addr(), Legs: names}
-	for _, h := range []struct {
-		name string
-		to   *string
-	}{{s.cfg.HotwordsHeader, &offer.Hotwords}, {s.cfg.KeywordsHeader, &offer.Keywords}, {s.cfg.RedactHeader, &offer.Redact}} {
-		if h.name == "" {
-			continue
-		}
-		var vals []string
-		for _, v := range req.GetHeaders(h.name) {
-			vals = append(vals, v.Value())
-		}
-		*h.to = strings.Join(vals, ",")
-	}
-	ticket, err := s.adm.Admit(offer)
+	ticket, err := s.adm.Admit(pl.offer)
 	if err != nil {
 		r := ingest.AsRefusal(err)
 		respondRefusal(tx, req, r)
@@ -841,22 +698,3 @@ func randUint64() uint64 {
 // latchWindow is how long after an answer the signalling peer's IP may
 // latch a leg from a port its SDP did not announce (a peer behind NAT).
 const latchWindow = 5 * time.Second
-
-// maxStreams bounds the audio streams of one call (a SIPREC session of a
-// conference may have several participants).
-const maxStreams = 4
-
-// readOffer reads an INVITE's offer: plain SDP, or a multipart body with
-// the SDP and SIPREC recording metadata (meta nil when there is none).
-func (s *Server) readOffer(req *sipmsg.Request) ([]Offer, []byte, error) {
-	ct := ""
-	if h := req.ContentType(); h != nil {
-		ct = h.Value()
-	}
-	body, meta, err := splitBody(ct, req.Body())
-	if err != nil {
-		return nil, nil, err
-	}
-	offers, err := ParseOffers(body)
-	return offers, meta, err
-}
