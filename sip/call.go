@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -48,6 +47,8 @@ type Call struct {
 	reqMu     sync.Mutex // one request of ours built at a time (each takes the next CSeq)
 	done      chan struct{}
 	reason    string
+	srv       *Server      // the call's server: its sockets, dialogs, configuration
+	log       *slog.Logger // with the call's id
 }
 
 // CallLeg is one audio stream of a call.
@@ -142,51 +143,6 @@ func (l *CallLeg) takeKey(ans Offer) error {
 	return fmt.Errorf("%w: no a=crypto answering tag %s", ErrSRTP, l.crypto.Tag)
 }
 
-// openLeg binds stream i's RTP and RTCP sockets and starts receiving them
-// into the admission's sink.
-func (s *Server) openLeg(c *Call, i int, l *CallLeg, o Offer) error {
-	keys, _, err := l.keyLeg(o)
-	if err != nil {
-		return err
-	}
-	pair, err := s.ports.ListenPair(s.cfg.MediaIP)
-	if err != nil {
-		return err
-	}
-	release := func() {
-		pair.RTP.Close()
-		pair.RTCP.Close()
-		s.ports.Release(pair.RTP.LocalAddr().(*net.UDPAddr).Port)
-	}
-	lo := s.cfg.Leg
-	lo.SRTP = keys
-	lo.PayloadTypes = map[uint8]string{l.choice.PT: l.choice.Name}
-	if l.decodes != nil {
-		lo.PayloadTypes = l.decodes
-	}
-	lo.DTMFPayloadType = l.choice.DTMFPT
-	lo.DTMFClockRate = l.choice.DTMFClock
-	lo.Sink = c.ticket.Sink(i)
-	lo.OnDTMF = func(d media.DTMF) { c.ticket.DTMF(i, d) }
-	leg, err := media.NewLeg(lo)
-	if err != nil {
-		release()
-		return err
-	}
-	var rcv *media.Receiver
-	if s.poll != nil {
-		if rcv, err = s.poll.Add(pair, leg, s.ports); err != nil {
-			release()
-			return err
-		}
-	} else {
-		rcv = media.NewReceiver(pair, leg, s.ports)
-	}
-	rcv.SetMux(o.Mux)
-	l.Leg, l.rcv = leg, rcv
-	return nil
-}
-
 // fields describe the call for call.start.
 func (c *Call) fields() map[string]string {
 	f := map[string]string{"from": c.From, "to": c.To, "sip_call_id": c.SIPCallID, "codec": c.Codec}
@@ -226,9 +182,9 @@ func (c *Call) stats() []media.LegStats {
 	return out
 }
 
-// answer is the SDP answer to offers (every m-line, in order): each stream
+// answerSDP is the SDP answer to offers (every m-line, in order): each stream
 // we receive at its port, the rest refused.
-func (c *Call) answer(offers []Offer) []byte {
+func (c *Call) answerSDP(offers []Offer) []byte {
 	streams := make([]AnswerStream, 0, len(offers))
 	k := 0
 	for _, o := range offers {
@@ -440,11 +396,11 @@ func (s *Server) reinvite(callID string, req *sipmsg.Request, tx sipmsg.ServerTr
 		// No offer (a session refresh, a delayed-offer re-INVITE): our
 		// current SDP is the offer in the 200 (RFC 3261 14.2); nothing changes.
 		c.mu.Lock()
-		body := c.answer(c.offers)
+		body := c.answerSDP(c.offers)
 		c.mu.Unlock()
 		c.refreshed.Store(time.Now().UnixNano())
 		res := sipmsg.NewSDPResponseFromRequest(req, body)
-		s.finishRefreshResponse(c, req, res)
+		c.finishResponse(req, res)
 		tx.Respond(res)
 		return
 	}
@@ -511,24 +467,9 @@ func (s *Server) reinvite(callID string, req *sipmsg.Request, tx sipmsg.ServerTr
 	c.hold.Store(hold)
 	c.offers = offers
 	c.refreshed.Store(time.Now().UnixNano())
-	res := sipmsg.NewSDPResponseFromRequest(req, c.answer(offers))
-	s.finishRefreshResponse(c, req, res)
+	res := sipmsg.NewSDPResponseFromRequest(req, c.answerSDP(offers))
+	c.finishResponse(req, res)
 	tx.Respond(res)
-}
-
-// finishRefreshResponse completes a 2xx to a re-INVITE or UPDATE: our
-// Contact, and the session timer again (RFC 4028 9: every 2xx to a refresh
-// carries Session-Expires).
-func (s *Server) finishRefreshResponse(c *Call, req *sipmsg.Request, res *sipmsg.Response) {
-	if h := s.contactFor(req.Transport()); h != nil {
-		res.AppendHeader(h)
-	}
-	if c.expires > 0 {
-		res.AppendHeader(sipmsg.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=%s", int(c.expires.Seconds()), c.refresher)))
-		if c.timerOK {
-			res.AppendHeader(sipmsg.NewHeader("Require", "timer"))
-		}
-	}
 }
 
 // refreshSession refreshes the session timer as its refresher: an UPDATE
@@ -548,4 +489,19 @@ func (s *Server) refreshSession(c *Call, log *slog.Logger) {
 		return
 	}
 	c.refreshed.Store(time.Now().UnixNano())
+}
+
+// finishResponse completes our 2xx to the INVITE, a re-INVITE or an
+// UPDATE: our Contact, and the session timer (RFC 4028 9: every 2xx to a
+// refresh carries Session-Expires).
+func (c *Call) finishResponse(req *sipmsg.Request, res *sipmsg.Response) {
+	if h := c.srv.contactFor(req.Transport()); h != nil {
+		res.AppendHeader(h)
+	}
+	if c.expires > 0 {
+		res.AppendHeader(sipmsg.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=%s", int(c.expires.Seconds()), c.refresher)))
+		if c.timerOK {
+			res.AppendHeader(sipmsg.NewHeader("Require", "timer"))
+		}
+	}
 }

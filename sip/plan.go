@@ -3,6 +3,7 @@ package sip
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -22,6 +23,7 @@ type planner struct {
 // the legs and answering need nothing more of the INVITE's body.
 type plan struct {
 	offer     ingest.Offer      // for admission: the call, its peer, its legs' names, its phrase lists
+	source    netip.AddrPort    // where the INVITE came from
 	offers    []Offer           // every m-line offered (ours for a delayed offer), in order
 	streams   []Offer           // the audio streams we receive, in SDP order
 	choices   []Choice          // each stream's codec
@@ -42,7 +44,7 @@ type sessionTimer struct {
 
 // plan reads req, a new INVITE the guard let through.
 func (p *planner) plan(req *sipmsg.Request, log *slog.Logger) (*plan, *ingest.Refusal) {
-	pl := &plan{delayed: len(req.Body()) == 0}
+	pl := &plan{delayed: len(req.Body()) == 0, source: sourceOf(req)}
 	meta, r := p.media(req, pl)
 	if r != nil {
 		return nil, r
@@ -51,7 +53,7 @@ func (p *planner) plan(req *sipmsg.Request, log *slog.Logger) (*plan, *ingest.Re
 	pl.headers = p.carried(req)
 	pl.timer = p.timer(req)
 	pl.senders = senders(meta, pl.streams, log)
-	pl.offer = ingest.Offer{ID: callIDOf(req), Source: "sip", Peer: sourceOf(req).Addr(), Legs: p.legNames(req, pl.senders, log)}
+	pl.offer = ingest.Offer{ID: callIDOf(req), Source: "sip", Peer: pl.source.Addr(), Legs: p.legNames(req, pl.senders, log)}
 	p.phrases(req, &pl.offer)
 	return pl, nil
 }

@@ -7,10 +7,7 @@ package sip
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -305,7 +302,7 @@ func (s *Server) onUpdate(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	}
 	c.refreshed.Store(time.Now().UnixNano())
 	res := sipmsg.NewResponseFromRequest(req, 200, "OK", nil)
-	s.finishRefreshResponse(c, req, res)
+	c.finishResponse(req, res)
 	tx.Respond(res)
 }
 
@@ -385,20 +382,30 @@ func infoDigit(contentType, body string) (media.DTMF, bool) {
 // not older than the peer's last one (500, RFC 3261 12.2.2). Only the
 // dialog's peer knows the tags: a stranger naming a live Call-ID gets 481.
 func (s *Server) dialogCall(req *sipmsg.Request, tx sipmsg.ServerTransaction) *Call {
-	dlg, err := s.dlgs.MatchDialogRequest(req)
-	var c *Call
-	if err == nil && req.CallID() != nil {
-		s.mu.Lock()
-		c = s.calls[req.CallID().Value()]
-		s.mu.Unlock()
-	}
-	if c == nil || c.dlg != dlg {
+	c := s.callOf(req)
+	if c == nil {
 		s.cfg.Logger.Info("sip: request outside any dialog", "method", req.Method, "source", req.Source())
 		respond(tx, req, 481, "Call/Transaction Does Not Exist")
 		return nil
 	}
-	if err := dlg.ReadRequest(req, tx); err != nil {
+	if err := c.dlg.ReadRequest(req, tx); err != nil {
 		respondOutOfOrder(tx, req)
+		return nil
+	}
+	return c
+}
+
+// callOf is the live call whose dialog req is in (its Call-ID and both
+// tags), or nil.
+func (s *Server) callOf(req *sipmsg.Request) *Call {
+	dlg, err := s.dlgs.MatchDialogRequest(req)
+	if err != nil || req.CallID() == nil {
+		return nil
+	}
+	s.mu.Lock()
+	c := s.calls[req.CallID().Value()]
+	s.mu.Unlock()
+	if c == nil || c.dlg != dlg {
 		return nil
 	}
 	return c
@@ -429,50 +436,12 @@ func (s *Server) onOther(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 }
 
 func (s *Server) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if len(req.Body()) > 0 {
-		s.takeAnswer(req)
+	if len(req.Body()) > 0 { // an answer to our offer (a delayed offer)
+		if c := s.callOf(req); c != nil {
+			c.takeAnswer(req)
+		}
 	}
 	s.dlgs.ReadAck(req, tx)
-}
-
-// takeAnswer reads the SDP answer an ACK brings to our offer (a delayed
-// offer): the peer's media address (what may latch) and its codec.
-func (s *Server) takeAnswer(req *sipmsg.Request) {
-	dlg, err := s.dlgs.MatchDialogRequest(req) // only the dialog's peer answers
-	if err != nil || req.CallID() == nil {
-		return
-	}
-	s.mu.Lock()
-	c := s.calls[req.CallID().Value()]
-	s.mu.Unlock()
-	if c == nil || !c.delayed || c.dlg != dlg {
-		return
-	}
-	ans, err := ParseOffers(req.Body())
-	if err != nil {
-		s.cfg.Logger.Info("sip: answer in ACK not read", "call_id", c.SIPCallID, "err", err)
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	k := 0
-	for _, o := range ans {
-		if o.Refused || k >= len(c.Legs) {
-			continue
-		}
-		l := c.Legs[k]
-		k++
-		if ch, err := Negotiate(o, s.cfg.Codecs); err == nil {
-			l.choice = ch
-		}
-		if l.crypto != nil { // we offered SRTP: the answer keys what the peer sends
-			if err := l.takeKey(o); err != nil {
-				s.cfg.Logger.Warn("sip: SRTP answer not usable", "call_id", c.SIPCallID, "err", err)
-			}
-		}
-		l.rcv.Expect(o.Addr, sourceOf(req).Addr(), latchWindow)
-	}
-	c.offers = ans
 }
 
 // onBye ends a dialog at the peer's request. Its CSeq must not be older
@@ -503,21 +472,24 @@ func (s *Server) SetAccess(users map[string]string, allow []netip.Prefix) {
 	s.guard.setAccess(users, allow)
 }
 
+// onInvite takes an INVITE: a new call, or a re-INVITE in a call's dialog.
 func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	if r := malformed(req); r != nil {
 		s.refuse(tx, req, r)
 		return
 	}
-	callID := ""
-	if h := req.CallID(); h != nil {
-		callID = h.Value()
-	}
 	if to := req.To(); to != nil && to.Params.Has("tag") {
-		s.reinvite(callID, req, tx)
+		s.reinvite(callIDOf(req), req, tx)
 		return
 	}
-	log := s.cfg.Logger.With("call_id", callID)
-	src := sourceOf(req)
+	s.newCall(req, tx)
+}
+
+// newCall takes a new INVITE through the guard, the planner and admission
+// (the slot is reserved before anything is bound or answered), opens its
+// legs and lets the call answer.
+func (s *Server) newCall(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	log := s.cfg.Logger.With("call_id", callIDOf(req))
 	r, done := s.guard.invite(req, log)
 	if r != nil {
 		s.refuse(tx, req, r)
@@ -529,172 +501,31 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		s.refuse(tx, req, r)
 		return
 	}
-	c := &Call{SIPCallID: callID, Source: src, Headers: pl.headers, Codec: pl.choices[0].Name, Recording: pl.recording,
-		sessID: randUint64(), done: make(chan struct{}), sessionTimer: pl.timer, offers: pl.offers}
-	c.refreshed.Store(time.Now().UnixNano())
-	streams, choices, senders, names, offers, delayed := pl.streams, pl.choices, pl.senders, pl.offer.Legs, pl.offers, pl.delayed
-	expires := pl.timer.expires
-	// The slot is reserved before anything is bound or answered.
 	ticket, err := s.adm.Admit(pl.offer)
 	if err != nil {
 		r := ingest.AsRefusal(err)
-		respondRefusal(tx, req, r)
+		s.guard.respond(tx, req, r)
 		log.Info("sip: call refused", "reason", r.Reason)
 		return
 	}
-	c.ticket = ticket
-	for i, o := range streams {
-		l := &CallLeg{Name: names[i], Label: o.Label, Sender: senders[i], choice: choices[i], normal: o.Direction}
-		if delayed { // the answer may pick any codec we offered
-			l.decodes = map[uint8]string{}
-			for pt, c := range o.Codecs {
-				if !strings.EqualFold(c.name, "telephone-event") {
-					l.decodes[pt] = c.name
-				}
-			}
-		}
-		var ours *Crypto
-		if delayed && o.Secure { // our offer: the peer's key comes with its answer
-			ours, o.Secure = &o.Crypto[0], false
-		}
-		if err := s.openLeg(c, i, l, o); err != nil {
-			c.closeLegs()
-			ticket.End("error", nil)
-			log.Error("sip: no media for the call", "err", err)
-			respondRefusal(tx, req, &ingest.Refusal{Reason: "error", SIP: 503, RetryAfter: 5 * time.Second, Detail: "no media port"})
-			return
-		}
-		l.rcv.Expect(o.Addr, src.Addr(), latchWindow)
-		if ours != nil {
-			l.crypto = ours
-		}
-		c.Legs = append(c.Legs, l)
-	}
-	hold := true
-	for i, o := range streams {
-		hold = hold && c.Legs[i].holds(o)
-	}
-	cancelled := make(chan struct{})
-	var once sync.Once
-	tx.OnCancel(func(*sipmsg.Request) { once.Do(func() { close(cancelled) }) })
-	dlg, err := s.dlgs.ReadInvite(req, tx)
+	c, err := s.newInbound(pl, ticket, log)
 	if err != nil {
-		c.closeLegs()
 		ticket.End("error", nil)
-		respond(tx, req, 400, "Bad Request", sipmsg.NewHeader("Warning", `399 callscribe "`+sanitize(err.Error())+`"`))
+		log.Error("sip: no media for the call", "err", err)
+		s.guard.respond(tx, req, &ingest.Refusal{Reason: "error", SIP: 503, RetryAfter: 5 * time.Second, Detail: "no media port"})
 		return
 	}
-	c.dlg = dlg
-	if f := req.From(); f != nil {
-		c.From = f.Address.String()
-	}
-	if t := req.To(); t != nil {
-		c.To = t.Address.String()
-	}
-	c.hold.Store(hold)
-	s.provisional(dlg, req, 100, "Trying")
-	if s.cfg.AnswerDelay > 0 {
-		s.provisional(dlg, req, 180, "Ringing")
-		select {
-		case <-time.After(s.cfg.AnswerDelay):
-		case <-cancelled: // the transaction answers 487
-			s.unanswered(c, "cancel")
-			return
-		case <-tx.Done():
-			s.unanswered(c, "cancel")
-			return
-		}
-	}
-	answer := c.answer(offers)
-	if delayed {
-		c.delayed = true
-		c.Codec = "" // the answer in the ACK picks it
-		answer = c.offerSDP()
-	}
-	res := sipmsg.NewSDPResponseFromRequest(dlg.InviteRequest, answer)
-	if h := s.contactFor(req.Transport()); h != nil {
-		res.AppendHeader(h)
-	}
-	if expires > 0 {
-		res.AppendHeader(sipmsg.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=%s", int(expires.Seconds()), c.refresher)))
-		if c.timerOK {
-			res.AppendHeader(sipmsg.NewHeader("Require", "timer"))
-		}
-	}
+	c.answer(req, tx, pl)
+}
+
+// register makes c one of the calls, unless the server is closing.
+func (s *Server) register(c *Call) bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
-		s.unanswered(c, "shutdown")
-		respond(tx, req, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", "5"))
-		return
+		return false
 	}
-	s.calls[callID] = c
+	s.calls[c.SIPCallID] = c
 	s.callWG.Add(1) // done by hangup's caller
-	s.mu.Unlock()
-	c.Started = time.Now()
-	if !delayed { // a delayed offer's codec is known from the ACK on
-		ticket.Start(c.fields())
-	}
-	// The 200 is sent again until the ACK comes (RFC 3261 13.3.1.4); a
-	// shutdown does not wait for it.
-	acked := make(chan error, 1)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		acked <- dlg.WriteResponse(res)
-	}()
-	ackWait := time.NewTimer(s.cfg.AckTimeout)
-	select {
-	case err = <-acked:
-	case <-ackWait.C:
-		err = errors.New("no ACK in time")
-	case <-s.ctx.Done():
-		err = context.Canceled
-	}
-	ackWait.Stop()
-	if err != nil {
-		reason := "timeout" // no ACK: the dialog is ended with a BYE
-		if s.ctx.Err() != nil {
-			reason = "shutdown"
-		}
-		log.Info("sip: call not confirmed", "err", err, "reason", reason)
-		s.hangup(c, reason)
-		s.callWG.Done()
-		return
-	}
-	if delayed {
-		c.mu.Lock()
-		c.Codec = c.Legs[0].choice.Name
-		fields := c.fields()
-		c.mu.Unlock()
-		ticket.Start(fields)
-	}
-	go s.run(c, log)
+	return true
 }
-
-// provisional sends a 1xx with the Contact of the transport the INVITE came
-// over (sipgo would put its default, UDP one).
-func (s *Server) provisional(dlg *sipgo.DialogServerSession, req *sipmsg.Request, code int, reason string) {
-	res := sipmsg.NewResponseFromRequest(dlg.InviteRequest, code, reason, nil)
-	if h := s.contactFor(req.Transport()); h != nil {
-		res.AppendHeader(h)
-	}
-	dlg.WriteResponse(res)
-}
-
-// unanswered gives up a call before its 200: media closed, slot freed.
-func (s *Server) unanswered(c *Call, reason string) {
-	c.closeLegs()
-	c.dlg.Close()
-	c.ticket.End(reason, nil)
-}
-
-func randUint64() uint64 {
-	var b [8]byte
-	rand.Read(b[:])
-	return binary.BigEndian.Uint64(b[:]) >> 1
-}
-
-// latchWindow is how long after an answer the signalling peer's IP may
-// latch a leg from a port its SDP did not announce (a peer behind NAT).
-const latchWindow = 5 * time.Second
