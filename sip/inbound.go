@@ -150,7 +150,7 @@ func (c *Call) answer(req *sipmsg.Request, tx sipmsg.ServerTransaction, pl *plan
 		c.mu.Unlock()
 		c.ticket.Start(fields)
 	}
-	go c.srv.run(c, c.log)
+	go c.run()
 }
 
 // ring makes the INVITE's dialog, says 100 and, while Config.AnswerDelay
@@ -218,7 +218,7 @@ func (c *Call) confirm(res *sipmsg.Response) bool {
 		reason = "shutdown"
 	}
 	c.log.Info("sip: call not confirmed", "err", err, "reason", reason)
-	s.hangup(c, reason)
+	c.hangup(reason)
 	s.callWG.Done()
 	return false
 }

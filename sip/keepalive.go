@@ -2,7 +2,6 @@ package sip
 
 import (
 	"context"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -105,18 +104,18 @@ func (c *Call) quietFor(every time.Duration) time.Duration {
 }
 
 // checkPeer starts a probe of c's peer when one is due.
-func (s *Server) checkPeer(ctx context.Context, c *Call, k *keepalive, now time.Time, log *slog.Logger) {
+func (c *Call) checkPeer(ctx context.Context, k *keepalive, now time.Time) {
 	if !k.due(now, c.quietFor(k.every)) {
 		return
 	}
 	wait := k.wait()
-	k.start(ctx, now, func(ctx context.Context) bool { return s.peerGone(ctx, c, wait, log) })
+	k.start(ctx, now, func(ctx context.Context) bool { return c.peerGone(ctx, wait) })
 }
 
 // peerGone asks c's peer an OPTIONS in the dialog and tells whether the
 // answer says it is gone: 481, 408, or none within wait. A probe cut short
 // by ctx (the call ending anyway) says nothing.
-func (s *Server) peerGone(ctx context.Context, c *Call, wait time.Duration, log *slog.Logger) bool {
+func (c *Call) peerGone(ctx context.Context, wait time.Duration) bool {
 	req := c.request(sipmsg.OPTIONS)
 	req.AppendHeader(sipmsg.NewHeader("Accept", "application/sdp"))
 	wctx, cancel := context.WithTimeout(ctx, wait)
@@ -126,10 +125,10 @@ func (s *Server) peerGone(ctx context.Context, c *Call, wait time.Duration, log 
 	case ctx.Err() != nil:
 		return false
 	case err != nil:
-		log.Info("sip: keepalive not answered", "err", err)
+		c.log.Info("sip: keepalive not answered", "err", err)
 		return true
 	case res.StatusCode == 481 || res.StatusCode == 408:
-		log.Info("sip: keepalive answered: the dialog is gone", "status", res.StatusCode)
+		c.log.Info("sip: keepalive answered: the dialog is gone", "status", res.StatusCode)
 		return true
 	}
 	return false

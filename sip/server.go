@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -291,92 +290,6 @@ func (s *Server) rejectMalformed(req *sipmsg.Request, tx sipmsg.ServerTransactio
 
 const allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
 
-// onUpdate refreshes a call's session timer (RFC 4028 with UPDATE).
-func (s *Server) onUpdate(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if s.rejectMalformed(req, tx) {
-		return
-	}
-	c := s.dialogCall(req, tx)
-	if c == nil {
-		return
-	}
-	c.refreshed.Store(time.Now().UnixNano())
-	res := sipmsg.NewResponseFromRequest(req, 200, "OK", nil)
-	c.finishResponse(req, res)
-	tx.Respond(res)
-}
-
-// onInfo takes DTMF sent in INFO (application/dtmf-relay: "Signal=5",
-// "Duration=160"; application/dtmf: "5"), as Avaya and Cisco do: a digit on
-// the call's first leg, timed from the call's start. Other INFO bodies are
-// acknowledged and ignored.
-func (s *Server) onInfo(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if s.rejectMalformed(req, tx) {
-		return
-	}
-	c := s.dialogCall(req, tx)
-	if c == nil {
-		return
-	}
-	ct := ""
-	if h := req.ContentType(); h != nil {
-		ct = strings.ToLower(strings.TrimSpace(strings.Split(h.Value(), ";")[0]))
-	}
-	if h := req.GetHeader(ControlHeader); h != nil {
-		// Pause and resume by INFO (an agent's desktop, a PBX feature code).
-		switch strings.ToLower(strings.TrimSpace(h.Value())) {
-		case "pause":
-			c.ticket.Pause(true, "sip")
-		case "resume":
-			c.ticket.Pause(false, "sip")
-		default:
-			respond(tx, req, 400, "Bad Request: "+ControlHeader+" is pause or resume")
-			return
-		}
-	}
-	if d, ok := infoDigit(ct, string(req.Body())); ok {
-		d.StartMs, d.OnCall = time.Since(c.Started).Milliseconds(), true
-		c.ticket.DTMF(0, d)
-	}
-	respond(tx, req, 200, "OK")
-}
-
-// ControlHeader, in an INFO of a call, pauses ("pause") or resumes
-// ("resume") its transcription.
-const ControlHeader = "X-Callscribe-Control"
-
-// infoDigit reads a digit from an INFO body.
-func infoDigit(contentType, body string) (media.DTMF, bool) {
-	var d media.DTMF
-	switch contentType {
-	case "application/dtmf-relay":
-		for _, line := range strings.Split(body, "\n") {
-			k, v, ok := strings.Cut(line, "=")
-			if !ok {
-				continue
-			}
-			switch strings.ToLower(strings.TrimSpace(k)) {
-			case "signal":
-				v = strings.TrimSpace(v)
-				if len(v) == 1 {
-					d.Digit = v[0]
-				}
-			case "duration":
-				d.DurationMs, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			}
-		}
-	case "application/dtmf":
-		if v := strings.TrimSpace(body); len(v) == 1 {
-			d.Digit = v[0]
-		}
-	}
-	if d.Digit >= 'a' && d.Digit <= 'd' {
-		d.Digit -= 'a' - 'A'
-	}
-	ok := d.Digit >= '0' && d.Digit <= '9' || d.Digit == '*' || d.Digit == '#' || d.Digit >= 'A' && d.Digit <= 'D'
-	return d, ok
-}
-
 // dialogCall finds the call a request inside a dialog belongs to: its
 // Call-ID and both tags must be the dialog's (481 otherwise), and its CSeq
 // not older than the peer's last one (500, RFC 3261 12.2.2). Only the
@@ -393,6 +306,28 @@ func (s *Server) dialogCall(req *sipmsg.Request, tx sipmsg.ServerTransaction) *C
 		return nil
 	}
 	return c
+}
+
+// onUpdate hands an UPDATE to its call (Call.update).
+func (s *Server) onUpdate(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if !s.rejectMalformed(req, tx) {
+		s.inDialog(req, tx, (*Call).update)
+	}
+}
+
+// onInfo hands an INFO to its call (Call.info).
+func (s *Server) onInfo(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if !s.rejectMalformed(req, tx) {
+		s.inDialog(req, tx, (*Call).info)
+	}
+}
+
+// inDialog hands a request in a call's dialog to the call's handler h
+// (see dialogCall for what is answered otherwise).
+func (s *Server) inDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction, h func(*Call, *sipmsg.Request, sipmsg.ServerTransaction)) {
+	if c := s.dialogCall(req, tx); c != nil {
+		h(c, req, tx)
+	}
 }
 
 // callOf is the live call whose dialog req is in (its Call-ID and both
@@ -479,7 +414,7 @@ func (s *Server) onInvite(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	if to := req.To(); to != nil && to.Params.Has("tag") {
-		s.reinvite(callIDOf(req), req, tx)
+		s.inDialog(req, tx, (*Call).reinvite)
 		return
 	}
 	s.newCall(req, tx)
@@ -516,6 +451,15 @@ func (s *Server) newCall(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 		return
 	}
 	c.answer(req, tx, pl)
+}
+
+// forget ends c's place among the calls.
+func (s *Server) forget(c *Call) {
+	s.mu.Lock()
+	if s.calls[c.SIPCallID] == c {
+		delete(s.calls, c.SIPCallID)
+	}
+	s.mu.Unlock()
 }
 
 // register makes c one of the calls, unless the server is closing.
