@@ -7,13 +7,11 @@ package sip
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +23,12 @@ import (
 	"github.com/callscribe/callscribe/media"
 )
 
-// Server is the SIP user agent server.
+// Server is the SIP user agent server. It listens (listener.go) and hands
+// each request on: a new INVITE goes through the guard (guard.go: a
+// refusal or nothing) and the planner (plan.go: the streams, the legs, the
+// admission's offer) to admission, then to its Call, which answers it
+// (inbound.go), runs until it ends (session.go) and takes the peer's
+// requests in its dialog (dialog.go).
 type Server struct {
 	cfg     Config
 	adm     ingest.Admitter
@@ -104,48 +107,17 @@ func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
 // returns once the sockets are bound (an error names the one that failed).
 func (s *Server) Listen() error {
 	var serve []func()
-	if s.cfg.UDP != "" {
-		pc, err := net.ListenPacket("udp", s.cfg.UDP)
-		if err != nil {
-			return fmt.Errorf("sip: listen udp %s: %w", s.cfg.UDP, err)
-		}
-		s.addrs = append(s.addrs, pc.LocalAddr())
-		s.closers = append(s.closers, pc)
-		serve = append(serve, func() { s.srv.ServeUDP(pc) })
-	}
-	if s.cfg.TCP != "" {
-		l, err := net.Listen("tcp", s.cfg.TCP)
+	for _, listen := range []func() (func(), error){s.listenUDP, s.listenTCP, s.listenTLS} {
+		f, err := listen()
 		if err != nil {
 			for _, c := range s.closers {
 				c.Close()
 			}
-			return fmt.Errorf("sip: listen tcp %s: %w", s.cfg.TCP, err)
+			return err
 		}
-		s.addrs = append(s.addrs, l.Addr())
-		s.closers = append(s.closers, l)
-		gl := guardConns(l, s.cfg.TCPIdleTimeout, s.cfg.TCPMaxPerSource, true)
-		serve = append(serve, func() { s.srv.ServeTCP(gl) })
-	}
-	if s.cfg.TLS != "" {
-		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
-		if err != nil {
-			for _, c := range s.closers {
-				c.Close()
-			}
-			return fmt.Errorf("sip: tls certificate %s: %w", s.cfg.TLSCertFile, err)
+		if f != nil {
+			serve = append(serve, f)
 		}
-		raw, err := net.Listen("tcp", s.cfg.TLS)
-		if err != nil {
-			for _, c := range s.closers {
-				c.Close()
-			}
-			return fmt.Errorf("sip: listen tls %s: %w", s.cfg.TLS, err)
-		}
-		l := tls.NewListener(guardConns(raw, s.cfg.TCPIdleTimeout, s.cfg.TCPMaxPerSource, false),
-			&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-		s.addrs = append(s.addrs, tlsAddr{l.Addr()})
-		s.closers = append(s.closers, l)
-		serve = append(serve, func() { s.srv.ServeTLS(l) })
 	}
 	// The Contact of our answers names the bound address; set it before
 	// the first request can arrive.
@@ -159,48 +131,6 @@ func (s *Server) Listen() error {
 	}
 	return nil
 }
-
-// setContact makes the Contact of our answers the first bound address.
-func (s *Server) setContact() {
-	host, port := s.cfg.MediaIP, 5060
-	if len(s.addrs) > 0 {
-		if ap, err := netip.ParseAddrPort(s.addrs[0].String()); err == nil {
-			host, port = ap.Addr().String(), int(ap.Port())
-		}
-	}
-	s.dlgs = sipgo.NewDialogServerCache(s.cli, sipmsg.ContactHeader{
-		Address: sipmsg.Uri{User: "callscribe", Host: host, Port: port}})
-}
-
-// contactFor is our Contact for requests that came over transport (the
-// peer sends ACK and BYE there); nil keeps the default.
-func (s *Server) contactFor(transport string) *sipmsg.ContactHeader {
-	want := strings.ToLower(transport)
-	if want != "tcp" && want != "tls" {
-		want = "udp"
-	}
-	for _, a := range s.addrs {
-		if a.Network() != want {
-			continue
-		}
-		ap, err := netip.ParseAddrPort(a.String())
-		if err != nil {
-			return nil
-		}
-		h := &sipmsg.ContactHeader{Address: sipmsg.Uri{User: "callscribe", Host: ap.Addr().String(), Port: int(ap.Port())}}
-		if want != "udp" {
-			h.Address.UriParams = sipmsg.NewParams()
-			h.Address.UriParams.Add("transport", want)
-		}
-		return h
-	}
-	return nil
-}
-
-// tlsAddr marks a TLS listener's address (its Network is "tls").
-type tlsAddr struct{ net.Addr }
-
-func (tlsAddr) Network() string { return "tls" }
 
 // Addrs are the bound listen addresses (Network: udp, tcp or tls).
 func (s *Server) Addrs() []net.Addr { return s.addrs }
