@@ -242,28 +242,35 @@ func parseStream(sd *sdp.SessionDescription, m *sdp.MediaDescription) (Offer, er
 				o.Crypto = append(o.Crypto, c)
 			}
 		case "rtpmap":
-			// "<pt> <name>/<clock>[/<channels>]"
-			ptStr, rest, ok := strings.Cut(a.Value, " ")
-			if !ok {
-				continue
+			if pt, c, ok := rtpmap(m, a.Value); ok {
+				o.Codecs[pt] = c
 			}
-			pt, err := strconv.ParseUint(ptStr, 10, 7)
-			if err != nil {
-				continue
-			}
-			parts := strings.Split(rest, "/")
-			clock := 0
-			if len(parts) > 1 {
-				clock, _ = strconv.Atoi(parts[1])
-			}
-			if clock <= 0 || !offered(m, ptStr) {
-				continue
-			}
-			o.Codecs[uint8(pt)] = codec{name: parts[0], clock: clock}
 		}
 	}
 	o.Hold = o.Direction == "sendonly" || o.Direction == "inactive" || ip.IsUnspecified()
 	return o, nil
+}
+
+// rtpmap reads an a=rtpmap value of m, "<pt> <name>/<clock>[/<channels>]",
+// for a payload type m offers.
+func rtpmap(m *sdp.MediaDescription, v string) (uint8, codec, bool) {
+	ptStr, rest, ok := strings.Cut(v, " ")
+	if !ok {
+		return 0, codec{}, false
+	}
+	pt, err := strconv.ParseUint(ptStr, 10, 7)
+	if err != nil {
+		return 0, codec{}, false
+	}
+	parts := strings.Split(rest, "/")
+	clock := 0
+	if len(parts) > 1 {
+		clock, _ = strconv.Atoi(parts[1])
+	}
+	if clock <= 0 || !offered(m, ptStr) {
+		return 0, codec{}, false
+	}
+	return uint8(pt), codec{name: parts[0], clock: clock}, true
 }
 
 func offered(m *sdp.MediaDescription, pt string) bool {
@@ -355,51 +362,62 @@ func AnswerStreams(ip netip.Addr, streams []AnswerStream, sessionID uint64, vers
 		sessionID, version, family, ip, family, ip)
 	for _, st := range streams {
 		if st.Port == 0 {
-			proto, formats := st.Offer.proto, strings.Join(st.Offer.formats, " ")
-			if proto == "" {
-				proto = "RTP/AVP"
-			}
-			if formats == "" {
-				formats = "0"
-			}
-			fmt.Fprintf(&b, "m=%s 0 %s %s\r\n", st.Offer.media, proto, formats)
-			continue
+			writeRefused(&b, st.Offer)
+		} else {
+			writeStream(&b, st)
 		}
-		ch := st.Choice
-		proto := "RTP/AVP"
-		if st.Crypto != nil {
-			proto = "RTP/SAVP"
-			if strings.EqualFold(st.Offer.proto, "RTP/SAVPF") {
-				proto = "RTP/SAVPF"
-			}
-		}
-		fmt.Fprintf(&b, "m=audio %d %s %d", st.Port, proto, ch.PT)
-		if ch.DTMFPT >= 0 {
-			fmt.Fprintf(&b, " %d", ch.DTMFPT)
-		}
-		b.WriteString("\r\n")
-		suffix := ""
-		if strings.EqualFold(ch.Name, "opus") {
-			suffix = "/2"
-		}
-		fmt.Fprintf(&b, "a=rtpmap:%d %s/%d%s\r\n", ch.PT, ch.Name, ch.Clock, suffix)
-		if ch.DTMFPT >= 0 {
-			clock := ch.DTMFClock
-			if clock == 0 {
-				clock = ch.Clock
-			}
-			fmt.Fprintf(&b, "a=rtpmap:%d telephone-event/%d\r\na=fmtp:%d 0-16\r\n", ch.DTMFPT, clock, ch.DTMFPT)
-		}
-		if st.Offer.Label != "" {
-			fmt.Fprintf(&b, "a=label:%s\r\n", st.Offer.Label)
-		}
-		if st.Crypto != nil {
-			b.WriteString(st.Crypto.attribute())
-		}
-		if st.Offer.Mux {
-			b.WriteString("a=rtcp-mux\r\n")
-		}
-		fmt.Fprintf(&b, "a=ptime:20\r\na=%s\r\n", answerDirection(st.Offer.Direction))
 	}
 	return []byte(b.String())
+}
+
+// writeRefused writes the m-line that refuses an offered one: port 0, its
+// media, protocol and formats.
+func writeRefused(b *strings.Builder, o Offer) {
+	proto, formats := o.proto, strings.Join(o.formats, " ")
+	if proto == "" {
+		proto = "RTP/AVP"
+	}
+	if formats == "" {
+		formats = "0"
+	}
+	fmt.Fprintf(b, "m=%s 0 %s %s\r\n", o.media, proto, formats)
+}
+
+// writeStream writes the m-line and attributes of a stream we receive.
+func writeStream(b *strings.Builder, st AnswerStream) {
+	ch := st.Choice
+	proto := "RTP/AVP"
+	if st.Crypto != nil {
+		proto = "RTP/SAVP"
+		if strings.EqualFold(st.Offer.proto, "RTP/SAVPF") {
+			proto = "RTP/SAVPF"
+		}
+	}
+	fmt.Fprintf(b, "m=audio %d %s %d", st.Port, proto, ch.PT)
+	if ch.DTMFPT >= 0 {
+		fmt.Fprintf(b, " %d", ch.DTMFPT)
+	}
+	b.WriteString("\r\n")
+	suffix := ""
+	if strings.EqualFold(ch.Name, "opus") {
+		suffix = "/2"
+	}
+	fmt.Fprintf(b, "a=rtpmap:%d %s/%d%s\r\n", ch.PT, ch.Name, ch.Clock, suffix)
+	if ch.DTMFPT >= 0 {
+		clock := ch.DTMFClock
+		if clock == 0 {
+			clock = ch.Clock
+		}
+		fmt.Fprintf(b, "a=rtpmap:%d telephone-event/%d\r\na=fmtp:%d 0-16\r\n", ch.DTMFPT, clock, ch.DTMFPT)
+	}
+	if st.Offer.Label != "" {
+		fmt.Fprintf(b, "a=label:%s\r\n", st.Offer.Label)
+	}
+	if st.Crypto != nil {
+		b.WriteString(st.Crypto.attribute())
+	}
+	if st.Offer.Mux {
+		b.WriteString("a=rtcp-mux\r\n")
+	}
+	fmt.Fprintf(b, "a=ptime:20\r\na=%s\r\n", answerDirection(st.Offer.Direction))
 }
