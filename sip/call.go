@@ -19,7 +19,10 @@ import (
 	"github.com/callscribe/callscribe/media"
 )
 
-// Call is one answered call.
+// Call is one inbound call, from its admission on: it answers its INVITE
+// (inbound.go), runs until it ends (session.go) and takes the peer's
+// requests in its dialog (dialog.go). Its exported fields are set by the
+// time it starts.
 type Call struct {
 	SIPCallID string
 	From, To  string
@@ -33,6 +36,8 @@ type Call struct {
 	Recording bool
 	Started   time.Time
 
+	srv *Server      // the call's server: its sockets, dialogs, configuration
+	log *slog.Logger // with the call's id
 	sessionTimer
 	offers    []Offer      // the last offer, answered again by an SDP-less re-INVITE
 	delayed   bool         // the INVITE had no SDP: we offered in the 200
@@ -46,8 +51,6 @@ type Call struct {
 	reqMu     sync.Mutex // one request of ours built at a time (each takes the next CSeq)
 	done      chan struct{}
 	reason    string
-	srv       *Server      // the call's server: its sockets, dialogs, configuration
-	log       *slog.Logger // with the call's id
 }
 
 // CallLeg is one audio stream of a call.

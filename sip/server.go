@@ -135,22 +135,28 @@ func (s *Server) Listen() error {
 // Addrs are the bound listen addresses (Network: udp, tcp or tls).
 func (s *Server) Addrs() []net.Addr { return s.addrs }
 
-// safe runs a request handler so that a panic on any input ends only that
-// request: logged with its stack, counted (Panics), answered 500.
-func (s *Server) safe(h func(*sipmsg.Request, sipmsg.ServerTransaction)) func(*sipmsg.Request, sipmsg.ServerTransaction) {
-	return func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-		defer func() {
-			if v := recover(); v != nil {
-				s.panics.Add(1)
-				s.cfg.Logger.Error("sip: handler panicked", "method", req.Method, "source", req.Source(), "panic", v,
-					"stack", string(debug.Stack()))
-				if req.Method != sipmsg.ACK {
-					respond(tx, req, 500, "Server Internal Error")
-				}
-			}
-		}()
-		h(req, tx)
+// Close hangs up every call (reason shutdown, BYE sent) and stops the
+// server. Idempotent.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
 	}
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.callWG.Wait() // every call hung up, its BYE sent
+	err := s.srv.Close()
+	for _, c := range s.closers {
+		c.Close()
+	}
+	if s.poll != nil {
+		s.poll.Close()
+	}
+	s.ua.Close()
+	s.wg.Wait()
+	return err
 }
 
 // ByeFailures counts our BYEs that got no 2xx (the peer gone, a TLS
@@ -178,163 +184,32 @@ func (s *Server) ActiveCalls() int {
 	return len(s.calls)
 }
 
-// Close hangs up every call (reason shutdown, BYE sent) and stops the
-// server. Idempotent.
-func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	s.mu.Unlock()
-	s.cancel()
-	s.callWG.Wait() // every call hung up, its BYE sent
-	err := s.srv.Close()
-	for _, c := range s.closers {
-		c.Close()
-	}
-	if s.poll != nil {
-		s.poll.Close()
-	}
-	s.ua.Close()
-	s.wg.Wait()
-	return err
-}
-
-// refuse answers an INVITE the server itself does not take, and counts it.
-func (s *Server) refuse(tx sipmsg.ServerTransaction, req *sipmsg.Request, r *ingest.Refusal) {
-	s.adm.Refused("sip", r)
-	s.guard.respond(tx, req, r)
-}
-
-// rejectMalformed answers a request that is not sane (see malformed) and
-// tells whether it did. Not counted: no call was asked for.
-func (s *Server) rejectMalformed(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
-	r := malformed(req)
-	if r != nil {
-		s.guard.respond(tx, req, r)
-	}
-	return r != nil
-}
-
-const allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
-
-// dialogCall finds the call a request inside a dialog belongs to: its
-// Call-ID and both tags must be the dialog's (481 otherwise), and its CSeq
-// not older than the peer's last one (500, RFC 3261 12.2.2). Only the
-// dialog's peer knows the tags: a stranger naming a live Call-ID gets 481.
-func (s *Server) dialogCall(req *sipmsg.Request, tx sipmsg.ServerTransaction) *Call {
-	c := s.callOf(req)
-	if c == nil {
-		s.cfg.Logger.Info("sip: request outside any dialog", "method", req.Method, "source", req.Source())
-		respond(tx, req, 481, "Call/Transaction Does Not Exist")
-		return nil
-	}
-	if err := c.dlg.ReadRequest(req, tx); err != nil {
-		respondOutOfOrder(tx, req)
-		return nil
-	}
-	return c
-}
-
-// onUpdate hands an UPDATE to its call (Call.update).
-func (s *Server) onUpdate(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if !s.rejectMalformed(req, tx) {
-		s.inDialog(req, tx, (*Call).update)
-	}
-}
-
-// onInfo hands an INFO to its call (Call.info).
-func (s *Server) onInfo(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if !s.rejectMalformed(req, tx) {
-		s.inDialog(req, tx, (*Call).info)
-	}
-}
-
-// inDialog hands a request in a call's dialog to the call's handler h
-// (see dialogCall for what is answered otherwise).
-func (s *Server) inDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction, h func(*Call, *sipmsg.Request, sipmsg.ServerTransaction)) {
-	if c := s.dialogCall(req, tx); c != nil {
-		h(c, req, tx)
-	}
-}
-
-// callOf is the live call whose dialog req is in (its Call-ID and both
-// tags), or nil.
-func (s *Server) callOf(req *sipmsg.Request) *Call {
-	dlg, err := s.dlgs.MatchDialogRequest(req)
-	if err != nil || req.CallID() == nil {
-		return nil
-	}
-	s.mu.Lock()
-	c := s.calls[req.CallID().Value()]
-	s.mu.Unlock()
-	if c == nil || c.dlg != dlg {
-		return nil
-	}
-	return c
-}
-
-// onOptions answers keepalives. A load balancer probing with OPTIONS (e.g.
-// Kamailio's dispatcher) gets 503 while no new call would be admitted
-// (draining, at a limit, out of capacity), so it sends them elsewhere.
-func (s *Server) onOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if s.rejectMalformed(req, tx) {
-		return
-	}
-	s.mu.Lock()
-	busy := s.closed
-	s.mu.Unlock()
-	if busy || s.adm.Full("sip") != nil {
-		respond(tx, req, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", "5"), sipmsg.NewHeader("Allow", allowed))
-		return
-	}
-	respond(tx, req, 200, "OK", sipmsg.NewHeader("Allow", allowed), sipmsg.NewHeader("Accept", "application/sdp"))
-}
-
-func (s *Server) onOther(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if s.rejectMalformed(req, tx) {
-		return
-	}
-	respond(tx, req, 405, "Method Not Allowed", sipmsg.NewHeader("Allow", allowed))
-}
-
-func (s *Server) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if len(req.Body()) > 0 { // an answer to our offer (a delayed offer)
-		if c := s.callOf(req); c != nil {
-			c.takeAnswer(req)
-		}
-	}
-	s.dlgs.ReadAck(req, tx)
-}
-
-// onBye ends a dialog at the peer's request. Its CSeq must not be older
-// than the peer's last request's (500 otherwise, RFC 3261 12.2.2, as for
-// re-INVITE and UPDATE): the call goes on.
-func (s *Server) onBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
-	if s.rejectMalformed(req, tx) {
-		return
-	}
-	dlg, err := s.dlgs.MatchDialogRequest(req)
-	if err != nil {
-		respond(tx, req, 481, "Call/Transaction Does Not Exist")
-		return
-	}
-	if err := dlg.ReadRequest(req, tx); err != nil {
-		respondOutOfOrder(tx, req)
-		return
-	}
-	if err := dlg.ReadBye(req, tx); err != nil {
-		respond(tx, req, 481, "Call/Transaction Does Not Exist")
-	}
-}
-
 // SetAccess replaces the digest users and the allowed source CIDRs (a
 // configuration reload): new requests meet them, calls in progress go on.
 // Any goroutine.
 func (s *Server) SetAccess(users map[string]string, allow []netip.Prefix) {
 	s.guard.setAccess(users, allow)
+}
+
+// allowed are the methods we take.
+const allowed = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
+
+// safe runs a request handler so that a panic on any input ends only that
+// request: logged with its stack, counted (Panics), answered 500.
+func (s *Server) safe(h func(*sipmsg.Request, sipmsg.ServerTransaction)) func(*sipmsg.Request, sipmsg.ServerTransaction) {
+	return func(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+		defer func() {
+			if v := recover(); v != nil {
+				s.panics.Add(1)
+				s.cfg.Logger.Error("sip: handler panicked", "method", req.Method, "source", req.Source(), "panic", v,
+					"stack", string(debug.Stack()))
+				if req.Method != sipmsg.ACK {
+					respond(tx, req, 500, "Server Internal Error")
+				}
+			}
+		}()
+		h(req, tx)
+	}
 }
 
 // onInvite takes an INVITE: a new call, or a re-INVITE in a call's dialog.
@@ -383,15 +258,6 @@ func (s *Server) newCall(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
 	c.answer(req, tx, pl)
 }
 
-// forget ends c's place among the calls.
-func (s *Server) forget(c *Call) {
-	s.mu.Lock()
-	if s.calls[c.SIPCallID] == c {
-		delete(s.calls, c.SIPCallID)
-	}
-	s.mu.Unlock()
-}
-
 // register makes c one of the calls, unless the server is closing.
 func (s *Server) register(c *Call) bool {
 	s.mu.Lock()
@@ -402,4 +268,142 @@ func (s *Server) register(c *Call) bool {
 	s.calls[c.SIPCallID] = c
 	s.callWG.Add(1) // done by hangup's caller
 	return true
+}
+
+// forget ends c's place among the calls.
+func (s *Server) forget(c *Call) {
+	s.mu.Lock()
+	if s.calls[c.SIPCallID] == c {
+		delete(s.calls, c.SIPCallID)
+	}
+	s.mu.Unlock()
+}
+
+// onAck takes an ACK: it confirms the call's dialog (our 200 is no longer
+// resent) and brings the answer to our offer of a delayed-offer call.
+func (s *Server) onAck(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if len(req.Body()) > 0 { // an answer to our offer (a delayed offer)
+		if c := s.callOf(req); c != nil {
+			c.takeAnswer(req)
+		}
+	}
+	s.dlgs.ReadAck(req, tx)
+}
+
+// onBye ends a dialog at the peer's request. Its CSeq must not be older
+// than the peer's last request's (500 otherwise, RFC 3261 12.2.2, as for
+// re-INVITE and UPDATE): the call goes on.
+func (s *Server) onBye(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if s.rejectMalformed(req, tx) {
+		return
+	}
+	dlg, err := s.dlgs.MatchDialogRequest(req)
+	if err != nil {
+		respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	if err := dlg.ReadRequest(req, tx); err != nil {
+		respondOutOfOrder(tx, req)
+		return
+	}
+	if err := dlg.ReadBye(req, tx); err != nil {
+		respond(tx, req, 481, "Call/Transaction Does Not Exist")
+	}
+}
+
+// onUpdate hands an UPDATE to its call (Call.update).
+func (s *Server) onUpdate(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if !s.rejectMalformed(req, tx) {
+		s.inDialog(req, tx, (*Call).update)
+	}
+}
+
+// onInfo hands an INFO to its call (Call.info).
+func (s *Server) onInfo(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if !s.rejectMalformed(req, tx) {
+		s.inDialog(req, tx, (*Call).info)
+	}
+}
+
+// inDialog hands a request in a call's dialog to the call's handler h
+// (see dialogCall for what is answered otherwise).
+func (s *Server) inDialog(req *sipmsg.Request, tx sipmsg.ServerTransaction, h func(*Call, *sipmsg.Request, sipmsg.ServerTransaction)) {
+	if c := s.dialogCall(req, tx); c != nil {
+		h(c, req, tx)
+	}
+}
+
+// dialogCall finds the call a request inside a dialog belongs to: its
+// Call-ID and both tags must be the dialog's (481 otherwise), and its CSeq
+// not older than the peer's last one (500, RFC 3261 12.2.2). Only the
+// dialog's peer knows the tags: a stranger naming a live Call-ID gets 481.
+func (s *Server) dialogCall(req *sipmsg.Request, tx sipmsg.ServerTransaction) *Call {
+	c := s.callOf(req)
+	if c == nil {
+		s.cfg.Logger.Info("sip: request outside any dialog", "method", req.Method, "source", req.Source())
+		respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return nil
+	}
+	if err := c.dlg.ReadRequest(req, tx); err != nil {
+		respondOutOfOrder(tx, req)
+		return nil
+	}
+	return c
+}
+
+// callOf is the live call whose dialog req is in (its Call-ID and both
+// tags), or nil.
+func (s *Server) callOf(req *sipmsg.Request) *Call {
+	dlg, err := s.dlgs.MatchDialogRequest(req)
+	if err != nil || req.CallID() == nil {
+		return nil
+	}
+	s.mu.Lock()
+	c := s.calls[req.CallID().Value()]
+	s.mu.Unlock()
+	if c == nil || c.dlg != dlg {
+		return nil
+	}
+	return c
+}
+
+// onOptions answers keepalives. A load balancer probing with OPTIONS (e.g.
+// Kamailio's dispatcher) gets 503 while no new call would be admitted
+// (draining, at a limit, out of capacity), so it sends them elsewhere.
+func (s *Server) onOptions(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if s.rejectMalformed(req, tx) {
+		return
+	}
+	s.mu.Lock()
+	busy := s.closed
+	s.mu.Unlock()
+	if busy || s.adm.Full("sip") != nil {
+		respond(tx, req, 503, "Service Unavailable", sipmsg.NewHeader("Retry-After", "5"), sipmsg.NewHeader("Allow", allowed))
+		return
+	}
+	respond(tx, req, 200, "OK", sipmsg.NewHeader("Allow", allowed), sipmsg.NewHeader("Accept", "application/sdp"))
+}
+
+// onOther answers the methods we do not take.
+func (s *Server) onOther(req *sipmsg.Request, tx sipmsg.ServerTransaction) {
+	if s.rejectMalformed(req, tx) {
+		return
+	}
+	respond(tx, req, 405, "Method Not Allowed", sipmsg.NewHeader("Allow", allowed))
+}
+
+// refuse answers an INVITE the server itself does not take, and counts it.
+func (s *Server) refuse(tx sipmsg.ServerTransaction, req *sipmsg.Request, r *ingest.Refusal) {
+	s.adm.Refused("sip", r)
+	s.guard.respond(tx, req, r)
+}
+
+// rejectMalformed answers a request that is not sane (see malformed) and
+// tells whether it did. Not counted: no call was asked for.
+func (s *Server) rejectMalformed(req *sipmsg.Request, tx sipmsg.ServerTransaction) bool {
+	r := malformed(req)
+	if r != nil {
+		s.guard.respond(tx, req, r)
+	}
+	return r != nil
 }
