@@ -7,9 +7,10 @@ import (
 	"strings"
 	"time"
 
+	sipmsg "github.com/emiago/sipgo/sip"
+
 	"github.com/callscribe/callscribe/ingest"
 	"github.com/callscribe/callscribe/media"
-	sipmsg "github.com/emiago/sipgo/sip"
 )
 
 // planner reads a new INVITE into a plan (see plan): what it asks for, and
@@ -225,7 +226,7 @@ func (p *planner) carried(req *sipmsg.Request) map[string]string {
 	for _, h := range req.Headers() {
 		name := h.Name()
 		for _, want := range p.cfg.CarryHeaders {
-			if p, ok := strings.CutSuffix(want, "*"); ok && len(name) >= len(p) && strings.EqualFold(name[:len(p)], p) ||
+			if prefix, ok := strings.CutSuffix(want, "*"); ok && len(name) >= len(prefix) && strings.EqualFold(name[:len(prefix)], prefix) ||
 				strings.EqualFold(name, want) {
 				out[name] = h.Value()
 				break
