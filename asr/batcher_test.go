@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callscribe/callscribe/asr/asrtest"
 	"github.com/callscribe/callscribe/media"
 )
 
@@ -18,7 +19,7 @@ var testWavTexts = map[string]string{
 
 func loadTestWavs(t testing.TB) ([]string, [][]float32) {
 	t.Helper()
-	dir := filepath.Join(testModelDir(t), "test_wavs")
+	dir := filepath.Join(asrtest.ModelDir(t), "test_wavs")
 	var names []string
 	var sigs [][]float32
 	for _, n := range []string{"0.wav", "1.wav", "8k.wav"} {
@@ -42,7 +43,7 @@ func newTestBatcher(t testing.TB, files ModelFiles, opts BatcherOptions) *Batche
 	t.Helper()
 	initRuntime(t)
 	if files.Dir == "" {
-		files.Dir = testModelDir(t)
+		files.Dir = asrtest.ModelDir(t)
 	}
 	info, err := LoadModelInfo(files)
 	if err != nil {

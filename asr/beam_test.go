@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 	"testing"
+
+	"github.com/callscribe/callscribe/asr/asrtest"
 )
 
 // topK picks what a full sort picks, ties to the lower index.
@@ -48,7 +50,7 @@ func TestAddHypMerges(t *testing.T) {
 
 func TestUnknownDecodingRefused(t *testing.T) {
 	initRuntime(t)
-	info, err := LoadModelInfo(ModelFiles{Dir: testModelDir(t)})
+	info, err := LoadModelInfo(ModelFiles{Dir: asrtest.ModelDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

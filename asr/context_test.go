@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/callscribe/callscribe/asr/asrtest"
 	"github.com/callscribe/callscribe/media"
 )
 
@@ -15,7 +16,7 @@ import (
 // continues.
 func TestContextGraphScores(t *testing.T) {
 	initRuntime(t)
-	info, err := LoadModelInfo(ModelFiles{Dir: testModelDir(t)})
+	info, err := LoadModelInfo(ModelFiles{Dir: asrtest.ModelDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/callscribe/callscribe/asr/asrtest"
 )
 
 // faultPlan decides, by the global number of an engine call, whether it
@@ -279,7 +281,7 @@ func TestEnginesSpreadOverDevices(t *testing.T) {
 // Without a CUDA build of ONNX Runtime the real engine starts on CPU.
 func TestCUDAUnavailableStartsOnCPU(t *testing.T) {
 	initRuntime(t)
-	info, err := LoadModelInfo(ModelFiles{Dir: testModelDir(t)})
+	info, err := LoadModelInfo(ModelFiles{Dir: asrtest.ModelDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

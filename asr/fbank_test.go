@@ -4,10 +4,9 @@ import (
 	"encoding/binary"
 	"math"
 	"os"
-	"path/filepath"
 	"testing"
 
-	"github.com/callscribe/callscribe/media"
+	"github.com/callscribe/callscribe/asr/asrtest"
 )
 
 // testdata/0.wav.fbank holds the features kaldi-native-fbank (the library
@@ -24,10 +23,7 @@ func TestFbankMatchesKaldiNativeFbank(t *testing.T) {
 	for i := range ref {
 		ref[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4+4*i:]))
 	}
-	a, err := media.ReadWAVFile(filepath.Join(testModelDir(t), "test_wavs", "0.wav"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := asrtest.WAV(t, "0.wav")
 	fb, err := NewFbank(DefaultFbankOptions())
 	if err != nil {
 		t.Fatal(err)

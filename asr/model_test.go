@@ -2,6 +2,8 @@ package asr
 
 import (
 	"testing"
+
+	"github.com/callscribe/callscribe/asr/asrtest"
 )
 
 func initRuntime(t testing.TB) {
@@ -13,7 +15,7 @@ func initRuntime(t testing.TB) {
 
 func TestLoadModelInfoReadsMetadata(t *testing.T) {
 	initRuntime(t)
-	dir := testModelDir(t)
+	dir := asrtest.ModelDir(t)
 	for _, tc := range []struct {
 		encoder  string
 		maxBatch int
@@ -50,7 +52,7 @@ func TestLoadModelInfoReadsMetadata(t *testing.T) {
 
 func TestLoadModelInfoErrors(t *testing.T) {
 	initRuntime(t)
-	dir := testModelDir(t)
+	dir := asrtest.ModelDir(t)
 	if _, err := LoadModelInfo(ModelFiles{Dir: t.TempDir()}); err == nil {
 		t.Error("empty dir accepted")
 	}

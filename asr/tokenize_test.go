@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/callscribe/callscribe/asr/asrtest"
 	"github.com/callscribe/callscribe/media"
 )
 
@@ -19,7 +20,7 @@ func TestTokenizerMatchesModel(t *testing.T) {
 	tok := NewTokenizer(b.info)
 	paths, _ := filepath.Glob("testdata/parity/*.wav")
 	for _, n := range []string{"0.wav", "1.wav", "8k.wav"} {
-		paths = append(paths, filepath.Join(testModelDir(t), "test_wavs", n))
+		paths = append(paths, filepath.Join(asrtest.ModelDir(t), "test_wavs", n))
 	}
 	var mu sync.Mutex
 	words := map[string][]int{} // word → the ids the model emitted

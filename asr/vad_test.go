@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/callscribe/callscribe/asr/asrtest"
 	"github.com/callscribe/callscribe/media"
 )
 
@@ -124,7 +125,7 @@ func TestVADParity(t *testing.T) {
 		name, segs, _ := strings.Cut(line, "\t")
 		path := filepath.Join("testdata", "parity", name)
 		if !strings.HasPrefix(name, "u") {
-			path = filepath.Join(testModelDir(t), "test_wavs", name)
+			path = filepath.Join(asrtest.ModelDir(t), "test_wavs", name)
 		}
 		a, err := media.ReadWAVFile(path)
 		if err != nil {

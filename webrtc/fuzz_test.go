@@ -8,6 +8,8 @@ import (
 	"time"
 
 	pw "github.com/pion/webrtc/v4"
+
+	"github.com/callscribe/callscribe/ingest/ingesttest"
 )
 
 // Any POST body gets an answer or a 4xx/503, never a panic or a 500; the
@@ -25,12 +27,13 @@ func FuzzWHIPOffer(f *testing.F) {
 	f.Add(strings.Replace(offer.SDP, "opus/48000/2", "nope/1", 1))
 	f.Add("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n")
 	f.Add("")
-	rec := &recorder{started: make(chan *Session, 1024), max: 8}
+	rec := ingesttest.New[*Session]()
+	rec.SetMax(8)
 	s, err := NewServer(Config{ConnectTimeout: 200 * time.Millisecond, Loopback: true}, rec)
 	if err != nil {
 		f.Fatal(err)
 	}
-	rec.srv = s
+	rec.Lookup = s.session
 	defer s.Close()
 	f.Fuzz(func(t *testing.T, body string) {
 		w := httptest.NewRecorder()

@@ -8,78 +8,19 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	pw "github.com/pion/webrtc/v4"
 	"github.com/zaf/g711"
 
-	"github.com/callscribe/callscribe/ingest"
+	"github.com/callscribe/callscribe/ingest/ingesttest"
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/webrtc/webrtctest"
 )
 
-// recorder is the Admitter of these tests: it admits sessions up to max
-// (when set) and keeps their audio in rings.
-type recorder struct {
-	srv     *Server
-	max     int
-	mu      sync.Mutex
-	live    int
-	started chan *Session
-	ended   []*Session
-}
-
-func (r *recorder) Full(string) *ingest.Refusal {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.max > 0 && r.live >= r.max {
-		return ingest.ErrLimit
-	}
-	return nil
-}
-
-func (r *recorder) Refused(string, *ingest.Refusal) {}
-
-func (r *recorder) Admit(o ingest.Offer) (ingest.Ticket, error) {
-	if why := r.Full(o.Source); why != nil {
-		return nil, why
-	}
-	r.mu.Lock()
-	r.live++
-	r.mu.Unlock()
-	return &ticket{r: r, id: o.ID, ring: media.NewRing(60 * 16000), done: make(chan struct{})}, nil
-}
-
-type ticket struct {
-	r    *recorder
-	id   string
-	ring *media.Ring
-	sess *Session
-	once sync.Once
-	done chan struct{}
-}
-
-func (t *ticket) Sink(int) media.Sink   { return t.ring }
-func (t *ticket) DTMF(int, media.DTMF)  {}
-func (t *ticket) Pause(bool, string)    {}
-func (t *ticket) Done() <-chan struct{} { return t.done }
-func (t *ticket) Start(map[string]string) {
-	t.sess = t.r.srv.session(t.id)
-	t.r.started <- t.sess
-}
-func (t *ticket) End(string, []media.LegStats) {
-	t.once.Do(func() {
-		t.r.mu.Lock()
-		t.r.live--
-		if t.sess != nil {
-			t.r.ended = append(t.r.ended, t.sess)
-		}
-		t.r.mu.Unlock()
-		close(t.done)
-	})
-}
+// recorder is the Admitter of these tests.
+type recorder = ingesttest.Admitter[*Session]
 
 // ringOf is where a session's audio went.
 func ringOf(s *Session) *media.Ring { return s.Leg.Sink().(*media.Ring) }
@@ -92,12 +33,13 @@ func newWHIP(t *testing.T, cfg Config) (*Server, *recorder, *httptest.Server) {
 func newWHIPMax(t *testing.T, cfg Config, max int) (*Server, *recorder, *httptest.Server) {
 	t.Helper()
 	cfg.Loopback = true
-	rec := &recorder{started: make(chan *Session, 4), max: max}
+	rec := ingesttest.New[*Session]()
+	rec.SetMax(max)
 	s, err := NewServer(cfg, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec.srv = s
+	rec.Lookup = s.session
 	hs := httptest.NewServer(s)
 	t.Cleanup(func() { hs.Close(); s.Close() })
 	return s, rec, hs
@@ -159,7 +101,7 @@ func TestWHIPSessionCarriesAudio(t *testing.T) {
 	go c.Speak(tone)
 	var sess *Session
 	select {
-	case sess = <-rec.started:
+	case sess = <-rec.Started:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no audio track arrived")
 	}
@@ -180,10 +122,8 @@ func TestWHIPSessionCarriesAudio(t *testing.T) {
 	if sess.Reason() != "bye" || srv.Active() != 0 {
 		t.Errorf("reason %q, %d sessions", sess.Reason(), srv.Active())
 	}
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if len(rec.ended) != 1 {
-		t.Errorf("%d ended", len(rec.ended))
+	if n := len(rec.EndedCalls()); n != 1 {
+		t.Errorf("%d ended", n)
 	}
 }
 
@@ -256,7 +196,7 @@ func TestWHIPOpusTrack(t *testing.T) {
 	go c.SpeakPackets(frames)
 	var sess *Session
 	select {
-	case sess = <-rec.started:
+	case sess = <-rec.Started:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no audio track arrived")
 	}
@@ -310,14 +250,14 @@ func TestWHIPTwoAudioTracks(t *testing.T) {
 	}()
 	var sess *Session
 	select {
-	case sess = <-rec.started:
+	case sess = <-rec.Started:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no audio track arrived")
 	}
 	for start := time.Now(); ringOf(sess).Len() < 8000 && time.Since(start) < 5*time.Second; time.Sleep(20 * time.Millisecond) {
 	}
 	select {
-	case s2 := <-rec.started:
+	case s2 := <-rec.Started:
 		t.Fatalf("a second start for the second track: %v", s2)
 	default:
 	}

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -161,25 +160,10 @@ func TestKamailioRoutesAroundAFullGateway(t *testing.T) {
 	g2.waitReady(t, 200)
 	lb := startKamailio(t, g1.sip, g2.sip)
 	speech := siptest.PCMU(make([]float32, 8000*3))
-	codes := make([]int, 4)
-	var wg sync.WaitGroup
-	for i := range codes {
-		wg.Go(func() {
-			ph, err := siptest.Dial()
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer ph.Close()
-			talked, err := ph.Call(lb, speech)
-			if err != nil {
-				t.Error(err)
-			}
-			codes[i] = talked.Code
-		})
-		time.Sleep(100 * time.Millisecond)
+	codes, err := siptest.PlaceCalls(4, lb, speech, 100*time.Millisecond).Wait()
+	if err != nil {
+		t.Error(err)
 	}
-	wg.Wait()
 	for i, c := range codes {
 		if c != 200 {
 			t.Errorf("call %d through the balancer: %d (all: %v)", i, c, codes)

@@ -231,20 +231,11 @@ func endedFinals(t *testing.T, redisAddr, callID string) []string {
 	return nil
 }
 
+// callEvents is every call's events on Redis, by key
+// (transcripttest.CallStreams).
 func callEvents(t *testing.T, redisAddr string) map[string][]map[string]any {
 	t.Helper()
-	rc := redis.NewClient(&redis.Options{Addr: redisAddr})
-	defer rc.Close()
-	ctx := context.Background()
-	keys, _ := rc.Keys(ctx, "stt:call:*").Result()
-	out := map[string][]map[string]any{}
-	for _, k := range keys {
-		msgs, _ := rc.XRange(ctx, k, "-", "+").Result()
-		for _, m := range msgs {
-			out[k] = append(out[k], m.Values)
-		}
-	}
-	return out
+	return transcripttest.CallStreams(t, redisAddr)
 }
 
 // SIGTERM during calls: new calls get 503, calls in progress end at the

@@ -13,29 +13,20 @@ import (
 	"golang.org/x/sys/cpu"
 
 	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/asr/asrtest"
 	"github.com/callscribe/callscribe/media"
 )
 
+// testModelDir is the test model (asrtest.ModelDir).
 func testModelDir(t *testing.T) string {
 	t.Helper()
-	d := os.Getenv("CALLSCRIBE_MODEL")
-	if d == "" {
-		d = filepath.Join("..", "..", defaultModelDir)
-	}
-	if _, err := os.Stat(filepath.Join(d, "tokens.txt")); err != nil {
-		t.Fatalf("model: %v (set CALLSCRIBE_MODEL)", err)
-	}
-	return d
+	return asrtest.ModelDir(t)
 }
 
-// testWAV reads a recording of the model's test set.
+// testWAV reads a recording of the model's test set (asrtest.WAV).
 func testWAV(t *testing.T, name string) media.Audio {
 	t.Helper()
-	a, err := media.ReadWAVFile(filepath.Join(testModelDir(t), "test_wavs", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
+	return asrtest.WAV(t, name)
 }
 
 // parityCases reads asr/testdata/parity.tsv: what the sherpa-onnx peer
