@@ -4,6 +4,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/callscribe/callscribe/word"
 )
 
 // ResultKind tells a partial from a final result.
@@ -34,13 +36,9 @@ func (k ResultKind) String() string {
 }
 
 // Word is one decoded word with its time in the stream (ms since the stream
-// started) and confidence (mean token posterior, 0..1).
-type Word struct {
-	Text    string  `json:"word"`
-	StartMs int64   `json:"start_ms"`
-	EndMs   int64   `json:"end_ms"`
-	Conf    float32 `json:"conf"`
-}
+// started) and confidence (mean token posterior, 0..1): the word every
+// stage after the recognizer reads (redact, itn, transcript).
+type Word = word.Word
 
 // Result is a partial or final transcript of one utterance of a stream.
 type Result struct {

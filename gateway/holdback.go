@@ -90,7 +90,7 @@ func (s *textStage) release(n int) {
 		}
 		words, kinds := h.r.Words, ""
 		if len(own) > 0 {
-			words, kinds = redactWords(words, own)
+			words, kinds = redact.Apply(words, own)
 		}
 		s.publishFinal(h.r, words, kinds, h.kwSeen)
 		if s.onHold != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/callscribe/callscribe/itn"
 	"github.com/callscribe/callscribe/redact"
 	"github.com/callscribe/callscribe/transcript"
+	"github.com/callscribe/callscribe/word"
 )
 
 // textStage is a leg's text pipeline: each recognition result, on the
@@ -63,8 +64,8 @@ func (s *textStage) partial(r asr.Result, streamEnd int64) {
 			heard = heard[:from] // digits that may go on wait for the final
 		}
 		if spans := redact.FindAfter(ctx, up, s.policy, true); len(spans) > 0 {
-			r.Words, u.Redacted = redactWords(r.Words, spans)
-			u.Text = joinWords(r.Words)
+			r.Words, u.Redacted = redact.Apply(r.Words, spans)
+			u.Text = word.Join(r.Words)
 			heard = nil
 		}
 	}
@@ -94,16 +95,17 @@ func (s *textStage) final(r asr.Result, streamEnd int64) {
 
 // publishFinal publishes final r with words (its words redacted; nil: as
 // recognized) and its keyword events beyond seen.
-func (s *textStage) publishFinal(r asr.Result, words []asr.Word, kinds string, seen []int) {
+func (s *textStage) publishFinal(r asr.Result, words []word.Word, kinds string, seen []int) {
 	if words == nil {
 		words = r.Words
 	}
 	u := transcript.Utterance{Leg: s.leg, Utt: r.Utt, Text: r.Text, StartMs: r.StartMs, EndMs: r.EndMs, GapMs: r.GapMs,
 		Redacted: kinds, Words: words, Conf: r.Conf}
 	if kinds != "" {
-		u.Text = joinWords(words)
+		u.Text = word.Join(words)
 	}
-	u.Display, u.DisplayWords = display(words)
+	u.DisplayWords = itn.Format(words)
+	u.Display = itn.Text(u.DisplayWords)
 	s.emit(transcript.NewFinal(s.call, u))
 	s.keywordHits(r.Utt, words, seen)
 }
@@ -122,56 +124,12 @@ func (s *textStage) redactContext() []string {
 }
 
 // upper is words' text in upper case, as redaction reads it.
-func upper(words []asr.Word) []string {
+func upper(words []word.Word) []string {
 	up := make([]string, len(words))
 	for i, w := range words {
 		up[i] = strings.ToUpper(w.Text)
 	}
 	return up
-}
-
-// redactWords replaces the spans of words with their markers; it returns
-// the words and the kinds redacted.
-func redactWords(words []asr.Word, spans []redact.Span) ([]asr.Word, string) {
-	in := make([]redact.Word, len(words))
-	for i, w := range words {
-		in[i] = redact.Word{Text: w.Text, StartMs: w.StartMs, EndMs: w.EndMs, Conf: w.Conf}
-	}
-	red, kinds := redact.Apply(in, spans)
-	out := make([]asr.Word, len(red))
-	for i, w := range red {
-		out[i] = asr.Word{Text: w.Text, StartMs: w.StartMs, EndMs: w.EndMs, Conf: w.Conf}
-	}
-	return out, kinds
-}
-
-func joinWords(words []asr.Word) string {
-	parts := make([]string, len(words))
-	for i, w := range words {
-		parts[i] = w.Text
-	}
-	return strings.Join(parts, " ")
-}
-
-// displayWord is a formatted token of a final's display text.
-type displayWord struct {
-	Word    string `json:"word"`
-	StartMs int64  `json:"start_ms"`
-	EndMs   int64  `json:"end_ms"`
-}
-
-// display formats a final's words for people (package itn).
-func display(words []asr.Word) (string, []displayWord) {
-	in := make([]itn.Word, len(words))
-	for i, w := range words {
-		in[i] = itn.Word{Text: w.Text, StartMs: w.StartMs, EndMs: w.EndMs}
-	}
-	toks := itn.Format(in)
-	out := make([]displayWord, len(toks))
-	for i, t := range toks {
-		out[i] = displayWord{Word: t.Text, StartMs: t.StartMs, EndMs: t.EndMs}
-	}
-	return itn.Text(toks), out
 }
 
 // keyword is a phrase whose hearing is an event.
@@ -184,7 +142,7 @@ type keyword struct {
 // in the words of utterance utt beyond seen (per keyword, the occurrences
 // reported before: an utterance's partials repeat what they hold) and
 // returns the counts.
-func (s *textStage) keywordHits(utt int, words []asr.Word, seen []int) []int {
+func (s *textStage) keywordHits(utt int, words []word.Word, seen []int) []int {
 	if len(s.keywords) == 0 || len(words) == 0 {
 		return seen
 	}

@@ -12,33 +12,20 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/callscribe/callscribe/word"
 )
 
-// Word is a recognized word and where it was said.
-type Word struct {
-	Text    string
-	StartMs int64
-	EndMs   int64
-}
-
-// Token is a formatted token: its text and the words [From, To) it stands
-// for, whose times it takes.
-type Token struct {
-	Text     string
-	From, To int
-	StartMs  int64
-	EndMs    int64
-}
-
 // Format formats words; the tokens joined by spaces are the display text.
-func Format(words []Word) []Token {
+// The list is never nil (empty for no words).
+func Format(words []word.Word) []word.Token {
 	up := make([]string, len(words))
 	for i, w := range words {
 		up[i] = strings.ToUpper(w.Text)
 	}
-	var out []Token
+	out := make([]word.Token, 0, len(words))
 	emit := func(text string, from, to int) {
-		out = append(out, Token{Text: text, From: from, To: to, StartMs: words[from].StartMs, EndMs: words[to-1].EndMs})
+		out = append(out, word.Token{Text: text, From: from, To: to, StartMs: words[from].StartMs, EndMs: words[to-1].EndMs})
 	}
 	for i := 0; i < len(up); {
 		if text, n := match(up, i); n > 0 {
@@ -54,7 +41,7 @@ func Format(words []Word) []Token {
 }
 
 // Text joins tokens into the display text.
-func Text(tokens []Token) string {
+func Text(tokens []word.Token) string {
 	parts := make([]string, len(tokens))
 	for i, t := range tokens {
 		parts[i] = t.Text
@@ -123,21 +110,6 @@ func group(v int64) string {
 	return b.String()
 }
 
-var units = map[string]int64{"ZERO": 0, "ONE": 1, "TWO": 2, "THREE": 3, "FOUR": 4, "FIVE": 5, "SIX": 6, "SEVEN": 7, "EIGHT": 8,
-	"NINE": 9, "TEN": 10, "ELEVEN": 11, "TWELVE": 12, "THIRTEEN": 13, "FOURTEEN": 14, "FIFTEEN": 15, "SIXTEEN": 16,
-	"SEVENTEEN": 17, "EIGHTEEN": 18, "NINETEEN": 19}
-
-var tens = map[string]int64{"TWENTY": 20, "THIRTY": 30, "FORTY": 40, "FIFTY": 50, "SIXTY": 60, "SEVENTY": 70, "EIGHTY": 80, "NINETY": 90}
-
-var scales = map[string]int64{"THOUSAND": 1_000, "MILLION": 1_000_000, "BILLION": 1_000_000_000}
-
-var ordinalUnits = map[string]int64{"FIRST": 1, "SECOND": 2, "THIRD": 3, "FOURTH": 4, "FIFTH": 5, "SIXTH": 6, "SEVENTH": 7,
-	"EIGHTH": 8, "NINTH": 9, "TENTH": 10, "ELEVENTH": 11, "TWELFTH": 12, "THIRTEENTH": 13, "FOURTEENTH": 14,
-	"FIFTEENTH": 15, "SIXTEENTH": 16, "SEVENTEENTH": 17, "EIGHTEENTH": 18, "NINETEENTH": 19}
-
-var ordinalTens = map[string]int64{"TWENTIETH": 20, "THIRTIETH": 30, "FORTIETH": 40, "FIFTIETH": 50, "SIXTIETH": 60,
-	"SEVENTIETH": 70, "EIGHTIETH": 80, "NINETIETH": 90, "HUNDREDTH": 100, "THOUSANDTH": 1000}
-
 // suffix is the English ordinal suffix of v.
 func suffix(v int64) string {
 	if v%100 >= 11 && v%100 <= 13 {
@@ -165,41 +137,45 @@ func number(w []string, i int) (v int64, n int, ord string) {
 	last := "" // the kind of the last word: unit, ten, hundred, scale
 	for j < len(w) {
 		x := w[j]
-		if u, ok := units[x]; ok && (last == "" || last == "ten" && u < 10 && u > 0 || last == "hundred" || last == "scale") {
-			cur += u
+		c, isNum := word.Cardinal(x)
+		if isNum && c < 20 && (last == "" || last == "ten" && c < 10 && c > 0 || last == "hundred" || last == "scale") {
+			cur += c // ZERO to NINETEEN
 			last, seen, j = "unit", true, j+1
-			if u >= 10 {
+			if c >= 10 {
 				last = "teen"
 			}
 			continue
 		}
-		if t, ok := tens[x]; ok && (last == "" || last == "hundred" || last == "scale") {
-			cur += t
+		if isNum && c >= 20 && c < 100 && (last == "" || last == "hundred" || last == "scale") {
+			cur += c // TWENTY to NINETY
 			last, seen, j = "ten", true, j+1
 			continue
 		}
-		if x == "HUNDRED" && seen && (last == "unit" || last == "teen" || last == "ten") && cur < 100 && cur > 0 {
+		if isNum && c == 100 && seen && (last == "unit" || last == "teen" || last == "ten") && cur < 100 && cur > 0 {
 			cur *= 100
 			last, j = "hundred", j+1
-			if j+1 < len(w) && w[j] == "AND" && (units[w[j+1]] > 0 || tens[w[j+1]] > 0) {
-				j++ // "two hundred and fifty"
+			if j+1 < len(w) && w[j] == "AND" {
+				if a, ok := word.Cardinal(w[j+1]); ok && a > 0 && a < 100 {
+					j++ // "two hundred and fifty"
+				}
 			}
 			continue
 		}
-		if s, ok := scales[x]; ok && seen && last != "scale" && cur > 0 {
-			total += cur * s
+		if isNum && c > 100 && seen && last != "scale" && cur > 0 {
+			total += cur * c // THOUSAND, MILLION, BILLION
 			cur, last, j = 0, "scale", j+1
 			continue
 		}
-		if u, ok := ordinalUnits[x]; ok && (last == "" || last == "ten" && u < 10 || last == "hundred" || last == "scale") {
-			v = total + cur + u
+		o, isOrd := word.Ordinal(x)
+		if isOrd && o < 20 && (last == "" || last == "ten" && o < 10 || last == "hundred" || last == "scale") {
+			v = total + cur + o
 			return v, j + 1 - i, suffix(v)
 		}
-		if t, ok := ordinalTens[x]; ok && (last == "" || last == "hundred" || last == "scale" || t >= 100 && seen) {
-			if t >= 100 {
-				v = total + max(cur, 1)*t
+		if isOrd && o >= 20 && (last == "" || last == "hundred" || last == "scale" || o >= 100 && seen) {
+			if o >= 100 {
+				v = total + max(cur, 1)*o // HUNDREDTH, THOUSANDTH
 			} else {
-				v = total + cur + t
+				v = total + cur + o
 			}
 			return v, j + 1 - i, suffix(v)
 		}
@@ -211,18 +187,6 @@ func number(w []string, i int) (v int64, n int, ord string) {
 	return total + cur, j - i, ""
 }
 
-// digitWord is a spoken digit: the digits and OH for zero.
-func digitWord(x string) (byte, bool) {
-	switch x {
-	case "OH":
-		return '0', true
-	}
-	if u, ok := units[x]; ok && u < 10 {
-		return byte('0' + u), true
-	}
-	return 0, false
-}
-
 // digitString reads a run of spoken digits ("FOUR ONE ONE ONE", "DOUBLE
 // FIVE", "OH"): at least three digits, or two for a run that is not a
 // number ("ONE TWO"), and never starting with OH alone.
@@ -230,24 +194,20 @@ func digitString(w []string, i int) (string, int) {
 	var b []byte
 	j := i
 	for j < len(w) {
-		if (w[j] == "DOUBLE" || w[j] == "TRIPLE") && j+1 < len(w) {
-			if d, ok := digitWord(w[j+1]); ok {
-				k := 2
-				if w[j] == "TRIPLE" {
-					k = 3
-				}
+		if k, ok := word.Repeat(w[j]); ok && j+1 < len(w) {
+			if d, ok := word.Digit(w[j+1]); ok {
 				for range k {
-					b = append(b, d)
+					b = append(b, byte('0'+d))
 				}
 				j += 2
 				continue
 			}
 		}
-		d, ok := digitWord(w[j])
+		d, ok := word.Digit(w[j])
 		if !ok {
 			break
 		}
-		b = append(b, d)
+		b = append(b, byte('0'+d))
 		j++
 	}
 	if len(b) < 2 || w[i] == "OH" && j-i < 3 {
@@ -306,8 +266,8 @@ func clockTime(w []string, i int) (string, int) {
 	}
 	var minutes int64 = -1
 	if j+1 < len(w) && w[j] == "OH" {
-		if d, ok := digitWord(w[j+1]); ok && d != '0' {
-			minutes, j = int64(d-'0'), j+2
+		if d, ok := word.Digit(w[j+1]); ok && d != 0 {
+			minutes, j = int64(d), j+2
 		}
 	} else if m, k, o := number(w, j); k > 0 && o == "" && m >= 10 && m < 60 {
 		minutes, j = m, j+k
@@ -380,7 +340,7 @@ func plainWord(w []string, i int) string {
 }
 
 // sentenceCase capitalizes the first token (a marker stays as it is).
-func sentenceCase(out []Token) {
+func sentenceCase(out []word.Token) {
 	if len(out) == 0 {
 		return
 	}

@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/callscribe/callscribe/word"
 )
 
-func words(s string) []Word {
-	var out []Word
+func words(s string) []word.Word {
+	var out []word.Word
 	for i, f := range strings.Fields(s) {
-		out = append(out, Word{Text: f, StartMs: int64(100 * i), EndMs: int64(100*i + 80)})
+		out = append(out, word.Word{Text: f, StartMs: int64(100 * i), EndMs: int64(100*i + 80)})
 	}
 	return out
 }

@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/callscribe/callscribe/word"
 )
 
 // Kinds of redaction.
@@ -94,33 +96,30 @@ func (p Policy) Merge(o Policy) Policy {
 	return p
 }
 
-// Word is a recognized word; the marker of a redacted span takes the
-// times of its first and last word.
-type Word struct {
-	Text    string
-	StartMs int64
-	EndMs   int64
-	Conf    float32
-}
-
 // run is a span of words [from, to) spelling digits.
 type run struct {
 	from, to int
 	digits   int
 }
 
-var digitWords = map[string]int{"ZERO": 1, "OH": 1, "ONE": 1, "TWO": 1, "THREE": 1, "FOUR": 1, "FIVE": 1, "SIX": 1,
-	"SEVEN": 1, "EIGHT": 1, "NINE": 1}
+// digitWord tells a digit said ("FIVE", "OH").
+func digitWord(w string) bool {
+	_, ok := word.Digit(w)
+	return ok
+}
 
-// spoken in place of a digit inside a run ("four for one", "two to")
-var soundAlikes = map[string]int{"FOR": 1, "TO": 1, "TOO": 1, "WON": 1, "ATE": 1, "FREE": 1, "TREE": 1}
+// soundAlike tells a word recognition writes for a digit ("FOR", "TO"):
+// one inside a run ("four for one", "two to").
+func soundAlike(w string) bool {
+	_, ok := word.SoundAlike(w)
+	return ok
+}
 
-var twoDigit = map[string]int{"TEN": 2, "ELEVEN": 2, "TWELVE": 2, "THIRTEEN": 2, "FOURTEEN": 2, "FIFTEEN": 2,
-	"SIXTEEN": 2, "SEVENTEEN": 2, "EIGHTEEN": 2, "NINETEEN": 2, "TWENTY": 2, "THIRTY": 2, "FORTY": 2, "FIFTY": 2,
-	"SIXTY": 2, "SEVENTY": 2, "EIGHTY": 2, "NINETY": 2}
-
-var tensWords = map[string]bool{"TWENTY": true, "THIRTY": true, "FORTY": true, "FIFTY": true, "SIXTY": true,
-	"SEVENTY": true, "EIGHTY": true, "NINETY": true}
+// twoDigits tells a number word written with two digits: TEN to NINETY.
+func twoDigits(w string) bool {
+	v, ok := word.Cardinal(w)
+	return ok && v >= 10 && v < 100
+}
 
 // fillers may sit between the digit groups of one number.
 var fillers = map[string]bool{"UM": true, "UH": true, "ER": true, "AH": true, "DASH": true, "HYPHEN": true}
@@ -129,8 +128,8 @@ var fillers = map[string]bool{"UM": true, "UH": true, "ER": true, "AH": true, "D
 // ("FIVE", "OH"), the count of a numeral's digits ("4539", "4539-1488",
 // "12/26", "39." as a second-pass recognizer writes them), else 0.
 func digits(w string) int {
-	if n := digitWords[w]; n > 0 {
-		return n
+	if digitWord(w) {
+		return 1
 	}
 	w = strings.TrimRight(w, ".,;:!?")
 	n := 0
@@ -153,7 +152,7 @@ func runs(words []string) []run {
 	var out []run
 	i := 0
 	for i < len(words) {
-		if digits(words[i]) == 0 && twoDigit[words[i]] == 0 && words[i] != "DOUBLE" && words[i] != "TRIPLE" {
+		if _, repeat := word.Repeat(words[i]); digits(words[i]) == 0 && !twoDigits(words[i]) && !repeat {
 			i++
 			continue
 		}
@@ -161,13 +160,12 @@ func runs(words []string) []run {
 		j, end := i, i
 		for j < len(words) {
 			w := words[j]
+			repeat, isRepeat := word.Repeat(w)
+			v, isNum := word.Cardinal(w)
 			switch {
-			case w == "DOUBLE" || w == "TRIPLE":
-				if j+1 < len(words) && digitWords[words[j+1]] > 0 {
-					r.digits += 2
-					if w == "TRIPLE" {
-						r.digits++
-					}
+			case isRepeat:
+				if j+1 < len(words) && digitWord(words[j+1]) {
+					r.digits += repeat
 					j += 2
 					end = j
 					continue
@@ -177,27 +175,29 @@ func runs(words []string) []run {
 				j++
 				end = j
 				continue
-			case twoDigit[w] > 0:
+			case twoDigits(w):
 				// "TWENTY SIX" is two digits, not three.
-				if tensWords[w] && j+1 < len(words) && digitWords[words[j+1]] > 0 && words[j+1] != "ZERO" && words[j+1] != "OH" {
-					r.digits += 2
-					j += 2
-					end = j
-					continue
+				if v >= 20 && j+1 < len(words) {
+					if d, ok := word.Digit(words[j+1]); ok && d > 0 {
+						r.digits += 2
+						j += 2
+						end = j
+						continue
+					}
 				}
 				r.digits += 2
 				j++
 				end = j
 				continue
-			case w == "HUNDRED":
+			case isNum && v == 100:
 				r.digits++ // "FIVE HUNDRED" is three digits
 				j++
 				end = j
 				continue
-			case soundAlikes[w] > 0 || fillers[w]:
+			case soundAlike(w) || fillers[w]:
 				// Counts only if the run goes on after it.
-				if j+1 < len(words) && (digits(words[j+1]) > 0 || twoDigit[words[j+1]] > 0) {
-					if soundAlikes[w] > 0 {
+				if j+1 < len(words) && (digits(words[j+1]) > 0 || twoDigits(words[j+1])) {
+					if soundAlike(w) {
 						r.digits++
 					}
 					j++
@@ -296,7 +296,7 @@ func Find(words []string, p Policy, open bool) []Span {
 	// In the words after a cue, a digit word alone, or a word recognition
 	// writes for one ("FOR", "FREE"), is the card's or the SSN's too.
 	for i, w := range words {
-		if covered(spans, i) || digits(w) == 0 && twoDigit[w] == 0 && soundAlikes[w] == 0 {
+		if covered(spans, i) || digits(w) == 0 && !twoDigits(w) && !soundAlike(w) {
 			continue
 		}
 		switch {
@@ -336,7 +336,7 @@ func Pending(prev, words []string, p Policy) (from int, pending bool) {
 	}
 	r := rs[len(rs)-1]
 	for _, w := range all[r.to:] {
-		if !fillers[w] && soundAlikes[w] == 0 {
+		if !fillers[w] && !soundAlike(w) {
 			return 0, false
 		}
 	}
@@ -352,12 +352,15 @@ func Pending(prev, words []string, p Policy) (from int, pending bool) {
 // or second after one stray word (recognition turns a digit into a word
 // now and then), or a filler or sound-alike first.
 func Continues(words []string) bool {
-	digit := func(w string) bool { return digits(w) > 0 || twoDigit[w] > 0 || w == "DOUBLE" || w == "TRIPLE" }
+	digit := func(w string) bool {
+		_, repeat := word.Repeat(w)
+		return digits(w) > 0 || twoDigits(w) || repeat
+	}
 	if len(words) == 0 {
 		return true
 	}
 	w := words[0]
-	return digit(w) || fillers[w] || soundAlikes[w] > 0 ||
+	return digit(w) || fillers[w] || soundAlike(w) ||
 		len(words) > 1 && digit(words[1]) && !apart[w] && !pciWords[w] && !ssnWords[w]
 }
 
@@ -408,16 +411,16 @@ func covered(spans []Span, i int) bool {
 // Apply replaces each span of words with its marker word, which takes the
 // times of the span (and no confidence: 0). It returns the words and the
 // kinds redacted ("pci,ssn"; empty: none).
-func Apply(words []Word, spans []Span) ([]Word, string) {
+func Apply(words []word.Word, spans []Span) ([]word.Word, string) {
 	if len(spans) == 0 {
 		return words, ""
 	}
-	var out []Word
+	var out []word.Word
 	var kinds []string
 	i := 0
 	for _, s := range spans {
 		out = append(out, words[i:s.From]...)
-		out = append(out, Word{Text: s.Marker, StartMs: words[s.From].StartMs, EndMs: words[s.To-1].EndMs})
+		out = append(out, word.Word{Text: s.Marker, StartMs: words[s.From].StartMs, EndMs: words[s.To-1].EndMs})
 		if !slices.Contains(kinds, s.Kind) {
 			kinds = append(kinds, s.Kind)
 		}
@@ -425,13 +428,4 @@ func Apply(words []Word, spans []Span) ([]Word, string) {
 	}
 	out = append(out, words[i:]...)
 	return out, strings.Join(kinds, ",")
-}
-
-// Text joins words with spaces.
-func Text(words []Word) string {
-	parts := make([]string, len(words))
-	for i, w := range words {
-		parts[i] = w.Text
-	}
-	return strings.Join(parts, " ")
 }

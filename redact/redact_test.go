@@ -3,16 +3,18 @@ package redact
 import (
 	"strings"
 	"testing"
+
+	"github.com/callscribe/callscribe/word"
 )
 
 func redactText(s string, p Policy, open bool) string {
 	f := strings.Fields(s)
-	words := make([]Word, len(f))
+	words := make([]word.Word, len(f))
 	for i, w := range f {
-		words[i] = Word{Text: w, StartMs: int64(i * 100), EndMs: int64(i*100 + 90)}
+		words[i] = word.Word{Text: w, StartMs: int64(i * 100), EndMs: int64(i*100 + 90)}
 	}
 	out, _ := Apply(words, Find(f, p, open))
-	return Text(out)
+	return word.Join(out)
 }
 
 const card16 = "FOUR ONE ONE ONE ONE ONE ONE ONE ONE ONE ONE ONE ONE ONE ONE ONE"
@@ -92,12 +94,12 @@ func TestParse(t *testing.T) {
 // The marker takes the times of the span and the kinds are said.
 func TestApplyTimes(t *testing.T) {
 	f := strings.Fields("SSN ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE OK")
-	words := make([]Word, len(f))
+	words := make([]word.Word, len(f))
 	for i, w := range f {
-		words[i] = Word{Text: w, StartMs: int64(i * 100), EndMs: int64(i*100 + 90), Conf: 0.9}
+		words[i] = word.Word{Text: w, StartMs: int64(i * 100), EndMs: int64(i*100 + 90), Conf: 0.9}
 	}
 	out, kinds := Apply(words, Find(f, Policy{SSN: true}, false))
-	if len(out) != 3 || out[1] != (Word{Text: SSNMarker, StartMs: 100, EndMs: 990}) || kinds != "ssn" {
+	if len(out) != 3 || out[1] != (word.Word{Text: SSNMarker, StartMs: 100, EndMs: 990}) || kinds != "ssn" {
 		t.Errorf("%+v %q", out, kinds)
 	}
 }

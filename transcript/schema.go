@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"hash/fnv"
 	"strconv"
+
+	"github.com/callscribe/callscribe/word"
 )
 
 // Event types (docs/wire-format.md).
@@ -88,13 +90,14 @@ type Utterance struct {
 	StartMs int64
 	EndMs   int64
 	// Finals only.
-	Words any // marshalled to JSON: a list of {word, start_ms, end_ms, conf}
+	Words []word.Word // "words": a JSON list of {word, start_ms, end_ms, conf}
 	Conf  float32
 	// Display is the text formatted for people (numbers, money, times,
 	// sentence case), DisplayWords its tokens with the times of the words
-	// they stand for (a JSON list of {word, start_ms, end_ms}); finals only.
+	// they stand for ("display_words": a JSON list of {word, start_ms,
+	// end_ms}); finals only. With DisplayWords nil, a final has neither.
 	Display      string
-	DisplayWords any
+	DisplayWords []word.Token
 	GapMs        int64 // audio of the utterance dropped undecoded (0: none)
 	// Redacted lists the kinds of content replaced by markers ("pci,ssn").
 	Redacted string
