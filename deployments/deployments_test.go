@@ -127,7 +127,7 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("asr.ort_lib %s is not put in the image", cfg.ASR.ORTLib)
 	}
 	want := []string{port(t, cfg.SIP.UDP) + "/udp", port(t, cfg.SIP.TCP) + "/tcp", port(t, cfg.HTTP.Addr) + "/tcp",
-		cfg.SIP.RTPPorts + "/udp", cfg.WebRTC.ICEPorts + "/udp"}
+		cfg.SIP.RTPPorts.String() + "/udp", cfg.WebRTC.ICEPorts + "/udp"}
 	for _, w := range want {
 		if !slices.Contains(exposed, w) {
 			t.Errorf("EXPOSE lacks %s: %v", w, exposed)

@@ -69,7 +69,7 @@ func startGatewayWith(t *testing.T, o CallsOptions) (*transcripttest.Redis, *tra
 	if o.MaxLag == 0 {
 		o.MaxLag = -1
 	}
-	return testGateway(t, nil, o, sip.Config{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0", RTPPortLo: 33000, RTPPortHi: 33999,
+	return testGateway(t, nil, o, sip.Config{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0", RTPPorts: media.PortRange{Lo: 33000, Hi: 33999},
 		AgentAORs: []string{"*@agents.example.com"}})
 }
 

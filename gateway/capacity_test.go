@@ -14,6 +14,7 @@ import (
 
 	"github.com/callscribe/callscribe/asr"
 	"github.com/callscribe/callscribe/ingest"
+	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/sip"
 	"github.com/callscribe/callscribe/sip/siptest"
 	"github.com/callscribe/callscribe/transcript"
@@ -144,7 +145,7 @@ func TestSlowRecognizerRefusesThenRecovers(t *testing.T) {
 	var delay atomic.Int64
 	b := delayedBatcher(t, asr.BatcherOptions{Endpoint: asr.DefaultEndpointConfig()}, &delay)
 	rd, pub, calls, srv := testGateway(t, b, CallsOptions{MaxStreams: 10, MaxLag: 300 * time.Millisecond},
-		sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 37000, RTPPortHi: 37999})
+		sip.Config{UDP: "127.0.0.1:0", RTPPorts: media.PortRange{Lo: 37000, Hi: 37999}})
 	to := srv.Addrs()[0].String()
 	a := testWAV(t, "8k.wav")
 	speech := siptest.PCMU(append(append([]float32{}, a.Samples...), a.Samples...)) // about 12 s

@@ -2,9 +2,7 @@ package gateway
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"os"
 
 	"github.com/callscribe/callscribe/asr"
 )
@@ -43,14 +41,8 @@ func Check(cfg Config) (string, error) {
 			return "", fmt.Errorf("%s: %w", kp.field, err)
 		}
 	}
-	if f := cfg.SIP.TLSClient.CAFile; f != "" {
-		pem, err := os.ReadFile(f)
-		if err != nil {
-			return "", fmt.Errorf("sip.tls_client.ca_file: %w", err)
-		}
-		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
-			return "", fmt.Errorf("sip.tls_client.ca_file %s: no PEM certificate", f)
-		}
+	if _, err := cfg.SIP.TLSClient.TLSConfig(); err != nil {
+		return "", fmt.Errorf("sip.%w", err)
 	}
 	return fmt.Sprintf("model %s (%d tokens, %d ms chunks), ONNX Runtime %s, provider %s",
 		a.ModelDir, len(info.Tokens), info.ChunkShift*10, asr.RuntimePath(), a.Provider), nil

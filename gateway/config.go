@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,7 +17,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/callscribe/callscribe/asr"
-	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/redact"
 	"github.com/callscribe/callscribe/sip"
 	"github.com/callscribe/callscribe/transcript"
@@ -74,48 +72,31 @@ func (c LogConfig) Logger(w io.Writer, level slog.Leveler) (*slog.Logger, error)
 	return nil, fmt.Errorf("log.format: %q: want text or json", c.Format)
 }
 
-// SIPConfig is the SIP and media side.
+// SIPConfig is the sip section: the SIP server's configuration (package
+// sip) and the gateway's admission limits of SIP calls.
 type SIPConfig struct {
-	UDP               string            `yaml:"udp"`
-	TCP               string            `yaml:"tcp"`
-	TLS               string            `yaml:"tls"`
-	TLSCertFile       string            `yaml:"tls_cert_file"`
-	TLSKeyFile        string            `yaml:"tls_key_file"`
-	TLSClient         TLSClientConfig   `yaml:"tls_client"`
-	MediaIP           string            `yaml:"media_ip"`
-	RTPPorts          string            `yaml:"rtp_ports"`
-	Codecs            []string          `yaml:"codecs"`
-	SRTP              string            `yaml:"srtp"`
-	MediaTimeout      time.Duration     `yaml:"media_timeout"`
-	KeepaliveInterval time.Duration     `yaml:"keepalive_interval"` // sip.Config.KeepaliveInterval: 0 the default, negative off
-	MaxCalls          int               `yaml:"max_calls"`
-	MaxCallsPerSource int               `yaml:"max_calls_per_source"`
-	AllowCIDRs        []string          `yaml:"allow_cidrs"`
-	Users             map[string]string `yaml:"users"`
-	Realm             string            `yaml:"realm"`
-	MinSE             time.Duration     `yaml:"min_se"`
-	AckTimeout        time.Duration     `yaml:"ack_timeout"`
-	InviteRate        float64           `yaml:"invite_rate"`
-	InviteBurst       int               `yaml:"invite_burst"`
-	MaxUnackedPerSrc  int               `yaml:"max_unacked_per_source"`
-	TCPIdleTimeout    time.Duration     `yaml:"tcp_idle_timeout"`
-	TCPMaxPerSource   int               `yaml:"tcp_max_per_source"`
-	CarryHeaders      []string          `yaml:"carry_headers"`
-	RTPReadWorkers    int               `yaml:"rtp_read_workers"`
-	AgentAORs         []string          `yaml:"agent_aors"`
-	LegNamesHeader    string            `yaml:"leg_names_header"`
-	HotwordsHeader    string            `yaml:"hotwords_header"`
-	KeywordsHeader    string            `yaml:"keywords_header"`
-	RedactHeader      string            `yaml:"redact_header"`
-	ReorderMs         int               `yaml:"reorder_ms"`
+	sip.Config `yaml:",inline"`
+	// MaxCalls bounds the concurrent SIP calls (answered, or admitted and
+	// being answered); more get 503 with Retry-After. A second INVITE with
+	// a live call's Call-ID gets 482.
+	MaxCalls int `yaml:"max_calls"`
+	// MaxCallsPerSource bounds the concurrent calls from one IP address;
+	// 0: no bound.
+	MaxCallsPerSource int `yaml:"max_calls_per_source"`
 }
 
-// TLSClientConfig is how the gateway verifies SIP peers it connects to
-// over TLS.
-type TLSClientConfig struct {
-	CAFile     string `yaml:"ca_file"`
-	Verify     bool   `yaml:"verify"`
-	ServerName string `yaml:"server_name"`
+// Validate checks the section; an error names the key within it.
+func (c *SIPConfig) Validate() error {
+	if err := c.Config.Validate(); err != nil {
+		return err
+	}
+	if c.MaxCalls <= 0 {
+		return errors.New("max_calls: out of range")
+	}
+	if c.MaxCallsPerSource < 0 {
+		return errors.New("max_calls_per_source: out of range")
+	}
+	return nil
 }
 
 // RedactPolicy is what `redact` asks for.
@@ -227,13 +208,7 @@ type HTTPConfig struct {
 // Defaults returns the configuration configs/callscribe.yaml spells out.
 func Defaults() Config {
 	return Config{
-		SIP: SIPConfig{UDP: "127.0.0.1:5060", TCP: "127.0.0.1:5060", MediaIP: "127.0.0.1", HotwordsHeader: sip.DefaultHotwordsHeader, KeywordsHeader: sip.DefaultKeywordsHeader, RedactHeader: sip.DefaultRedactHeader,
-			RTPPorts: fmt.Sprintf("%d-%d", sip.DefaultRTPPortLo, sip.DefaultRTPPortHi),
-			Codecs:   sip.DefaultCodecs(), SRTP: sip.SRTPOffer, TLSClient: TLSClientConfig{Verify: true}, MediaTimeout: sip.DefaultMediaTimeout, KeepaliveInterval: sip.DefaultKeepaliveInterval, MaxCalls: 1000,
-			AllowCIDRs: []string{}, Users: map[string]string{},
-			Realm: sip.DefaultRealm, MinSE: sip.DefaultMinSE, AckTimeout: sip.DefaultAckTimeout, InviteRate: 100, InviteBurst: 400,
-			TCPIdleTimeout: sip.DefaultTCPIdleTimeout, TCPMaxPerSource: sip.DefaultTCPMaxPerSource, CarryHeaders: sip.DefaultCarryHeaders(),
-			ReorderMs: 60, AgentAORs: []string{}},
+		SIP: SIPConfig{Config: sip.DefaultConfig(), MaxCalls: 1000},
 		ASR: ASRConfig{Provider: "cpu", DeviceIDs: []int{}, CUDAOptions: map[string]string{}, GPURetry: asr.DefaultGPURetry, Threads: 1,
 			RunTimeout: asr.DefaultRunTimeout, FinalTimeout: 30 * time.Second, MaxStreams: "auto", MaxLag: DefaultMaxLag,
 			Headroom: asr.DefaultHeadroom, Decoding: asr.Greedy, ActivePaths: asr.DefaultActivePaths, HotwordScore: asr.DefaultHotwordsScore, Hotwords: []string{}, Keywords: []string{}, Endpoint: asr.DefaultEndpointConfig()},
@@ -248,7 +223,8 @@ func Defaults() Config {
 	}
 }
 
-// LoadConfig reads a YAML file over the defaults. Unknown fields are errors.
+// LoadConfig reads a YAML file over the defaults. Unknown keys are errors;
+// an error names the key and its line.
 func LoadConfig(path string) (Config, error) {
 	c := Defaults()
 	b, err := os.ReadFile(path)
@@ -258,6 +234,12 @@ func LoadConfig(path string) (Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) { // EOF: an empty file
+		var doc yaml.Node
+		if yaml.Unmarshal(b, &doc) == nil {
+			if key, line, kerr, ok := locate(&doc); ok {
+				return c, fmt.Errorf("config %s: %s (line %d): %w", path, key, line, kerr)
+			}
+		}
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
@@ -301,17 +283,6 @@ func (c *ASRConfig) Streams() (int, error) {
 	return n, nil
 }
 
-// RTPPortRange parses sip.rtp_ports.
-func (c *SIPConfig) RTPPortRange() (int, int, error) {
-	lo, hi, ok := strings.Cut(c.RTPPorts, "-")
-	a, err1 := strconv.Atoi(strings.TrimSpace(lo))
-	b, err2 := strconv.Atoi(strings.TrimSpace(hi))
-	if !ok || err1 != nil || err2 != nil || a <= 0 || b > 65535 || b <= a {
-		return 0, 0, fmt.Errorf("sip.rtp_ports: %q: want LO-HI, e.g. 20000-30000", c.RTPPorts)
-	}
-	return a, b, nil
-}
-
 // ICEPortRange parses webrtc.ice_ports; empty means any port.
 func (c *WebRTCConfig) ICEPortRange() (uint16, uint16, error) {
 	if c.ICEPorts == "" {
@@ -324,19 +295,6 @@ func (c *WebRTCConfig) ICEPortRange() (uint16, uint16, error) {
 		return 0, 0, fmt.Errorf("webrtc.ice_ports: %q: want LO-HI, e.g. 50000-50999", c.ICEPorts)
 	}
 	return uint16(a), uint16(b), nil
-}
-
-// CIDRs parses sip.allow_cidrs.
-func (c *SIPConfig) CIDRs() ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, s := range c.AllowCIDRs {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return nil, fmt.Errorf("sip.allow_cidrs: %q: %w", s, err)
-		}
-		out = append(out, p)
-	}
-	return out, nil
 }
 
 // Validate checks every field; the error names the first bad one.
@@ -358,36 +316,17 @@ func (c *Config) Validate() error {
 		}
 		return nil
 	}
-	checks := []error{
-		addr("sip.udp", c.SIP.UDP, true), addr("sip.tcp", c.SIP.TCP, true), addr("sip.tls", c.SIP.TLS, true),
-		hostPort("redis.addr", c.Redis.Addr), addr("http.addr", c.HTTP.Addr, false),
+	if err := c.SIP.Validate(); err != nil {
+		return fmt.Errorf("sip.%w", err)
 	}
+	checks := []error{hostPort("redis.addr", c.Redis.Addr), addr("http.addr", c.HTTP.Addr, false)}
 	for _, err := range checks {
 		if err != nil {
 			return err
 		}
 	}
-	switch {
-	case c.SIP.UDP == "" && c.SIP.TCP == "" && c.SIP.TLS == "":
-		return errors.New("sip: set at least one of udp, tcp, tls")
-	case c.SIP.TLS != "" && (c.SIP.TLSCertFile == "" || c.SIP.TLSKeyFile == ""):
-		return errors.New("sip.tls_cert_file, sip.tls_key_file: required with sip.tls")
-	case (c.HTTP.TLSCertFile == "") != (c.HTTP.TLSKeyFile == ""):
+	if (c.HTTP.TLSCertFile == "") != (c.HTTP.TLSKeyFile == "") {
 		return errors.New("http.tls_cert_file, http.tls_key_file: set both or neither")
-	}
-	if _, err := netip.ParseAddr(c.SIP.MediaIP); err != nil {
-		return fmt.Errorf("sip.media_ip: %q: want an IP address", c.SIP.MediaIP)
-	}
-	if _, _, err := c.SIP.RTPPortRange(); err != nil {
-		return err
-	}
-	if len(c.SIP.Codecs) == 0 {
-		return errors.New("sip.codecs: empty")
-	}
-	for _, name := range c.SIP.Codecs {
-		if _, err := media.LookupCodec(name); err != nil {
-			return fmt.Errorf("sip.codecs: %q: want PCMU, PCMA, G722 or opus", name)
-		}
 	}
 	if c.ASR.Decoding != asr.Greedy && c.ASR.Decoding != asr.ModifiedBeamSearch {
 		return fmt.Errorf("asr.decoding: %q: want %s or %s", c.ASR.Decoding, asr.Greedy, asr.ModifiedBeamSearch)
@@ -403,14 +342,6 @@ func (c *Config) Validate() error {
 	if c.ASR.ActivePaths < 1 || c.ASR.ActivePaths > 64 {
 		return fmt.Errorf("asr.num_active_paths: %d: want 1 to 64", c.ASR.ActivePaths)
 	}
-	switch c.SIP.SRTP {
-	case sip.SRTPOff, sip.SRTPOffer, sip.SRTPRequired:
-	default:
-		return fmt.Errorf("sip.srtp: %q: want off, offer or required", c.SIP.SRTP)
-	}
-	if _, err := c.SIP.CIDRs(); err != nil {
-		return err
-	}
 	if _, err := c.ASR.Streams(); err != nil {
 		return err
 	}
@@ -418,13 +349,8 @@ func (c *Config) Validate() error {
 		field string
 		ok    bool
 	}{
-		{"sip.media_timeout", c.SIP.MediaTimeout > 0}, {"sip.max_calls", c.SIP.MaxCalls > 0},
-		{"sip.max_calls_per_source", c.SIP.MaxCallsPerSource >= 0}, {"sip.min_se", c.SIP.MinSE >= time.Second},
-		{"sip.rtp_read_workers", c.SIP.RTPReadWorkers >= 0}, {"asr.final_timeout", c.ASR.FinalTimeout > 0},
+		{"asr.final_timeout", c.ASR.FinalTimeout > 0},
 		{"asr.max_lag", c.ASR.MaxLag > 0}, {"asr.headroom", c.ASR.Headroom > 0 && c.ASR.Headroom <= 1},
-		{"sip.reorder_ms", c.SIP.ReorderMs > 0}, {"sip.ack_timeout", c.SIP.AckTimeout > 0},
-		{"sip.max_unacked_per_source", c.SIP.MaxUnackedPerSrc >= 0}, {"sip.tcp_idle_timeout", c.SIP.TCPIdleTimeout > 0}, {"sip.tcp_max_per_source", c.SIP.TCPMaxPerSource > 0},
-		{"sip.invite_rate", c.SIP.InviteRate >= 0}, {"sip.invite_burst", c.SIP.InviteBurst >= 0},
 		{"webrtc.offer_rate", c.WebRTC.OfferRate >= 0}, {"webrtc.offer_burst", c.WebRTC.OfferBurst >= 0},
 		{"asr.threads", c.ASR.Threads > 0}, {"asr.max_batch", c.ASR.MaxBatch >= 0}, {"asr.max_wait", c.ASR.MaxWait >= 0},
 		{"asr.gpu_retry", c.ASR.GPURetry > 0}, {"asr.device_ids", !slices.ContainsFunc(c.ASR.DeviceIDs, func(d int) bool { return d < 0 })},
@@ -456,15 +382,6 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	for _, h := range []struct{ field, name string }{{"sip.leg_names_header", c.SIP.LegNamesHeader},
-		{"sip.hotwords_header", c.SIP.HotwordsHeader}, {"sip.keywords_header", c.SIP.KeywordsHeader},
-		{"sip.redact_header", c.SIP.RedactHeader}} {
-		if h.name != "" && strings.IndexFunc(h.name, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-')
-		}) >= 0 {
-			return fmt.Errorf("%s: %q: want a header name like X-Leg-Names", h.field, h.name)
-		}
-	}
 	hot, err := c.ASR.HotwordPhrases()
 	if err != nil {
 		return err
@@ -480,11 +397,6 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.RedactPolicy(); err != nil {
 		return err
-	}
-	for _, p := range c.SIP.AgentAORs {
-		if _, err := path.Match(p, ""); err != nil || p == "" {
-			return fmt.Errorf("sip.agent_aors: %q: want a glob like *@agents.example.com", p)
-		}
 	}
 	if c.ASR.Provider != "cpu" && c.ASR.Provider != "cuda" {
 		return fmt.Errorf("asr.provider: %q: want cpu or cuda", c.ASR.Provider)

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/sip"
 	"github.com/callscribe/callscribe/sip/siptest"
 	"github.com/callscribe/callscribe/transcript"
@@ -83,7 +84,7 @@ func finalStatuses(t *testing.T, conn *net.UDPConn, branches int, within time.Du
 func oneCallGateway(t *testing.T) (*Calls, string, *net.UDPConn) {
 	t.Helper()
 	_, _, calls, srv := testGateway(t, nil, CallsOptions{MaxCalls: map[string]int{"sip": 1}, MaxStreams: -1, MaxLag: -1},
-		sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 35000, RTPPortHi: 35999, AckTimeout: time.Second})
+		sip.Config{UDP: "127.0.0.1:0", RTPPorts: media.PortRange{Lo: 35000, Hi: 35999}, AckTimeout: time.Second})
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +172,7 @@ func TestOverloadKeepsCallEndLast(t *testing.T) {
 	delay.Store(int64(250 * time.Millisecond))
 	b := delayedBatcher(t, asr.BatcherOptions{MaxBatch: 1, Workers: 1, MaxBacklogMs: 1000, Endpoint: asr.DefaultEndpointConfig()}, &delay)
 	rd, pub, calls, srv := testGateway(t, b, CallsOptions{FinalTimeout: 500 * time.Millisecond, MaxStreams: -1, MaxLag: -1},
-		sip.Config{UDP: "127.0.0.1:0", RTPPortLo: 36000, RTPPortHi: 36999})
+		sip.Config{UDP: "127.0.0.1:0", RTPPorts: media.PortRange{Lo: 36000, Hi: 36999}})
 	a := testWAV(t, "8k.wav")
 	var wg sync.WaitGroup
 	for range 3 {
@@ -240,7 +241,7 @@ func TestOverloadKeepsCallEndLast(t *testing.T) {
 // answered at once.
 func TestInviteFloodDuringACall(t *testing.T) {
 	rd, pub, calls, srv := testGateway(t, nil, CallsOptions{MaxStreams: -1, MaxLag: -1}, sip.Config{UDP: "127.0.0.1:0",
-		RTPPortLo: 38000, RTPPortHi: 38999, AckTimeout: time.Second, InviteRate: 20, InviteBurst: 20})
+		RTPPorts: media.PortRange{Lo: 38000, Hi: 38999}, AckTimeout: time.Second, InviteRate: 20, InviteBurst: 20})
 	to := srv.Addrs()[0].String()
 	a := testWAV(t, "8k.wav")
 	speech := siptest.PCMU(a.Samples)

@@ -41,11 +41,7 @@ func (s *Service) reload(read func() (Config, error)) (Config, []string, error) 
 	if err != nil {
 		return next, nil, err
 	}
-	cidrs, err := next.SIP.CIDRs()
-	if err != nil {
-		return next, nil, err
-	}
-	s.sip.SetAccess(next.SIP.Users, cidrs)
+	s.sip.SetAccess(next.SIP.Users, next.SIP.AllowCIDRs)
 	if s.whip != nil {
 		s.whip.SetToken(next.WebRTC.Token)
 	}

@@ -20,7 +20,6 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/callscribe/callscribe/asr"
-	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/sip"
 	"github.com/callscribe/callscribe/transcript"
 	"github.com/callscribe/callscribe/webrtc"
@@ -64,14 +63,6 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 			s.Close()
 		}
 	}()
-	lo, hi, err := cfg.SIP.RTPPortRange()
-	if err != nil {
-		return nil, err
-	}
-	cidrs, err := cfg.SIP.CIDRs()
-	if err != nil {
-		return nil, err
-	}
 	if err := asr.InitRuntime(cfg.ASR.ORTLib, cfg.ASR.Provider); err != nil {
 		return nil, err
 	}
@@ -112,14 +103,9 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 		Hotwords: hotwords, Keywords: keywords, HotwordsScore: float32(a.HotwordScore), Redact: policy,
 		OnLatency: func(k asr.ResultKind, d time.Duration) { latency.WithLabelValues(k.String()).Observe(d.Seconds()) },
 		OnHold:    func(d time.Duration) { hold.Observe(d.Seconds()) }})
-	sc := cfg.SIP
-	s.sip, err = sip.NewServer(sip.Config{UDP: sc.UDP, TCP: sc.TCP, TLS: sc.TLS, TLSCertFile: sc.TLSCertFile, TLSKeyFile: sc.TLSKeyFile,
-		MediaIP: sc.MediaIP, RTPPortLo: lo, RTPPortHi: hi, Codecs: sc.Codecs, SRTP: sc.SRTP, TLSClient: sip.TLSClient{CAFile: sc.TLSClient.CAFile, NoVerify: !sc.TLSClient.Verify, ServerName: sc.TLSClient.ServerName}, MediaTimeout: sc.MediaTimeout, KeepaliveInterval: sc.KeepaliveInterval,
-		AllowCIDRs: cidrs, Users: sc.Users, Realm: sc.Realm, MinSE: sc.MinSE, AckTimeout: sc.AckTimeout, InviteRate: sc.InviteRate, InviteBurst: sc.InviteBurst,
-		TCPIdleTimeout: sc.TCPIdleTimeout, TCPMaxPerSource: sc.TCPMaxPerSource, MaxUnackedPerSource: sc.MaxUnackedPerSrc, CarryHeaders: sc.CarryHeaders,
-		RTPReadWorkers: sc.RTPReadWorkers, AgentAORs: sc.AgentAORs, LegNamesHeader: sc.LegNamesHeader,
-		HotwordsHeader: sc.HotwordsHeader, KeywordsHeader: sc.KeywordsHeader, RedactHeader: sc.RedactHeader,
-		Leg: media.LegOptions{ReorderMs: sc.ReorderMs}, Logger: log}, s.calls)
+	sc := cfg.SIP.Config
+	sc.Logger = log
+	s.sip, err = sip.NewServer(sc, s.calls)
 	if err != nil {
 		return nil, err
 	}

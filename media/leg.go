@@ -13,29 +13,29 @@ import (
 type LegOptions struct {
 	// PayloadTypes maps RTP payload types to SDP codec names (from the
 	// negotiated SDP). Required.
-	PayloadTypes map[uint8]string
+	PayloadTypes map[uint8]string `yaml:"-"`
 	// DTMFPayloadType is the telephone-event payload type; -1 for none.
-	DTMFPayloadType int
+	DTMFPayloadType int `yaml:"-"`
 	// DTMFClockRate is the telephone-event's clock; 0: the codec's.
-	DTMFClockRate int
+	DTMFClockRate int `yaml:"-"`
 	// Sink receives the leg's 16 kHz audio as it is decoded. Required.
-	Sink Sink
+	Sink Sink `yaml:"-"`
 	// ReorderMs is how long a missing packet is waited for before it is
 	// declared lost; default 60.
-	ReorderMs int
+	ReorderMs int `yaml:"reorder_ms"`
 	// MaxGapMs is the longest gap of the RTP clock (loss, DTX) written as
 	// silence; default 5000. Across a longer one the timeline follows the
 	// packets' arrival instead (see Sink).
-	MaxGapMs int
+	MaxGapMs int `yaml:"-"`
 	// Filter resamples to 16 kHz; default FilterKaldi (what the speech
 	// model expects of narrowband audio, see docs/recognition.md).
-	Filter *Filter
+	Filter *Filter `yaml:"-"`
 	// OnDTMF receives each RFC 4733 event once, on the packet path; it must
 	// not block.
-	OnDTMF func(DTMF)
+	OnDTMF func(DTMF) `yaml:"-"`
 	// SRTP, if set, authenticates and decrypts every packet (RFC 3711);
 	// a packet that fails is dropped and counted Unauthenticated.
-	SRTP *SRTP
+	SRTP *SRTP `yaml:"-"`
 }
 
 // DTMF is one telephone-event (RFC 4733).
@@ -153,6 +153,9 @@ type legCodec struct {
 	rs    *Resampler
 }
 
+// DefaultReorderMs is LegOptions.ReorderMs's default.
+const DefaultReorderMs = 60
+
 // ErrNoCodec is returned when a leg has no payload type to decode.
 var ErrNoCodec = errors.New("media: leg has no codec")
 
@@ -168,7 +171,7 @@ func NewLeg(o LegOptions) (*Leg, error) {
 		return nil, ErrNoSink
 	}
 	if o.ReorderMs <= 0 {
-		o.ReorderMs = 60
+		o.ReorderMs = DefaultReorderMs
 	}
 	if o.MaxGapMs <= 0 {
 		o.MaxGapMs = 5000

@@ -57,16 +57,17 @@ type Server struct {
 
 // NewServer prepares a server whose calls adm admits; Listen starts it.
 func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
-	if err := cfg.defaults(); err != nil {
-		return nil, err
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("sip: config: %w", err)
 	}
-	ports, err := media.NewPorts(cfg.RTPPortLo, cfg.RTPPortHi)
+	ports, err := media.NewPorts(cfg.RTPPorts.Lo, cfg.RTPPorts.Hi)
 	if err != nil {
-		return nil, fmt.Errorf("sip: config: rtp ports: %w", err)
+		return nil, fmt.Errorf("sip: config: rtp_ports: %w", err)
 	}
-	tlsClient, err := cfg.TLSClient.config()
+	tlsClient, err := cfg.TLSClient.TLSConfig()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sip: config: %w", err)
 	}
 	liftUDPLimit()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("callscribe"), sipgo.WithUserAgenTLSConfig(tlsClient))

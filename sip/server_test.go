@@ -146,7 +146,7 @@ func startServer(t *testing.T, cfg Config) (*Server, *recorder, string) {
 	if cfg.UDP == "" {
 		cfg.UDP = "127.0.0.1:0"
 	}
-	cfg.RTPPortLo, cfg.RTPPortHi = 31000, 31999
+	cfg.RTPPorts = media.PortRange{Lo: 31000, Hi: 31999}
 	rec := newRecorder()
 	s, err := NewServer(cfg, rec)
 	if err != nil {
@@ -820,7 +820,7 @@ func TestCallOverTLS(t *testing.T) {
 		t.Fatal("call did not end")
 	}
 	// A bad certificate is a clear error at start.
-	bad := Config{UDP: "127.0.0.1:0", TLS: "127.0.0.1:0", TLSCertFile: keyFile, TLSKeyFile: keyFile, RTPPortLo: 31000, RTPPortHi: 31010}
+	bad := Config{UDP: "127.0.0.1:0", TLS: "127.0.0.1:0", TLSCertFile: keyFile, TLSKeyFile: keyFile, RTPPorts: media.PortRange{Lo: 31000, Hi: 31010}}
 	s2, err := NewServer(bad, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -833,7 +833,7 @@ func TestCallOverTLS(t *testing.T) {
 
 // Closing the server ends calls with our BYE, reason shutdown.
 func TestShutdownSendsBye(t *testing.T) {
-	cfg := Config{UDP: "127.0.0.1:0", RTPPortLo: 31000, RTPPortHi: 31999}
+	cfg := Config{UDP: "127.0.0.1:0", RTPPorts: media.PortRange{Lo: 31000, Hi: 31999}}
 	rec := newRecorder()
 	srv, err := NewServer(cfg, rec)
 	if err != nil {

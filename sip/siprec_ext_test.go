@@ -69,7 +69,7 @@ func crossings(x []float32) int {
 // its address), the audio of each where it belongs.
 func TestSIPRECRecordingSession(t *testing.T) {
 	log := &callLog{started: make(chan *sip.Call, 1), ended: make(chan *sip.Call, 1)}
-	srv, err := sip.NewServer(sip.Config{TCP: "127.0.0.1:0", RTPPortLo: 32000, RTPPortHi: 32999,
+	srv, err := sip.NewServer(sip.Config{TCP: "127.0.0.1:0", RTPPorts: media.PortRange{Lo: 32000, Hi: 32999},
 		AgentAORs: []string{"*@agents.example.com"}}, log)
 	if err != nil {
 		t.Fatal(err)

@@ -45,11 +45,12 @@ func TestTLSClientVerifiesPeers(t *testing.T) {
 		ok   bool
 	}{
 		{"system CAs", TLSClient{}, false},
+		{"system CAs, verify said", TLSClient{Verify: new(true)}, false},
 		{"our CA", TLSClient{CAFile: certFile}, true},
 		{"our CA, another name", TLSClient{CAFile: certFile, ServerName: "sbc.example.com"}, false},
-		{"no verification", TLSClient{NoVerify: true}, true},
+		{"no verification", TLSClient{Verify: new(false)}, true},
 	} {
-		cfg, err := tc.opts.config()
+		cfg, err := tc.opts.TLSConfig()
 		if err != nil {
 			t.Fatal(err)
 		}

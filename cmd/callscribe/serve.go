@@ -59,6 +59,7 @@ func serveMain(args []string, stdout, stderr io.Writer) int {
 				return cfg, err
 			}
 		}
+		var bad error // a value that does not parse; Validate names the others
 		apply := func(name, v string) {
 			switch name {
 			case "SIP", "sip":
@@ -70,7 +71,9 @@ func serveMain(args []string, stdout, stderr io.Writer) int {
 			case "MODEL", "model":
 				cfg.ASR.ModelDir = v
 			case "RTP_PORTS", "rtp-ports":
-				cfg.SIP.RTPPorts = v
+				if err := cfg.SIP.RTPPorts.UnmarshalText([]byte(v)); err != nil && bad == nil {
+					bad = fmt.Errorf("sip.rtp_ports: %w", err)
+				}
 			case "MEDIA_IP", "media-ip":
 				cfg.SIP.MediaIP = v
 			case "PROVIDER", "provider":
@@ -106,6 +109,9 @@ func serveMain(args []string, stdout, stderr io.Writer) int {
 				cfg.Drain = *drain
 			}
 		})
+		if bad != nil {
+			return cfg, fmt.Errorf("config: %w", bad)
+		}
 		if err := cfg.Validate(); err != nil {
 			return cfg, fmt.Errorf("config: %w", err)
 		}
