@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,61 +33,119 @@ const (
 	DefaultGPURetry             = time.Minute
 )
 
-// BatcherOptions configure the shared inference stage.
+// BatcherOptions configure the shared inference stage. In the gateway's
+// configuration they are keys of the asr section: DefaultBatcherOptions
+// holds the file's defaults; a zero field takes the default its comment
+// names.
 type BatcherOptions struct {
-	// MaxBatch is the most streams in one encoder call; default 16 on CPU
+	// MaxBatch is the most streams in one encoder call; 0 (the default):
+	// 16 on CPU
 	// (on the shared model, 12-16 decode fastest per stream: larger batches
-	// spill the stacked states out of cache), DefaultCUDAMaxBatch on CUDA.
-	// A model with a fixed batch axis caps it.
-	MaxBatch int
-	// MaxWait bounds how long a ready chunk waits for others to fill a
-	// batch; default 10 ms on CPU, DefaultCUDAMaxWait on CUDA.
-	MaxWait time.Duration
-	// Workers is the number of engines run in parallel; default one per
-	// CPU (each engine runs one intra-op thread by default), on CUDA
-	// DefaultCUDAEnginesPerDevice per device.
-	Workers int
+	// spill the stacked states out of cache), 256 on CUDA. A model with a
+	// fixed batch axis caps it.
+	MaxBatch int `yaml:"max_batch"`
+	// MaxWait bounds how long a ready chunk waits for others to fill its
+	// batch; 0 (the default): 10ms on CPU, 20ms on CUDA.
+	MaxWait time.Duration `yaml:"max_wait"`
+	// Workers is the number of engines run in parallel; 0 (the default):
+	// one per CPU
+	// (each engine runs one intra-op thread by default), on CUDA two per
+	// device.
+	Workers int `yaml:"workers"`
 	// Engine chooses the execution provider and threads.
-	Engine EngineOptions
+	Engine EngineOptions `yaml:",inline"`
 	// DeviceIDs are the CUDA devices the engines are spread over (engine i
-	// on DeviceIDs[i mod len]); default Engine.DeviceID alone.
-	DeviceIDs []int
+	// on device_ids[i mod n]); empty: device 0.
+	DeviceIDs []int `yaml:"device_ids"`
 	// GPURetry is how often an engine that moved to the CPU provider tries
-	// its device again (between steps); default DefaultGPURetry.
-	GPURetry time.Duration
+	// its device again (between steps); default 1m.
+	GPURetry time.Duration `yaml:"gpu_retry"`
 	// RunTimeout is the deadline of one batch step; a step that passes it
-	// is abandoned and retried on a fresh engine. Default 5 s.
-	RunTimeout time.Duration
+	// is abandoned and retried on a fresh engine. Default 5s.
+	RunTimeout time.Duration `yaml:"run_timeout"`
 	// FallbackAfter is the number of consecutive failed steps after which
 	// a GPU engine is replaced by a CPU one; default 3.
-	FallbackAfter int
-	// Decoding is Greedy (the default) or ModifiedBeamSearch.
-	Decoding string
+	FallbackAfter int `yaml:"-"`
+	// Decoding is the decoding method: greedy (the default), or
+	// modified_beam_search (sherpa-onnx's, with num_active_paths
+	// hypotheses per stream; every hypothesis of every stream in one
+	// joiner call per frame).
+	Decoding string `yaml:"decoding"`
 	// ActivePaths is the beam of modified beam search: the hypotheses kept
-	// per stream; default DefaultActivePaths.
-	ActivePaths int
-	// Endpoint decides when an utterance ends. In mode "vad" every stream
-	// also runs Silero VAD (speech start and end results).
-	Endpoint EndpointConfig
-	// VADModel is the Silero VAD model; default FindVADModel("").
-	VADModel string
+	// per stream, 1 to 64; default 4.
+	ActivePaths int `yaml:"num_active_paths"`
+	// Endpoint decides when an utterance ends (sherpa-onnx's rules, or
+	// VAD). In mode vad every stream also runs Silero VAD (speech start
+	// and end results).
+	Endpoint EndpointConfig `yaml:"endpoint"`
+	// VADModel is the Silero VAD model; empty: the one scripts/setup
+	// fetches (.cache/silero-vad/).
+	VADModel string `yaml:"vad_model"`
 	// TailPaddingMs of silence is added when a stream finishes, so the
 	// model's right context covers the last word; default 660.
-	TailPaddingMs int
+	TailPaddingMs int `yaml:"-"`
 	// MaxBacklogMs is the most undecoded audio a stream keeps before the
 	// oldest is dropped; default 10000.
-	MaxBacklogMs int
-	// Headroom is the share of each engine's core that recognition may take
-	// in the capacity estimate (Capacity); the rest is for the packet path,
-	// features and delivery on the same cores. Default DefaultHeadroom.
-	Headroom float64
+	MaxBacklogMs int `yaml:"-"`
+	// Headroom is the share of each engine's core that recognition may
+	// take in the capacity estimate (workers × headroom × chunk period /
+	// step time per stream); the rest of each core is left to the packet
+	// path, features and Redis. Default 0.65.
+	Headroom float64 `yaml:"headroom"`
 	// Calibrate runs a few full batches of silence at start, so that
 	// Capacity is measured before the first stream. Default off.
-	Calibrate bool
+	Calibrate bool `yaml:"-"`
 	// NewEngine opens an engine; default NewEngine. Tests wrap it.
-	NewEngine func(*ModelInfo, EngineOptions) (Engine, error)
+	NewEngine func(*ModelInfo, EngineOptions) (Engine, error) `yaml:"-"`
 	// Logger; default slog.Default().
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
+}
+
+// DefaultBatcherOptions are the options a gateway recognizes with when its
+// file says nothing: CPU, greedy decoding, sherpa-onnx's endpoint rules;
+// batches, waits and engines by provider.
+func DefaultBatcherOptions() BatcherOptions {
+	return BatcherOptions{Engine: EngineOptions{Provider: "cpu", CUDAOptions: map[string]string{}, Threads: 1},
+		DeviceIDs: []int{}, GPURetry: DefaultGPURetry, RunTimeout: DefaultRunTimeout, Decoding: Greedy,
+		ActivePaths: DefaultActivePaths, Endpoint: DefaultEndpointConfig(), Headroom: DefaultHeadroom}
+}
+
+// Validate checks the options as written (a zero that has a default is an
+// error here, but for max_batch, max_wait and workers, whose zero means
+// by provider); an error names the first bad one by its key in the
+// gateway's asr section ("decoding: ...").
+func (o *BatcherOptions) Validate() error {
+	if o.Engine.Provider != "cpu" && o.Engine.Provider != "cuda" {
+		return fmt.Errorf("provider: %q: want cpu or cuda", o.Engine.Provider)
+	}
+	if o.Decoding != Greedy && o.Decoding != ModifiedBeamSearch {
+		return fmt.Errorf("decoding: %q: want %s or %s", o.Decoding, Greedy, ModifiedBeamSearch)
+	}
+	switch o.Endpoint.Mode {
+	case EndpointRules, EndpointVAD:
+	default:
+		return fmt.Errorf("endpoint.mode: %q: want %s or %s", o.Endpoint.Mode, EndpointRules, EndpointVAD)
+	}
+	if s := o.Endpoint.VADMinSilence; s < 0.05 || s > 5 {
+		return fmt.Errorf("endpoint.vad_min_silence: %v: want 0.05 to 5 (seconds)", s)
+	}
+	if o.ActivePaths < 1 || o.ActivePaths > 64 {
+		return fmt.Errorf("num_active_paths: %d: want 1 to 64", o.ActivePaths)
+	}
+	for _, r := range []struct {
+		key string
+		ok  bool
+	}{
+		{"threads", o.Engine.Threads > 0}, {"max_batch", o.MaxBatch >= 0}, {"max_wait", o.MaxWait >= 0},
+		{"workers", o.Workers >= 0}, {"gpu_retry", o.GPURetry > 0}, {"run_timeout", o.RunTimeout > 0},
+		{"device_ids", !slices.ContainsFunc(o.DeviceIDs, func(d int) bool { return d < 0 })},
+		{"headroom", o.Headroom > 0 && o.Headroom <= 1},
+	} {
+		if !r.ok {
+			return fmt.Errorf("%s: out of range", r.key)
+		}
+	}
+	return nil
 }
 
 func (o *BatcherOptions) withDefaults(info *ModelInfo) {
@@ -126,6 +185,18 @@ func (o *BatcherOptions) withDefaults(info *ModelInfo) {
 	}
 	if o.Decoding == "" {
 		o.Decoding = Greedy
+	}
+	if o.Engine.Provider == "" {
+		o.Engine.Provider = "cpu"
+	}
+	if o.Engine.Threads <= 0 {
+		o.Engine.Threads = 1
+	}
+	if o.Endpoint.Mode == "" {
+		o.Endpoint.Mode = EndpointRules
+	}
+	if o.Endpoint.VADMinSilence <= 0 {
+		o.Endpoint.VADMinSilence = DefaultVADMinSilence
 	}
 	if o.ActivePaths <= 0 {
 		o.ActivePaths = DefaultActivePaths
@@ -201,22 +272,15 @@ type Batcher struct {
 func NewBatcher(info *ModelInfo, opts BatcherOptions) (*Batcher, error) {
 	asked := opts
 	opts.withDefaults(info)
-	if opts.Decoding != Greedy && opts.Decoding != ModifiedBeamSearch {
-		return nil, fmt.Errorf("asr: decoding %q: want %s or %s", opts.Decoding, Greedy, ModifiedBeamSearch)
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("asr: %w", err)
 	}
-	switch opts.Endpoint.Mode {
-	case "", EndpointRules:
-	case EndpointVAD:
+	if opts.Endpoint.Mode == EndpointVAD {
 		path, err := FindVADModel(opts.VADModel)
 		if err != nil {
 			return nil, err
 		}
 		opts.VADModel = path
-		if opts.Endpoint.VADMinSilence <= 0 {
-			opts.Endpoint.VADMinSilence = DefaultVADMinSilence
-		}
-	default:
-		return nil, fmt.Errorf("asr: endpoint mode %q: want %s or %s", opts.Endpoint.Mode, EndpointRules, EndpointVAD)
 	}
 	fo := DefaultFbankOptions()
 	fo.NumBins = info.FeatureDim

@@ -3,9 +3,12 @@ package asr
 // EndpointRule closes an utterance when its trailing silence and length
 // reach the given values (seconds). Silence is decoded blank frames.
 type EndpointRule struct {
-	MustContainNonSilence bool    `yaml:"must_contain_nonsilence"`
-	MinTrailingSilence    float64 `yaml:"min_trailing_silence"`
-	MinUtteranceLength    float64 `yaml:"min_utterance_length"`
+	// MustContainNonSilence: the rule fires only after speech.
+	MustContainNonSilence bool `yaml:"must_contain_nonsilence"`
+	// MinTrailingSilence is the trailing silence the rule needs (seconds).
+	MinTrailingSilence float64 `yaml:"min_trailing_silence"`
+	// MinUtteranceLength is the utterance length the rule needs (seconds).
+	MinUtteranceLength float64 `yaml:"min_utterance_length"`
 }
 
 // EndpointConfig holds sherpa-onnx's three endpoint rules; any one that
@@ -20,10 +23,15 @@ type EndpointConfig struct {
 	Rule2 EndpointRule `yaml:"rule2"`
 	// Rule3: maximum utterance length, default 20 s.
 	Rule3 EndpointRule `yaml:"rule3"`
-	// Mode is "rules" (the three rules, on decoded blanks) or "vad": an
-	// utterance with words ends when Silero VAD has heard VADMinSilence
-	// seconds of silence after speech (rule 3 still bounds its length).
-	Mode          string  `yaml:"mode"`
+	// Mode is rules (the three rules, on the decoder's blanks) or vad:
+	// Silero VAD (batched across streams) runs on every leg,
+	// speech.start/speech.end events go out, and an utterance with words
+	// ends once VAD has heard vad_min_silence seconds of silence after
+	// speech (rule3 still bounds its length): finals about 0.7 s after the
+	// last word instead of 1.6 s.
+	Mode string `yaml:"mode"`
+	// VADMinSilence is the silence after speech that ends an utterance in
+	// mode vad, 0.05 to 5 seconds.
 	VADMinSilence float64 `yaml:"vad_min_silence"`
 }
 

@@ -60,19 +60,26 @@ type Engine interface {
 
 // EngineOptions choose how an engine runs.
 type EngineOptions struct {
-	// Provider is "cpu" (default) or "cuda".
-	Provider string
+	// Provider is the execution provider: cpu (the default) or cuda. If
+	// CUDA does not start at all, the run recognizes on CPU with the CPU's
+	// defaults (logged). An engine whose device is lost while serving
+	// (fresh engines do not open on it, or steps fail three times in a
+	// row) moves to cpu and tries its device again every gpu_retry.
+	Provider string `yaml:"provider"`
 	// DeviceID is the CUDA device; default 0.
-	DeviceID int
-	// CUDAOptions are ONNX Runtime CUDA provider options (gpu_mem_limit,
-	// arena_extend_strategy, ...), over ours: device_id and
-	// cudnn_conv_algo_search HEURISTIC.
-	CUDAOptions map[string]string
-	// Threads is the intra-op thread count per session; default 1.
-	Threads int
+	DeviceID int `yaml:"-"`
+	// CUDAOptions are ONNX Runtime CUDA provider options, over ours
+	// (device_id, from device_ids, and cudnn_conv_algo_search HEURISTIC):
+	// gpu_mem_limit: "8589934592" (bytes per engine) on a shared GPU,
+	// arena_extend_strategy, ... An option the provider refuses keeps the
+	// engines on CPU (logged).
+	CUDAOptions map[string]string `yaml:"cuda_options"`
+	// Threads is the intra-op thread count of each engine's sessions;
+	// default 1.
+	Threads int `yaml:"threads"`
 	// Logger says when CUDA could not start; default slog.Default(). The
 	// batcher gives its own.
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 }
 
 // ortEngine runs a model on ONNX Runtime.

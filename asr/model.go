@@ -15,12 +15,22 @@ import (
 var ErrModel = errors.New("asr: unusable model")
 
 // ModelFiles names the files of a transducer. Empty names are found in Dir.
+// In the gateway's configuration they are keys of the asr section.
 type ModelFiles struct {
-	Dir     string
-	Encoder string // default: encoder*fp32.dynbatch.onnx, else encoder*.onnx
-	Decoder string // default: decoder*.onnx
-	Joiner  string // default: joiner*.onnx without int8 (batch-invariant), else joiner*.onnx
-	Tokens  string // default: tokens.txt
+	// Dir is the model directory, where the files are looked for
+	// (callscribe serve: empty, the shared test model next to the
+	// repository).
+	Dir string `yaml:"model_dir"`
+	// Encoder is the encoder's file name in model_dir (or a path); empty:
+	// encoder*fp32.dynbatch.onnx, else encoder*.onnx.
+	Encoder string `yaml:"encoder"`
+	// Decoder is the decoder's file; empty: decoder*.onnx.
+	Decoder string `yaml:"decoder"`
+	// Joiner is the joiner's file; empty: joiner*.onnx without int8
+	// (batch-invariant), else joiner*.onnx.
+	Joiner string `yaml:"joiner"`
+	// Tokens is the token table; empty: tokens.txt.
+	Tokens string `yaml:"-"`
 }
 
 // Resolve fills in missing names from Dir and checks the files exist.

@@ -62,8 +62,8 @@ func TestContainerConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := regexp.MustCompile(`name=\$\{1:-([^}]+)\}`).FindSubmatch(b)
-	if m == nil || cfg.ASR.ModelDir != "/models/"+string(m[1]) {
-		t.Errorf("asr.model_dir %q, get-model default %q", cfg.ASR.ModelDir, m)
+	if m == nil || cfg.ASR.ModelFiles.Dir != "/models/"+string(m[1]) {
+		t.Errorf("asr.model_dir %q, get-model default %q", cfg.ASR.ModelFiles.Dir, m)
 	}
 	if cfg.Drain <= 0 || cfg.Redis.SpoolFile == "" || !strings.HasPrefix(cfg.Redis.SpoolFile, "/var/lib/callscribe/") {
 		t.Errorf("drain %v, spool file %q", cfg.Drain, cfg.Redis.SpoolFile)
@@ -127,7 +127,7 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("asr.ort_lib %s is not put in the image", cfg.ASR.ORTLib)
 	}
 	want := []string{port(t, cfg.SIP.UDP) + "/udp", port(t, cfg.SIP.TCP) + "/tcp", port(t, cfg.HTTP.Addr) + "/tcp",
-		cfg.SIP.RTPPorts.String() + "/udp", cfg.WebRTC.ICEPorts + "/udp"}
+		cfg.SIP.RTPPorts.String() + "/udp", cfg.WebRTC.ICEPorts.String() + "/udp"}
 	for _, w := range want {
 		if !slices.Contains(exposed, w) {
 			t.Errorf("EXPOSE lacks %s: %v", w, exposed)

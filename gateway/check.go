@@ -17,11 +17,11 @@ func Check(cfg Config) (string, error) {
 	if err := cfg.Validate(); err != nil {
 		return "", err
 	}
-	if err := asr.InitRuntime(cfg.ASR.ORTLib, cfg.ASR.Provider); err != nil {
+	a := cfg.ASR
+	if err := asr.InitRuntime(a.ORTLib, a.Engine.Provider); err != nil {
 		return "", err
 	}
-	a := cfg.ASR
-	info, err := asr.LoadModelInfo(asr.ModelFiles{Dir: a.ModelDir, Encoder: a.Encoder, Decoder: a.Decoder, Joiner: a.Joiner})
+	info, err := asr.LoadModelInfo(a.ModelFiles)
 	if err != nil {
 		return "", err
 	}
@@ -45,5 +45,5 @@ func Check(cfg Config) (string, error) {
 		return "", fmt.Errorf("sip.%w", err)
 	}
 	return fmt.Sprintf("model %s (%d tokens, %d ms chunks), ONNX Runtime %s, provider %s",
-		a.ModelDir, len(info.Tokens), info.ChunkShift*10, asr.RuntimePath(), a.Provider), nil
+		a.ModelFiles.Dir, len(info.Tokens), info.ChunkShift*10, asr.RuntimePath(), a.Engine.Provider), nil
 }

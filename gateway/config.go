@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -23,53 +22,42 @@ import (
 	"github.com/callscribe/callscribe/webrtc"
 )
 
-// Config is everything `callscribe serve` can be told, as in
-// configs/callscribe.yaml. Every field has a default (Defaults).
+// Config is everything `callscribe serve` can be told: the YAML file
+// configs/callscribe.yaml spells out (Defaults). Each section is owned by
+// the package that uses it, which declares, defaults and validates its
+// keys; the gateway embeds them and adds what it alone uses.
 type Config struct {
-	SIP    SIPConfig    `yaml:"sip"`
-	ASR    ASRConfig    `yaml:"asr"`
-	Redis  RedisConfig  `yaml:"redis"`
-	HTTP   HTTPConfig   `yaml:"http"`
+	// SIP is calls over SIP and their media.
+	SIP SIPConfig `yaml:"sip"`
+	// ASR is the recognizer.
+	ASR ASRConfig `yaml:"asr"`
+	// Redis is transcript delivery.
+	Redis transcript.Options `yaml:"redis"`
+	// HTTP is health, readiness, metrics, the live events, WHIP and the
+	// browser page.
+	HTTP HTTPConfig `yaml:"http"`
+	// WebRTC is browser calls over WHIP.
 	WebRTC WebRTCConfig `yaml:"webrtc"`
-	// Drain is how long calls may go on after SIGTERM.
+	// Drain is how long calls may go on after SIGTERM before they are
+	// ended.
 	Drain time.Duration `yaml:"drain"`
-	// Instance names this gateway in Redis; empty: host name and SIP address.
+	// Instance is this gateway's name: the calls it has open are kept in
+	// Redis under it, so that after a crash the same instance, started
+	// again, ends them with call.end reason restart. Give each gateway its
+	// own, stable across restarts (a Kubernetes StatefulSet pod name);
+	// empty: the host name and the SIP address.
 	Instance string `yaml:"instance"`
-	// Redact lists what every call's transcript must not contain: pci, ssn,
-	// numbers[:N] (package redact); calls may add their own.
-	Redact []string  `yaml:"redact"`
-	Log    LogConfig `yaml:"log"`
-}
-
-// LogConfig is how the gateway writes its log (to stderr).
-type LogConfig struct {
-	// Format is text (key=value, the default) or json (one object a line,
-	// for a log collector).
-	Format string `yaml:"format"`
-	// Level is the least severity written: debug, info, warn or error.
-	Level string `yaml:"level"`
-}
-
-// Severity parses log.level.
-func (c LogConfig) Severity() (slog.Level, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.Level)); err != nil || !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(c.Level)) {
-		return 0, fmt.Errorf("log.level: %q: want debug, info, warn or error", c.Level)
-	}
-	return level, nil
-}
-
-// Logger is the log this configuration's format asks for, written to w at
-// level (a *slog.LevelVar lets a reload change it).
-func (c LogConfig) Logger(w io.Writer, level slog.Leveler) (*slog.Logger, error) {
-	o := &slog.HandlerOptions{Level: level}
-	switch c.Format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, o)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, o)), nil
-	}
-	return nil, fmt.Errorf("log.format: %q: want text or json", c.Format)
+	// Redact is what no transcript may contain, for every call (package
+	// redact): pci (card numbers of 12-19 spoken digits, with expiry dates
+	// and security codes near them), ssn (nine digits), numbers or
+	// numbers:N (any run of N digits or more, default 4). Replaced by
+	// markers ([CARD], [SSN], [NUMBER]) in partials and finals (text,
+	// words, display) before anything is published or spooled; the events
+	// say "redacted": the kinds; DTMF digits are masked. A call adds its
+	// own with sip.redact_header or the WHIP query parameter/header redact.
+	Redact []string `yaml:"redact"`
+	// Log is how the gateway writes its log (to stderr).
+	Log LogConfig `yaml:"log"`
 }
 
 // SIPConfig is the sip section: the SIP server's configuration (package
@@ -99,127 +87,250 @@ func (c *SIPConfig) Validate() error {
 	return nil
 }
 
-// RedactPolicy is what `redact` asks for.
-func (c *Config) RedactPolicy() (redact.Policy, error) {
-	p, err := redact.Parse(strings.Join(c.Redact, ","))
-	if err != nil {
-		return p, fmt.Errorf("redact: %w", err)
-	}
-	return p, nil
+// ASRConfig is the asr section: the recognizer's model files and batcher
+// (package asr), and what the gateway adds to run it: the ONNX Runtime
+// library, admission by measured capacity, the last finals' deadline and
+// every call's phrase lists.
+type ASRConfig struct {
+	asr.ModelFiles `yaml:",inline"`
+	// ORTLib is libonnxruntime.so; empty: the setup cache — with provider
+	// cuda the GPU build ($CALLSCRIBE_ORT_GPU_LIB or .cache/onnxruntime-gpu/,
+	// fetched by scripts/setup --gpu), else $CALLSCRIBE_ORT_LIB or
+	// .cache/onnxruntime/.
+	ORTLib             string `yaml:"ort_lib"`
+	asr.BatcherOptions `yaml:",inline"`
+	// FinalTimeout is how long, after a call ends, its remaining audio may
+	// take to be recognized before call.end goes out without the rest
+	// (counted).
+	FinalTimeout time.Duration `yaml:"final_timeout"`
+	// MaxStreams bounds the recognition streams of the calls admitted (a
+	// call brings one per leg): auto, the recognizer's measured capacity,
+	// or a fixed number. A call that would exceed it is refused with 503
+	// and Retry-After (SIP and WHIP); OPTIONS and /readyz say so too.
+	MaxStreams string `yaml:"max_streams"`
+	// MaxLag refuses every call while decoding lags more than this behind
+	// real time.
+	MaxLag time.Duration `yaml:"max_lag"`
+	// Hotwords are phrases the recognizer should favour (contextual
+	// biasing; needs modified_beam_search), "phrase[:score]" each. A
+	// phrase's score is its bonus per token (default hotwords_score). A
+	// call adds its own with the SIP header sip.hotwords_header or the WHIP
+	// query parameter/header hotwords; a list that cannot be read (more
+	// than 256 phrases, over 100 bytes, characters other than letters,
+	// digits, apostrophes and spaces, a bad score) refuses the call with
+	// 400.
+	Hotwords []string `yaml:"hotwords"`
+	// HotwordsFile is a file of more hotwords, one per line (# comments).
+	HotwordsFile string `yaml:"hotwords_file"`
+	// HotwordScore is a hotword's bonus per token when it names none.
+	HotwordScore float64 `yaml:"hotwords_score"`
+	// Keywords are keyword alerts: a keyword event when a partial first
+	// holds one of these phrases (once per occurrence); calls add their own
+	// (sip.keywords_header, WHIP keywords).
+	Keywords []string `yaml:"keywords"`
 }
 
-// HotwordPhrases are asr.hotwords and the phrases of asr.hotwords_file.
-func (a ASRConfig) HotwordPhrases() ([]asr.Phrase, error) {
+// Validate checks the section; an error names the key within it.
+func (a *ASRConfig) Validate() error {
+	if err := a.BatcherOptions.Validate(); err != nil {
+		return err
+	}
+	if _, err := a.Streams(); err != nil {
+		return err
+	}
+	if a.FinalTimeout <= 0 {
+		return errors.New("final_timeout: out of range")
+	}
+	if a.MaxLag <= 0 {
+		return errors.New("max_lag: out of range")
+	}
+	hot, err := a.HotwordPhrases()
+	if err != nil {
+		return err
+	}
+	if len(hot) > 0 && a.Decoding != asr.ModifiedBeamSearch {
+		return fmt.Errorf("hotwords: need asr.decoding: %s", asr.ModifiedBeamSearch)
+	}
+	if a.HotwordScore <= 0 || a.HotwordScore > asr.MaxPhraseScore {
+		return fmt.Errorf("hotwords_score: %v: want (0, %d]", a.HotwordScore, asr.MaxPhraseScore)
+	}
+	_, err = a.KeywordPhrases()
+	return err
+}
+
+// HotwordPhrases are hotwords and the phrases of hotwords_file.
+func (a *ASRConfig) HotwordPhrases() ([]asr.Phrase, error) {
 	out, err := asr.ParsePhrases(strings.Join(a.Hotwords, ","))
 	if err != nil {
-		return nil, fmt.Errorf("asr.hotwords: %w", err)
+		return nil, fmt.Errorf("hotwords: %w", err)
 	}
 	if a.HotwordsFile != "" {
 		more, err := asr.ReadPhrases(a.HotwordsFile)
 		if err != nil {
-			return nil, fmt.Errorf("asr.hotwords_file: %w", err)
+			return nil, fmt.Errorf("hotwords_file: %w", err)
 		}
 		out = append(out, more...)
 	}
 	return out, nil
 }
 
-// KeywordPhrases are asr.keywords.
-func (a ASRConfig) KeywordPhrases() ([]asr.Phrase, error) {
+// KeywordPhrases are keywords.
+func (a *ASRConfig) KeywordPhrases() ([]asr.Phrase, error) {
 	out, err := asr.ParsePhrases(strings.Join(a.Keywords, ","))
 	if err != nil {
-		return nil, fmt.Errorf("asr.keywords: %w", err)
+		return nil, fmt.Errorf("keywords: %w", err)
 	}
 	return out, nil
 }
 
-// ASRConfig is the recognizer.
-type ASRConfig struct {
-	ModelDir     string             `yaml:"model_dir"`
-	Encoder      string             `yaml:"encoder"`
-	Decoder      string             `yaml:"decoder"`
-	Joiner       string             `yaml:"joiner"`
-	ORTLib       string             `yaml:"ort_lib"`
-	Provider     string             `yaml:"provider"`
-	DeviceIDs    []int              `yaml:"device_ids"`
-	CUDAOptions  map[string]string  `yaml:"cuda_options"`
-	GPURetry     time.Duration      `yaml:"gpu_retry"`
-	Threads      int                `yaml:"threads"`
-	MaxBatch     int                `yaml:"max_batch"`
-	MaxWait      time.Duration      `yaml:"max_wait"`
-	Workers      int                `yaml:"workers"`
-	RunTimeout   time.Duration      `yaml:"run_timeout"`
-	FinalTimeout time.Duration      `yaml:"final_timeout"`
-	MaxStreams   string             `yaml:"max_streams"`
-	MaxLag       time.Duration      `yaml:"max_lag"`
-	Headroom     float64            `yaml:"headroom"`
-	Decoding     string             `yaml:"decoding"`
-	ActivePaths  int                `yaml:"num_active_paths"`
-	Hotwords     []string           `yaml:"hotwords"`
-	HotwordsFile string             `yaml:"hotwords_file"`
-	HotwordScore float64            `yaml:"hotwords_score"`
-	Keywords     []string           `yaml:"keywords"`
-	Endpoint     asr.EndpointConfig `yaml:"endpoint"`
-	VADModel     string             `yaml:"vad_model"`
+// Streams parses max_streams: 0 for auto (the measured capacity), else
+// the fixed bound.
+func (a *ASRConfig) Streams() (int, error) {
+	if a.MaxStreams == "auto" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(a.MaxStreams)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("max_streams: %q: want auto or a positive number", a.MaxStreams)
+	}
+	return n, nil
 }
 
-// RedisConfig is transcript delivery.
-type RedisConfig struct {
-	Addr           string        `yaml:"addr"`
-	Cluster        bool          `yaml:"cluster"`
-	Prefix         string        `yaml:"prefix"`
-	Shards         int           `yaml:"shards"`
-	CallMaxLen     int64         `yaml:"call_maxlen"`
-	FirehoseMaxLen int64         `yaml:"firehose_maxlen"`
-	Expire         time.Duration `yaml:"expire"`
-	SpoolMaxBytes  int64         `yaml:"spool_max_bytes"`
-	SpoolFile      string        `yaml:"spool_file"`
-}
-
-// WebRTCConfig is browser ingest over WHIP, served on the HTTP address.
+// WebRTCConfig is the webrtc section: browser calls over WHIP, served on
+// the HTTP address (package webrtc), and the gateway's admission limit of
+// them.
 type WebRTCConfig struct {
-	Enabled        bool          `yaml:"enabled"`
-	Path           string        `yaml:"path"`
-	Token          string        `yaml:"token"`
-	MaxSessions    int           `yaml:"max_sessions"`
-	ICEPorts       string        `yaml:"ice_ports"`
-	PublicIPs      []string      `yaml:"public_ips"`
-	Loopback       bool          `yaml:"loopback"`
-	OfferRate      float64       `yaml:"offer_rate"`
-	OfferBurst     int           `yaml:"offer_burst"`
-	ConnectTimeout time.Duration `yaml:"connect_timeout"`
-	MediaTimeout   time.Duration `yaml:"media_timeout"`
+	// Enabled serves browser calls over WHIP (RFC 9725) at http.addr +
+	// path, and the browser page when http.page is on.
+	Enabled       bool `yaml:"enabled"`
+	webrtc.Config `yaml:",inline"`
+	// MaxSessions bounds the concurrent browser sessions; more get 503.
+	MaxSessions int `yaml:"max_sessions"`
 }
 
-// HTTPConfig is the health, readiness and metrics endpoint, the live
-// transcript events and the browser page.
+// Validate checks the section when WHIP is enabled; an error names the
+// key within it.
+func (c *WebRTCConfig) Validate() error {
+	if !c.Enabled {
+		return nil
+	}
+	if err := c.Config.Validate(); err != nil {
+		return err
+	}
+	if c.MaxSessions <= 0 {
+		return errors.New("max_sessions: out of range")
+	}
+	return nil
+}
+
+// HTTPConfig is the http section: health, readiness and metrics, the live
+// transcript events, and WHIP and the browser page when webrtc is enabled.
 type HTTPConfig struct {
-	Addr            string        `yaml:"addr"`
-	TLSCertFile     string        `yaml:"tls_cert_file"`
-	TLSKeyFile      string        `yaml:"tls_key_file"`
-	Page            bool          `yaml:"page"`
-	MaxEventStreams int           `yaml:"max_event_streams"`
-	MaxConnections  int           `yaml:"max_connections"`
-	ReadTimeout     time.Duration `yaml:"read_timeout"`
-	IdleTimeout     time.Duration `yaml:"idle_timeout"`
-	MetricsToken    string        `yaml:"metrics_token"`
+	// Addr is the HTTP listen address (IP:PORT): /healthz, /readyz,
+	// /metrics, /events/<call_id> (a call's transcript events as
+	// Server-Sent Events, read from its Redis stream), WHIP and the page.
+	Addr string `yaml:"addr"`
+	// TLSCertFile serves HTTPS with this certificate (PEM), and
+	// tls_key_file. Browsers let a page use the microphone only over HTTPS
+	// (or from localhost): serve the page to other machines with these
+	// set, or behind a proxy that terminates TLS.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	// TLSKeyFile is the private key (PEM) of tls_cert_file.
+	TLSKeyFile string `yaml:"tls_key_file"`
+	// Page serves the browser page at /: microphone to WHIP, live
+	// transcript over SSE.
+	Page bool `yaml:"page"`
+	// MaxEventStreams bounds the concurrent /events followers (one Redis
+	// connection each); more get 503.
+	MaxEventStreams int `yaml:"max_event_streams"`
+	// MaxConnections bounds the open HTTP connections (more wait to be
+	// accepted).
+	MaxConnections int `yaml:"max_connections"`
+	// ReadTimeout is how long a request (headers and body) may take to
+	// arrive. Event streams are not cut by it.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// IdleTimeout is how long an idle keep-alive connection is kept.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MetricsToken is the bearer token /metrics requires; empty: open
+	// (bind http.addr privately).
+	MetricsToken string `yaml:"metrics_token"`
 }
 
-// Defaults returns the configuration configs/callscribe.yaml spells out.
+// Validate checks the section; an error names the key within it.
+func (c *HTTPConfig) Validate() error {
+	if _, err := netip.ParseAddrPort(c.Addr); err != nil {
+		return fmt.Errorf("addr: %q: want IP:PORT", c.Addr)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("tls_cert_file, tls_key_file: set both or neither")
+	}
+	for _, r := range []struct {
+		key string
+		ok  bool
+	}{
+		{"max_event_streams", c.MaxEventStreams > 0}, {"max_connections", c.MaxConnections > 0},
+		{"read_timeout", c.ReadTimeout > 0}, {"idle_timeout", c.IdleTimeout > 0},
+	} {
+		if !r.ok {
+			return fmt.Errorf("%s: out of range", r.key)
+		}
+	}
+	return nil
+}
+
+// LogConfig is the log section: how the gateway writes its log (to
+// stderr).
+type LogConfig struct {
+	// Format is text (key=value lines) or json (one object a line, for a
+	// log collector).
+	Format string `yaml:"format"`
+	// Level is the least severity written: debug, info, warn or error.
+	Level string `yaml:"level"`
+}
+
+// Validate checks the section; an error names the key within it.
+func (c *LogConfig) Validate() error {
+	if _, err := c.Severity(); err != nil {
+		return err
+	}
+	_, err := c.Logger(io.Discard, slog.LevelInfo)
+	return err
+}
+
+// Severity parses level.
+func (c *LogConfig) Severity() (slog.Level, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil || !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(c.Level)) {
+		return 0, fmt.Errorf("level: %q: want debug, info, warn or error", c.Level)
+	}
+	return level, nil
+}
+
+// Logger is the log this configuration's format asks for, written to w at
+// level (a *slog.LevelVar lets a reload change it).
+func (c *LogConfig) Logger(w io.Writer, level slog.Leveler) (*slog.Logger, error) {
+	o := &slog.HandlerOptions{Level: level}
+	switch c.Format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	}
+	return nil, fmt.Errorf("format: %q: want text or json", c.Format)
+}
+
+// Defaults returns the configuration configs/callscribe.yaml spells out:
+// each section's owner's defaults, and the gateway's own.
 func Defaults() Config {
 	return Config{
 		SIP: SIPConfig{Config: sip.DefaultConfig(), MaxCalls: 1000},
-		ASR: ASRConfig{Provider: "cpu", DeviceIDs: []int{}, CUDAOptions: map[string]string{}, GPURetry: asr.DefaultGPURetry, Threads: 1,
-			RunTimeout: asr.DefaultRunTimeout, FinalTimeout: 30 * time.Second, MaxStreams: "auto", MaxLag: DefaultMaxLag,
-			Headroom: asr.DefaultHeadroom, Decoding: asr.Greedy, ActivePaths: asr.DefaultActivePaths, HotwordScore: asr.DefaultHotwordsScore, Hotwords: []string{}, Keywords: []string{}, Endpoint: asr.DefaultEndpointConfig()},
-		Redis: RedisConfig{Addr: transcript.DefaultAddr, Prefix: transcript.DefaultPrefix, Shards: 1,
-			CallMaxLen: transcript.DefaultCallMaxLen, FirehoseMaxLen: transcript.DefaultFirehoseMaxLen,
-			Expire: transcript.DefaultExpire, SpoolMaxBytes: transcript.DefaultSpoolMaxBytes},
+		ASR: ASRConfig{BatcherOptions: asr.DefaultBatcherOptions(), FinalTimeout: 30 * time.Second, MaxStreams: "auto",
+			MaxLag: DefaultMaxLag, Hotwords: []string{}, HotwordScore: asr.DefaultHotwordsScore, Keywords: []string{}},
+		Redis: transcript.DefaultOptions(),
 		HTTP: HTTPConfig{Addr: "127.0.0.1:8080", Page: true, MaxEventStreams: 100, MaxConnections: 1000,
 			ReadTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second},
-		WebRTC: WebRTCConfig{Enabled: true, Path: webrtc.DefaultPath, MaxSessions: 100, OfferRate: 5, OfferBurst: 20, PublicIPs: []string{}, Loopback: true,
-			ConnectTimeout: webrtc.DefaultConnectTimeout, MediaTimeout: webrtc.DefaultMediaTimeout},
-		Drain: 30 * time.Second, Redact: []string{}, Log: LogConfig{Format: "text", Level: "info"},
+		WebRTC: WebRTCConfig{Enabled: true, Config: webrtc.DefaultConfig(), MaxSessions: 100},
+		Drain:  30 * time.Second, Redact: []string{}, Log: LogConfig{Format: "text", Level: "info"},
 	}
 }
 
@@ -245,6 +356,39 @@ func LoadConfig(path string) (Config, error) {
 	return c, nil
 }
 
+// Validate checks every key; the error names the first bad one by its
+// path ("sip.rtp_ports: ...").
+func (c *Config) Validate() error {
+	for _, s := range []struct {
+		key      string
+		validate func() error
+	}{
+		{"sip", c.SIP.Validate}, {"asr", c.ASR.Validate}, {"redis", c.Redis.Validate},
+		{"http", c.HTTP.Validate}, {"webrtc", c.WebRTC.Validate}, {"log", c.Log.Validate},
+	} {
+		if err := s.validate(); err != nil {
+			return fmt.Errorf("%s.%w", s.key, err)
+		}
+	}
+	if c.Drain < 0 {
+		return errors.New("drain: out of range")
+	}
+	if strings.ContainsAny(c.Instance, " {}\t\r\n") {
+		return fmt.Errorf("instance: %q: want a name without spaces or braces", c.Instance)
+	}
+	_, err := c.RedactPolicy()
+	return err
+}
+
+// RedactPolicy is what redact asks for.
+func (c *Config) RedactPolicy() (redact.Policy, error) {
+	p, err := redact.Parse(strings.Join(c.Redact, ","))
+	if err != nil {
+		return p, fmt.Errorf("redact: %w", err)
+	}
+	return p, nil
+}
+
 // limits are the admission limits the configuration sets (Calls).
 func (c *Config) limits() Limits {
 	maxCalls := map[string]int{"sip": c.SIP.MaxCalls}
@@ -268,150 +412,4 @@ func (c *Config) InstanceName() string {
 		}
 	}
 	return host
-}
-
-// Streams parses asr.max_streams: 0 for auto (the measured capacity), else
-// the fixed bound.
-func (c *ASRConfig) Streams() (int, error) {
-	if c.MaxStreams == "auto" {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(c.MaxStreams)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("asr.max_streams: %q: want auto or a positive number", c.MaxStreams)
-	}
-	return n, nil
-}
-
-// ICEPortRange parses webrtc.ice_ports; empty means any port.
-func (c *WebRTCConfig) ICEPortRange() (uint16, uint16, error) {
-	if c.ICEPorts == "" {
-		return 0, 0, nil
-	}
-	lo, hi, ok := strings.Cut(c.ICEPorts, "-")
-	a, err1 := strconv.Atoi(strings.TrimSpace(lo))
-	b, err2 := strconv.Atoi(strings.TrimSpace(hi))
-	if !ok || err1 != nil || err2 != nil || a <= 0 || b > 65535 || b < a {
-		return 0, 0, fmt.Errorf("webrtc.ice_ports: %q: want LO-HI, e.g. 50000-50999", c.ICEPorts)
-	}
-	return uint16(a), uint16(b), nil
-}
-
-// Validate checks every field; the error names the first bad one.
-func (c *Config) Validate() error {
-	addr := func(field, v string, optional bool) error {
-		if v == "" && optional {
-			return nil
-		}
-		if _, err := netip.ParseAddrPort(v); err != nil {
-			return fmt.Errorf("%s: %q: want IP:PORT", field, v)
-		}
-		return nil
-	}
-	// Redis may be a name (a Kubernetes service, a managed instance).
-	hostPort := func(field, v string) error {
-		host, port, err := net.SplitHostPort(v)
-		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n <= 0 || n > 65535 {
-			return fmt.Errorf("%s: %q: want HOST:PORT", field, v)
-		}
-		return nil
-	}
-	if err := c.SIP.Validate(); err != nil {
-		return fmt.Errorf("sip.%w", err)
-	}
-	checks := []error{hostPort("redis.addr", c.Redis.Addr), addr("http.addr", c.HTTP.Addr, false)}
-	for _, err := range checks {
-		if err != nil {
-			return err
-		}
-	}
-	if (c.HTTP.TLSCertFile == "") != (c.HTTP.TLSKeyFile == "") {
-		return errors.New("http.tls_cert_file, http.tls_key_file: set both or neither")
-	}
-	if c.ASR.Decoding != asr.Greedy && c.ASR.Decoding != asr.ModifiedBeamSearch {
-		return fmt.Errorf("asr.decoding: %q: want %s or %s", c.ASR.Decoding, asr.Greedy, asr.ModifiedBeamSearch)
-	}
-	switch c.ASR.Endpoint.Mode {
-	case asr.EndpointRules, asr.EndpointVAD:
-	default:
-		return fmt.Errorf("asr.endpoint.mode: %q: want rules or vad", c.ASR.Endpoint.Mode)
-	}
-	if c.ASR.Endpoint.VADMinSilence < 0.05 || c.ASR.Endpoint.VADMinSilence > 5 {
-		return fmt.Errorf("asr.endpoint.vad_min_silence: %v: want 0.05 to 5 (seconds)", c.ASR.Endpoint.VADMinSilence)
-	}
-	if c.ASR.ActivePaths < 1 || c.ASR.ActivePaths > 64 {
-		return fmt.Errorf("asr.num_active_paths: %d: want 1 to 64", c.ASR.ActivePaths)
-	}
-	if _, err := c.ASR.Streams(); err != nil {
-		return err
-	}
-	positive := []struct {
-		field string
-		ok    bool
-	}{
-		{"asr.final_timeout", c.ASR.FinalTimeout > 0},
-		{"asr.max_lag", c.ASR.MaxLag > 0}, {"asr.headroom", c.ASR.Headroom > 0 && c.ASR.Headroom <= 1},
-		{"webrtc.offer_rate", c.WebRTC.OfferRate >= 0}, {"webrtc.offer_burst", c.WebRTC.OfferBurst >= 0},
-		{"asr.threads", c.ASR.Threads > 0}, {"asr.max_batch", c.ASR.MaxBatch >= 0}, {"asr.max_wait", c.ASR.MaxWait >= 0},
-		{"asr.gpu_retry", c.ASR.GPURetry > 0}, {"asr.device_ids", !slices.ContainsFunc(c.ASR.DeviceIDs, func(d int) bool { return d < 0 })},
-		{"asr.workers", c.ASR.Workers >= 0}, {"asr.run_timeout", c.ASR.RunTimeout > 0},
-		{"redis.shards", c.Redis.Shards > 0}, {"redis.call_maxlen", c.Redis.CallMaxLen > 0},
-		{"redis.firehose_maxlen", c.Redis.FirehoseMaxLen > 0}, {"redis.expire", c.Redis.Expire > 0},
-		{"redis.spool_max_bytes", c.Redis.SpoolMaxBytes > 0}, {"drain", c.Drain >= 0},
-		{"http.max_event_streams", c.HTTP.MaxEventStreams > 0}, {"http.max_connections", c.HTTP.MaxConnections > 0},
-		{"http.read_timeout", c.HTTP.ReadTimeout > 0}, {"http.idle_timeout", c.HTTP.IdleTimeout > 0},
-	}
-	for _, p := range positive {
-		if !p.ok {
-			return fmt.Errorf("%s: out of range", p.field)
-		}
-	}
-	if c.WebRTC.Enabled {
-		if !strings.HasPrefix(c.WebRTC.Path, "/") || strings.HasSuffix(c.WebRTC.Path, "/") || c.WebRTC.Path == "/" {
-			return fmt.Errorf("webrtc.path: %q: want a path like /whip", c.WebRTC.Path)
-		}
-		if c.WebRTC.MaxSessions <= 0 || c.WebRTC.ConnectTimeout <= 0 || c.WebRTC.MediaTimeout <= 0 {
-			return errors.New("webrtc.max_sessions, webrtc.connect_timeout, webrtc.media_timeout: must be positive")
-		}
-		if _, _, err := c.WebRTC.ICEPortRange(); err != nil {
-			return err
-		}
-		for _, ip := range c.WebRTC.PublicIPs {
-			if _, err := netip.ParseAddr(ip); err != nil {
-				return fmt.Errorf("webrtc.public_ips: %q: want an IP address", ip)
-			}
-		}
-	}
-	hot, err := c.ASR.HotwordPhrases()
-	if err != nil {
-		return err
-	}
-	if len(hot) > 0 && c.ASR.Decoding != asr.ModifiedBeamSearch {
-		return fmt.Errorf("asr.hotwords: need asr.decoding: %s", asr.ModifiedBeamSearch)
-	}
-	if c.ASR.HotwordScore <= 0 || c.ASR.HotwordScore > asr.MaxPhraseScore {
-		return fmt.Errorf("asr.hotwords_score: %v: want (0, %d]", c.ASR.HotwordScore, asr.MaxPhraseScore)
-	}
-	if _, err := c.ASR.KeywordPhrases(); err != nil {
-		return err
-	}
-	if _, err := c.RedactPolicy(); err != nil {
-		return err
-	}
-	if c.ASR.Provider != "cpu" && c.ASR.Provider != "cuda" {
-		return fmt.Errorf("asr.provider: %q: want cpu or cuda", c.ASR.Provider)
-	}
-	if strings.ContainsAny(c.Instance, " {}\t\r\n") {
-		return fmt.Errorf("instance: %q: want a name without spaces or braces", c.Instance)
-	}
-	if c.Redis.Prefix == "" || strings.ContainsAny(c.Redis.Prefix, " {}") {
-		return fmt.Errorf("redis.prefix: %q: want a non-empty key prefix without spaces or braces", c.Redis.Prefix)
-	}
-	if _, err := c.Log.Severity(); err != nil {
-		return err
-	}
-	if _, err := c.Log.Logger(io.Discard, slog.LevelInfo); err != nil {
-		return err
-	}
-	return nil
 }

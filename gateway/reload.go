@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"reflect"
 )
 
@@ -31,11 +32,11 @@ func (s *Service) reload(read func() (Config, error)) (Config, []string, error) 
 	}
 	hot, err := next.ASR.HotwordPhrases()
 	if err != nil {
-		return next, nil, err
+		return next, nil, fmt.Errorf("asr.%w", err)
 	}
 	kw, err := next.ASR.KeywordPhrases()
 	if err != nil {
-		return next, nil, err
+		return next, nil, fmt.Errorf("asr.%w", err)
 	}
 	policy, err := next.RedactPolicy()
 	if err != nil {

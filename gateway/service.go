@@ -63,28 +63,25 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 			s.Close()
 		}
 	}()
-	if err := asr.InitRuntime(cfg.ASR.ORTLib, cfg.ASR.Provider); err != nil {
+	a := cfg.ASR
+	if err := asr.InitRuntime(a.ORTLib, a.Engine.Provider); err != nil {
 		return nil, err
 	}
-	a := cfg.ASR
-	info, err := asr.LoadModelInfo(asr.ModelFiles{Dir: a.ModelDir, Encoder: a.Encoder, Decoder: a.Decoder, Joiner: a.Joiner})
+	info, err := asr.LoadModelInfo(a.ModelFiles)
 	if err != nil {
 		return nil, err
 	}
-	s.batcher, err = asr.NewBatcher(info, asr.BatcherOptions{MaxBatch: a.MaxBatch, MaxWait: a.MaxWait, Workers: a.Workers,
-		RunTimeout: a.RunTimeout, Endpoint: a.Endpoint, Logger: log, Headroom: a.Headroom, Calibrate: true,
-		Decoding: a.Decoding, ActivePaths: a.ActivePaths, VADModel: a.VADModel,
-		DeviceIDs: a.DeviceIDs, GPURetry: a.GPURetry,
-		Engine: asr.EngineOptions{Provider: a.Provider, Threads: a.Threads, CUDAOptions: a.CUDAOptions}})
+	bo := a.BatcherOptions
+	bo.Logger, bo.Calibrate = log, true
+	s.batcher, err = asr.NewBatcher(info, bo)
 	if err != nil {
 		return nil, err
 	}
 	log.Info(fmt.Sprintf("callscribe: capacity ≈ %d streams on this machine", s.batcher.Capacity()),
 		"step_per_stream", s.batcher.StepCost(), "workers", s.batcher.Workers(), "max_streams", a.MaxStreams)
 	r := cfg.Redis
-	s.pub, err = transcript.NewPublisher(transcript.Options{Addr: r.Addr, Cluster: r.Cluster, Prefix: r.Prefix, Shards: r.Shards,
-		CallMaxLen: r.CallMaxLen, FirehoseMaxLen: r.FirehoseMaxLen, Expire: r.Expire, SpoolMaxBytes: r.SpoolMaxBytes,
-		SpoolFile: r.SpoolFile, Instance: cfg.InstanceName(), Logger: log})
+	r.Instance, r.Logger = cfg.InstanceName(), log
+	s.pub, err = transcript.NewPublisher(r)
 	if err != nil {
 		return nil, err
 	}
@@ -121,19 +118,16 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 	s.metricsToken.Store(&cfg.HTTP.MetricsToken)
 	mux.Handle("/metrics", bearer(func() string { return *s.metricsToken.Load() }, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	if wc := cfg.WebRTC; wc.Enabled {
-		lo, hi, _ := wc.ICEPortRange()
-		s.whip, err = webrtc.NewServer(webrtc.Config{Path: wc.Path, Token: wc.Token, PortLo: lo, PortHi: hi,
-			OfferRate: wc.OfferRate, OfferBurst: wc.OfferBurst,
-			PublicIPs: wc.PublicIPs, Loopback: wc.Loopback, ConnectTimeout: wc.ConnectTimeout,
-			MediaTimeout: wc.MediaTimeout, Logger: log}, s.calls)
+		w := wc.Config
+		w.Logger = log
+		s.whip, err = webrtc.NewServer(w, s.calls)
 		if err != nil {
 			return nil, err
 		}
 		mux.Handle(wc.Path, s.whip)
 		mux.Handle(wc.Path+"/", s.whip)
 	}
-	s.follower = transcript.NewFollower(transcript.FollowerOptions{Addr: r.Addr, Cluster: r.Cluster, Prefix: r.Prefix,
-		MaxFollows: cfg.HTTP.MaxEventStreams})
+	s.follower = transcript.NewFollower(r.Follower(cfg.HTTP.MaxEventStreams))
 	s.events = NewEvents(s.follower, log)
 	s.events.Max = cfg.HTTP.MaxEventStreams
 	s.events.SetToken(cfg.WebRTC.Token)

@@ -17,8 +17,9 @@ import (
 
 // Config configures the SIP server; it is the sip section of the gateway's
 // configuration file (the gateway adds its admission limits beside it).
-// DefaultConfig holds the file's defaults. A Config built by hand takes,
-// for a zero field, what its comment says zero means.
+// DefaultConfig holds the file's defaults. A Config built by hand takes
+// the default a field's comment names when the field is zero, unless the
+// comment gives zero a meaning of its own ("0: no limit", "empty: none").
 type Config struct {
 	// UDP is the address SIP listens on over UDP (IP:PORT); empty: not
 	// over UDP. At least one of udp, tcp and tls is set.
@@ -40,25 +41,25 @@ type Config struct {
 	// callscribe_sip_refresh_failed_total).
 	TLSClient TLSClient `yaml:"tls_client"`
 	// MediaIP is the address RTP sockets bind to and SDP answers announce;
-	// zero: 127.0.0.1.
+	// default 127.0.0.1.
 	MediaIP string `yaml:"media_ip"`
 	// RTPPorts are the RTP ports (LO-HI), a pair per call leg (RTP on the
-	// even port, RTCP on the next); zero: 20000-30000.
+	// even port, RTCP on the next); default 20000-30000.
 	RTPPorts media.PortRange `yaml:"rtp_ports"`
 	// Codecs are the codecs answered, in order of preference (PCMU, PCMA,
 	// G722, opus): wideband first, so that a caller offering G.722 or Opus
-	// is heard at 16 kHz. Zero: G722, opus, PCMU, PCMA.
+	// is heard at 16 kHz. Default G722, opus, PCMU, PCMA.
 	Codecs []string `yaml:"codecs"`
 	// SRTP is the SRTP policy, with SDES keys (RTP/SAVP and a=crypto, RFC
 	// 4568; the keys travel in the SDP, so use it with sip.tls). off: plain
-	// RTP only. offer (zero's meaning): SRTP when the caller offers it,
+	// RTP only. offer (the default): SRTP when the caller offers it,
 	// plain RTP otherwise; a delayed-offer call gets a plain offer.
 	// required: SRTP only, plain RTP is refused with 488 and our own offers
 	// are RTP/SAVP. Suites: AEAD_AES_128_GCM, AEAD_AES_256_GCM,
 	// AES_CM_128_HMAC_SHA1_80/_32, AES_256_CM_HMAC_SHA1_80/_32.
 	SRTP string `yaml:"srtp"`
 	// MediaTimeout ends with BYE a call without RTP for this long while it
-	// is not on hold; zero: 30 s.
+	// is not on hold; default 30 s.
 	MediaTimeout time.Duration `yaml:"media_timeout"`
 	// KeepaliveInterval is how often the peer of a call without media (on
 	// hold, answered inactive or to 0.0.0.0, or no RTP for this long) is
@@ -67,8 +68,8 @@ type Config struct {
 	// fails; two failures in a row end the call (reason keepalive) with our
 	// BYE. Any other answer says the peer is there. Without it a held call
 	// whose caller vanished holds its slot until a session timer the
-	// caller asked for, or shutdown, ends it. Zero: 30 s; negative (-1s):
-	// no probes.
+	// caller asked for, or shutdown, ends it. 0: the default, 30 s;
+	// negative (-1s): no probes.
 	KeepaliveInterval time.Duration `yaml:"keepalive_interval"`
 	// AllowCIDRs are the only sources accepted (CIDRs; others get 403);
 	// empty: any.
@@ -77,16 +78,16 @@ type Config struct {
 	// name to password. Unauthorized INVITEs get 401 with a challenge in
 	// realm. Empty: no authentication.
 	Users map[string]string `yaml:"users"`
-	// Realm is the realm of the digest challenge; zero: callscribe.
+	// Realm is the realm of the digest challenge; default callscribe.
 	Realm string `yaml:"realm"`
 	// MinSE is the shortest session-timer interval accepted (RFC 4028;
-	// below it 422 with Min-SE); at least 1 s, zero: 90 s.
+	// below it 422 with Min-SE); at least 1 s, default 90 s.
 	MinSE time.Duration `yaml:"min_se"`
 	// AckTimeout is how long the ACK of our 200 is waited for; a call
 	// without it ends (reason timeout, BYE) and frees its slot, which it
 	// holds until then. 8 s lets an ACK lost four times arrive (the 200 is
 	// resent at 0.5, 1, 2, 4 s); RFC 3261's 32 s would let a stranger that
-	// never ACKs hold slots four times longer. Zero: 8 s.
+	// never ACKs hold slots four times longer. Default 8 s.
 	AckTimeout time.Duration `yaml:"ack_timeout"`
 	// InviteRate limits the INVITEs one source address may send: a token
 	// bucket per address of this many a second, bursts of invite_burst;
@@ -103,14 +104,14 @@ type Config struct {
 	// (and allow_cidrs for the trunks, a shorter ack_timeout).
 	MaxUnackedPerSource int `yaml:"max_unacked_per_source"`
 	// TCPIdleTimeout closes a TCP or TLS connection silent this long (the
-	// peer opens a new one for its next request); zero: 10 min.
+	// peer opens a new one for its next request); default 10 min.
 	TCPIdleTimeout time.Duration `yaml:"tcp_idle_timeout"`
 	// TCPMaxPerSource bounds the TCP and TLS connections from one address
-	// (more are closed at once); zero: 100.
+	// (more are closed at once); default 100.
 	TCPMaxPerSource int `yaml:"tcp_max_per_source"`
 	// CarryHeaders are the SIP headers kept on the call and published in
-	// call.start as hdr:<Name>; a name ending in * is a prefix. Zero: X-*
-	// and User-to-User.
+	// call.start as hdr:<Name>; a name ending in * is a prefix. Default
+	// X-* and User-to-User.
 	CarryHeaders []string `yaml:"carry_headers"`
 	// RTPReadWorkers is how every call's RTP is read: 0, a goroutine per
 	// leg; N, N epoll workers (media.Poller) read them all.
@@ -150,7 +151,7 @@ type TLSClient struct {
 	// system's CAs.
 	CAFile string `yaml:"ca_file"`
 	// Verify checks the peer's certificate against ca_file and
-	// server_name; false only on a private network. Zero (nil): true.
+	// server_name; false only on a private network. Default (nil) true.
 	Verify *bool `yaml:"verify"`
 	// ServerName is the name the peer's certificate must carry; empty: the
 	// host dialled.

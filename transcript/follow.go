@@ -27,6 +27,12 @@ type FollowerOptions struct {
 	MaxFollows int
 }
 
+// Follower are the options of a follower of the Redis these options
+// publish to, with maxFollows Reads at once.
+func (o Options) Follower(maxFollows int) FollowerOptions {
+	return FollowerOptions{Addr: o.Addr, Cluster: o.Cluster, Prefix: o.Prefix, MaxFollows: maxFollows}
+}
+
 // NewFollower returns a follower; it connects on first use.
 func NewFollower(o FollowerOptions) *Follower {
 	if o.Addr == "" {

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,44 +41,53 @@ func (e *Event) size() int64 {
 	return int64(n)
 }
 
-// Options configure the publisher. Zero fields take the defaults named.
+// Options configure the publisher; they are the redis section of the
+// gateway's configuration file (the gateway's instance name joins them).
+// DefaultOptions holds the file's defaults; a zero field takes the
+// default its comment names.
 type Options struct {
-	// Addr of Redis; default 127.0.0.1:6379.
-	Addr string
-	// Cluster: Addr is a node of a Redis Cluster, the others are found from
-	// it. A call's stream and its firehose shard may live on different nodes.
-	Cluster bool
-	// Prefix of every key; default "stt".
-	Prefix string
-	// Shards of the firehose stt:events:<shard>; default 1.
-	Shards int
+	// Addr is Redis's HOST:PORT; a name resolves through DNS (a Kubernetes
+	// service). Default 127.0.0.1:6379.
+	Addr string `yaml:"addr"`
+	// Cluster says addr is a node of a Redis Cluster; the other nodes are
+	// found from it. Each call's stream stays on one node (its key's hash
+	// tag); a call's stream and its firehose shard may live on different
+	// nodes.
+	Cluster bool `yaml:"cluster"`
+	// Prefix is every key's prefix: <prefix>:call:{<call_id>} and
+	// <prefix>:events:<shard>. Default stt.
+	Prefix string `yaml:"prefix"`
+	// Shards is the number of firehose streams (shard = hash(call_id) mod
+	// shards); default 1.
+	Shards int `yaml:"shards"`
 	// CallMaxLen caps each per-call stream (MAXLEN ~); default 10000.
-	CallMaxLen int64
+	CallMaxLen int64 `yaml:"call_maxlen"`
 	// FirehoseMaxLen caps each firehose stream (MAXLEN ~); default 1000000.
-	FirehoseMaxLen int64
+	FirehoseMaxLen int64 `yaml:"firehose_maxlen"`
 	// Expire is the time to live of a call's stream: set with call.start
 	// and renewed by every round that writes to it, so a call's stream
 	// lives this long after its last event; default 24 h.
-	Expire time.Duration
-	// SpoolMaxBytes bounds the memory held by events waiting for Redis:
-	// beyond it the oldest partials are dropped; finals and call events are
-	// never dropped. Default 64 MiB.
-	SpoolMaxBytes int64
+	Expire time.Duration `yaml:"expire"`
+	// SpoolMaxBytes bounds the memory held by events waiting while Redis
+	// is unreachable (bytes): beyond it the oldest partials are dropped;
+	// finals and call events never are. Default 64 MiB.
+	SpoolMaxBytes int64 `yaml:"spool_max_bytes"`
 	// Batch is the most events per pipeline; default 512.
-	Batch int
-	// SpoolFile, when set, keeps every undelivered event in an append-only
-	// file too (one JSON object a line), so that a restarted gateway
-	// replays what a crash left undelivered. It is written by the
-	// publisher's goroutine, never by Publish, and emptied whenever
-	// everything has reached Redis. Default: memory only.
-	SpoolFile string
+	Batch int `yaml:"-"`
+	// SpoolFile also keeps every undelivered event in this append-only
+	// file (one JSON object a line), replayed when the gateway starts again
+	// after a crash. It is written by the publisher's goroutine, never by
+	// Publish, emptied when everything is delivered and compacted to what
+	// still waits as it grows, so it stays about the size of the memory
+	// spool. Empty: memory only.
+	SpoolFile string `yaml:"spool_file"`
 	// Instance, when set, names this gateway: the calls it has open are
 	// kept in Redis (Keys.Instance), and at start the calls a previous run
 	// of the same instance left open are ended with call.end reason
 	// "restart". Default: none.
-	Instance string
+	Instance string `yaml:"-"`
 	// Logger; default slog.Default().
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 }
 
 // Defaults of Options, the one place they are written (the gateway's
@@ -88,6 +99,39 @@ const (
 	DefaultExpire         = 24 * time.Hour
 	DefaultSpoolMaxBytes  = 64 << 20
 )
+
+// DefaultOptions are the options a gateway publishes with when its file
+// says nothing: the local Redis, one firehose shard.
+func DefaultOptions() Options {
+	return Options{Addr: DefaultAddr, Prefix: DefaultPrefix, Shards: 1, CallMaxLen: DefaultCallMaxLen,
+		FirehoseMaxLen: DefaultFirehoseMaxLen, Expire: DefaultExpire, SpoolMaxBytes: DefaultSpoolMaxBytes}
+}
+
+// Validate checks every option as written (a zero that has a default is
+// an error here); an error names the first bad one by its key in the
+// redis section ("shards: ...").
+func (o *Options) Validate() error {
+	// Redis may be a name (a Kubernetes service, a managed instance).
+	host, port, err := net.SplitHostPort(o.Addr)
+	if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n <= 0 || n > 65535 {
+		return fmt.Errorf("addr: %q: want HOST:PORT", o.Addr)
+	}
+	if o.Prefix == "" || strings.ContainsAny(o.Prefix, " {}") {
+		return fmt.Errorf("prefix: %q: want a non-empty key prefix without spaces or braces", o.Prefix)
+	}
+	for _, r := range []struct {
+		key string
+		ok  bool
+	}{
+		{"shards", o.Shards > 0}, {"call_maxlen", o.CallMaxLen > 0}, {"firehose_maxlen", o.FirehoseMaxLen > 0},
+		{"expire", o.Expire > 0}, {"spool_max_bytes", o.SpoolMaxBytes > 0},
+	} {
+		if !r.ok {
+			return fmt.Errorf("%s: out of range", r.key)
+		}
+	}
+	return nil
+}
 
 func (o *Options) defaults() {
 	if o.Addr == "" {

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/netip"
 	"runtime/debug"
@@ -27,32 +26,6 @@ import (
 	"github.com/callscribe/callscribe/ingest"
 	"github.com/callscribe/callscribe/media"
 )
-
-// Config configures the WHIP endpoint. Zero fields take the defaults named.
-type Config struct {
-	// Path of the endpoint; default "/whip". Sessions live at Path/<id>.
-	Path string
-	// Token, when set, is the bearer token every request must carry.
-	Token string
-	// PortLo and PortHi bound the ICE UDP ports; default: any.
-	PortLo, PortHi uint16
-	// PublicIPs are announced as host candidates (NAT 1:1) when set.
-	PublicIPs []string
-	// Loopback offers 127.0.0.1 candidates too (tests, a local demo).
-	Loopback bool
-	// OfferRate limits the offers one address may POST (a token bucket per
-	// IP: rate a second, bursts of OfferBurst); beyond it 429 with
-	// Retry-After, before any work. 0: no limit (the default).
-	OfferRate  float64
-	OfferBurst int
-	// ConnectTimeout ends a session whose ICE/DTLS has not connected; and
-	// MediaTimeout one whose audio stopped; defaults 10 s and 30 s.
-	ConnectTimeout, MediaTimeout time.Duration
-	// Leg configures the audio receive path.
-	Leg media.LegOptions
-	// Logger; default slog.Default().
-	Logger *slog.Logger
-}
 
 // Session is one browser call.
 type Session struct {
@@ -102,26 +75,11 @@ type Server struct {
 // ErrBadOffer is wrapped by errors about an unusable SDP offer (400).
 var ErrBadOffer = errors.New("webrtc: bad offer")
 
-// Defaults of Config, the one place they are written.
-const (
-	DefaultPath           = "/whip"
-	DefaultConnectTimeout = 10 * time.Second
-	DefaultMediaTimeout   = 30 * time.Second
-)
-
 // NewServer prepares the endpoint; adm admits its sessions.
 func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
-	if cfg.Path == "" {
-		cfg.Path = DefaultPath
-	}
-	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = DefaultConnectTimeout
-	}
-	if cfg.MediaTimeout <= 0 {
-		cfg.MediaTimeout = DefaultMediaTimeout
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("webrtc: config: %w", err)
 	}
 	m := &pw.MediaEngine{}
 	for _, c := range []pw.RTPCodecParameters{
@@ -133,14 +91,9 @@ func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
 		}
 	}
 	se := pw.SettingEngine{LoggerFactory: pionLogs{cfg.Logger}}
-	if cfg.PortLo > 0 || cfg.PortHi > 0 {
-		if err := se.SetEphemeralUDPPortRange(cfg.PortLo, cfg.PortHi); err != nil {
-			return nil, fmt.Errorf("webrtc: config: ice ports %d-%d: %w", cfg.PortLo, cfg.PortHi, err)
-		}
-	}
-	for _, ip := range cfg.PublicIPs {
-		if _, err := netip.ParseAddr(ip); err != nil {
-			return nil, fmt.Errorf("webrtc: config: public ip %q: %w", ip, err)
+	if r := cfg.ICEPorts; !r.IsZero() {
+		if err := se.SetEphemeralUDPPortRange(uint16(r.Lo), uint16(r.Hi)); err != nil {
+			return nil, fmt.Errorf("webrtc: config: ice_ports %s: %w", r, err)
 		}
 	}
 	if len(cfg.PublicIPs) > 0 { // NAT 1:1: host candidates carry the public addresses

@@ -69,7 +69,7 @@ func serveMain(args []string, stdout, stderr io.Writer) int {
 			case "REDIS", "redis":
 				cfg.Redis.Addr = v
 			case "MODEL", "model":
-				cfg.ASR.ModelDir = v
+				cfg.ASR.ModelFiles.Dir = v
 			case "RTP_PORTS", "rtp-ports":
 				if err := cfg.SIP.RTPPorts.UnmarshalText([]byte(v)); err != nil && bad == nil {
 					bad = fmt.Errorf("sip.rtp_ports: %w", err)
@@ -77,7 +77,7 @@ func serveMain(args []string, stdout, stderr io.Writer) int {
 			case "MEDIA_IP", "media-ip":
 				cfg.SIP.MediaIP = v
 			case "PROVIDER", "provider":
-				cfg.ASR.Provider = v
+				cfg.ASR.Engine.Provider = v
 			case "MAX_STREAMS", "max-streams":
 				cfg.ASR.MaxStreams = v
 			case "WEBRTC_TOKEN":
@@ -115,7 +115,7 @@ func serveMain(args []string, stdout, stderr io.Writer) int {
 		if err := cfg.Validate(); err != nil {
 			return cfg, fmt.Errorf("config: %w", err)
 		}
-		cfg.ASR.ModelDir = modelDir(cfg.ASR.ModelDir)
+		cfg.ASR.ModelFiles.Dir = modelDir(cfg.ASR.ModelFiles.Dir)
 		return cfg, nil
 	}
 	cfg, err := resolve()
@@ -186,7 +186,7 @@ func serve(cfg gateway.Config, log *slog.Logger, level *slog.LevelVar, resolve f
 	}
 	defer svc.Close()
 	log.Info("callscribe: serving", "version", version, "sip", svc.SIPAddrs(), "http", svc.HTTPAddr().String(), "redis", cfg.Redis.Addr,
-		"model", cfg.ASR.ModelDir, "provider", svc.Provider(), "onnxruntime", svc.RuntimePath(), "instance", cfg.InstanceName())
+		"model", cfg.ASR.ModelFiles.Dir, "provider", svc.Provider(), "onnxruntime", svc.RuntimePath(), "instance", cfg.InstanceName())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
