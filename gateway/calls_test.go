@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/asr/asrtest"
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/sip"
 	"github.com/callscribe/callscribe/sip/siptest"
@@ -27,27 +26,6 @@ import (
 	"github.com/callscribe/callscribe/webrtc"
 	"github.com/callscribe/callscribe/webrtc/webrtctest"
 )
-
-func modelDir(t testing.TB) string {
-	d := os.Getenv("CALLSCRIBE_MODEL")
-	if d == "" {
-		d = filepath.Join("..", "..", "shared", "models", "sherpa-onnx-kws-zipformer-gigaspeech-3.3M-2024-01-01-mobile")
-	}
-	if _, err := os.Stat(filepath.Join(d, "tokens.txt")); err != nil {
-		t.Fatalf("model: %v", err)
-	}
-	return d
-}
-
-// testWAV reads a recording of the model's test set.
-func testWAV(t testing.TB, name string) media.Audio {
-	t.Helper()
-	a, err := media.ReadWAVFile(filepath.Join(modelDir(t), "test_wavs", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
 
 func newBatcher(t testing.TB) *asr.Batcher { return batcherWith(t, asr.EndpointRules) }
 
@@ -90,7 +68,7 @@ func startWHIP(t *testing.T, calls *Calls) (*webrtc.Server, string) {
 // testGateway wires a real redis-server, a publisher, calls on b (the
 // model's batcher when nil) configured by o, and a SIP server with cfg,
 // all stopped when the test ends.
-func testGateway(t *testing.T, b *asr.Batcher, o CallsOptions, cfg sip.Config) (*transcripttest.Redis, *transcript.Publisher, *Calls, *sip.Server) {
+func testGateway(t testing.TB, b *asr.Batcher, o CallsOptions, cfg sip.Config) (*transcripttest.Redis, *transcript.Publisher, *Calls, *sip.Server) {
 	t.Helper()
 	rd := transcripttest.Start(t)
 	pub, err := transcript.NewPublisher(transcript.Options{Addr: rd.Addr})
@@ -128,7 +106,7 @@ func (e delayEngine) Encode(b *asr.Batch) error {
 // delayedBatcher is the model's batcher with o, on engines slowed by delay.
 func delayedBatcher(t *testing.T, o asr.BatcherOptions, delay *atomic.Int64) *asr.Batcher {
 	t.Helper()
-	info, err := asr.LoadModelInfo(asr.ModelFiles{Dir: modelDir(t)})
+	info, err := asr.LoadModelInfo(asr.ModelFiles{Dir: asrtest.ModelDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +177,7 @@ func TestCallToTranscriptOnRedis(t *testing.T) {
 		latMu.Unlock()
 	}})
 
-	a := testWAV(t, "8k.wav")
+	a := asrtest.WAV(t, "8k.wav")
 	speech := siptest.PCMU(a.Samples)
 	var wg sync.WaitGroup
 	for i := range 3 { // concurrent calls, PCMU and PCMA
@@ -295,7 +273,7 @@ func contains(list []string, s string) bool {
 // on, every final arrives in order with call.end, and the spool counters moved.
 func TestRedisOutageMidCall(t *testing.T) {
 	rd, pub, calls, srv := startGateway(t)
-	a := testWAV(t, "8k.wav")
+	a := asrtest.WAV(t, "8k.wav")
 	gap := make([]float32, 8000*3) // 3 s of silence between the sentences: an endpoint
 	x := append(append(append([]float32{}, a.Samples...), gap...), a.Samples...)
 	done := make(chan struct{})
@@ -352,7 +330,7 @@ func TestRedisOutageMidCall(t *testing.T) {
 func TestBrowserCallToTranscript(t *testing.T) {
 	rd, pub, calls, _ := startGateway(t)
 	_, whipURL := startWHIP(t, calls)
-	a := testWAV(t, "8k.wav")
+	a := asrtest.WAV(t, "8k.wav")
 	speech := siptest.PCMU(a.Samples)
 	c := webrtctest.NewClient(t)
 	c.Publish(t, whipURL+"/whip")
@@ -390,7 +368,7 @@ func TestBrowserCallToTranscript(t *testing.T) {
 // each leg's finals what transcribe gives for that speaker's audio alone.
 func TestRecordingSessionTranscribesEachParty(t *testing.T) {
 	rd, pub, calls, srv := startGateway(t)
-	customer, agent := testWAV(t, "8k.wav"), testWAV(t, "0.wav")
+	customer, agent := asrtest.WAV(t, "8k.wav"), asrtest.WAV(t, "0.wav")
 	agent8k, _ := media.Resample(agent.Samples, agent.SampleRate, 8000)
 	payloads := map[string][]byte{"customer": siptest.PCMU(customer.Samples), "agent": siptest.PCMU(agent8k)}
 	var tcp string

@@ -10,14 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/asr/asrtest"
 	"github.com/callscribe/callscribe/ingest"
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/sip"
 	"github.com/callscribe/callscribe/sip/siptest"
 	"github.com/callscribe/callscribe/transcript"
+	"github.com/callscribe/callscribe/transcript/transcripttest"
 	"github.com/callscribe/callscribe/webrtc/webrtctest"
 )
 
@@ -59,26 +59,9 @@ func rawRequest(t *testing.T, to, method, callID string) string {
 func TestCapacityRefusesBeyondMaxStreams(t *testing.T) {
 	rd, pub, calls, srv := startGatewayWith(t, CallsOptions{MaxStreams: 2})
 	_, whipURL := startWHIP(t, calls)
-	a := testWAV(t, "8k.wav")
+	a := asrtest.WAV(t, "8k.wav")
 	speech := siptest.PCMU(a.Samples)
-	codes := make([]int, 4)
-	var wg sync.WaitGroup
-	var answered atomic.Int32
-	for i := range codes {
-		wg.Go(func() {
-			ph, err := siptest.Dial()
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer ph.Close()
-			talked, _ := ph.Call(srv.Addrs()[0].String(), speech)
-			codes[i] = talked.Code
-			if talked.Code == 200 {
-				answered.Add(1)
-			}
-		})
-	}
+	placed := siptest.PlaceCalls(4, srv.Addrs()[0].String(), speech, 0)
 	// While two calls hold both streams: a WHIP offer, an INVITE and OPTIONS
 	// hear that the recognizer is full.
 	for start := time.Now(); calls.Streams() < 2; time.Sleep(10 * time.Millisecond) {
@@ -104,14 +87,20 @@ func TestCapacityRefusesBeyondMaxStreams(t *testing.T) {
 	if !calls.Saturated() {
 		t.Error("not saturated with every stream taken")
 	}
-	wg.Wait()
-	if answered.Load() != 2 {
-		t.Fatalf("answers %v, want two 200 and two 503", codes)
+	codes, err := placed.Wait()
+	if err != nil {
+		t.Error(err)
 	}
+	answered := 0
 	for _, c := range codes {
-		if c != 200 && c != 503 {
+		if c == 200 {
+			answered++
+		} else if c != 503 {
 			t.Errorf("answers %v", codes)
 		}
+	}
+	if answered != 2 {
+		t.Fatalf("answers %v, want two 200 and two 503", codes)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -121,7 +110,7 @@ func TestCapacityRefusesBeyondMaxStreams(t *testing.T) {
 		t.Errorf("rejected %v", st.Rejected)
 	}
 	want := asr.FinalText(reference(t, newBatcher(t), "PCMU", speech))
-	for k, evs := range callStreams(t, ctx, rd.Addr) {
+	for k, evs := range transcripttest.CallStreams(t, rd.Addr) {
 		var finals []string
 		for _, e := range evs {
 			if e["type"] == transcript.Final {
@@ -147,22 +136,9 @@ func TestSlowRecognizerRefusesThenRecovers(t *testing.T) {
 	rd, pub, calls, srv := testGateway(t, b, CallsOptions{MaxStreams: 10, MaxLag: 300 * time.Millisecond},
 		sip.Config{UDP: "127.0.0.1:0", RTPPorts: media.PortRange{Lo: 37000, Hi: 37999}})
 	to := srv.Addrs()[0].String()
-	a := testWAV(t, "8k.wav")
+	a := asrtest.WAV(t, "8k.wav")
 	speech := siptest.PCMU(append(append([]float32{}, a.Samples...), a.Samples...)) // about 12 s
-	var wg sync.WaitGroup
-	for range 2 {
-		wg.Go(func() {
-			ph, err := siptest.Dial()
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer ph.Close()
-			if talked, err := ph.Call(to, speech); err != nil || talked.Code != 200 {
-				t.Errorf("a call before the slowdown: %d %v", talked.Code, err)
-			}
-		})
-	}
+	before := siptest.PlaceCalls(2, to, speech, 0)
 	for start := time.Now(); calls.Streams() < 2; time.Sleep(10 * time.Millisecond) {
 		if time.Since(start) > 10*time.Second {
 			t.Fatal("the calls did not start")
@@ -193,7 +169,9 @@ func TestSlowRecognizerRefusesThenRecovers(t *testing.T) {
 	if msg := rawRequest(t, to, "OPTIONS", "probe-after"); !strings.HasPrefix(msg, "SIP/2.0 200") {
 		t.Errorf("OPTIONS after the slowdown:\n%s", msg)
 	}
-	wg.Wait()
+	if codes, err := before.Wait(); err != nil || codes[0] != 200 || codes[1] != 200 {
+		t.Errorf("the calls before the slowdown: %v %v", codes, err)
+	}
 	ph := siptest.NewPhone(t)
 	if talked, err := ph.Call(to, siptest.PCMU(a.Samples)); err != nil || talked.Code != 200 {
 		t.Errorf("a call after the slowdown: %d %v", talked.Code, err)
@@ -205,7 +183,7 @@ func TestSlowRecognizerRefusesThenRecovers(t *testing.T) {
 	want := asr.FinalText(reference(t, rb, "PCMU", speech))
 	wantAfter := asr.FinalText(reference(t, rb, "PCMU", siptest.PCMU(a.Samples)))
 	matched := map[string]int{}
-	for k, evs := range callStreams(t, ctx, rd.Addr) {
+	for k, evs := range transcripttest.CallStreams(t, rd.Addr) {
 		var finals []string
 		for _, e := range evs {
 			if e["type"] == transcript.Final {
@@ -227,25 +205,6 @@ func TestSlowRecognizerRefusesThenRecovers(t *testing.T) {
 	if st := calls.Stats(); st.Rejected["sip/capacity"] < 1 || st.DroppedMs != 0 || st.Abandoned != 0 {
 		t.Errorf("stats %+v", st)
 	}
-}
-
-// callStreams reads every call's stream on Redis, by key.
-func callStreams(t *testing.T, ctx context.Context, addr string) map[string][]map[string]any {
-	t.Helper()
-	rc := redis.NewClient(&redis.Options{Addr: addr})
-	defer rc.Close()
-	keys, err := rc.Keys(ctx, "stt:call:*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string][]map[string]any{}
-	for _, k := range keys {
-		msgs, _ := rc.XRange(ctx, k, "-", "+").Result()
-		for _, m := range msgs {
-			out[k] = append(out[k], m.Values)
-		}
-	}
-	return out
 }
 
 // A burst of WHIP offers against webrtc.max_sessions: the slot is reserved

@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/asr/asrtest"
 	"github.com/callscribe/callscribe/ingest"
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/redact"
 	"github.com/callscribe/callscribe/sip"
+	"github.com/callscribe/callscribe/transcript/transcripttest"
 )
 
 // promptDir holds Asterisk's English prompts in a real voice (package
@@ -66,7 +68,7 @@ func batcherWith(t testing.TB, mode string) *asr.Batcher {
 	if err := asr.InitRuntime("", "cpu"); err != nil {
 		t.Fatal(err)
 	}
-	info, err := asr.LoadModelInfo(asr.ModelFiles{Dir: modelDir(t)})
+	info, err := asr.LoadModelInfo(asr.ModelFiles{Dir: asrtest.ModelDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +103,7 @@ func sayOnCall(t *testing.T, b *asr.Batcher, o CallsOptions, redactList string, 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	settle(t, ctx, calls, pub)
-	for _, evs := range callStreams(t, ctx, rd.Addr) {
+	for _, evs := range transcripttest.CallStreams(t, rd.Addr) {
 		return evs
 	}
 	t.Fatal("no call on Redis")
@@ -250,7 +252,7 @@ func TestHeldFinalReleasedWhenNothingFollows(t *testing.T) {
 			var final map[string]any
 			for final == nil && ctx.Err() == nil {
 				pub.Flush(ctx)
-				for _, evs := range callStreams(t, ctx, rd.Addr) {
+				for _, evs := range transcripttest.CallStreams(t, rd.Addr) {
 					for _, e := range evs {
 						if e["type"] == "final" {
 							final = e

@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,10 +15,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/asr/asrtest"
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/sip"
 	"github.com/callscribe/callscribe/sip/siptest"
 	"github.com/callscribe/callscribe/transcript"
+	"github.com/callscribe/callscribe/transcript/transcripttest"
 )
 
 // rawInvite sends an INVITE over UDP from conn, with the given Call-ID and
@@ -173,16 +174,10 @@ func TestOverloadKeepsCallEndLast(t *testing.T) {
 	b := delayedBatcher(t, asr.BatcherOptions{MaxBatch: 1, Workers: 1, MaxBacklogMs: 1000, Endpoint: asr.DefaultEndpointConfig()}, &delay)
 	rd, pub, calls, srv := testGateway(t, b, CallsOptions{FinalTimeout: 500 * time.Millisecond, MaxStreams: -1, MaxLag: -1},
 		sip.Config{UDP: "127.0.0.1:0", RTPPorts: media.PortRange{Lo: 36000, Hi: 36999}})
-	a := testWAV(t, "8k.wav")
-	var wg sync.WaitGroup
-	for range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			siptest.NewPhone(t).Talk(t, srv.Addrs()[0].String(), siptest.PCMU(a.Samples))
-		}()
+	a := asrtest.WAV(t, "8k.wav")
+	if _, err := siptest.PlaceCalls(3, srv.Addrs()[0].String(), siptest.PCMU(a.Samples), 0).Wait(); err != nil {
+		t.Fatal(err)
 	}
-	wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	settle(t, ctx, calls, pub)
@@ -243,7 +238,7 @@ func TestInviteFloodDuringACall(t *testing.T) {
 	rd, pub, calls, srv := testGateway(t, nil, CallsOptions{MaxStreams: -1, MaxLag: -1}, sip.Config{UDP: "127.0.0.1:0",
 		RTPPorts: media.PortRange{Lo: 38000, Hi: 38999}, AckTimeout: time.Second, InviteRate: 20, InviteBurst: 20})
 	to := srv.Addrs()[0].String()
-	a := testWAV(t, "8k.wav")
+	a := asrtest.WAV(t, "8k.wav")
 	speech := siptest.PCMU(a.Samples)
 	talked := make(chan int, 1)
 	go func() {
@@ -332,7 +327,7 @@ func TestInviteFloodDuringACall(t *testing.T) {
 	}
 	want := asr.FinalText(reference(t, newBatcher(t), "PCMU", speech))
 	found := false
-	for k, evs := range callStreams(t, ctx, rd.Addr) {
+	for k, evs := range transcripttest.CallStreams(t, rd.Addr) {
 		if strings.Contains(k, "flood-") {
 			continue
 		}

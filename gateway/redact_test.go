@@ -12,6 +12,7 @@ import (
 	"github.com/callscribe/callscribe/ingest"
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/redact"
+	"github.com/callscribe/callscribe/transcript/transcripttest"
 )
 
 // With redaction on, a DTMF event says when a key was pressed, not which;
@@ -31,9 +32,7 @@ func TestRedactionMasksDTMF(t *testing.T) {
 	tk.End("bye", nil)
 	<-tk.Done()
 	pub.Flush(context.Background())
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for _, evs := range callStreams(t, ctx, rd.Addr) {
+	for _, evs := range transcripttest.CallStreams(t, rd.Addr) {
 		for _, e := range evs {
 			if e["type"] != "dtmf" {
 				continue
@@ -83,7 +82,7 @@ func TestPauseHidesWhatIsSaidAndKeyed(t *testing.T) {
 	settle(t, ctx, calls, pub)
 	var got []string
 	before := 0
-	for _, evs := range callStreams(t, ctx, rd.Addr) {
+	for _, evs := range transcripttest.CallStreams(t, rd.Addr) {
 		for _, e := range evs {
 			switch e["type"] {
 			case "dtmf":

@@ -10,9 +10,11 @@ import (
 	"time"
 
 	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/asr/asrtest"
 	"github.com/callscribe/callscribe/ingest"
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/sip"
+	"github.com/callscribe/callscribe/transcript/transcripttest"
 )
 
 // fakeClock is a clock a test moves.
@@ -64,7 +66,7 @@ func finalWords(t *testing.T, evs []map[string]any) [][]timedWord {
 // given at most bridgeMs of silence for a gap, not the gap.
 func TestLegTimelineFollowsCallClock(t *testing.T) {
 	b := newBatcher(t)
-	a := testWAV(t, "0.wav")
+	a := asrtest.WAV(t, "0.wav")
 	x, err := media.ResampleFilter(a.Samples, a.SampleRate, 16000, media.FilterKaldi)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +100,7 @@ func TestLegTimelineFollowsCallClock(t *testing.T) {
 			defer cancel()
 			settle(t, ctx, calls, pub)
 			var evs []map[string]any
-			for _, e := range callStreams(t, ctx, rd.Addr) {
+			for _, e := range transcripttest.CallStreams(t, rd.Addr) {
 				evs = e
 			}
 			digits := 0

@@ -228,7 +228,7 @@ func TestBigMessagesOverUDP(t *testing.T) {
 				"From: " + sipHeader(ok.text, "From") + "\r\nTo: " + sipHeader(ok.text, "To") + "\r\n" +
 				"Call-ID: " + sipHeader(ok.text, "Call-ID") + "\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
 			peer.udp.WriteToUDP([]byte(ack), net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
-			c := <-rec.startCh
+			c := <-rec.Started
 			confirmed(t, c)
 			var seq uint16
 			sendSRTPTone(t, rtpConn, c.LocalRTP(), srtpContext(t, theirs), &seq, 1000, 600)

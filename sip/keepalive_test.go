@@ -40,7 +40,7 @@ func TestKeepaliveEndsCallsWhosePeerIsGone(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			sess := answered(t, ctx, phone.dc, target(addr), tc.body)
-			c := <-rec.startCh
+			c := <-rec.Started
 			confirmed(t, c)
 			if tc.hold {
 				req := sipmsg.NewRequest(sipmsg.INVITE, sess.InviteResponse.Contact().Address)
@@ -105,7 +105,7 @@ func TestKeepaliveOverTCPReusesTheConnection(t *testing.T) {
 	to.UriParams = sipmsg.NewParams()
 	to.UriParams.Add("transport", "tcp")
 	sess := answered(t, ctx, dc, to, offer(40000, "0", "a=inactive"))
-	c := <-rec.startCh
+	c := <-rec.Started
 	for options.Load() < 3 && ctx.Err() == nil && c.Reason() == "" {
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,126 +19,16 @@ import (
 	"github.com/pion/rtp"
 	"github.com/zaf/g711"
 
-	"github.com/callscribe/callscribe/ingest"
+	"github.com/callscribe/callscribe/ingest/ingesttest"
 	"github.com/callscribe/callscribe/internal/testcert"
 	"github.com/callscribe/callscribe/media"
 )
 
-// recorder is the Admitter of these tests: it admits every call (up to
-// max, when set), keeps each leg's audio in a ring and what the server
-// reports.
-type recorder struct {
-	srv      *Server
-	mu       sync.Mutex
-	max      int
-	draining bool
-	live     int
-	digits   []byte
-	started  []*Call
-	ended    []*Call
-	refused  []string
-	pauses   []bool // Pause calls, in order
-	startCh  chan *Call
-}
-
-func newRecorder() *recorder { return &recorder{startCh: make(chan *Call, 16)} }
-
-func (r *recorder) Full(string) *ingest.Refusal {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.draining {
-		return ingest.ErrDraining
-	}
-	if r.max > 0 && r.live >= r.max {
-		return ingest.ErrLimit
-	}
-	return nil
-}
-
-func (r *recorder) Refused(_ string, why *ingest.Refusal) {
-	r.mu.Lock()
-	r.refused = append(r.refused, why.Reason)
-	r.mu.Unlock()
-}
-
-func (r *recorder) Admit(o ingest.Offer) (ingest.Ticket, error) {
-	if why := r.Full("sip"); why != nil {
-		r.Refused("sip", why)
-		return nil, why
-	}
-	r.mu.Lock()
-	r.live++
-	r.mu.Unlock()
-	t := &ticket{r: r, id: o.ID, done: make(chan struct{})}
-	for range o.Legs {
-		t.rings = append(t.rings, media.NewRing(60*16000))
-	}
-	return t, nil
-}
-
-// ticket is one admitted call of the recorder.
-type ticket struct {
-	r     *recorder
-	id    string
-	rings []*media.Ring
-	c     *Call
-	once  sync.Once
-	done  chan struct{}
-}
-
-func (t *ticket) Sink(i int) media.Sink { return t.rings[i] }
-func (t *ticket) Done() <-chan struct{} { return t.done }
-
-func (t *ticket) DTMF(_ int, d media.DTMF) {
-	t.r.mu.Lock()
-	t.r.digits = append(t.r.digits, d.Digit)
-	t.r.mu.Unlock()
-}
-
-func (t *ticket) Pause(paused bool, _ string) {
-	t.r.mu.Lock()
-	t.r.pauses = append(t.r.pauses, paused)
-	t.r.mu.Unlock()
-}
-
-func (t *ticket) Start(map[string]string) {
-	t.c = t.r.srv.Call(t.id)
-	t.r.mu.Lock()
-	t.r.started = append(t.r.started, t.c)
-	t.r.mu.Unlock()
-	t.r.startCh <- t.c
-}
-
-func (t *ticket) End(string, []media.LegStats) {
-	t.once.Do(func() {
-		t.r.mu.Lock()
-		t.r.live--
-		if t.c != nil {
-			t.r.ended = append(t.r.ended, t.c)
-		}
-		t.r.mu.Unlock()
-		close(t.done)
-	})
-}
+// recorder is the Admitter of these tests.
+type recorder = ingesttest.Admitter[*Call]
 
 // ringOf is where leg i of c went.
 func ringOf(c *Call, i int) *media.Ring { return c.Legs[i].Leg.Sink().(*media.Ring) }
-
-// waitEnded waits until n calls have ended and returns them.
-func (r *recorder) waitEnded(t *testing.T, n int) []*Call {
-	t.Helper()
-	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(10 * time.Millisecond) {
-		r.mu.Lock()
-		if len(r.ended) >= n {
-			out := append([]*Call(nil), r.ended...)
-			r.mu.Unlock()
-			return out
-		}
-		r.mu.Unlock()
-	}
-	t.Fatalf("fewer than %d calls ended", n)
-	return nil
-}
 
 func startServer(t *testing.T, cfg Config) (*Server, *recorder, string) {
 	t.Helper()
@@ -147,12 +36,12 @@ func startServer(t *testing.T, cfg Config) (*Server, *recorder, string) {
 		cfg.UDP = "127.0.0.1:0"
 	}
 	cfg.RTPPorts = media.PortRange{Lo: 31000, Hi: 31999}
-	rec := newRecorder()
+	rec := ingesttest.New[*Call]()
 	s, err := NewServer(cfg, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec.srv = s
+	rec.Lookup = s.Call
 	if err := s.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +185,7 @@ func testCallCarriesAudio(t *testing.T, cfg Config) {
 	if err != nil {
 		t.Fatalf("answer: %v\n%s", err, sess.InviteResponse.Body())
 	}
-	c := <-rec.startCh
+	c := <-rec.Started
 	if c.Codec != "PCMU" || c.Headers["X-Correlation-Id"] != "abc-123" || c.Headers["User-to-User"] == "" || c.From == "" {
 		t.Errorf("call %+v", c)
 	}
@@ -375,9 +264,7 @@ func TestOptionsWhileDraining(t *testing.T) {
 	phone := newUAC(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	rec.mu.Lock()
-	rec.draining = true
-	rec.mu.Unlock()
+	rec.SetDraining(true)
 	res, err := phone.cli.Do(ctx, sipmsg.NewRequest(sipmsg.OPTIONS, target(addr)))
 	if err != nil || res.StatusCode != 503 || res.GetHeader("Retry-After") == nil {
 		t.Fatalf("OPTIONS while draining: %v %v", res, err)
@@ -398,7 +285,7 @@ func call(t *testing.T, phone *uac, rec *recorder, addr string, rtpPort int) (*s
 		t.Fatal(err)
 	}
 	select {
-	case c := <-rec.startCh:
+	case c := <-rec.Started:
 		return sess, c, ans.Addr
 	case <-time.After(5 * time.Second):
 		t.Fatal("call not started")
@@ -408,9 +295,7 @@ func call(t *testing.T, phone *uac, rec *recorder, addr string, rtpPort int) (*s
 
 func TestCallLimit(t *testing.T) {
 	srv, rec, addr := startServer(t, Config{})
-	rec.mu.Lock()
-	rec.max = 1
-	rec.mu.Unlock()
+	rec.SetMax(1)
 	phone := newUAC(t)
 	first, c, _ := call(t, phone, rec, addr, 40000)
 	defer func() { first.Bye(context.Background()); <-c.Done() }()
@@ -461,9 +346,7 @@ func TestCancelBeforeAnswer(t *testing.T) {
 	}
 	// The server must not have answered, and must have let the port go.
 	for start := time.Now(); time.Since(start) < 4*time.Second; time.Sleep(20 * time.Millisecond) {
-		rec.mu.Lock()
-		n := len(rec.started)
-		rec.mu.Unlock()
+		n := len(rec.StartedCalls())
 		if n != 0 {
 			t.Fatal("cancelled call started")
 		}
@@ -538,16 +421,13 @@ func TestDTMFDigits(t *testing.T) {
 		}
 	}
 	for start := time.Now(); time.Since(start) < 3*time.Second; time.Sleep(10 * time.Millisecond) {
-		rec.mu.Lock()
-		got := string(rec.digits)
-		rec.mu.Unlock()
-		if got == "12#" {
+		if got := rec.Digits(); got == "12#" {
 			sess.Bye(context.Background())
 			<-c.Done()
 			return
 		}
 	}
-	t.Fatalf("digits %q", string(rec.digits))
+	t.Fatalf("digits %q", rec.Digits())
 }
 
 func TestCallOverTCP(t *testing.T) {
@@ -560,7 +440,7 @@ func TestCallOverTCP(t *testing.T) {
 	to.UriParams = sipmsg.NewParams()
 	to.UriParams.Add("transport", "tcp")
 	sess := answered(t, ctx, phone.dc, to, offer(40000, "8"))
-	c := <-rec.startCh
+	c := <-rec.Started
 	if c.Codec != "PCMA" {
 		t.Errorf("codec %s", c.Codec)
 	}
@@ -606,7 +486,7 @@ func TestDigestAuth(t *testing.T) {
 		}
 		if code == 200 {
 			sess.Ack(ctx)
-			c := <-rec.startCh
+			c := <-rec.Started
 			sess.Bye(ctx)
 			<-c.Done()
 		}
@@ -641,9 +521,7 @@ func TestSetAccess(t *testing.T) {
 
 func TestCallsPerSourceLimit(t *testing.T) {
 	_, rec, addr := startServer(t, Config{})
-	rec.mu.Lock()
-	rec.max = 1 // admission refuses; the server answers 503
-	rec.mu.Unlock()
+	rec.SetMax(1) // admission refuses; the server answers 503
 	phone := newUAC(t)
 	first, c, _ := call(t, phone, rec, addr, 40000)
 	defer func() { first.Bye(context.Background()); <-c.Done() }()
@@ -673,7 +551,7 @@ func TestSessionTimer(t *testing.T) {
 		sess.InviteResponse.GetHeader("Require") == nil {
 		t.Errorf("200 OK Session-Expires: %v", h)
 	}
-	c := <-rec.startCh
+	c := <-rec.Started
 	// Refreshed by UPDATE every 0.8 s, the call outlives its 2 s interval
 	// (with room for a loaded test machine)...
 	for range 4 {
@@ -810,7 +688,7 @@ func TestCallOverTLS(t *testing.T) {
 	if ct := sess.InviteResponse.Contact(); ct == nil || !strings.Contains(ct.Value(), "transport=tls") {
 		t.Errorf("Contact %v", ct)
 	}
-	c := <-rec.startCh
+	c := <-rec.Started
 	if err := sess.Bye(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -834,12 +712,12 @@ func TestCallOverTLS(t *testing.T) {
 // Closing the server ends calls with our BYE, reason shutdown.
 func TestShutdownSendsBye(t *testing.T) {
 	cfg := Config{UDP: "127.0.0.1:0", RTPPorts: media.PortRange{Lo: 31000, Hi: 31999}}
-	rec := newRecorder()
+	rec := ingesttest.New[*Call]()
 	srv, err := NewServer(cfg, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec.srv = srv
+	rec.Lookup = srv.Call
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -1101,10 +979,8 @@ func TestLaxRequestsRefused(t *testing.T) {
 			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
 		}
 	}
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if len(rec.started) != 0 {
-		t.Errorf("%d calls started", len(rec.started))
+	if n := len(rec.StartedCalls()); n != 0 {
+		t.Errorf("%d calls started", n)
 	}
 }
 
@@ -1206,11 +1082,9 @@ func TestCarrierDetails(t *testing.T) {
 			t.Fatalf("INFO %s: %v %v", b.ct, res, err)
 		}
 	}
-	rec.mu.Lock()
-	if got := string(rec.digits); got != "5#" {
+	if got := rec.Digits(); got != "5#" {
 		t.Errorf("digits from INFO %q, want 5#", got)
 	}
-	rec.mu.Unlock()
 	req := sipmsg.NewRequest(sipmsg.INVITE, sess.InviteResponse.Contact().Address)
 	req.SetBody(offer(40000, "0"))
 	req.AppendHeader(sipmsg.NewHeader("Content-Type", "application/sdp"))
@@ -1240,7 +1114,7 @@ func TestSessionTimerWeRefresh(t *testing.T) {
 	if h := sess.InviteResponse.GetHeader("Session-Expires"); h == nil || h.Value() != "2;refresher=uas" || sess.InviteResponse.GetHeader("Require") != nil {
 		t.Errorf("200 OK: Session-Expires %v, Require %v", h, sess.InviteResponse.GetHeader("Require"))
 	}
-	c := <-rec.startCh
+	c := <-rec.Started
 	time.Sleep(5 * time.Second) // two and a half intervals, no refresh from the caller
 	if c.Reason() != "" || phone.updates.Load() < 3 {
 		t.Fatalf("ended %q, %d refreshes sent", c.Reason(), phone.updates.Load())
@@ -1310,7 +1184,7 @@ func TestDelayedOffer(t *testing.T) {
 	}
 	a := rtpSocket(t)
 	ackWithAnswer(t, ctx, sess, offer(a.LocalAddr().(*net.UDPAddr).Port, "8"))
-	c := <-rec.startCh
+	c := <-rec.Started
 	p := make([]byte, 160)
 	for i := range p {
 		p[i] = g711.EncodeAlawFrame(int16(8000 * math.Sin(2*math.Pi*1000*float64(i)/8000)))
@@ -1365,7 +1239,7 @@ func TestByeOverTLSReusesTheConnection(t *testing.T) {
 	to.UriParams = sipmsg.NewParams()
 	to.UriParams.Add("transport", "tls")
 	answered(t, ctx, dc, to, offer(40000, "0"))
-	c := <-rec.startCh
+	c := <-rec.Started
 	srv.Close() // reason shutdown: our BYE
 	if c.Reason() != "shutdown" {
 		t.Errorf("reason %q", c.Reason())

@@ -44,15 +44,13 @@ func sippPcapDir(t *testing.T) string {
 func TestSippUACPcap(t *testing.T) {
 	_, rec, addr := startServer(t, Config{})
 	runSipp(t, sippPcapDir(t), addr, "-sn", "uac_pcap")
-	c := rec.waitEnded(t, 1)[0]
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
+	c := rec.WaitEnded(t, 1)[0]
 	st := c.Legs[0].Leg.Stats()
 	if c.Reason() != "bye" || c.Codec != "PCMA" || st.Packets < 200 || st.Malformed != 0 {
 		t.Errorf("call %s %s: %+v", c.Reason(), c.Codec, st)
 	}
-	if string(rec.digits) != "1" {
-		t.Errorf("digits %q, want the scenario's 1", rec.digits)
+	if digits := rec.Digits(); digits != "1" {
+		t.Errorf("digits %q, want the scenario's 1", digits)
 	}
 	// g711a.pcap holds about 4.7 s; nobody reads the ring here, so the
 	// oldest went (counted) once it was full.
@@ -66,7 +64,7 @@ func TestSippReinviteHold(t *testing.T) {
 	_, rec, addr := startServer(t, Config{MediaTimeout: time.Second})
 	scenario, _ := filepath.Abs("testdata/reinvite_hold.xml")
 	runSipp(t, t.TempDir(), addr, "-sf", scenario)
-	ended := rec.waitEnded(t, 1)
+	ended := rec.WaitEnded(t, 1)
 	if len(ended) != 1 || ended[0].Reason() != "bye" || ended[0].Headers["X-Scenario"] != "hold" {
 		for _, c := range ended {
 			t.Errorf("call ended: %s %v", c.Reason(), c.Headers)
@@ -86,7 +84,7 @@ func TestSippRecordingSession(t *testing.T) {
 	}
 	scenario, _ := filepath.Abs("testdata/siprec.xml")
 	runSipp(t, t.TempDir(), tcp, "-sf", scenario, "-t", "t1")
-	ended := rec.waitEnded(t, 1)
+	ended := rec.WaitEnded(t, 1)
 	c := ended[0]
 	if c.Reason() != "bye" || !c.Recording || len(c.Legs) != 2 || c.Headers["X-Scenario"] != "siprec" {
 		t.Fatalf("call: %s recording %v, %d legs, headers %v", c.Reason(), c.Recording, len(c.Legs), c.Headers)

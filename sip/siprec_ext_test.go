@@ -4,45 +4,12 @@ import (
 	"math"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/callscribe/callscribe/ingest"
+	"github.com/callscribe/callscribe/ingest/ingesttest"
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/sip"
 	"github.com/callscribe/callscribe/sip/siptest"
 )
-
-// callLog admits every call, keeps its legs' audio in rings and tells
-// when a call starts and ends.
-type callLog struct {
-	srv            *sip.Server
-	started, ended chan *sip.Call
-}
-
-func (l *callLog) Full(string) *ingest.Refusal     { return nil }
-func (l *callLog) Refused(string, *ingest.Refusal) {}
-func (l *callLog) Admit(o ingest.Offer) (ingest.Ticket, error) {
-	t := &logTicket{l: l, id: o.ID, done: make(chan struct{})}
-	for range o.Legs {
-		t.rings = append(t.rings, media.NewRing(10*16000))
-	}
-	return t, nil
-}
-
-type logTicket struct {
-	l     *callLog
-	id    string
-	c     *sip.Call
-	rings []*media.Ring
-	done  chan struct{}
-}
-
-func (t *logTicket) Sink(i int) media.Sink        { return t.rings[i] }
-func (t *logTicket) DTMF(int, media.DTMF)         {}
-func (t *logTicket) Pause(bool, string)           {}
-func (t *logTicket) Done() <-chan struct{}        { return t.done }
-func (t *logTicket) Start(map[string]string)      { t.c = t.l.srv.Call(t.id); t.l.started <- t.c }
-func (t *logTicket) End(string, []media.LegStats) { close(t.done); t.l.ended <- t.c }
 
 func toneAt(hz float64, seconds float64) []float32 {
 	x := make([]float32, int(seconds*8000))
@@ -68,13 +35,13 @@ func crossings(x []float32) int {
 // recvonly), each into its own leg named from the metadata (the agent by
 // its address), the audio of each where it belongs.
 func TestSIPRECRecordingSession(t *testing.T) {
-	log := &callLog{started: make(chan *sip.Call, 1), ended: make(chan *sip.Call, 1)}
+	log := ingesttest.New[*sip.Call]()
 	srv, err := sip.NewServer(sip.Config{TCP: "127.0.0.1:0", RTPPorts: media.PortRange{Lo: 32000, Hi: 32999},
 		AgentAORs: []string{"*@agents.example.com"}}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	log.srv = srv
+	log.Lookup = srv.Call
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +57,7 @@ func TestSIPRECRecordingSession(t *testing.T) {
 		strings.Count(ans, "a=recvonly") != 2 {
 		t.Errorf("answer:\n%s", ans)
 	}
-	c := <-log.started
+	c := <-log.Started
 	if !c.Recording || len(c.Legs) != 2 || c.OnHold() { // sendonly streams are how a recording comes, not hold
 		t.Fatalf("recording %v, %d legs, on hold %v", c.Recording, len(c.Legs), c.OnHold())
 	}
@@ -98,11 +65,7 @@ func TestSIPRECRecordingSession(t *testing.T) {
 		c.Legs[0].Label != "1" || c.Legs[0].LocalRTP() == c.Legs[1].LocalRTP() {
 		t.Errorf("legs %+v %+v", *c.Legs[0], *c.Legs[1])
 	}
-	select {
-	case <-log.ended:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the session did not end")
-	}
+	log.WaitEnded(t, 1)
 	for i, want := range []int{880, 2000} { // 440 Hz and 1 kHz for a second
 		buf := make([]float32, 32000)
 		n, _ := c.Legs[i].Leg.Sink().(*media.Ring).Read(buf)

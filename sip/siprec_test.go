@@ -107,7 +107,7 @@ func TestTwoStreamCallReinvite(t *testing.T) {
 	}
 	var c *Call
 	select {
-	case c = <-rec.startCh:
+	case c = <-rec.Started:
 	case <-time.After(5 * time.Second):
 		t.Fatal("call not started")
 	}
@@ -192,7 +192,7 @@ func TestLegNamesHeader(t *testing.T) {
 	defer cancel()
 	for _, c := range []struct{ value, want string }{{"Agent", "agent"}, {"agent,customer", "caller"}} {
 		sess := answered(t, ctx, phone.dc, target(addr), offer(40200, "0"), sipmsg.NewHeader("X-Leg-Names", c.value))
-		call := <-rec.startCh
+		call := <-rec.Started
 		if call.Legs[0].Name != c.want {
 			t.Errorf("X-Leg-Names: %s: leg %q, want %q", c.value, call.Legs[0].Name, c.want)
 		}

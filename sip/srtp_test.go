@@ -94,7 +94,7 @@ func TestSRTPPolicy(t *testing.T) {
 			if strings.Contains(ans, inlineKey(30)) || strings.Contains(ans, inlineKey(28)) {
 				t.Errorf("the answer gives the caller's key back:\n%s", ans)
 			}
-			c := rec.waitEnded(t, 1)[0]
+			c := rec.WaitEnded(t, 1)[0]
 			if len(c.Legs) != 1 {
 				t.Errorf("%d legs, want 1", len(c.Legs))
 			}
@@ -169,7 +169,7 @@ func TestSRTPCall(t *testing.T) {
 	defer cancel()
 	line := "1 AES_CM_128_HMAC_SHA1_80 inline:" + base64.StdEncoding.EncodeToString(theirs.Key)
 	sess := answered(t, ctx, phone.dc, target(addr), srtpOffer(port, []string{"RTP/SAVP"}, line))
-	c := <-rec.startCh
+	c := <-rec.Started
 	ours := answerKey(t, sess.InviteResponse.Body())
 	to := c.LocalRTP()
 	var seq uint16
@@ -250,7 +250,7 @@ func TestSRTPRecordingStreams(t *testing.T) {
 			41000+2*i, i+1, base64.StdEncoding.EncodeToString(key))
 	}
 	sess := answered(t, ctx, phone.dc, target(addr), []byte(s))
-	c := <-rec.startCh
+	c := <-rec.Started
 	ans := string(sess.InviteResponse.Body())
 	if len(c.Legs) != 2 || strings.Count(ans, "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:") != 2 ||
 		!strings.Contains(ans, "a=label:1") || !strings.Contains(ans, "a=label:2") {
@@ -272,7 +272,7 @@ func TestInfoPauseResume(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	sess := answered(t, ctx, phone.dc, target(addr), offer(40000, "0"))
-	c := <-rec.startCh
+	c := <-rec.Started
 	info := func(v string) int {
 		req := sipmsg.NewRequest(sipmsg.INFO, sess.InviteResponse.Contact().Address)
 		req.AppendHeader(sipmsg.NewHeader(ControlHeader, v))
@@ -285,11 +285,9 @@ func TestInfoPauseResume(t *testing.T) {
 	if info("pause") != 200 || info("resume") != 200 || info("stop") != 400 {
 		t.Error("INFO statuses")
 	}
-	rec.mu.Lock()
-	if len(rec.pauses) != 2 || !rec.pauses[0] || rec.pauses[1] {
-		t.Errorf("pauses %v", rec.pauses)
+	if pauses := rec.Pauses(); len(pauses) != 2 || !pauses[0] || pauses[1] {
+		t.Errorf("pauses %v", pauses)
 	}
-	rec.mu.Unlock()
 	sess.Bye(ctx)
 	<-c.Done()
 }
@@ -314,7 +312,7 @@ func TestDelayedOfferSRTPRequired(t *testing.T) {
 	}
 	ackWithAnswer(t, ctx, sess, srtpOffer(conn.LocalAddr().(*net.UDPAddr).Port, []string{"RTP/SAVP"},
 		ours.Tag+" "+ours.Suite.Name+" inline:"+base64.StdEncoding.EncodeToString(theirs.Key)))
-	c := <-rec.startCh
+	c := <-rec.Started
 	var seq uint16
 	sendSRTPTone(t, conn, c.LocalRTP(), srtpContext(t, theirs), &seq, 1000, 600)
 	y := awaitSamples(c, 6000)

@@ -161,13 +161,11 @@ func TestTortureMessages(t *testing.T) {
 	}
 	// Only the two well-formed INVITEs without SDP (inv2543, sdp01) are
 	// calls: delayed offers, answered, never ACKed.
-	rec.mu.Lock()
-	for _, c := range rec.started {
+	for _, c := range rec.StartedCalls() {
 		if id := c.SIPCallID; id != "inv2543.1" && id != "sdp01" {
 			t.Errorf("a call started by torture message %s", id)
 		}
 	}
-	rec.mu.Unlock()
 	probe := fmt.Sprintf("OPTIONS sip:svc@%s SIP/2.0\r\nVia: SIP/2.0/UDP LOCAL;branch=z9hG4bKalive\r\nMax-Forwards: 70\r\n"+
 		"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:svc@%s>\r\nCall-ID: alive.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n", addr, addr)
 	if code := rawStatus(t, addr, probe); code != 200 {
