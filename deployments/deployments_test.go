@@ -181,20 +181,14 @@ func get(v any, path ...any) any {
 }
 
 // Every CALLSCRIBE_* variable the deployment files set is one the gateway
-// (cmd/callscribe's envOverrides) or the model fetcher (scripts/get-model)
+// (the table of gateway.Settings) or the model fetcher (scripts/get-model)
 // reads, and containers log JSON.
 func TestEnvironmentNames(t *testing.T) {
-	src, err := os.ReadFile("../cmd/callscribe/serve.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`(?s)var envOverrides = \[\]string\{(.*?)\}`).FindSubmatch(src)
-	if m == nil {
-		t.Fatal("no envOverrides in cmd/callscribe/serve.go")
-	}
 	known := map[string]bool{}
-	for _, q := range regexp.MustCompile(`"([A-Z_]+)"`).FindAllSubmatch(m[1], -1) {
-		known["CALLSCRIBE_"+string(q[1])] = true
+	for _, s := range gateway.Settings() {
+		if s.Env != "" {
+			known[s.Env] = true
+		}
 	}
 	getModel, err := os.ReadFile("../scripts/get-model")
 	if err != nil {

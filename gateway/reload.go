@@ -3,18 +3,20 @@ package gateway
 import (
 	"fmt"
 	"reflect"
+	"strings"
 )
 
 // Reload reads a configuration with read (it must validate it) and applies
-// what a running gateway can take from it (Reloadable): the SIP digest
-// users and allowed sources, the WHIP (and /events, pause/resume) and
-// metrics tokens, the configured hotwords, keywords and their score, the
-// redaction, and the admission limits. New calls and requests meet them;
-// calls in progress keep what they started with. Reload returns the
-// configuration read and the sections whose other changes it did not apply
-// (they need a restart); on an error nothing changed. Reloads are counted by result
-// (callscribe_config_reloads_total). The log's level and format are the
-// caller's, which owns the logger. One goroutine at a time.
+// what a running gateway can take from it (the live keys of Settings): the
+// SIP digest users and allowed sources, the WHIP (and /events,
+// pause/resume) and metrics tokens, the configured hotwords, keywords and
+// their score, the redaction, and the admission limits. New calls and
+// requests meet them; calls in progress keep what they started with.
+// Reload returns the configuration read and the sections whose other
+// changes it did not apply (they need a restart); on an error nothing
+// changed. Reloads are counted by result (callscribe_config_reloads_total).
+// The log's level and format are the caller's, which owns the logger. One
+// goroutine at a time.
 func (s *Service) Reload(read func() (Config, error)) (Config, []string, error) {
 	next, restart, err := s.reload(read)
 	if err != nil {
@@ -52,62 +54,46 @@ func (s *Service) reload(read func() (Config, error)) (Config, []string, error) 
 	s.calls.SetConfigured(hot, kw, float32(next.ASR.HotwordScore), policy)
 	s.calls.SetLimits(next.limits())
 
+	return next, needRestart(s.cfg, next), nil
+}
+
+// needRestart names the sections (and top-level keys) whose changes from
+// was to now a reload does not apply. The log is the caller's.
+func needRestart(was, now Config) []string {
 	var restart []string
-	was, now := withoutLive(s.cfg), withoutLive(next)
-	for _, sec := range []struct {
-		name     string
-		was, now any
-	}{
-		{"sip", was.SIP, now.SIP}, {"asr", was.ASR, now.ASR}, {"redis", was.Redis, now.Redis}, {"http", was.HTTP, now.HTTP},
-		{"webrtc", was.WebRTC, now.WebRTC}, {"drain", was.Drain, now.Drain}, {"instance", was.Instance, now.Instance},
-	} {
-		if !reflect.DeepEqual(sec.was, sec.now) {
-			restart = append(restart, sec.name)
+	w, n := reflect.ValueOf(withoutLive(was)), reflect.ValueOf(withoutLive(now))
+	for _, k := range configKeys() {
+		if strings.Contains(k.path, ".") || k.path == "log" {
+			continue
+		}
+		if !reflect.DeepEqual(w.FieldByIndex(k.index).Interface(), n.FieldByIndex(k.index).Interface()) {
+			restart = append(restart, k.path)
 		}
 	}
-	return next, restart, nil
+	return restart
 }
 
-// liveSetting is a setting Reload applies, by name, with how to clear it
-// from a configuration.
-type liveSetting struct {
-	name  string
-	clear func(*Config)
-}
-
-// liveSettings are what Reload applies (the log is the caller's).
-func liveSettings() []liveSetting {
-	return []liveSetting{
-		{"sip.users", func(c *Config) { c.SIP.Users = nil }},
-		{"sip.allow_cidrs", func(c *Config) { c.SIP.AllowCIDRs = nil }},
-		{"sip.max_calls", func(c *Config) { c.SIP.MaxCalls = 0 }},
-		{"sip.max_calls_per_source", func(c *Config) { c.SIP.MaxCallsPerSource = 0 }},
-		{"webrtc.token", func(c *Config) { c.WebRTC.Token = "" }},
-		{"webrtc.max_sessions", func(c *Config) { c.WebRTC.MaxSessions = 0 }},
-		{"http.metrics_token", func(c *Config) { c.HTTP.MetricsToken = "" }},
-		{"asr.hotwords", func(c *Config) { c.ASR.Hotwords = nil }},
-		{"asr.hotwords_file", func(c *Config) { c.ASR.HotwordsFile = "" }},
-		{"asr.hotwords_score", func(c *Config) { c.ASR.HotwordScore = 0 }},
-		{"asr.keywords", func(c *Config) { c.ASR.Keywords = nil }},
-		{"asr.max_streams", func(c *Config) { c.ASR.MaxStreams = "" }},
-		{"asr.max_lag", func(c *Config) { c.ASR.MaxLag = 0 }},
-		{"redact", func(c *Config) { c.Redact = nil }},
-	}
-}
-
-// Reloadable names the settings Reload applies.
+// Reloadable names the keys a reload applies (Settings' live ones): those
+// Reload applies, and log.level, which the caller that owns the log
+// applies.
 func Reloadable() []string {
-	var names []string
-	for _, l := range liveSettings() {
-		names = append(names, l.name)
+	var keys []string
+	for _, s := range Settings() {
+		if s.Live {
+			keys = append(keys, s.Keys...)
+		}
 	}
-	return names
+	return keys
 }
 
-// withoutLive is c without what Reload applies, to compare what is left.
+// withoutLive is c without what a reload applies, to compare what is left.
 func withoutLive(c Config) Config {
-	for _, l := range liveSettings() {
-		l.clear(&c)
+	v := reflect.ValueOf(&c).Elem()
+	for _, key := range Reloadable() {
+		if k, ok := keyNamed(key); ok {
+			f := v.FieldByIndex(k.index)
+			f.Set(reflect.Zero(f.Type()))
+		}
 	}
 	return c
 }

@@ -10,41 +10,24 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/callscribe/callscribe/gateway"
 )
 
-// envOverrides are the CALLSCRIBE_* variables serve reads, over the config
-// file and under the flags. The tokens have no flags (a command line is
-// visible to every user of the host): a Kubernetes Secret or a Compose
-// variable sets them.
-var envOverrides = []string{"SIP", "HTTP", "REDIS", "MODEL", "RTP_PORTS", "MEDIA_IP", "PROVIDER", "MAX_STREAMS", "MAX_LAG", "LOG_FORMAT", "LOG_LEVEL",
-	"WEBRTC_TOKEN", "METRICS_TOKEN"}
-
 func serveMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", "", "YAML configuration (see configs/callscribe.yaml); default: built-in defaults")
-	set := map[string]*string{}
-	for _, f := range []struct{ name, usage string }{
-		{"sip", "SIP listen address, UDP and TCP (sip.udp, sip.tcp)"},
-		{"http", "HTTP listen address: health, readiness, metrics, events, WHIP, page (http.addr)"},
-		{"redis", "Redis address (redis.addr)"},
-		{"model", "model directory (asr.model_dir)"},
-		{"rtp-ports", "RTP port range LO-HI (sip.rtp_ports)"},
-		{"media-ip", "address of the RTP sockets, announced in SDP (sip.media_ip)"},
-		{"provider", "execution provider: cpu or cuda (asr.provider)"},
-		{"max-streams", "recognition streams admitted: auto or a number (asr.max_streams)"},
-		{"max-lag", "no call is admitted while decoding lags more than this (asr.max_lag)"},
-		{"log-format", "log lines as text or json (log.format)"},
-		{"log-level", "least severity logged: debug, info, warn, error (log.level)"},
-	} {
-		set[f.name] = fs.String(f.name, "", f.usage)
+	// The flags and the environment variables are gateway.Settings'; the
+	// tokens have no flags (a command line is visible to every user of the
+	// host): a Kubernetes Secret or a Compose variable sets them.
+	for _, st := range gateway.Settings() {
+		if st.Flag != "" {
+			fs.String(st.Flag, "", st.Help+" ("+strings.Join(st.Keys, ", ")+")")
+		}
 	}
-	drain := fs.Duration("drain", 0, "on SIGTERM, how long calls may go on before they are ended (drain)")
 	check := fs.Bool("check", false, "check the configuration, ONNX Runtime, the model and TLS files, then exit (0: ok); binds nothing, reaches no Redis")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -59,58 +42,32 @@ func serveMain(args []string, stdout, stderr io.Writer) int {
 				return cfg, err
 			}
 		}
-		var bad error // a value that does not parse; Validate names the others
-		apply := func(name, v string) {
-			switch name {
-			case "SIP", "sip":
-				cfg.SIP.UDP, cfg.SIP.TCP = v, v
-			case "HTTP", "http":
-				cfg.HTTP.Addr = v
-			case "REDIS", "redis":
-				cfg.Redis.Addr = v
-			case "MODEL", "model":
-				cfg.ASR.ModelFiles.Dir = v
-			case "RTP_PORTS", "rtp-ports":
-				if err := cfg.SIP.RTPPorts.UnmarshalText([]byte(v)); err != nil && bad == nil {
-					bad = fmt.Errorf("sip.rtp_ports: %w", err)
+		set := func(st gateway.Setting, from, v string) error {
+			for _, key := range st.Keys {
+				if err := cfg.Set(key, v); err != nil {
+					return fmt.Errorf("config: %s: %w", from, err)
 				}
-			case "MEDIA_IP", "media-ip":
-				cfg.SIP.MediaIP = v
-			case "PROVIDER", "provider":
-				cfg.ASR.Engine.Provider = v
-			case "MAX_STREAMS", "max-streams":
-				cfg.ASR.MaxStreams = v
-			case "WEBRTC_TOKEN":
-				cfg.WebRTC.Token = v
-			case "METRICS_TOKEN":
-				cfg.HTTP.MetricsToken = v
-			case "LOG_FORMAT", "log-format":
-				cfg.Log.Format = v
-			case "LOG_LEVEL", "log-level":
-				cfg.Log.Level = v
-			case "MAX_LAG", "max-lag":
-				if d, err := time.ParseDuration(v); err == nil {
-					cfg.ASR.MaxLag = d
-				} else {
-					cfg.ASR.MaxLag = -1 // Validate names the field
+			}
+			return nil
+		}
+		// The environment over the file, the flags over both.
+		for _, st := range gateway.Settings() {
+			if v := os.Getenv(st.Env); st.Env != "" && v != "" {
+				if err := set(st, st.Env, v); err != nil {
+					return cfg, err
 				}
 			}
 		}
-		for _, name := range envOverrides {
-			if v := os.Getenv("CALLSCRIBE_" + name); v != "" {
-				apply(name, v)
-			}
-		}
+		var err error
 		fs.Visit(func(f *flag.Flag) {
-			if p, ok := set[f.Name]; ok {
-				apply(f.Name, *p)
-			}
-			if f.Name == "drain" {
-				cfg.Drain = *drain
+			for _, st := range gateway.Settings() {
+				if st.Flag == f.Name && err == nil {
+					err = set(st, "-"+f.Name, f.Value.String())
+				}
 			}
 		})
-		if bad != nil {
-			return cfg, fmt.Errorf("config: %w", bad)
+		if err != nil {
+			return cfg, err
 		}
 		if err := cfg.Validate(); err != nil {
 			return cfg, fmt.Errorf("config: %w", err)
@@ -156,7 +113,7 @@ func reload(svc *gateway.Service, started gateway.Config, log *slog.Logger, leve
 	if next.Log.Format != started.Log.Format {
 		restart = append(restart, "log.format")
 	}
-	log.Info("callscribe: configuration reloaded", "applied", append(gateway.Reloadable(), "log.level"), "need_restart", restart)
+	log.Info("callscribe: configuration reloaded", "applied", gateway.Reloadable(), "need_restart", restart)
 	lv, _ := next.Log.Severity() // checked by resolve
 	level.Set(lv)
 }
