@@ -22,10 +22,13 @@ import (
 	"github.com/callscribe/callscribe/webrtc"
 )
 
+//go:generate go test -run ^TestConfigurationReference$ -update-reference .
+
 // Config is everything `callscribe serve` can be told: the YAML file
 // configs/callscribe.yaml spells out (Defaults). Each section is owned by
 // the package that uses it, which declares, defaults and validates its
-// keys; the gateway embeds them and adds what it alone uses.
+// keys; the gateway embeds them and adds what it alone uses. The keys'
+// reference, docs/configuration.md, is generated from these types.
 type Config struct {
 	// SIP is calls over SIP and their media.
 	SIP SIPConfig `yaml:"sip"`

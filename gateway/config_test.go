@@ -20,7 +20,12 @@ func TestShippedConfigIsTheDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if d := Defaults(); !reflect.DeepEqual(c, d) {
-		t.Errorf("file:\n%+v\ndefaults:\n%+v", c, d)
+		file, code := reflect.ValueOf(c), reflect.ValueOf(d)
+		for _, k := range configKeys() {
+			if f, d := file.FieldByIndex(k.index).Interface(), code.FieldByIndex(k.index).Interface(); k.leaf && !reflect.DeepEqual(f, d) {
+				t.Errorf("%s: %v in the file, %v in the code", k.path, f, d)
+			}
+		}
 	}
 }
 

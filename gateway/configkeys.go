@@ -18,7 +18,8 @@ type configKey struct {
 	path  string // "sip.rtp_ports"
 	index []int  // reflect.Value.FieldByIndex from Config
 	field reflect.StructField
-	leaf  bool // a value (string, number, list, map, port range); else a section
+	owner reflect.Type // the struct that declares field
+	leaf  bool         // a value (string, number, list, map, port range); else a section
 }
 
 var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
@@ -48,7 +49,7 @@ func keysOf(t reflect.Type, prefix string, index []int) []configKey {
 		if name == "" {
 			name = strings.ToLower(f.Name) // yaml's own rule
 		}
-		k := configKey{path: prefix + name, index: at, field: f, leaf: !isSection(f.Type)}
+		k := configKey{path: prefix + name, index: at, field: f, owner: t, leaf: !isSection(f.Type)}
 		out = append(out, k)
 		if !k.leaf {
 			out = append(out, keysOf(f.Type, k.path+".", at)...)
