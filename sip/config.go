@@ -65,12 +65,18 @@ type Config struct {
 	// hold, answered inactive or to 0.0.0.0, or no RTP for this long) is
 	// asked an OPTIONS in the dialog. A probe answered 481 or 408, or not
 	// answered within the interval (32 s at most, a transaction's timeout),
-	// fails; two failures in a row end the call (reason keepalive) with our
-	// BYE. Any other answer says the peer is there. Without it a held call
-	// whose caller vanished holds its slot until a session timer the
-	// caller asked for, or shutdown, ends it. 0: the default, 30 s;
-	// negative (-1s): no probes.
+	// fails; keepalive_misses failures in a row end the call (reason
+	// keepalive) with our BYE. Any other answer says the peer is there.
+	// Without it a held call whose caller vanished holds its slot until a
+	// session timer the caller asked for, or shutdown, ends it. 0: the
+	// default, 30 s; negative (-1s): no probes.
 	KeepaliveInterval time.Duration `yaml:"keepalive_interval"`
+	// KeepaliveMisses is how many keepalive probes in a row must fail
+	// before the call ends: more ride out a peer that drops a datagram now
+	// and then, fewer free the slot of a vanished caller sooner (about
+	// keepalive_interval × (keepalive_misses + 1) after its media stopped).
+	// At least 1, default 2: one lost datagram must not end a call.
+	KeepaliveMisses int `yaml:"keepalive_misses"`
 	// AllowCIDRs are the only sources accepted (CIDRs; others get 403);
 	// empty: any.
 	AllowCIDRs []netip.Prefix `yaml:"allow_cidrs"`
@@ -194,6 +200,8 @@ const (
 	// TCP and TLS connections.
 	DefaultTCPIdleTimeout  = 10 * time.Minute
 	DefaultTCPMaxPerSource = 100
+	// DefaultKeepaliveMisses is Config.KeepaliveMisses's default.
+	DefaultKeepaliveMisses = 2
 )
 
 // DefaultCodecs is the default codec preference.
@@ -211,7 +219,7 @@ func DefaultConfig() Config {
 	return Config{
 		UDP: "127.0.0.1:5060", TCP: "127.0.0.1:5060", MediaIP: "127.0.0.1",
 		RTPPorts: media.PortRange{Lo: DefaultRTPPortLo, Hi: DefaultRTPPortHi}, Codecs: DefaultCodecs(), SRTP: SRTPOffer,
-		TLSClient: TLSClient{Verify: new(true)}, MediaTimeout: DefaultMediaTimeout, KeepaliveInterval: DefaultKeepaliveInterval,
+		TLSClient: TLSClient{Verify: new(true)}, MediaTimeout: DefaultMediaTimeout, KeepaliveInterval: DefaultKeepaliveInterval, KeepaliveMisses: DefaultKeepaliveMisses,
 		AllowCIDRs: []netip.Prefix{}, Users: map[string]string{}, Realm: DefaultRealm, MinSE: DefaultMinSE,
 		AckTimeout: DefaultAckTimeout, InviteRate: 100, InviteBurst: 400,
 		TCPIdleTimeout: DefaultTCPIdleTimeout, TCPMaxPerSource: DefaultTCPMaxPerSource, CarryHeaders: DefaultCarryHeaders(),
@@ -239,6 +247,9 @@ func (c *Config) defaults() {
 	}
 	if c.KeepaliveInterval == 0 {
 		c.KeepaliveInterval = DefaultKeepaliveInterval
+	}
+	if c.KeepaliveMisses <= 0 {
+		c.KeepaliveMisses = DefaultKeepaliveMisses
 	}
 	if c.Realm == "" {
 		c.Realm = DefaultRealm
@@ -309,7 +320,8 @@ func (c *Config) Validate() error {
 		key string
 		ok  bool
 	}{
-		{"media_timeout", c.MediaTimeout > 0}, {"min_se", c.MinSE >= time.Second}, {"ack_timeout", c.AckTimeout > 0},
+		{"media_timeout", c.MediaTimeout > 0}, {"keepalive_misses", c.KeepaliveMisses >= 1},
+		{"min_se", c.MinSE >= time.Second}, {"ack_timeout", c.AckTimeout > 0},
 		{"invite_rate", c.InviteRate >= 0}, {"invite_burst", c.InviteBurst >= 0}, {"max_unacked_per_source", c.MaxUnackedPerSource >= 0},
 		{"tcp_idle_timeout", c.TCPIdleTimeout > 0}, {"tcp_max_per_source", c.TCPMaxPerSource > 0},
 		{"rtp_read_workers", c.RTPReadWorkers >= 0}, {"reorder_ms", c.Leg.ReorderMs > 0},

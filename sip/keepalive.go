@@ -15,10 +15,6 @@ import (
 // 11; RFC 5057 4.2: 481 and 408 mean the dialog is gone, any other answer
 // that it is alive).
 
-// keepaliveMisses is how many failed probes in a row end a call: one lost
-// datagram must not.
-const keepaliveMisses = 2
-
 // maxProbeWait bounds how long a probe waits for its answer: a non-INVITE
 // transaction's timeout (RFC 3261 Timer F, 64×T1).
 const maxProbeWait = 32 * time.Second
@@ -30,12 +26,13 @@ type keepalive struct {
 	quiet  time.Time     // since when the call has had no media; zero while it has
 	sent   time.Time     // when the last probe went out
 	misses int           // failed probes in a row
+	limit  int           // misses that end the call
 	result chan bool     // the verdict of the probe in flight (true: the peer is gone); nil when none
 	wg     sync.WaitGroup
 }
 
-func newKeepalive(every time.Duration) *keepalive {
-	return &keepalive{every: max(every, 0)}
+func newKeepalive(every time.Duration, misses int) *keepalive {
+	return &keepalive{every: max(every, 0), limit: max(misses, 1)}
 }
 
 // wait is how long a probe waits for its answer: until the next one is due.
@@ -84,7 +81,7 @@ func (k *keepalive) settle(gone bool) bool {
 		return false
 	}
 	k.misses++
-	return k.misses >= keepaliveMisses
+	return k.misses >= k.limit
 }
 
 // stop waits for the probe in flight; cancel its context first.

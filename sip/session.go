@@ -17,7 +17,7 @@ import (
 func (c *Call) run() {
 	s := c.srv
 	defer s.callWG.Done()
-	ka := newKeepalive(s.cfg.KeepaliveInterval)
+	ka := newKeepalive(s.cfg.KeepaliveInterval, s.cfg.KeepaliveMisses)
 	probes, stopProbes := context.WithCancel(s.ctx)
 	tick := time.NewTicker(c.checkEvery(ka))
 	defer tick.Stop()
@@ -39,7 +39,7 @@ func (c *Call) run() {
 			c.refresh()
 		case gone := <-ka.done():
 			if ka.settle(gone) {
-				c.log.Info("sip: the peer is gone", "failed_keepalives", keepaliveMisses)
+				c.log.Info("sip: the peer is gone", "failed_keepalives", s.cfg.KeepaliveMisses)
 				reason = "keepalive"
 			}
 		case now := <-tick.C:
