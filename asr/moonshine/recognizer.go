@@ -1,0 +1,207 @@
+package moonshine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// SampleRate is the rate of the audio Transcribe takes.
+const SampleRate = 16000
+
+// Defaults of Options.
+const (
+	DefaultMaxBatch        = 16
+	DefaultBucketMs        = 1000
+	DefaultTokensPerSecond = 6
+)
+
+// Options choose how a Recognizer runs.
+type Options struct {
+	// Provider is "cpu" (default) or "cuda"; CUDA that cannot start falls
+	// back to CPU (logged; Recognizer.Provider tells which runs).
+	Provider string
+	// DeviceID is the CUDA device; default 0.
+	DeviceID int
+	// CUDAOptions are ONNX Runtime CUDA provider options, over ours:
+	// device_id and cudnn_conv_algo_search HEURISTIC.
+	CUDAOptions map[string]string
+	// Threads is the intra-op thread count per session; default 1.
+	Threads int
+	// MaxBatch is the most segments in one encoder call and decoder step;
+	// default DefaultMaxBatch.
+	MaxBatch int
+	// BucketMs: each segment is padded with silence to the next multiple of
+	// this length, and only segments of one padded length share a batch
+	// (the encoder has no mask: padding is part of what it hears, so a
+	// segment's text depends on its padded length and nothing else).
+	// Default DefaultBucketMs; -1 pads nothing (only segments of the very
+	// same length share a batch).
+	BucketMs int
+	// TokensPerSecond bounds decoding: a segment stops after this many
+	// tokens per second of its audio (unpadded, rounded down; the end token
+	// counts). Default DefaultTokensPerSecond, as moonshine-js.
+	TokensPerSecond int
+	// Logger says when CUDA could not start; default slog.Default().
+	Logger *slog.Logger
+
+	// asPublished runs the model files as they are, without the rewrite
+	// that makes batching exact (tests compare the two).
+	asPublished bool
+	// singleRowHead leaves the output projection unpadded.
+	singleRowHead bool
+	// noPrepack keeps ONNX Runtime from packing constant weights ahead
+	// (a float MatMul then takes another kernel path, ulps apart).
+	noPrepack bool
+}
+
+func (o Options) withDefaults() Options {
+	if o.Provider == "" {
+		o.Provider = "cpu"
+	}
+	if o.Threads <= 0 {
+		o.Threads = 1
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.BucketMs == 0 {
+		o.BucketMs = DefaultBucketMs
+	}
+	if o.TokensPerSecond <= 0 {
+		o.TokensPerSecond = DefaultTokensPerSecond
+	}
+	return o
+}
+
+// Recognizer transcribes segments with one model on one device. Its
+// methods may be called from several goroutines; calls run one at a time.
+type Recognizer struct {
+	files    Files
+	shape    Shape
+	vocab    *Vocab
+	opts     Options
+	provider string
+	bucket   int // samples; 1: no padding
+
+	mu       sync.Mutex // one Transcribe at a time: the sessions' buffers are shared
+	enc, dec *ort.DynamicAdvancedSession
+	closed   bool
+	buf      buffers
+
+	rewrites [2]*rewriter // encoder's and decoder's, for tests
+
+	// debugLogits, if set, sees every decoder step's logits (tests).
+	debugLogits func(step int, logits []float32, n int)
+}
+
+// New opens a model. ONNX Runtime must have been started (asr.InitRuntime).
+func New(files Files, opts Options) (*Recognizer, error) {
+	files, err := files.Resolve()
+	if err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	if opts.BucketMs < -1 {
+		return nil, fmt.Errorf("moonshine: BucketMs %d", opts.BucketMs)
+	}
+	shape, err := ReadShape(files)
+	if err != nil {
+		return nil, err
+	}
+	vocab, err := ReadVocab(files.Tokens)
+	if err != nil {
+		return nil, err
+	}
+	if vocab.Len() > shape.Vocab {
+		return nil, fmt.Errorf("%w: %s has %d tokens, the decoder %d logits", ErrModel, files.Tokens, vocab.Len(), shape.Vocab)
+	}
+	r := &Recognizer{files: files, shape: shape, vocab: vocab, opts: opts, provider: opts.Provider, bucket: 1}
+	if opts.BucketMs > 0 {
+		r.bucket = opts.BucketMs * SampleRate / 1000
+	}
+	m, err := loadModels(files, opts)
+	if err != nil {
+		return nil, err
+	}
+	r.rewrites = m.rewrites
+	r.enc, r.dec, err = openSessions(files, m, shape, opts)
+	if err != nil && opts.Provider == "cuda" {
+		logger(opts.Logger).Warn("moonshine: CUDA provider unavailable, using CPU", "err", err)
+		opts.Provider = "cpu"
+		r.provider = "cpu"
+		r.enc, r.dec, err = openSessions(files, m, shape, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Shape is the model's shape.
+func (r *Recognizer) Shape() Shape { return r.shape }
+
+// Provider names the execution provider in use ("cpu", "cuda").
+func (r *Recognizer) Provider() string { return r.provider }
+
+// PaddedLen is the length a segment of n samples is padded to: the next
+// multiple of the bucket. Segments share a batch when it is the same.
+func (r *Recognizer) PaddedLen(n int) int { return (n + r.bucket - 1) / r.bucket * r.bucket }
+
+// budget is the most decoder steps for a segment of n samples.
+func (r *Recognizer) budget(n int) int { return n * r.opts.TokensPerSecond / SampleRate }
+
+// Close releases the sessions. It is idempotent.
+func (r *Recognizer) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	r.enc.Destroy()
+	r.dec.Destroy()
+	return nil
+}
+
+// ErrClosed is returned by Transcribe after Close.
+var ErrClosed = errors.New("moonshine: recognizer closed")
+
+// Transcribe returns the text of each segment (16 kHz mono). Segments of
+// one padded length (PaddedLen) are decoded together, up to MaxBatch at a
+// time; a segment too short for one token has the empty text.
+func (r *Recognizer) Transcribe(segments [][]float32) ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	texts := make([]string, len(segments))
+	groups := map[int][]int{}
+	var lens []int
+	for i, s := range segments {
+		if r.budget(len(s)) == 0 {
+			continue
+		}
+		p := r.PaddedLen(len(s))
+		if groups[p] == nil {
+			lens = append(lens, p)
+		}
+		groups[p] = append(groups[p], i)
+	}
+	slices.Sort(lens)
+	for _, p := range lens {
+		for rows := groups[p]; len(rows) > 0; {
+			n := min(len(rows), r.opts.MaxBatch)
+			if err := r.batch(segments, rows[:n], p, texts); err != nil {
+				return nil, err
+			}
+			rows = rows[n:]
+		}
+	}
+	return texts, nil
+}
