@@ -9,8 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/asr/moonshine"
 	"github.com/callscribe/callscribe/media"
 )
 
@@ -33,6 +36,11 @@ type transcribeOptions struct {
 	workers   int
 	endpoint  bool
 	resampler string
+	// The second pass: "none", a moonshine.FindModel name or directory;
+	// each final's span widened by finalMarginMs on both sides.
+	finalModel    string
+	finalMarginMs int
+	stats         *passStats // filled when not nil
 }
 
 func transcribeMain(args []string, stdout, stderr io.Writer) int {
@@ -55,7 +63,11 @@ func transcribeMain(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&o.hwScore, "hotwords-score", asr.DefaultHotwordsScore, "bonus per token of a hotword without its own score")
 	fs.StringVar(&o.keywords, "keywords", "", "phrases to report where they are said (a file or a list): a KEYWORD line (or JSON object) each")
 	fs.StringVar(&o.resampler, "resampler", "kaldi", "filter for non-16 kHz input: kaldi (what the model expects) or sharp")
+	fs.StringVar(&o.finalModel, "final-model", "none", "second pass for finals: none, moonshine-tiny, moonshine-base or a Moonshine model directory")
+	fs.IntVar(&o.finalMarginMs, "final-margin", defaultFinalMarginMs, "second pass: ms of audio taken on each side of a final's words (not past a neighbouring final's)")
 	asJSON := fs.Bool("json", false, "print every partial and final as a JSON line")
+	refPath := fs.String("ref", "", "reference texts (lines \"FILE TEXT\", FILE a name or path as given): print the word error rate on stderr")
+	showStats := fs.Bool("stats", false, "print on stderr the audio duration and each pass's CPU seconds per audio second")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -77,20 +89,42 @@ func transcribeMain(args []string, stdout, stderr io.Writer) int {
 			kwWords = append(kwWords, strings.Fields(strings.ToUpper(k.Text)))
 		}
 	}
-	results, err := transcribe(files, o)
+	var refs map[string]string
+	if *refPath != "" {
+		var err error
+		if refs, err = readRefs(*refPath); err != nil {
+			fmt.Fprintf(stderr, "callscribe transcribe: -ref: %v\n", err)
+			return 2
+		}
+	}
+	var stats passStats
+	o.stats = &stats
+	results, second, err := transcribeAll(files, o)
 	if err != nil {
 		fmt.Fprintf(stderr, "callscribe transcribe: %v\n", err)
 		return 1
 	}
 	enc := json.NewEncoder(stdout)
+	var score wordScore
 	for i, f := range files {
-		if !*asJSON {
-			fmt.Fprintf(stdout, "%s\t%s\n", f, asr.FinalText(results[i]))
+		text := asr.FinalText(results[i])
+		if second != nil {
+			text = strings.Join(nonEmpty(second[i]), " ")
 		}
-		for _, r := range results[i] {
+		if !*asJSON {
+			fmt.Fprintf(stdout, "%s\t%s\n", f, text)
+		}
+		if ref, ok := refFor(refs, f); ok {
+			score.add(ref, asr.FinalText(results[i]), text)
+		}
+		for j, r := range results[i] {
 			if *asJSON {
-				enc.Encode(jsonResult{File: f, Type: r.Kind.String(), Utt: r.Utt, Text: r.Text,
-					StartMs: r.StartMs, EndMs: r.EndMs, Words: r.Words, Conf: r.Conf})
+				jr := jsonResult{File: f, Type: r.Kind.String(), Utt: r.Utt, Text: r.Text,
+					StartMs: r.StartMs, EndMs: r.EndMs, Words: r.Words, Conf: r.Conf}
+				if second != nil && r.Kind == asr.Final {
+					jr.Text, jr.FirstPass = second[i][j], r.Text
+				}
+				enc.Encode(jr)
 			}
 			if r.Kind != asr.Final {
 				continue
@@ -109,6 +143,12 @@ func transcribeMain(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
+	if refs != nil {
+		score.report(stderr, o.finalModel)
+	}
+	if *showStats {
+		stats.report(stderr, o.finalModel)
+	}
 	return 0
 }
 
@@ -121,6 +161,9 @@ type jsonResult struct {
 	EndMs   int64      `json:"end_ms"`
 	Words   []asr.Word `json:"words,omitempty"`
 	Conf    float32    `json:"conf,omitempty"`
+	// FirstPass is a final's text from the streaming model when a second
+	// pass wrote Text (Words stay the first pass's).
+	FirstPass string `json:"first_pass,omitempty"`
 }
 
 func modelDir(dir string) string {
@@ -170,17 +213,49 @@ func resampleFilter(name string) (media.Filter, error) {
 
 // transcribe decodes the files as concurrent streams through one batcher.
 func transcribe(files []string, o transcribeOptions) ([][]asr.Result, error) {
+	results, _, err := transcribeAll(files, o)
+	return results, err
+}
+
+// transcribeAll decodes the files as concurrent streams through one
+// batcher, then, with a second pass, transcribes every final's audio again:
+// second[i][j] is the new text of results[i][j] (second is nil without one).
+func transcribeAll(files []string, o transcribeOptions) (results [][]asr.Result, second [][]string, err error) {
 	filter, err := resampleFilter(o.resampler)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sigs, err := loadAudio(files, filter)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := asr.InitRuntime(o.ortLib, o.provider); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var rec *moonshine.Recognizer
+	if o.finalModel != "" && o.finalModel != "none" {
+		// Opened first: a wrong name fails before the first pass runs.
+		dir, err := moonshine.FindModel(o.finalModel)
+		if err != nil {
+			return nil, nil, err
+		}
+		if rec, err = moonshine.New(moonshine.Files{Dir: dir}, moonshine.Options{Provider: o.provider, Threads: o.threads}); err != nil {
+			return nil, nil, err
+		}
+		defer rec.Close()
+	}
+	if results, err = firstPass(sigs, o); err != nil {
+		return nil, nil, err
+	}
+	if rec == nil {
+		return results, nil, nil
+	}
+	second, err = secondPass(rec, sigs, results, o)
+	return results, second, err
+}
+
+// firstPass runs the streaming recognizer on 16 kHz signals.
+func firstPass(sigs [][]float32, o transcribeOptions) ([][]asr.Result, error) {
 	o.model.Dir = modelDir(o.model.Dir)
 	info, err := asr.LoadModelInfo(o.model)
 	if err != nil {
@@ -197,6 +272,12 @@ func transcribe(files []string, o transcribeOptions) ([][]asr.Result, error) {
 		return nil, err
 	}
 	defer b.Close()
+	if o.stats != nil {
+		defer o.stats.measure(&o.stats.first)()
+		for _, x := range sigs {
+			o.stats.audio += time.Duration(len(x)) * time.Second / 16000
+		}
+	}
 	var so asr.StreamOptions
 	if o.hotwords != "" {
 		phrases, err := readPhraseArg(o.hotwords)
@@ -217,4 +298,94 @@ func readPhraseArg(arg string) ([]asr.Phrase, error) {
 		return asr.ReadPhrases(arg)
 	}
 	return asr.ParsePhrases(arg)
+}
+
+// defaultFinalMarginMs is the audio the second pass takes on each side of
+// a final's first and last word: the transducer emits a word's tokens
+// after its sound begins (measured in docs/performance.md).
+const defaultFinalMarginMs = 500
+
+// secondPass transcribes again each final that has words, from the span of
+// its words widened by o.finalMarginMs on each side, though not into the
+// words of the finals before and after it; finals without words keep
+// their empty text. All segments go to the recognizer at once, which
+// batches those of one padded length.
+func secondPass(rec *moonshine.Recognizer, sigs [][]float32, results [][]asr.Result, o transcribeOptions) ([][]string, error) {
+	type at struct{ i, j int }
+	var segs [][]float32
+	var where []at
+	second := make([][]string, len(results))
+	margin := int64(o.finalMarginMs)
+	for i, rs := range results {
+		second[i] = make([]string, len(rs))
+		var finals []int
+		for j, r := range rs {
+			if r.Kind == asr.Final && r.Text != "" {
+				finals = append(finals, j)
+			}
+		}
+		for k, j := range finals {
+			r := rs[j]
+			lo, hi := r.StartMs-margin, r.EndMs+margin
+			if k > 0 {
+				lo = min(max(lo, rs[finals[k-1]].EndMs), r.StartMs)
+			}
+			if k+1 < len(finals) {
+				hi = max(min(hi, rs[finals[k+1]].StartMs), r.EndMs)
+			}
+			n := int64(len(sigs[i]))
+			a, b := min(max(lo*16, 0), n), min(max(hi*16, 0), n)
+			segs = append(segs, sigs[i][a:max(a, b)])
+			where = append(where, at{i, j})
+		}
+	}
+	if o.stats != nil {
+		defer o.stats.measure(&o.stats.second)()
+	}
+	texts, err := rec.Transcribe(segs)
+	if err != nil {
+		return nil, err
+	}
+	for k, w := range where {
+		second[w.i][w.j] = texts[k]
+	}
+	return second, nil
+}
+
+func nonEmpty(texts []string) []string {
+	var out []string
+	for _, t := range texts {
+		if t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// passStats are the CPU time of each pass (the whole process's, so
+// measured one pass at a time) and the audio they decoded.
+type passStats struct {
+	audio, first, second time.Duration
+}
+
+// measure adds the CPU time until the returned func is called to d.
+func (s *passStats) measure(d *time.Duration) func() {
+	c0 := cpuTime()
+	return func() { *d += cpuTime() - c0 }
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func (s passStats) report(w io.Writer, model string) {
+	per := func(d time.Duration) float64 { return d.Seconds() / max(s.audio.Seconds(), 1e-9) }
+	fmt.Fprintf(w, "audio %.1f s; first pass %.1f CPU s (%.4f per audio s)", s.audio.Seconds(), s.first.Seconds(), per(s.first))
+	if model != "" && model != "none" {
+		fmt.Fprintf(w, "; second pass (%s) %.1f CPU s (%.4f per audio s); both %.4f per audio s",
+			model, s.second.Seconds(), per(s.second), per(s.first+s.second))
+	}
+	fmt.Fprintln(w)
 }

@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -185,6 +187,7 @@ func TestTranscribeCommandErrors(t *testing.T) {
 		{"bad wav", []string{"transcribe", "-model", model, bad}, "bad.wav", 1},
 		{"missing model", []string{"transcribe", "-model", dir, filepath.Join(model, "test_wavs", "0.wav")}, "no encoder", 1},
 		{"bad resampler", []string{"transcribe", "-resampler", "x", bad}, "-resampler", 1},
+		{"bad final model", []string{"transcribe", "-model", model, "-final-model", "moonshine-huge", filepath.Join(model, "test_wavs", "0.wav")}, "moonshine-huge", 1},
 		{"unknown command", []string{"frobnicate"}, "unknown command", 2},
 	} {
 		var out, errb bytes.Buffer
@@ -289,5 +292,87 @@ func TestTranscribeOnTheGPUBuild(t *testing.T) {
 	if strings.Contains(log, "not enabled in this build") || !strings.Contains(log, "onnxruntime-gpu") ||
 		!strings.Contains(log, "libonnxruntime_providers_cuda.so") {
 		t.Errorf("the CUDA provider was not tried from the GPU build (run scripts/setup --gpu):\n%s", log)
+	}
+}
+
+// With -final-model, each final is transcribed again by Moonshine: its text
+// replaces the first pass's (kept in -json as first_pass, with the first
+// pass's timed words), and on the parity corpus it has fewer errors.
+func TestTranscribeSecondPass(t *testing.T) {
+	files, _, _ := parityCases(t)
+	files = files[:8]
+	refs := filepath.Join(t.TempDir(), "refs.txt")
+	trans, err := os.ReadFile(filepath.Join(testModelDir(t), "test_wavs", "trans.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := bytes.NewBuffer(trans)
+	for i, f := range files {
+		if strings.HasPrefix(filepath.Base(f), "u") {
+			fmt.Fprintf(ref, "%s\t%s\n", filepath.Base(f), parityTexts[i])
+		}
+	}
+	os.WriteFile(refs, ref.Bytes(), 0o644)
+	var out, errb bytes.Buffer
+	args := append([]string{"transcribe", "-json", "-model", testModelDir(t), "-final-model", "moonshine-tiny", "-ref", refs, "-stats"}, files...)
+	if code := run(args, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	finals := 0
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var r jsonResult
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Type != "final" || r.FirstPass == "" {
+			continue
+		}
+		finals++
+		if r.Text == "" || r.Text == r.FirstPass || strings.ToUpper(r.FirstPass) != r.FirstPass || len(r.Words) == 0 {
+			t.Errorf("final %+v", r)
+		}
+	}
+	if finals < len(files) {
+		t.Errorf("%d second-pass finals for %d files:\n%s", finals, len(files), out.String())
+	}
+	var final, first float64
+	if _, err := fmt.Sscanf(errb.String(), "WER %f%%", &final); err != nil {
+		t.Fatalf("stderr %q: %v", errb.String(), err)
+	}
+	if i := strings.Index(errb.String(), "first pass alone "); i < 0 {
+		t.Fatalf("stderr %q", errb.String())
+	} else {
+		fmt.Sscanf(errb.String()[i:], "first pass alone %f%%", &first)
+	}
+	if final >= first || !strings.Contains(errb.String(), "second pass (moonshine-tiny)") {
+		t.Errorf("WER with the second pass %.1f%%, first pass alone %.1f%%:\n%s", final, first, errb.String())
+	}
+	t.Logf("%s", errb.String())
+}
+
+// parityTexts are the sentences of the parity corpus
+// (scripts/make-parity-corpus), in the order of parityCases.
+var parityTexts = func() []string {
+	b, err := os.ReadFile("../../scripts/make-parity-corpus")
+	if err != nil {
+		return nil
+	}
+	_, body, _ := strings.Cut(string(b), "<<'TEXT'\n")
+	body, _, _ = strings.Cut(body, "\nTEXT")
+	// parityCases lists the model's three test WAVs first.
+	return append([]string{"", "", ""}, strings.Split(body, "\n")...)
+}()
+
+func TestTranscribeScoringText(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"Dial 2 now.", "dial two now"},
+		{"DIAL TWO NOW", "dial two now"},
+		{"I'm sorry, that's $250 at 28.8 kbit on the 21st.", "i am sorry that is two hundred fifty dollars at twenty eight point eight kbit on the twenty first"},
+		{"Press # or *, call-forward; 1,234 at 9 a.m.", "press pound or star call forward one thousand two hundred thirty four at nine am"},
+		{"The user's mailbox can't take 100%", "the users mailbox cannot take one hundred percent"},
+	} {
+		if got := scoringText(tc.in); got != tc.want {
+			t.Errorf("scoringText(%q) = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }
