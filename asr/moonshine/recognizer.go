@@ -13,7 +13,9 @@ import (
 // SampleRate is the rate of the audio Transcribe takes.
 const SampleRate = 16000
 
-// Defaults of Options.
+// Defaults of Options. The bucket is measured (docs/performance.md): 1 s
+// batches finals of telephone prompts about 1.4 times fuller than 500 ms
+// and errs no more than without padding.
 const (
 	DefaultMaxBatch        = 16
 	DefaultBucketMs        = 1000
@@ -23,7 +25,9 @@ const (
 // Options choose how a Recognizer runs.
 type Options struct {
 	// Provider is "cpu" (default) or "cuda"; CUDA that cannot start falls
-	// back to CPU (logged; Recognizer.Provider tells which runs).
+	// back to CPU (logged; Recognizer.Provider tells which runs). Batches
+	// are exact on CPU (a segment's text does not depend on the segments
+	// beside it); on CUDA that has not been measured.
 	Provider string
 	// DeviceID is the CUDA device; default 0.
 	DeviceID int
