@@ -42,7 +42,7 @@ func FindRuntimeLibrary(explicit, provider string) (string, error) {
 		if p := os.Getenv(GPURuntimeLibEnv); p != "" {
 			return existing(p, GPURuntimeLibEnv)
 		}
-		if p, ok := findInCache(gpuRuntimeRel); ok {
+		if p, ok := FindInCache(gpuRuntimeRel); ok {
 			return p, nil
 		}
 	}
@@ -53,7 +53,7 @@ func FindRuntimeLibrary(explicit, provider string) (string, error) {
 	if c, err := os.UserCacheDir(); err == nil {
 		extra = append(extra, filepath.Join(c, "callscribe", "onnxruntime", "libonnxruntime.so.1"))
 	}
-	if p, ok := findInCache(runtimeRel, extra...); ok {
+	if p, ok := FindInCache(runtimeRel, extra...); ok {
 		return p, nil
 	}
 	return "", fmt.Errorf("%w: run `make setup` (scripts/setup) to install it, or set %s", ErrRuntimeMissing, RuntimeLibEnv)
@@ -71,10 +71,10 @@ func existing(path, env string) (string, error) {
 	return path, nil
 }
 
-// findInCache looks for rel (a path in the project's .cache) next to the
+// FindInCache looks for rel (a path in the project's .cache) next to the
 // executable's parent directory, then in the working directory and each
 // one above it, then at the extra paths.
-func findInCache(rel string, extra ...string) (string, bool) {
+func FindInCache(rel string, extra ...string) (string, bool) {
 	var cands []string
 	if exe, err := os.Executable(); err == nil {
 		cands = append(cands, filepath.Join(filepath.Dir(exe), "..", rel))

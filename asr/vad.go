@@ -28,7 +28,7 @@ func FindVADModel(explicit string) (string, error) {
 		}
 		return explicit, nil
 	}
-	if p, ok := findInCache(vadRel); ok {
+	if p, ok := FindInCache(vadRel); ok {
 		return p, nil
 	}
 	return "", errors.New("asr: Silero VAD model not found: run `make setup` (scripts/setup)")

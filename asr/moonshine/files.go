@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/callscribe/callscribe/asr"
 )
 
 // ErrModel is wrapped by every error about model files that cannot be used.
@@ -135,26 +137,13 @@ func FindModel(name string) (string, error) {
 		}
 		return name, nil
 	}
-	rel := filepath.Join(".cache", "moonshine", size)
-	var cands []string
-	if exe, err := os.Executable(); err == nil {
-		cands = append(cands, filepath.Join(filepath.Dir(exe), "..", rel))
-	}
-	if wd, err := os.Getwd(); err == nil {
-		for d := wd; ; d = filepath.Dir(d) {
-			cands = append(cands, filepath.Join(d, rel))
-			if filepath.Dir(d) == d {
-				break
-			}
-		}
-	}
+	const probe = "decoder_model_merged.onnx"
+	var extra []string
 	if c, err := os.UserCacheDir(); err == nil {
-		cands = append(cands, filepath.Join(c, "callscribe", "moonshine", size))
+		extra = append(extra, filepath.Join(c, "callscribe", "moonshine", size, probe))
 	}
-	for _, c := range cands {
-		if _, err := os.Stat(filepath.Join(c, "decoder_model_merged.onnx")); err == nil {
-			return filepath.Clean(c), nil
-		}
+	if p, ok := asr.FindInCache(filepath.Join(".cache", "moonshine", size, probe), extra...); ok {
+		return filepath.Dir(p), nil
 	}
 	return "", fmt.Errorf("%w: %s not found (run `make setup`, scripts/setup, to fetch it)", ErrModel, name)
 }
