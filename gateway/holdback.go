@@ -41,17 +41,21 @@ type heldFinal struct {
 	waited    bool       // held past the result that brought it
 }
 
+// heldWords appends the held finals' words (upper case) to dst.
+func (s *textStage) heldWords(dst []string) []string {
+	for _, h := range s.held {
+		dst = append(dst, h.up...)
+	}
+	return dst
+}
+
 // holding tells whether finals are held back.
 func (s *textStage) holding() bool { return len(s.held) > 0 }
 
 // decide publishes the held finals that are decided: all of them unless
 // they end in a digit run that may go on, then those before the run.
 func (s *textStage) decide() {
-	var block []string
-	for _, h := range s.held {
-		block = append(block, h.up...)
-	}
-	from, pending := redact.Pending(s.context, block, s.policy)
+	from, pending := redact.Pending(s.context, s.heldWords(nil), s.policy)
 	if !pending {
 		s.release(len(s.held))
 		return
@@ -73,10 +77,7 @@ func (s *textStage) release(n int) {
 	if n == 0 {
 		return
 	}
-	var block []string
-	for _, h := range s.held {
-		block = append(block, h.up...)
-	}
+	block := s.heldWords(nil)
 	spans := redact.FindAfter(s.context, block, s.policy, false)
 	off := 0
 	for _, h := range s.held[:n] {

@@ -224,9 +224,6 @@ func (l *leg) result(r asr.Result) {
 		l.text.partial(r, streamEnd)
 	case asr.Final:
 		l.text.final(r, streamEnd)
-		l.holdChanged()
 	}
-	if r.Kind == asr.Partial && l.holding {
-		l.holdChanged()
-	}
+	l.holdChanged() // a final may be held, a partial release the held
 }

@@ -116,11 +116,7 @@ func (s *textStage) redactContext() []string {
 	if len(s.held) == 0 {
 		return s.context
 	}
-	ctx := append([]string{}, s.context...)
-	for _, h := range s.held {
-		ctx = append(ctx, h.up...)
-	}
-	return ctx
+	return s.heldWords(append([]string{}, s.context...))
 }
 
 // upper is words' text in upper case, as redaction reads it.
