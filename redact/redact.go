@@ -146,13 +146,16 @@ func digits(w string) int {
 }
 
 // runs finds the digit runs of words: where they are and how many digits
-// they spell. A run starts and ends on a true digit word; sound-alikes and
-// fillers only count inside one.
+// they spell. A run ends on a true digit word and starts on one, or on a
+// sound-alike right before one; sound-alikes and fillers count only inside.
 func runs(words []string) []run {
 	var out []run
 	i := 0
 	for i < len(words) {
-		if _, repeat := word.Repeat(words[i]); digits(words[i]) == 0 && !twoDigits(words[i]) && !repeat {
+		// A sound-alike right before a digit starts the run ("FOR FIVE THREE
+		// NINE" is four digits).
+		leads := soundAlike(words[i]) && i+1 < len(words) && digits(words[i+1]) > 0
+		if _, repeat := word.Repeat(words[i]); digits(words[i]) == 0 && !twoDigits(words[i]) && !repeat && !leads {
 			i++
 			continue
 		}

@@ -61,6 +61,9 @@ func TestRedact(t *testing.T) {
 		{"FIVE THREE HIGH ONE FOUR EIGHT NINE THREE FOUR THREE SIX FOUR SIX TWO", pci, false, "[CARD]"},
 		{"MY SOCIAL IS ONE TWO THREE FOUR", ssn, true, "MY SOCIAL IS [SSN]"},
 		{"IT COSTS TWENTY NINE", pci, true, "IT COSTS TWENTY NINE"},
+		// A sound-alike before the first digit is one ("FOR" for 4).
+		{"MY NUMBER FOR FIVE THREE NINE", pci, true, "MY NUMBER [CARD]"},
+		{"I WAITED FOR FIVE MINUTES", pci, false, "I WAITED FOR FIVE MINUTES"},
 		// Numerals, as a second-pass recognizer writes them, and mixed forms.
 		{"MY CARD IS 4539 1488 0343 6467", pci, false, "MY CARD IS [CARD]"},
 		{"IT IS 4539-1488-0343-6467 EXPIRES 12/26", pci, false, "IT IS [CARD] EXPIRES [CARD]"},
