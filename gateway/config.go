@@ -41,6 +41,14 @@ type Config struct {
 	HTTP HTTPConfig `yaml:"http"`
 	// WebRTC is browser calls over WHIP.
 	WebRTC WebRTCConfig `yaml:"webrtc"`
+	// AudioHook is Genesys Cloud AudioHook sessions (doors.go).
+	AudioHook AudioHookConfig `yaml:"audiohook"`
+	// Twilio is Twilio Media Streams.
+	Twilio TwilioConfig `yaml:"twilio"`
+	// Stream is audio-fork WebSockets and jambonz's speech-to-text API.
+	Stream StreamConfig `yaml:"stream"`
+	// AudioSocket is Asterisk AudioSocket connections.
+	AudioSocket AudioSocketConfig `yaml:"audiosocket"`
 	// Drain is how long calls may go on after SIGTERM before they are
 	// ended.
 	Drain time.Duration `yaml:"drain"`
@@ -367,7 +375,9 @@ func (c *Config) Validate() error {
 		validate func() error
 	}{
 		{"sip", c.SIP.Validate}, {"asr", c.ASR.Validate}, {"redis", c.Redis.Validate},
-		{"http", c.HTTP.Validate}, {"webrtc", c.WebRTC.Validate}, {"log", c.Log.Validate},
+		{"http", c.HTTP.Validate}, {"webrtc", c.WebRTC.Validate},
+		{"audiohook", c.AudioHook.Validate}, {"twilio", c.Twilio.Validate}, {"stream", c.Stream.Validate},
+		{"audiosocket", c.AudioSocket.Validate}, {"log", c.Log.Validate},
 	} {
 		if err := s.validate(); err != nil {
 			return fmt.Errorf("%s.%w", s.key, err)
@@ -399,7 +409,9 @@ func (c *Config) limits() Limits {
 		maxCalls["webrtc"] = c.WebRTC.MaxSessions
 	}
 	maxStreams, _ := c.ASR.Streams() // checked by Validate; 0: the measured capacity
-	return Limits{MaxCalls: maxCalls, MaxPerPeer: map[string]int{"sip": c.SIP.MaxCallsPerSource}, MaxStreams: maxStreams, MaxLag: c.ASR.MaxLag}
+	l := Limits{MaxCalls: maxCalls, MaxPerPeer: map[string]int{"sip": c.SIP.MaxCallsPerSource}, MaxStreams: maxStreams, MaxLag: c.ASR.MaxLag}
+	c.doorLimits(&l)
+	return l
 }
 
 // InstanceName is instance, or by default the host name and the first SIP

@@ -36,6 +36,7 @@ type Service struct {
 	calls    *Calls
 	sip      *sip.Server
 	whip     *webrtc.Server
+	doors    []door // doors.go
 	follower *transcript.Follower
 	events   *Events
 	hs       *http.Server
@@ -126,6 +127,9 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 		}
 		mux.Handle(wc.Path, s.whip)
 		mux.Handle(wc.Path+"/", s.whip)
+	}
+	if err := s.openDoors(mux); err != nil {
+		return nil, err
 	}
 	s.follower = transcript.NewFollower(r.Follower(cfg.HTTP.MaxEventStreams))
 	s.events = NewEvents(s.follower, log)
@@ -298,6 +302,7 @@ func (s *Service) close() {
 	if s.whip != nil {
 		s.whip.Close()
 	}
+	s.closeDoors()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if s.calls != nil {
