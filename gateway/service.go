@@ -128,14 +128,14 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 		mux.Handle(wc.Path, s.whip)
 		mux.Handle(wc.Path+"/", s.whip)
 	}
-	if err := s.openDoors(mux); err != nil {
-		return nil, err
-	}
 	s.follower = transcript.NewFollower(r.Follower(cfg.HTTP.MaxEventStreams))
 	s.events = NewEvents(s.follower, log)
 	s.events.Max = cfg.HTTP.MaxEventStreams
 	s.events.SetToken(cfg.WebRTC.Token)
 	mux.Handle("GET /events/{id}", s.events)
+	if err := s.openDoors(mux); err != nil {
+		return nil, err
+	}
 	pause := func(paused bool) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if !callAccess(w, r, s.events.Token()) {
