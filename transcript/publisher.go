@@ -209,6 +209,7 @@ type Publisher struct {
 	spool    *spool // nil without a SpoolFile
 	fileQ    []*Event
 	fileBusy int // events taken from fileQ and being written
+	subs     map[*Subscription]struct{} // subscribe.go
 	closed   bool
 	quit     chan struct{}
 	done     chan struct{}
@@ -291,6 +292,7 @@ func (p *Publisher) Publish(ev Event) {
 		p.forget(e.CallID)
 	}
 	p.enqueue(e)
+	p.deliver(e)
 	if p.spool != nil {
 		p.fileQ = append(p.fileQ, e)
 	}
@@ -603,6 +605,7 @@ func (p *Publisher) Close() error {
 		return nil
 	}
 	p.closed = true
+	p.closeSubs()
 	p.mu.Unlock()
 	close(p.quit)
 	<-p.done
