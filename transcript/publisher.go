@@ -208,7 +208,7 @@ type Publisher struct {
 	wake     chan struct{}
 	spool    *spool // nil without a SpoolFile
 	fileQ    []*Event
-	fileBusy int // events taken from fileQ and being written
+	fileBusy int                        // events taken from fileQ and being written
 	subs     map[*Subscription]struct{} // subscribe.go
 	closed   bool
 	quit     chan struct{}
