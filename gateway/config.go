@@ -265,6 +265,11 @@ type HTTPConfig struct {
 	// MetricsToken is the bearer token /metrics requires; empty: open
 	// (bind http.addr privately).
 	MetricsToken string `yaml:"metrics_token"`
+	// BoardToken is the bearer token of the live-calls board's data
+	// (/api/calls, /api/board/stream, pause/resume there); the page at
+	// /calls asks for it. Empty: only clients on the gateway's host are
+	// served. Board streams count in max_event_streams.
+	BoardToken string `yaml:"board_token"`
 }
 
 // Validate checks the section; an error names the key within it.

@@ -41,6 +41,7 @@ func Settings() []Setting {
 		{Keys: []string{"drain"}, Flag: "drain", Help: "on SIGTERM, how long (a `duration`) calls may go on before they are ended"},
 		{Keys: []string{"webrtc.token"}, Env: "CALLSCRIBE_WEBRTC_TOKEN", Help: "bearer token of WHIP, /events and pause/resume", Live: true},
 		{Keys: []string{"http.metrics_token"}, Env: "CALLSCRIBE_METRICS_TOKEN", Help: "bearer token of /metrics", Live: true},
+		{Keys: []string{"http.board_token"}, Env: "CALLSCRIBE_BOARD_TOKEN", Help: "bearer token of the live-calls board (/calls)", Live: true},
 		{Keys: []string{"sip.users"}, Live: true},
 		{Keys: []string{"sip.allow_cidrs"}, Live: true},
 		{Keys: []string{"sip.max_calls"}, Live: true},
