@@ -3,6 +3,7 @@ package moonshine
 import (
 	"cmp"
 	"fmt"
+	"slices"
 
 	ort "github.com/yalue/onnxruntime_go"
 )
@@ -35,7 +36,7 @@ type row struct {
 // batch decodes segments[rows], all of padded length p, into texts: one
 // encoder call, then greedy decoder steps for every row still going, each
 // row dropped from the batch (and its caches) when it ends.
-func (r *Recognizer) batch(segments [][]float32, rows []int, p int, texts []string) error {
+func (r *Recognizer) batch(segments [][]float32, rows []int, p int, texts []Result) error {
 	n := len(rows)
 	sh := r.shape
 	b := &r.buf
@@ -113,11 +114,17 @@ func (r *Recognizer) batch(segments [][]float32, rows []int, p int, texts []stri
 			tok := argmax(b.logits[i*sh.Vocab : (i+1)*sh.Vocab])
 			rw := &live[i]
 			end := tok == tokenEnd
+			stop := StopEnd
 			if !end {
 				rw.tokens = append(rw.tokens, int64(tok))
+				if k := loopLen(rw.tokens); k > 0 {
+					rw.tokens, stop, end = rw.tokens[:len(rw.tokens)-k], StopRepeat, true
+				} else if step+1 >= rw.budget {
+					stop, end = StopBudget, true
+				}
 			}
-			if end || step+1 >= rw.budget {
-				texts[rw.seg] = r.vocab.Decode(rw.tokens)
+			if end {
+				texts[rw.seg] = Result{Text: r.vocab.Decode(rw.tokens), Stop: stop}
 				continue
 			}
 			if kept != i {
@@ -198,6 +205,31 @@ func destroyAll(lists ...[]ort.Value) {
 			}
 		}
 	}
+}
+
+// A loop is a run of n tokens said k times in a row at the end of the
+// text, with k ≥ loopTimes and n·k ≥ loopTokens: long enough that speech
+// does not do it (a card's "1111 1111 1111 1111" is 20 tokens, "yes, yes,
+// yes" 6), the way a model on a long segment repeats a sentence.
+const (
+	loopTimes  = 3
+	loopTokens = 24
+	loopMaxRun = 24
+)
+
+// loopLen is how many tokens at the end of toks repeat the run before them
+// in a loop (all repeats but the first), or 0 for no loop.
+func loopLen(toks []int64) int {
+	for n := 1; n <= loopMaxRun && n*loopTimes <= len(toks); n++ {
+		k := 1
+		for end := len(toks) - n; end-n >= 0 && slices.Equal(toks[end-n:end], toks[len(toks)-n:]); end -= n {
+			k++
+		}
+		if k >= loopTimes && n*k >= loopTokens {
+			return n * (k - 1)
+		}
+	}
+	return 0
 }
 
 // argmax is the index of the largest value, the first of equals.

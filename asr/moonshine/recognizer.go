@@ -175,16 +175,61 @@ func (r *Recognizer) Close() error {
 // ErrClosed is returned by Transcribe after Close.
 var ErrClosed = errors.New("moonshine: recognizer closed")
 
+// Stop is why decoding a segment stopped.
+type Stop uint8
+
+const (
+	// StopEnd: the model ended the text (or the segment is too short for
+	// one token).
+	StopEnd Stop = iota
+	// StopBudget: the segment used its token budget (TokensPerSecond)
+	// without ending: the model was likely making text up.
+	StopBudget
+	// StopRepeat: the text went round a loop, a run of tokens said again
+	// and again (repeats); the text holds the loop once.
+	StopRepeat
+)
+
+func (s Stop) String() string {
+	switch s {
+	case StopBudget:
+		return "budget"
+	case StopRepeat:
+		return "repeat"
+	}
+	return "end"
+}
+
+// Result is a segment's text and why its decoding stopped.
+type Result struct {
+	Text string
+	Stop Stop
+}
+
 // Transcribe returns the text of each segment (16 kHz mono). Segments of
 // one padded length (PaddedLen) are decoded together, up to MaxBatch at a
 // time; a segment too short for one token has the empty text.
 func (r *Recognizer) Transcribe(segments [][]float32) ([]string, error) {
+	res, err := r.Recognize(segments)
+	if err != nil {
+		return nil, err
+	}
+	texts := make([]string, len(res))
+	for i, x := range res {
+		texts[i] = x.Text
+	}
+	return texts, nil
+}
+
+// Recognize is Transcribe telling, for each segment, why its decoding
+// stopped: a text that used its budget or went round a loop is suspect.
+func (r *Recognizer) Recognize(segments [][]float32) ([]Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return nil, ErrClosed
 	}
-	texts := make([]string, len(segments))
+	texts := make([]Result, len(segments))
 	groups := map[int][]int{}
 	var lens []int
 	for i, s := range segments {
