@@ -3,6 +3,7 @@ package moonshine
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -31,6 +32,7 @@ type row struct {
 	seg    int // index in Transcribe's segments
 	budget int // most steps
 	tokens []int64
+	probs  []float32 // each token's posterior
 }
 
 // batch decodes segments[rows], all of padded length p, into texts: one
@@ -111,20 +113,23 @@ func (r *Recognizer) batch(segments [][]float32, rows []int, p int, texts []Resu
 		}
 		kept := 0
 		for i := range n {
-			tok := argmax(b.logits[i*sh.Vocab : (i+1)*sh.Vocab])
+			logits := b.logits[i*sh.Vocab : (i+1)*sh.Vocab]
+			tok := argmax(logits)
 			rw := &live[i]
 			end := tok == tokenEnd
 			stop := StopEnd
 			if !end {
 				rw.tokens = append(rw.tokens, int64(tok))
+				rw.probs = append(rw.probs, posterior(logits, tok))
 				if k := loopLen(rw.tokens); k > 0 {
-					rw.tokens, stop, end = rw.tokens[:len(rw.tokens)-k], StopRepeat, true
+					n := len(rw.tokens) - k
+					rw.tokens, rw.probs, stop, end = rw.tokens[:n], rw.probs[:n], StopRepeat, true
 				} else if step+1 >= rw.budget {
 					stop, end = StopBudget, true
 				}
 			}
 			if end {
-				texts[rw.seg] = Result{Text: r.vocab.Decode(rw.tokens), Stop: stop}
+				texts[rw.seg] = Result{Text: r.vocab.Decode(rw.tokens), Words: r.vocab.Words(rw.tokens, rw.probs), Stop: stop}
 				continue
 			}
 			if kept != i {
@@ -230,6 +235,19 @@ func loopLen(toks []int64) int {
 		}
 	}
 	return 0
+}
+
+// posterior is the softmax probability of logit k. Terms more than 16
+// below the largest add less than 1e-7 each and are skipped.
+func posterior(x []float32, k int) float32 {
+	top := x[k]
+	var sum float64
+	for _, v := range x {
+		if d := v - top; d > -16 {
+			sum += math.Exp(float64(d))
+		}
+	}
+	return float32(1 / sum)
 }
 
 // argmax is the index of the largest value, the first of equals.

@@ -121,6 +121,32 @@ func (v *Vocab) Decode(ids []int64) string {
 	return strings.TrimPrefix(strings.ReplaceAll(s, "▁", " "), " ")
 }
 
+// Words splits the text of ids into its words, a word starting at each
+// piece that starts with "▁", each with the mean of its tokens' probs.
+// Joined by spaces their texts are Decode's text (but for the spaces of a
+// piece made of spaces only, which make no word).
+func (v *Vocab) Words(ids []int64, probs []float32) []Word {
+	var out []Word
+	from := 0
+	flush := func(to int) {
+		if text := strings.TrimSpace(v.Decode(ids[from:to])); text != "" {
+			var c float32
+			for _, p := range probs[from:to] {
+				c += p
+			}
+			out = append(out, Word{Text: text, Conf: c / float32(to-from)})
+		}
+		from = to
+	}
+	for i, id := range ids {
+		if i > from && id >= 0 && id < int64(len(v.pieces)) && bytes.HasPrefix(v.pieces[id], []byte("▁")) {
+			flush(i)
+		}
+	}
+	flush(len(ids))
+	return out
+}
+
 // Model names that FindModel knows: the directories scripts/setup keeps.
 var modelNames = map[string]string{"moonshine-tiny": "tiny", "moonshine-base": "base"}
 

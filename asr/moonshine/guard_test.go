@@ -130,3 +130,29 @@ func TestSplitAtTheQuietest(t *testing.T) {
 		t.Error("a short segment was cut")
 	}
 }
+
+// A result's words are its text's, each with a confidence.
+func TestResultWords(t *testing.T) {
+	r := testModel(t, "tiny", Options{})
+	var segs [][]float32
+	for _, f := range []string{"u01-8k.wav", "u03-8k.wav", "u05-8k.wav"} {
+		segs = append(segs, readWAV(t, "../testdata/parity/"+f))
+	}
+	res, err := r.Recognize(segs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range res {
+		var texts []string
+		for _, w := range x.Words {
+			texts = append(texts, w.Text)
+			if w.Conf <= 0 || w.Conf > 1 {
+				t.Errorf("%q: confidence %v", w.Text, w.Conf)
+			}
+		}
+		if strings.Join(texts, " ") != x.Text || x.Text == "" {
+			t.Errorf("words %q, text %q", texts, x.Text)
+		}
+		t.Logf("%+v", x.Words)
+	}
+}

@@ -200,10 +200,18 @@ func (s Stop) String() string {
 	return "end"
 }
 
-// Result is a segment's text and why its decoding stopped.
+// Result is a segment's text, its words and why its decoding stopped.
 type Result struct {
+	Text  string
+	Words []Word // Text's words (split at spaces), in order
+	Stop  Stop
+}
+
+// Word is a word of a Result's text as the model writes it ("Dial",
+// "$250", "now.") and its confidence: the mean posterior of its tokens.
+type Word struct {
 	Text string
-	Stop Stop
+	Conf float32
 }
 
 // Transcribe returns the text of each segment (16 kHz mono). Segments of
