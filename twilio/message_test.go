@@ -58,7 +58,9 @@ func TestParse(t *testing.T) {
 		{8, func() bool {
 			return m.Seq == 1 && m.Start.StreamSid == "87654321-4321-4321-4321-cba987654321" && m.Start.CallSid[:8] == "12345678"
 		}},
-		{9, func() bool { return m.Start.StreamSid == "107c3e3e" && m.Start.CallSid == "0f7b" && m.Start.Codec == "PCMU" }},
+		{9, func() bool {
+			return m.Start.StreamSid == "107c3e3e" && m.Start.CallSid == "0f7b" && m.Start.Codec == "PCMU"
+		}},
 	} {
 		if err := Parse([]byte(messageSeeds[c.i]), &m); err != nil || !c.check() {
 			t.Errorf("%s: %v %+v", messageSeeds[c.i], err, m)
