@@ -1,11 +1,30 @@
 package gateway
 
-import "net/http"
+import (
+	"errors"
+	"net/http"
+
+	"github.com/callscribe/callscribe/audiohook"
+	"github.com/callscribe/callscribe/transcript"
+)
 
 // AudioHookConfig is the audiohook section: Genesys Cloud AudioHook (protocol version 2), a WebSocket at /audiohook on the HTTP listener.
 type AudioHookConfig struct {
 	// Enabled takes calls through this door.
-	Enabled bool `yaml:"enabled"`
+	Enabled          bool `yaml:"enabled"`
+	audiohook.Config `yaml:",inline"`
+	// MaxCalls bounds the concurrent AudioHook sessions (probes are not
+	// calls); more are answered with disconnect.
+	MaxCalls int `yaml:"max_calls"`
+	// MaxCallsPerPeer bounds the concurrent sessions from one address;
+	// 0: no limit.
+	MaxCallsPerPeer int `yaml:"max_calls_per_peer"`
+}
+
+// DefaultAudioHookConfig is the section's defaults: off, the protocol
+// package's defaults, 100 sessions.
+func DefaultAudioHookConfig() AudioHookConfig {
+	return AudioHookConfig{Config: audiohook.DefaultConfig(), MaxCalls: 100}
 }
 
 // Validate checks the section when the door is enabled; an error names
@@ -14,16 +33,51 @@ func (c *AudioHookConfig) Validate() error {
 	if !c.Enabled {
 		return nil
 	}
+	if err := c.Config.Validate(); err != nil {
+		return err
+	}
+	if c.MaxCalls <= 0 {
+		return errors.New("max_calls: out of range")
+	}
+	if c.MaxCallsPerPeer < 0 {
+		return errors.New("max_calls_per_peer: out of range")
+	}
 	return nil
 }
 
 // limits adds the door's admission limits.
-func (c *AudioHookConfig) limits(l *Limits) {}
+func (c *AudioHookConfig) limits(l *Limits) {
+	if !c.Enabled {
+		return
+	}
+	l.MaxCalls[audiohook.Source] = c.MaxCalls
+	if l.MaxPerPeer == nil {
+		l.MaxPerPeer = map[string]int{}
+	}
+	l.MaxPerPeer[audiohook.Source] = c.MaxCallsPerPeer
+}
 
-// openAudioHook opens the door when it is enabled (nil: it is not).
+// subscriptionBuffer is the events a session's subscription holds before
+// it loses some: a call's finals and its end are far fewer.
+const subscriptionBuffer = 256
+
+// openAudioHook opens the door when it is enabled (nil: it is not): the
+// WebSocket on the HTTP mux, admitted by the registry, its finals sent back
+// from the publisher's in-process feed.
 func (s *Service) openAudioHook(mux *http.ServeMux) (door, error) {
 	if !s.cfg.AudioHook.Enabled {
 		return nil, nil
 	}
-	return nil, nil
+	cfg := s.cfg.AudioHook.Config
+	cfg.Logger = s.log
+	feed := func(callID string) (<-chan transcript.Event, func()) {
+		sub := s.pub.Subscribe(callID, subscriptionBuffer)
+		return sub.C(), sub.Close
+	}
+	srv, err := audiohook.NewServer(cfg, s.calls, feed)
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle(cfg.Path, srv)
+	return srv, nil
 }
