@@ -9,7 +9,7 @@ import (
 // Reload reads a configuration with read (it must validate it) and applies
 // what a running gateway can take from it (the live keys of Settings): the
 // SIP digest users and allowed sources, the WHIP (and /events,
-// pause/resume) and metrics tokens, the configured hotwords, keywords and
+// pause/resume), metrics and board tokens, the configured hotwords, keywords and
 // their score, the redaction, and the admission limits. New calls and
 // requests meet them; calls in progress keep what they started with.
 // Reload returns the configuration read and the sections whose other
@@ -51,6 +51,7 @@ func (s *Service) reload(read func() (Config, error)) (Config, []string, error) 
 	s.events.SetToken(next.WebRTC.Token)
 	tok := next.HTTP.MetricsToken
 	s.metricsToken.Store(&tok)
+	s.board.SetToken(next.HTTP.BoardToken)
 	s.calls.SetConfigured(hot, kw, float32(next.ASR.HotwordScore), policy)
 	s.calls.SetLimits(next.limits())
 

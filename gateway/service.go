@@ -39,6 +39,7 @@ type Service struct {
 	doors    []door // doors.go
 	follower *transcript.Follower
 	events   *Events
+	board    *Board // board.go
 	hs       *http.Server
 	hl       net.Listener
 	draining atomic.Bool
@@ -133,6 +134,9 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 	s.events.Max = cfg.HTTP.MaxEventStreams
 	s.events.SetToken(cfg.WebRTC.Token)
 	mux.Handle("GET /events/{id}", s.events)
+	s.board = NewBoard(s.calls, s.pub, s.events, BoardOptions{}, log)
+	s.board.SetToken(cfg.HTTP.BoardToken)
+	s.board.Mount(mux)
 	if err := s.openDoors(mux); err != nil {
 		return nil, err
 	}
@@ -315,6 +319,9 @@ func (s *Service) close() {
 		if err := s.pub.Flush(ctx); err != nil {
 			s.log.Error("callscribe: transcript events not delivered", "err", err)
 		}
+	}
+	if s.board != nil {
+		s.board.Close() // its streams end; the calls have left it
 	}
 	if s.hs != nil {
 		// Followers of the calls just ended get their call.end, then the
