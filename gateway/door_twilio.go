@@ -1,11 +1,28 @@
 package gateway
 
-import "net/http"
+import (
+	"errors"
+	"net/http"
 
-// TwilioConfig is the twilio section: Twilio Media Streams, a WebSocket at /twilio on the HTTP listener.
+	"github.com/callscribe/callscribe/twilio"
+)
+
+// TwilioConfig is the twilio section: Twilio Media Streams (and the
+// platforms that copied them), a WebSocket at path on the HTTP listener
+// (package twilio), and the gateway's admission limits of its calls.
 type TwilioConfig struct {
 	// Enabled takes calls through this door.
-	Enabled bool `yaml:"enabled"`
+	Enabled       bool `yaml:"enabled"`
+	twilio.Config `yaml:",inline"`
+	// MaxCalls bounds the concurrent streams; more are refused (503
+	// before the upgrade, or a close 1013 at their start).
+	MaxCalls int `yaml:"max_calls"`
+}
+
+// DefaultTwilioConfig is the section's defaults: off, the protocol
+// package's defaults, 200 streams.
+func DefaultTwilioConfig() TwilioConfig {
+	return TwilioConfig{Config: twilio.DefaultConfig(), MaxCalls: 200}
 }
 
 // Validate checks the section when the door is enabled; an error names
@@ -14,16 +31,44 @@ func (c *TwilioConfig) Validate() error {
 	if !c.Enabled {
 		return nil
 	}
+	if err := c.Config.Validate(); err != nil {
+		return err
+	}
+	if c.MaxCalls <= 0 {
+		return errors.New("max_calls: out of range")
+	}
 	return nil
 }
 
 // limits adds the door's admission limits.
-func (c *TwilioConfig) limits(l *Limits) {}
+func (c *TwilioConfig) limits(l *Limits) {
+	if !c.Enabled {
+		return
+	}
+	l.MaxCalls[twilio.Source] = c.MaxCalls
+	if l.MaxPerPeer == nil {
+		l.MaxPerPeer = map[string]int{}
+	}
+	l.MaxPerPeer[twilio.Source] = c.MaxCallsPerAddress
+}
 
-// openTwilio opens the door when it is enabled (nil: it is not).
+// openTwilio opens the door when it is enabled (nil: it is not): the
+// WebSocket on the HTTP mux, admitted by the registry.
 func (s *Service) openTwilio(mux *http.ServeMux) (door, error) {
-	if !s.cfg.Twilio.Enabled {
+	tc := s.cfg.Twilio
+	if !tc.Enabled {
 		return nil, nil
 	}
-	return nil, nil
+	cfg := tc.Config
+	cfg.Logger = s.log
+	srv, err := twilio.NewServer(cfg, s.calls)
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle(srv.Path(), srv)
+	if cfg.AuthToken == "" && cfg.BearerToken == "" && !loopbackAddr(s.cfg.HTTP.Addr) {
+		s.log.Warn("gateway: no twilio.auth_token: the Twilio door takes streams from anyone who reaches the HTTP port",
+			"http", s.cfg.HTTP.Addr, "path", srv.Path())
+	}
+	return srv, nil
 }
