@@ -50,6 +50,9 @@ func (r *Recognizer) batch(segments [][]float32, rows []int, p int, texts []Resu
 	for i, s := range rows {
 		copy(b.input[i*p:], segments[s])
 		live[i] = row{seg: s, budget: r.budget(len(segments[s]))}
+		if r.forced > 0 {
+			live[i].budget = r.forced
+		}
 		steps = max(steps, live[i].budget)
 	}
 	x, err := ort.NewTensor(ort.NewShape(int64(n), int64(p)), b.input)
@@ -116,12 +119,12 @@ func (r *Recognizer) batch(segments [][]float32, rows []int, p int, texts []Resu
 			logits := b.logits[i*sh.Vocab : (i+1)*sh.Vocab]
 			tok := argmax(logits)
 			rw := &live[i]
-			end := tok == tokenEnd
+			end := tok == tokenEnd && r.forced == 0
 			stop := StopEnd
 			if !end {
 				rw.tokens = append(rw.tokens, int64(tok))
 				rw.probs = append(rw.probs, posterior(logits, tok))
-				if k := loopLen(rw.tokens); k > 0 {
+				if k := loopLen(rw.tokens); k > 0 && r.forced == 0 {
 					n := len(rw.tokens) - k
 					rw.tokens, rw.probs, stop, end = rw.tokens[:n], rw.probs[:n], StopRepeat, true
 				} else if step+1 >= rw.budget {

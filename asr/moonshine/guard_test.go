@@ -4,6 +4,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoopLen(t *testing.T) {
@@ -154,5 +155,26 @@ func TestResultWords(t *testing.T) {
 			t.Errorf("words %q, text %q", texts, x.Text)
 		}
 		t.Logf("%+v", x.Words)
+	}
+}
+
+// Cost decodes the tokens asked for: more tokens take longer.
+func TestCost(t *testing.T) {
+	r := testModel(t, "tiny", Options{})
+	few, err := r.Cost(4, 4*time.Second, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	many, err := r.Cost(4, 4*time.Second, 24)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("4 × 4 s: %v with 2 tokens, %v with 24", few, many)
+	if many <= few {
+		t.Errorf("24 tokens took %v, 2 took %v", many, few)
+	}
+	x := readWAV(t, "../testdata/parity/u03-8k.wav")
+	if res, err := r.Recognize([][]float32{x}); err != nil || res[0].Text != "Can you hear me clearly now?" {
+		t.Errorf("after Cost: %+v, %v", res, err)
 	}
 }

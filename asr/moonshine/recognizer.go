@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
 )
@@ -98,6 +99,7 @@ type Recognizer struct {
 	buf      buffers
 
 	rewrites [2]*rewriter // encoder's and decoder's, for tests
+	forced   int          // Cost: every row decodes this many steps, mu held
 
 	// debugLogits, if set, sees every decoder step's logits (tests).
 	debugLogits func(step int, logits []float32, n int)
@@ -261,4 +263,30 @@ func (r *Recognizer) Recognize(segments [][]float32) ([]Result, error) {
 		}
 	}
 	return texts, nil
+}
+
+// Cost measures the time of recognizing n segments of the given length at
+// once, each decoding tokens tokens (the end token and loops ignored): what
+// a busy second pass spends on a batch of finals, before any has come.
+func (r *Recognizer) Cost(n int, length time.Duration, tokens int) (time.Duration, error) {
+	segs := make([][]float32, n)
+	var seed uint32 = 1
+	for i := range segs {
+		segs[i] = make([]float32, int(length.Seconds()*SampleRate))
+		for k := range segs[i] {
+			seed = seed*1664525 + 1013904223
+			segs[i][k] = (float32(seed>>8)/float32(1<<24) - 0.5) * 0.01
+		}
+	}
+	r.mu.Lock()
+	r.forced = max(tokens, 1)
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.forced = 0
+		r.mu.Unlock()
+	}()
+	t := time.Now()
+	_, err := r.Recognize(segs)
+	return time.Since(t), err
 }
