@@ -346,9 +346,10 @@ func Defaults() Config {
 		Twilio: DefaultTwilioConfig(),
 		HTTP: HTTPConfig{Addr: "127.0.0.1:8080", Page: true, MaxEventStreams: 100, MaxConnections: 1000,
 			ReadTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second},
-		WebRTC:    WebRTCConfig{Enabled: true, Config: webrtc.DefaultConfig(), MaxSessions: 100},
-		AudioHook: DefaultAudioHookConfig(),
-		Drain:     30 * time.Second, Redact: []string{}, Log: LogConfig{Format: "text", Level: "info"},
+		WebRTC:      WebRTCConfig{Enabled: true, Config: webrtc.DefaultConfig(), MaxSessions: 100},
+		AudioHook:   DefaultAudioHookConfig(),
+		AudioSocket: DefaultAudioSocketConfig(),
+		Drain:       30 * time.Second, Redact: []string{}, Log: LogConfig{Format: "text", Level: "info"},
 	}
 }
 
