@@ -42,6 +42,8 @@ func Settings() []Setting {
 		{Keys: []string{"webrtc.token"}, Env: "CALLSCRIBE_WEBRTC_TOKEN", Help: "bearer token of WHIP, /events and pause/resume", Live: true},
 		{Keys: []string{"http.metrics_token"}, Env: "CALLSCRIBE_METRICS_TOKEN", Help: "bearer token of /metrics", Live: true},
 		{Keys: []string{"http.board_token"}, Env: "CALLSCRIBE_BOARD_TOKEN", Help: "bearer token of the live-calls board (/calls)", Live: true},
+		{Keys: []string{"twilio.auth_token"}, Env: "CALLSCRIBE_TWILIO_AUTH_TOKEN", Help: "Twilio auth token: X-Twilio-Signature checked"},
+		{Keys: []string{"twilio.bearer_token"}, Env: "CALLSCRIBE_TWILIO_BEARER_TOKEN", Help: "bearer token of the Twilio door"},
 		{Keys: []string{"sip.users"}, Live: true},
 		{Keys: []string{"sip.allow_cidrs"}, Live: true},
 		{Keys: []string{"sip.max_calls"}, Live: true},
