@@ -1,11 +1,31 @@
 package gateway
 
-import "net/http"
+import (
+	"errors"
+	"net/http"
 
-// AudioSocketConfig is the audiosocket section: Asterisk AudioSocket over TCP on a listener of its own.
+	"github.com/callscribe/callscribe/audiosocket"
+)
+
+// AudioSocketConfig is the audiosocket section: Asterisk AudioSocket over
+// TCP on a listener of its own (package audiosocket), and the gateway's
+// admission limits of its calls.
 type AudioSocketConfig struct {
 	// Enabled takes calls through this door.
-	Enabled bool `yaml:"enabled"`
+	Enabled            bool `yaml:"enabled"`
+	audiosocket.Config `yaml:",inline"`
+	// MaxCalls bounds the concurrent AudioSocket calls; more are refused
+	// (an error message "limit", then the close).
+	MaxCalls int `yaml:"max_calls"`
+	// MaxCallsPerAddress bounds the concurrent calls from one address (an
+	// Asterisk server); 0: no bound but max_calls.
+	MaxCallsPerAddress int `yaml:"max_calls_per_address"`
+}
+
+// DefaultAudioSocketConfig is the section's defaults: off, the protocol
+// package's defaults, 200 calls.
+func DefaultAudioSocketConfig() AudioSocketConfig {
+	return AudioSocketConfig{Config: audiosocket.DefaultConfig(), MaxCalls: 200}
 }
 
 // Validate checks the section when the door is enabled; an error names
@@ -14,16 +34,49 @@ func (c *AudioSocketConfig) Validate() error {
 	if !c.Enabled {
 		return nil
 	}
+	if err := c.Config.Validate(); err != nil {
+		return err
+	}
+	if c.MaxCalls <= 0 {
+		return errors.New("max_calls: out of range")
+	}
+	if c.MaxCallsPerAddress < 0 {
+		return errors.New("max_calls_per_address: out of range")
+	}
 	return nil
 }
 
 // limits adds the door's admission limits.
-func (c *AudioSocketConfig) limits(l *Limits) {}
+func (c *AudioSocketConfig) limits(l *Limits) {
+	if !c.Enabled {
+		return
+	}
+	if l.MaxCalls == nil {
+		l.MaxCalls = map[string]int{}
+	}
+	if l.MaxPerPeer == nil {
+		l.MaxPerPeer = map[string]int{}
+	}
+	l.MaxCalls[audiosocket.Source] = c.MaxCalls
+	l.MaxPerPeer[audiosocket.Source] = c.MaxCallsPerAddress
+}
 
-// openAudioSocket opens the door when it is enabled (nil: it is not).
-func (s *Service) openAudioSocket(mux *http.ServeMux) (door, error) {
-	if !s.cfg.AudioSocket.Enabled {
+// openAudioSocket opens the door when it is enabled (nil: it is not): its
+// own TCP listener, admitted by the registry.
+func (s *Service) openAudioSocket(*http.ServeMux) (door, error) {
+	ac := s.cfg.AudioSocket
+	if !ac.Enabled {
 		return nil, nil
 	}
-	return nil, nil
+	cfg := ac.Config
+	cfg.Logger = s.log
+	srv, err := audiosocket.NewServer(cfg, s.calls)
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Listen(); err != nil {
+		return nil, err
+	}
+	s.log.Info("gateway: audiosocket door open", "listen", srv.Addr().String(), "allow_cidrs", cfg.AllowCIDRs)
+	return srv, nil
 }
