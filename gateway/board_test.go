@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -230,6 +231,11 @@ func TestBoardFollowsSIPCall(t *testing.T) {
 	if len(partials) < 3 {
 		t.Errorf("%d partials followed", len(partials))
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 	var onRedis []string
 	for _, evs := range transcripttest.CallStreams(t, e.rd.Addr) {
 		for _, ev := range evs {
@@ -284,11 +290,25 @@ func TestBoardStates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The board as the stream tells it, frame after frame (one frame
+	// may carry several calls).
+	onBoard := map[string]boardSummary{}
 	state := func(id, want string) *boardSummary {
 		t.Helper()
-		var s *boardSummary
-		list.await(t, 5*time.Second, id+" "+want, func(f boardFrame) bool { s = upserted(f, id); return s != nil && s.State == want })
-		return s
+		if s, ok := onBoard[id]; ok && s.State == want {
+			return &s
+		}
+		list.await(t, 5*time.Second, id+" "+want, func(f boardFrame) bool {
+			if d := delta(f); d != nil {
+				for _, s := range d.Upsert {
+					onBoard[s.ID] = s
+				}
+			}
+			s, ok := onBoard[id]
+			return ok && s.State == want
+		})
+		s := onBoard[id]
+		return &s
 	}
 	s := state("room-1", "ringing")
 	if s.Source != "audiohook" || s.Peer != "192.0.2.7" || !s.Redact {
@@ -450,6 +470,7 @@ func TestBoardCutsAStreamThatFallsBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	tk.Start(nil)
+	defer e.calls.Wait()
 	defer tk.End("bye", nil)
 	stuck := &boardClient{c: make(chan []byte, 4), follow: "busy"}
 	e.board.mu.Lock()
