@@ -374,6 +374,7 @@ async function connect() {
   setStatus("connecting");
   try {
     const res = await fetch(url, { headers: headers({ Accept: "text/event-stream" }), signal: ctl.signal, cache: "no-store" });
+    if (stream !== ctl) return; // replaced meanwhile
     if (res.status === 401) {
       askToken(token ? "That token was refused." : "");
       return;
