@@ -30,7 +30,8 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 
-# The full suite, under the race detector: unit and integration tests on the
+# The full suite: the alert rules (promtool: valid, and their unit tests),
+# then under the race detector unit and integration tests on the
 # real model and ONNX Runtime, then short fuzz runs (minimizing a new input
 # is cut at 1 s, or it alone would outlast the run). The fuzz runs are
 # counted in executions, about 10 s each on the 2-core CI machine: a
@@ -38,6 +39,8 @@ vet:
 # its end on a loaded machine (Go's fuzz coordinator, go.dev/issue/75804,
 # fixed in Go 1.27), with nothing found.
 test: setup-gpu build vet
+	promtool check config deployments/prometheus/prometheus.yml
+	promtool test rules deployments/prometheus/callscribe-rules.test.yml deployments/prometheus/callscribe-rules-calendar.test.yml
 	$(GO) test -count=1 -race ./...
 	scripts/check-cuda-build
 	$(GO) test -run '^$$' -fuzz FuzzReadWAV -fuzztime 150000x -fuzzminimizetime 1s ./media
