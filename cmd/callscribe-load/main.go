@@ -19,6 +19,13 @@
 // publishes Opus speech from N WHIP sessions to a running gateway and
 // reports how long after each utterance's last word its final reached Redis,
 // and the gateway's CPU per session.
+//
+//	callscribe-load twilio [-url http://127.0.0.1:8080] [-redis ADDR] [-streams N] [-both] [-token T] [-sip ADDR]
+//
+// opens N concurrent Twilio Media Streams (one track, or both) speaking the
+// test model's recordings in real time and reports the word error rate,
+// word to partial and final on Redis, and the gateway's CPU per leg; with
+// -sip, then N SIP calls of the same recordings, for an RTP leg's CPU.
 package main
 
 import (
@@ -47,7 +54,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: callscribe-load rtp [-legs N] [-seconds S] | sip [-sip ADDR] [-url URL] [-redis ADDR] [-calls N] | webrtc [-url URL] [-redis ADDR] [-sessions N] | pcap -in WAV -out PCAP")
+		fmt.Fprintln(os.Stderr, "usage: callscribe-load rtp [-legs N] [-seconds S] | sip [-sip ADDR] [-url URL] [-redis ADDR] [-calls N] | webrtc [-url URL] [-redis ADDR] [-sessions N] | twilio [-url URL] [-redis ADDR] [-streams N] [-sip ADDR] | pcap -in WAV -out PCAP")
 		os.Exit(2)
 	}
 	var err error
@@ -58,6 +65,8 @@ func main() {
 		err = webrtcLoad(os.Args[2:], os.Stdout)
 	case "sip":
 		err = sipLoad(os.Args[2:], os.Stdout)
+	case "twilio":
+		err = twilioLoad(os.Args[2:], os.Stdout)
 	case "rtp-send": // the child: sends to the ports read from stdin
 		err = rtpSend(os.Args[2:], os.Stdin)
 	case "pcap":

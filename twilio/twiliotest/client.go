@@ -119,6 +119,9 @@ func Sign(authToken, url string) string {
 	return base64.StdEncoding.EncodeToString(h.Sum(nil))
 }
 
+// Started is when start was sent: the stream's 0 ms.
+func (s *Stream) Started() time.Time { return s.start }
+
 // RefusedError is a stream refused before the upgrade.
 type RefusedError struct {
 	Status     int
