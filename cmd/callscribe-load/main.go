@@ -67,6 +67,8 @@ func main() {
 		err = sipLoad(os.Args[2:], os.Stdout)
 	case "twilio":
 		err = twilioLoad(os.Args[2:], os.Stdout)
+	case "twilio-play": // one WAV through the Twilio door (scripts/demo/run --door twilio)
+		err = twilioPlay(os.Args[2:], os.Stdout)
 	case "rtp-send": // the child: sends to the ports read from stdin
 		err = rtpSend(os.Args[2:], os.Stdin)
 	case "pcap":

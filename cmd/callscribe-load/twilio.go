@@ -16,6 +16,7 @@ import (
 	"github.com/zaf/g711"
 
 	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/sip/siptest"
 	"github.com/callscribe/callscribe/transcript"
 	"github.com/callscribe/callscribe/twilio/twiliotest"
@@ -203,4 +204,46 @@ func ulaw(b []byte) []float32 {
 		x[i] = float32(g711.DecodeUlawFrame(v)) / 32768
 	}
 	return x
+}
+
+// twilioPlay streams one WAV through a gateway's Twilio door as Twilio
+// would (the demo's --door twilio): its inbound track in real time, then
+// stop.
+func twilioPlay(args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("twilio-play", flag.ContinueOnError)
+	base := fs.String("url", "http://127.0.0.1:8080", "the gateway's HTTP address")
+	wav := fs.String("wav", "", "the WAV to speak (any rate; sent as 8 kHz μ-law)")
+	token := fs.String("token", os.Getenv("CALLSCRIBE_TWILIO_AUTH_TOKEN"), "the gateway's twilio.auth_token: the stream is signed with it")
+	sid := fs.String("stream", fmt.Sprintf("MZdemo%x", time.Now().UnixNano()), "the streamSid: the call's id on Redis")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	a, err := media.ReadWAVFile(*wav)
+	if err != nil {
+		return err
+	}
+	x := a.Samples
+	if a.SampleRate != 8000 {
+		if x, err = media.Resample(x, a.SampleRate, 8000); err != nil {
+			return err
+		}
+	}
+	x = append(x, make([]float32, 12000)...) // 1.5 s for the last words' final
+	url := "ws" + strings.TrimPrefix(*base, "http") + "/twilio"
+	st, err := twiliotest.Dial(context.Background(), twiliotest.Call{URL: url, AuthToken: *token, StreamSid: *sid,
+		CallSid: "CAdemo", Params: map[string]string{"demo": filepath.Base(*wav)}})
+	if err != nil {
+		return err
+	}
+	defer st.Vanish()
+	fmt.Fprintf(w, "twilio-play: stream %s open on %s, speaking %s\n", *sid, url, filepath.Base(*wav))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(len(x))*time.Second/8000+30*time.Second)
+	defer cancel()
+	if err := st.Play(ctx, 0, map[string][]float32{"inbound": x}, nil, true); err != nil {
+		return err
+	}
+	if code, err := st.Stop(ctx); err != nil || code != 1000 {
+		return fmt.Errorf("stop: closed %v: %v", code, err)
+	}
+	return nil
 }
