@@ -9,7 +9,6 @@ package audiohook
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -169,9 +168,6 @@ func (s *Server) Close() error {
 	s.wg.Wait()
 	return nil
 }
-
-// errShutdown is the cause of a session the server closed.
-var errShutdown = errors.New("audiohook: shutting down")
 
 // ctxWrite bounds a write to a client that does not read.
 func ctxWrite(parent context.Context) (context.Context, context.CancelFunc) {

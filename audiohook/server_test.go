@@ -345,7 +345,10 @@ func TestMalformed(t *testing.T) {
 // A peer that vanishes mid-call ends its call; a session over the limit is
 // refused with disconnect; a connection that never opens is closed.
 func TestVanishLimitsTimeouts(t *testing.T) {
-	d := start(t, func(c *audiohook.Config) { c.OpenTimeout = 300 * time.Millisecond; c.IdleTimeout = 500 * time.Millisecond })
+	d := start(t, func(c *audiohook.Config) {
+		c.OpenTimeout = 300 * time.Millisecond
+		c.IdleTimeout = 500 * time.Millisecond
+	})
 	d.adm.SetMax(1)
 	c := d.dial(t, audiohooktest.Options{})
 	if m, err := c.Open(); err != nil || m.Type != "opened" {
