@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/callscribe/callscribe/sip/siptest"
 	"github.com/callscribe/callscribe/transcript"
 	"github.com/callscribe/callscribe/transcript/transcripttest"
+	"github.com/callscribe/callscribe/word"
 )
 
 // boardEnv is a registry, a publisher on a real redis-server, a SIP server
@@ -539,4 +542,130 @@ func TestBoardShowsRedactedCallRedacted(t *testing.T) {
 			t.Errorf("the board shows %q:\n%s", d, all)
 		}
 	}
+}
+
+// 500 synthetic live calls of two legs (customer, agent) on the board,
+// their events published through the real publisher at a talking pace: a
+// partial every 400 ms on every leg (2,500 a second), a final every 4 s,
+// a keyword alert every 20 s a call. Two board streams are open (the list,
+// and one following a call) and read as fast as they come. An iteration
+// is 1 s of this. "off" is the same load with the board closed, so the
+// difference is the board's. Reported: the process's CPU seconds per
+// second, the heap after a collection, the bytes a stream receives per
+// second, the time to answer GET /api/calls, the events the board lost.
+//
+//	go test -run '^$' -bench BenchmarkBoard500Calls -benchtime 10x ./gateway
+func BenchmarkBoard500Calls(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		name := map[bool]string{false: "off", true: "on"}[on]
+		b.Run(name, func(b *testing.B) { benchmarkBoard(b, on) })
+	}
+}
+
+func benchmarkBoard(b *testing.B, on bool) {
+	e := newBoardEnv(b, newBatcher(b), CallsOptions{}, BoardOptions{})
+	const calls = 500
+	var tickets []ingest.Ticket
+	for i := range calls {
+		tk, err := e.calls.Admit(ingest.Offer{ID: fmt.Sprintf("call-%03d", i), Source: "sip", Peer: netip.MustParseAddr("127.0.0.1"),
+			Legs: []string{"customer", "agent"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		tk.Start(map[string]string{"from": fmt.Sprintf("sip:+1555%07d@carrier.example.com", i), "to": "sip:support@example.com", "codec": "PCMU"})
+		tickets = append(tickets, tk)
+	}
+	b.Cleanup(func() {
+		for _, tk := range tickets {
+			tk.End("bye", nil)
+		}
+		e.calls.Wait()
+	})
+	var received atomic.Int64
+	if on {
+		for _, q := range []string{"", "?follow=call-007"} {
+			s := openBoard(b, e.srv.URL+"/api/board/stream"+q)
+			go func() {
+				for f := range s.frames {
+					received.Add(int64(len(f.Data) + len(f.Name) + 16))
+				}
+			}()
+		}
+	} else {
+		e.board.Close()
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // 40 ms ticks, a tenth of the legs each
+		defer close(done)
+		words := strings.Fields("I WOULD LIKE TO CANCEL MY ACCOUNT BECAUSE THE BILL WAS WRONG AGAIN THIS MONTH AND NOBODY CALLED BACK")
+		tick := time.NewTicker(40 * time.Millisecond)
+		defer tick.Stop()
+		k := make([]int, 2*calls)
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			for l := n % 10; l < 2*calls; l += 10 {
+				id, leg := fmt.Sprintf("call-%03d", l/2), []string{"customer", "agent"}[l%2]
+				k[l]++
+				utt, step := k[l]/10, k[l]%10
+				u := transcript.Utterance{Leg: leg, Utt: utt, Text: strings.Join(words[:2*step+1], " "), StartMs: int64(k[l]) * 400}
+				if step == 9 {
+					u.Display = "I would like to cancel my account because the bill was wrong again this month."
+					u.DisplayWords = []word.Token{}
+					e.pub.Publish(transcript.NewFinal(id, u))
+				} else {
+					e.pub.Publish(transcript.NewPartial(id, u))
+				}
+				if l%2 == 0 && k[l]%50 == 25 {
+					e.pub.Publish(transcript.NewKeyword(id, transcript.KeywordHit{Leg: leg, Utt: utt, Phrase: "cancel my account", Text: "CANCEL MY ACCOUNT"}))
+				}
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	time.Sleep(3 * time.Second) // every leg has spoken
+	var apiTime time.Duration
+	cpu0, got0 := processCPU(), received.Load()
+	b.ResetTimer()
+	start := time.Now()
+	for b.Loop() {
+		time.Sleep(time.Second - 40*time.Millisecond)
+		if on {
+			t0 := time.Now()
+			res, err := http.Get(e.srv.URL + "/api/calls")
+			if err != nil {
+				b.Fatal(err)
+			}
+			var list struct{ Calls []boardSummary }
+			json.NewDecoder(res.Body).Decode(&list)
+			res.Body.Close()
+			apiTime += time.Since(t0)
+			if len(list.Calls) != calls {
+				b.Fatalf("%d calls on the board", len(list.Calls))
+			}
+		}
+	}
+	elapsed := time.Since(start).Seconds()
+	b.StopTimer()
+	b.ReportMetric((processCPU()-cpu0).Seconds()/elapsed, "cpu-s/s")
+	b.ReportMetric(float64(received.Load()-got0)/elapsed/1024, "stream-KiB/s")
+	b.ReportMetric(apiTime.Seconds()*1000/float64(b.N), "api-ms")
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
+	if on {
+		b.ReportMetric(float64(e.board.Lost()), "lost")
+	}
+}
+
+// processCPU is the CPU time this process used so far (user and system).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
