@@ -41,6 +41,8 @@ func Settings() []Setting {
 		{Keys: []string{"drain"}, Flag: "drain", Help: "on SIGTERM, how long (a `duration`) calls may go on before they are ended"},
 		{Keys: []string{"webrtc.token"}, Env: "CALLSCRIBE_WEBRTC_TOKEN", Help: "bearer token of WHIP, /events and pause/resume", Live: true},
 		{Keys: []string{"http.metrics_token"}, Env: "CALLSCRIBE_METRICS_TOKEN", Help: "bearer token of /metrics", Live: true},
+		{Keys: []string{"audiohook.api_key"}, Env: "CALLSCRIBE_AUDIOHOOK_API_KEY", Help: "API key of the Genesys AudioHook integration"},
+		{Keys: []string{"audiohook.client_secret"}, Env: "CALLSCRIBE_AUDIOHOOK_CLIENT_SECRET", Help: "client secret (base64) of the Genesys AudioHook integration"},
 		{Keys: []string{"http.board_token"}, Env: "CALLSCRIBE_BOARD_TOKEN", Help: "bearer token of the live-calls board (/calls)", Live: true},
 		{Keys: []string{"twilio.auth_token"}, Env: "CALLSCRIBE_TWILIO_AUTH_TOKEN", Help: "Twilio auth token: X-Twilio-Signature checked"},
 		{Keys: []string{"twilio.bearer_token"}, Env: "CALLSCRIBE_TWILIO_BEARER_TOKEN", Help: "bearer token of the Twilio door"},

@@ -65,6 +65,8 @@ func main() {
 		err = webrtcLoad(os.Args[2:], os.Stdout)
 	case "sip":
 		err = sipLoad(os.Args[2:], os.Stdout)
+	case "audiohook":
+		err = audiohookLoad(os.Args[2:], os.Stdout)
 	case "twilio":
 		err = twilioLoad(os.Args[2:], os.Stdout)
 	case "twilio-play": // one WAV through the Twilio door (scripts/demo/run --door twilio)
