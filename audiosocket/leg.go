@@ -90,15 +90,25 @@ func (l *leg) end16(n int64) int64 {
 	return (n*16000 + r - 1) / r
 }
 
-// audio takes one audio message of kind k that arrived at now (unix ns).
-func (l *leg) audio(k Kind, p []byte, now int64) error {
+// check tells the format of an audio message of kind k, or why it is
+// malformed.
+func (l *leg) check(k Kind, p []byte) (format, error) {
 	f, ok := l.formats[k]
 	if !ok {
-		return fmt.Errorf("%w: %s is not audio", ErrMalformed, k)
+		return f, fmt.Errorf("%w: %s is not audio", ErrMalformed, k)
 	}
 	if len(p) == 0 || len(p)%f.sampleBytes != 0 {
+		return f, fmt.Errorf("%w: %s audio of %d bytes", ErrMalformed, f.name, len(p))
+	}
+	return f, nil
+}
+
+// audio takes one audio message of kind k that arrived at now (unix ns).
+func (l *leg) audio(k Kind, p []byte, now int64) error {
+	f, err := l.check(k, p)
+	if err != nil {
 		l.stats.Malformed++
-		return fmt.Errorf("%w: %s audio of %d bytes", ErrMalformed, f.name, len(p))
+		return err
 	}
 	l.stats.Packets++
 	l.stats.Bytes += int64(len(p))

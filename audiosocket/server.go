@@ -394,12 +394,17 @@ func (c *conn) run(r *Reader) (reason string, reply Kind, detail string) {
 		}
 		switch {
 		case m.Kind.IsAudio():
+			if !c.live { // before the first audio reaches the sink, which drops audio before Start
+				f, err := c.leg.check(m.Kind, m.Payload)
+				if err != nil {
+					c.leg.stats.Malformed++
+					return "error", KindError, err.Error()
+				}
+				c.live = true
+				c.ticket.Start(map[string]string{"codec": f.name})
+			}
 			if err := c.leg.audio(m.Kind, m.Payload, time.Now().UnixNano()); err != nil {
 				return "error", KindError, err.Error()
-			}
-			if !c.live {
-				c.live = true
-				c.ticket.Start(map[string]string{"codec": c.leg.cur.name})
 			}
 		case m.Kind == KindDTMF:
 			d, err := ParseDTMF(m.Payload)

@@ -111,12 +111,15 @@ func TestCallAsAsteriskSendsIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	call := started(t, adm)
-	if call.id != c.CallID() || call.leg.cur.name != "slin" {
-		t.Fatalf("call %q as %q, want %q as slin", call.id, call.leg.cur.name, c.CallID())
+	if call.id != c.CallID() {
+		t.Fatalf("call %q, want %q", call.id, c.CallID())
 	}
 	c.Hangup()
 	adm.WaitEnded(t, 1)
 	waitEnded(t, s, call.id)
+	if call.leg.cur.name != "slin" {
+		t.Errorf("audio as %q, want slin", call.leg.cur.name)
+	}
 	buf := make([]float32, 2*16000)
 	n, _ := ringOf(call).Read(buf)
 	if n < 15900 || n > 16100 {
