@@ -51,6 +51,8 @@ func Settings() []Setting {
 		{Keys: []string{"sip.max_calls"}, Live: true},
 		{Keys: []string{"sip.max_calls_per_source"}, Live: true},
 		{Keys: []string{"webrtc.max_sessions"}, Live: true},
+		{Keys: []string{"audiosocket.max_calls"}, Live: true},
+		{Keys: []string{"audiosocket.max_calls_per_address"}, Live: true},
 		{Keys: []string{"asr.hotwords"}, Live: true},
 		{Keys: []string{"asr.hotwords_file"}, Live: true},
 		{Keys: []string{"asr.hotwords_score"}, Live: true},
