@@ -299,8 +299,8 @@ func missingMetrics(t *testing.T, have []string, scrape, what, expr string) (mis
 // offer refused 400, so every labelled counter the dashboard reads has a
 // child. Then, with a call ended and one still live, every query of every
 // panel of deployments/grafana/callscribe.json returns data (numbers, not
-// NaN), names only metrics the gateway exports and groups only by labels
-// its series have; the template variables find the gateway; every alert
+// NaN, but for the second pass's time: it is off here), names only
+// metrics the gateway exports and groups only by labels its series have; the template variables find the gateway; every alert
 // rule loads, is evaluated without error and reads only metrics that
 // exist; and up{job="callscribe"}, which the rules read, is the gateway.
 func TestPrometheusDashboardAndRules(t *testing.T) {
@@ -313,9 +313,10 @@ func TestPrometheusDashboardAndRules(t *testing.T) {
 	// calls start once it has the counters as they were before them.
 	prom.waitFor(t, `up`+sel+` == 1`, "the gateway scraped, with the rules' job", 20*time.Second)
 
-	// Five utterances 1.5 s apart, a final after each.
+	// Utterances 1.5 s apart, a final after each, for a minute: the call
+	// is live until the gateway ends it below.
 	var long []float32
-	for _, u := range []string{"u01", "u03", "u05", "u07", "u09"} {
+	for _, u := range []string{"u01", "u03", "u05", "u07", "u09", "u01", "u03", "u05", "u07", "u09", "u01", "u03", "u05"} {
 		a, err := media.ReadWAVFile("../../asr/testdata/parity/" + u + "-8k.wav")
 		if err != nil {
 			t.Fatal(err)
@@ -341,7 +342,15 @@ func TestPrometheusDashboardAndRules(t *testing.T) {
 		return done
 	}
 	longCall := call(0, long)
-	t.Cleanup(func() { <-longCall })
+	defer func() {
+		// SIGINT: the gateway ends the call at once (BYE) and exits.
+		g.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-longCall:
+		case <-time.After(30 * time.Second):
+			t.Error("the long call did not end with the gateway")
+		}
+	}()
 	shortCall := call(0, short.Samples, sipmsg.NewHeader("X-Callscribe-Redact", "pci"))
 	// G.729 only: 488, refused for the codec.
 	if r := <-call(18, short.Samples[:1600]); r.res.Code != 488 {
@@ -389,7 +398,11 @@ func TestPrometheusDashboardAndRules(t *testing.T) {
 			continue
 		}
 		for _, s := range res {
-			if math.IsNaN(s.value()) {
+			if math.IsNaN(s.value()) && strings.Contains(expr, "callscribe_second_pass_seconds_bucket") {
+				// The second pass is off here (asr.final_model none): its
+				// histogram is exported with nothing in it.
+				t.Logf("%s: NaN, no second pass observed", what)
+			} else if math.IsNaN(s.value()) {
 				t.Errorf("%s: NaN for %v", what, s.Metric)
 			}
 			for _, l := range grouped(tg.expr, tg.legend) {
