@@ -300,9 +300,10 @@ func missingMetrics(t *testing.T, have []string, scrape, what, expr string) (mis
 // child. Then, with a call ended and one still live, every query of every
 // panel of deployments/grafana/callscribe.json returns data (numbers, not
 // NaN, but for the second pass's time: it is off here), names only
-// metrics the gateway exports and groups only by labels its series have; the template variables find the gateway; every alert
-// rule loads, is evaluated without error and reads only metrics that
-// exist; and up{job="callscribe"}, which the rules read, is the gateway.
+// metrics the gateway exports and groups only by labels its series have;
+// the template variables find the gateway; every alert rule loads, is
+// evaluated without error and reads only metrics that exist; and
+// up{job="callscribe"}, which the rules read, is the gateway.
 func TestPrometheusDashboardAndRules(t *testing.T) {
 	rd := transcripttest.Start(t)
 	g := startGateway(t, rd.Addr)
