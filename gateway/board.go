@@ -45,6 +45,7 @@ type Board struct {
 	gone    map[string]bool // call.end seen while the registry still holds the call
 	dirty   map[string]bool // calls changed since the last flush; true: more than words
 	removed []string        // calls gone since the last flush
+	urgent  bool            // a call came, went or changed state: flush now
 	clients map[*boardClient]bool
 	closed  bool
 
@@ -218,7 +219,8 @@ func (b *Board) run() {
 			}
 			b.mu.Lock()
 			b.apply(ev)
-			// Take what else is waiting under the same lock.
+			// Take what else is waiting under the same lock; a call that
+			// came or went is sent at once, words wait for the tick.
 			for more := true; more; {
 				select {
 				case ev, ok := <-b.sub.C():
@@ -230,6 +232,9 @@ func (b *Board) run() {
 				default:
 					more = false
 				}
+			}
+			if b.urgent {
+				b.flush()
 			}
 			b.mu.Unlock()
 		case <-flush.C:
@@ -266,7 +271,7 @@ func (b *Board) apply(ev transcript.Event) {
 			c.sum.State = "live" // the event is newer than the registry's look
 		}
 		delete(b.gone, ev.CallID)
-		b.dirty[ev.CallID] = true
+		b.dirty[ev.CallID], b.urgent = true, true
 		b.send(ev)
 		return
 	}
@@ -314,12 +319,13 @@ func (b *Board) apply(ev transcript.Event) {
 		c.sum.State, meta = "live", true
 	case transcript.CallEnd:
 		b.remove(ev.CallID)
-		b.gone[ev.CallID] = true
+		b.gone[ev.CallID], b.urgent = true, true
 		return
 	default:
 		return
 	}
 	b.dirty[ev.CallID] = b.dirty[ev.CallID] || meta
+	b.urgent = b.urgent || meta
 }
 
 // add is the model's call id, made when new. b.mu held.
@@ -461,6 +467,7 @@ type boardDelta struct {
 
 // flush sends the changes to every stream, one frame for all. b.mu held.
 func (b *Board) flush() {
+	b.urgent = false
 	if len(b.dirty) == 0 && len(b.removed) == 0 {
 		return
 	}
@@ -654,7 +661,8 @@ func (b *Board) servePause(paused bool) http.HandlerFunc {
 }
 
 // serveStream is the board's one event stream (SSE): a snapshot of every
-// call, then every Flush the changes ("calls"); with ?follow=<call id>
+// call, then the changes ("calls": at once for a call that came, went or
+// changed state, words every Flush); with ?follow=<call id>
 // also that call with its transcript so far ("call") and then each of its
 // events as published ("event"; words and display_words left out). It
 // takes a slot of http.max_event_streams.

@@ -30,7 +30,7 @@ var boardScreenshot = flag.String("board-screenshot", "", "write a screenshot of
 func TestBoardInChromium(t *testing.T) {
 	browser := chromium(t)
 	rd := transcripttest.Start(t)
-	config := configFile(t, "http:\n  board_token: board-secret\n")
+	config := configFile(t, "http:\n  board_token: board-secret\nasr:\n  keywords: [\"these thoughts\"]\n")
 	g := startGateway(t, rd.Addr, "-config", config)
 	g.waitReady(t, 200)
 
@@ -60,10 +60,11 @@ func TestBoardInChromium(t *testing.T) {
 
 	type row struct {
 		ID, State, Source, Last string
-		Shown                   int64
+		Shown, Sent             int64
 	}
 	type board struct {
 		Status, Error, Followed, FollowState, Partial, LoginWhy string
+		Alerts, Hits                                            int
 		Rows                                                    []row
 		Finals                                                  []string
 	}
@@ -76,7 +77,8 @@ func TestBoardInChromium(t *testing.T) {
 			Partial: [...document.querySelectorAll("#legs .partial .text")].map(p => p.textContent).join(" "),
 			Rows: [...document.querySelectorAll("#calls tr[data-id]")].map(tr => ({ID: tr.dataset.id, State: tr.dataset.state,
 				Source: tr.querySelector(".source").textContent, Last: tr.querySelector(".last") ? tr.querySelector(".last").textContent : "",
-				Shown: Number(tr.dataset.shown)})),
+				Shown: Number(tr.dataset.shown), Sent: Number(tr.dataset.sent)})),
+			Alerts: document.querySelectorAll("#f-alerts li").length, Hits: document.querySelectorAll("#legs .final.hit mark").length,
 			Finals: [...document.querySelectorAll("#legs .final .text")].map(p => p.textContent)})`))
 		if err != nil {
 			t.Fatalf("reading the board: %v", err)
@@ -110,7 +112,7 @@ func TestBoardInChromium(t *testing.T) {
 	login("wrong")
 	waitFor("the wrong token refused", 5*time.Second, func(b board) bool { return b.Status == "signed out" && b.LoginWhy != "" })
 	login("board-secret")
-	waitFor("the board open", 5*time.Second, func(b board) bool { return b.Status == "live" })
+	waitFor("the board open", 5*time.Second, func(b board) bool { return b.Status == "connected" })
 
 	// 20 calls at once, and a browser's WHIP session in a second tab.
 	sippDone := make(chan error, 1)
@@ -156,7 +158,7 @@ func TestBoardInChromium(t *testing.T) {
 		}
 		worst = max(worst, r.Shown-ts)
 		if r.Shown-ts > 1000 {
-			t.Errorf("call %s shown %d ms after its call.start", r.ID, r.Shown-ts)
+			t.Errorf("call %s shown %d ms after its call.start (sent by the gateway after %d ms)", r.ID, r.Shown-ts, r.Sent-ts)
 		}
 		if r.Source == "sip" && sipID == "" {
 			sipID = r.ID
@@ -173,7 +175,7 @@ func TestBoardInChromium(t *testing.T) {
 	}
 	var partials []string
 	start := time.Now()
-	for b = read(); b.Followed != sipID || len(b.Finals) == 0 || len(partials) < 3; b = read() {
+	for b = read(); b.Followed != sipID || len(b.Finals) == 0 || len(partials) < 3 || b.Alerts == 0; b = read() {
 		if time.Since(start) > 30*time.Second {
 			t.Fatalf("following %s: partials %q, board %+v", sipID, partials, b)
 		}
@@ -183,6 +185,9 @@ func TestBoardInChromium(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("following %s: partials %q, first final %q", sipID, partials, b.Finals[0])
+	if b.Hits == 0 {
+		t.Errorf("the keyword is not marked in the followed call's final: %+v", b)
+	}
 	if *boardScreenshot != "" {
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		if err != nil {
@@ -216,7 +221,7 @@ func TestBoardInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("the browser's call leaving", 30*time.Second, func(b board) bool { return len(b.Rows) == 0 })
-	if b := read(); b.Error != "" || b.Status != "live" {
+	if b := read(); b.Error != "" || b.Status != "connected" {
 		t.Errorf("board at the end: %+v", b)
 	}
 }

@@ -7,6 +7,7 @@ const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "callscribe-board-token";
 let token = sessionStorage.getItem(TOKEN_KEY) || "";
 let skew = 0;               // the gateway's clock minus ours (ms)
+let sentAt = 0;             // when the gateway sent the frame in hand (its clock)
 const rows = new Map();     // call id → { sum, tr }
 let following = decodeURIComponent(location.hash.slice(1));
 let stream = null;          // AbortController of the open stream
@@ -84,6 +85,7 @@ function upsert(sum) {
     const tr = el("tr");
     tr.dataset.id = sum.id;
     tr.dataset.shown = String(Date.now());
+    tr.dataset.sent = String(sentAt);
     for (let i = 0; i < 6; i++) tr.append(el("td"));
     tr.addEventListener("click", () => follow(sum.id));
     r = { tr, alerts: new Set() };
@@ -167,6 +169,7 @@ function handle(type, d) {
   switch (type) {
   case "snapshot": {
     skew = d.now - Date.now();
+    sentAt = d.now;
     const ids = new Set(d.calls.map((c) => c.id));
     for (const id of [...rows.keys()]) if (!ids.has(id)) removeRow(id);
     for (const c of d.calls.slice().reverse()) upsert(c);
@@ -174,6 +177,7 @@ function handle(type, d) {
   }
   case "calls":
     skew = d.now - Date.now();
+    sentAt = d.now;
     for (const c of d.upsert || []) upsert(c);
     for (const [id, last] of Object.entries(d.words || {})) words(id, last);
     for (const id of d.remove || []) removeRow(id);
@@ -391,7 +395,7 @@ async function connect() {
     $("list").hidden = false;
     $("signout").hidden = !token;
     showError("");
-    setStatus("live");
+    setStatus("connected");
     const reader = res.body.getReader();
     const dec = new TextDecoder();
     let buf = "";
