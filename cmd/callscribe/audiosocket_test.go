@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -51,6 +52,10 @@ type audioSocketCall struct {
 	ref    string
 	digits map[int]byte // frame index → digit sent before it
 	end    string       // hangup, close (the channel hung up), vanish (silent, open)
+	// pause and then: after said, nothing is sent for pause (a hold),
+	// then then is said.
+	pause time.Duration
+	then  []float32
 	reason string       // call.end's
 	codec  string
 }
@@ -92,10 +97,11 @@ func corpusCalls(t *testing.T) []*audioSocketCall {
 // them, through a gateway process (real model, real redis-server), at the
 // pace of a call: 8 kHz slin (kind 0x10) with two digits and a hangup
 // message; 16 kHz (kind 0x12) ended by closing the socket, as Asterisk
-// does when the channel hangs up; and a peer that goes silent with its
-// connection open, ended by idle_timeout. Each call's events are on Redis
+// does when the channel hangs up; one that stops sending for 3 s (a hold),
+// whose words after it keep their times on the call's clock; and a peer
+// that goes silent with its connection open, ended by idle_timeout. Each call's events are on Redis
 // from call.start (source audiosocket, one leg caller, its codec) to
-// call.end (bye, bye, timeout); the digits arrive; the finals' word error
+// call.end (bye, bye, bye, timeout); the digits arrive; the finals' word error
 // rate, over all the calls' words, is within 5 points of `callscribe
 // transcribe` on the same audio (measured on the Asterisk prompts: the
 // same, docs/interop.md), each call's within 10.
@@ -103,7 +109,7 @@ func TestAudioSocketThroughTheGateway(t *testing.T) {
 	rd := transcripttest.Start(t)
 	as := freePort(t, "tcp")
 	g := startGateway(t, rd.Addr, "-config", configFile(t, fmt.Sprintf(
-		"audiosocket:\n  enabled: true\n  listen: %q\n  allow_cidrs: [127.0.0.0/8]\n  idle_timeout: 2s\n", as)))
+		"audiosocket:\n  enabled: true\n  listen: %q\n  allow_cidrs: [127.0.0.0/8]\n  idle_timeout: 4s\n", as)))
 	g.waitReady(t, 200)
 
 	var parts []any
@@ -118,6 +124,9 @@ func TestAudioSocketThroughTheGateway(t *testing.T) {
 			digits: map[int]byte{100: '4', 101: '2'}, end: "hangup", reason: "bye", codec: "slin"},
 		{name: "16 kHz", kind: audiosockettest.Slin16, rate: 16000, said: wide.Samples,
 			ref: referenceText(t, testModelDir(t), "0.wav"), end: "close", reason: "bye", codec: "slin16"},
+		{name: "held", kind: audiosockettest.Slin, rate: 8000, said: prompts(t, "conf-onlyperson", 300*time.Millisecond),
+			pause: 3 * time.Second, then: prompts(t, "all-circuits-busy-now", 300*time.Millisecond),
+			ref: "you are currently the only person in this conference all circuits are busy now", end: "hangup", reason: "bye", codec: "slin"},
 		{name: "vanishing", kind: audiosockettest.Slin, rate: 8000, said: prompts(t, "conf-onlyperson", 300*time.Millisecond),
 			ref: "you are currently the only person in this conference", end: "vanish", reason: "timeout", codec: "slin"},
 	}
@@ -142,6 +151,10 @@ func TestAudioSocketThroughTheGateway(t *testing.T) {
 				}
 				return nil
 			})
+			if err == nil && c.then != nil {
+				time.Sleep(c.pause)
+				err = cl.Stream(c.kind, audiosockettest.PCM(c.then), audiosockettest.FrameBytes(c.rate), true, nil)
+			}
 			if err != nil {
 				t.Errorf("%s: %v", c.name, err)
 			}
@@ -173,7 +186,12 @@ func TestAudioSocketThroughTheGateway(t *testing.T) {
 		if s := evs[0]; s["type"] != "call.start" || s["source"] != "audiosocket" || s["legs"] != "caller" {
 			t.Errorf("%s: call.start %v", c.name, s)
 		}
-		fileText := transcribeText(t, writeWAV(t, c.said, c.rate))
+		said := c.said
+		if c.then != nil { // what was said, the pause as silence
+			said = slices.Concat(c.said, make([]float32, c.pause.Milliseconds()*int64(c.rate)/1000), c.then)
+			checkHeldWords(t, evs, len(c.said)*1000/c.rate, c.pause)
+		}
+		fileText := transcribeText(t, writeWAV(t, said, c.rate))
 		finals, digits := checkCall(t, evs, c.codec, c.reason, c.ref, wer(c.ref, fileText))
 		if want := string([]byte{c.digits[100], c.digits[101]}); len(c.digits) > 0 && digits != want {
 			t.Errorf("%s: digits %q, want %q", c.name, digits, want)
@@ -192,6 +210,26 @@ func TestAudioSocketThroughTheGateway(t *testing.T) {
 	if l, want := metric(m, `callscribe_calls_started_total{source="audiosocket"}`), fmt.Sprintf(`callscribe_calls_started_total{source="audiosocket"} %d`, len(calls)); l != want {
 		t.Errorf("%s, want %s", l, want)
 	}
+}
+
+// checkHeldWords checks that the words said after a pause in sending
+// have their times on the call's clock: their final starts after the
+// audio before the pause and the pause (within the 1 s a pause may go
+// unnoticed), not right after the audio before it.
+func checkHeldWords(t *testing.T, evs []map[string]any, beforeMs int, pause time.Duration) {
+	t.Helper()
+	for _, e := range evs {
+		if e["type"] != "final" || !strings.Contains(fmt.Sprint(e["text"]), "CIRCUITS") {
+			continue
+		}
+		var start int
+		fmt.Sscan(fmt.Sprint(e["start_ms"]), &start)
+		if lo, hi := beforeMs+int(pause.Milliseconds())-1000, beforeMs+int(pause.Milliseconds())+1500; start < lo || start > hi {
+			t.Errorf("the words after a %v pause start at %d ms, want %d-%d", pause, start, lo, hi)
+		}
+		return
+	}
+	t.Errorf("no final with the words after the pause: %v", evs)
 }
 
 // transcribeText is what `callscribe transcribe` hears in a WAV.
