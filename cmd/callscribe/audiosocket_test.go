@@ -54,9 +54,9 @@ type audioSocketCall struct {
 	end    string       // hangup, close (the channel hung up), vanish (silent, open)
 	// pause and then: after said, nothing is sent for pause (a hold),
 	// then then is said.
-	pause time.Duration
-	then  []float32
-	reason string       // call.end's
+	pause  time.Duration
+	then   []float32
+	reason string // call.end's
 	codec  string
 }
 
