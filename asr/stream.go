@@ -54,6 +54,10 @@ type Result struct {
 	// stream's backlog overflowed (the recognizer fell behind); times stay
 	// true across the gap.
 	GapMs int64
+	// EndpointMs is where a final's utterance ended: the stream time its
+	// endpoint fired, after the trailing silence (at or after EndMs); the
+	// next utterance starts there.
+	EndpointMs int64
 	// NoSpeech: a final of a stream that runs VAD (endpoint mode vad) whose
 	// utterance VAD heard no speech in (its words came from noise).
 	NoSpeech bool
@@ -275,6 +279,9 @@ func (s *Stream) result(kind ResultKind, processed, dropped int64) Result {
 	shift := int64(s.b.info.FrameShiftMs())
 	r := Result{Stream: s.id, Kind: kind, Utt: s.utt, Text: s.text(toks), StartMs: s.segStart * 10, EndMs: processed * 10,
 		GapMs: (dropped - s.segDropped) * 10, NoSpeech: kind == Final && s.vad != nil && !s.vadHeard}
+	if kind == Final {
+		r.EndpointMs = processed * 10
+	}
 	if len(toks) > 0 {
 		r.StartMs = s.times[0] * shift
 		r.EndMs = s.times[len(s.times)-1]*shift + shift

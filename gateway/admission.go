@@ -70,7 +70,29 @@ func (g *Calls) MaxStreams() int {
 	case n < 0:
 		return 0
 	}
-	return g.asr.Capacity()
+	return g.capacity()
+}
+
+// capacity is the streams served in real time: the recognizer's measured
+// capacity, less what the second pass takes. A stream costs its first
+// pass f1 = step time / chunk period and, talking all the time, the second
+// pass's cost per second of audio f2 on the same cores, so the cores serve
+// capacity × f1 / (f1 + f2) streams; and the second pass runs on one core
+// (its time per core, capacity × f1 / workers, over f2).
+func (g *Calls) capacity() int {
+	c := g.asr.Capacity()
+	p := g.opts.SecondPass
+	if p == nil || c == 0 {
+		return c
+	}
+	f1 := g.asr.StepCost().Seconds() / g.asr.ChunkPeriod().Seconds()
+	f2 := p.Cost().Seconds()
+	if f2 <= 0 {
+		return c
+	}
+	all := float64(c) * f1 / (f1 + f2)
+	one := float64(c) * f1 / float64(g.asr.Workers()) / f2
+	return int(min(all, one))
 }
 
 // Streams is the number of recognition streams the calls holding a slot
@@ -169,6 +191,7 @@ func (g *Calls) Admit(o ingest.Offer) (ingest.Ticket, error) {
 	g.mu.Unlock()
 	for i, name := range o.Legs {
 		l := &leg{c: c, i: i, name: name}
+		l.openFrom.Store(-1)
 		l.text = newTextStage(o.ID, name, c.redact, keywords, g.pub.Publish, g.now, g.opts.OnHold)
 		s, err := g.asr.NewStreamWith(o.ID+"/"+name, l.result, so)
 		if err != nil {

@@ -158,6 +158,19 @@ func (c *call) finish(reason string, stats []media.LegStats) {
 			c.g.log.Error("gateway: last final not ready in time", "call_id", c.id, "leg", l.name, "final_timeout", c.g.opts.FinalTimeout)
 		}
 	}
+	for _, l := range c.legs { // the second passes of the last finals
+		c.mu.Lock()
+		wait := l.passDone()
+		c.mu.Unlock()
+		if wait == nil {
+			continue
+		}
+		select {
+		case <-wait:
+		case <-deadline.C:
+			deadline.Reset(0)
+		}
+	}
 	perLeg := map[string]map[string]int64{}
 	var total media.LegStats
 	var dropped int64
@@ -175,6 +188,7 @@ func (c *call) finish(reason string, stats []media.LegStats) {
 	}
 	c.mu.Lock()
 	for _, l := range c.legs {
+		l.passGiveUp() // the second passes not back in time: the first pass's
 		l.text.flush() // the call's end decides every digit run
 		l.holdChanged()
 	}

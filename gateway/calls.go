@@ -60,6 +60,9 @@ type CallsOptions struct {
 	// OnLatency, if set, learns for each partial and final how long after
 	// the audio of its last word arrived it was emitted.
 	OnLatency func(kind asr.ResultKind, d time.Duration)
+	// SecondPass, if set, recognizes every final's audio again before it
+	// is published (secondpass.go); its words replace the first pass's.
+	SecondPass *SecondPass
 	// OnHold, if set, learns for each final of a call with redaction on
 	// how long it was held back while its digits might go on (0: not held).
 	OnHold func(d time.Duration)

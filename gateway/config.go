@@ -114,6 +114,21 @@ type ASRConfig struct {
 	// take to be recognized before call.end goes out without the rest
 	// (counted).
 	FinalTimeout time.Duration `yaml:"final_timeout"`
+	// FinalModel is the second pass for finals: none, moonshine-tiny,
+	// moonshine-base (fetched by scripts/setup), or a directory holding a
+	// Moonshine export of the same shape. Each final's audio is recognized
+	// again, batched across calls, on the same provider, and its words
+	// replace the streaming model's (docs/recognition.md); the capacity
+	// estimate counts its cost.
+	FinalModel string `yaml:"final_model"`
+	// FinalModelTimeout: a final whose second pass has not come back this
+	// long after it was asked for is published from the first pass
+	// (counted in callscribe_second_pass_fallbacks_total).
+	FinalModelTimeout time.Duration `yaml:"final_model_timeout"`
+	// FinalMaxSegment: a final's audio longer than this is cut at its
+	// quietest moments into pieces no longer for the second pass (the model
+	// makes text up on long segments).
+	FinalMaxSegment time.Duration `yaml:"final_max_segment"`
 	// MaxStreams bounds the recognition streams of the calls admitted (a
 	// call brings one per leg): auto, the recognizer's measured capacity,
 	// or a fixed number. A call that would exceed it is refused with 503
@@ -154,6 +169,15 @@ func (a *ASRConfig) Validate() error {
 	}
 	if a.MaxLag <= 0 {
 		return errors.New("max_lag: out of range")
+	}
+	if a.FinalModel == "" {
+		return errors.New("final_model: want none, moonshine-tiny, moonshine-base or a directory")
+	}
+	if a.FinalModelTimeout <= 0 || a.FinalModelTimeout > a.FinalTimeout {
+		return errors.New("final_model_timeout: out of range (0 to final_timeout)")
+	}
+	if a.FinalMaxSegment < time.Second || a.FinalMaxSegment > 30*time.Second {
+		return errors.New("final_max_segment: out of range (1s to 30s)")
 	}
 	hot, err := a.HotwordPhrases()
 	if err != nil {
@@ -341,6 +365,7 @@ func Defaults() Config {
 	return Config{
 		SIP: SIPConfig{Config: sip.DefaultConfig(), MaxCalls: 1000},
 		ASR: ASRConfig{BatcherOptions: asr.DefaultBatcherOptions(), FinalTimeout: 30 * time.Second, MaxStreams: "auto",
+			FinalModel: "none", FinalModelTimeout: 3 * time.Second, FinalMaxSegment: 15 * time.Second,
 			MaxLag: DefaultMaxLag, Hotwords: []string{}, HotwordScore: asr.DefaultHotwordsScore, Keywords: []string{}},
 		Redis:  transcript.DefaultOptions(),
 		Twilio: DefaultTwilioConfig(),

@@ -5,6 +5,7 @@ import (
 
 	"github.com/callscribe/callscribe/asr"
 	"github.com/callscribe/callscribe/redact"
+	"github.com/callscribe/callscribe/word"
 )
 
 // Redaction judges a leg's digits as one stream, not one utterance at a
@@ -33,12 +34,13 @@ const contextWords = 30
 
 // heldFinal is a final held back while its digit run may go on.
 type heldFinal struct {
-	r         asr.Result // on the call's clock, not redacted
-	up        []string   // its words, upper case
-	streamEnd int64      // its end on the stream's clock
-	kwSeen    []int      // keyword occurrences its partials reported
-	at        time.Time  // when it came
-	waited    bool       // held past the result that brought it
+	r         asr.Result   // on the call's clock, not redacted
+	display   []word.Token // its display tokens (a second pass's), or nil
+	up        []string     // its words, upper case
+	streamEnd int64        // its end on the stream's clock
+	kwSeen    []int        // keyword occurrences its partials reported
+	at        time.Time    // when it came
+	waited    bool         // held past the result that brought it
 }
 
 // heldWords appends the held finals' words (upper case) to dst.
@@ -89,11 +91,7 @@ func (s *textStage) release(n int) {
 				own = append(own, sp)
 			}
 		}
-		words, kinds := h.r.Words, ""
-		if len(own) > 0 {
-			words, kinds = redact.Apply(words, own)
-		}
-		s.publishFinal(h.r, words, kinds, h.kwSeen)
+		s.publishFinal(h.r, h.display, own, h.kwSeen)
 		if s.onHold != nil {
 			d := time.Duration(0)
 			if h.waited {
@@ -116,7 +114,7 @@ func (s *textStage) flush() { s.release(len(s.held)) }
 // leg has been idle: no audio for holdSilence and all of it decoded.
 func (s *textStage) sweep(decoded int64, idle bool) {
 	n := len(s.held)
-	if n == 0 {
+	if n == 0 || len(s.pending) > 0 { // a later final, on its way, decides
 		return
 	}
 	limit := s.held[n-1].streamEnd + holdSilence.Milliseconds()

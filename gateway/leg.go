@@ -41,9 +41,20 @@ type leg struct {
 	arrived [256]feedMark // when the audio up to a point was given, a ring
 	marks   int
 
+	// With a second pass (leg_pass.go): the audio kept, from stream sample
+	// audioBase, and from where it must be (openFrom, -1: the open
+	// utterance has no words yet).
+	audioMu   sync.Mutex
+	audio     []float32
+	audioBase int64
+	openFrom  atomic.Int64
+
 	// The result side, under c.mu.
-	text    *textStage
-	holding bool // text holds finals back; the registry knows
+	text     *textStage
+	holding  bool          // text holds finals back; the registry knows
+	pass     []*passFinal  // finals waiting for their second pass, in order
+	passIdle chan struct{} // closed when pass empties
+	passFrom int64         // stream ms where the last final's audio ended
 }
 
 // bridgeMs is the most silence a jump of the media timeline gives the
@@ -171,6 +182,9 @@ func (l *leg) silence(n int64) {
 
 func (l *leg) accept(x []float32) {
 	l.stream.Accept(x)
+	if l.c.g.opts.SecondPass != nil {
+		l.keepAudio(x)
+	}
 	l.fed += int64(len(x))
 	if l.c.g.opts.OnLatency == nil {
 		return
@@ -207,7 +221,10 @@ func (l *leg) result(r asr.Result) {
 			f(r.Kind, time.Since(t))
 		}
 	}
-	streamEnd := r.EndMs
+	streamStart, streamEnd, endpoint, firstWord := r.StartMs, r.EndMs, r.EndpointMs, int64(-1)
+	if len(r.Words) > 0 {
+		firstWord = r.Words[0].StartMs
+	}
 	r = l.onCall(r)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -222,8 +239,15 @@ func (l *leg) result(r asr.Result) {
 		c.g.pub.Publish(transcript.NewSpeech(c.id, l.name, r.Kind == asr.SpeechStart, r.StartMs))
 	case asr.Partial:
 		l.text.partial(r, streamEnd)
+		if c.g.opts.SecondPass != nil {
+			l.opened(firstWord)
+		}
 	case asr.Final:
-		l.text.final(r, streamEnd)
+		if c.g.opts.SecondPass != nil {
+			l.passFinal(r, streamStart, streamEnd, endpoint)
+		} else {
+			l.text.final(r, nil, streamEnd)
+		}
 	}
 	l.holdChanged() // a final may be held, a partial release the held
 }

@@ -34,12 +34,18 @@ type snapshot struct {
 	stepCost   time.Duration
 	engines    map[string]int
 	pub        transcript.Stats
+	pass       SecondPassStats // zero without a second pass
+	passCost   time.Duration
 }
 
 func (s *Service) snapshot() *snapshot {
-	return &snapshot{s: s, calls: s.calls.Stats(), active: s.calls.Active(), maxStreams: s.calls.MaxStreams(),
+	m := &snapshot{s: s, calls: s.calls.Stats(), active: s.calls.Active(), maxStreams: s.calls.MaxStreams(),
 		asr: s.batcher.Stats(), lag: s.batcher.Lag(), capacity: s.batcher.Capacity(), stepCost: s.batcher.StepCost(),
-		engines: s.batcher.Engines(), pub: s.pub.Stats()}
+		engines: s.batcher.Engines(), pub: s.pub.Stats(), pass: SecondPassStats{Fallbacks: map[string]int64{}}}
+	if p := s.calls.opts.SecondPass; p != nil {
+		m.pass, m.passCost = p.Stats(), p.Cost()
+	}
+	return m
 }
 
 // metric is a series without labels and how it reads its value from a
@@ -113,6 +119,15 @@ var unlabelled = []metric{
 		func(m *snapshot) float64 { return float64(m.pub.SpoolFileErrs) }),
 	gauge("callscribe_event_streams_active", "Open /events streams (SSE followers of a call).",
 		func(m *snapshot) float64 { return float64(m.s.events.Active()) }),
+	counter("callscribe_second_pass_finals_total", "Finals whose words came from the second pass (asr.final_model).",
+		func(m *snapshot) float64 { return float64(m.pass.Done) }),
+	gauge("callscribe_second_pass_waiting", "Finals waiting for their second pass.", func(m *snapshot) float64 { return float64(m.pass.Waiting) }),
+	counter("callscribe_second_pass_audio_seconds_total", "Audio the second pass recognized.",
+		func(m *snapshot) float64 { return m.pass.Audio.Seconds() }),
+	counter("callscribe_second_pass_busy_seconds_total", "Time the second pass spent recognizing.",
+		func(m *snapshot) float64 { return m.pass.Busy.Seconds() }),
+	gauge("callscribe_second_pass_cost_seconds", "Second-pass time per second of final audio at busy rounds (measured; the capacity estimate counts it).",
+		func(m *snapshot) float64 { return m.passCost.Seconds() }),
 }
 
 // The series with labels.
@@ -125,6 +140,8 @@ var (
 		"Calls refused (SIP 4xx/5xx to an INVITE, WHIP 4xx/5xx to an offer), by source and reason.", []string{"source", "reason"}, nil)
 	batchSizesDesc = prometheus.NewDesc("callscribe_asr_batches_by_size_total", "Encoder steps, by batch size.", []string{"size"}, nil)
 	enginesDesc    = prometheus.NewDesc("callscribe_asr_engines", "Engines by the execution provider they run on now.", []string{"provider"}, nil)
+	fallbacksDesc  = prometheus.NewDesc("callscribe_second_pass_fallbacks_total",
+		"Finals published from the first pass although a second pass is configured, by reason: error, timeout, lag, guard.", []string{"reason"}, nil)
 )
 
 // Label values present from the start (at 0), so that a rate or an alert
@@ -132,7 +149,7 @@ var (
 // source ends a call that was answered (a call ended before its answer,
 // as by CANCEL, is not counted here).
 var (
-	sources      = []string{"sip", "webrtc"}
+	sources      = []string{"sip", "webrtc", "audiohook", "twilio", "stream", "jambonz", "audiosocket"}
 	endReasons   = []string{"bye", "timeout", "shutdown", "error", "keepalive"}
 	reloadResult = []string{"ok", "error"} // the order of Service.reloads
 )
@@ -145,7 +162,7 @@ func (serviceMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range unlabelled {
 		ch <- m.desc
 	}
-	for _, d := range []*prometheus.Desc{reloadsDesc, startedDesc, endedDesc, rejectedDesc, batchSizesDesc, enginesDesc} {
+	for _, d := range []*prometheus.Desc{reloadsDesc, startedDesc, endedDesc, rejectedDesc, batchSizesDesc, enginesDesc, fallbacksDesc} {
 		ch <- d
 	}
 }
@@ -181,5 +198,8 @@ func (c serviceMetrics) Collect(ch chan<- prometheus.Metric) {
 	m.engines["cpu"] += 0
 	for provider, n := range m.engines {
 		ch <- prometheus.MustNewConstMetric(enginesDesc, prometheus.GaugeValue, float64(n), provider)
+	}
+	for _, reason := range FallbackReasons() {
+		ch <- prometheus.MustNewConstMetric(fallbacksDesc, prometheus.CounterValue, float64(m.pass.Fallbacks[reason]), reason)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/asr/moonshine"
 	"github.com/callscribe/callscribe/sip"
 	"github.com/callscribe/callscribe/transcript"
 	"github.com/callscribe/callscribe/webrtc"
@@ -34,6 +35,8 @@ type Service struct {
 	batcher  *asr.Batcher
 	pub      *transcript.Publisher
 	calls    *Calls
+	final    *moonshine.Recognizer // the second pass's, or nil
+	pass     *SecondPass
 	sip      *sip.Server
 	whip     *webrtc.Server
 	doors    []door // doors.go
@@ -93,6 +96,12 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 	hold := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "callscribe_redaction_hold_seconds",
 		Help:    "How long each final of a call with redaction on was held back while its digits might go on (0: not held).",
 		Buckets: []float64{0, .5, 1, 2, 3, 4, 5, 6, 8, 10, 20}})
+	passTime := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "callscribe_second_pass_seconds",
+		Help:    "From a final's end to its second pass's words (finals that fell back not counted).",
+		Buckets: []float64{.05, .1, .2, .3, .5, .75, 1, 1.5, 2, 3, 5}})
+	if err := s.openSecondPass(func(d time.Duration) { passTime.Observe(d.Seconds()) }); err != nil {
+		return nil, err
+	}
 	limits := cfg.limits()
 	hotwords, _ := a.HotwordPhrases() // checked with the configuration
 	keywords, _ := a.KeywordPhrases()
@@ -101,7 +110,7 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 		MaxStreams: limits.MaxStreams, MaxLag: limits.MaxLag, FinalTimeout: a.FinalTimeout, Logger: log,
 		Hotwords: hotwords, Keywords: keywords, HotwordsScore: float32(a.HotwordScore), Redact: policy,
 		OnLatency: func(k asr.ResultKind, d time.Duration) { latency.WithLabelValues(k.String()).Observe(d.Seconds()) },
-		OnHold:    func(d time.Duration) { hold.Observe(d.Seconds()) }})
+		OnHold:    func(d time.Duration) { hold.Observe(d.Seconds()) }, SecondPass: s.pass})
 	sc := cfg.SIP.Config
 	sc.Logger = log
 	s.sip, err = sip.NewServer(sc, s.calls)
@@ -113,7 +122,7 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 	}
 	reg := prometheus.NewRegistry()
 	registerMetrics(reg, s)
-	reg.MustRegister(latency, hold)
+	reg.MustRegister(latency, hold, passTime)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", s.readyz)
@@ -342,7 +351,43 @@ func (s *Service) close() {
 	if s.pub != nil {
 		s.pub.Close()
 	}
+	if s.pass != nil {
+		s.pass.Close()
+	}
+	if s.final != nil {
+		s.final.Close()
+	}
 	if s.batcher != nil {
 		s.batcher.Close()
 	}
+}
+
+// openSecondPass loads asr.final_model, when there is one, and measures
+// what a busy round of it costs (its part of the capacity estimate).
+func (s *Service) openSecondPass(onDone func(time.Duration)) error {
+	a := s.cfg.ASR
+	if a.FinalModel == "none" {
+		return nil
+	}
+	dir, err := moonshine.FindModel(a.FinalModel)
+	if err != nil {
+		return err
+	}
+	s.final, err = moonshine.New(moonshine.Files{Dir: dir}, moonshine.Options{Provider: a.Engine.Provider,
+		DeviceID: a.Engine.DeviceID, CUDAOptions: a.Engine.CUDAOptions, Logger: s.log})
+	if err != nil {
+		return err
+	}
+	// A round of finals as a busy gateway has them: a full batch of 4 s
+	// segments decoding 4 tokens a second (speech says about 3.5).
+	const n, length, perSecond = moonshine.DefaultMaxBatch, 4 * time.Second, 4
+	took, err := s.final.Cost(n, length, perSecond*int(length.Seconds()))
+	if err != nil {
+		return err
+	}
+	cost := time.Duration(float64(took) / (n * length.Seconds()))
+	s.log.Info("callscribe: second pass "+a.FinalModel, "provider", s.final.Provider(), "per_audio_second", cost)
+	s.pass = NewSecondPass(s.final, cost, SecondPassOptions{MaxSegment: a.FinalMaxSegment, Timeout: a.FinalModelTimeout,
+		OnDone: onDone, Logger: s.log})
+	return nil
 }

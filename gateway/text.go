@@ -29,6 +29,16 @@ type textStage struct {
 	// case, never published): the cues and digits the next ones follow.
 	context []string
 	held    []heldFinal
+	// pending are the words (upper case) of the finals waiting for their
+	// second pass, in order: context for the partials meanwhile.
+	pending [][]string
+	// later is the latest utterance partials brought words of: its index,
+	// its first word's stream time and its words (upper case).
+	later struct {
+		utt   int
+		start int64
+		words []string
+	}
 	// nextStart is the stream time of the first word of an utterance after
 	// the held ones (-1: none heard yet).
 	nextStart int64
@@ -40,19 +50,27 @@ type textStage struct {
 // newTextStage returns the stage of leg of call, publishing through emit.
 func newTextStage(call, leg string, p redact.Policy, keywords []keyword, emit func(transcript.Event), now func() time.Time,
 	onHold func(time.Duration)) *textStage {
-	return &textStage{call: call, leg: leg, policy: p, keywords: keywords, emit: emit, now: now, onHold: onHold,
+	s := &textStage{call: call, leg: leg, policy: p, keywords: keywords, emit: emit, now: now, onHold: onHold,
 		nextStart: -1, kwUtt: -1}
+	s.later.utt = -1
+	return s
 }
 
 // partial publishes a partial, masked with the held finals as context.
 // One of a later utterance that does not go on with the held digits
 // releases them first. streamEnd is its end on the stream's clock.
 func (s *textStage) partial(r asr.Result, streamEnd int64) {
-	if n := len(s.held); n > 0 && r.Utt > s.held[n-1].r.Utt && len(r.Words) > 0 {
-		if s.nextStart < 0 {
-			s.nextStart = streamEnd - (r.EndMs - r.Words[0].StartMs)
+	if len(r.Words) > 0 {
+		if r.Utt != s.later.utt {
+			s.later.utt, s.later.start = r.Utt, streamEnd-(r.EndMs-r.Words[0].StartMs)
 		}
-		if len(r.Words) >= 2 && !redact.Continues(upper(r.Words)) {
+		s.later.words = upper(r.Words)
+	}
+	if n := len(s.held); n > 0 && len(s.pending) == 0 && r.Utt > s.held[n-1].r.Utt && len(r.Words) > 0 {
+		if s.nextStart < 0 {
+			s.nextStart = s.later.start
+		}
+		if len(r.Words) >= 2 && !redact.Continues(s.later.words) {
 			s.release(len(s.held))
 		}
 	}
@@ -79,44 +97,91 @@ func (s *textStage) partial(r asr.Result, streamEnd int64) {
 }
 
 // final publishes a final, or holds it back while its digits may go on.
-func (s *textStage) final(r asr.Result, streamEnd int64) {
+// display, if not nil, are its display tokens, one per word (a second
+// pass's); otherwise they are formatted from the words.
+func (s *textStage) final(r asr.Result, display []word.Token, streamEnd int64) {
+	s.finalSeen(r, display, streamEnd, s.seen(r.Utt))
+}
+
+// seen takes the keyword occurrences utt's partials reported, for its
+// final.
+func (s *textStage) seen(utt int) []int {
 	var seen []int
-	if s.kwUtt == r.Utt {
+	if s.kwUtt == utt {
 		seen, s.kwSeen = s.kwSeen, nil
 	}
+	return seen
+}
+
+// finalSeen is final with the keyword occurrences its partials reported.
+func (s *textStage) finalSeen(r asr.Result, display []word.Token, streamEnd int64, seen []int) {
 	if !s.policy.On() {
-		s.publishFinal(r, nil, "", seen)
+		s.publishFinal(r, display, nil, seen)
 		return
 	}
-	s.held = append(s.held, heldFinal{r: r, up: upper(r.Words), streamEnd: streamEnd, kwSeen: seen, at: s.now()})
+	s.held = append(s.held, heldFinal{r: r, display: display, up: upper(r.Words), streamEnd: streamEnd, kwSeen: seen, at: s.now()})
 	s.nextStart = -1
+	if l := s.later; l.utt > r.Utt && len(s.pending) == 0 && len(l.words) > 0 {
+		// A second pass brought the final after partials of a later
+		// utterance: they are what follows it.
+		s.nextStart = l.start
+		if len(l.words) >= 2 && !redact.Continues(l.words) {
+			s.release(len(s.held))
+			return
+		}
+	}
 	s.decide()
 }
 
-// publishFinal publishes final r with words (its words redacted; nil: as
-// recognized) and its keyword events beyond seen.
-func (s *textStage) publishFinal(r asr.Result, words []word.Word, kinds string, seen []int) {
-	if words == nil {
-		words = r.Words
-	}
+// publishFinal publishes final r redacted by spans (over its words, and
+// its display tokens one for one when it has them) and its keyword events
+// beyond seen.
+func (s *textStage) publishFinal(r asr.Result, display []word.Token, spans []redact.Span, seen []int) {
+	words, kinds := redact.Apply(r.Words, spans)
 	u := transcript.Utterance{Leg: s.leg, Utt: r.Utt, Text: r.Text, StartMs: r.StartMs, EndMs: r.EndMs, GapMs: r.GapMs,
 		Redacted: kinds, Words: words, Conf: r.Conf}
 	if kinds != "" {
 		u.Text = word.Join(words)
 	}
-	u.DisplayWords = itn.Format(words)
+	if display != nil {
+		u.DisplayWords = redactTokens(display, spans)
+	} else {
+		u.DisplayWords = itn.Format(words)
+	}
 	u.Display = itn.Text(u.DisplayWords)
 	s.emit(transcript.NewFinal(s.call, u))
 	s.keywordHits(r.Utt, words, seen)
 }
 
+// redactTokens is display tokens, one per word, with each span of words
+// replaced by its marker.
+func redactTokens(display []word.Token, spans []redact.Span) []word.Token {
+	if len(spans) == 0 {
+		return display
+	}
+	as := make([]word.Word, len(display))
+	for i, t := range display {
+		as[i] = word.Word{Text: t.Text, StartMs: t.StartMs, EndMs: t.EndMs}
+	}
+	as, _ = redact.Apply(as, spans)
+	out := make([]word.Token, len(as))
+	for i, w := range as {
+		out[i] = word.Token{Text: w.Text, StartMs: w.StartMs, EndMs: w.EndMs, From: i, To: i + 1}
+	}
+	return out
+}
+
 // redactContext is what the next words follow: the published finals' end
 // and the held ones.
 func (s *textStage) redactContext() []string {
-	if len(s.held) == 0 {
+	if len(s.held) == 0 && len(s.pending) == 0 {
 		return s.context
 	}
-	return s.heldWords(append([]string{}, s.context...))
+	ctx := s.heldWords(append([]string{}, s.context...))
+	for _, p := range s.pending {
+		ctx = append(ctx, p...)
+	}
+	return ctx
 }
 
 // upper is words' text in upper case, as redaction reads it.

@@ -30,7 +30,7 @@ func TestTextStageFinalFields(t *testing.T) {
 	p.Kind, p.Words = asr.Partial, r.Words[:10]
 	p.Text, p.EndMs = strings.Join(said[:10], " "), 2000
 	s.partial(p, p.EndMs)
-	s.final(r, r.EndMs)
+	s.final(r, nil, r.EndMs)
 	want := []map[string]string{
 		{"leg": "caller", "utt": "3", "text": "I OWE TWO HUNDRED DOLLARS ON CARD [CARD]", "start_ms": "1000", "end_ms": "2000",
 			"redacted": "pci"},

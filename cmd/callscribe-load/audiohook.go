@@ -168,7 +168,7 @@ func audiohookSession(url, apiKey, secret string, parties []utterance, f *transc
 	res.partials = partials
 	for i, p := range parties {
 		if i < len(legs) {
-			e, w := asr.WordErrors(p.ref, texts[legs[i]])
+			e, w := asr.WordErrors(asr.ScoringText(p.ref), asr.ScoringText(texts[legs[i]]))
 			res.errs += e
 			res.words += w
 		}

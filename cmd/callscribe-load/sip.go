@@ -143,7 +143,7 @@ func sipLoad(args []string, w io.Writer) error {
 				res := result{code: 200, partials: partials}
 				var speechMs int64
 				for i, u := range parties { // the legs come in the order of the streams
-					e, n := asr.WordErrors(u.ref, texts[legs[i]])
+					e, n := asr.WordErrors(asr.ScoringText(u.ref), asr.ScoringText(texts[legs[i]]))
 					res.errs += e
 					res.words += n
 					speechMs = max(speechMs, u.speechMs)

@@ -70,7 +70,7 @@ func round(base string, follower *transcript.Follower, n int, place func(i int) 
 			defer mu.Unlock()
 			f.taken++
 			for i, ref := range p.refs {
-				e, w := asr.WordErrors(ref, texts[legs[i]])
+				e, w := asr.WordErrors(asr.ScoringText(ref), asr.ScoringText(texts[legs[i]]))
 				f.errs, f.words = f.errs+e, f.words+w
 			}
 			f.legs += len(p.refs)

@@ -167,7 +167,7 @@ func webrtcLoad(args []string, w io.Writer) error {
 	if *ref != "" {
 		errs, words := 0, 0
 		for _, f := range finals {
-			e, n := asr.WordErrors(*ref, f.text)
+			e, n := asr.WordErrors(asr.ScoringText(*ref), asr.ScoringText(f.text))
 			errs, words = errs+e, words+n
 		}
 		fmt.Fprintf(w, "word error rate of the finals against %q: %.1f%% (%d errors in %d words)\n", *ref, 100*float64(errs)/float64(words), errs, words)

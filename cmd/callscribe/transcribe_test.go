@@ -371,8 +371,8 @@ func TestTranscribeScoringText(t *testing.T) {
 		{"Press # or *, call-forward; 1,234 at 9 a.m.", "press pound or star call forward one thousand two hundred thirty four at nine am"},
 		{"The user's mailbox can't take 100%", "the users mailbox cannot take one hundred percent"},
 	} {
-		if got := scoringText(tc.in); got != tc.want {
-			t.Errorf("scoringText(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := asr.ScoringText(tc.in); got != tc.want {
+			t.Errorf("ScoringText(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

@@ -1,0 +1,155 @@
+package gateway
+
+import (
+	"time"
+
+	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/asr/moonshine"
+	"github.com/callscribe/callscribe/word"
+)
+
+// A leg with a second pass keeps its recent audio, as given to its stream,
+// so that each final's can be recognized again (secondpass.go), and
+// publishes its finals in order as their second passes come back.
+
+// passMargin is the audio taken before a final's first word for its second
+// pass (not into the previous final's), and passTrail the most taken after
+// its last, up to where its utterance ended: the streaming model emits a
+// word's tokens after its sound begins, and may miss the last words.
+const (
+	passMargin = 500 * time.Millisecond
+	passTrail  = time.Second
+)
+
+// passIdleKeep is the audio a leg keeps while no utterance is open: a word
+// begins some time before the first partial that holds it.
+const passIdleKeep = 3 * time.Second
+
+// passMaxKeep bounds the audio a leg keeps: an utterance ends by 20 s
+// (endpoint rule 3), plus the margins.
+const passMaxKeep = 30 * time.Second
+
+// passFinal is a final waiting for its second pass.
+type passFinal struct {
+	r         asr.Result // the first pass's, on the call's clock
+	streamEnd int64
+	seen      []int // keyword occurrences its partials reported
+	done      bool
+	words     []word.Word  // the second pass's, or nil: the first pass's
+	display   []word.Token // one per word
+}
+
+// keepAudio keeps the audio just given to the stream (packet goroutine).
+func (l *leg) keepAudio(x []float32) {
+	l.audioMu.Lock()
+	defer l.audioMu.Unlock()
+	l.audio = append(l.audio, x...)
+	end := l.audioBase + int64(len(l.audio))
+	from := l.openFrom.Load()
+	if from < 0 {
+		from = l.stream.DecodedMs()*16 - passIdleKeep.Milliseconds()*16
+	}
+	from = max(from, end-passMaxKeep.Milliseconds()*16)
+	if cut := from - l.audioBase; cut >= 16000 { // a second at a time
+		n := copy(l.audio, l.audio[cut:])
+		l.audio = l.audio[:n]
+		l.audioBase = from
+	}
+}
+
+// audioSpan is a copy of the kept audio from stream ms lo to hi.
+func (l *leg) audioSpan(lo, hi int64) []float32 {
+	l.audioMu.Lock()
+	defer l.audioMu.Unlock()
+	a := min(max(lo*16-l.audioBase, 0), int64(len(l.audio)))
+	b := min(max(hi*16-l.audioBase, a), int64(len(l.audio)))
+	return append([]float32(nil), l.audio[a:b]...)
+}
+
+// opened notes where the open utterance's words begin (stream ms), so its
+// audio is kept (-1: no words yet). c.mu held.
+func (l *leg) opened(firstWordMs int64) {
+	if firstWordMs >= 0 && l.openFrom.Load() < 0 {
+		l.openFrom.Store(max(firstWordMs-passMargin.Milliseconds(), l.passFrom) * 16)
+	}
+}
+
+// passFinal takes a final (times on the call's clock; streamStart and
+// streamEnd its words' span on the stream's, endpoint where its utterance
+// ended): it asks for its second pass, or, without one, queues it done
+// behind those waiting. c.mu held.
+func (l *leg) passFinal(r asr.Result, streamStart, streamEnd, endpoint int64) {
+	p := l.c.g.opts.SecondPass
+	f := &passFinal{r: r, streamEnd: streamEnd, seen: l.text.seen(r.Utt)}
+	l.openFrom.Store(-1)
+	lo := max(streamStart-passMargin.Milliseconds(), l.passFrom)
+	hi := min(max(endpoint, streamEnd), streamEnd+passTrail.Milliseconds())
+	l.passFrom = hi
+	if len(r.Words) == 0 || r.NoSpeech {
+		f.done = true // nothing was said: nothing to hear again
+	}
+	l.pass = append(l.pass, f)
+	l.text.pending = append(l.text.pending, upper(r.Words))
+	if f.done {
+		l.drainPass()
+		return
+	}
+	if l.passIdle == nil {
+		l.passIdle = make(chan struct{})
+	}
+	audio := l.audioSpan(lo, hi)
+	c := l.c
+	p.ask(audio, len(r.Words), func(words []moonshine.Word, reason string) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if f.done {
+			return // fell back at the call's end
+		}
+		f.done = true
+		if reason == "" {
+			f.words, f.display = secondWords(f.r.Words, words, f.r.StartMs, f.r.EndMs)
+		}
+		l.drainPass()
+		l.holdChanged()
+	})
+}
+
+// drainPass hands the finals whose second pass is done to the text stage,
+// in order. c.mu held.
+func (l *leg) drainPass() {
+	for len(l.pass) > 0 && l.pass[0].done {
+		f := l.pass[0]
+		l.pass = l.pass[1:]
+		l.text.pending = l.text.pending[1:]
+		r := f.r
+		if f.words != nil {
+			r.Words, r.Text, r.Conf = f.words, word.Join(f.words), meanConf(f.words)
+		}
+		l.text.finalSeen(r, f.display, f.streamEnd, f.seen)
+	}
+	if len(l.pass) == 0 && l.passIdle != nil {
+		close(l.passIdle)
+		l.passIdle = nil
+	}
+}
+
+// passDone is closed when no final of the leg waits for its second pass
+// any more; nil: none waits. c.mu held.
+func (l *leg) passDone() <-chan struct{} { return l.passIdle }
+
+// passGiveUp publishes the finals still waiting from the first pass: the
+// call is ending and their time is up. c.mu held.
+func (l *leg) passGiveUp() {
+	for _, f := range l.pass {
+		f.done = true
+	}
+	l.drainPass()
+}
+
+func meanConf(words []word.Word) float32 {
+	var c float32
+	for _, w := range words {
+		c += w.Conf
+	}
+	return c / float32(max(len(words), 1))
+}
