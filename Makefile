@@ -48,6 +48,7 @@ test: setup-gpu build vet
 	$(GO) test -run '^$$' -fuzz FuzzParseOffer -fuzztime 100000x -fuzzminimizetime 1s ./sip
 	$(GO) test -run '^$$' -fuzz FuzzWHIPOffer -fuzztime 12000x -fuzzminimizetime 1s ./webrtc
 	$(GO) test -run '^$$' -fuzz FuzzRecordingBody -fuzztime 50000x -fuzzminimizetime 1s ./sip
+	$(GO) test -run '^$$' -fuzz FuzzMessages -fuzztime 120000x -fuzzminimizetime 1s ./audiofork
 	$(GO) test -run '^$$' -fuzz FuzzFormat -fuzztime 400000x -fuzzminimizetime 1s ./itn
 	$(GO) test -run '^$$' -fuzz FuzzClientMessage -fuzztime 100000x -fuzzminimizetime 1s ./audiohook
 	$(GO) test -run '^$$' -fuzz FuzzMessages -fuzztime 50000x -fuzzminimizetime 1s ./audiosocket
