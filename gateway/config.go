@@ -369,6 +369,7 @@ func Defaults() Config {
 			MaxLag: DefaultMaxLag, Hotwords: []string{}, HotwordScore: asr.DefaultHotwordsScore, Keywords: []string{}},
 		Redis:  transcript.DefaultOptions(),
 		Twilio: DefaultTwilioConfig(),
+		Stream: DefaultStreamConfig(),
 		HTTP: HTTPConfig{Addr: "127.0.0.1:8080", Page: true, MaxEventStreams: 100, MaxConnections: 1000,
 			ReadTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second},
 		WebRTC:      WebRTCConfig{Enabled: true, Config: webrtc.DefaultConfig(), MaxSessions: 100},
