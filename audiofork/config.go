@@ -110,3 +110,11 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// DefaultConfig is the configuration the gateway serves the endpoints
+// with when its file says nothing.
+func DefaultConfig() Config {
+	return Config{Path: DefaultPath, JambonzPath: DefaultJambonzPath, ConnectRate: DefaultConnectRate,
+		ConnectBurst: DefaultConnectBurst, MaxFrame: DefaultMaxFrame, StartTimeout: DefaultStartTimeout,
+		IdleTimeout: DefaultIdleTimeout, MaxDuration: DefaultMaxDuration}
+}
