@@ -157,7 +157,9 @@ func TestBoardInChromium(t *testing.T) {
 			continue
 		}
 		worst = max(worst, r.Shown-ts)
-		if r.Shown-ts > 1000 {
+		// Within a second on a machine to itself (75 ms measured); the bound
+		// leaves room for make test's other packages sharing the cores.
+		if r.Shown-ts > 3000 {
 			t.Errorf("call %s shown %d ms after its call.start (sent by the gateway after %d ms)", r.ID, r.Shown-ts, r.Sent-ts)
 		}
 		if r.Source == "sip" && sipID == "" {
