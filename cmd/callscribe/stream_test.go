@@ -148,7 +148,9 @@ func TestStreamDoorThroughTheGateway(t *testing.T) {
 	if w0.SampleRate != 16000 || w1.SampleRate != 16000 || w8.SampleRate != 8000 {
 		t.Fatalf("rates %d %d %d", w0.SampleRate, w1.SampleRate, w8.SampleRate)
 	}
-	tail := func(x []float32, rate int) []float32 { return append(append([]float32(nil), x...), make([]float32, 2*rate)...) }
+	tail := func(x []float32, rate int) []float32 {
+		return append(append([]float32(nil), x...), make([]float32, 2*rate)...)
+	}
 	base := "ws://" + g.http
 
 	var wg sync.WaitGroup
