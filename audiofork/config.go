@@ -21,8 +21,9 @@ type Config struct {
 	// back). Default /jambonz.
 	JambonzPath string `yaml:"jambonz_path"`
 	// Token is the bearer token a connection must carry (Authorization:
-	// Bearer, or HTTP Basic with the token as its password, as jambonz's
-	// wsAuth sends it); a connection without it gets 401 before the
+	// Bearer, HTTP Basic with the token as its password, as jambonz's
+	// wsAuth sends it, or the query parameter token for a platform that
+	// sets no header); a connection without it gets 401 before the
 	// upgrade. Empty: both endpoints are open.
 	Token string `yaml:"token"`
 	// ConnectRate limits the connections one address may open: a token

@@ -106,8 +106,8 @@ func (s *Server) Active() int {
 	return s.active
 }
 
-// authorized tells whether r carries the token: Bearer, or Basic with it
-// as the password.
+// authorized tells whether r carries the token: Bearer, Basic with it as
+// the password, or the query parameter token.
 func (s *Server) authorized(r *http.Request) bool {
 	tok := *s.token.Load()
 	if tok == "" {
@@ -116,6 +116,8 @@ func (s *Server) authorized(r *http.Request) bool {
 	got := r.Header.Get("Authorization")
 	if _, pass, ok := r.BasicAuth(); ok {
 		got = "Bearer " + pass
+	} else if q := r.URL.Query().Get("token"); got == "" && q != "" { // forks that set no header (Vonage, mod_audio_stream)
+		got = "Bearer " + q
 	}
 	return subtle.ConstantTimeCompare([]byte(got), []byte("Bearer "+tok)) == 1
 }

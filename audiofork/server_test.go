@@ -412,7 +412,7 @@ func TestForkRefusals(t *testing.T) {
 		t.Errorf("over the limit after the upgrade: close %d", code)
 	}
 	adm.admitAll.Store(false)
-	if st, _ := dialStatus(t, url+"/stream", bearer); st != http.StatusTooManyRequests {
+	if st, _ := dialStatus(t, url+"/stream?token=s3cret", nil); st != http.StatusTooManyRequests {
 		t.Errorf("over the connection rate: %d", st)
 	}
 	_, url2 := serve(t, Config{Token: "s3cret"}, adm, nil)
