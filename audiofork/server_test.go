@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -553,5 +554,56 @@ func TestJambonzMalformed(t *testing.T) {
 	}
 	if got := adm.refusals(); len(got) != 5 || got[0] != "jambonz/bad_request" {
 		t.Errorf("refusals %v", got)
+	}
+}
+
+// A burst of forks over the limit: admission takes exactly the limit, the
+// rest are closed 1013 after their metadata, none is left open.
+func TestForkBurstOverLimit(t *testing.T) {
+	adm := newAdmitter()
+	adm.SetMax(4)
+	adm.admitAll.Store(true)
+	s, url := serve(t, Config{ConnectBurst: 50}, adm, nil)
+	const n = 16
+	var conns []*websocket.Conn
+	for i := range n {
+		c := dial(t, url+"/stream", "", nil)
+		conns = append(conns, c)
+		go func() {
+			b, _ := json.Marshal(map[string]any{"callSid": "burst-" + strconv.Itoa(i)})
+			c.Write(context.Background(), websocket.MessageText, b)
+		}()
+	}
+	var refused atomic.Int32
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() { // an error message, then the close; an admitted call says nothing
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			for {
+				_, _, err := c.Read(ctx)
+				if err == nil {
+					continue
+				}
+				var ce websocket.CloseError
+				if errors.As(err, &ce) {
+					if ce.Code != websocket.StatusTryAgainLater {
+						t.Errorf("close %d", ce.Code)
+					}
+					refused.Add(1)
+				}
+				return
+			}
+		}()
+	}
+	wg.Wait()
+	if got := len(adm.StartedCalls()); got != 4 || refused.Load() != n-4 {
+		t.Errorf("%d calls admitted, %d refused; want 4 and %d", got, refused.Load(), n-4)
+	}
+	s.Close()
+	if s.Active() != 0 {
+		t.Errorf("%d connections left", s.Active())
 	}
 }
