@@ -23,6 +23,8 @@ const (
 	DefaultMaxWait    = 10 * time.Millisecond
 	DefaultRunTimeout = 5 * time.Second
 	DefaultHeadroom   = 0.65
+	// DefaultTalkOverload is BatcherOptions.TalkOverload's default.
+	DefaultTalkOverload = 1.6
 	// On CUDA a step costs about the same for one stream as for hundreds:
 	// batches are large, waited for a little longer, and each device runs
 	// two engines so that one's host-side work (features in, search out)
@@ -92,6 +94,25 @@ type BatcherOptions struct {
 	// step time per stream); the rest of each core is left to the packet
 	// path, features and Redis. Default 0.65.
 	Headroom float64 `yaml:"headroom"`
+	// SkipSilence runs Silero VAD on every stream ahead of the encoder: a
+	// chunk more than SkipHangoverMs after the last voiced window is not
+	// encoded (the stream's state stays as it was; its frames count as
+	// blanks), and at speech onset the stream resumes SkipPrerollMs before
+	// the chunk that heard it. DefaultBatcherOptions turns it on; the zero
+	// value is off.
+	SkipSilence bool `yaml:"skip_silence"`
+	// SkipHangoverMs of silence after voice are still encoded (the model
+	// emits a word a few hundred ms after its audio); default 600.
+	SkipHangoverMs int `yaml:"-"`
+	// SkipPrerollMs of the audio before a chunk that hears speech again
+	// are encoded first; default 320.
+	SkipPrerollMs int `yaml:"-"`
+	// TalkOverload bounds the capacity estimate when streams skip silence:
+	// if every admitted stream talked at once, recognition would need at
+	// most this many times its real-time share of the cores (so the lag
+	// grows by at most 1 - 1/TalkOverload seconds per second of everyone
+	// talking). 1 admits no more than talkers alone; default 1.6.
+	TalkOverload float64 `yaml:"talk_overload"`
 	// Calibrate runs a few full batches of silence at start, so that
 	// Capacity is measured before the first stream. Default off.
 	Calibrate bool `yaml:"-"`
@@ -107,7 +128,8 @@ type BatcherOptions struct {
 func DefaultBatcherOptions() BatcherOptions {
 	return BatcherOptions{Engine: EngineOptions{Provider: "cpu", CUDAOptions: map[string]string{}, Threads: 1},
 		DeviceIDs: []int{}, GPURetry: DefaultGPURetry, RunTimeout: DefaultRunTimeout, Decoding: Greedy,
-		ActivePaths: DefaultActivePaths, Endpoint: DefaultEndpointConfig(), Headroom: DefaultHeadroom}
+		ActivePaths: DefaultActivePaths, Endpoint: DefaultEndpointConfig(), Headroom: DefaultHeadroom,
+		SkipSilence: true, TalkOverload: DefaultTalkOverload}
 }
 
 // Validate checks the options as written (a zero that has a default is an
@@ -140,6 +162,7 @@ func (o *BatcherOptions) Validate() error {
 		{"workers", o.Workers >= 0}, {"gpu_retry", o.GPURetry > 0}, {"run_timeout", o.RunTimeout > 0},
 		{"device_ids", !slices.ContainsFunc(o.DeviceIDs, func(d int) bool { return d < 0 })},
 		{"headroom", o.Headroom > 0 && o.Headroom <= 1},
+		{"talk_overload", o.TalkOverload >= 1 && o.TalkOverload <= 10},
 	} {
 		if !r.ok {
 			return fmt.Errorf("%s: out of range", r.key)
@@ -183,6 +206,15 @@ func (o *BatcherOptions) withDefaults(info *ModelInfo) {
 	if o.RunTimeout <= 0 {
 		o.RunTimeout = DefaultRunTimeout
 	}
+	if o.TalkOverload < 1 {
+		o.TalkOverload = DefaultTalkOverload
+	}
+	if o.SkipHangoverMs <= 0 {
+		o.SkipHangoverMs = 600
+	}
+	if o.SkipPrerollMs <= 0 {
+		o.SkipPrerollMs = 320
+	}
 	if o.Decoding == "" {
 		o.Decoding = Greedy
 	}
@@ -225,6 +257,8 @@ func (o *BatcherOptions) withDefaults(info *ModelInfo) {
 type Stats struct {
 	Batches       int64
 	Chunks        int64                 // stream chunks decoded
+	Skipped       int64                 // stream chunks of silence not encoded (SkipSilence)
+	VADTime       time.Duration         // time in the VAD before steps
 	BatchSizes    map[int]int64         // batches by size
 	BatchTime     map[int]time.Duration // time in successful steps, by batch size
 	Faults        int64                 // failed or timed-out steps
@@ -263,6 +297,8 @@ type Batcher struct {
 	epoch             time.Time    // Stream.readyAt counts from here
 	chunkLat, stepLat latencyHist
 
+	mix mix // the share of chunks encoded and the VAD's cost (SkipSilence)
+
 	calibrating atomic.Bool // steps go to calSamples, not the EWMA
 	calMu       sync.Mutex
 	calSamples  []int64
@@ -275,7 +311,7 @@ func NewBatcher(info *ModelInfo, opts BatcherOptions) (*Batcher, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("asr: %w", err)
 	}
-	if opts.Endpoint.Mode == EndpointVAD {
+	if opts.Endpoint.Mode == EndpointVAD || opts.SkipSilence {
 		path, err := FindVADModel(opts.VADModel)
 		if err != nil {
 			return nil, err
@@ -387,8 +423,11 @@ func (b *Batcher) NewStreamWith(id string, onResult func(Result), o StreamOption
 	fb := b.fbank.newFbank()
 	s := &Stream{id: id, b: b, onResult: onResult, fbank: fb, done: make(chan struct{}),
 		maxBacklog: int64(b.opts.MaxBacklogMs / 10), graph: o.Hotwords}
-	if b.opts.Endpoint.Mode == EndpointVAD {
+	s.voiceEnd = -1
+	if b.opts.Endpoint.Mode == EndpointVAD || b.opts.SkipSilence {
 		s.vad = &VADState{}
+	}
+	if b.opts.Endpoint.Mode == EndpointVAD {
 		s.seg = NewSegmenter(int(b.opts.Endpoint.VADMinSilence * 1000))
 	}
 	if o.MaxBacklogMs != 0 {
@@ -526,10 +565,29 @@ func (b *Batcher) take(idle int) (batch []*Stream, wait time.Duration, settled [
 	if n == 0 {
 		return nil, 0, settled
 	}
-	if age := time.Since(b.readyAt[0]); n < b.opts.MaxBatch && age < b.opts.MaxWait && n < b.waitingFor() {
+	// A stream skipping silence weighs a quarter of one the encoder runs
+	// (its VAD and bookkeeping), so a batch of mostly silent streams keeps
+	// the encoder's rows near MaxBatch.
+	weight := func(s *Stream) int {
+		if s.silent.Load() {
+			return 1
+		}
+		return 4
+	}
+	load := 0
+	for _, s := range b.ready {
+		load += weight(s)
+	}
+	full := 4 * b.opts.MaxBatch
+	if age := time.Since(b.readyAt[0]); load < full && age < b.opts.MaxWait && n < b.waitingFor() {
 		return nil, b.opts.MaxWait - age, settled
 	}
-	k := min(n, b.opts.MaxBatch, (n+idle-1)/idle)
+	share := min(full, (load+idle-1)/idle)
+	k, w := 0, 0
+	for k < n && w < share && k < full {
+		w += weight(b.ready[k])
+		k++
+	}
 	batch = append(batch, b.ready[:k]...)
 	b.ready = append(b.ready[:0], b.ready[k:]...)
 	b.readyAt = append(b.readyAt[:0], b.readyAt[k:]...)
@@ -623,21 +681,28 @@ func (b *Batcher) ChunkLatency() Latency { return b.chunkLat.snapshot() }
 // StepLatency is the histogram, since start, of successful steps' times.
 func (b *Batcher) StepLatency() Latency { return b.stepLat.snapshot() }
 
-func (b *Batcher) record(job []*Stream, d time.Duration) {
-	n := len(job)
-	b.observe(n, d)
-	b.stepLat.add(d)
+// record counts a committed job: the encoder's step over enc took d (none
+// when every chunk was skipped); every chunk of job was committed.
+func (b *Batcher) record(job, enc []*Stream, d time.Duration) {
+	n := len(enc)
+	if n > 0 {
+		b.observe(n, d)
+		b.stepLat.add(d)
+	}
 	now := int64(time.Since(b.epoch))
 	for _, s := range job {
 		b.chunkLat.add(time.Duration(now - s.readyAt.Load()))
 	}
 	b.mu.Lock()
-	b.stats.Batches++
 	b.stats.Chunks += int64(n)
-	b.stats.BatchSizes[n]++
-	b.stats.BatchTime[n] += d
-	b.stats.StepTime += d
-	b.stats.Healthy = true
+	b.stats.Skipped += int64(len(job) - n)
+	if n > 0 {
+		b.stats.Batches++
+		b.stats.BatchSizes[n]++
+		b.stats.BatchTime[n] += d
+		b.stats.StepTime += d
+		b.stats.Healthy = true
+	}
 	b.mu.Unlock()
 }
 

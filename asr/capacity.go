@@ -2,7 +2,10 @@ package asr
 
 import (
 	"fmt"
+	"math"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,6 +39,110 @@ func (b *Batcher) observe(n int, d time.Duration) {
 	}
 }
 
+// mix is what streams cost beside their encoder steps, measured: the share
+// of their chunks the encoder runs (the rest are skipped silence) and the
+// VAD's time per chunk.
+type mix struct {
+	mu       sync.Mutex
+	enc, all int64        // chunks since the last update: encoded, all
+	ran      int64        // and heard by the VAD
+	at       time.Time    // the last update
+	talk     float64      // EWMA (time constant mixTau) of the share encoded; 1 until measured
+	heard    float64      // the same of the share the VAD heard; 1 until measured
+	vad      atomic.Int64 // the VAD's time per chunk heard, ns (EWMA)
+}
+
+// mixTau is how fast the measured share of speech follows the streams.
+const mixTau = 10 * time.Second
+
+// observeVAD feeds a job's VAD time and how many of its chunks the encoder
+// runs into the mix.
+func (b *Batcher) observeVAD(job, enc []*Stream, heard int, d time.Duration) {
+	if len(job) == 0 || b.workers[0].vad == nil {
+		return
+	}
+	b.mu.Lock()
+	b.stats.VADTime += d
+	b.mu.Unlock()
+	if heard >= max(1, b.opts.MaxBatch/2) {
+		sample := int64(d) / int64(heard)
+		for {
+			old := b.mix.vad.Load()
+			next := sample
+			if old > 0 {
+				next = old + (sample-old)/5
+			}
+			if b.mix.vad.CompareAndSwap(old, next) {
+				break
+			}
+		}
+	}
+	if !b.opts.SkipSilence || b.calibrating.Load() {
+		return
+	}
+	m := &b.mix
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range job {
+		if !s.noSkip {
+			m.all++
+		}
+	}
+	m.ran += int64(heard)
+	for _, s := range enc {
+		if !s.noSkip {
+			m.enc++
+		}
+	}
+	now := time.Now()
+	if m.at.IsZero() {
+		m.at, m.talk, m.heard = now, 1, 1
+	}
+	if dt := now.Sub(m.at); dt >= time.Second && m.all > 0 {
+		a := 1 - math.Exp(-float64(dt)/float64(mixTau))
+		m.talk += (float64(m.enc)/float64(m.all) - m.talk) * a
+		m.heard += (float64(m.ran)/float64(m.all) - m.heard) * a
+		m.enc, m.all, m.ran, m.at = 0, 0, 0, now
+	}
+}
+
+// mixNow is the shares of chunks encoded and heard by the VAD.
+func (b *Batcher) mixNow() (talk, heard float64) {
+	b.mix.mu.Lock()
+	defer b.mix.mu.Unlock()
+	if b.mix.at.IsZero() {
+		return 1, 1
+	}
+	return b.mix.talk, b.mix.heard
+}
+
+// Talking is the share of the streams' chunks the encoder has run lately
+// (EWMA over about 10 s): 1 without skipping or before any measure.
+func (b *Batcher) Talking() float64 {
+	b.mix.mu.Lock()
+	defer b.mix.mu.Unlock()
+	if b.mix.at.IsZero() {
+		return 1
+	}
+	return b.mix.talk
+}
+
+// VADCost is the VAD's measured time per stream chunk; 0 without VAD or
+// before a measure.
+func (b *Batcher) VADCost() time.Duration { return time.Duration(b.mix.vad.Load()) }
+
+// prerollFrames is what a stream skipping silence decodes again before a
+// chunk that hears speech: SkipPrerollMs in whole encoder frames; 0 when
+// not skipping.
+func (b *Batcher) prerollFrames() int64 {
+	if !b.opts.SkipSilence {
+		return 0
+	}
+	sub := b.info.ChunkShift / b.info.OutFrames
+	f := (b.opts.SkipPrerollMs/10 + sub - 1) / sub * sub
+	return int64(f)
+}
+
 // Workers is the number of engines.
 func (b *Batcher) Workers() int { return b.opts.Workers }
 
@@ -48,15 +155,37 @@ func (b *Batcher) ChunkPeriod() time.Duration {
 // before any full batch ran.
 func (b *Batcher) StepCost() time.Duration { return time.Duration(b.cost.Load()) }
 
-// Capacity estimates how many streams the engines serve in real time:
-// Workers × Headroom × ChunkPeriod / StepCost. Before any measure it is 0,
-// meaning unknown (see Calibrate).
+// Capacity estimates how many streams the engines serve in real time from
+// the work they measure: at the shares of chunks lately encoded (Talking)
+// and heard by the VAD, a chunk costs a step (StepCost) and the VAD's time
+// (VADCost), so Capacity = Workers × Headroom × ChunkPeriod / (heard ×
+// VADCost + Talking × StepCost).
+// When skipping silence it is bounded by TalkOverload times what the
+// engines serve with every stream talking (TalkingCapacity). Before any
+// measure it is 0, meaning unknown (see Calibrate).
 func (b *Batcher) Capacity() int {
-	c := b.cost.Load()
+	c := float64(b.cost.Load())
 	if c <= 0 {
 		return 0
 	}
-	return int(float64(b.opts.Workers) * b.opts.Headroom * float64(b.ChunkPeriod()) / float64(c))
+	budget := float64(b.opts.Workers) * b.opts.Headroom * float64(b.ChunkPeriod())
+	v := float64(b.mix.vad.Load())
+	talk, heard := b.mixNow()
+	n := budget / (heard*v + talk*c)
+	if b.opts.SkipSilence {
+		n = min(n, b.opts.TalkOverload*budget/(v+c))
+	}
+	return int(n)
+}
+
+// TalkingCapacity is Capacity with every stream talking: what the engines
+// serve in real time if every chunk is encoded.
+func (b *Batcher) TalkingCapacity() int {
+	c := float64(b.cost.Load())
+	if c <= 0 {
+		return 0
+	}
+	return int(float64(b.opts.Workers) * b.opts.Headroom * float64(b.ChunkPeriod()) / (float64(b.mix.vad.Load()) + c))
 }
 
 // Lag is how far behind real time decoding is: the most undecoded audio
@@ -93,6 +222,7 @@ func (b *Batcher) calibrate() error {
 		if err != nil {
 			return err
 		}
+		s.noSkip = true // silence, and the encoder's cost is what is measured
 		streams = append(streams, s)
 	}
 	// A first chunk each warms the engines up (tensors allocated, kernels

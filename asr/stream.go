@@ -84,9 +84,13 @@ type Stream struct {
 	dropped    int64 // frames dropped on overflow
 	segDropped int64 // dropped when the open utterance began
 	maxBacklog int64 // frames; <= 0: unbounded
-	// VAD (endpoint mode vad): the samples not yet seen, from vadBase.
+	// VAD (endpoint mode vad or skipping silence): the samples not yet
+	// seen, from vadBase.
 	vadBuf  []float32
 	vadBase int64
+	// silent: the stream's last chunk was skipped (read by the batcher's
+	// take without s.mu).
+	silent atomic.Bool
 
 	// Decoding state: only the batch holding the stream touches it.
 	state     []StateBuf
@@ -99,8 +103,16 @@ type Stream struct {
 	hyps      []hyp         // modified beam search: the open utterance's hypotheses
 	graph     *ContextGraph // hotwords; nil: none
 	vad       *VADState     // nil: no VAD
-	seg       *Segmenter
-	vadNext   int64 // sample where the next VAD window starts
+	seg       *Segmenter    // endpoint mode vad; nil: no speech events
+	vadNext   int64         // sample where the next VAD window starts
+	vadPend   []vadProb     // mode vad: windows the segmenter has not had yet
+	// Skipping silence: where the last voiced window ended (sample; -1:
+	// none yet), whether the last chunk was skipped and since which frame.
+	voiceEnd  int64
+	quiet     int // encoder frames since the last token (endpoints do not reset it)
+	skipping  bool
+	skipFrom  int64
+	noSkip    bool // always encoded (calibration)
 	vadPrimed bool
 	vadHeard  bool  // VAD heard speech in the open utterance
 	segStart  int64 // feature frame where the utterance began
@@ -170,7 +182,9 @@ func (s *Stream) Accept(samples []float32) {
 	s.fbank.Accept(samples)
 	if s.vad != nil {
 		s.vadBuf = append(s.vadBuf, samples...)
-		if over := len(s.vadBuf) - vadBufMax; over > 0 { // decoding far behind: the oldest go
+		// Decoding far behind: the oldest go, unless the stream keeps
+		// all its audio (a file).
+		if over := len(s.vadBuf) - vadBufMax; over > 0 && s.maxBacklog > 0 {
 			s.vadBuf = s.vadBuf[over:]
 			s.vadBase += int64(over)
 		}
@@ -209,11 +223,13 @@ func (s *Stream) Finish() {
 // pullFrames moves computed frames into the feature buffer. s.mu held.
 func (s *Stream) pullFrames() {
 	dim := s.fbank.Dim()
-	// Drop frames no chunk needs any more.
-	if dead := int(s.processed-s.featStart) * dim; dead > 0 && dead >= len(s.feats)/2 {
+	// Drop frames no chunk needs any more (a stream skipping silence keeps
+	// its pre-roll).
+	keep := s.processed - s.b.prerollFrames()
+	if dead := int(keep-s.featStart) * dim; dead > 0 && dead >= len(s.feats)/2 {
 		n := copy(s.feats, s.feats[dead:])
 		s.feats = s.feats[:n]
-		s.featStart = s.processed
+		s.featStart = keep
 	}
 	for {
 		n := len(s.feats)
@@ -278,7 +294,7 @@ func (s *Stream) result(kind ResultKind, processed, dropped int64) Result {
 	toks := s.tokens[ctx:]
 	shift := int64(s.b.info.FrameShiftMs())
 	r := Result{Stream: s.id, Kind: kind, Utt: s.utt, Text: s.text(toks), StartMs: s.segStart * 10, EndMs: processed * 10,
-		GapMs: (dropped - s.segDropped) * 10, NoSpeech: kind == Final && s.vad != nil && !s.vadHeard}
+		GapMs: (dropped - s.segDropped) * 10, NoSpeech: kind == Final && s.seg != nil && !s.vadHeard}
 	if kind == Final {
 		r.EndpointMs = processed * 10
 	}
@@ -351,27 +367,62 @@ func (s *Stream) resetUtterance(processed, dropped int64) {
 // vadBufMax bounds the samples a stream keeps for VAD (30 s).
 const vadBufMax = 30 * 16000
 
+// vadProb is a VAD window's speech probability and the sample it ends at.
+type vadProb struct {
+	end int64
+	p   float32
+}
+
 // vadWindows moves the stream's VAD windows that end by sample limit into
-// dst (copies). s.mu held.
-func (s *Stream) vadWindows(dst [][]float32, limit int64) [][]float32 {
+// dst (copies) and returns the sample the first of them starts at. s.mu
+// held.
+func (s *Stream) vadWindows(dst [][]float32, limit int64) ([][]float32, int64) {
 	end := min(limit, s.vadBase+int64(len(s.vadBuf)))
 	if !s.vadPrimed {
 		if end-s.vadBase < vadContext {
-			return dst
+			return dst, 0
 		}
 		s.vad.Prime(s.vadBuf[:vadContext])
 		s.vadPrimed, s.vadNext = true, s.vadBase+vadContext
 	}
 	s.vadNext = max(s.vadNext, s.vadBase) // after an overflow
+	first := s.vadNext
 	for s.vadNext+VADWindow <= end {
 		off := s.vadNext - s.vadBase
 		dst = append(dst, append([]float32(nil), s.vadBuf[off:off+VADWindow]...))
 		s.vadNext += VADWindow
 	}
+	s.vadTrim()
+	return dst, first
+}
+
+// vadPass moves the stream's VAD past the windows that end by sample limit
+// without hearing them: its model starts over from the audio before the
+// next window. s.mu held.
+func (s *Stream) vadPass(limit int64) {
+	end := min(limit, s.vadBase+int64(len(s.vadBuf)))
+	if !s.vadPrimed {
+		if end-s.vadBase < vadContext {
+			return
+		}
+		s.vadPrimed, s.vadNext = true, s.vadBase+vadContext
+	}
+	s.vadNext = max(s.vadNext, s.vadBase+vadContext)
+	if s.vadNext+VADWindow > end {
+		return
+	}
+	s.vadNext += (end - s.vadNext) / VADWindow * VADWindow
+	s.vad.h = [vadStateLen]float32{}
+	off := s.vadNext - s.vadBase
+	copy(s.vad.tail[:], s.vadBuf[off-vadContext:off])
+	s.vadTrim()
+}
+
+// vadTrim drops the samples no VAD window needs any more. s.mu held.
+func (s *Stream) vadTrim() {
 	if dead := s.vadNext - vadContext - s.vadBase; dead > int64(len(s.vadBuf)/2) {
 		n := copy(s.vadBuf, s.vadBuf[dead:])
 		s.vadBuf = s.vadBuf[:n]
 		s.vadBase += dead
 	}
-	return dst
 }

@@ -27,11 +27,15 @@ type worker struct {
 	cpuSince time.Time    // when the engine last moved to (or last retried from) CPU
 	inUse    atomic.Value // string: the running engine's provider, read by any goroutine
 	timer    *time.Timer
-	vad      *VAD // endpoint mode vad; run in commit, on the worker
+	vad      *VAD // endpoint mode vad or skipping silence; run on the worker
 	ends     []stepEnd
 	vadSets  [][][]float32
+	vadFirst []int64 // sample where each stream's first window of vadSets starts
 	vadWins  [][]float32
 	vadProbs []float32
+	skip     []bool // the job's streams whose chunk is not encoded
+	vadRan   int    // streams of the job the VAD heard
+	enc      []*Stream
 }
 
 // runner owns an engine and the scratch of the step it runs.
@@ -73,7 +77,7 @@ func newWorker(b *Batcher, id int) (*worker, error) {
 		return nil, err
 	}
 	w.r = r
-	if b.opts.Endpoint.Mode == EndpointVAD {
+	if b.opts.Endpoint.Mode == EndpointVAD || b.opts.SkipSilence {
 		if w.vad, err = NewVAD(b.opts.VADModel); err != nil {
 			w.close()
 			return nil, err
@@ -181,10 +185,19 @@ func (w *worker) loop() {
 	}
 }
 
-// run decodes one batch, retrying until it succeeds or the batcher closes.
+// run decodes one batch, retrying until it succeeds or the batcher closes:
+// the VAD first, then the encoder and search for the chunks that need them.
 func (w *worker) run(job []*Stream) bool {
 	b := w.b
 	w.retryDevice()
+	start := time.Now()
+	enc := w.prepare(job)
+	b.observeVAD(job, enc, w.vadRan, time.Since(start))
+	if len(enc) == 0 {
+		w.commit(job)
+		b.record(job, nil, 0)
+		return true
+	}
 	for {
 		if w.r == nil {
 			r, err := w.newRunner()
@@ -198,7 +211,7 @@ func (w *worker) run(job []*Stream) bool {
 			w.r = r
 		}
 		start := time.Now()
-		w.r.in <- job
+		w.r.in <- enc
 		w.timer.Reset(b.opts.RunTimeout)
 		var err error
 		timedOut := false
@@ -214,8 +227,9 @@ func (w *worker) run(job []*Stream) bool {
 			<-w.timer.C
 		}
 		if err == nil && !timedOut {
+			d := time.Since(start)
 			w.commit(job)
-			b.record(job, time.Since(start))
+			b.record(job, enc, d)
 			w.failures = 0
 			return true
 		}
@@ -223,7 +237,7 @@ func (w *worker) run(job []*Stream) bool {
 		fallback := w.failures >= b.opts.FallbackAfter && w.opts.Provider != "" && w.opts.Provider != "cpu"
 		b.fault(true, timedOut, fallback)
 		b.opts.Logger.Warn("asr: batch step failed, retrying on a fresh engine",
-			"worker", w.id, "batch", len(job), "timeout", timedOut, "err", errString(err), "failures", w.failures)
+			"worker", w.id, "batch", len(enc), "timeout", timedOut, "err", errString(err), "failures", w.failures)
 		w.r.abandon()
 		w.r = nil
 		if fallback {
@@ -398,30 +412,106 @@ type stepEnd struct {
 	processed, dropped int64
 }
 
-// runVAD runs Silero VAD over the audio the step decoded, all the job's
-// streams in one model call per window, and reports speech starts and ends.
-// A VAD error is logged; the streams' endpoints then wait for rule 3.
-func (w *worker) runVAD(job []*Stream) {
-	if w.vad == nil {
-		return
+// prepare runs Silero VAD over each stream's audio up to the end of the
+// chunk it is about to decode, all the job's streams in one model call per
+// window, and, when skipping silence, decides which chunks the encoder
+// runs: it returns those streams (a stream resuming after a skip is moved
+// back by the pre-roll first). A VAD error is logged and every chunk is
+// encoded.
+func (w *worker) prepare(job []*Stream) []*Stream {
+	b := w.b
+	info := b.info
+	n := len(job)
+	for len(w.vadSets) < n {
+		w.vadSets, w.vadFirst, w.skip = append(w.vadSets, nil), append(w.vadFirst, 0), append(w.skip, false)
 	}
-	wins := w.vadWins[:0]
+	w.enc = w.enc[:0]
+	if w.vad == nil {
+		for i := range job {
+			w.skip[i] = false
+		}
+		w.enc = append(w.enc, job...)
+		return w.enc
+	}
+	sub := info.ChunkShift / info.OutFrames
+	hangFrames := (b.opts.SkipHangoverMs/10 + sub - 1) / sub // encoder output frames
+	w.vadRan = 0
 	for i, s := range job {
+		// The decoder's blanks say when a stream may have gone quiet: the
+		// VAD (whose state starts over after a pause) then decides. In
+		// endpoint mode vad it hears every window.
+		w.skip[i] = b.opts.SkipSilence && !s.noSkip && s.quiet >= hangFrames
 		s.mu.Lock()
-		w.vadSets[i] = s.vadWindows(w.vadSets[i][:0], w.ends[i].processed*160)
+		limit := (s.processed + int64(info.ChunkFrames)) * 160
+		if s.seg != nil || w.skip[i] {
+			w.vadSets[i], w.vadFirst[i] = s.vadWindows(w.vadSets[i][:0], limit)
+			w.vadRan++
+		} else {
+			w.vadSets[i] = w.vadSets[i][:0]
+			s.vadPass(limit)
+		}
 		s.mu.Unlock()
 	}
-	for k := 0; ; k++ {
+	vadOK := w.runVAD(job)
+	hang := int64(b.opts.SkipHangoverMs) * 16
+	for i, s := range job {
+		s.mu.Lock()
+		start := s.processed * 160
+		skip := w.skip[i] && vadOK && (s.voiceEnd < 0 || s.voiceEnd+hang <= start)
+		switch {
+		case skip && !s.skipping:
+			s.skipping, s.skipFrom = true, s.processed
+		case !skip && s.skipping:
+			// Speech again: decode from the pre-roll before this chunk,
+			// as far as the skipped span and the kept features go.
+			back := min(b.prerollFrames(), s.processed-s.skipFrom, s.processed-s.featStart)
+			back -= back % int64(sub)
+			s.processed -= back
+			s.segStart = min(s.segStart, s.processed)
+			out := int(back) / sub
+			s.trailing, s.quiet = max(0, s.trailing-out), max(0, s.quiet-out)
+			for k := range s.hyps {
+				s.hyps[k].trailing = max(0, s.hyps[k].trailing-out)
+			}
+			s.skipping = false
+		}
+		s.mu.Unlock()
+		s.silent.Store(skip)
+		w.skip[i] = skip
+		if !skip {
+			w.enc = append(w.enc, s)
+		}
+	}
+	return w.enc
+}
+
+// runVAD gives the windows of vadSets to the model, each window index of
+// all streams in one call: a window over the voice threshold moves the
+// stream's voiceEnd; in endpoint mode vad the probabilities wait for the
+// segmenter. False on a VAD error (logged).
+func (w *worker) runVAD(job []*Stream) bool {
+	wins := w.vadWins[:0]
+	defer func() { w.vadWins = wins }()
+	for k := 0; w.anyWindow(len(job), k); k++ {
 		wins = wins[:0]
 		var states []*VADState
 		var who []int
 		for i, s := range job {
-			if k < len(w.vadSets[i]) {
-				wins, states, who = append(wins, w.vadSets[i][k]), append(states, s.vad), append(who, i)
+			if k >= len(w.vadSets[i]) {
+				continue
 			}
+			if x := w.vadSets[i][k]; s.seg == nil && hushed(x) {
+				// Next to digital silence: no speech, and the model
+				// starts over after it (rules mode only: mode vad's
+				// segmenter hears the model's every window).
+				s.vad.h = [vadStateLen]float32{}
+				copy(s.vad.tail[:], x[VADWindow-vadContext:])
+				continue
+			}
+			wins, states, who = append(wins, w.vadSets[i][k]), append(states, s.vad), append(who, i)
 		}
 		if len(wins) == 0 {
-			break
+			continue
 		}
 		if cap(w.vadProbs) < len(wins) {
 			w.vadProbs = make([]float32, len(wins))
@@ -429,43 +519,108 @@ func (w *worker) runVAD(job []*Stream) {
 		probs := w.vadProbs[:len(wins)]
 		if err := w.vad.Run(wins, states, probs); err != nil {
 			w.b.opts.Logger.Warn("asr: VAD", "err", err)
-			return
+			return false
 		}
 		for j, i := range who {
 			s := job[i]
-			if e, ok := s.seg.Add(probs[j]); ok {
-				kind := SpeechStart
-				if e.Speech {
-					s.vadHeard = true
-				} else {
-					kind = SpeechEnd
-				}
-				s.onResult(Result{Stream: s.id, Kind: kind, Utt: s.utt, StartMs: e.AtMs, EndMs: e.AtMs})
+			end := w.vadFirst[i] + int64(k+1)*VADWindow
+			if probs[j] > voiceThreshold {
+				s.voiceEnd = end
+			}
+			if s.seg != nil {
+				s.vadPend = append(s.vadPend, vadProb{end: end, p: probs[j]})
 			}
 		}
 	}
-	w.vadWins = wins
+	return true
+}
+
+// anyWindow tells whether one of the job's n streams has a k-th window.
+func (w *worker) anyWindow(n, k int) bool {
+	for _, set := range w.vadSets[:n] {
+		if k < len(set) {
+			return true
+		}
+	}
+	return false
+}
+
+// hushed tells whether a VAD window is next to digital silence (RMS under
+// -60 dBFS): no speech the VAD need hear.
+func hushed(x []float32) bool {
+	var e float32
+	for _, v := range x {
+		e += v * v
+	}
+	return e < float32(len(x))*1e-6
+}
+
+// voiceThreshold is the speech probability over which a VAD window keeps
+// its stream's encoder running: below the segmenter's 0.5, so that a soft
+// onset or a quiet word is not skipped.
+const voiceThreshold = 0.3
+
+// segment gives the segmenter the windows that end by the sample upTo (the
+// audio the decoder has now stepped over) and reports speech starts and
+// ends.
+func (s *Stream) segment(upTo int64) {
+	if s.seg == nil {
+		return
+	}
+	k := 0
+	for ; k < len(s.vadPend) && s.vadPend[k].end <= upTo; k++ {
+		if e, ok := s.seg.Add(s.vadPend[k].p); ok {
+			kind := SpeechStart
+			if e.Speech {
+				s.vadHeard = true
+			} else {
+				kind = SpeechEnd
+			}
+			s.onResult(Result{Stream: s.id, Kind: kind, Utt: s.utt, StartMs: e.AtMs, EndMs: e.AtMs})
+		}
+	}
+	s.vadPend = append(s.vadPend[:0], s.vadPend[k:]...)
 }
 
 // commit makes a successful step's results the streams' state and reports
-// partials, endpoints and finals.
+// partials, endpoints and finals. The encoder's rows are the job's streams
+// not skipped, in order; a skipped stream's chunk is all blank frames.
 func (w *worker) commit(job []*Stream) {
 	info := w.b.info
 	r := w.r
-	bt := r.batch
-	n := len(job)
+	n := len(w.enc)
+	var bt *Batch
+	if n > 0 {
+		bt = r.batch
+	}
 	D := info.EncoderDim
 	sub := info.ChunkShift / info.OutFrames
 	beam := w.b.opts.Decoding == ModifiedBeamSearch
-	for len(w.ends) < n {
-		w.ends, w.vadSets = append(w.ends, stepEnd{}), append(w.vadSets, nil)
+	for len(w.ends) < len(job) {
+		w.ends = append(w.ends, stepEnd{})
 	}
+	row := 0
 	for i, s := range job {
 		w.ends[i] = stepEnd{}
-		stackRow(info, bt.NewStates, s.state, i, n, true)
+		if w.skip[i] {
+			s.quiet += info.OutFrames
+			s.trailing += info.OutFrames
+			for k := range s.hyps {
+				s.hyps[k].trailing += info.OutFrames
+			}
+			s.mu.Lock()
+			s.processed += int64(info.ChunkShift)
+			w.ends[i] = stepEnd{processed: s.processed, dropped: s.dropped}
+			s.mu.Unlock()
+			continue
+		}
+		j := row // the stream's row in the encoder's batch
+		row++
+		stackRow(info, bt.NewStates, s.state, j, n, true)
 		changed := false
+		before := s.trailing
 		if beam {
-			s.hyps = append(s.hyps[:0], r.beams[i]...)
+			s.hyps = append(s.hyps[:0], r.beams[j]...)
 			b := best(s.hyps)
 			changed = !slices.Equal(b.ys, s.tokens)
 			s.tokens = append(s.tokens[:0], b.ys...)
@@ -473,13 +628,18 @@ func (w *worker) commit(job []*Stream) {
 			s.probs = append(s.probs[:0], b.probs...)
 			s.trailing = b.trailing
 		} else {
-			h := &r.hyps[i]
+			h := &r.hyps[j]
 			s.tokens = append(s.tokens, h.tokens...)
 			s.times = append(s.times, h.times...)
 			s.probs = append(s.probs, h.probs...)
 			s.trailing = h.trailing
-			copy(s.decOut, bt.JoinDec[i*D:(i+1)*D])
+			copy(s.decOut, bt.JoinDec[j*D:(j+1)*D])
 			s.hasDecOut = true
+		}
+		if s.trailing == before+info.OutFrames { // no token in the chunk
+			s.quiet += info.OutFrames
+		} else {
+			s.quiet = s.trailing
 		}
 		s.mu.Lock()
 		s.processed += int64(info.ChunkShift)
@@ -493,9 +653,9 @@ func (w *worker) commit(job []*Stream) {
 		}
 		w.ends[i] = stepEnd{processed: processed, dropped: dropped}
 	}
-	w.runVAD(job)
 	for i, s := range job {
 		processed, dropped := w.ends[i].processed, w.ends[i].dropped
+		s.segment(processed * 160)
 		ntok := len(s.tokens) - info.ContextSize
 		ep := &w.b.opts.Endpoint
 		endpoint := ep.IsEndpoint(int(processed-s.segStart), s.trailing*sub)

@@ -1,0 +1,218 @@
+package asr
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/callscribe/callscribe/media"
+)
+
+// parityRefs reads the parity corpus's reference texts: the sentences of
+// scripts/make-parity-corpus (u00 is the first), and the test WAVs' from
+// the model's trans.txt.
+func parityRefs(t *testing.T) map[string]string {
+	t.Helper()
+	refs := map[string]string{}
+	for _, n := range []string{"0.wav", "1.wav", "8k.wav"} {
+		refs[n] = testWavTexts[n] // the peer's, where LibriSpeech's own are not in the model's directory
+	}
+	f, err := os.Open("../scripts/make-parity-corpus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	in, i := false, 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "done <<'TEXT'"):
+			in = true
+		case line == "TEXT":
+			in = false
+		case in && line != "":
+			refs[fmt.Sprintf("u%02d-%dk.wav", i, map[bool]int{true: 16, false: 8}[i%2 == 0])] = line
+			i++
+		}
+	}
+	if i < 20 {
+		t.Fatalf("%d parity sentences", i)
+	}
+	return refs
+}
+
+// silentCalls makes streams as calls with long silences hear them: each
+// stream speaks four utterances of the parity corpus, each followed by
+// as much silence as the speech again and more (1, 2, 4 and 8 s beyond),
+// after 3 s of silence first.
+func silentCalls(t *testing.T, refs map[string]string) (sigs [][]float32, want []string) {
+	t.Helper()
+	var names []string
+	for n := range refs {
+		names = append(names, n)
+	}
+	names = sortedNames(names)
+	var utts [][]float32
+	for _, n := range names {
+		path := filepath.Join("testdata", "parity", n)
+		if !strings.HasPrefix(n, "u") {
+			continue // the LibriSpeech WAVs are long talk, not calls
+		}
+		a, err := media.ReadWAVFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := a.Samples
+		if a.SampleRate != 16000 {
+			if x, err = media.ResampleFilter(x, a.SampleRate, 16000, media.FilterKaldi); err != nil {
+				t.Fatal(err)
+			}
+		}
+		utts = append(utts, x)
+		want = append(want, refs[n])
+	}
+	var texts []string
+	for c := 0; c*4 < len(utts); c++ {
+		x := make([]float32, 3*16000)
+		var text []string
+		for k := range 4 {
+			i := (c*4 + k) % len(utts)
+			x = append(x, utts[i]...)
+			x = append(x, make([]float32, len(utts[i])+(1<<k)*16000)...)
+			text = append(text, want[i])
+		}
+		sigs = append(sigs, x)
+		texts = append(texts, strings.Join(text, " "))
+	}
+	return sigs, texts
+}
+
+func sortedNames(ns []string) []string {
+	for i := range ns {
+		for j := i + 1; j < len(ns); j++ {
+			if ns[j] < ns[i] {
+				ns[i], ns[j] = ns[j], ns[i]
+			}
+		}
+	}
+	return ns
+}
+
+// Skipping silence on calls that talk less than half of the time: most
+// chunks are not encoded, the finals are as accurate as without skipping
+// (word error rate against the corpus's sentences), the words that both
+// runs find keep their times, and in endpoint mode vad the speech events
+// and NoSpeech are what they were.
+func TestSkipSilence(t *testing.T) {
+	refs := parityRefs(t)
+	sigs, want := silentCalls(t, refs)
+	var audio int
+	for _, x := range sigs {
+		audio += len(x)
+	}
+	// A line's noise floor under the silences (-50 dBFS, white): the VAD
+	// then hears every window of them.
+	noisy := make([][]float32, len(sigs))
+	rng := uint32(1)
+	for i, x := range sigs {
+		noisy[i] = make([]float32, len(x))
+		for k, v := range x {
+			rng = rng*1664525 + 1013904223
+			noisy[i][k] = v + (float32(rng>>8)/(1<<24)-0.5)*0.011
+		}
+	}
+	for _, mode := range []string{EndpointRules, EndpointVAD, "rules, noise floor"} {
+		ep := DefaultEndpointConfig()
+		ep.Mode = mode
+		sigs := sigs
+		if mode != EndpointVAD && mode != EndpointRules {
+			ep.Mode, sigs = EndpointRules, noisy
+		}
+		run := func(skip bool) ([][]Result, Stats) {
+			b := newTestBatcher(t, ModelFiles{}, BatcherOptions{Workers: 1, Endpoint: ep, SkipSilence: skip})
+			res, err := DecodeAll(b, sigs, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := b.Stats()
+			b.Close()
+			return res, st
+		}
+		off, stOff := run(false)
+		on, stOn := run(true)
+		wer := func(res [][]Result) (float64, int) {
+			var e, n int
+			for i := range res {
+				de, dn := WordErrors(ScoringText(want[i]), ScoringText(FinalText(res[i])))
+				e, n = e+de, n+dn
+			}
+			return 100 * float64(e) / float64(n), e
+		}
+		werOff, eOff := wer(off)
+		werOn, eOn := wer(on)
+		share := float64(stOn.Skipped) / float64(stOn.Skipped+stOn.Chunks)
+		t.Logf("%s: %d streams, %.0f s of audio: chunks encoded %d without skipping, %d with (%d skipped, %.0f%%); WER %.1f%% (%d errors) and %.1f%% (%d); VAD %v in all",
+			mode, len(sigs), float64(audio)/16000, stOff.Chunks, stOn.Chunks, stOn.Skipped, 100*share, werOff, eOff, werOn, eOn, stOn.VADTime)
+		if share < 0.4 {
+			t.Errorf("%s: %.0f%% of chunks skipped on calls silent more than half of the time", mode, 100*share)
+		}
+		if werOn > werOff+1.5 {
+			t.Errorf("%s: WER %.1f%% with skipping, %.1f%% without", mode, werOn, werOff)
+		}
+		same := 0
+		for i := range sigs {
+			if FinalText(on[i]) != FinalText(off[i]) {
+				t.Logf("%s stream %d:\n off %q\n on  %q", mode, i, FinalText(off[i]), FinalText(on[i]))
+				continue
+			}
+			a, b := finalWords(off[i]), finalWords(on[i])
+			for k := range a {
+				same++
+				if d := a[k].StartMs - b[k].StartMs; d > 80 || d < -80 {
+					t.Errorf("%s stream %d word %q at %d ms, %d ms without skipping", mode, i, a[k].Text, b[k].StartMs, a[k].StartMs)
+				}
+			}
+		}
+		if same == 0 && mode != "rules, noise floor" {
+			t.Errorf("%s: no stream with the same finals with and without skipping", mode)
+		}
+		if ep.Mode == EndpointVAD {
+			if a, b := speechEvents(off), speechEvents(on); a != b {
+				t.Errorf("speech events differ:\n off %s\n on  %s", a, b)
+			}
+		}
+	}
+}
+
+func finalWords(rs []Result) []Word {
+	var ws []Word
+	for _, r := range rs {
+		if r.Kind == Final {
+			ws = append(ws, r.Words...)
+		}
+	}
+	return ws
+}
+
+// speechEvents lists every stream's speech starts and ends and its finals'
+// NoSpeech.
+func speechEvents(res [][]Result) string {
+	var sb strings.Builder
+	for i, rs := range res {
+		fmt.Fprintf(&sb, "%d:", i)
+		for _, r := range rs {
+			switch {
+			case r.Kind == SpeechStart || r.Kind == SpeechEnd:
+				fmt.Fprintf(&sb, " %s@%d", r.Kind, r.StartMs)
+			case r.Kind == Final && r.NoSpeech:
+				fmt.Fprintf(&sb, " nospeech")
+			}
+		}
+		sb.WriteString("\n")
+	}
+	return sb.String()
+}
