@@ -91,15 +91,18 @@ type BatcherOptions struct {
 	MaxBacklogMs int `yaml:"-"`
 	// Headroom is the share of each engine's core that recognition may
 	// take in the capacity estimate (workers × headroom × chunk period /
-	// step time per stream); the rest of each core is left to the packet
-	// path, features and Redis. Default 0.65.
+	// the measured cost of a stream's chunk, see Batcher.Capacity); the
+	// rest of each core is left to the packet path, features and Redis.
+	// Default 0.65.
 	Headroom float64 `yaml:"headroom"`
-	// SkipSilence runs Silero VAD on every stream ahead of the encoder: a
-	// chunk more than SkipHangoverMs after the last voiced window is not
-	// encoded (the stream's state stays as it was; its frames count as
-	// blanks), and at speech onset the stream resumes SkipPrerollMs before
-	// the chunk that heard it. DefaultBatcherOptions turns it on; the zero
-	// value is off.
+	// SkipSilence: no inference on silence. A stream whose decoder has
+	// heard SkipHangoverMs of blanks runs Silero VAD (batched, on the
+	// worker) ahead of the encoder; a chunk with no voiced window in it or
+	// within SkipHangoverMs before it is not encoded (the stream's state
+	// stays as it was, its frames count as blanks for endpointing), and at
+	// speech the stream resumes SkipPrerollMs before the chunk that heard
+	// it. Windows near digital silence skip the VAD too. On in
+	// DefaultBatcherOptions; the zero value is off.
 	SkipSilence bool `yaml:"skip_silence"`
 	// SkipHangoverMs of silence after voice are still encoded (the model
 	// emits a word a few hundred ms after its audio); default 600.
