@@ -10,8 +10,8 @@ import (
 // Check is what a start needs beyond a valid configuration, without
 // starting anything: ONNX Runtime loads (with the provider's build), the
 // model's files are there and shaped as a streaming transducer, the VAD
-// model is found when asr.endpoint.mode is vad, and the TLS certificates
-// and keys load. It binds no port and does not reach Redis. It returns a
+// model is found when asr.endpoint.mode is vad or asr.skip_silence is on,
+// and the TLS certificates and keys load. It binds no port and does not reach Redis. It returns a
 // line naming what it found.
 func Check(cfg Config) (string, error) {
 	if err := cfg.Validate(); err != nil {
@@ -25,7 +25,7 @@ func Check(cfg Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if a.Endpoint.Mode == asr.EndpointVAD {
+	if a.Endpoint.Mode == asr.EndpointVAD || a.SkipSilence {
 		if _, err := asr.FindVADModel(a.VADModel); err != nil {
 			return "", fmt.Errorf("asr.vad_model: %w", err)
 		}
