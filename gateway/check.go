@@ -11,8 +11,8 @@ import (
 // starting anything: ONNX Runtime loads (with the provider's build), the
 // model's files are there and shaped as a streaming transducer, the VAD
 // model is found when asr.endpoint.mode is vad or asr.skip_silence is on,
-// and the TLS certificates and keys load. It binds no port and does not reach Redis. It returns a
-// line naming what it found.
+// and the TLS certificates and keys load. It binds no port and does not
+// reach Redis. It returns a line naming what it found.
 func Check(cfg Config) (string, error) {
 	if err := cfg.Validate(); err != nil {
 		return "", err
