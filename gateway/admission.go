@@ -77,8 +77,9 @@ func (g *Calls) MaxStreams() int {
 // capacity, less what the second pass takes. A stream costs its first
 // pass f1 = step time / chunk period and, talking all the time, the second
 // pass's cost per second of audio f2 on the same cores, so the cores serve
-// capacity × f1 / (f1 + f2) streams; and the second pass runs on one core
-// (its time per core, capacity × f1 / workers, over f2).
+// capacity × f1 / (f1 + f2) streams; and no more than the second pass's
+// own recognizers serve (each on a core: capacity × f1 / workers per core,
+// over f2).
 func (g *Calls) capacity() int {
 	c := g.asr.Capacity()
 	p := g.opts.SecondPass
@@ -91,8 +92,8 @@ func (g *Calls) capacity() int {
 		return c
 	}
 	all := float64(c) * f1 / (f1 + f2)
-	one := float64(c) * f1 / float64(g.asr.Workers()) / f2
-	return int(min(all, one))
+	own := float64(c) * f1 / float64(g.asr.Workers()) * float64(p.Workers()) / f2
+	return int(min(all, own))
 }
 
 // Streams is the number of recognition streams the calls holding a slot

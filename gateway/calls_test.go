@@ -106,6 +106,9 @@ func (e delayEngine) Encode(b *asr.Batch) error {
 // delayedBatcher is the model's batcher with o, on engines slowed by delay.
 func delayedBatcher(t *testing.T, o asr.BatcherOptions, delay *atomic.Int64) *asr.Batcher {
 	t.Helper()
+	if err := asr.InitRuntime("", "cpu"); err != nil {
+		t.Fatal(err)
+	}
 	info, err := asr.LoadModelInfo(asr.ModelFiles{Dir: asrtest.ModelDir(t)})
 	if err != nil {
 		t.Fatal(err)

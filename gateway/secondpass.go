@@ -79,10 +79,11 @@ func (o SecondPassOptions) withDefaults() SecondPassOptions {
 	return o
 }
 
-// SecondPass is the shared second-pass stage: a goroutine recognizing the
-// finals asked for, and one ending those that overstay their time.
+// SecondPass is the shared second-pass stage: a goroutine per recognizer
+// taking rounds of the finals asked for, and one ending those that
+// overstay their time.
 type SecondPass struct {
-	rec  Recognizer
+	recs []Recognizer
 	opts SecondPassOptions
 	jobs chan *passJob
 	quit chan struct{}
@@ -110,19 +111,25 @@ type passJob struct {
 	once    sync.Once
 }
 
-// NewSecondPass starts a second pass over rec. cost, if known (Cost of a
-// busy round), seeds the capacity estimate: recognition time per second of
-// audio.
-func NewSecondPass(rec Recognizer, cost time.Duration, o SecondPassOptions) *SecondPass {
+// NewSecondPass starts a second pass over recs, each recognizing a round
+// at a time (one per core: a round's batch runs on one). cost, if known
+// (Cost of a busy round), seeds the capacity estimate: recognition time per
+// second of audio.
+func NewSecondPass(recs []Recognizer, cost time.Duration, o SecondPassOptions) *SecondPass {
 	o = o.withDefaults()
-	p := &SecondPass{rec: rec, opts: o, jobs: make(chan *passJob, o.MaxQueue), quit: make(chan struct{}),
+	p := &SecondPass{recs: recs, opts: o, jobs: make(chan *passJob, o.MaxQueue), quit: make(chan struct{}),
 		inflight: map[*passJob]struct{}{}, fallbacks: map[string]int64{}}
 	p.cost.Store(int64(cost))
-	p.wg.Add(2)
-	go p.run()
+	p.wg.Add(1 + len(recs))
+	for _, r := range recs {
+		go p.run(r)
+	}
 	go p.watch()
 	return p
 }
+
+// Workers is the number of recognizers, each on a core.
+func (p *SecondPass) Workers() int { return len(p.recs) }
 
 // ask queues a final's audio; result is called once, on a goroutine of the
 // stage's, with the second pass's words or the reason to fall back.
@@ -162,9 +169,9 @@ func (p *SecondPass) finish(j *passJob, words []moonshine.Word, reason string) {
 	})
 }
 
-// run recognizes the jobs, a round at a time: every job waiting, up to
+// run recognizes jobs on rec, a round at a time: every job waiting, up to
 // MaxRound.
-func (p *SecondPass) run() {
+func (p *SecondPass) run(rec Recognizer) {
 	defer p.wg.Done()
 	var round []*passJob
 	for {
@@ -184,13 +191,13 @@ func (p *SecondPass) run() {
 				break more
 			}
 		}
-		p.recognize(round)
+		p.recognize(rec, round)
 	}
 }
 
 // recognize runs one round: the jobs not already ended, each cut into
 // pieces of at most MaxSegment.
-func (p *SecondPass) recognize(round []*passJob) {
+func (p *SecondPass) recognize(rec Recognizer, round []*passJob) {
 	p.mu.Lock()
 	live := round[:0]
 	for _, j := range round {
@@ -214,7 +221,7 @@ func (p *SecondPass) recognize(round []*passJob) {
 		audio += time.Duration(len(j.audio)) * time.Second / moonshine.SampleRate
 	}
 	t := time.Now()
-	res, err := p.rec.Recognize(segs)
+	res, err := rec.Recognize(segs)
 	took := time.Since(t)
 	p.observe(len(live), audio, took)
 	if err != nil {

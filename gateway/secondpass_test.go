@@ -45,7 +45,7 @@ func moonshineTiny(t testing.TB) *moonshine.Recognizer {
 
 // withPass is a second pass over rec, closed at the end of the test.
 func withPass(t testing.TB, rec Recognizer, o SecondPassOptions) *SecondPass {
-	p := NewSecondPass(rec, 0, o)
+	p := NewSecondPass([]Recognizer{rec}, 0, o)
 	t.Cleanup(p.Close)
 	return p
 }

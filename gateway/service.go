@@ -35,7 +35,7 @@ type Service struct {
 	batcher  *asr.Batcher
 	pub      *transcript.Publisher
 	calls    *Calls
-	final    *moonshine.Recognizer // the second pass's, or nil
+	final    []*moonshine.Recognizer // the second pass's
 	pass     *SecondPass
 	sip      *sip.Server
 	whip     *webrtc.Server
@@ -354,8 +354,8 @@ func (s *Service) close() {
 	if s.pass != nil {
 		s.pass.Close()
 	}
-	if s.final != nil {
-		s.final.Close()
+	for _, r := range s.final {
+		r.Close()
 	}
 	if s.batcher != nil {
 		s.batcher.Close()
@@ -373,21 +373,29 @@ func (s *Service) openSecondPass(onDone func(time.Duration)) error {
 	if err != nil {
 		return err
 	}
-	s.final, err = moonshine.New(moonshine.Files{Dir: dir}, moonshine.Options{Provider: a.Engine.Provider,
-		DeviceID: a.Engine.DeviceID, CUDAOptions: a.Engine.CUDAOptions, Logger: s.log})
-	if err != nil {
-		return err
+	// A recognizer per engine of the first pass: rounds run on as many
+	// cores.
+	recs := make([]Recognizer, s.batcher.Workers())
+	for i := range recs {
+		r, err := moonshine.New(moonshine.Files{Dir: dir}, moonshine.Options{Provider: a.Engine.Provider,
+			DeviceID: a.Engine.DeviceID, CUDAOptions: a.Engine.CUDAOptions, Logger: s.log})
+		if err != nil {
+			return err
+		}
+		s.final = append(s.final, r)
+		recs[i] = r
 	}
 	// A round of finals as a busy gateway has them: a full batch of 4 s
 	// segments decoding 4 tokens a second (speech says about 3.5).
 	const n, length, perSecond = moonshine.DefaultMaxBatch, 4 * time.Second, 4
-	took, err := s.final.Cost(n, length, perSecond*int(length.Seconds()))
+	took, err := s.final[0].Cost(n, length, perSecond*int(length.Seconds()))
 	if err != nil {
 		return err
 	}
 	cost := time.Duration(float64(took) / (n * length.Seconds()))
-	s.log.Info("callscribe: second pass "+a.FinalModel, "provider", s.final.Provider(), "per_audio_second", cost)
-	s.pass = NewSecondPass(s.final, cost, SecondPassOptions{MaxSegment: a.FinalMaxSegment, Timeout: a.FinalModelTimeout,
+	s.log.Info("callscribe: second pass "+a.FinalModel, "provider", s.final[0].Provider(), "recognizers", len(recs),
+		"per_audio_second", cost)
+	s.pass = NewSecondPass(recs, cost, SecondPassOptions{MaxSegment: a.FinalMaxSegment, Timeout: a.FinalModelTimeout,
 		OnDone: onDone, Logger: s.log})
 	return nil
 }

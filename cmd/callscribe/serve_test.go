@@ -118,8 +118,10 @@ func (g *gatewayProc) start(t *testing.T) {
 	g.cmd = exec.Command(os.Args[0], append([]string{"serve", "-sip", g.sip, "-http", g.http}, g.args...)...)
 	// Tests share a loaded machine (and a race build is several times
 	// slower): admission by the recognizer's capacity is off unless a test
-	// sets -max-streams or -max-lag itself.
-	g.cmd.Env = append(append(os.Environ(), "CALLSCRIBE_TEST_MAIN=1", "CALLSCRIBE_MAX_STREAMS=100000", "CALLSCRIBE_MAX_LAG=1h"), g.env...)
+	// sets -max-streams or -max-lag itself; so is the second pass, unless
+	// a test sets -final-model.
+	g.cmd.Env = append(append(os.Environ(), "CALLSCRIBE_TEST_MAIN=1", "CALLSCRIBE_MAX_STREAMS=100000", "CALLSCRIBE_MAX_LAG=1h",
+		"CALLSCRIBE_FINAL_MODEL=none"), g.env...)
 	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
 	if err := g.cmd.Start(); err != nil {
 		t.Fatal(err)
