@@ -375,14 +375,13 @@ func (s *Service) openSecondPass(onDone func(time.Duration)) error {
 	}
 	// A recognizer per engine of the first pass: rounds run on as many
 	// cores.
-	recs := make([]Recognizer, s.batcher.Workers())
-	for i := range recs {
-		r, err := moonshine.New(moonshine.Files{Dir: dir}, moonshine.Options{Provider: a.Engine.Provider,
-			DeviceID: a.Engine.DeviceID, CUDAOptions: a.Engine.CUDAOptions, Logger: s.log})
-		if err != nil {
-			return err
-		}
-		s.final = append(s.final, r)
+	s.final, err = moonshine.NewN(moonshine.Files{Dir: dir}, moonshine.Options{Provider: a.Engine.Provider,
+		DeviceID: a.Engine.DeviceID, CUDAOptions: a.Engine.CUDAOptions, Logger: s.log}, s.batcher.Workers())
+	if err != nil {
+		return err
+	}
+	recs := make([]Recognizer, len(s.final))
+	for i, r := range s.final {
 		recs[i] = r
 	}
 	// A round of finals as a busy gateway has them: a full batch of 4 s

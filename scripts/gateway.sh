@@ -38,7 +38,9 @@ start_gateway() {
   bin/callscribe serve -sip "$SIP_ADDR" -http "$HTTP_ADDR" -redis "$REDIS_ADDR" -model "$model" \
     -rtp-ports "$@" >"$tmp/gateway.log" 2>&1 &
   pids+=($!)
-  for _ in $(seq 1 100); do
+  # Up to 30 s: the recognizer measures itself, a second pass loads and
+  # measures too.
+  for _ in $(seq 1 300); do
     curl -fs "http://$HTTP_ADDR/readyz" >/dev/null 2>&1 && return
     sleep 0.1
   done

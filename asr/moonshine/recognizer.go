@@ -107,6 +107,16 @@ type Recognizer struct {
 
 // New opens a model. ONNX Runtime must have been started (asr.InitRuntime).
 func New(files Files, opts Options) (*Recognizer, error) {
+	rs, err := NewN(files, opts, 1)
+	if err != nil {
+		return nil, err
+	}
+	return rs[0], nil
+}
+
+// NewN opens n recognizers of one model, each with sessions of its own (to
+// run on as many cores), reading and rewriting the model files once.
+func NewN(files Files, opts Options, n int) ([]*Recognizer, error) {
 	files, err := files.Resolve()
 	if err != nil {
 		return nil, err
@@ -126,26 +136,32 @@ func New(files Files, opts Options) (*Recognizer, error) {
 	if vocab.Len() > shape.Vocab {
 		return nil, fmt.Errorf("%w: %s has %d tokens, the decoder %d logits", ErrModel, files.Tokens, vocab.Len(), shape.Vocab)
 	}
-	r := &Recognizer{files: files, shape: shape, vocab: vocab, opts: opts, provider: opts.Provider, bucket: 1}
-	if opts.BucketMs > 0 {
-		r.bucket = opts.BucketMs * SampleRate / 1000
-	}
 	m, err := loadModels(files, opts)
 	if err != nil {
 		return nil, err
 	}
-	r.rewrites = m.rewrites
-	r.enc, r.dec, err = openSessions(files, m, shape, opts)
-	if err != nil && opts.Provider == "cuda" {
-		logger(opts.Logger).Warn("moonshine: CUDA provider unavailable, using CPU", "err", err)
-		opts.Provider = "cpu"
-		r.provider = "cpu"
+	var out []*Recognizer
+	for range max(n, 1) {
+		r := &Recognizer{files: files, shape: shape, vocab: vocab, opts: opts, provider: opts.Provider, bucket: 1, rewrites: m.rewrites}
+		if opts.BucketMs > 0 {
+			r.bucket = opts.BucketMs * SampleRate / 1000
+		}
 		r.enc, r.dec, err = openSessions(files, m, shape, opts)
+		if err != nil && opts.Provider == "cuda" {
+			logger(opts.Logger).Warn("moonshine: CUDA provider unavailable, using CPU", "err", err)
+			opts.Provider = "cpu"
+			r.provider = "cpu"
+			r.enc, r.dec, err = openSessions(files, m, shape, opts)
+		}
+		if err != nil {
+			for _, o := range out {
+				o.Close()
+			}
+			return nil, err
+		}
+		out = append(out, r)
 	}
-	if err != nil {
-		return nil, err
-	}
-	return r, nil
+	return out, nil
 }
 
 // Shape is the model's shape.
