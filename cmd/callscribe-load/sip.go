@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -77,8 +78,15 @@ func sipLoad(args []string, w io.Writer) error {
 	wavs := fs.String("wavs", "", "directory of WAVs with trans.txt (default: the test model's test_wavs)")
 	tail := fs.Duration("tail", 2*time.Second, "silence after the speech, before the hangup")
 	siprec := fs.Bool("siprec", false, "place SIPREC recording sessions (over TCP): two parties, two recordings, a leg each")
+	talk := fs.Float64("talk", 1, "share of the time a call talks: each recording is followed by silence so that it is this share (0.5: as much silence as speech), then -tail before the hangup")
+	perCall := fs.Int("utterances", 1, "recordings each call speaks, one after the other (the corpus in turn from the call's own)")
+	lead := fs.Duration("lead", 0, "silence every call starts with (all calls quiet, then all talking at once)")
+	stagger := fs.Bool("stagger", false, "spread the calls' talk: call i starts with (i mod 16)/16 of its first recording and its silence more silence")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *talk <= 0 || *talk > 1 || *perCall < 1 {
+		return errors.New("-talk must be in (0, 1] and -utterances at least 1")
 	}
 	if *wavs == "" {
 		*wavs = filepath.Join(os.Getenv("CALLSCRIBE_MODEL"), "test_wavs")
@@ -88,9 +96,34 @@ func sipLoad(args []string, w io.Writer) error {
 	}
 	// The phones' SIP stack logs each closed dialog; only errors matter here.
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
-	utts, err := loadUtterances(*wavs, *tail)
+	utts, err := loadUtterances(*wavs, 0)
 	if err != nil {
 		return err
+	}
+	// A party's audio: the call's recordings, each followed by its
+	// silence, after the lead, then the tail.
+	party := func(c, r int) utterance {
+		var u utterance
+		var refs []string
+		var x []byte
+		pad := func(d time.Duration) { x = append(x, siptest.PCMU(make([]float32, int(d.Seconds()*8000)))...) }
+		pad(*lead)
+		for k := range *perCall {
+			v := utts[(c+r+k)%len(utts)]
+			gap := time.Duration(float64(len(v.pcmu))*(1 / *talk - 1)) * time.Second / 8000
+			if k == 0 && *stagger {
+				pad(time.Duration(c%16) * (time.Duration(len(v.pcmu))*time.Second/8000 + gap) / 16)
+			}
+			x = append(x, v.pcmu...)
+			u.speechMs = int64(len(x)) / 8 // the end of the last recording's speech
+			if k < *perCall-1 {
+				pad(gap)
+			}
+			refs = append(refs, v.ref)
+		}
+		pad(*tail)
+		u.name, u.ref, u.pcmu = utts[(c+r)%len(utts)].name, strings.Join(refs, " "), x
+		return u
 	}
 	follower := transcript.NewFollower(transcript.FollowerOptions{Addr: *redisAddr, MaxFollows: *calls})
 	defer follower.Close()
@@ -100,6 +133,7 @@ func sipLoad(args []string, w io.Writer) error {
 		latency     time.Duration   // speech end to the call's last final
 		partials    []time.Duration // each partial: the end of its last word to Redis
 		audio       time.Duration
+		legAudio    time.Duration // every leg's
 		code        int
 	}
 	var mu sync.Mutex
@@ -109,6 +143,28 @@ func sipLoad(args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	m0, err := gatewayMetrics(*base)
+	if err != nil {
+		return err
+	}
+	// The recognizer's lag, every 250 ms while the calls run.
+	var maxLag float64
+	var lagWG sync.WaitGroup
+	stopLag := make(chan struct{})
+	lagWG.Go(func() {
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopLag:
+				return
+			case <-tick.C:
+				if m, err := gatewayMetrics(*base); err == nil {
+					maxLag = max(maxLag, m["callscribe_asr_lag_seconds"])
+				}
+			}
+		}
+	})
 	t0 := time.Now()
 	for c := range *calls {
 		wg.Go(func() {
@@ -119,10 +175,10 @@ func sipLoad(args []string, w io.Writer) error {
 			}
 			defer ph.Close()
 			for r := range *rounds {
-				parties := []utterance{utts[(c+r)%len(utts)]}
+				parties := []utterance{party(c, r)}
 				var talked siptest.Talked
 				if *siprec {
-					parties = append(parties, utts[(c+r+1)%len(utts)])
+					parties = append(parties, party(c, r+1))
 					talked, err = ph.Record(*target, siptest.RecordingMetadata("sip:customer@trunk.invalid", "sip:agent@agents.invalid"),
 						parties[0].pcmu, parties[1].pcmu)
 				} else {
@@ -148,6 +204,7 @@ func sipLoad(args []string, w io.Writer) error {
 					res.words += n
 					speechMs = max(speechMs, u.speechMs)
 					res.audio = max(res.audio, time.Duration(len(u.pcmu))*time.Second/8000)
+					res.legAudio += time.Duration(len(u.pcmu)) * time.Second / 8000
 				}
 				res.latency = last.Sub(talked.Start.Add(time.Duration(min(endMs, speechMs)) * time.Millisecond))
 				mu.Lock()
@@ -158,12 +215,18 @@ func sipLoad(args []string, w io.Writer) error {
 	}
 	wg.Wait()
 	wall := time.Since(t0)
+	close(stopLag)
+	lagWG.Wait()
 	cpu1, _, err := gatewayCPU(*base)
 	if err != nil {
 		return err
 	}
+	m1, err := gatewayMetrics(*base)
+	if err != nil {
+		return err
+	}
 	var errs, words, refused, failed int
-	var audio time.Duration
+	var audio, legAudio time.Duration
 	var lat, plat []time.Duration
 	for _, r := range results {
 		switch {
@@ -177,6 +240,7 @@ func sipLoad(args []string, w io.Writer) error {
 		errs += r.errs
 		words += r.words
 		audio += r.audio
+		legAudio += r.legAudio
 		lat = append(lat, r.latency)
 		plat = append(plat, r.partials...)
 	}
@@ -187,14 +251,34 @@ func sipLoad(args []string, w io.Writer) error {
 	if *siprec {
 		kind = "recording sessions (two parties each)"
 	}
-	fmt.Fprintf(w, "sip: %d concurrent %s x %d rounds (%s, G.711 μ-law, %v of silence before BYE): %d accepted and transcribed, %d refused (503), %d failed otherwise\n",
-		*calls, kind, *rounds, *wavs, *tail, len(lat), refused, failed)
+	fmt.Fprintf(w, "sip: %d concurrent %s x %d rounds (%s, G.711 μ-law, %d recordings a call talking %.0f%% of the time after %v of silence, stagger %v, %v of silence before BYE): %d accepted and transcribed, %d refused (503), %d failed otherwise\n",
+		*calls, kind, *rounds, *wavs, *perCall, 100**talk, *lead, *stagger, *tail, len(lat), refused, failed)
 	fmt.Fprintf(w, "word error rate of the accepted calls against the reference texts: %.1f%% (%d errors in %d words)\n", 100*float64(errs)/float64(words), errs, words)
 	fmt.Fprintf(w, "last word -> its final on Redis: %s\n", latencies(lat))
 	fmt.Fprintf(w, "word -> partial on Redis (%d partials): %s\n", len(plat), latencies(plat))
 	fmt.Fprintf(w, "gateway CPU: %.1f%% of a core per call in progress (%.1f s CPU for %.0f s of call audio in %.1f s)\n",
 		100*(cpu1-cpu0)/audio.Seconds(), cpu1-cpu0, audio.Seconds(), wall.Seconds())
+	chunks := m1["callscribe_asr_chunks_total"] - m0["callscribe_asr_chunks_total"]
+	fmt.Fprintf(w, "recognizer: %.2f chunks encoded per second of leg audio (3.1 is every chunk), most lag %.2f s, audio dropped undecoded %.1f s, admission's bound now %.0f streams\n",
+		chunks/legAudio.Seconds(), maxLag, (m1["callscribe_asr_dropped_frames_total"]-m0["callscribe_asr_dropped_frames_total"])/100, m1["callscribe_asr_max_streams"])
 	return nil
+}
+
+// gatewayMetrics reads the gateway's unlabelled metrics.
+func gatewayMetrics(base string) (map[string]float64, error) {
+	res, err := http.Get(base + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	m := map[string]float64{}
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		if name, v, ok := strings.Cut(sc.Text(), " "); ok && !strings.HasPrefix(name, "#") && !strings.Contains(name, "{") {
+			m[name], _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	return m, sc.Err()
 }
 
 // callFinals reads a call's events on Redis up to its call.end: its legs
