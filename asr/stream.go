@@ -329,10 +329,18 @@ func (s *Stream) result(kind ResultKind, processed, dropped int64) Result {
 		n++
 	}
 	flush()
-	for _, w := range r.Words {
+	// A word's first token comes about wordLeadMs after the word begins:
+	// it starts that much earlier, not before its utterance or the word
+	// before it.
+	floor := s.segStart * 10
+	for i := range r.Words {
+		w := &r.Words[i]
+		w.StartMs = max(w.StartMs-wordLeadMs, min(floor, w.StartMs))
+		floor = w.EndMs
 		r.Conf += w.Conf
 	}
 	if len(r.Words) > 0 {
+		r.StartMs = min(r.StartMs, r.Words[0].StartMs)
 		r.Conf /= float32(len(r.Words))
 	}
 	return r
@@ -363,6 +371,12 @@ func (s *Stream) resetUtterance(processed, dropped int64) {
 	s.segDropped = dropped
 	s.lastLen = 0
 }
+
+// wordLeadMs is how long before its first token a word begins: the
+// median over the Asterisk prompts' first words (their energy onsets),
+// 260 ms at the start of a stream, 267 ms after a pause (docs/interop.md,
+// AudioHook).
+const wordLeadMs = 260
 
 // vadBufMax bounds the samples a stream keeps for VAD (30 s).
 const vadBufMax = 30 * 16000
