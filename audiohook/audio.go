@@ -127,19 +127,23 @@ func (a *audio) gap(d time.Duration, advance int64, start, now time.Time) {
 }
 
 // timeline maps the stream's positions (8 kHz) onto the legs' timelines
-// (16 kHz), which every channel shares: a mark at each jump.
+// (16 kHz), which every channel shares: a mark at each jump. Before the
+// first mark kept, base holds: the start (position 0 at sample 0), or the
+// last mark dropped.
 type timeline struct {
 	marks []posMark
+	base  posMark
 }
 
 type posMark struct{ pos, at int64 }
 
 // maxMarks bounds the marks kept; a session with more jumps than this maps
-// its oldest times by the oldest mark kept.
+// its oldest times by the last mark dropped.
 const maxMarks = 256
 
 func (t *timeline) mark(pos, at int64) {
 	if len(t.marks) == maxMarks {
+		t.base = t.marks[0]
 		t.marks = append(t.marks[:0], t.marks[1:]...)
 	}
 	t.marks = append(t.marks, posMark{pos, at})
@@ -147,22 +151,19 @@ func (t *timeline) mark(pos, at int64) {
 
 // position is the stream position (8 kHz samples) of timeline sample at.
 func (t *timeline) position(at int64) int64 {
-	m := posMark{}
+	m := t.base
 	for i := len(t.marks) - 1; i >= 0; i-- {
 		if t.marks[i].at <= at {
 			m = t.marks[i]
 			break
 		}
 	}
-	if len(t.marks) > 0 && t.marks[0].at > at {
-		m = t.marks[0]
-	}
 	return max(m.pos+(at-m.at)/2, 0)
 }
 
 // at is the timeline sample of stream position pos.
 func (t *timeline) at(pos int64) int64 {
-	m := posMark{}
+	m := t.base
 	for i := len(t.marks) - 1; i >= 0; i-- {
 		if t.marks[i].pos <= pos {
 			m = t.marks[i]
