@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/callscribe/callscribe/asr"
 	"github.com/callscribe/callscribe/audiohook"
 	"github.com/callscribe/callscribe/transcript"
 )
@@ -67,6 +68,12 @@ const subscriptionBuffer = 256
 func (s *Service) openAudioHook(mux *http.ServeMux) (door, error) {
 	if !s.cfg.AudioHook.Enabled {
 		return nil, nil
+	}
+	if mode := s.cfg.ASR.Endpoint.Mode; mode != asr.EndpointVAD {
+		// Transcription Connector consumers (and Genesys's suite) expect a
+		// transcript per phrase: rules end an utterance after 1.2 s of
+		// silence, VAD at asr.endpoint.vad_min_silence.
+		s.log.Info("audiohook: transcripts follow pauses better with asr.endpoint.mode vad", "mode", mode)
 	}
 	cfg := s.cfg.AudioHook.Config
 	cfg.Logger = s.log
