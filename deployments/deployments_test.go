@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -19,6 +20,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/asr/moonshine"
 	"github.com/callscribe/callscribe/gateway"
 )
 
@@ -135,6 +138,179 @@ func TestDockerfile(t *testing.T) {
 	}
 	if ignore, err := os.ReadFile("../.dockerignore"); err != nil || !strings.Contains(string(ignore), ".cache") {
 		t.Errorf(".dockerignore should keep .cache (models, libraries) out of the build context: %v", err)
+	}
+}
+
+// imageFiles runs the RUN of the Dockerfile's stage `from` (scripts/setup
+// and the gathering of what the last stage copies) in a temporary directory
+// standing for its WORKDIR, on this checkout's .cache: scripts/setup finds
+// every file there, checks their sums and fetches nothing. It returns where
+// each destination of the last stage's COPY --from=<from> lies here.
+func imageFiles(t *testing.T, from string) map[string]string {
+	t.Helper()
+	dir := t.TempDir()
+	var stage, workdir string
+	var run []string
+	copies := map[string]string{} // destination in the image -> source in stage from
+	for _, ins := range dockerfile(t) {
+		switch strings.ToUpper(ins[0]) {
+		case "FROM":
+			stage = ""
+			if len(ins) == 4 && strings.EqualFold(ins[2], "AS") {
+				stage = ins[3]
+			}
+		case "WORKDIR":
+			if stage == from {
+				workdir = ins[1]
+			}
+		case "RUN":
+			if stage == from {
+				run = append(run, strings.Join(ins[1:], " "))
+			}
+		case "COPY":
+			if ins[1] == "--from="+from {
+				copies[ins[len(ins)-1]] = ins[2]
+			}
+		}
+	}
+	if workdir == "" || len(run) == 0 || len(copies) == 0 {
+		t.Fatalf("stage %s: WORKDIR %q, RUN %q, copied from %v", from, workdir, run, copies)
+	}
+	src := filepath.Join(dir, workdir)
+	if err := os.MkdirAll(filepath.Join(src, "scripts"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	setup, err := os.ReadFile("../scripts/setup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "scripts", "setup"), setup, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The checkout's versioned directories (onnxruntime-1.30.0, ...);
+	// scripts/setup makes the links to them in this copy's cache only.
+	cache, err := filepath.Abs("../.cache")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(cache)
+	if err != nil {
+		t.Fatalf("%v (run scripts/setup)", err)
+	}
+	if err := os.Mkdir(filepath.Join(src, ".cache"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := os.Symlink(filepath.Join(cache, e.Name()), filepath.Join(src, ".cache", e.Name())); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CALLSCRIBE_CACHE=") {
+			env = append(env, kv)
+		}
+	}
+	for _, r := range run {
+		cmd := exec.Command("sh", "-c", r)
+		cmd.Dir, cmd.Env = src, env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("RUN %s: %v\n%s", r, err, out)
+		}
+	}
+	local := map[string]string{}
+	for dst, from := range copies {
+		if !filepath.IsAbs(from) {
+			from = filepath.Join(workdir, from)
+		}
+		local[dst] = filepath.Join(dir, from)
+	}
+	return local
+}
+
+// inImage returns where the image's path p lies in files (imageFiles).
+func inImage(t *testing.T, files map[string]string, p string) string {
+	t.Helper()
+	for dst, local := range files {
+		if rest, ok := strings.CutPrefix(p, dst); ok && (rest == "" || strings.HasPrefix(rest, "/")) {
+			return local + rest
+		}
+	}
+	t.Errorf("%s is not copied into the image (copied: %v)", p, files)
+	return filepath.Join(os.DevNull, "absent")
+}
+
+// regular checks that path and everything under it are plain files and
+// directories: a link would be copied as a link, into nothing.
+func regular(t *testing.T, path string) {
+	t.Helper()
+	err := filepath.WalkDir(path, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && !d.Type().IsRegular() {
+			return fmt.Errorf("%s: not a plain file (%v)", p, d.Type())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}
+
+// The image carries what the container configuration names: ONNX
+// Runtime, the VAD that asr.skip_silence runs and the second pass's
+// Moonshine tiny and base, each model with its licence; the paths come
+// from the Dockerfile's own build stage, run here.
+func TestImageCarriesModels(t *testing.T) {
+	cfg := containerConfig(t)
+	files := imageFiles(t, "ort")
+
+	lib := inImage(t, files, cfg.ASR.ORTLib)
+	regular(t, lib)
+	if st, err := os.Stat(lib); err != nil || st.Size() < 1<<20 {
+		t.Errorf("asr.ort_lib %s: %v", cfg.ASR.ORTLib, err)
+	}
+
+	vad := inImage(t, files, cfg.ASR.VADModel)
+	if _, err := asr.FindVADModel(vad); err != nil {
+		t.Errorf("asr.vad_model %s: %v", cfg.ASR.VADModel, err)
+	}
+	regular(t, filepath.Dir(vad))
+	if _, err := os.Stat(filepath.Join(filepath.Dir(vad), "LICENSE.txt")); err != nil {
+		t.Errorf("the VAD's licence: %v", err)
+	}
+
+	// The image's copy of the model the defaults run, by its path: the
+	// executable is in /usr/local/bin, so FindModel would not find it by
+	// name.
+	if d := gateway.Defaults().ASR.FinalModel; d != "none" && cfg.ASR.FinalModel != "none" &&
+		"moonshine-"+filepath.Base(cfg.ASR.FinalModel) != d {
+		t.Errorf("asr.final_model %s, defaults %s", cfg.ASR.FinalModel, d)
+	}
+	if !filepath.IsAbs(cfg.ASR.FinalModel) {
+		t.Fatalf("asr.final_model %q: want the image's directory", cfg.ASR.FinalModel)
+	}
+	final := inImage(t, files, cfg.ASR.FinalModel)
+	if dir, err := moonshine.FindModel(final); err != nil || dir != final {
+		t.Errorf("asr.final_model %s: %q %v", cfg.ASR.FinalModel, dir, err)
+	}
+	for _, size := range []string{"tiny", "base"} {
+		dir := filepath.Join(filepath.Dir(final), size)
+		regular(t, dir)
+		f, err := moonshine.Files{Dir: dir}.Resolve()
+		if err != nil {
+			t.Errorf("moonshine %s: %v", size, err)
+			continue
+		}
+		if v, err := moonshine.ReadVocab(f.Tokens); err != nil || v.Len() != 32000 {
+			t.Errorf("moonshine %s tokens: %v", size, err)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "LICENSE.txt")); err != nil || !strings.Contains(string(b), "MIT License") {
+			t.Errorf("moonshine %s licence: %v", size, err)
+		}
 	}
 }
 
