@@ -418,6 +418,36 @@ func TestSystemdUnit(t *testing.T) {
 	if err != nil || stop <= defaults.Drain+10*time.Second {
 		t.Errorf("TimeoutStopSec %q must exceed drain %v and 10 s of delivery", unit["TimeoutStopSec"], defaults.Drain)
 	}
+
+	// The install steps put the models where the edits they ask for (the
+	// image's paths) name them: run here, into a directory for /usr/local/share.
+	const share = "/usr/local/share/callscribe"
+	tmp := t.TempDir()
+	steps := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		step, ok := strings.CutPrefix(line, "#   ")
+		if !ok || !strings.Contains(step, share) || !strings.HasPrefix(step, "cp ") && !strings.HasPrefix(step, "install ") {
+			continue
+		}
+		cmd := exec.Command("sh", "-c", strings.ReplaceAll(step, share, tmp))
+		cmd.Dir = ".."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", step, err, out)
+		}
+		steps++
+	}
+	cfg := containerConfig(t)
+	for _, p := range []string{cfg.ASR.ORTLib, cfg.ASR.FinalModel, cfg.ASR.VADModel} {
+		if !strings.Contains(string(b), p) {
+			t.Errorf("the install steps do not name %s", p)
+		}
+	}
+	if _, err := (moonshine.Files{Dir: strings.Replace(cfg.ASR.FinalModel, share, tmp, 1)}).Resolve(); err != nil || steps == 0 {
+		t.Errorf("after %d install steps, asr.final_model: %v", steps, err)
+	}
+	if _, err := asr.FindVADModel(strings.Replace(cfg.ASR.VADModel, share, tmp, 1)); err != nil {
+		t.Errorf("after the install steps, asr.vad_model: %v", err)
+	}
 }
 
 func TestCompose(t *testing.T) {
