@@ -334,6 +334,7 @@ func NewBatcher(info *ModelInfo, opts BatcherOptions) (*Batcher, error) {
 		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 	}
+	b.mix.every, b.mix.tau = mixEvery, mixTau
 	b.stats.BatchSizes = map[int]int64{}
 	b.stats.BatchTime = map[int]time.Duration{}
 	b.stats.Healthy = true

@@ -50,10 +50,16 @@ type mix struct {
 	talk     float64      // EWMA (time constant mixTau) of the share encoded; 1 until measured
 	heard    float64      // the same of the share the VAD heard; 1 until measured
 	vad      atomic.Int64 // the VAD's time per chunk heard, ns (EWMA)
+	every    time.Duration
+	tau      time.Duration
 }
 
-// mixTau is how fast the measured share of speech follows the streams.
-const mixTau = 10 * time.Second
+// How fast the measured shares follow the streams: updated at most every
+// mixEvery, an EWMA of time constant mixTau (tests shorten both).
+const (
+	mixEvery = time.Second
+	mixTau   = 10 * time.Second
+)
 
 // observeVAD feeds a job's VAD time and how many of its chunks the encoder
 // runs into the mix.
@@ -98,8 +104,8 @@ func (b *Batcher) observeVAD(job, enc []*Stream, heard int, d time.Duration) {
 	if m.at.IsZero() {
 		m.at, m.talk, m.heard = now, 1, 1
 	}
-	if dt := now.Sub(m.at); dt >= time.Second && m.all > 0 {
-		a := 1 - math.Exp(-float64(dt)/float64(mixTau))
+	if dt := now.Sub(m.at); dt >= m.every && m.all > 0 {
+		a := 1 - math.Exp(-float64(dt)/float64(m.tau))
 		m.talk += (float64(m.enc)/float64(m.all) - m.talk) * a
 		m.heard += (float64(m.ran)/float64(m.all) - m.heard) * a
 		m.enc, m.all, m.ran, m.at = 0, 0, 0, now
@@ -169,13 +175,19 @@ func (b *Batcher) Capacity() int {
 		return 0
 	}
 	budget := float64(b.opts.Workers) * b.opts.Headroom * float64(b.ChunkPeriod())
-	v := float64(b.mix.vad.Load())
-	talk, heard := b.mixNow()
-	n := budget / (heard*v + talk*c)
+	n := budget / float64(b.StreamCost())
 	if b.opts.SkipSilence {
-		n = min(n, b.opts.TalkOverload*budget/(v+c))
+		n = min(n, b.opts.TalkOverload*budget/(float64(b.mix.vad.Load())+c))
 	}
 	return int(n)
+}
+
+// StreamCost is what a stream's chunk costs the engines at the current
+// mix: Talking × StepCost + the share the VAD hears × VADCost; 0 before
+// any measure.
+func (b *Batcher) StreamCost() time.Duration {
+	talk, heard := b.mixNow()
+	return time.Duration(talk*float64(b.cost.Load()) + heard*float64(b.mix.vad.Load()))
 }
 
 // TalkingCapacity is Capacity with every stream talking: what the engines

@@ -55,3 +55,55 @@ func TestCapacityAndLagAreMeasured(t *testing.T) {
 		t.Errorf("lag %v with 3 s of audio undecoded", lag)
 	}
 }
+
+// Capacity follows the work: quiet streams skip their chunks and the
+// estimate grows, up to TalkOverload times what the engines serve with
+// everyone talking; streams that talk bring it down to about that (their
+// chunks skip the VAD).
+func TestCapacityFollowsTheMix(t *testing.T) {
+	b := newTestBatcher(t, ModelFiles{}, BatcherOptions{MaxBatch: 4, Workers: 1, Calibrate: true, SkipSilence: true,
+		TalkOverload: 1.6})
+	b.mix.mu.Lock()
+	b.mix.every, b.mix.tau = 20*time.Millisecond, 100*time.Millisecond
+	b.mix.mu.Unlock()
+	talking := b.TalkingCapacity()
+	if c := b.Capacity(); talking < 1 || c != talking {
+		t.Fatalf("before any stream: capacity %d, %d with everyone talking", c, talking)
+	}
+	_, sigs := loadTestWavs(t)
+	feed := func(x []float32) {
+		var streams []*Stream
+		for i := range 8 {
+			s, err := b.NewStreamWith(streamName(i), func(Result) {}, StreamOptions{MaxBacklogMs: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			streams = append(streams, s)
+		}
+		for off := 0; off < len(x); off += 1600 { // 100 ms at a time, a little faster than real time
+			for _, s := range streams {
+				s.Accept(x[off:min(off+1600, len(x))])
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		for _, s := range streams {
+			s.Finish()
+			<-s.Done()
+		}
+	}
+	feed(make([]float32, 8*16000))
+	quiet, share := b.Capacity(), b.Talking()
+	talking = b.TalkingCapacity() // at the step time measured since
+	t.Logf("everyone talking %d streams; quiet streams: %.2f of chunks encoded, capacity %d; VAD %v a chunk, step %v",
+		talking, share, quiet, b.VADCost(), b.StepCost())
+	if share > 0.3 || float64(quiet) < 1.4*float64(talking) || quiet > int(1.6*float64(talking))+1 {
+		t.Errorf("quiet streams: %.2f of chunks encoded, capacity %d (%d with everyone talking)", share, quiet, talking)
+	}
+	feed(sigs[1][:8*16000])
+	loud, share := b.Capacity(), b.Talking()
+	talking = b.TalkingCapacity()
+	t.Logf("talking streams: %.2f of chunks encoded, capacity %d (%d with everyone talking)", share, loud, talking)
+	if share < 0.7 || float64(loud) > 1.25*float64(talking) {
+		t.Errorf("talking streams: %.2f of chunks encoded, capacity %d (%d quiet)", share, loud, quiet)
+	}
+}

@@ -74,9 +74,10 @@ func (g *Calls) MaxStreams() int {
 }
 
 // capacity is the streams served in real time: the recognizer's measured
-// capacity, less what the second pass takes. A stream costs its first
-// pass f1 = step time / chunk period and, talking all the time, the second
-// pass's cost per second of audio f2 on the same cores, so the cores serve
+// capacity at the current mix of talking and silent streams, less what the
+// second pass takes. A stream costs its first pass f1 = its cost per chunk
+// / chunk period and the second pass's cost per second of audio f2 times
+// the share of chunks encoded (talk), on the same cores, so the cores serve
 // capacity × f1 / (f1 + f2) streams; and no more than the second pass's
 // own recognizers serve (each on a core: capacity × f1 / workers per core,
 // over f2).
@@ -86,8 +87,8 @@ func (g *Calls) capacity() int {
 	if p == nil || c == 0 {
 		return c
 	}
-	f1 := g.asr.StepCost().Seconds() / g.asr.ChunkPeriod().Seconds()
-	f2 := p.Cost().Seconds()
+	f1 := g.asr.StreamCost().Seconds() / g.asr.ChunkPeriod().Seconds()
+	f2 := p.Cost().Seconds() * g.asr.Talking()
 	if f2 <= 0 {
 		return c
 	}
