@@ -36,6 +36,7 @@ const contextWords = 30
 type heldFinal struct {
 	r         asr.Result   // on the call's clock, not redacted
 	display   []word.Token // its display tokens (a second pass's), or nil
+	pass      string       // its second_pass field
 	up        []string     // its words, upper case
 	streamEnd int64        // its end on the stream's clock
 	kwSeen    []int        // keyword occurrences its partials reported
@@ -91,7 +92,7 @@ func (s *textStage) release(n int) {
 				own = append(own, sp)
 			}
 		}
-		s.publishFinal(h.r, h.display, own, h.kwSeen)
+		s.publishFinal(h.r, h.display, h.pass, own, h.kwSeen)
 		if s.onHold != nil {
 			d := time.Duration(0)
 			if h.waited {

@@ -37,6 +37,7 @@ type passFinal struct {
 	done      bool
 	words     []word.Word  // the second pass's, or nil: the first pass's
 	display   []word.Token // one per word
+	note      string       // the final's second_pass field
 }
 
 // keepAudio keeps the audio just given to the stream (packet goroutine).
@@ -86,7 +87,7 @@ func (l *leg) passFinal(r asr.Result, streamStart, streamEnd, endpoint int64) {
 	hi := min(max(endpoint, streamEnd), streamEnd+passTrail.Milliseconds())
 	l.passFrom = hi
 	if len(r.Words) == 0 || r.NoSpeech {
-		f.done = true // nothing was said: nothing to hear again
+		f.done, f.note = true, "skipped" // nothing was said: nothing to hear again
 	}
 	l.pass = append(l.pass, f)
 	l.text.pending = append(l.text.pending, upper(r.Words))
@@ -105,9 +106,10 @@ func (l *leg) passFinal(r asr.Result, streamStart, streamEnd, endpoint int64) {
 		if f.done {
 			return // fell back at the call's end
 		}
-		f.done = true
+		f.done, f.note = true, "fallback:"+reason
 		if reason == "" {
 			f.words, f.display = secondWords(f.r.Words, words, f.r.StartMs, f.r.EndMs)
+			f.note = p.Name()
 		}
 		l.drainPass()
 		l.holdChanged()
@@ -125,7 +127,7 @@ func (l *leg) drainPass() {
 		if f.words != nil {
 			r.Words, r.Text, r.Conf = f.words, word.Join(f.words), meanConf(f.words)
 		}
-		l.text.finalSeen(r, f.display, f.streamEnd, f.seen)
+		l.text.finalSeen(r, f.display, f.note, f.streamEnd, f.seen)
 	}
 	if len(l.pass) == 0 && l.passIdle != nil {
 		close(l.passIdle)
@@ -141,7 +143,9 @@ func (l *leg) passDone() <-chan struct{} { return l.passIdle }
 // call is ending and their time is up. c.mu held.
 func (l *leg) passGiveUp() {
 	for _, f := range l.pass {
-		f.done = true
+		if !f.done {
+			f.done, f.note = true, "fallback:"+FallbackTimeout
+		}
 	}
 	l.drainPass()
 }

@@ -53,6 +53,9 @@ type SecondPassOptions struct {
 	MaxQueue int
 	// MaxRound is the most finals recognized together; default 16.
 	MaxRound int
+	// Name is the model's name in events ("moonshine-tiny"); default
+	// "second-pass".
+	Name string
 	// OnDone, if set, learns how long each second pass took, from the ask
 	// to the result (not for fallbacks).
 	OnDone func(time.Duration)
@@ -75,6 +78,9 @@ func (o SecondPassOptions) withDefaults() SecondPassOptions {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Name == "" {
+		o.Name = "second-pass"
 	}
 	return o
 }
@@ -127,6 +133,9 @@ func NewSecondPass(recs []Recognizer, cost time.Duration, o SecondPassOptions) *
 	go p.watch()
 	return p
 }
+
+// Name is the model's name in events.
+func (p *SecondPass) Name() string { return p.opts.Name }
 
 // Workers is the number of recognizers, each on a core.
 func (p *SecondPass) Workers() int { return len(p.recs) }

@@ -152,7 +152,7 @@ func TestSecondPassWritesTheFinals(t *testing.T) {
 	b := batcherWith(t, asr.EndpointRules)
 	x, ref := parity(t, 1500*time.Millisecond, "u01-8k.wav", "u03-8k.wav", "u05-8k.wav", "u07-8k.wav")
 	first := sayOnCall(t, b, CallsOptions{}, "", x)
-	pass := withPass(t, moonshineTiny(t), SecondPassOptions{})
+	pass := withPass(t, moonshineTiny(t), SecondPassOptions{Name: "moonshine-tiny"})
 	second := sayOnCall(t, b, CallsOptions{SecondPass: pass}, "", x)
 	checkOrder(t, second)
 	w1, w2 := wer(ref, finalsText(first, "text")), wer(ref, finalsText(second, "text"))
@@ -161,10 +161,15 @@ func TestSecondPassWritesTheFinals(t *testing.T) {
 	if w2 >= w1 {
 		t.Errorf("second pass WER %.1f%%, first pass alone %.1f%%", 100*w2, 100*w1)
 	}
-	if st := pass.Stats(); st.Done != int64(len(finals(second))) || st.Done < 3 {
+	// Moonshine says nothing for one of the four (the voice that reads
+	// u05): the guard keeps the first pass's words.
+	if st := pass.Stats(); st.Done+st.Fallbacks[FallbackGuard] != int64(len(finals(second))) || st.Done < 3 {
 		t.Errorf("second pass gave %d of %d finals their words: %+v", st.Done, len(finals(second)), st)
 	}
 	for _, f := range finals(second) {
+		if f["second_pass"] == "fallback:guard" {
+			continue
+		}
 		words, display := eventWords(t, f, "words"), eventWords(t, f, "display_words")
 		start, _ := strconv.ParseInt(f["start_ms"].(string), 10, 64)
 		end, _ := strconv.ParseInt(f["end_ms"].(string), 10, 64)
@@ -185,6 +190,9 @@ func TestSecondPassWritesTheFinals(t *testing.T) {
 		}
 		if f["text"] != strings.Join(up, " ") || f["display"] != strings.Join(disp, " ") {
 			t.Errorf("text %q display %q; words %q %q", f["text"], f["display"], up, disp)
+		}
+		if f["second_pass"] != "moonshine-tiny" {
+			t.Errorf("second_pass %q", f["second_pass"])
 		}
 		if f["display"] == f["text"] {
 			t.Errorf("display %q is not the second pass's written form", f["display"])
@@ -212,6 +220,11 @@ func TestSecondPassFallsBack(t *testing.T) {
 			checkOrder(t, evs)
 			if got := finalsText(evs, "text"); got != want {
 				t.Errorf("finals %q, want the first pass's %q", got, want)
+			}
+			for _, f := range finals(evs) {
+				if p := f["second_pass"]; p != "fallback:"+c.reason && !(c.reason == FallbackTimeout && p == "fallback:lag") {
+					t.Errorf("second_pass %q", p)
+				}
 			}
 			st := pass.Stats()
 			got := st.Fallbacks[c.reason]

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -394,7 +395,7 @@ func (s *Service) openSecondPass(onDone func(time.Duration)) error {
 	cost := time.Duration(float64(took) / (n * length.Seconds()))
 	s.log.Info("callscribe: second pass "+a.FinalModel, "provider", s.final[0].Provider(), "recognizers", len(recs),
 		"per_audio_second", cost)
-	s.pass = NewSecondPass(recs, cost, SecondPassOptions{MaxSegment: a.FinalMaxSegment, Timeout: a.FinalModelTimeout,
+	s.pass = NewSecondPass(recs, cost, SecondPassOptions{Name: filepath.Base(a.FinalModel), MaxSegment: a.FinalMaxSegment, Timeout: a.FinalModelTimeout,
 		OnDone: onDone, Logger: s.log})
 	return nil
 }

@@ -100,7 +100,7 @@ func (s *textStage) partial(r asr.Result, streamEnd int64) {
 // display, if not nil, are its display tokens, one per word (a second
 // pass's); otherwise they are formatted from the words.
 func (s *textStage) final(r asr.Result, display []word.Token, streamEnd int64) {
-	s.finalSeen(r, display, streamEnd, s.seen(r.Utt))
+	s.finalSeen(r, display, "", streamEnd, s.seen(r.Utt))
 }
 
 // seen takes the keyword occurrences utt's partials reported, for its
@@ -113,13 +113,14 @@ func (s *textStage) seen(utt int) []int {
 	return seen
 }
 
-// finalSeen is final with the keyword occurrences its partials reported.
-func (s *textStage) finalSeen(r asr.Result, display []word.Token, streamEnd int64, seen []int) {
+// finalSeen is final with the keyword occurrences its partials reported
+// and what its second pass did (the final's second_pass field).
+func (s *textStage) finalSeen(r asr.Result, display []word.Token, pass string, streamEnd int64, seen []int) {
 	if !s.policy.On() {
-		s.publishFinal(r, display, nil, seen)
+		s.publishFinal(r, display, pass, nil, seen)
 		return
 	}
-	s.held = append(s.held, heldFinal{r: r, display: display, up: upper(r.Words), streamEnd: streamEnd, kwSeen: seen, at: s.now()})
+	s.held = append(s.held, heldFinal{r: r, display: display, pass: pass, up: upper(r.Words), streamEnd: streamEnd, kwSeen: seen, at: s.now()})
 	s.nextStart = -1
 	if l := s.later; l.utt > r.Utt && len(s.pending) == 0 && len(l.words) > 0 {
 		// A second pass brought the final after partials of a later
@@ -136,10 +137,10 @@ func (s *textStage) finalSeen(r asr.Result, display []word.Token, streamEnd int6
 // publishFinal publishes final r redacted by spans (over its words, and
 // its display tokens one for one when it has them) and its keyword events
 // beyond seen.
-func (s *textStage) publishFinal(r asr.Result, display []word.Token, spans []redact.Span, seen []int) {
+func (s *textStage) publishFinal(r asr.Result, display []word.Token, pass string, spans []redact.Span, seen []int) {
 	words, kinds := redact.Apply(r.Words, spans)
 	u := transcript.Utterance{Leg: s.leg, Utt: r.Utt, Text: r.Text, StartMs: r.StartMs, EndMs: r.EndMs, GapMs: r.GapMs,
-		Redacted: kinds, Words: words, Conf: r.Conf}
+		Redacted: kinds, Words: words, Conf: r.Conf, SecondPass: pass}
 	if kinds != "" {
 		u.Text = word.Join(words)
 	}

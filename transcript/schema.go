@@ -101,6 +101,10 @@ type Utterance struct {
 	GapMs        int64 // audio of the utterance dropped undecoded (0: none)
 	// Redacted lists the kinds of content replaced by markers ("pci,ssn").
 	Redacted string
+	// SecondPass, on finals of a gateway with a second pass: the model
+	// whose words these are ("moonshine-tiny"), or why they are the first
+	// pass's ("fallback:timeout", "skipped": nothing to hear again).
+	SecondPass string
 }
 
 func (u Utterance) fields() map[string]string {
@@ -144,6 +148,9 @@ func NewFinal(callID string, u Utterance) Event {
 	}
 	if u.GapMs > 0 {
 		f["gap_ms"] = strconv.FormatInt(u.GapMs, 10)
+	}
+	if u.SecondPass != "" {
+		f["second_pass"] = u.SecondPass
 	}
 	return Event{Type: Final, CallID: callID, Fields: f}
 }

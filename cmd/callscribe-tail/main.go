@@ -133,11 +133,18 @@ func show(w io.Writer, v map[string]any, tty, open bool) bool {
 		return false
 	case transcript.Final:
 		clear()
-		if g, ok := v["gap_ms"]; ok {
-			fmt.Fprintf(w, "[%s %s] %s (%v ms of audio not recognized)\n", short(id), leg, v["text"], g)
-			break
+		text := v["text"]
+		if d, ok := v["display"]; ok && d != "" {
+			text = d // formatted for people
 		}
-		fmt.Fprintf(w, "[%s %s] %s\n", short(id), leg, v["text"])
+		note := ""
+		if p, ok := v["second_pass"]; ok {
+			note = fmt.Sprintf(" (%v)", p) // which recognizer's words
+		}
+		if g, ok := v["gap_ms"]; ok {
+			note += fmt.Sprintf(" (%v ms of audio not recognized)", g)
+		}
+		fmt.Fprintf(w, "[%s %s] %s%s\n", short(id), leg, text, note)
 	case transcript.CallStart:
 		clear()
 		var hdrs []string

@@ -22,6 +22,8 @@ func TestTailPrintsTranscripts(t *testing.T) {
 	pub.Publish(transcript.Event{Type: transcript.CallStart, CallID: "c1", Fields: map[string]string{"from": "sip:a@x", "to": "sip:b@y", "codec": "PCMU", "hdr:X-Id": "7"}})
 	pub.Publish(transcript.Event{Type: transcript.Partial, CallID: "c1", Fields: map[string]string{"leg": "caller", "utt": "0", "text": "HEL"}})
 	pub.Publish(transcript.Event{Type: transcript.Final, CallID: "c1", Fields: map[string]string{"leg": "caller", "utt": "0", "text": "HELLO THERE"}})
+	pub.Publish(transcript.Event{Type: transcript.Final, CallID: "c1", Fields: map[string]string{"leg": "caller", "utt": "1",
+		"text": "DIAL 2 NOW", "display": "Dial 2 now.", "second_pass": "moonshine-tiny"}})
 	pub.Publish(transcript.Event{Type: transcript.DTMF, CallID: "c1", Fields: map[string]string{"leg": "caller", "digit": "5"}})
 	pub.Publish(transcript.Event{Type: transcript.CallEnd, CallID: "c1", Fields: map[string]string{"reason": "bye", "duration_ms": "1000"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -31,7 +33,7 @@ func TestTailPrintsTranscripts(t *testing.T) {
 		tty, json bool
 		want      []string
 	}{
-		{false, false, []string{"call c1 started: sip:a@x -> sip:b@y (PCMU) [X-Id=7]", "[c1 caller] HELLO THERE", "[c1 caller] DTMF 5", "call c1 ended: bye after 1000 ms"}},
+		{false, false, []string{"call c1 started: sip:a@x -> sip:b@y (PCMU) [X-Id=7]", "[c1 caller] HELLO THERE", "[c1 caller] Dial 2 now. (moonshine-tiny)", "[c1 caller] DTMF 5", "call c1 ended: bye after 1000 ms"}},
 		{true, false, []string{"[c1 caller] HEL\r\x1b[K[c1 caller] HELLO THERE"}},
 		{false, true, []string{`"text":"HELLO THERE"`, `"type":"call.end"`}},
 	} {
