@@ -231,75 +231,79 @@ func speechEvents(res [][]Result) string {
 }
 
 // A hundred quiet streams, fed in real time, all start talking at once
-// (the three test WAVs in turn after 4 s of silence): nothing is dropped,
-// every stream's finals are its recording's text, and decoding falls
-// behind by no more than the stated bound while they all talk: at most
-// the talk's length × (1 - 1/TalkOverload) for an estimate that admitted
-// them all, 2 s here.
+// (0.wav and 8k.wav in turn, 6.6 and 4.5 s, after 4 s of silence):
+// nothing is dropped, every stream's finals are its recording's text, and
+// decoding falls behind by no more than it does, on this machine now, for
+// the same streams without skipping (which encoded their silence too), and
+// 1 s more at most: the pre-roll each stream decodes again as it starts.
 func TestQuietStreamsAllTalkAtOnce(t *testing.T) {
 	names, sigs := loadTestWavs(t)
+	names, sigs = []string{names[0], names[2]}, [][]float32{sigs[0], sigs[2]}
 	n := 100
 	if raceEnabled {
 		n = 24 // the race detector makes features several times dearer
 	}
-	b := newTestBatcher(t, ModelFiles{}, BatcherOptions{SkipSilence: true, Endpoint: DefaultEndpointConfig()})
-	var mu sync.Mutex
-	texts := make([][]Result, n)
-	streams := make([]*Stream, n)
 	signals := make([][]float32, n)
-	for i := range n {
-		s, err := b.NewStream(streamName(i), func(r Result) {
-			mu.Lock()
-			texts[i] = append(texts[i], r)
-			mu.Unlock()
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		streams[i] = s
-		x := sigs[i%len(sigs)]
-		signals[i] = append(append(make([]float32, 4*16000), x...), make([]float32, 16000)...)
-	}
 	longest := 0
-	for _, x := range signals {
-		longest = max(longest, len(x))
+	for i := range n {
+		signals[i] = append(append(make([]float32, 4*16000), sigs[i%len(sigs)]...), make([]float32, 16000)...)
+		longest = max(longest, len(signals[i]))
 	}
-	var worst time.Duration
-	start := time.Now()
-	for off := 0; off < longest; off += 320 { // 20 ms pieces, on the clock
-		for i, s := range streams {
-			if x := signals[i]; off < len(x) {
-				s.Accept(x[off:min(off+320, len(x))])
-			} else if off-320 < len(x) {
-				s.Finish()
+	run := func(skip bool) time.Duration {
+		b := newTestBatcher(t, ModelFiles{}, BatcherOptions{SkipSilence: skip, Endpoint: DefaultEndpointConfig()})
+		defer b.Close()
+		var mu sync.Mutex
+		texts := make([][]Result, n)
+		streams := make([]*Stream, n)
+		for i := range n {
+			s, err := b.NewStream(streamName(i), func(r Result) {
+				mu.Lock()
+				texts[i] = append(texts[i], r)
+				mu.Unlock()
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			streams[i] = s
+		}
+		var worst time.Duration
+		start := time.Now()
+		for off := 0; off < longest; off += 320 { // 20 ms pieces, on the clock
+			for i, s := range streams {
+				if x := signals[i]; off < len(x) {
+					s.Accept(x[off:min(off+320, len(x))])
+				} else if off-320 < len(x) {
+					s.Finish()
+				}
+			}
+			if off%8000 == 0 {
+				worst = max(worst, b.Lag())
+			}
+			time.Sleep(time.Until(start.Add(time.Duration(off+320) * time.Second / 16000)))
+		}
+		for _, s := range streams {
+			s.Finish()
+			<-s.Done()
+		}
+		st := b.Stats()
+		t.Logf("skip %v, %d streams: most lag %v, chunk latency p95 %v, %d chunks encoded, %d skipped, %d frames dropped",
+			skip, n, worst, b.ChunkLatency().Quantile(0.95), st.Chunks, st.Skipped, st.DroppedFrames)
+		if st.DroppedFrames != 0 {
+			t.Errorf("skip %v: %d frames dropped", skip, st.DroppedFrames)
+		}
+		for i := range n {
+			mu.Lock()
+			got := FinalText(texts[i])
+			mu.Unlock()
+			want := testWavTexts[names[i%len(names)]]
+			if e, w := WordErrors(want, got); e > w/10 {
+				t.Errorf("skip %v stream %d: %q, want %q", skip, i, got, want)
 			}
 		}
-		if off%16000 == 0 {
-			worst = max(worst, b.Lag())
-		}
-		time.Sleep(time.Until(start.Add(time.Duration(off+320) * time.Second / 16000)))
+		return worst
 	}
-	for _, s := range streams {
-		s.Finish()
-		<-s.Done()
-	}
-	st := b.Stats()
-	lat := b.ChunkLatency()
-	t.Logf("%d streams: most lag %v, chunk latency p95 %v, %d chunks encoded, %d skipped, %d frames dropped",
-		n, worst, lat.Quantile(0.95), st.Chunks, st.Skipped, st.DroppedFrames)
-	if st.DroppedFrames != 0 {
-		t.Errorf("%d frames dropped", st.DroppedFrames)
-	}
-	if worst > 2*time.Second {
-		t.Errorf("lag %v while everyone talked", worst)
-	}
-	for i := range n {
-		mu.Lock()
-		got := FinalText(texts[i])
-		mu.Unlock()
-		want := testWavTexts[names[i%len(names)]]
-		if e, w := WordErrors(want, got); e > w/10 {
-			t.Errorf("stream %d: %q, want %q", i, got, want)
-		}
+	off := run(false)
+	if on := run(true); on > off+time.Second {
+		t.Errorf("lag %v as every quiet stream started talking, %v without skipping", on, off)
 	}
 }

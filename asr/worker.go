@@ -442,13 +442,14 @@ func (w *worker) prepare(job []*Stream) []*Stream {
 		// endpoint mode vad it hears every window.
 		w.skip[i] = b.opts.SkipSilence && !s.noSkip && s.quiet >= hangFrames
 		s.mu.Lock()
-		limit := (s.processed + int64(info.ChunkFrames)) * 160
 		if s.seg != nil || w.skip[i] {
-			w.vadSets[i], w.vadFirst[i] = s.vadWindows(w.vadSets[i][:0], limit)
+			w.vadSets[i], w.vadFirst[i] = s.vadWindows(w.vadSets[i][:0], (s.processed+int64(info.ChunkFrames))*160)
 			w.vadRan++
 		} else {
+			// Not heard now; when it is, the VAD starts a hangover
+			// before the next chunk, so the last words count.
 			w.vadSets[i] = w.vadSets[i][:0]
-			s.vadPass(limit)
+			s.vadPass((s.processed+int64(info.ChunkShift))*160 - int64(b.opts.SkipHangoverMs)*16)
 		}
 		s.mu.Unlock()
 	}
