@@ -126,3 +126,41 @@ func BenchmarkStreamMemory(b *testing.B) {
 	b.ReportMetric(float64(own)/n, "bytes/stream")
 	b.ReportMetric(float64(bt.info.StateBytes()), "state-bytes")
 }
+
+// BenchmarkVADChunk: the VAD's time for one stream's 320 ms chunk (ten
+// windows) of noise, batched as the worker batches it.
+func BenchmarkVADChunk(b *testing.B) {
+	for _, n := range []int{1, 16, 64} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			initRuntime(b)
+			path, err := FindVADModel("")
+			if err != nil {
+				b.Fatal(err)
+			}
+			v, err := NewVAD(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer v.Close()
+			wins := make([][]float32, n)
+			states := make([]*VADState, n)
+			for i := range n {
+				wins[i] = make([]float32, VADWindow)
+				for k := range wins[i] {
+					wins[i][k] = float32((i*7919+k*104729)%2001-1000) * 3e-6
+				}
+				states[i] = &VADState{}
+			}
+			probs := make([]float32, n)
+			b.ResetTimer()
+			for range b.N {
+				for range 10 {
+					if err := v.Run(wins, states, probs); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/stream-chunk")
+		})
+	}
+}
