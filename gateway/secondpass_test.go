@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
@@ -388,4 +389,45 @@ func (j *jittery) Recognize(x [][]float32) ([]moonshine.Result, error) {
 	j.mu.Unlock()
 	time.Sleep(d)
 	return j.rec.Recognize(x)
+}
+
+// counting counts the segments it is asked to recognize.
+type counting struct {
+	Recognizer
+	mu   sync.Mutex
+	segs int
+}
+
+func (c *counting) Recognize(x [][]float32) ([]moonshine.Result, error) {
+	c.mu.Lock()
+	c.segs += len(x)
+	c.mu.Unlock()
+	return c.Recognizer.Recognize(x)
+}
+
+// A tone the streaming model hears a word in ("YOU") but VAD hears no
+// speech in is not heard again: noise must not become a sentence. The
+// first pass's final stands, marked skipped; silence makes no final.
+func TestSecondPassSkipsWhatVADHeardNoSpeechIn(t *testing.T) {
+	b := batcherWith(t, asr.EndpointVAD)
+	tone := make([]float32, 8*16000)
+	for i := range tone { // 440 Hz, its loudness swinging three times a second
+		tone[i] = float32(0.3 * math.Sin(2*math.Pi*440*float64(i)/16000) * (0.5 + 0.5*math.Sin(2*math.Pi*3*float64(i)/16000)))
+	}
+	rec := &counting{Recognizer: moonshineTiny(t)}
+	pass := withPass(t, rec, SecondPassOptions{})
+	evs := sayOnCall(t, b, CallsOptions{SecondPass: pass}, "", slices.Concat(tone, make([]float32, 4*16000)))
+	checkOrder(t, evs)
+	fs := finals(evs)
+	if len(fs) == 0 {
+		t.Fatal("no final: the tone no longer makes the first pass hear a word, find other noise")
+	}
+	for _, f := range fs {
+		if f["second_pass"] != "skipped" {
+			t.Errorf("final %q: second_pass %q", f["text"], f["second_pass"])
+		}
+	}
+	if rec.segs != 0 {
+		t.Errorf("the second pass heard %d segments", rec.segs)
+	}
 }
