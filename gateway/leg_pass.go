@@ -12,15 +12,6 @@ import (
 // so that each final's can be recognized again (secondpass.go), and
 // publishes its finals in order as their second passes come back.
 
-// passMargin is the audio taken before a final's first word for its second
-// pass (not into the previous final's), and passTrail the most taken after
-// its last, up to where its utterance ended: the streaming model emits a
-// word's tokens after its sound begins, and may miss the last words.
-const (
-	passMargin = 500 * time.Millisecond
-	passTrail  = time.Second
-)
-
 // passIdleKeep is the audio a leg keeps while no utterance is open: a word
 // begins some time before the first partial that holds it.
 const passIdleKeep = 3 * time.Second
@@ -31,12 +22,11 @@ const passMaxKeep = 30 * time.Second
 
 // passFinal is a final waiting for its second pass.
 type passFinal struct {
-	r         asr.Result // the first pass's, on the call's clock
+	r         asr.Result // the first pass's, on the call's clock, then the second's
 	streamEnd int64
 	seen      []int // keyword occurrences its partials reported
 	done      bool
-	words     []word.Word  // the second pass's, or nil: the first pass's
-	display   []word.Token // one per word
+	display   []word.Token // the second pass's, one per word
 	note      string       // the final's second_pass field
 }
 
@@ -83,10 +73,9 @@ func (l *leg) passFinal(r asr.Result, streamStart, streamEnd, endpoint int64) {
 	p := l.c.g.opts.SecondPass
 	f := &passFinal{r: r, streamEnd: streamEnd, seen: l.text.seen(r.Utt)}
 	l.openFrom.Store(-1)
-	lo := max(streamStart-passMargin.Milliseconds(), l.passFrom)
-	hi := min(max(endpoint, streamEnd), streamEnd+passTrail.Milliseconds())
+	lo, hi := PassSpan(streamStart, streamEnd, endpoint, l.passFrom)
 	l.passFrom = hi
-	if len(r.Words) == 0 || r.NoSpeech {
+	if PassSkipped(r) {
 		f.done, f.note = true, "skipped" // nothing was said: nothing to hear again
 	}
 	l.pass = append(l.pass, f)
@@ -100,7 +89,7 @@ func (l *leg) passFinal(r asr.Result, streamStart, streamEnd, endpoint int64) {
 	}
 	audio := l.audioSpan(lo, hi)
 	c := l.c
-	p.ask(audio, len(r.Words), func(words []moonshine.Word, reason string) {
+	reason := p.ask(audio, len(r.Words), func(words []moonshine.Word, reason string) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if f.done {
@@ -108,12 +97,16 @@ func (l *leg) passFinal(r asr.Result, streamStart, streamEnd, endpoint int64) {
 		}
 		f.done, f.note = true, "fallback:"+reason
 		if reason == "" {
-			f.words, f.display = secondWords(f.r.Words, words, f.r.StartMs, f.r.EndMs)
+			f.r, f.display = HeardAgain(f.r, words)
 			f.note = p.Name()
 		}
 		l.drainPass()
 		l.holdChanged()
 	})
+	if reason != "" { // not queued: the first pass's, now
+		f.done, f.note = true, "fallback:"+reason
+		l.drainPass()
+	}
 }
 
 // drainPass hands the finals whose second pass is done to the text stage,
@@ -123,11 +116,7 @@ func (l *leg) drainPass() {
 		f := l.pass[0]
 		l.pass = l.pass[1:]
 		l.text.pending = l.text.pending[1:]
-		r := f.r
-		if f.words != nil {
-			r.Words, r.Text, r.Conf = f.words, word.Join(f.words), meanConf(f.words)
-		}
-		l.text.finalSeen(r, f.display, f.note, f.streamEnd, f.seen)
+		l.text.finalSeen(f.r, f.display, f.note, f.streamEnd, f.seen)
 	}
 	if len(l.pass) == 0 && l.passIdle != nil {
 		close(l.passIdle)
@@ -148,12 +137,4 @@ func (l *leg) passGiveUp() {
 		}
 	}
 	l.drainPass()
-}
-
-func meanConf(words []word.Word) float32 {
-	var c float32
-	for _, w := range words {
-		c += w.Conf
-	}
-	return c / float32(max(len(words), 1))
 }

@@ -141,22 +141,26 @@ func (p *SecondPass) Name() string { return p.opts.Name }
 func (p *SecondPass) Workers() int { return len(p.recs) }
 
 // ask queues a final's audio; result is called once, on a goroutine of the
-// stage's, with the second pass's words or the reason to fall back.
-// firstWords is how many words the first pass heard (a guard compares).
-func (p *SecondPass) ask(audio []float32, firstWords int, result func([]moonshine.Word, string)) {
+// stage's (never the caller's: it may hold the call's lock), with the
+// second pass's words or the reason to fall back. firstWords is how many
+// words the first pass heard (a guard compares). A final that cannot wait
+// (the stage closed, its queue full) is not queued: ask returns the reason
+// to fall back at once (counted), and result is not called.
+func (p *SecondPass) ask(audio []float32, firstWords int, result func([]moonshine.Word, string)) (fallback string) {
 	j := &passJob{audio: audio, words: firstWords, asked: time.Now(), result: result}
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.closed {
-		p.mu.Unlock()
-		p.finish(j, nil, FallbackError)
-		return
+		p.fallbacks[FallbackError]++
+		return FallbackError
 	}
-	p.inflight[j] = struct{}{}
-	p.mu.Unlock()
 	select {
-	case p.jobs <- j:
+	case p.jobs <- j: // a worker looks j up under p.mu: it is there first
+		p.inflight[j] = struct{}{}
+		return ""
 	default:
-		p.finish(j, nil, FallbackLag)
+		p.fallbacks[FallbackLag]++
+		return FallbackLag
 	}
 }
 
@@ -219,12 +223,11 @@ func (p *SecondPass) recognize(rec Recognizer, round []*passJob) {
 	if len(live) == 0 {
 		return
 	}
-	maxLen := int(p.opts.MaxSegment.Seconds() * moonshine.SampleRate)
 	var segs [][]float32
 	pieces := make([]int, len(live))
 	var audio time.Duration
 	for i, j := range live {
-		cut := moonshine.Split(j.audio, maxLen)
+		cut := PassPieces(j.audio, p.opts.MaxSegment)
 		segs = append(segs, cut...)
 		pieces[i] = len(cut)
 		audio += time.Duration(len(j.audio)) * time.Second / moonshine.SampleRate
@@ -241,21 +244,8 @@ func (p *SecondPass) recognize(rec Recognizer, round []*passJob) {
 		return
 	}
 	for i, j := range live {
-		var words []moonshine.Word
-		reason := ""
-		for _, r := range res[:pieces[i]] {
-			if r.Stop != moonshine.StopEnd {
-				reason = FallbackGuard
-			}
-			words = append(words, r.Words...)
-		}
+		words, reason := PassWords(res[:pieces[i]], j.words)
 		res = res[pieces[i]:]
-		if len(words) == 0 || len(words) > 2*j.words+6 {
-			reason = FallbackGuard
-		}
-		if reason != "" {
-			words = nil
-		}
 		p.finish(j, words, reason)
 	}
 }
