@@ -431,3 +431,19 @@ func TestSecondPassSkipsWhatVADHeardNoSpeechIn(t *testing.T) {
 		t.Errorf("the second pass heard %d segments", rec.segs)
 	}
 }
+
+// A full queue refuses a final at once: it is the first pass's, in its
+// place among the others, and nothing waits on it.
+func TestSecondPassFullQueue(t *testing.T) {
+	b := batcherWith(t, asr.EndpointRules)
+	x, _ := parity(t, 1500*time.Millisecond, "u01-8k.wav", "u03-8k.wav", "u07-8k.wav", "u03-8k.wav")
+	pass := withPass(t, slow{moonshineTiny(t), 2 * time.Second}, SecondPassOptions{MaxQueue: 1, MaxRound: 1, Timeout: time.Minute})
+	evs := sayOnCall(t, b, CallsOptions{SecondPass: pass}, "", x)
+	checkOrder(t, evs)
+	st := pass.Stats()
+	n := int64(len(finals(evs)))
+	t.Logf("%d finals: %+v", n, st)
+	if st.Fallbacks[FallbackLag] == 0 || st.Done+st.Fallbacks[FallbackLag]+st.Fallbacks[FallbackGuard] != n {
+		t.Errorf("%d finals, stats %+v", n, st)
+	}
+}
