@@ -6,16 +6,21 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/callscribe/callscribe/asr"
 	"github.com/callscribe/callscribe/asr/moonshine"
+	"github.com/callscribe/callscribe/gateway"
+	"github.com/callscribe/callscribe/itn"
 	"github.com/callscribe/callscribe/media"
+	"github.com/callscribe/callscribe/word"
 )
 
 // defaultModelDir is the model the project's tests and demo use, relative to
@@ -38,10 +43,10 @@ type transcribeOptions struct {
 	endpoint  bool
 	resampler string
 	// The second pass: "none", a moonshine.FindModel name or directory;
-	// each final's span widened by finalMarginMs on both sides.
-	finalModel    string
-	finalMarginMs int
-	stats         *passStats // filled when not nil
+	// a final's audio longer than finalMaxSegment is cut into pieces.
+	finalModel      string
+	finalMaxSegment time.Duration
+	stats           *passStats // filled when not nil
 }
 
 func transcribeMain(args []string, stdout, stderr io.Writer) int {
@@ -65,7 +70,7 @@ func transcribeMain(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.keywords, "keywords", "", "phrases to report where they are said (a file or a list): a KEYWORD line (or JSON object) each")
 	fs.StringVar(&o.resampler, "resampler", "kaldi", "filter for non-16 kHz input: kaldi (what the model expects) or sharp")
 	fs.StringVar(&o.finalModel, "final-model", "none", "second pass for finals: none, moonshine-tiny, moonshine-base or a Moonshine model directory")
-	fs.IntVar(&o.finalMarginMs, "final-margin", defaultFinalMarginMs, "second pass: ms of audio taken on each side of a final's words (not past a neighbouring final's)")
+	fs.DurationVar(&o.finalMaxSegment, "final-max-segment", gateway.Defaults().ASR.FinalMaxSegment, "second pass: a final's audio longer than this is cut at its quietest moments (asr.final_max_segment)")
 	asJSON := fs.Bool("json", false, "print every partial and final as a JSON line")
 	refPath := fs.String("ref", "", "reference texts (lines \"FILE TEXT\", FILE a name or path as given): print the word error rate on stderr")
 	showStats := fs.Bool("stats", false, "print on stderr the audio duration and each pass's CPU seconds per audio second")
@@ -74,6 +79,10 @@ func transcribeMain(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() == 0 {
 		fmt.Fprintln(stderr, "callscribe transcribe: no WAV files given")
+		return 2
+	}
+	if o.finalMaxSegment < time.Second {
+		fmt.Fprintln(stderr, "callscribe transcribe: -final-max-segment: under 1s")
 		return 2
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
@@ -110,7 +119,7 @@ func transcribeMain(args []string, stdout, stderr io.Writer) int {
 	for i, f := range files {
 		text := asr.FinalText(results[i])
 		if second != nil {
-			text = strings.Join(nonEmpty(second[i]), " ")
+			text = displayText(second[i])
 		}
 		if !*asJSON {
 			fmt.Fprintf(stdout, "%s\t%s\n", f, text)
@@ -119,16 +128,27 @@ func transcribeMain(args []string, stdout, stderr io.Writer) int {
 			score.add(ref, asr.FinalText(results[i]), text)
 		}
 		for j, r := range results[i] {
+			if r.Kind != asr.Final {
+				if *asJSON {
+					enc.Encode(jsonResult{File: f, Type: r.Kind.String(), Utt: r.Utt, Text: r.Text,
+						StartMs: r.StartMs, EndMs: r.EndMs, Words: r.Words})
+				}
+				continue
+			}
+			p := passed{r: r}
+			if second != nil {
+				p = second[i][j]
+			}
+			r = p.r
 			if *asJSON {
 				jr := jsonResult{File: f, Type: r.Kind.String(), Utt: r.Utt, Text: r.Text,
-					StartMs: r.StartMs, EndMs: r.EndMs, Words: r.Words, Conf: r.Conf}
-				if second != nil && r.Kind == asr.Final {
-					jr.Text, jr.FirstPass = second[i][j], r.Text
+					StartMs: r.StartMs, EndMs: r.EndMs, Words: r.Words, Conf: r.Conf, SecondPass: p.note}
+				jr.DisplayWords = p.displayTokens()
+				jr.Display = itn.Text(jr.DisplayWords)
+				if p.display != nil {
+					jr.FirstPass = results[i][j].Text
 				}
 				enc.Encode(jr)
-			}
-			if r.Kind != asr.Final {
-				continue
 			}
 			for j, k := range keywords {
 				words := kwWords[j]
@@ -162,8 +182,14 @@ type jsonResult struct {
 	EndMs   int64      `json:"end_ms"`
 	Words   []asr.Word `json:"words,omitempty"`
 	Conf    float32    `json:"conf,omitempty"`
+	// A final's fields as the gateway publishes them (wire-format.md):
+	// its display text and tokens; with a second pass, whose words these
+	// are (second_pass).
+	Display      string       `json:"display,omitempty"`
+	DisplayWords []word.Token `json:"display_words,omitempty"`
+	SecondPass   string       `json:"second_pass,omitempty"`
 	// FirstPass is a final's text from the streaming model when a second
-	// pass wrote Text (Words stay the first pass's).
+	// pass's words replaced its words (aligned to their times) and text.
 	FirstPass string `json:"first_pass,omitempty"`
 }
 
@@ -219,9 +245,10 @@ func transcribe(files []string, o transcribeOptions) ([][]asr.Result, error) {
 }
 
 // transcribeAll decodes the files as concurrent streams through one
-// batcher, then, with a second pass, transcribes every final's audio again:
-// second[i][j] is the new text of results[i][j] (second is nil without one).
-func transcribeAll(files []string, o transcribeOptions) (results [][]asr.Result, second [][]string, err error) {
+// batcher, then, with a second pass, hears every final again: second[i][j]
+// is results[i][j] as the gateway would publish it (second is nil without
+// one).
+func transcribeAll(files []string, o transcribeOptions) (results [][]asr.Result, second [][]passed, err error) {
 	filter, err := resampleFilter(o.resampler)
 	if err != nil {
 		return nil, nil, err
@@ -251,7 +278,7 @@ func transcribeAll(files []string, o transcribeOptions) (results [][]asr.Result,
 	if rec == nil {
 		return results, nil, nil
 	}
-	second, err = secondPass(rec, sigs, results, o)
+	second, err = secondPass(rec, filepath.Base(o.finalModel), sigs, results, o)
 	return results, second, err
 }
 
@@ -301,72 +328,103 @@ func readPhraseArg(arg string) ([]asr.Phrase, error) {
 	return asr.ParsePhrases(arg)
 }
 
-// defaultFinalMarginMs is the audio the second pass takes on each side of
-// a final's first and last word: the transducer emits a word's tokens
-// after its sound begins (measured in docs/performance.md).
-const defaultFinalMarginMs = 500
+// passed is a final after its second pass, as the gateway publishes it.
+type passed struct {
+	r       asr.Result   // the second pass's words, or the first pass's
+	display []word.Token // the second pass's display tokens; nil: itn formats r's words
+	note    string       // the final's second_pass field
+}
 
-// secondPass transcribes again each final that has words, from the span of
-// its words widened by o.finalMarginMs on each side, though not into the
-// words of the finals before and after it; finals without words keep
-// their empty text. All segments go to the recognizer at once, which
-// batches those of one padded length.
-func secondPass(rec *moonshine.Recognizer, sigs [][]float32, results [][]asr.Result, o transcribeOptions) ([][]string, error) {
-	type at struct{ i, j int }
-	var segs [][]float32
-	var where []at
-	second := make([][]string, len(results))
-	margin := int64(o.finalMarginMs)
-	for i, rs := range results {
-		second[i] = make([]string, len(rs))
-		var finals []int
-		for j, r := range rs {
-			if r.Kind == asr.Final && r.Text != "" {
-				finals = append(finals, j)
-			}
+// displayTokens are the tokens of the final's display field.
+func (p passed) displayTokens() []word.Token {
+	if p.display != nil {
+		return p.display
+	}
+	return itn.Format(p.r.Words)
+}
+
+// displayText is a file's finals' display texts, one after the other.
+func displayText(finals []passed) string {
+	var texts []string
+	for _, p := range finals {
+		if t := itn.Text(p.displayTokens()); t != "" {
+			texts = append(texts, t)
 		}
-		for k, j := range finals {
-			r := rs[j]
-			lo, hi := r.StartMs-margin, r.EndMs+margin
-			if k > 0 {
-				lo = min(max(lo, rs[finals[k-1]].EndMs), r.StartMs)
+	}
+	return strings.Join(texts, " ")
+}
+
+// secondPass hears every final again as a gateway's leg does (package
+// gateway's PassSpan, PassPieces, PassWords, HeardAgain): the audio from
+// before its first word to its endpoint, cut into pieces no longer than
+// o.finalMaxSegment, its words used unless a guard refuses them, aligned to
+// the first pass's times. second[i][j] is results[i][j] so heard when it
+// is a final. All pieces of all files go to the recognizer at once, which
+// batches those of one padded length; its batches are exact, so each text
+// is what the gateway's rounds make of it. A failure of the recognizer,
+// which the gateway would publish as fallback:error, is an error here.
+func secondPass(rec *moonshine.Recognizer, name string, sigs [][]float32, results [][]asr.Result, o transcribeOptions) ([][]passed, error) {
+	type ask struct{ i, j, pieces int }
+	var segs [][]float32
+	var asks []ask
+	second := make([][]passed, len(results))
+	for i, rs := range results {
+		second[i] = make([]passed, len(rs))
+		from, n := int64(0), int64(len(sigs[i]))
+		for j, r := range rs {
+			if r.Kind != asr.Final {
+				continue
 			}
-			if k+1 < len(finals) {
-				hi = max(min(hi, rs[finals[k+1]].StartMs), r.EndMs)
+			lo, hi := gateway.PassSpan(r.StartMs, r.EndMs, r.EndpointMs, from)
+			from = hi
+			second[i][j] = passed{r: r, note: "skipped"}
+			if gateway.PassSkipped(r) {
+				continue
 			}
-			n := int64(len(sigs[i]))
-			a, b := min(max(lo*16, 0), n), min(max(hi*16, 0), n)
-			segs = append(segs, sigs[i][a:max(a, b)])
-			where = append(where, at{i, j})
+			a := min(max(lo*16, 0), n)
+			b := min(max(hi*16, a), n)
+			pieces := gateway.PassPieces(sigs[i][a:b], o.finalMaxSegment)
+			segs = append(segs, pieces...)
+			asks = append(asks, ask{i, j, len(pieces)})
 		}
 	}
 	if o.stats != nil {
 		defer o.stats.measure(&o.stats.second)()
 	}
-	texts, err := rec.Transcribe(segs)
+	res, err := rec.Recognize(segs)
 	if err != nil {
 		return nil, err
 	}
-	for k, w := range where {
-		second[w.i][w.j] = texts[k]
+	for _, a := range asks {
+		p := &second[a.i][a.j]
+		words, reason := gateway.PassWords(res[:a.pieces], len(p.r.Words))
+		res = res[a.pieces:]
+		if reason != "" {
+			p.note = "fallback:" + reason
+			continue
+		}
+		p.r, p.display = gateway.HeardAgain(p.r, words)
+		p.note = name
+	}
+	if o.stats != nil {
+		o.stats.finals = map[string]int{}
+		for i, rs := range results {
+			for j, r := range rs {
+				if r.Kind == asr.Final {
+					o.stats.finals[second[i][j].note]++
+				}
+			}
+		}
 	}
 	return second, nil
 }
 
-func nonEmpty(texts []string) []string {
-	var out []string
-	for _, t := range texts {
-		if t != "" {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
 // passStats are the CPU time of each pass (the whole process's, so
-// measured one pass at a time) and the audio they decoded.
+// measured one pass at a time), the audio they decoded and the finals by
+// what their second pass did (second_pass).
 type passStats struct {
 	audio, first, second time.Duration
+	finals               map[string]int
 }
 
 // measure adds the CPU time until the returned func is called to d.
@@ -387,6 +445,11 @@ func (s passStats) report(w io.Writer, model string) {
 	if model != "" && model != "none" {
 		fmt.Fprintf(w, "; second pass (%s) %.1f CPU s (%.4f per audio s); both %.4f per audio s",
 			model, s.second.Seconds(), per(s.second), per(s.first+s.second))
+		var notes []string
+		for _, n := range slices.Sorted(maps.Keys(s.finals)) {
+			notes = append(notes, fmt.Sprintf("%d %s", s.finals[n], n))
+		}
+		fmt.Fprintf(w, "; finals: %s", strings.Join(notes, ", "))
 	}
 	fmt.Fprintln(w)
 }

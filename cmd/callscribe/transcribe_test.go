@@ -295,9 +295,13 @@ func TestTranscribeOnTheGPUBuild(t *testing.T) {
 	}
 }
 
-// With -final-model, each final is transcribed again by Moonshine: its text
-// replaces the first pass's (kept in -json as first_pass, with the first
-// pass's timed words), and on the parity corpus it has fewer errors.
+// With -final-model, each final is heard again as the gateway hears it
+// (package gateway's second-pass decisions): every final says what its
+// second pass did (second_pass); a final given the second pass's words
+// has them in the gateway's spoken form, upper case and on the first
+// pass's times, within the utterance, and its display tokens one for one
+// (the first pass's text kept as first_pass); the text printed for a file
+// is its finals' display; and on the parity corpus it has fewer errors.
 func TestTranscribeSecondPass(t *testing.T) {
 	files, _, _ := parityCases(t)
 	files = files[:8]
@@ -318,22 +322,53 @@ func TestTranscribeSecondPass(t *testing.T) {
 	if code := run(args, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	finals := 0
+	heard, finals := 0, 0
+	display := map[string][]string{} // each file's finals' display
 	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
 		var r jsonResult
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			t.Fatal(err)
 		}
-		if r.Type != "final" || r.FirstPass == "" {
+		if r.Type != "final" {
 			continue
 		}
 		finals++
-		if r.Text == "" || r.Text == r.FirstPass || strings.ToUpper(r.FirstPass) != r.FirstPass || len(r.Words) == 0 {
+		if r.Display != "" {
+			display[r.File] = append(display[r.File], r.Display)
+		}
+		switch r.SecondPass {
+		case "moonshine-tiny":
+		case "skipped", "fallback:guard":
+			if r.FirstPass != "" || len(r.Words) > 0 && r.SecondPass == "skipped" {
+				t.Errorf("final %+v", r)
+			}
+			continue
+		default:
+			t.Errorf("second_pass %q: %+v", r.SecondPass, r)
+			continue
+		}
+		heard++
+		if r.FirstPass == "" || len(r.Words) == 0 || len(r.DisplayWords) != len(r.Words) || r.Display == r.Text {
 			t.Errorf("final %+v", r)
+			continue
+		}
+		var up []string
+		last := r.StartMs
+		for i, w := range r.Words {
+			up = append(up, w.Text)
+			d := r.DisplayWords[i]
+			if w.Text != strings.ToUpper(w.Text) || w.StartMs < last || w.EndMs < w.StartMs || w.EndMs > r.EndMs ||
+				d.StartMs != w.StartMs || d.EndMs != w.EndMs {
+				t.Errorf("word %+v (display %+v) of final %q, %d-%d", w, d, r.Text, r.StartMs, r.EndMs)
+			}
+			last = w.StartMs
+		}
+		if r.Text != strings.Join(up, " ") {
+			t.Errorf("text %q, words %q", r.Text, up)
 		}
 	}
-	if finals < len(files) {
-		t.Errorf("%d second-pass finals for %d files:\n%s", finals, len(files), out.String())
+	if heard < len(files) || finals < heard {
+		t.Errorf("%d finals heard again of %d, for %d files:\n%s", heard, finals, len(files), out.String())
 	}
 	var final, first float64
 	if _, err := fmt.Sscanf(errb.String(), "WER %f%%", &final); err != nil {
@@ -344,10 +379,21 @@ func TestTranscribeSecondPass(t *testing.T) {
 	} else {
 		fmt.Sscanf(errb.String()[i:], "first pass alone %f%%", &first)
 	}
-	if final >= first || !strings.Contains(errb.String(), "second pass (moonshine-tiny)") {
+	if final >= first || !strings.Contains(errb.String(), "second pass (moonshine-tiny)") ||
+		!strings.Contains(errb.String(), fmt.Sprintf("finals: %d moonshine-tiny", heard)) && !strings.Contains(errb.String(), fmt.Sprintf(", %d moonshine-tiny", heard)) {
 		t.Errorf("WER with the second pass %.1f%%, first pass alone %.1f%%:\n%s", final, first, errb.String())
 	}
 	t.Logf("%s", errb.String())
+	// Without -json, a file's line is its finals' display.
+	out.Reset()
+	if code := run(append([]string{"transcribe", "-model", testModelDir(t), "-final-model", "moonshine-tiny"}, files...), &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for i, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if want := files[i] + "\t" + strings.Join(display[files[i]], " "); line != want {
+			t.Errorf("line %q, want %q", line, want)
+		}
+	}
 }
 
 // parityTexts are the sentences of the parity corpus
