@@ -5,12 +5,15 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/callscribe/callscribe/ingest"
 )
 
 // Config configures the two WebSocket endpoints; it is the stream section
 // of the gateway's configuration file (the gateway adds whether they are
-// served and the admission limits). A zero field takes the default its
-// comment names.
+// served and the admission limits). DefaultConfig holds the file's
+// defaults. A Config built by hand takes the default when a field is zero,
+// unless the comment gives zero a meaning of its own.
 type Config struct {
 	// Path is where audio forks connect on the HTTP address (http.addr +
 	// path): FreeSWITCH mod_audio_fork and mod_audio_stream, jambonz
@@ -26,96 +29,67 @@ type Config struct {
 	// sets no header); a connection without it gets 401 before the
 	// upgrade. Empty: both endpoints are open.
 	Token string `yaml:"token"`
-	// ConnectRate limits the connections one address may open: a token
-	// bucket per address of this many a second, bursts of connect_burst;
-	// beyond it 429 with Retry-After, before the upgrade. 0: 5.
-	ConnectRate float64 `yaml:"connect_rate"`
-	// ConnectBurst is the size of connect_rate's bucket. 0: 20.
-	ConnectBurst int `yaml:"connect_burst"`
-	// MaxFrame bounds one WebSocket message (bytes): a larger one closes
-	// the connection (1009). 0: 64 KiB, 200 ms of 64 kHz stereo.
-	MaxFrame int `yaml:"max_frame"`
-	// StartTimeout ends a connection whose metadata (audio fork) or start
-	// message (jambonz) has not come this long after the upgrade. 0: 5 s.
-	StartTimeout time.Duration `yaml:"start_timeout"`
-	// IdleTimeout ends a call no message has come on for this long
-	// (reason timeout): a peer that vanished without closing. A fork
+	// The limits on strangers' connections, as every door has them; the
+	// start timeout waits for a fork's metadata or jambonz's start. A fork
 	// paused on the platform's side (uuid_audio_fork pause) sends nothing
-	// either. 0: 30 s.
-	IdleTimeout time.Duration `yaml:"idle_timeout"`
-	// MaxDuration ends a call that has lasted this long (reason timeout).
-	// 0: 4 h.
-	MaxDuration time.Duration `yaml:"max_duration"`
+	// either: idle_timeout ends it.
+	ingest.ConnLimits `yaml:",inline"`
+	// The bound of a message: 64 KiB is 200 ms of 64 kHz stereo.
+	ingest.MessageLimit `yaml:",inline"`
 	// Logger; default slog.Default().
 	Logger *slog.Logger `yaml:"-"`
 }
 
 // Defaults of Config, the one place they are written.
 const (
-	DefaultPath         = "/stream"
-	DefaultJambonzPath  = "/jambonz"
-	DefaultConnectRate  = 5
-	DefaultConnectBurst = 20
-	DefaultMaxFrame     = 64 << 10
-	DefaultStartTimeout = 5 * time.Second
-	DefaultIdleTimeout  = 30 * time.Second
-	DefaultMaxDuration  = 4 * time.Hour
+	DefaultPath        = "/stream"
+	DefaultJambonzPath = "/jambonz"
 )
 
-// defaults fills the zero fields (NewServer).
+// DefaultLimits are the door's limits on connections: a platform sends
+// many calls from few addresses (no bound per address).
+var DefaultLimits = ingest.ConnLimits{ConnectRate: 5, ConnectBurst: 20, StartTimeout: 5 * time.Second,
+	IdleTimeout: 30 * time.Second, MaxDuration: 4 * time.Hour}
+
+// DefaultMessageLimit bounds a message at 64 KiB.
+var DefaultMessageLimit = ingest.MessageLimit{MaxMessageBytes: 64 << 10}
+
+// defaults fills the zero fields that have a default (NewServer).
 func (c *Config) defaults() {
-	for _, d := range []struct {
-		zero bool
-		set  func()
-	}{
-		{c.Path == "", func() { c.Path = DefaultPath }},
-		{c.JambonzPath == "", func() { c.JambonzPath = DefaultJambonzPath }},
-		{c.ConnectRate == 0, func() { c.ConnectRate = DefaultConnectRate }},
-		{c.ConnectBurst == 0, func() { c.ConnectBurst = DefaultConnectBurst }},
-		{c.MaxFrame == 0, func() { c.MaxFrame = DefaultMaxFrame }},
-		{c.StartTimeout == 0, func() { c.StartTimeout = DefaultStartTimeout }},
-		{c.IdleTimeout == 0, func() { c.IdleTimeout = DefaultIdleTimeout }},
-		{c.MaxDuration == 0, func() { c.MaxDuration = DefaultMaxDuration }},
-		{c.Logger == nil, func() { c.Logger = slog.Default() }},
-	} {
-		if d.zero {
-			d.set()
-		}
+	if c.Path == "" {
+		c.Path = DefaultPath
+	}
+	if c.JambonzPath == "" {
+		c.JambonzPath = DefaultJambonzPath
+	}
+	c.ConnLimits.Fill(DefaultLimits)
+	c.MessageLimit.Fill(DefaultMessageLimit)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
 }
 
-// Validate checks the fields as written (zero: the default); an error
-// names the first bad field by its key in the stream section.
+// Validate checks every field as written (a zero that has a default is an
+// error here); an error names the first bad field by its key in the
+// stream section.
 func (c *Config) Validate() error {
 	for _, p := range []struct{ key, path string }{{"path", c.Path}, {"jambonz_path", c.JambonzPath}} {
-		if p.path != "" && (!strings.HasPrefix(p.path, "/") || strings.HasSuffix(p.path, "/")) {
+		if !strings.HasPrefix(p.path, "/") || strings.HasSuffix(p.path, "/") {
 			return fmt.Errorf("%s: %q: want a path like /stream", p.key, p.path)
 		}
 	}
-	if c.Path != "" && c.Path == c.JambonzPath || c.Path == "" && c.JambonzPath == DefaultPath ||
-		c.JambonzPath == "" && c.Path == DefaultJambonzPath {
+	if c.Path == c.JambonzPath {
 		return fmt.Errorf("jambonz_path: %q: the same as path", c.JambonzPath)
 	}
-	for _, r := range []struct {
-		key string
-		ok  bool
-	}{
-		{"connect_rate", c.ConnectRate >= 0}, {"connect_burst", c.ConnectBurst >= 0},
-		{"max_frame", c.MaxFrame == 0 || c.MaxFrame >= 1024 && c.MaxFrame <= 16<<20},
-		{"start_timeout", c.StartTimeout >= 0}, {"idle_timeout", c.IdleTimeout >= 0},
-		{"max_duration", c.MaxDuration >= 0},
-	} {
-		if !r.ok {
-			return fmt.Errorf("%s: out of range", r.key)
-		}
+	if err := c.ConnLimits.Validate(); err != nil {
+		return err
 	}
-	return nil
+	return c.MessageLimit.Validate()
 }
 
 // DefaultConfig is the configuration the gateway serves the endpoints
 // with when its file says nothing.
 func DefaultConfig() Config {
-	return Config{Path: DefaultPath, JambonzPath: DefaultJambonzPath, ConnectRate: DefaultConnectRate,
-		ConnectBurst: DefaultConnectBurst, MaxFrame: DefaultMaxFrame, StartTimeout: DefaultStartTimeout,
-		IdleTimeout: DefaultIdleTimeout, MaxDuration: DefaultMaxDuration}
+	return Config{Path: DefaultPath, JambonzPath: DefaultJambonzPath, ConnLimits: DefaultLimits,
+		MessageLimit: DefaultMessageLimit}
 }

@@ -69,7 +69,7 @@ type Server struct {
 	cfg   Config
 	adm   ingest.Admitter
 	tr    Transcripts
-	rate  *ingest.PeerRate
+	gate  *ingest.Gate
 	token atomic.Pointer[string]
 
 	ctx    context.Context // cancelled by Close: every session ends
@@ -83,11 +83,11 @@ type Server struct {
 // NewServer prepares the endpoints; adm admits their calls, tr (nil: none)
 // gives jambonz calls their results.
 func NewServer(cfg Config, adm ingest.Admitter, tr Transcripts) (*Server, error) {
+	cfg.defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, errors.New("audiofork: config: " + err.Error())
 	}
-	cfg.defaults()
-	s := &Server{cfg: cfg, adm: adm, tr: tr, rate: ingest.NewPeerRate(cfg.ConnectRate, cfg.ConnectBurst)}
+	s := &Server{cfg: cfg, adm: adm, tr: tr, gate: ingest.NewGate(cfg.ConnLimits)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.token.Store(&cfg.Token)
 	return s, nil
@@ -125,14 +125,7 @@ func (s *Server) authorized(r *http.Request) bool {
 // refuse answers a connection before its upgrade, counted.
 func (s *Server) refuse(w http.ResponseWriter, source string, r *ingest.Refusal) {
 	s.adm.Refused(source, r)
-	if r.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(max(int(r.RetryAfter.Seconds()), 1)))
-	}
-	msg := r.Detail
-	if msg == "" {
-		msg = http.StatusText(r.HTTP)
-	}
-	http.Error(w, msg, r.HTTP)
+	r.WriteHTTP(w)
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -151,14 +144,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, source, &ingest.Refusal{Reason: "unauthorized", HTTP: http.StatusUnauthorized, Detail: "a bearer token is required"})
 		return
 	}
-	var peer netip.Addr
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		peer = ap.Addr().Unmap()
-	}
-	if !s.rate.Allow(peer) {
-		s.refuse(w, source, ingest.ErrRate)
+	peer := ingest.PeerOf(r.RemoteAddr)
+	if why := s.gate.Enter(peer); why != nil {
+		s.refuse(w, source, why)
 		return
 	}
+	defer s.gate.Leave(peer)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -187,7 +178,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.adm.Refused(source, &ingest.Refusal{Reason: "bad_request", HTTP: http.StatusBadRequest, Detail: err.Error()})
 		return
 	}
-	conn.SetReadLimit(int64(s.cfg.MaxFrame))
+	conn.SetReadLimit(int64(s.cfg.MaxMessageBytes))
 	ss := &session{s: s, conn: conn, source: source, peer: peer, req: r, done: make(chan struct{})}
 	ss.last.Store(time.Now().UnixNano())
 	watched := make(chan struct{})
@@ -288,7 +279,7 @@ func (ss *session) endReason(err error) string {
 	case websocket.StatusNormalClosure, websocket.StatusGoingAway:
 		return "bye"
 	}
-	return "error" // a peer that vanished, a message over max_frame
+	return "error" // a peer that vanished, a message over max_message_bytes
 }
 
 // end ends the admitted call once.

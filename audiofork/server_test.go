@@ -348,10 +348,10 @@ func TestForkWithoutMetadataAndVonage(t *testing.T) {
 // refused (1007, counted bad_request) before admission; after it, a
 // control frame that cannot be read is answered with an error message and
 // the call goes on, a binary frame of half a sample ends the call (1007,
-// reason error), a frame over max_frame too (1009).
+// reason error), a frame over max_message_bytes too (1009).
 func TestForkMalformed(t *testing.T) {
 	adm := newAdmitter()
-	_, url := serve(t, Config{MaxFrame: 4096}, adm, nil)
+	_, url := serve(t, Config{MessageLimit: ingest.MessageLimit{MaxMessageBytes: 4096}}, adm, nil)
 	for _, first := range []string{`not json`, `[1,2]`, `{"sampleRate":11025}`, `{"mixType":"quad"}`,
 		`{"mixType":"stereo","legs":["a"]}`, `{"callSid":"has space"}`, `{"sampleRate":{"x":1}}`} {
 		c := dial(t, url+"/stream", "audio.drachtio.org", nil)
@@ -383,7 +383,7 @@ func TestForkMalformed(t *testing.T) {
 	sendText(t, c, map[string]any{"callSid": "m-2"})
 	c.Write(context.Background(), websocket.MessageBinary, make([]byte, 8192))
 	if code, _, _ := closed(t, c); code != websocket.StatusMessageTooBig {
-		t.Errorf("close %d for a frame over max_frame", code)
+		t.Errorf("close %d for a frame over max_message_bytes", code)
 	}
 	if r := adm.waitReason(t, "m-2"); r != "error" {
 		t.Errorf("reason %q", r)
@@ -396,7 +396,7 @@ func TestForkMalformed(t *testing.T) {
 // (try again later).
 func TestForkRefusals(t *testing.T) {
 	adm := newAdmitter()
-	_, url := serve(t, Config{Token: "s3cret", ConnectRate: 0.001, ConnectBurst: 2}, adm, nil)
+	_, url := serve(t, Config{Token: "s3cret", ConnLimits: ingest.ConnLimits{ConnectRate: 0.001, ConnectBurst: 2}}, adm, nil)
 	if st, _ := dialStatus(t, url+"/stream", nil); st != http.StatusUnauthorized {
 		t.Errorf("no token: %d", st)
 	}
@@ -435,7 +435,7 @@ func TestForkRefusals(t *testing.T) {
 // (shutdown, 1001).
 func TestForkPeerGoneIdleAndShutdown(t *testing.T) {
 	adm := newAdmitter()
-	s, url := serve(t, Config{IdleTimeout: 300 * time.Millisecond, StartTimeout: 300 * time.Millisecond}, adm, nil)
+	s, url := serve(t, Config{ConnLimits: ingest.ConnLimits{IdleTimeout: 300 * time.Millisecond, StartTimeout: 300 * time.Millisecond}}, adm, nil)
 	var raw net.Conn
 	c, _, err := websocket.Dial(context.Background(), url+"/stream", &websocket.DialOptions{HTTPClient: &http.Client{
 		Transport: &http.Transport{DialContext: func(ctx context.Context, n, a string) (net.Conn, error) {
@@ -563,7 +563,7 @@ func TestForkBurstOverLimit(t *testing.T) {
 	adm := newAdmitter()
 	adm.SetMax(4)
 	adm.admitAll.Store(true)
-	s, url := serve(t, Config{ConnectBurst: 50}, adm, nil)
+	s, url := serve(t, Config{ConnLimits: ingest.ConnLimits{ConnectRate: 5, ConnectBurst: 50}}, adm, nil)
 	const n = 16
 	var conns []*websocket.Conn
 	for i := range n {

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/callscribe/callscribe/ingest"
 )
 
 // Config configures the AudioHook endpoint; it is the audiohook section of
@@ -30,28 +32,10 @@ type Config struct {
 	// Languages are the languages answered when open asks for the
 	// supported ones; default en-US.
 	Languages []string `yaml:"languages"`
-	// ConnectRate limits the connections one address may open: a token
-	// bucket per address of this many a second, bursts of connect_burst;
-	// beyond it HTTP 429 before the upgrade. 0: no limit.
-	ConnectRate float64 `yaml:"connect_rate"`
-	// ConnectBurst is the size of connect_rate's bucket.
-	ConnectBurst int `yaml:"connect_burst"`
-	// MaxConnectionsPerPeer bounds the open WebSocket connections from one
-	// address (sessions, probes and those not yet authenticated); beyond
-	// it HTTP 503 before the upgrade. 0: no limit.
-	MaxConnectionsPerPeer int `yaml:"max_connections_per_peer"`
-	// OpenTimeout ends a connection whose open message has not come in
-	// this long; default 5 s.
-	OpenTimeout time.Duration `yaml:"open_timeout"`
-	// IdleTimeout ends a session that sent neither audio nor a message in
-	// this long (while paused: no message; the client pings every few
-	// seconds); default 30 s.
-	IdleTimeout time.Duration `yaml:"idle_timeout"`
-	// MaxDuration ends a session this long after it opened; default 4 h.
-	MaxDuration time.Duration `yaml:"max_duration"`
-	// MaxMessageBytes bounds a text message (JSON); larger ones end the
-	// session with disconnect (error). Default 65535, the protocol's.
-	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// The limits on strangers' connections, as every door has them.
+	ingest.ConnLimits `yaml:",inline"`
+	// The bound of a text (JSON) message; the protocol's is 65535.
+	ingest.MessageLimit `yaml:",inline"`
 	// MaxFrameBytes bounds a binary (audio) message; default 32000, one
 	// second of stereo L16.
 	MaxFrameBytes int `yaml:"max_frame_bytes"`
@@ -65,21 +49,24 @@ type Config struct {
 // Defaults of Config, the one place they are written.
 const (
 	DefaultPath            = "/audiohook"
-	DefaultOpenTimeout     = 5 * time.Second
-	DefaultIdleTimeout     = 30 * time.Second
-	DefaultMaxDuration     = 4 * time.Hour
-	DefaultMaxMessageBytes = 65535
 	DefaultMaxFrameBytes   = 32000
 	DefaultMaxSignatureAge = 10 * time.Second
 )
 
+// DefaultLimits are the door's limits on connections: a Genesys region
+// connects from few addresses, a client pings every few seconds (also
+// while paused), a session may last a long call.
+var DefaultLimits = ingest.ConnLimits{ConnectRate: 5, ConnectBurst: 20, MaxConnectionsPerAddress: 200,
+	StartTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second, MaxDuration: 4 * time.Hour}
+
+// DefaultMessageLimit is the protocol's bound of a text message.
+var DefaultMessageLimit = ingest.MessageLimit{MaxMessageBytes: 65535}
+
 // DefaultConfig is the configuration the door is served with when its
 // section says nothing but enabled and the key.
 func DefaultConfig() Config {
-	return Config{Path: DefaultPath, Languages: []string{"en-US"}, ConnectRate: 5, ConnectBurst: 20,
-		MaxConnectionsPerPeer: 200, OpenTimeout: DefaultOpenTimeout, IdleTimeout: DefaultIdleTimeout,
-		MaxDuration: DefaultMaxDuration, MaxMessageBytes: DefaultMaxMessageBytes, MaxFrameBytes: DefaultMaxFrameBytes,
-		MaxSignatureAge: DefaultMaxSignatureAge}
+	return Config{Path: DefaultPath, Languages: []string{"en-US"}, ConnLimits: DefaultLimits,
+		MessageLimit: DefaultMessageLimit, MaxFrameBytes: DefaultMaxFrameBytes, MaxSignatureAge: DefaultMaxSignatureAge}
 }
 
 // defaults fills the zero fields that have a default (NewServer).
@@ -91,16 +78,12 @@ func (c *Config) defaults() {
 	if len(c.Languages) == 0 {
 		c.Languages = d.Languages
 	}
-	for _, f := range []struct{ v, d *time.Duration }{{&c.OpenTimeout, &d.OpenTimeout}, {&c.IdleTimeout, &d.IdleTimeout},
-		{&c.MaxDuration, &d.MaxDuration}, {&c.MaxSignatureAge, &d.MaxSignatureAge}} {
-		if *f.v <= 0 {
-			*f.v = *f.d
-		}
+	c.ConnLimits.Fill(d.ConnLimits)
+	c.MessageLimit.Fill(d.MessageLimit)
+	if c.MaxSignatureAge == 0 {
+		c.MaxSignatureAge = d.MaxSignatureAge
 	}
-	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = d.MaxMessageBytes
-	}
-	if c.MaxFrameBytes <= 0 {
+	if c.MaxFrameBytes == 0 {
 		c.MaxFrameBytes = d.MaxFrameBytes
 	}
 	if c.Logger == nil {
@@ -151,20 +134,17 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("languages: %q: want a language tag like en-US", l)
 		}
 	}
-	for _, r := range []struct {
-		key string
-		ok  bool
-	}{
-		{"connect_rate", c.ConnectRate >= 0}, {"connect_burst", c.ConnectBurst >= 0},
-		{"max_connections_per_peer", c.MaxConnectionsPerPeer >= 0},
-		{"open_timeout", c.OpenTimeout > 0}, {"idle_timeout", c.IdleTimeout > 0}, {"max_duration", c.MaxDuration > 0},
-		{"max_message_bytes", c.MaxMessageBytes >= 1024 && c.MaxMessageBytes <= 1<<20},
-		{"max_frame_bytes", c.MaxFrameBytes >= 320 && c.MaxFrameBytes <= 1<<20},
-		{"max_signature_age", c.MaxSignatureAge > 0},
-	} {
-		if !r.ok {
-			return fmt.Errorf("%s: out of range", r.key)
-		}
+	if err := c.ConnLimits.Validate(); err != nil {
+		return err
+	}
+	if err := c.MessageLimit.Validate(); err != nil {
+		return err
+	}
+	if c.MaxFrameBytes < 320 || c.MaxFrameBytes > 1<<20 {
+		return fmt.Errorf("max_frame_bytes: out of range")
+	}
+	if c.MaxSignatureAge <= 0 {
+		return fmt.Errorf("max_signature_age: out of range")
 	}
 	return nil
 }

@@ -11,8 +11,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/netip"
-	"strconv"
 	"sync"
 	"time"
 
@@ -38,11 +36,10 @@ type Server struct {
 	adm    ingest.Admitter
 	feed   Feed
 	verify *verifier
-	rate   *ingest.PeerRate
+	gate   *ingest.Gate
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
-	perPeer  map[netip.Addr]int
 	closed   bool
 	wg       sync.WaitGroup
 }
@@ -56,8 +53,7 @@ func NewServer(cfg Config, adm ingest.Admitter, feed Feed) (*Server, error) {
 	}
 	secret, _ := cfg.secret()
 	return &Server{cfg: cfg, adm: adm, feed: feed, verify: newVerifier(cfg.APIKey, secret, cfg.MaxSignatureAge),
-		rate: ingest.NewPeerRate(cfg.ConnectRate, cfg.ConnectBurst), sessions: map[*session]struct{}{},
-		perPeer: map[netip.Addr]int{}}, nil
+		gate: ingest.NewGate(cfg.ConnLimits), sessions: map[*session]struct{}{}}, nil
 }
 
 // Active is the number of connections open (sessions, probes and those
@@ -71,29 +67,20 @@ func (s *Server) Active() int {
 // refuseHTTP answers a request before the upgrade.
 func (s *Server) refuseHTTP(w http.ResponseWriter, r *ingest.Refusal) {
 	s.adm.Refused(Source, r)
-	if r.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(r.RetryAfter.Seconds())))
-	}
-	http.Error(w, r.Detail, r.HTTP)
+	r.WriteHTTP(w)
 }
-
-// errTooMany refuses a connection over max_connections_per_peer.
-var errTooMany = &ingest.Refusal{Reason: "limit", SIP: 503, HTTP: http.StatusServiceUnavailable, RetryAfter: 5 * time.Second,
-	Detail: "too many connections from this address"}
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != s.cfg.Path {
 		http.NotFound(w, r)
 		return
 	}
-	var peer netip.Addr
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		peer = ap.Addr().Unmap()
-	}
-	if !s.rate.Allow(peer) {
-		s.refuseHTTP(w, ingest.ErrRate)
+	peer := ingest.PeerOf(r.RemoteAddr)
+	if why := s.gate.Enter(peer); why != nil {
+		s.refuseHTTP(w, why)
 		return
 	}
+	defer s.gate.Leave(peer)
 	// The session id is the call's id: a UUID in a header the signature
 	// covers, and the id of every message.
 	id, _ := header(r, "Audiohook-Session-Id")
@@ -104,21 +91,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	authErr := s.verify.verify(r, time.Now())
 	s.mu.Lock()
-	switch {
-	case s.closed:
+	if s.closed {
 		s.mu.Unlock()
 		s.refuseHTTP(w, ingest.ErrDraining)
 		return
-	case s.cfg.MaxConnectionsPerPeer > 0 && s.perPeer[peer] >= s.cfg.MaxConnectionsPerPeer:
-		s.mu.Unlock()
-		s.refuseHTTP(w, errTooMany)
-		return
 	}
-	s.perPeer[peer]++
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
-	defer s.forget(peer)
 
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
@@ -139,15 +119,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	delete(s.sessions, sess)
 	s.mu.Unlock()
-}
-
-// forget counts a connection from peer gone.
-func (s *Server) forget(peer netip.Addr) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.perPeer[peer]--; s.perPeer[peer] <= 0 {
-		delete(s.perPeer, peer)
-	}
 }
 
 // Close refuses new connections and ends every session (disconnect, call

@@ -346,7 +346,7 @@ func TestMalformed(t *testing.T) {
 // refused with disconnect; a connection that never opens is closed.
 func TestVanishLimitsTimeouts(t *testing.T) {
 	d := start(t, func(c *audiohook.Config) {
-		c.OpenTimeout = 300 * time.Millisecond
+		c.StartTimeout = 300 * time.Millisecond
 		c.IdleTimeout = 500 * time.Millisecond
 	})
 	d.adm.SetMax(1)

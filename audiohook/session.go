@@ -567,7 +567,7 @@ func (s *session) watch() {
 			s.mu.Lock()
 			idle := now.Sub(time.Unix(0, s.last.Load()))
 			switch {
-			case s.state == opening && now.Sub(s.since) > cfg.OpenTimeout:
+			case s.state == opening && now.Sub(s.since) > cfg.StartTimeout:
 				s.log.Info("audiohook: no open in time")
 				s.cancel()
 			case (s.state == active || s.state == paused) && idle > cfg.IdleTimeout:

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/callscribe/callscribe/ingest"
 )
 
 // Config configures the AudioSocket listener; it is the audiosocket
@@ -23,22 +25,10 @@ type Config struct {
 	// closed before a byte is read. Required: 0.0.0.0/0 and ::/0 take
 	// any.
 	AllowCIDRs []netip.Prefix `yaml:"allow_cidrs"`
-	// ConnectRate limits the connections one address may open: a token
-	// bucket of this many a second, bursts of connect_burst; beyond it a
-	// connection gets an error message (rate) and is closed. 0: no limit.
-	ConnectRate float64 `yaml:"connect_rate"`
-	// ConnectBurst is the size of connect_rate's bucket.
-	ConnectBurst int `yaml:"connect_burst"`
-	// HelloTimeout closes a connection whose first message (the call's
-	// UUID) has not come in this long; default 5 s.
-	HelloTimeout time.Duration `yaml:"hello_timeout"`
-	// IdleTimeout ends a call when no message has come for this long
-	// (Asterisk sends a frame every 20 ms; a peer that vanished without
-	// closing the connection); default 10 s.
-	IdleTimeout time.Duration `yaml:"idle_timeout"`
-	// MaxDuration ends a call that lasts longer (reason timeout);
-	// default 4h.
-	MaxDuration time.Duration `yaml:"max_duration"`
+	// The limits on strangers' connections, as every door has them; the
+	// start timeout waits for the call's UUID, and Asterisk sends a frame
+	// every 20 ms, so a short idle_timeout finds a vanished peer.
+	ingest.ConnLimits `yaml:",inline"`
 	// Kind10 is what audio messages of kind 0x10 carry: slin (16-bit
 	// linear at 8 kHz: the protocol, and always so from the AudioSocket()
 	// application), or ulaw or alaw, for an AudioSocket channel dialed
@@ -56,19 +46,20 @@ type Config struct {
 
 // Defaults of Config, the one place they are written.
 const (
-	DefaultListen       = ":9092"
-	DefaultHelloTimeout = 5 * time.Second
-	DefaultIdleTimeout  = 10 * time.Second
-	DefaultMaxDuration  = 4 * time.Hour
-	DefaultKind10       = "slin"
-	DefaultKind11       = "slin12"
+	DefaultListen = ":9092"
+	DefaultKind10 = "slin"
+	DefaultKind11 = "slin12"
 )
+
+// DefaultLimits are the door's limits on connections: an Asterisk server
+// opens a connection a call, many at once (no bound per address).
+var DefaultLimits = ingest.ConnLimits{ConnectRate: 50, ConnectBurst: 200, StartTimeout: 5 * time.Second,
+	IdleTimeout: 10 * time.Second, MaxDuration: 4 * time.Hour}
 
 // DefaultConfig is the configuration the door takes when its file says
 // nothing but the addresses it allows.
 func DefaultConfig() Config {
-	return Config{Listen: DefaultListen, AllowCIDRs: []netip.Prefix{}, ConnectRate: 50, ConnectBurst: 200,
-		HelloTimeout: DefaultHelloTimeout, IdleTimeout: DefaultIdleTimeout, MaxDuration: DefaultMaxDuration,
+	return Config{Listen: DefaultListen, AllowCIDRs: []netip.Prefix{}, ConnLimits: DefaultLimits,
 		Kind10: DefaultKind10, Kind11: DefaultKind11}
 }
 
@@ -78,15 +69,7 @@ func (c *Config) defaults() {
 	if c.Listen == "" {
 		c.Listen = d.Listen
 	}
-	if c.HelloTimeout <= 0 {
-		c.HelloTimeout = d.HelloTimeout
-	}
-	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = d.IdleTimeout
-	}
-	if c.MaxDuration <= 0 {
-		c.MaxDuration = d.MaxDuration
-	}
+	c.ConnLimits.Fill(d.ConnLimits)
 	if c.Kind10 == "" {
 		c.Kind10 = d.Kind10
 	}
@@ -118,18 +101,7 @@ func (c *Config) Validate() error {
 	if c.Kind11 != "slin12" && c.Kind11 != "slin16" {
 		return fmt.Errorf("kind11: %q: want slin12 or slin16", c.Kind11)
 	}
-	for _, r := range []struct {
-		key string
-		ok  bool
-	}{
-		{"connect_rate", c.ConnectRate >= 0}, {"connect_burst", c.ConnectBurst >= 0},
-		{"hello_timeout", c.HelloTimeout > 0}, {"idle_timeout", c.IdleTimeout > 0}, {"max_duration", c.MaxDuration > 0},
-	} {
-		if !r.ok {
-			return fmt.Errorf("%s: out of range", r.key)
-		}
-	}
-	return nil
+	return c.ConnLimits.Validate()
 }
 
 // allowed tells whether a peer's address is in the allowlist.

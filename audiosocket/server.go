@@ -26,7 +26,7 @@ const Source = "audiosocket"
 const LegName = "caller"
 
 // Connections that have not yet said which call they are hold no slot,
-// only a goroutine and a socket for up to HelloTimeout: bounded apart.
+// only a goroutine and a socket for up to StartTimeout: bounded apart.
 const (
 	maxPending        = 256
 	maxPendingPerPeer = 16
@@ -47,7 +47,7 @@ var (
 type Server struct {
 	cfg     Config
 	adm     ingest.Admitter
-	rate    *ingest.PeerRate
+	gate    *ingest.Gate
 	formats map[Kind]format
 	ln      net.Listener
 
@@ -71,7 +71,7 @@ func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audiosocket: config: %w", err)
 	}
-	return &Server{cfg: cfg, adm: adm, rate: ingest.NewPeerRate(cfg.ConnectRate, cfg.ConnectBurst), formats: fm,
+	return &Server{cfg: cfg, adm: adm, gate: ingest.NewGate(cfg.ConnLimits), formats: fm,
 		conns: map[*conn]struct{}{}, byID: map[string]*conn{}, pendingBy: map[netip.Addr]int{}}, nil
 }
 
@@ -157,17 +157,12 @@ func (s *Server) accept(ln net.Listener) {
 // take polices a new connection before a byte is read from it, and gives
 // the ones it lets in a goroutine.
 func (s *Server) take(nc net.Conn) {
-	var peer netip.Addr
-	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
-		peer = ap.Addr().Unmap()
+	peer := ingest.PeerOf(nc.RemoteAddr().String())
+	why := errForbidden
+	if s.cfg.allowed(peer) {
+		why = s.gate.Enter(peer)
 	}
-	var why *ingest.Refusal
-	switch {
-	case !s.cfg.allowed(peer):
-		why = errForbidden
-	case !s.rate.Allow(peer):
-		why = ingest.ErrRate
-	}
+	entered := why == nil
 	c := &conn{s: s, nc: nc, peer: peer, stopped: make(chan struct{})}
 	s.mu.Lock()
 	switch {
@@ -185,6 +180,9 @@ func (s *Server) take(nc net.Conn) {
 	}
 	s.mu.Unlock()
 	if why != nil {
+		if entered {
+			s.gate.Leave(peer)
+		}
 		s.adm.Refused(Source, why)
 		c.refuse(why)
 		return
@@ -228,6 +226,7 @@ func (s *Server) done(c *conn) {
 		delete(s.byID, c.id)
 	}
 	s.mu.Unlock()
+	s.gate.Leave(c.peer)
 	s.wg.Done()
 }
 
@@ -291,7 +290,7 @@ func (c *conn) serve() {
 		}
 	}()
 	r := NewReader(bufio.NewReaderSize(c.nc, 4096))
-	c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.HelloTimeout))
+	c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.StartTimeout))
 	var m Message
 	var err error
 	if !c.stopping() { // stop's deadline may have come before ours

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/callscribe/callscribe/audiosocket/audiosockettest"
+	"github.com/callscribe/callscribe/ingest"
 	"github.com/callscribe/callscribe/ingest/ingesttest"
 	"github.com/callscribe/callscribe/media"
 )
@@ -178,7 +179,7 @@ func TestAudioKinds(t *testing.T) {
 // the call at once; one that goes silent with the connection open (a
 // host gone, a cable cut) is ended by idle_timeout, and told so.
 func TestPeerVanishes(t *testing.T) {
-	s, adm := startServer(t, Config{IdleTimeout: 300 * time.Millisecond})
+	s, adm := startServer(t, Config{ConnLimits: ingest.ConnLimits{IdleTimeout: 300 * time.Millisecond}})
 	pcm := audiosockettest.PCM(tone(440, 8000, 4000))
 
 	closes := dial(t, s)
@@ -206,7 +207,7 @@ func TestPeerVanishes(t *testing.T) {
 // admitted; during a call the call ends. Nothing panics and nothing is
 // left (TestMain checks the goroutines).
 func TestMalformedMessages(t *testing.T) {
-	s, adm := startServer(t, Config{HelloTimeout: 300 * time.Millisecond})
+	s, adm := startServer(t, Config{ConnLimits: ingest.ConnLimits{StartTimeout: 300 * time.Millisecond}})
 	id := bytes.Repeat([]byte{0x42}, 16)
 	frame := audiosockettest.PCM(tone(440, 8000, 160))
 	msg := func(kind byte, p []byte) []byte { return append([]byte{kind, byte(len(p) >> 8), byte(len(p))}, p...) }
@@ -264,7 +265,7 @@ func TestRefusals(t *testing.T) {
 	s, _ := startServer(t, Config{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
 	refusedWith(t, dial(t, s), "forbidden")
 
-	s, _ = startServer(t, Config{ConnectRate: 0.01, ConnectBurst: 2})
+	s, _ = startServer(t, Config{ConnLimits: ingest.ConnLimits{ConnectRate: 0.01, ConnectBurst: 2}})
 	dial(t, s)
 	dial(t, s)
 	refusedWith(t, dial(t, s), "rate")

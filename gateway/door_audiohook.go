@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/callscribe/callscribe/asr"
@@ -14,18 +13,14 @@ type AudioHookConfig struct {
 	// Enabled takes calls through this door.
 	Enabled          bool `yaml:"enabled"`
 	audiohook.Config `yaml:",inline"`
-	// MaxCalls bounds the concurrent AudioHook sessions (probes are not
-	// calls); more are answered with disconnect.
-	MaxCalls int `yaml:"max_calls"`
-	// MaxCallsPerPeer bounds the concurrent sessions from one address;
-	// 0: no limit.
-	MaxCallsPerPeer int `yaml:"max_calls_per_peer"`
+	// The gateway's admission limits of the door's calls.
+	CallLimits `yaml:",inline"`
 }
 
 // DefaultAudioHookConfig is the section's defaults: off, the protocol
 // package's defaults, 100 sessions.
 func DefaultAudioHookConfig() AudioHookConfig {
-	return AudioHookConfig{Config: audiohook.DefaultConfig(), MaxCalls: 100}
+	return AudioHookConfig{Config: audiohook.DefaultConfig(), CallLimits: CallLimits{MaxCalls: 100}}
 }
 
 // Validate checks the section when the door is enabled; an error names
@@ -37,25 +32,14 @@ func (c *AudioHookConfig) Validate() error {
 	if err := c.Config.Validate(); err != nil {
 		return err
 	}
-	if c.MaxCalls <= 0 {
-		return errors.New("max_calls: out of range")
-	}
-	if c.MaxCallsPerPeer < 0 {
-		return errors.New("max_calls_per_peer: out of range")
-	}
-	return nil
+	return c.CallLimits.validate()
 }
 
 // limits adds the door's admission limits.
 func (c *AudioHookConfig) limits(l *Limits) {
-	if !c.Enabled {
-		return
+	if c.Enabled {
+		c.CallLimits.add(l, audiohook.Source)
 	}
-	l.MaxCalls[audiohook.Source] = c.MaxCalls
-	if l.MaxPerPeer == nil {
-		l.MaxPerPeer = map[string]int{}
-	}
-	l.MaxPerPeer[audiohook.Source] = c.MaxCallsPerPeer
 }
 
 // subscriptionBuffer is the events a session's subscription holds before

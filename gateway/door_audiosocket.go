@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/callscribe/callscribe/audiosocket"
@@ -14,18 +13,14 @@ type AudioSocketConfig struct {
 	// Enabled takes calls through this door.
 	Enabled            bool `yaml:"enabled"`
 	audiosocket.Config `yaml:",inline"`
-	// MaxCalls bounds the concurrent AudioSocket calls; more are refused
-	// (an error message "limit", then the close).
-	MaxCalls int `yaml:"max_calls"`
-	// MaxCallsPerAddress bounds the concurrent calls from one address (an
-	// Asterisk server); 0: no bound but max_calls.
-	MaxCallsPerAddress int `yaml:"max_calls_per_address"`
+	// The gateway's admission limits of the door's calls.
+	CallLimits `yaml:",inline"`
 }
 
 // DefaultAudioSocketConfig is the section's defaults: off, the protocol
 // package's defaults, 200 calls.
 func DefaultAudioSocketConfig() AudioSocketConfig {
-	return AudioSocketConfig{Config: audiosocket.DefaultConfig(), MaxCalls: 200}
+	return AudioSocketConfig{Config: audiosocket.DefaultConfig(), CallLimits: CallLimits{MaxCalls: 200}}
 }
 
 // Validate checks the section when the door is enabled; an error names
@@ -37,28 +32,14 @@ func (c *AudioSocketConfig) Validate() error {
 	if err := c.Config.Validate(); err != nil {
 		return err
 	}
-	if c.MaxCalls <= 0 {
-		return errors.New("max_calls: out of range")
-	}
-	if c.MaxCallsPerAddress < 0 {
-		return errors.New("max_calls_per_address: out of range")
-	}
-	return nil
+	return c.CallLimits.validate()
 }
 
 // limits adds the door's admission limits.
 func (c *AudioSocketConfig) limits(l *Limits) {
-	if !c.Enabled {
-		return
+	if c.Enabled {
+		c.CallLimits.add(l, audiosocket.Source)
 	}
-	if l.MaxCalls == nil {
-		l.MaxCalls = map[string]int{}
-	}
-	if l.MaxPerPeer == nil {
-		l.MaxPerPeer = map[string]int{}
-	}
-	l.MaxCalls[audiosocket.Source] = c.MaxCalls
-	l.MaxPerPeer[audiosocket.Source] = c.MaxCallsPerAddress
 }
 
 // openAudioSocket opens the door when it is enabled (nil: it is not): its

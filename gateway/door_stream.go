@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,19 +18,14 @@ type StreamConfig struct {
 	// recognizer at jambonz_path.
 	Enabled          bool `yaml:"enabled"`
 	audiofork.Config `yaml:",inline"`
-	// MaxCalls bounds the concurrent calls of each of the two endpoints;
-	// more are refused (503 before the upgrade, or a close 1013 after the
-	// first message).
-	MaxCalls int `yaml:"max_calls"`
-	// MaxCallsPerPeer bounds the concurrent calls of each endpoint from
-	// one address; 0: no limit.
-	MaxCallsPerPeer int `yaml:"max_calls_per_peer"`
+	// The gateway's admission limits of the door's calls.
+	CallLimits `yaml:",inline"`
 }
 
 // DefaultStreamConfig is the section's defaults: off, the protocol
 // package's defaults, 200 calls.
 func DefaultStreamConfig() StreamConfig {
-	return StreamConfig{Config: audiofork.DefaultConfig(), MaxCalls: 200}
+	return StreamConfig{Config: audiofork.DefaultConfig(), CallLimits: CallLimits{MaxCalls: 200}}
 }
 
 // Validate checks the section when the door is enabled; an error names
@@ -43,26 +37,13 @@ func (c *StreamConfig) Validate() error {
 	if err := c.Config.Validate(); err != nil {
 		return err
 	}
-	if c.MaxCalls <= 0 {
-		return errors.New("max_calls: out of range")
-	}
-	if c.MaxCallsPerPeer < 0 {
-		return errors.New("max_calls_per_peer: out of range")
-	}
-	return nil
+	return c.CallLimits.validate()
 }
 
 // limits adds the door's admission limits, for each of its sources.
 func (c *StreamConfig) limits(l *Limits) {
-	if !c.Enabled {
-		return
-	}
-	if l.MaxPerPeer == nil {
-		l.MaxPerPeer = map[string]int{}
-	}
-	for _, src := range []string{audiofork.SourceStream, audiofork.SourceJambonz} {
-		l.MaxCalls[src] = c.MaxCalls
-		l.MaxPerPeer[src] = c.MaxCallsPerPeer
+	if c.Enabled {
+		c.CallLimits.add(l, audiofork.SourceStream, audiofork.SourceJambonz)
 	}
 }
 

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/callscribe/callscribe/twilio"
@@ -14,15 +13,14 @@ type TwilioConfig struct {
 	// Enabled takes calls through this door.
 	Enabled       bool `yaml:"enabled"`
 	twilio.Config `yaml:",inline"`
-	// MaxCalls bounds the concurrent streams; more are refused (503
-	// before the upgrade, or a close 1013 at their start).
-	MaxCalls int `yaml:"max_calls"`
+	// The gateway's admission limits of the door's calls.
+	CallLimits `yaml:",inline"`
 }
 
 // DefaultTwilioConfig is the section's defaults: off, the protocol
 // package's defaults, 200 streams.
 func DefaultTwilioConfig() TwilioConfig {
-	return TwilioConfig{Config: twilio.DefaultConfig(), MaxCalls: 200}
+	return TwilioConfig{Config: twilio.DefaultConfig(), CallLimits: CallLimits{MaxCalls: 200}}
 }
 
 // Validate checks the section when the door is enabled; an error names
@@ -34,22 +32,14 @@ func (c *TwilioConfig) Validate() error {
 	if err := c.Config.Validate(); err != nil {
 		return err
 	}
-	if c.MaxCalls <= 0 {
-		return errors.New("max_calls: out of range")
-	}
-	return nil
+	return c.CallLimits.validate()
 }
 
 // limits adds the door's admission limits.
 func (c *TwilioConfig) limits(l *Limits) {
-	if !c.Enabled {
-		return
+	if c.Enabled {
+		c.CallLimits.add(l, twilio.Source)
 	}
-	l.MaxCalls[twilio.Source] = c.MaxCalls
-	if l.MaxPerPeer == nil {
-		l.MaxPerPeer = map[string]int{}
-	}
-	l.MaxPerPeer[twilio.Source] = c.MaxCallsPerAddress
 }
 
 // openTwilio opens the door when it is enabled (nil: it is not): the

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/callscribe/callscribe/ingest"
 	"github.com/callscribe/callscribe/media"
 )
 
@@ -33,29 +34,11 @@ type Config struct {
 	// BearerToken, when set, must arrive as "Authorization: Bearer ..." on
 	// the upgrade request (SignalWire's authBearerToken); 401 otherwise.
 	BearerToken string `yaml:"bearer_token"`
-	// ConnectRate limits the streams one address may open: a token bucket
-	// per address of this many a second, bursts of connect_burst; beyond
-	// it 429 with Retry-After, before the upgrade. 0: no limit.
-	ConnectRate float64 `yaml:"connect_rate"`
-	// ConnectBurst is the size of connect_rate's bucket.
-	ConnectBurst int `yaml:"connect_burst"`
-	// MaxCallsPerAddress bounds the streams open at once from one address
-	// (before their start message too); more get 503 before the upgrade.
-	// Twilio sends many calls' streams from few addresses: 0, no bound.
-	MaxCallsPerAddress int `yaml:"max_calls_per_address"`
-	// StartTimeout ends a stream whose start message has not come this
-	// long after the upgrade; default 10 s.
-	StartTimeout time.Duration `yaml:"start_timeout"`
-	// IdleTimeout ends a stream that sent no message for this long (the
-	// peer vanished); default 15 s.
-	IdleTimeout time.Duration `yaml:"idle_timeout"`
-	// MaxDuration ends a stream this long after it started (reason
-	// timeout); default 4 h, the longest Twilio call.
-	MaxDuration time.Duration `yaml:"max_duration"`
-	// MaxMessageBytes bounds one WebSocket message; a longer one closes
-	// the stream (1009). Default 65536: a media message of 20 ms is about
-	// 250 bytes, a start message with custom parameters a few KiB.
-	MaxMessageBytes int64 `yaml:"max_message_bytes"`
+	// The limits on strangers' connections, as every door has them.
+	ingest.ConnLimits `yaml:",inline"`
+	// The bound of a message: a media message of 20 ms is about 250
+	// bytes, a start message with custom parameters a few KiB.
+	ingest.MessageLimit `yaml:",inline"`
 	// Leg configures the audio receive path.
 	Leg media.LegOptions `yaml:"-"`
 	// Logger; default slog.Default().
@@ -63,20 +46,22 @@ type Config struct {
 }
 
 // Defaults of Config, the one place they are written.
-const (
-	DefaultPath            = "/twilio"
-	DefaultStartTimeout    = 10 * time.Second
-	DefaultIdleTimeout     = 15 * time.Second
-	DefaultMaxDuration     = 4 * time.Hour
-	DefaultMaxMessageBytes = 64 << 10
-)
+const DefaultPath = "/twilio"
+
+// DefaultLimits are the door's limits on connections: Twilio sends many
+// calls' streams from few addresses (no bound per address), a media
+// message every 20 ms, calls of up to 4 h.
+var DefaultLimits = ingest.ConnLimits{ConnectRate: 10, ConnectBurst: 50, StartTimeout: 10 * time.Second,
+	IdleTimeout: 15 * time.Second, MaxDuration: 4 * time.Hour}
+
+// DefaultMessageLimit bounds a message at 64 KiB.
+var DefaultMessageLimit = ingest.MessageLimit{MaxMessageBytes: 64 << 10}
 
 // DefaultConfig is the configuration a gateway serves Media Streams with
 // when its file says nothing but enabled: at /twilio, without a signature
 // check, streams rate-limited per address.
 func DefaultConfig() Config {
-	return Config{Path: DefaultPath, ConnectRate: 10, ConnectBurst: 50, StartTimeout: DefaultStartTimeout,
-		IdleTimeout: DefaultIdleTimeout, MaxDuration: DefaultMaxDuration, MaxMessageBytes: DefaultMaxMessageBytes}
+	return Config{Path: DefaultPath, ConnLimits: DefaultLimits, MessageLimit: DefaultMessageLimit}
 }
 
 // defaults fills the zero fields that have a default (NewServer).
@@ -84,18 +69,8 @@ func (c *Config) defaults() {
 	if c.Path == "" {
 		c.Path = DefaultPath
 	}
-	if c.StartTimeout <= 0 {
-		c.StartTimeout = DefaultStartTimeout
-	}
-	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = DefaultIdleTimeout
-	}
-	if c.MaxDuration <= 0 {
-		c.MaxDuration = DefaultMaxDuration
-	}
-	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = DefaultMaxMessageBytes
-	}
+	c.ConnLimits.Fill(DefaultLimits)
+	c.MessageLimit.Fill(DefaultMessageLimit)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -114,19 +89,8 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("public_url: %q: want a URL like wss://host/twilio", c.PublicURL)
 		}
 	}
-	for _, r := range []struct {
-		key string
-		ok  bool
-	}{
-		{"connect_rate", c.ConnectRate >= 0}, {"connect_burst", c.ConnectBurst >= 0},
-		{"max_calls_per_address", c.MaxCallsPerAddress >= 0},
-		{"start_timeout", c.StartTimeout > 0}, {"idle_timeout", c.IdleTimeout > 0},
-		{"max_duration", c.MaxDuration > 0},
-		{"max_message_bytes", c.MaxMessageBytes >= 1024 && c.MaxMessageBytes <= 16<<20},
-	} {
-		if !r.ok {
-			return fmt.Errorf("%s: out of range", r.key)
-		}
+	if err := c.ConnLimits.Validate(); err != nil {
+		return err
 	}
-	return nil
+	return c.MessageLimit.Validate()
 }

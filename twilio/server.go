@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"sync"
 	"time"
 
@@ -28,11 +27,10 @@ const Source = "twilio"
 type Server struct {
 	cfg  Config
 	adm  ingest.Admitter
-	rate *ingest.PeerRate
+	gate *ingest.Gate
 
 	mu     sync.Mutex
 	conns  map[*conn]struct{} // every stream's connection, started or not
-	peers  map[netip.Addr]int // connections per address
 	calls  map[string]*Stream // started streams by id
 	closed bool
 	wg     sync.WaitGroup // the connections' handlers
@@ -53,8 +51,8 @@ func NewServer(cfg Config, adm ingest.Admitter) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("twilio: config: %w", err)
 	}
-	return &Server{cfg: cfg, adm: adm, rate: ingest.NewPeerRate(cfg.ConnectRate, cfg.ConnectBurst),
-		conns: map[*conn]struct{}{}, peers: map[netip.Addr]int{}, calls: map[string]*Stream{}}, nil
+	return &Server{cfg: cfg, adm: adm, gate: ingest.NewGate(cfg.ConnLimits),
+		conns: map[*conn]struct{}{}, calls: map[string]*Stream{}}, nil
 }
 
 // Path is where the endpoint is served.
@@ -90,11 +88,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	peer := netip.Addr{}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		peer = ap.Addr().Unmap()
+	peer := ingest.PeerOf(r.RemoteAddr)
+	if why := s.check(r); why != nil {
+		s.refuse(w, why)
+		return
 	}
-	if why := s.check(r, peer); why != nil {
+	if why := s.gate.Enter(peer); why != nil {
+		s.refuse(w, why)
+		return
+	}
+	defer s.gate.Leave(peer)
+	if why := s.adm.Full(Source); why != nil {
 		s.refuse(w, why)
 		return
 	}
@@ -109,7 +113,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.adm.Refused(Source, errUpgrade)
 		return
 	}
-	ws.SetReadLimit(s.cfg.MaxMessageBytes)
+	ws.SetReadLimit(int64(s.cfg.MaxMessageBytes))
 	c.mu.Lock()
 	c.ws = ws
 	shutdown := c.shutdown
@@ -121,9 +125,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.serve(c)
 }
 
-// check is why an upgrade request is refused before anything is reserved,
+// check is why an upgrade request is refused before anything is counted,
 // or nil.
-func (s *Server) check(r *http.Request, peer netip.Addr) *ingest.Refusal {
+func (s *Server) check(r *http.Request) *ingest.Refusal {
 	if r.Method != http.MethodGet {
 		return errMethod
 	}
@@ -139,27 +143,19 @@ func (s *Server) check(r *http.Request, peer netip.Addr) *ingest.Refusal {
 			return errSignature
 		}
 	}
-	if !s.rate.Allow(peer) {
-		return ingest.ErrRate
-	}
-	return s.adm.Full(Source)
+	return nil
 }
 
 // reserve counts a connection from peer, or refuses it: the door is
-// closed, or the address has its share.
+// closed.
 func (s *Server) reserve(peer netip.Addr) (*conn, *ingest.Refusal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, ingest.ErrDraining
 	}
-	if n := s.cfg.MaxCallsPerAddress; n > 0 && s.peers[peer] >= n {
-		return nil, &ingest.Refusal{Reason: "limit", HTTP: http.StatusServiceUnavailable, RetryAfter: 5 * time.Second,
-			Detail: "too many streams from this address"}
-	}
 	c := &conn{peer: peer}
 	s.conns[c] = struct{}{}
-	s.peers[peer]++
 	s.wg.Add(1)
 	return c, nil
 }
@@ -168,9 +164,6 @@ func (s *Server) reserve(peer netip.Addr) (*conn, *ingest.Refusal) {
 func (s *Server) release(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
-	if s.peers[c.peer]--; s.peers[c.peer] <= 0 {
-		delete(s.peers, c.peer)
-	}
 	s.mu.Unlock()
 	s.wg.Done()
 }
@@ -178,17 +171,10 @@ func (s *Server) release(c *conn) {
 // refuse answers an upgrade request that is not taken, and counts it.
 func (s *Server) refuse(w http.ResponseWriter, r *ingest.Refusal) {
 	s.adm.Refused(Source, r)
-	if r.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(r.RetryAfter.Seconds())))
-	}
 	if r == errBearer {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="callscribe"`)
 	}
-	msg := r.Detail
-	if msg == "" {
-		msg = http.StatusText(r.HTTP)
-	}
-	http.Error(w, msg, r.HTTP)
+	r.WriteHTTP(w)
 }
 
 // Close stops taking streams and ends those open (reason shutdown: a

@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/callscribe/callscribe/ingest"
 	"github.com/callscribe/callscribe/ingest/ingesttest"
 	"github.com/callscribe/callscribe/media"
 	"github.com/callscribe/callscribe/twilio/twiliotest"
@@ -125,7 +126,7 @@ func TestMonoAndStereo(t *testing.T) {
 // A peer that vanishes mid-call: its connection dropped ends the call
 // (error); one silent past idle_timeout ends it too (timeout).
 func TestPeerVanishes(t *testing.T) {
-	_, rec, url := newDoor(t, Config{IdleTimeout: 300 * time.Millisecond}, 0)
+	_, rec, url := newDoor(t, Config{ConnLimits: ingest.ConnLimits{IdleTimeout: 300 * time.Millisecond}}, 0)
 	st := dial(t, twiliotest.Call{URL: url, StreamSid: "MZgone"})
 	st.Play(context.Background(), 0, map[string][]float32{"inbound": tone(440, 200)}, nil, false)
 	st.Vanish()
@@ -146,7 +147,7 @@ func TestPeerVanishes(t *testing.T) {
 // Every kind of malformed message gets its close code; after start the
 // call ends (error), before it nothing is admitted.
 func TestMalformedMessages(t *testing.T) {
-	_, rec, url := newDoor(t, Config{MaxMessageBytes: 4096}, 0)
+	_, rec, url := newDoor(t, Config{MessageLimit: ingest.MessageLimit{MaxMessageBytes: 4096}}, 0)
 	started := 0
 	for i, c := range []struct {
 		name       string
@@ -324,7 +325,7 @@ func TestLimitsUnderBurst(t *testing.T) {
 		return codes
 	}
 	t.Run("per address", func(t *testing.T) {
-		_, _, url := newDoor(t, Config{MaxCallsPerAddress: 3}, 0)
+		_, _, url := newDoor(t, Config{ConnLimits: ingest.ConnLimits{MaxConnectionsPerAddress: 3}}, 0)
 		taken, statuses := burst(url, 12)
 		if len(taken) != 3 || statuses[http.StatusServiceUnavailable] != 9 {
 			t.Fatalf("%d taken, refused %v", len(taken), statuses)
@@ -342,7 +343,7 @@ func TestLimitsUnderBurst(t *testing.T) {
 		}
 	})
 	t.Run("rate", func(t *testing.T) {
-		_, _, url := newDoor(t, Config{ConnectRate: 0.01, ConnectBurst: 4}, 0)
+		_, _, url := newDoor(t, Config{ConnLimits: ingest.ConnLimits{ConnectRate: 0.01, ConnectBurst: 4}}, 0)
 		taken, statuses := burst(url, 10)
 		if len(taken) != 4 || statuses[http.StatusTooManyRequests] != 6 {
 			t.Fatalf("%d taken, refused %v", len(taken), statuses)
@@ -353,7 +354,7 @@ func TestLimitsUnderBurst(t *testing.T) {
 
 // A connection that never says start is closed after start_timeout.
 func TestStartTimeout(t *testing.T) {
-	s, _, url := newDoor(t, Config{StartTimeout: 300 * time.Millisecond}, 0)
+	s, _, url := newDoor(t, Config{ConnLimits: ingest.ConnLimits{StartTimeout: 300 * time.Millisecond}}, 0)
 	ws, _, err := websocket.Dial(context.Background(), url, nil)
 	if err != nil {
 		t.Fatal(err)
