@@ -94,7 +94,7 @@ func (g *Calls) capacity() int {
 	}
 	all := float64(c) * f1 / (f1 + f2)
 	own := float64(c) * f1 / float64(g.asr.Workers()) * float64(p.Workers()) / f2
-	return int(min(all, own))
+	return max(1, int(min(all, own))) // 0 would mean no bound
 }
 
 // Streams is the number of recognition streams the calls holding a slot

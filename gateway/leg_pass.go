@@ -28,6 +28,7 @@ type passFinal struct {
 	done      bool
 	display   []word.Token // the second pass's, one per word
 	note      string       // the final's second_pass field
+	job       *passJob     // its job in the stage while it waits
 }
 
 // keepAudio keeps the audio just given to the stream (packet goroutine).
@@ -42,8 +43,12 @@ func (l *leg) keepAudio(x []float32) {
 	}
 	from = max(from, end-passMaxKeep.Milliseconds()*16)
 	if cut := from - l.audioBase; cut >= 16000 { // a second at a time
-		n := copy(l.audio, l.audio[cut:])
-		l.audio = l.audio[:n]
+		rest := l.audio[cut:]
+		if cap(l.audio) > 2*len(rest)+5*16000 { // a long utterance's room goes back
+			l.audio = append(make([]float32, 0, 2*len(rest)+16000), rest...)
+		} else {
+			l.audio = l.audio[:copy(l.audio, rest)]
+		}
 		l.audioBase = from
 	}
 }
@@ -88,8 +93,11 @@ func (l *leg) passFinal(r asr.Result, streamStart, streamEnd, endpoint int64) {
 		l.passIdle = make(chan struct{})
 	}
 	audio := l.audioSpan(lo, hi)
+	// (f.job is set below, before c.mu is released: the result, which
+	// takes c.mu, cannot come first.)
 	c := l.c
-	reason := p.ask(audio, len(r.Words), func(words []moonshine.Word, reason string) {
+	var reason string
+	f.job, reason = p.ask(audio, len(r.Words), func(words []moonshine.Word, reason string) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if f.done {
@@ -134,6 +142,7 @@ func (l *leg) passGiveUp() {
 	for _, f := range l.pass {
 		if !f.done {
 			f.done, f.note = true, "fallback:"+FallbackTimeout
+			l.c.g.opts.SecondPass.abandon(f.job)
 		}
 	}
 	l.drainPass()

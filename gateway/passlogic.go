@@ -50,14 +50,19 @@ func PassPieces(audio []float32, maxSegment time.Duration) [][]float32 {
 // than twice the first pass's words (firstWords) plus six.
 func PassWords(pieces []moonshine.Result, firstWords int) ([]moonshine.Word, string) {
 	var words []moonshine.Word
-	reason := ""
+	reason, said := "", 0
 	for _, r := range pieces {
 		if r.Stop != moonshine.StopEnd {
 			reason = FallbackGuard
 		}
+		for _, w := range r.Words {
+			if spoken(w.Text) != "" { // not punctuation alone
+				said++
+			}
+		}
 		words = append(words, r.Words...)
 	}
-	if len(words) == 0 || len(words) > 2*firstWords+6 {
+	if said == 0 || said > 2*firstWords+6 {
 		reason = FallbackGuard
 	}
 	if reason != "" {

@@ -146,22 +146,36 @@ func (p *SecondPass) Workers() int { return len(p.recs) }
 // words the first pass heard (a guard compares). A final that cannot wait
 // (the stage closed, its queue full) is not queued: ask returns the reason
 // to fall back at once (counted), and result is not called.
-func (p *SecondPass) ask(audio []float32, firstWords int, result func([]moonshine.Word, string)) (fallback string) {
+func (p *SecondPass) ask(audio []float32, firstWords int, result func([]moonshine.Word, string)) (_ *passJob, fallback string) {
 	j := &passJob{audio: audio, words: firstWords, asked: time.Now(), result: result}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		p.fallbacks[FallbackError]++
-		return FallbackError
+		return nil, FallbackError
 	}
 	select {
 	case p.jobs <- j: // a worker looks j up under p.mu: it is there first
 		p.inflight[j] = struct{}{}
-		return ""
+		return j, ""
 	default:
 		p.fallbacks[FallbackLag]++
-		return FallbackLag
+		return nil, FallbackLag
 	}
+}
+
+// abandon ends a job its caller gave up waiting for (timeout, counted);
+// its result is not called. Any goroutine, the call's lock held or not.
+func (p *SecondPass) abandon(j *passJob) {
+	if j == nil {
+		return
+	}
+	j.once.Do(func() {
+		p.mu.Lock()
+		delete(p.inflight, j)
+		p.fallbacks[FallbackTimeout]++
+		p.mu.Unlock()
+	})
 }
 
 // finish gives a job its outcome, once.

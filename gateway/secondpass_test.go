@@ -447,3 +447,22 @@ func TestSecondPassFullQueue(t *testing.T) {
 		t.Errorf("%d finals, stats %+v", n, st)
 	}
 }
+
+// A call that ends while its last final's second pass is still running
+// publishes it from the first pass once final_timeout is up, and the stage
+// counts it as a timeout (not later as done).
+func TestSecondPassGivenUpAtCallEnd(t *testing.T) {
+	b := batcherWith(t, asr.EndpointRules)
+	x, _ := parity(t, 0, "u03-8k.wav")
+	pass := withPass(t, slow{moonshineTiny(t), 4 * time.Second}, SecondPassOptions{Timeout: time.Minute})
+	evs := sayOnCall(t, b, CallsOptions{SecondPass: pass, FinalTimeout: time.Second}, "", x)
+	checkOrder(t, evs)
+	fs := finals(evs)
+	if len(fs) != 1 || fs[0]["second_pass"] != "fallback:timeout" {
+		t.Fatalf("finals %v", fs)
+	}
+	time.Sleep(5 * time.Second) // the round comes back
+	if st := pass.Stats(); st.Fallbacks[FallbackTimeout] != 1 || st.Done != 0 || st.Waiting != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}

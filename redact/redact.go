@@ -126,18 +126,19 @@ var fillers = map[string]bool{"UM": true, "UH": true, "ER": true, "AH": true, "D
 
 // digits is how many digits a word spells by itself: 1 for a digit said
 // ("FIVE", "OH"), the count of a numeral's digits ("4539", "4539-1488",
-// "12/26", "39." as a second-pass recognizer writes them), else 0.
+// "4,539", "12/26", "39." as a second-pass recognizer writes them; a
+// separator between digits: - / , or a dash), else 0.
 func digits(w string) int {
 	if digitWord(w) {
 		return 1
 	}
-	w = strings.TrimRight(w, ".,;:!?")
+	w = strings.NewReplacer("\u2013", "-", "\u2014", "-", "\u2012", "-").Replace(strings.TrimRight(w, ".,;:!?"))
 	n := 0
 	for i := 0; i < len(w); i++ {
 		switch c := w[i]; {
 		case c >= '0' && c <= '9':
 			n++
-		case (c == '-' || c == '/') && i > 0 && i < len(w)-1:
+		case (c == '-' || c == '/' || c == ',') && i > 0 && i < len(w)-1 && isDigit(w[i-1]) && isDigit(w[i+1]):
 		default:
 			return 0
 		}
@@ -432,3 +433,5 @@ func Apply(words []word.Word, spans []Span) ([]word.Word, string) {
 	out = append(out, words[i:]...)
 	return out, strings.Join(kinds, ",")
 }
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }

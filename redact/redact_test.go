@@ -68,6 +68,9 @@ func TestRedact(t *testing.T) {
 		{"MY CARD IS 4539 1488 0343 6467", pci, false, "MY CARD IS [CARD]"},
 		{"IT IS 4539-1488-0343-6467 EXPIRES 12/26", pci, false, "IT IS [CARD] EXPIRES [CARD]"},
 		{"FOUR FIVE 39 1488 0343 SIX FOUR SIX SEVEN", pci, false, "[CARD]"},
+		{"MY CARD IS 4,539,148 8034 36467", pci, false, "MY CARD IS [CARD]"},
+		{"IT IS 4539–1488—0343 6467", pci, false, "IT IS [CARD]"},
+		{"IT IS 4539-ABCD", pci, false, "IT IS 4539-ABCD"},
 		{"IT COSTS $29.99 OR 30 DOLLARS", pci, false, "IT COSTS $29.99 OR 30 DOLLARS"},
 		{"ORDER 1234 SHIPPED", Policy{Numbers: 4}, false, "ORDER [NUMBER] SHIPPED"},
 		// Nothing asked: nothing done.

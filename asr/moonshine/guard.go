@@ -10,28 +10,26 @@ func Split(x []float32, maxLen int) [][]float32 {
 	if maxLen < 2*win || len(x) <= maxLen {
 		return [][]float32{x}
 	}
-	// The cut lies where the left piece is at least a window and neither
-	// side is longer than maxLen: [len-maxLen, maxLen] when the whole
-	// needs one cut; otherwise the left piece takes maxLen at most and the
-	// right is split again.
-	lo := max(len(x)-maxLen, win)
-	hi := min(maxLen, len(x)-win)
+	// The cut lies where neither side is longer than maxLen, in
+	// [len-maxLen, maxLen], when the whole needs one cut; otherwise the left
+	// piece takes maxLen at most and the right is split again. It is the
+	// middle of the quietest window.
+	h := win / 2
+	lo := max(len(x)-maxLen, h)
+	hi := min(maxLen, len(x)-h)
 	if lo > hi { // more than two pieces: the left one as full as the quiet allows
 		lo, hi = maxLen/2, maxLen
 	}
-	best, bestE := hi, float32(-1)
-	var e float32
-	for i := lo - win; i < lo; i++ {
-		e += x[i] * x[i]
+	var e float32 // energy of x[c-h : c+h]
+	for _, v := range x[lo-h : lo+h] {
+		e += v * v
 	}
-	for c := lo; c <= hi; c++ { // e: energy of x[c-win:c]
-		if bestE < 0 || e < bestE {
-			best, bestE = c, e
-		}
-		if c < len(x) {
-			e += x[c]*x[c] - x[c-win]*x[c-win]
+	cut, least := lo, e
+	for c := lo + 1; c <= hi; c++ {
+		e += x[c+h-1]*x[c+h-1] - x[c-h-1]*x[c-h-1]
+		if e < least {
+			cut, least = c, e
 		}
 	}
-	cut := best - win/2 // the middle of the quiet window
 	return append([][]float32{x[:cut]}, Split(x[cut:], maxLen)...)
 }

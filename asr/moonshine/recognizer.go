@@ -249,12 +249,18 @@ func (r *Recognizer) Transcribe(segments [][]float32) ([]string, error) {
 
 // Recognize is Transcribe telling, for each segment, why its decoding
 // stopped: a text that used its budget or went round a loop is suspect.
-func (r *Recognizer) Recognize(segments [][]float32) ([]Result, error) {
+func (r *Recognizer) Recognize(segments [][]float32) ([]Result, error) { return r.recognize(segments, 0) }
+
+// recognize is Recognize with every row decoding forced steps, the end
+// token and loops ignored (0: as Recognize).
+func (r *Recognizer) recognize(segments [][]float32, forced int) ([]Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return nil, ErrClosed
 	}
+	r.forced = forced
+	defer func() { r.forced = 0 }()
 	texts := make([]Result, len(segments))
 	groups := map[int][]int{}
 	var lens []int
@@ -294,15 +300,7 @@ func (r *Recognizer) Cost(n int, length time.Duration, tokens int) (time.Duratio
 			segs[i][k] = (float32(seed>>8)/float32(1<<24) - 0.5) * 0.01
 		}
 	}
-	r.mu.Lock()
-	r.forced = max(tokens, 1)
-	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		r.forced = 0
-		r.mu.Unlock()
-	}()
 	t := time.Now()
-	_, err := r.Recognize(segs)
+	_, err := r.recognize(segs, max(tokens, 1))
 	return time.Since(t), err
 }
