@@ -249,7 +249,9 @@ func (r *Recognizer) Transcribe(segments [][]float32) ([]string, error) {
 
 // Recognize is Transcribe telling, for each segment, why its decoding
 // stopped: a text that used its budget or went round a loop is suspect.
-func (r *Recognizer) Recognize(segments [][]float32) ([]Result, error) { return r.recognize(segments, 0) }
+func (r *Recognizer) Recognize(segments [][]float32) ([]Result, error) {
+	return r.recognize(segments, 0)
+}
 
 // recognize is Recognize with every row decoding forced steps, the end
 // token and loops ignored (0: as Recognize).
