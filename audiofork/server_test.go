@@ -607,3 +607,28 @@ func TestForkBurstOverLimit(t *testing.T) {
 		t.Errorf("%d connections left", s.Active())
 	}
 }
+
+// The connections of one address are bounded before the upgrade, on both
+// endpoints together (503 with Retry-After), and a place comes back when a
+// connection closes.
+func TestForkConnectionsPerAddress(t *testing.T) {
+	adm := newAdmitter()
+	_, url := serve(t, Config{ConnLimits: ingest.ConnLimits{MaxConnectionsPerAddress: 2}}, adm, nil)
+	first := dial(t, url+"/stream", "", nil)
+	dial(t, url+"/jambonz", "", nil)
+	for _, path := range []string{"/stream", "/jambonz"} {
+		if st, retry := dialStatus(t, url+path, nil); st != http.StatusServiceUnavailable || retry == "" {
+			t.Fatalf("%s over max_connections_per_address: %d, Retry-After %q", path, st, retry)
+		}
+	}
+	first.Close(websocket.StatusNormalClosure, "")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		st, _ := dialStatus(t, url+"/stream", nil)
+		if st == http.StatusSwitchingProtocols {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the place of a closed connection is not given back: %d", st)
+		}
+	}
+}

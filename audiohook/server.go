@@ -106,16 +106,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.SetReadLimit(int64(max(s.cfg.MaxMessageBytes, s.cfg.MaxFrameBytes)) + 1)
 	org, _ := header(r, "Audiohook-Organization-Id")
-	sess := newSession(s, conn, id, org, peer, authErr)
+	sess := newSession(r.Context(), s, conn, id, org, peer, authErr)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		sess.cancel()
 		conn.Close(websocket.StatusTryAgainLater, "shutting down")
 		return
 	}
 	s.sessions[sess] = struct{}{}
 	s.mu.Unlock()
-	sess.run(r.Context())
+	sess.run()
 	s.mu.Lock()
 	delete(s.sessions, sess)
 	s.mu.Unlock()

@@ -389,3 +389,46 @@ func TestBeforeUpgrade(t *testing.T) {
 		t.Fatalf("no session id: %d", resp.StatusCode)
 	}
 }
+
+// The connections of one address are bounded before the upgrade (503 with
+// Retry-After) and a place comes back when a session ends; past the
+// address's rate a connection gets 429.
+func TestPerAddressLimits(t *testing.T) {
+	refusal := func(d *door) (int, string) {
+		t.Helper()
+		c, resp, err := audiohooktest.Dial(context.Background(),
+			audiohooktest.Options{URL: d.url, APIKey: apiKey, Secret: secret, Media: stereo()})
+		if err == nil {
+			c.Hangup()
+			t.Fatal("taken over the limit")
+		}
+		if resp == nil {
+			t.Fatalf("dial: %v", err)
+		}
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	d := start(t, func(c *audiohook.Config) { c.MaxConnectionsPerAddress = 2 })
+	first := d.dial(t, audiohooktest.Options{})
+	d.dial(t, audiohooktest.Options{})
+	if code, retry := refusal(d); code != http.StatusServiceUnavailable || retry == "" {
+		t.Fatalf("over max_connections_per_address: %d, Retry-After %q", code, retry)
+	}
+	first.Hangup()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		c, _, err := audiohooktest.Dial(context.Background(),
+			audiohooktest.Options{URL: d.url, APIKey: apiKey, Secret: secret, Media: stereo()})
+		if err == nil {
+			c.Hangup()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the place of a session hung up is not given back: %v", err)
+		}
+	}
+
+	r := start(t, func(c *audiohook.Config) { c.ConnectRate, c.ConnectBurst = 0.01, 1 })
+	r.dial(t, audiohooktest.Options{})
+	if code, retry := refusal(r); code != http.StatusTooManyRequests || retry == "" {
+		t.Fatalf("over connect_rate: %d, Retry-After %q", code, retry)
+	}
+}

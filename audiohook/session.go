@@ -76,18 +76,20 @@ type session struct {
 	reason     string // why the call ends (ingest's reasons)
 }
 
-func newSession(srv *Server, conn *websocket.Conn, id, orgID string, peer netip.Addr, authErr error) *session {
+// newSession prepares a connection's session; its context is made here,
+// before the server lists the session, so that Close (shutdown) finds it.
+func newSession(parent context.Context, srv *Server, conn *websocket.Conn, id, orgID string, peer netip.Addr, authErr error) *session {
 	now := time.Now()
 	s := &session{srv: srv, conn: conn, id: id, peer: peer, authErr: authErr, orgID: orgID, since: now,
 		log: srv.cfg.Logger.With("session", id)}
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(parent))
 	s.last.Store(now.UnixNano())
 	return s
 }
 
 // run reads the connection until it closes, then ends the call and waits
 // for the session's goroutines.
-func (s *session) run(parent context.Context) {
-	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(parent))
+func (s *session) run() {
 	defer s.conn.CloseNow()
 	s.wg.Add(1)
 	go s.watch()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -358,5 +359,32 @@ func TestCloseEndsCalls(t *testing.T) {
 	adm.WaitEnded(t, 1)
 	if s.Active() != 0 {
 		t.Errorf("%d connections left", s.Active())
+	}
+}
+
+// The connections of one address are bounded, calls and those waiting for
+// their UUID together: one more is told "limit" before a byte is read, and
+// a call's place comes back when it hangs up.
+func TestConnectionsPerAddress(t *testing.T) {
+	s, adm := startServer(t, Config{ConnLimits: ingest.ConnLimits{MaxConnectionsPerAddress: 2}})
+	call := dial(t, s)
+	call.Hello()
+	call.Stream(audiosockettest.Slin, make([]byte, 320), 320, false, nil)
+	started(t, adm)
+	dial(t, s) // waiting for its UUID
+	refusedWith(t, dial(t, s), "too many connections from this address")
+	call.Hangup()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		c := dial(t, s)
+		k, p, err := c.Read(100 * time.Millisecond)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() { // taken: the server waits for its UUID
+			c.Hello()
+			c.Stream(audiosockettest.Slin, make([]byte, 320), 320, false, nil)
+			started(t, adm)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the place of a call hung up is not given back: kind %#x %q (%v)", k, p, err)
+		}
 	}
 }
