@@ -26,13 +26,7 @@ func DefaultAudioSocketConfig() AudioSocketConfig {
 // Validate checks the section when the door is enabled; an error names
 // the key within it.
 func (c *AudioSocketConfig) Validate() error {
-	if !c.Enabled {
-		return nil
-	}
-	if err := c.Config.Validate(); err != nil {
-		return err
-	}
-	return c.CallLimits.validate()
+	return c.CallLimits.validateDoor(c.Enabled, &c.Config)
 }
 
 // limits adds the door's admission limits.

@@ -25,6 +25,9 @@ func TestAudioSocketSection(t *testing.T) {
 		{"listen", func(c *AudioSocketConfig) { c.Listen = "9092" }},
 		{"max_calls", func(c *AudioSocketConfig) { c.MaxCalls = 0 }},
 		{"idle_timeout", func(c *AudioSocketConfig) { c.IdleTimeout = -1 }},
+		{"start_timeout", func(c *AudioSocketConfig) { c.StartTimeout = 0 }},
+		{"max_connections_per_address", func(c *AudioSocketConfig) { c.MaxConnectionsPerAddress = -1 }},
+		{"max_calls_per_address", func(c *AudioSocketConfig) { c.MaxCallsPerAddress = -1 }},
 	} {
 		d := c
 		if bad.key != "allow_cidrs" {

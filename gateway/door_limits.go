@@ -18,6 +18,18 @@ type CallLimits struct {
 	MaxCallsPerAddress int `yaml:"max_calls_per_address"`
 }
 
+// validateDoor checks a door's section when the door is enabled: its
+// protocol's keys, then these; an error names the key within the section.
+func (c *CallLimits) validateDoor(enabled bool, protocol interface{ Validate() error }) error {
+	if !enabled {
+		return nil
+	}
+	if err := protocol.Validate(); err != nil {
+		return err
+	}
+	return c.validate()
+}
+
 // validate checks the limits as written; an error names the key.
 func (c *CallLimits) validate() error {
 	if c.MaxCalls <= 0 {

@@ -31,13 +31,7 @@ func DefaultStreamConfig() StreamConfig {
 // Validate checks the section when the door is enabled; an error names
 // the key within it.
 func (c *StreamConfig) Validate() error {
-	if !c.Enabled {
-		return nil
-	}
-	if err := c.Config.Validate(); err != nil {
-		return err
-	}
-	return c.CallLimits.validate()
+	return c.CallLimits.validateDoor(c.Enabled, &c.Config)
 }
 
 // limits adds the door's admission limits, for each of its sources.
