@@ -9,6 +9,11 @@
 // when the call is over (End before Start releases the slot and publishes
 // nothing). Every refusal is a *Refusal carrying its SIP and HTTP answers,
 // answered by the source and counted by Refused.
+//
+// Before admission, a door that faces strangers (AudioHook, Twilio, audio
+// forks, AudioSocket) bounds their connections with the same limits, the
+// same keys in each door's section: ConnLimits, enforced per address by a
+// Gate before the upgrade or accept, and MessageLimit on a WebSocket.
 package ingest
 
 import (
