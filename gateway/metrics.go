@@ -93,7 +93,7 @@ var unlabelled = []metric{
 		func(m *snapshot) float64 { return float64(m.calls.Abandoned) }),
 	counter("callscribe_asr_step_seconds_total", "Time spent in successful batch steps.", func(m *snapshot) float64 { return m.asr.StepTime.Seconds() }),
 	gauge("callscribe_asr_streams_active", "Recognition streams open.", func(m *snapshot) float64 { return float64(m.asr.ActiveStreams) }),
-	gauge("callscribe_asr_capacity_streams", "Streams the recognizer serves in real time, measured (workers × headroom × chunk period / step time per stream).",
+	gauge("callscribe_asr_capacity_streams", "Streams the recognizer serves in real time, measured (workers × headroom × chunk period / the cost of a stream's chunk at the current mix of talking and quiet streams).",
 		func(m *snapshot) float64 { return float64(m.capacity) }),
 	gauge("callscribe_asr_max_streams", "Streams admission allows now (asr.max_streams, or the capacity when auto).",
 		func(m *snapshot) float64 { return float64(m.maxStreams) }),
