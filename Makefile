@@ -32,7 +32,8 @@ vet:
 
 # The full suite: the alert rules (promtool: valid, and their unit tests),
 # then under the race detector unit and integration tests on the
-# real model and ONNX Runtime, then short fuzz runs (minimizing a new input
+# real model and ONNX Runtime (cmd/callscribe, every door end to end, runs
+# past go test's default 10 minutes under the race detector), then short fuzz runs (minimizing a new input
 # is cut at 1 s, or it alone would outlast the run). The fuzz runs are
 # counted in executions, about 10 s each on the 2-core CI machine: a
 # -fuzztime in seconds can fail with a bare "context deadline exceeded" at
@@ -41,7 +42,7 @@ vet:
 test: setup-gpu build vet
 	promtool check config deployments/prometheus/prometheus.yml
 	promtool test rules deployments/prometheus/callscribe-rules.test.yml deployments/prometheus/callscribe-rules-calendar.test.yml
-	$(GO) test -count=1 -race ./...
+	$(GO) test -count=1 -race -timeout 25m ./...
 	scripts/check-cuda-build
 	$(GO) test -run '^$$' -fuzz FuzzReadWAV -fuzztime 150000x -fuzzminimizetime 1s ./media
 	$(GO) test -run '^$$' -fuzz FuzzLegRTP -fuzztime 120000x -fuzzminimizetime 1s ./media
