@@ -177,7 +177,7 @@ func (b *Batcher) Capacity() int {
 	budget := float64(b.opts.Workers) * b.opts.Headroom * float64(b.ChunkPeriod())
 	n := budget / float64(b.StreamCost())
 	if b.opts.SkipSilence {
-		n = min(n, b.opts.TalkOverload*budget/(float64(b.mix.vad.Load())+c))
+		n = min(n, b.opts.TalkOverload*budget/c)
 	}
 	return int(n)
 }
@@ -191,13 +191,14 @@ func (b *Batcher) StreamCost() time.Duration {
 }
 
 // TalkingCapacity is Capacity with every stream talking: what the engines
-// serve in real time if every chunk is encoded.
+// serve in real time if every chunk is encoded (a talking stream's VAD
+// does not run).
 func (b *Batcher) TalkingCapacity() int {
 	c := float64(b.cost.Load())
 	if c <= 0 {
 		return 0
 	}
-	return int(float64(b.opts.Workers) * b.opts.Headroom * float64(b.ChunkPeriod()) / (float64(b.mix.vad.Load()) + c))
+	return int(float64(b.opts.Workers) * b.opts.Headroom * float64(b.ChunkPeriod()) / c)
 }
 
 // Lag is how far behind real time decoding is: the most undecoded audio

@@ -102,7 +102,7 @@ func TestCapacityFollowsTheMix(t *testing.T) {
 	feed(sigs[1][:8*16000])
 	loud, share := b.Capacity(), b.Talking()
 	talking = b.TalkingCapacity()
-	t.Logf("talking streams: %.2f of chunks encoded, capacity %d (%d with everyone talking)", share, loud, talking)
+	t.Logf("talking streams: %.2f of chunks encoded, capacity %d (%d with everyone talking); cost %v step %v vad %v", share, loud, talking, b.StreamCost(), b.StepCost(), b.VADCost())
 	if share < 0.7 || float64(loud) > 1.25*float64(talking) {
 		t.Errorf("talking streams: %.2f of chunks encoded, capacity %d (%d quiet)", share, loud, quiet)
 	}
