@@ -83,6 +83,7 @@ type Stream struct {
 	closed     bool
 	dropped    int64 // frames dropped on overflow
 	segDropped int64 // dropped when the open utterance began
+	wordsEnd   int64 // ms where the last final's last word ended
 	maxBacklog int64 // frames; <= 0: unbounded
 	// VAD (endpoint mode vad or skipping silence): the samples not yet
 	// seen, from vadBase.
@@ -330,9 +331,11 @@ func (s *Stream) result(kind ResultKind, processed, dropped int64) Result {
 	}
 	flush()
 	// A word's first token comes about wordLeadMs after the word begins:
-	// it starts that much earlier, not before its utterance or the word
-	// before it.
-	floor := s.segStart * 10
+	// it starts that much earlier, not before the word before it (in this
+	// utterance or the last final). Not the utterance's start: in silence
+	// the endpoint rules start utterance after utterance, and one may begin
+	// just before a word.
+	floor := s.wordsEnd
 	for i := range r.Words {
 		w := &r.Words[i]
 		w.StartMs = max(w.StartMs-wordLeadMs, min(floor, w.StartMs))
@@ -342,6 +345,9 @@ func (s *Stream) result(kind ResultKind, processed, dropped int64) Result {
 	if len(r.Words) > 0 {
 		r.StartMs = min(r.StartMs, r.Words[0].StartMs)
 		r.Conf /= float32(len(r.Words))
+		if kind == Final {
+			s.wordsEnd = r.Words[len(r.Words)-1].EndMs
+		}
 	}
 	return r
 }
