@@ -261,10 +261,22 @@ func sipLoad(args []string, w io.Writer) error {
 	chunks := m1["callscribe_asr_chunks_total"] - m0["callscribe_asr_chunks_total"]
 	fmt.Fprintf(w, "recognizer: %.2f chunks encoded per second of leg audio (3.1 is every chunk), most lag %.2f s, audio dropped undecoded %.1f s, admission's bound now %.0f streams\n",
 		chunks/legAudio.Seconds(), maxLag, (m1["callscribe_asr_dropped_frames_total"]-m0["callscribe_asr_dropped_frames_total"])/100, m1["callscribe_asr_max_streams"])
+	if done := m1["callscribe_second_pass_finals_total"] - m0["callscribe_second_pass_finals_total"]; done > 0 || m1["callscribe_second_pass_cost_seconds"] > 0 {
+		var falls []string
+		for _, r := range []string{"error", "timeout", "lag", "guard"} {
+			k := `callscribe_second_pass_fallbacks_total{reason="` + r + `"}`
+			falls = append(falls, fmt.Sprintf("%s %.0f", r, m1[k]-m0[k]))
+		}
+		audio := m1["callscribe_second_pass_audio_seconds_total"] - m0["callscribe_second_pass_audio_seconds_total"]
+		busy := m1["callscribe_second_pass_busy_seconds_total"] - m0["callscribe_second_pass_busy_seconds_total"]
+		fmt.Fprintf(w, "second pass: %.0f finals its words, fell back %s; %.3f s recognizing per second of final audio\n",
+			done, strings.Join(falls, ", "), busy/max(audio, 1e-9))
+	}
 	return nil
 }
 
-// gatewayMetrics reads the gateway's unlabelled metrics.
+// gatewayMetrics reads the gateway's unlabelled metrics, and the second
+// pass's fallbacks by reason ("callscribe_second_pass_fallbacks_total{reason=\"lag\"}").
 func gatewayMetrics(base string) (map[string]float64, error) {
 	res, err := http.Get(base + "/metrics")
 	if err != nil {
@@ -274,7 +286,8 @@ func gatewayMetrics(base string) (map[string]float64, error) {
 	m := map[string]float64{}
 	sc := bufio.NewScanner(res.Body)
 	for sc.Scan() {
-		if name, v, ok := strings.Cut(sc.Text(), " "); ok && !strings.HasPrefix(name, "#") && !strings.Contains(name, "{") {
+		if name, v, ok := strings.Cut(sc.Text(), " "); ok && !strings.HasPrefix(name, "#") &&
+			(!strings.Contains(name, "{") || strings.HasPrefix(name, "callscribe_second_pass_fallbacks_total{")) {
 			m[name], _ = strconv.ParseFloat(v, 64)
 		}
 	}
