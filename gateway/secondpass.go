@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -367,13 +366,4 @@ func (p *SecondPass) Close() {
 	for _, j := range left {
 		p.finish(j, nil, FallbackError)
 	}
-}
-
-// joinWords is the text of second-pass words.
-func joinWords(words []moonshine.Word) string {
-	parts := make([]string, len(words))
-	for i, w := range words {
-		parts[i] = w.Text
-	}
-	return strings.Join(parts, " ")
 }

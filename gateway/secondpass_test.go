@@ -479,3 +479,12 @@ func TestSecondPassGivenUpAtCallEnd(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// joinWords is the text of second-pass words.
+func joinWords(words []moonshine.Word) string {
+	parts := make([]string, len(words))
+	for i, w := range words {
+		parts[i] = w.Text
+	}
+	return strings.Join(parts, " ")
+}
