@@ -262,6 +262,7 @@ type Stats struct {
 	Chunks        int64                 // stream chunks decoded
 	Skipped       int64                 // stream chunks of silence not encoded (SkipSilence)
 	VADTime       time.Duration         // time in the VAD before steps
+	VADWindows    int64                 // stream windows the VAD model heard (the rest were still)
 	BatchSizes    map[int]int64         // batches by size
 	BatchTime     map[int]time.Duration // time in successful steps, by batch size
 	Faults        int64                 // failed or timed-out steps

@@ -61,14 +61,15 @@ const (
 	mixTau   = 10 * time.Second
 )
 
-// observeVAD feeds a job's VAD time and how many of its chunks the encoder
+// observeVAD feeds a job's VAD time (windows: the model's) and how many of its chunks the encoder
 // runs into the mix.
-func (b *Batcher) observeVAD(job, enc []*Stream, heard int, d time.Duration) {
+func (b *Batcher) observeVAD(job, enc []*Stream, heard int, windows int64, d time.Duration) {
 	if len(job) == 0 || b.workers[0].vad == nil {
 		return
 	}
 	b.mu.Lock()
 	b.stats.VADTime += d
+	b.stats.VADWindows += windows
 	b.mu.Unlock()
 	if heard >= max(1, b.opts.MaxBatch/2) {
 		sample := int64(d) / int64(heard)

@@ -110,6 +110,7 @@ type Stream struct {
 	// Skipping silence: where the last voiced window ended (sample; -1:
 	// none yet), whether the last chunk was skipped and since which frame.
 	voiceEnd  int64
+	floor     noiseFloor
 	quiet     int // encoder frames since the last token (endpoints do not reset it)
 	skipping  bool
 	skipFrom  int64

@@ -33,8 +33,10 @@ type worker struct {
 	vadFirst []int64 // sample where each stream's first window of vadSets starts
 	vadWins  [][]float32
 	vadProbs []float32
-	skip     []bool // the job's streams whose chunk is not encoded
-	vadRan   int    // streams of the job the VAD heard
+	energy   []float32 // mean square of each stream's window in hand
+	skip     []bool    // the job's streams whose chunk is not encoded
+	vadRan   int       // streams of the job the VAD heard
+	vadWinN  int64     // windows the model ran on for the job
 	enc      []*Stream
 }
 
@@ -192,7 +194,7 @@ func (w *worker) run(job []*Stream) bool {
 	w.retryDevice()
 	start := time.Now()
 	enc := w.prepare(job)
-	b.observeVAD(job, enc, w.vadRan, time.Since(start))
+	b.observeVAD(job, enc, w.vadRan, w.vadWinN, time.Since(start))
 	if len(enc) == 0 {
 		w.commit(job)
 		b.record(job, nil, 0)
@@ -493,6 +495,10 @@ func (w *worker) prepare(job []*Stream) []*Stream {
 func (w *worker) runVAD(job []*Stream) bool {
 	wins := w.vadWins[:0]
 	defer func() { w.vadWins = wins }()
+	w.vadWinN = 0
+	if len(w.energy) < len(job) {
+		w.energy = make([]float32, len(job))
+	}
 	for k := 0; w.anyWindow(len(job), k); k++ {
 		wins = wins[:0]
 		var states []*VADState
@@ -501,15 +507,18 @@ func (w *worker) runVAD(job []*Stream) bool {
 			if k >= len(w.vadSets[i]) {
 				continue
 			}
-			if x := w.vadSets[i][k]; s.seg == nil && hushed(x) {
-				// Next to digital silence: no speech, and the model
-				// starts over after it (rules mode only: mode vad's
-				// segmenter hears the model's every window).
+			x := w.vadSets[i][k]
+			w.energy[i] = meanSquare(x)
+			if s.seg == nil && s.floor.still(w.energy[i]) {
+				// Digital silence or the line's steady noise: no
+				// speech, and the model starts over after it (rules
+				// mode only: mode vad's segmenter hears the model's
+				// every window).
 				s.vad.h = [vadStateLen]float32{}
 				copy(s.vad.tail[:], x[VADWindow-vadContext:])
 				continue
 			}
-			wins, states, who = append(wins, w.vadSets[i][k]), append(states, s.vad), append(who, i)
+			wins, states, who = append(wins, x), append(states, s.vad), append(who, i)
 		}
 		if len(wins) == 0 {
 			continue
@@ -522,11 +531,14 @@ func (w *worker) runVAD(job []*Stream) bool {
 			w.b.opts.Logger.Warn("asr: VAD", "err", err)
 			return false
 		}
+		w.vadWinN += int64(len(wins))
 		for j, i := range who {
 			s := job[i]
 			end := w.vadFirst[i] + int64(k+1)*VADWindow
 			if probs[j] > voiceThreshold {
 				s.voiceEnd = end
+			} else {
+				s.floor.heard(w.energy[i])
 			}
 			if s.seg != nil {
 				s.vadPend = append(s.vadPend, vadProb{end: end, p: probs[j]})
@@ -546,14 +558,56 @@ func (w *worker) anyWindow(n, k int) bool {
 	return false
 }
 
-// hushed tells whether a VAD window is next to digital silence (RMS under
-// -60 dBFS): no speech the VAD need hear.
-func hushed(x []float32) bool {
+// meanSquare is a window's energy: its mean square.
+func meanSquare(x []float32) float32 {
 	var e float32
 	for _, v := range x {
 		e += v * v
 	}
-	return e < float32(len(x))*1e-6
+	return e / float32(len(x))
+}
+
+// noiseFloor is a quiet stream's line: the energy of the windows the VAD
+// has found free of speech, so that the windows no louder than that
+// steady noise need not be heard again. A window is still when it is
+// digital silence (under -60 dBFS) or within floorMargin of the floor;
+// any louder window goes to the VAD, and only the windows the VAD finds
+// without speech move the floor (down at once, up slowly), so speech never
+// raises it.
+type noiseFloor struct {
+	e float32 // mean square; 0: none measured yet
+}
+
+const (
+	hushedEnergy = 1e-6 // -60 dBFS
+	floorMargin  = 2    // 3 dB: white noise's windows of 512 vary by about ±0.5 dB
+	floorRise    = 0.05 // of the way to a louder window without speech
+)
+
+func (f *noiseFloor) still(e float32) bool {
+	if e < hushedEnergy {
+		return true
+	}
+	if f.e > 0 && e <= f.e*floorMargin {
+		f.follow(e)
+		return true
+	}
+	return false
+}
+
+// heard takes a window the VAD found free of speech.
+func (f *noiseFloor) heard(e float32) {
+	if e >= hushedEnergy {
+		f.follow(e)
+	}
+}
+
+func (f *noiseFloor) follow(e float32) {
+	if f.e == 0 || e < f.e {
+		f.e = e
+		return
+	}
+	f.e += (e - f.e) * floorRise
 }
 
 // voiceThreshold is the speech probability over which a VAD window keeps

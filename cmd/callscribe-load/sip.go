@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -82,11 +84,12 @@ func sipLoad(args []string, w io.Writer) error {
 	perCall := fs.Int("utterances", 1, "recordings each call speaks, one after the other (the corpus in turn from the call's own)")
 	lead := fs.Duration("lead", 0, "silence every call starts with (all calls quiet, then all talking at once)")
 	stagger := fs.Bool("stagger", false, "spread the calls' talk: call i starts with (i mod 16)/16 of its first recording and its silence more silence")
+	noise := fs.Float64("noise", 0, "white noise in the silences at this level in dBFS, as a line or a room has (e.g. -50; 0: digital silence)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *talk <= 0 || *talk > 1 || *perCall < 1 {
-		return errors.New("-talk must be in (0, 1] and -utterances at least 1")
+	if *talk <= 0 || *talk > 1 || *perCall < 1 || *noise > 0 {
+		return errors.New("-talk must be in (0, 1], -utterances at least 1 and -noise at most 0 dBFS")
 	}
 	if *wavs == "" {
 		*wavs = filepath.Join(os.Getenv("CALLSCRIBE_MODEL"), "test_wavs")
@@ -106,7 +109,17 @@ func sipLoad(args []string, w io.Writer) error {
 		var u utterance
 		var refs []string
 		var x []byte
-		pad := func(d time.Duration) { x = append(x, siptest.PCMU(make([]float32, int(d.Seconds()*8000)))...) }
+		rng := rand.New(rand.NewPCG(uint64(c), uint64(r)))
+		pad := func(d time.Duration) {
+			quiet := make([]float32, int(d.Seconds()*8000))
+			if *noise < 0 {
+				rms := math.Pow(10, *noise/20)
+				for i := range quiet {
+					quiet[i] = float32(rng.NormFloat64() * rms)
+				}
+			}
+			x = append(x, siptest.PCMU(quiet)...)
+		}
 		pad(*lead)
 		for k := range *perCall {
 			v := utts[(c+r+k)%len(utts)]
@@ -247,20 +260,25 @@ func sipLoad(args []string, w io.Writer) error {
 	if len(lat) == 0 {
 		return errors.New("no call was transcribed")
 	}
+	quiet := "silence digital"
+	if *noise < 0 {
+		quiet = fmt.Sprintf("silence white noise at %g dBFS", *noise)
+	}
 	kind := "calls"
 	if *siprec {
 		kind = "recording sessions (two parties each)"
 	}
-	fmt.Fprintf(w, "sip: %d concurrent %s x %d rounds (%s, G.711 μ-law, %d recordings a call talking %.0f%% of the time after %v of silence, stagger %v, %v of silence before BYE): %d accepted and transcribed, %d refused (503), %d failed otherwise\n",
-		*calls, kind, *rounds, *wavs, *perCall, 100**talk, *lead, *stagger, *tail, len(lat), refused, failed)
+	fmt.Fprintf(w, "sip: %d concurrent %s x %d rounds (%s, G.711 μ-law, %d recordings a call talking %.0f%% of the time after %v of silence, stagger %v, %v of silence before BYE, %s): %d accepted and transcribed, %d refused (503), %d failed otherwise\n",
+		*calls, kind, *rounds, *wavs, *perCall, 100**talk, *lead, *stagger, *tail, quiet, len(lat), refused, failed)
 	fmt.Fprintf(w, "word error rate of the accepted calls against the reference texts: %.1f%% (%d errors in %d words)\n", 100*float64(errs)/float64(words), errs, words)
 	fmt.Fprintf(w, "last word -> its final on Redis: %s\n", latencies(lat))
 	fmt.Fprintf(w, "word -> partial on Redis (%d partials): %s\n", len(plat), latencies(plat))
 	fmt.Fprintf(w, "gateway CPU: %.1f%% of a core per call in progress (%.1f s CPU for %.0f s of call audio in %.1f s)\n",
 		100*(cpu1-cpu0)/audio.Seconds(), cpu1-cpu0, audio.Seconds(), wall.Seconds())
 	chunks := m1["callscribe_asr_chunks_total"] - m0["callscribe_asr_chunks_total"]
-	fmt.Fprintf(w, "recognizer: %.2f chunks encoded per second of leg audio (3.1 is every chunk), most lag %.2f s, audio dropped undecoded %.1f s, admission's bound now %.0f streams\n",
-		chunks/legAudio.Seconds(), maxLag, (m1["callscribe_asr_dropped_frames_total"]-m0["callscribe_asr_dropped_frames_total"])/100, m1["callscribe_asr_max_streams"])
+	vadWins := m1["callscribe_asr_vad_windows_total"] - m0["callscribe_asr_vad_windows_total"]
+	fmt.Fprintf(w, "recognizer: %.2f chunks encoded per second of leg audio (3.1 is every chunk), VAD %.1f windows per second of leg audio (31 is every window), most lag %.2f s, audio dropped undecoded %.1f s, admission's bound now %.0f streams\n",
+		chunks/legAudio.Seconds(), vadWins/legAudio.Seconds(), maxLag, (m1["callscribe_asr_dropped_frames_total"]-m0["callscribe_asr_dropped_frames_total"])/100, m1["callscribe_asr_max_streams"])
 	if done := m1["callscribe_second_pass_finals_total"] - m0["callscribe_second_pass_finals_total"]; done > 0 || m1["callscribe_second_pass_cost_seconds"] > 0 {
 		var falls []string
 		for _, r := range []string{"error", "timeout", "lag", "guard"} {
