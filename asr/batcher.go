@@ -22,7 +22,7 @@ const (
 	DefaultMaxBatch   = 16
 	DefaultMaxWait    = 10 * time.Millisecond
 	DefaultRunTimeout = 5 * time.Second
-	DefaultHeadroom   = 0.8
+	DefaultHeadroom   = 0.7
 	// DefaultTalkOverload is BatcherOptions.TalkOverload's default.
 	DefaultTalkOverload = 1.6
 	// On CUDA a step costs about the same for one stream as for hundreds:
@@ -93,7 +93,10 @@ type BatcherOptions struct {
 	// take in the capacity estimate (workers × headroom × chunk period /
 	// the measured cost of a stream's chunk, see Batcher.Capacity); the
 	// rest of each core is left to the packet path, features and Redis.
-	// Default 0.8 (0.65 admitted 68-77% of what 2-core machines held).
+	// Default 0.7: on a 2-core VM a fresh gateway then admitted 55 of a
+	// burst of calls that talk all the time, where 60-65 held (0.8
+	// admitted 69-71, past what held; one calibration's estimate varies
+	// by about a tenth).
 	Headroom float64 `yaml:"headroom"`
 	// SkipSilence: no inference on silence. A stream whose decoder has
 	// heard SkipHangoverMs of blanks runs Silero VAD (batched, on the

@@ -219,11 +219,16 @@ func (b *Batcher) Lag() time.Duration {
 	return time.Duration(worst) * 10 * time.Millisecond
 }
 
+// calibrationChunks is how many chunks each calibration stream decodes:
+// enough full batches that the median step is the engines' settled speed
+// (the first few after a start run slower).
+const calibrationChunks = 24
+
 // calibrate runs full batches of silence on every engine so that Capacity
 // is known before the first call.
 func (b *Batcher) calibrate() error {
 	n := b.opts.MaxBatch * b.opts.Workers
-	frames := 8 * b.info.ChunkShift
+	frames := calibrationChunks * b.info.ChunkShift
 	silence := make([]float32, frames*160)
 	var streams []*Stream
 	defer func() {
@@ -260,7 +265,7 @@ func (b *Batcher) calibrate() error {
 	}
 	b.calibrating.Store(true)
 	defer b.calibrating.Store(false)
-	if err := run(silence, 8); err != nil {
+	if err := run(silence, calibrationChunks); err != nil {
 		return err
 	}
 	b.calMu.Lock()

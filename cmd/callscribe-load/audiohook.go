@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -31,6 +32,7 @@ func audiohookLoad(args []string, w io.Writer) error {
 	rounds := fs.Int("rounds", 1, "sessions each client holds, one after the other")
 	wavs := fs.String("wavs", "", "directory of WAVs with trans.txt (default: the test model's test_wavs)")
 	tail := fs.Duration("tail", 2*time.Second, "silence after the speech, before close")
+	turns := fs.Bool("turns", false, "the parties take turns, as in a conversation: the agent's recording starts 0.5 s after the customer's ends (each channel quiet while the other talks); default: both talk at once")
 	apiKey := fs.String("api-key", os.Getenv("CALLSCRIBE_AUDIOHOOK_API_KEY"), "the door's API key (default $CALLSCRIBE_AUDIOHOOK_API_KEY)")
 	secret := fs.String("client-secret", os.Getenv("CALLSCRIBE_AUDIOHOOK_CLIENT_SECRET"), "its client secret, base64 (default $CALLSCRIBE_AUDIOHOOK_CLIENT_SECRET)")
 	if err := fs.Parse(args); err != nil {
@@ -62,7 +64,7 @@ func audiohookLoad(args []string, w io.Writer) error {
 		wg.Go(func() {
 			for r := range *rounds {
 				parties := []utterance{utts[(s+r)%len(utts)], utts[(s+r+1)%len(utts)]}
-				res, err := audiohookSession(wsURL, *apiKey, *secret, parties, follower)
+				res, err := audiohookSession(wsURL, *apiKey, *secret, parties, *turns, follower)
 				if err != nil {
 					fmt.Fprintf(os.Stderr, "callscribe-load: audiohook: %v\n", err)
 				}
@@ -98,8 +100,12 @@ func audiohookLoad(args []string, w io.Writer) error {
 	if done == 0 {
 		return errors.New("no session was transcribed")
 	}
-	fmt.Fprintf(w, "audiohook: %d concurrent sessions x %d rounds, two legs each (%s, PCMU stereo, 200 ms frames, %v of silence before close): %d transcribed, %d refused, %d failed otherwise\n",
-		*sessions, *rounds, *wavs, *tail, done, refused, len(results)-done-refused)
+	talk := "both parties talking at once"
+	if *turns {
+		talk = "the parties taking turns"
+	}
+	fmt.Fprintf(w, "audiohook: %d concurrent sessions x %d rounds, two legs each (%s, PCMU stereo, 200 ms frames, %s, %v of silence before close): %d transcribed, %d refused, %d failed otherwise\n",
+		*sessions, *rounds, *wavs, talk, *tail, done, refused, len(results)-done-refused)
 	fmt.Fprintf(w, "word error rate against the reference texts: %.1f%% (%d errors in %d words)\n", 100*float64(errs)/float64(words), errs, words)
 	fmt.Fprintf(w, "word -> partial on Redis (%d partials): %s\n", len(plat), latencies(plat))
 	fmt.Fprintf(w, "gateway CPU: %.1f%% of a core per leg in progress (%.1f s CPU for %.0f s of leg audio in %.1f s)\n",
@@ -116,9 +122,9 @@ type sessionResult struct {
 }
 
 // audiohookSession holds one session: the two parties' speech on the
-// external and internal channels, then close; it reads the call's finals
-// on Redis.
-func audiohookSession(url, apiKey, secret string, parties []utterance, f *transcript.Follower) (sessionResult, error) {
+// external and internal channels (at once, or the agent's after the
+// customer's with turns), then close; it reads the call's finals on Redis.
+func audiohookSession(url, apiKey, secret string, parties []utterance, turns bool, f *transcript.Follower) (sessionResult, error) {
 	var res sessionResult
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -137,17 +143,21 @@ func audiohookSession(url, apiKey, secret string, parties []utterance, f *transc
 		return res, fmt.Errorf("refused: %s", m.Parameters)
 	}
 	start := time.Now()
-	n := max(len(parties[0].pcmu), len(parties[1].pcmu))
+	pcmu := [][]byte{parties[0].pcmu, parties[1].pcmu}
+	if turns { // the customer's speech (its tail cut), 0.5 s, then the agent's
+		pcmu[1] = append(bytes.Repeat([]byte{0xff}, int(parties[0].speechMs*8)+4000), pcmu[1]...)
+	}
+	n := max(len(pcmu[0]), len(pcmu[1]))
 	var frames [][]byte
 	var samples []int
 	for at := 0; at < n; at += 1600 {
 		k := min(1600, n-at)
 		fr := make([]byte, 2*k)
 		for i := range k {
-			for ch, p := range parties {
+			for ch, p := range pcmu {
 				b := byte(0xff) // μ-law silence past the shorter recording
-				if at+i < len(p.pcmu) {
-					b = p.pcmu[at+i]
+				if at+i < len(p) {
+					b = p[at+i]
 				}
 				fr[2*i+ch] = b
 			}

@@ -84,12 +84,14 @@ func sipLoad(args []string, w io.Writer) error {
 	perCall := fs.Int("utterances", 1, "recordings each call speaks, one after the other (the corpus in turn from the call's own)")
 	lead := fs.Duration("lead", 0, "silence every call starts with (all calls quiet, then all talking at once)")
 	stagger := fs.Bool("stagger", false, "spread the calls' talk: call i starts with (i mod 16)/16 of its first recording and its silence more silence")
+	warm := fs.Int("warm", 0, "calls placed first: the rest follow at once -warm-for later (a burst on a gateway that has measured the calls' mix)")
+	warmFor := fs.Duration("warm-for", 20*time.Second, "how long the -warm calls run before the rest")
 	noise := fs.Float64("noise", 0, "white noise in the silences at this level in dBFS, as a line or a room has (e.g. -50; 0: digital silence)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *talk <= 0 || *talk > 1 || *perCall < 1 || *noise > 0 {
-		return errors.New("-talk must be in (0, 1], -utterances at least 1 and -noise at most 0 dBFS")
+	if *talk <= 0 || *talk > 1 || *perCall < 1 || *noise > 0 || *warm < 0 || *warm > *calls {
+		return errors.New("-talk must be in (0, 1], -utterances at least 1, -noise at most 0 dBFS and -warm within -calls")
 	}
 	if *wavs == "" {
 		*wavs = filepath.Join(os.Getenv("CALLSCRIBE_MODEL"), "test_wavs")
@@ -181,6 +183,9 @@ func sipLoad(args []string, w io.Writer) error {
 	t0 := time.Now()
 	for c := range *calls {
 		wg.Go(func() {
+			if *warm > 0 && c >= *warm {
+				time.Sleep(*warmFor)
+			}
 			ph, err := siptest.Dial()
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "callscribe-load: %v\n", err)
@@ -267,6 +272,9 @@ func sipLoad(args []string, w io.Writer) error {
 	kind := "calls"
 	if *siprec {
 		kind = "recording sessions (two parties each)"
+	}
+	if *warm > 0 {
+		kind += fmt.Sprintf(" (%d placed %v before the rest)", *warm, *warmFor)
 	}
 	fmt.Fprintf(w, "sip: %d concurrent %s x %d rounds (%s, G.711 μ-law, %d recordings a call talking %.0f%% of the time after %v of silence, stagger %v, %v of silence before BYE, %s): %d accepted and transcribed, %d refused (503), %d failed otherwise\n",
 		*calls, kind, *rounds, *wavs, *perCall, 100**talk, *lead, *stagger, *tail, quiet, len(lat), refused, failed)
