@@ -3,9 +3,12 @@ package main
 import (
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -56,7 +59,7 @@ func startBaresip(t *testing.T, c baresipCall, gw, gwTLS, caFile string) *baresi
 	t.Helper()
 	dir := t.TempDir()
 	mods := baresipModules(t)
-	listen := freePort(t, "udp")
+	listen := baresipPort(t)
 	config := strings.Join([]string{
 		"poll_method epoll",
 		"sip_listen " + listen,
@@ -106,6 +109,36 @@ func startBaresip(t *testing.T, c baresipCall, gw, gwTLS, caFile string) *baresi
 		}
 	})
 	return b
+}
+
+// baresipPort is a SIP address for baresip: it listens on the port for
+// UDP and TCP and on the port after it for TLS, so both must be free. The
+// port is below Linux's ephemeral range (32768-60999), where nothing is
+// handed out by the system and no test's RTP range lies, so no socket
+// another test opens meanwhile can take it.
+func baresipPort(t *testing.T) string {
+	t.Helper()
+	for range 200 {
+		p := 20000 + rand.IntN(12000)
+		var held []io.Closer
+		for _, port := range []int{p, p + 1} {
+			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+			if c, err := net.ListenPacket("udp", addr); err == nil {
+				held = append(held, c)
+			}
+			if l, err := net.Listen("tcp", addr); err == nil {
+				held = append(held, l)
+			}
+		}
+		for _, c := range held {
+			c.Close()
+		}
+		if len(held) == 4 {
+			return net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+		}
+	}
+	t.Fatal("no two ports in a row free for UDP and TCP on 127.0.0.1")
+	return ""
 }
 
 // waitFor waits until baresip has printed s.
