@@ -82,11 +82,25 @@ func secondWords(first []word.Word, second []moonshine.Word, startMs, endMs int6
 		if k < len(words) {
 			to = words[k].StartMs
 		}
+		// No time between the neighbours (words the second pass heard at
+		// the utterance's edge, where the first pass's first word begins:
+		// a syllable cut by a pause or a gap): the run shares the time of
+		// the word after it, or at the end the word before it, so that
+		// each word has a time of its own and none starts with another.
+		lo, hi := i, k
+		if to <= from {
+			switch {
+			case k < len(words):
+				to, hi = max(words[k].EndMs, from), k+1
+			case i > 0:
+				from, lo = words[i-1].StartMs, i-1
+			}
+		}
 		to = max(to, from)
-		n := int64(k - i)
-		for x := i; x < k; x++ {
-			words[x].StartMs = from + (to-from)*int64(x-i)/n
-			words[x].EndMs = from + (to-from)*int64(x-i+1)/n
+		n := int64(hi - lo)
+		for x := lo; x < hi; x++ {
+			words[x].StartMs = from + (to-from)*int64(x-lo)/n
+			words[x].EndMs = from + (to-from)*int64(x-lo+1)/n
 		}
 		i = k
 	}

@@ -70,3 +70,29 @@ func TestSecondWordsOnFirstPassTimes(t *testing.T) {
 		t.Errorf("punctuation alone made %v %v", w, d)
 	}
 }
+
+// A word the first pass missed at an edge of the utterance, where the
+// utterance begins with the first word (or ends with the last), has no
+// time between its neighbours (a syllable cut by a pause, heard as a word
+// of its own): it shares the time of the word beside it, so that no two
+// words start together and none is empty.
+func TestSecondWordsAtTheEdges(t *testing.T) {
+	for _, tc := range []struct {
+		first, second string
+		start, end    int64   // the utterance's
+		times         []int64 // start, end of each word
+	}{
+		{"REGARDING MY ORDER", "To regarding my order.", 1000, 2400, []int64{1000, 1200, 1200, 1400, 1500, 1900, 2000, 2400}},
+		{"HELLO THERE", "Hello there, too.", 1000, 1900, []int64{1000, 1400, 1500, 1700, 1700, 1900}},
+	} {
+		words, _ := secondWords(firstPass(tc.first), mwords(tc.second), tc.start, tc.end)
+		if len(words) != len(tc.times)/2 {
+			t.Fatalf("%q: words %q", tc.second, word.Join(words))
+		}
+		for i, w := range words {
+			if w.StartMs != tc.times[2*i] || w.EndMs != tc.times[2*i+1] {
+				t.Errorf("%q: word %q at %d-%d, want %d-%d", tc.second, w.Text, w.StartMs, w.EndMs, tc.times[2*i], tc.times[2*i+1])
+			}
+		}
+	}
+}
