@@ -137,7 +137,7 @@ func (w *pollWorker) run() {
 			}
 			return
 		}
-		now := time.Now().UnixNano() // one clock read per wake-up, not per packet
+		now := time.Now().UnixNano() // unstamped datagrams: one clock read per wake-up, not per packet
 		for _, ev := range events[:n] {
 			if ev.Fd == int32(w.wake[0]) {
 				return
@@ -157,15 +157,28 @@ func (w *pollWorker) run() {
 const pollBudget = 32
 
 // drain reads the datagrams waiting on socket fd (r's RTP one, or its RTCP
-// one), at most pollBudget. It calls recvfrom directly: x/sys/unix.Recvfrom
-// allocates the source address and asks the socket its protocol on every
-// call. It returns how many it read.
+// one), at most pollBudget, each taken at its arrival: the kernel's stamp
+// (see stampArrivals), or now, the wake-up's time, where there is none. It
+// calls recvmsg directly: x/sys/unix.Recvmsg allocates the source address
+// and asks the socket its protocol on every call. It returns how many it
+// read.
 func (r *Receiver) drain(fd int, rtcp bool, buf []byte, now int64) int {
-	var sa unix.RawSockaddrAny
+	var (
+		sa  unix.RawSockaddrAny
+		oob [oobSize]byte
+		iov unix.Iovec
+		msg unix.Msghdr
+	)
+	iov.Base = &buf[0]
+	iov.SetLen(len(buf))
+	msg.Iov = &iov
+	msg.SetIovlen(1)
+	msg.Name = (*byte)(unsafe.Pointer(&sa))
+	msg.Control = &oob[0]
 	for i := range pollBudget {
-		salen := uint32(unix.SizeofSockaddrAny)
-		n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
-			unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&salen)))
+		msg.Namelen = unix.SizeofSockaddrAny
+		msg.SetControllen(len(oob))
+		n, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT)
 		if errno != 0 {
 			return i // EAGAIN: empty
 		}
@@ -178,10 +191,14 @@ func (r *Receiver) drain(fd int, rtcp bool, buf []byte, now int64) int {
 			in := (*unix.RawSockaddrInet6)(unsafe.Pointer(&sa))
 			ap = netip.AddrPortFrom(netip.AddrFrom16(in.Addr), binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&in.Port))[:]))
 		}
+		at, ok := kernelArrival(oob[:msg.Controllen])
+		if !ok {
+			at = now
+		}
 		if rtcp {
-			r.acceptRTCPSafe(buf[:n], ap, now)
+			r.acceptRTCPSafe(buf[:n], ap, at)
 		} else {
-			r.acceptAt(buf[:n], ap, now)
+			r.acceptAt(buf[:n], ap, at)
 		}
 	}
 	return pollBudget

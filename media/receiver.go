@@ -150,6 +150,8 @@ func NewReceiver(pair Pair, leg *Leg, ports *Ports) *Receiver {
 }
 
 func newReceiver(pair Pair, leg *Leg, ports *Ports) *Receiver {
+	stampArrivals(pair.RTP)
+	stampArrivals(pair.RTCP)
 	r := &Receiver{conn: pair.RTP, rtcp: newRTCPSide(pair.RTCP), rtcpFD: -1, leg: leg, ports: ports, done: make(chan struct{})}
 	r.last.Store(time.Now().UnixNano())
 	return r
@@ -227,24 +229,31 @@ func (r *Receiver) Ignored() int64 { return r.ignored.Load() }
 func (r *Receiver) Done() <-chan struct{} { return r.done }
 
 func (r *Receiver) run() {
-	buf := make([]byte, 1500)
-	for {
-		n, from, err := r.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			return // closed
-		}
-		r.accept(buf[:n], from)
+	buf, oob := make([]byte, 1500), make([]byte, oobSize)
+	for r.readRTP(buf, oob) == nil {
 	}
 }
 
+// readRTP reads one datagram of the RTP socket, blocking, and takes it at
+// its arrival (the kernel's stamp, see stampArrivals). It fails once the
+// socket is closed.
+func (r *Receiver) readRTP(buf, oob []byte) error {
+	n, oobn, _, from, err := r.conn.ReadMsgUDPAddrPort(buf, oob)
+	if err != nil {
+		return err
+	}
+	r.acceptAt(buf[:n], from, arrival(oob[:oobn]))
+	return nil
+}
+
 func (r *Receiver) runRTCP() {
-	buf := make([]byte, 1500)
+	buf, oob := make([]byte, 1500), make([]byte, oobSize)
 	for {
-		n, from, err := r.rtcp.conn.ReadFromUDPAddrPort(buf)
+		n, oobn, _, from, err := r.rtcp.conn.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			return // closed
 		}
-		r.acceptRTCPSafe(buf[:n], from, time.Now().UnixNano())
+		r.acceptRTCPSafe(buf[:n], from, arrival(oob[:oobn]))
 	}
 }
 
@@ -258,11 +267,8 @@ func (r *Receiver) acceptRTCPSafe(pkt []byte, from netip.AddrPort, now int64) {
 	r.acceptRTCP(pkt, from, now)
 }
 
-// accept latches on the first source and hands its packets to the leg.
-func (r *Receiver) accept(pkt []byte, from netip.AddrPort) {
-	r.acceptAt(pkt, from, time.Now().UnixNano())
-}
-
+// acceptAt latches on the first source and hands its packets to the leg;
+// the packet arrived at now (unix nanoseconds).
 func (r *Receiver) acceptAt(pkt []byte, from netip.AddrPort, now int64) {
 	// A packet that makes the decoding path panic is dropped and counted;
 	// the leg, its call and the process go on.
