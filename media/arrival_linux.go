@@ -16,6 +16,9 @@ import (
 // kernel stamps every datagram as it receives it (SO_TIMESTAMPNS, on the
 // same wall clock as time.Now) and the receivers read the stamp with the
 // datagram; the read time stands in only where the kernel gives none.
+// (Linux turns stamping on with deferred work when the first socket asks
+// for it; a datagram that comes before is stamped when it is read, as
+// before.)
 
 // oobSize is room for a datagram's control messages: one SCM_TIMESTAMPNS
 // (a timespec, 32 bytes with its header).
