@@ -112,6 +112,22 @@ func (l *leg) WriteAudio(at int64, x []float32) {
 	l.lastFed.Store(l.c.g.now().UnixNano())
 }
 
+// SkipAudio moves the leg's timeline on to at without giving the stream
+// anything for the gap: audio lost on the way (an AudioHook client's
+// discarded span) is not silence, so speech that goes on across it stays
+// one utterance, and the words after it keep their times on the call's
+// clock. Before the first audio it does nothing: that audio is placed
+// where it belongs. The packet goroutine's, as WriteAudio.
+func (l *leg) SkipAudio(at int64) {
+	if !l.c.open.Load() || !l.started {
+		return
+	}
+	if gap := at - l.next; gap > 0 {
+		l.mark(l.fed, l.offsetAt(l.fed)+gap)
+		l.next = at
+	}
+}
+
 // anchor places the media timeline on the call's clock, once: its sample
 // end was heard now (the first audio, or a digit keyed before any). Packet
 // goroutine.

@@ -155,3 +155,75 @@ func reference16k(t *testing.T, b *asr.Batcher, x []float32) []asr.Result {
 	}
 	return res[0]
 }
+
+// Audio lost on the way (an AudioHook client's discarded span) is skipped,
+// not bridged: a sentence whose middle second is followed by a 500 ms skip
+// gives the finals it gives alone (VAD endpointing would end an utterance
+// at 500 ms of silence), the recognizer is given the sentence and nothing
+// more, and the words after the skip are 500 ms later on the call's clock.
+func TestLegSkipKeepsTheUtterance(t *testing.T) {
+	b := batcherWith(t, asr.EndpointVAD)
+	a := asrtest.WAV(t, "0.wav")
+	x, err := media.ResampleFilter(a.Samples, a.SampleRate, 16000, media.FilterKaldi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x = append(x, make([]float32, 16000)...)
+	var ref []asr.Result
+	for _, r := range reference16k(t, b, x) {
+		if r.Kind == asr.Final && len(r.Words) > 0 {
+			ref = append(ref, r)
+		}
+	}
+	if len(ref) == 0 || len(ref[0].Words) < 4 {
+		t.Fatalf("reference finals %v", ref)
+	}
+	// Cut inside the first final, in its middle word.
+	mid := ref[0].Words[len(ref[0].Words)/2]
+	cut := (mid.StartMs + mid.EndMs) / 2 * 16
+	const skip = 500 * 16
+	rd, pub, calls, _ := testGateway(t, b, CallsOptions{MaxStreams: -1, MaxLag: -1}, sip.Config{UDP: "127.0.0.1:0"})
+	tk, err := calls.Admit(ingest.Offer{ID: "c1", Source: "audiohook", Peer: netip.MustParseAddr("127.0.0.1"), Legs: []string{"customer"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk.Start(nil)
+	sink := tk.Sink(0)
+	feed := func(from, to, at0 int64) {
+		for i := from; i < to; i += 320 {
+			sink.WriteAudio(at0+i, x[i:min(i+320, to)])
+			time.Sleep(time.Millisecond)
+		}
+	}
+	feed(0, cut, 0)
+	sink.(interface{ SkipAudio(int64) }).SkipAudio(cut + skip)
+	feed(cut, int64(len(x)), skip)
+	tk.End("bye", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	settle(t, ctx, calls, pub)
+	var evs []map[string]any
+	for _, e := range transcripttest.CallStreams(t, rd.Addr) {
+		evs = e
+	}
+	finals := finalWords(t, evs)
+	if len(finals) != len(ref) {
+		t.Fatalf("%d finals, alone %d: %v", len(finals), len(ref), finals)
+	}
+	if fed := tk.(*call).legs[0].fed; fed != int64(len(x)) {
+		t.Errorf("the recognizer was given %d samples, the sentence has %d", fed, len(x))
+	}
+	first := finals[0][0].StartMs - ref[0].Words[0].StartMs // where the leg's audio began on the call's clock
+	for i, w := range ref[0].Words {
+		if i >= len(finals[0]) {
+			t.Fatalf("first final %v, alone %v", finals[0], ref[0].Words)
+		}
+		want := first + w.StartMs
+		if w.StartMs*16 > cut {
+			want += skip / 16
+		}
+		if i > len(ref[0].Words)/2 && (finals[0][i].StartMs < want-150 || finals[0][i].StartMs > want+150) {
+			t.Errorf("after the skip: %q at %d ms, want %d", w.Text, finals[0][i].StartMs, want)
+		}
+	}
+}
