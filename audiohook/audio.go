@@ -126,6 +126,33 @@ func (a *audio) gap(d time.Duration, advance int64, start, now time.Time) {
 	}
 }
 
+// skipper is a sink that can move its timeline past audio that was lost
+// without hearing it as silence (the gateway's legs).
+type skipper interface {
+	SkipAudio(at int64)
+}
+
+// skip moves every channel's timeline, and the stream's position, ahead by
+// advance (8 kHz samples) of audio the client discarded: what the
+// resampler holds is written first; a sink that can skip is told that the
+// span was lost, not silent (speech going on across it stays one
+// utterance), others bridge the jump at the next frame.
+func (a *audio) skip(advance int64, start, now time.Time) {
+	for _, c := range a.chans {
+		c.out = c.rs.Flush(c.out[:0])
+		c.write(c.out, start, now)
+		c.rs.Reset()
+		c.at += advance * 2
+		if s, ok := c.sink.(skipper); ok {
+			s.SkipAudio(c.at)
+		}
+	}
+	a.pos += advance
+	if len(a.chans) > 0 {
+		a.timeline.mark(a.pos, a.chans[0].at)
+	}
+}
+
 // timeline maps the stream's positions (8 kHz) onto the legs' timelines
 // (16 kHz), which every channel shares: a mark at each jump. Before the
 // first mark kept, base holds: the start (position 0 at sample 0), or the
@@ -150,15 +177,22 @@ func (t *timeline) mark(pos, at int64) {
 }
 
 // position is the stream position (8 kHz samples) of timeline sample at.
+// A time inside a jump of the timeline (a pause: no audio was there) is
+// at the position where the stream went on after it.
 func (t *timeline) position(at int64) int64 {
-	m := t.base
+	m, next := t.base, int64(-1)
 	for i := len(t.marks) - 1; i >= 0; i-- {
 		if t.marks[i].at <= at {
 			m = t.marks[i]
 			break
 		}
+		next = t.marks[i].pos
 	}
-	return max(m.pos+(at-m.at)/2, 0)
+	p := m.pos + (at-m.at)/2
+	if next >= 0 {
+		p = min(p, next)
+	}
+	return max(p, 0)
 }
 
 // at is the timeline sample of stream position pos.

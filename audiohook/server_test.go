@@ -228,6 +228,45 @@ func TestFormats(t *testing.T) {
 	}
 }
 
+// Audio after paused, with no resumed before it (the connection keeps
+// the client's order, so it was sent after the pause): the client streams
+// again, and the session takes it as resumed: the call's transcription
+// resumes, the session goes on and closes cleanly.
+func TestAudioWhilePaused(t *testing.T) {
+	d := start(t, nil)
+	c := d.dial(t, audiohooktest.Options{})
+	if m, err := c.Open(); err != nil || m.Type != "opened" {
+		t.Fatal(err, m)
+	}
+	frames := audiohooktest.Frames("PCMU", [][]int16{tone(3200), tone(3200)}, 200)
+	c.Audio(frames[0], 1600)
+	c.Send("paused", map[string]any{})
+	c.Audio(frames[1], 1600)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if p := d.adm.Pauses(); len(p) == 2 && p[0] && !p[1] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pauses %v, want [true false]", d.adm.Pauses())
+		}
+	}
+	c.Send("ping", map[string]any{})
+	if _, err := c.Wait("pong", 0, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Close(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range c.Messages() {
+		if m.Type == "disconnect" {
+			t.Fatalf("disconnect: %s", m.Parameters)
+		}
+	}
+	if err := c.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A connection probe (a null conversation id) is opened and closed, and
 // no call is made.
 func TestProbe(t *testing.T) {

@@ -235,7 +235,7 @@ func (s *session) onAudio(b []byte) {
 		}
 		return // the session is ending: audio in flight is dropped
 	}
-	if a == nil || st == paused { // a probe's, or in flight when the client paused
+	if a == nil { // a probe's
 		s.mu.Unlock()
 		return
 	}
@@ -244,7 +244,16 @@ func (s *session) onAudio(b []byte) {
 		s.protocolError(fmt.Errorf("%w: audio frame of %d bytes (at most %d)", ErrBadMessage, len(b), s.srv.cfg.MaxFrameBytes))
 		return
 	}
-	err := a.frame(b, s.started, time.Now())
+	now := time.Now()
+	if st == paused {
+		// Audio comes after paused (the connection keeps the client's
+		// order): the client streams again without saying resumed. The
+		// stream goes on where it paused, as after resumed with nothing
+		// discarded.
+		s.log.Info("audiohook: audio while paused, taken as resumed")
+		s.resume(0, now)
+	}
+	err := a.frame(b, s.started, now)
 	s.mu.Unlock()
 	if err != nil {
 		s.protocolError(err)
@@ -285,22 +294,17 @@ func (s *session) onMessage(m *ClientMessage) {
 		if s.state != paused {
 			return
 		}
-		s.setState(active)
-		if s.ticket != nil {
-			s.ticket.Pause(false, Source)
-		}
+		var advance int64
 		if s.audio != nil {
-			now := time.Now()
-			// The legs' timelines keep the time the pause took; the
-			// stream's position moves past the audio discarded meanwhile.
-			advance := max(m.Start.Samples()+m.Discarded.Samples()-s.audio.pos, 0)
-			s.audio.gap(now.Sub(s.pausedAt), advance, s.started, now)
+			advance = s.advance(m)
 		}
+		s.resume(advance, time.Now())
 	case TypeDiscarded:
 		if s.audio != nil && (s.state == active || s.state == paused) {
-			advance := m.Start.Samples() + m.Discarded.Samples() - s.audio.pos
-			if advance > 0 {
-				s.audio.gap(time.Duration(advance)*(time.Second/8000), advance, s.started, time.Now())
+			// Lost audio is not silence: the timeline moves past it, the
+			// recognizer hears the audio on either side joined.
+			if advance := s.advance(m); advance > 0 {
+				s.audio.skip(advance, s.started, time.Now())
 			}
 		}
 	case TypeError:
@@ -311,6 +315,37 @@ func (s *session) onMessage(m *ClientMessage) {
 			s.ticket.DTMF(0, media.DTMF{Digit: m.Digit, StartMs: at / 16})
 		}
 	}
+}
+
+// resume ends a pause: the legs' timelines keep the time the pause took;
+// the stream's position moves by advance (8 kHz samples), the audio
+// discarded meanwhile. s.mu held.
+func (s *session) resume(advance int64, now time.Time) {
+	s.setState(active)
+	if s.ticket != nil {
+		s.ticket.Pause(false, Source)
+	}
+	if s.audio != nil {
+		s.audio.gap(now.Sub(s.pausedAt), advance, s.started, now)
+	}
+}
+
+// advance is how far (8 kHz samples) a discarded or resumed message moves
+// the stream's position past the audio received: to the message's
+// position, where the stream stands once the span it reports was
+// discarded (every client message carries it, and it comes after the
+// audio before it on the one connection). A client whose span ends
+// elsewhere contradicts itself; the position it gives is taken, the span's
+// end only when the message has no position. s.mu held.
+func (s *session) advance(m *ClientMessage) int64 {
+	to, end := m.Position.Samples(), m.Start.Samples()+m.Discarded.Samples()
+	if to == 0 {
+		to = end
+	} else if to != end {
+		s.log.Info("audiohook: the span discarded does not end at the message's position; the stream goes on at the position",
+			"type", m.Type, "position", m.Position, "start", m.Start, "discarded", m.Discarded)
+	}
+	return max(to-s.audio.pos, 0)
 }
 
 // split marks the position where transcripts split. s.mu held.
