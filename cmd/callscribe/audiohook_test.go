@@ -136,3 +136,82 @@ func waitCallEnd(t *testing.T, redisAddr, callID string) []map[string]any {
 	t.Fatalf("no call.end for %s", callID)
 	return nil
 }
+
+// ahSession streams one recording in real time over a mono L16 session and
+// returns the transcripts sent back; before frame discardAt (if not
+// negative) the client says it discarded 500 ms there.
+func ahSession(t *testing.T, url string, x []int16, discardAt int) []audiohook.Transcript {
+	t.Helper()
+	c, _, err := audiohooktest.Dial(context.Background(), audiohooktest.Options{URL: url, APIKey: ahKey, Secret: ahSecret,
+		Media: []audiohook.Media{{Type: "audio", Format: "L16", Channels: []string{"external"}, Rate: 8000}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Hangup()
+	if m, err := c.Open(); err != nil || m.Type != "opened" {
+		t.Fatalf("open: %v %+v", err, m)
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for i, f := range audiohooktest.Frames("L16", [][]int16{x}, 200) {
+		if i == discardAt {
+			if err := c.Discard(500 * time.Millisecond); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.Audio(f, len(f)/2); err != nil {
+			t.Fatal(err)
+		}
+		<-tick.C
+	}
+	if _, err := c.Close(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return c.Transcripts()
+}
+
+// A client that discards 500 ms in the middle of an utterance (audio lost,
+// not silence): the utterance comes back whole, one transcript as without
+// the loss, and its words after the loss are 500 ms later on the stream's
+// positions (the words before it where they were).
+func TestAudioHookDiscardWhileSpeaking(t *testing.T) {
+	rd := transcripttest.Start(t)
+	cfg := configFile(t, "audiohook:\n  enabled: true\nasr:\n  endpoint:\n    mode: vad\n")
+	g := startGatewayEnv(t, []string{"CALLSCRIBE_AUDIOHOOK_API_KEY=" + ahKey, "CALLSCRIBE_AUDIOHOOK_CLIENT_SECRET=" + ahSecret},
+		rd.Addr, "-config", cfg)
+	g.waitReady(t, 200)
+	url := "ws://" + g.http + "/audiohook"
+	x := pcm8k(t, "0.wav")
+	plain := ahSession(t, url, x, -1)
+	// Where to lose audio: in the middle of the longest transcript.
+	long := -1
+	for i, tr := range plain {
+		if long < 0 || tr.Duration > plain[long].Duration {
+			long = i
+		}
+	}
+	if long < 0 || time.Duration(plain[long].Duration) < 1500*time.Millisecond {
+		t.Fatalf("no transcript of 1.5 s to discard in: %+v", plain)
+	}
+	mid := time.Duration(plain[long].Offset) + time.Duration(plain[long].Duration)/2
+	frame := int(mid / (200 * time.Millisecond))
+	at := time.Duration(frame) * 200 * time.Millisecond
+	lost := ahSession(t, url, x, frame)
+	if len(lost) != len(plain) {
+		t.Fatalf("%d transcripts with 500 ms lost at %v, %d without: %+v", len(lost), at, len(plain), lost)
+	}
+	// The words around the splice may be heard otherwise; the first and
+	// the last word of the utterance are the same words.
+	p, l := plain[long].Alternatives[0].Interpretations[0].Tokens, lost[long].Alternatives[0].Interpretations[0].Tokens
+	check := func(what string, pw, lw audiohook.Token, shift time.Duration) {
+		want := time.Duration(pw.Offset) + shift
+		if d := time.Duration(lw.Offset) - want; lw.Value != pw.Value || d < -150*time.Millisecond || d > 150*time.Millisecond {
+			t.Errorf("%s word %q at %v, want %q at %v (lost at %v)", what, lw.Value, time.Duration(lw.Offset), pw.Value, want, at)
+		}
+	}
+	check("first", p[0], l[0], 0)
+	check("last", p[len(p)-1], l[len(l)-1], 500*time.Millisecond)
+}
