@@ -99,10 +99,7 @@ func TestLegTimelineFollowsCallClock(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			settle(t, ctx, calls, pub)
-			var evs []map[string]any
-			for _, e := range transcripttest.CallStreams(t, rd.Addr) {
-				evs = e
-			}
+			evs := onlyCallEvents(t, rd.Addr)
 			digits := 0
 			for _, e := range evs {
 				if e["type"] == "dtmf" {
@@ -202,10 +199,7 @@ func TestLegSkipKeepsTheUtterance(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	settle(t, ctx, calls, pub)
-	var evs []map[string]any
-	for _, e := range transcripttest.CallStreams(t, rd.Addr) {
-		evs = e
-	}
+	evs := onlyCallEvents(t, rd.Addr)
 	finals := finalWords(t, evs)
 	if len(finals) != len(ref) {
 		t.Fatalf("%d finals, alone %d: %v", len(finals), len(ref), finals)
@@ -226,4 +220,14 @@ func TestLegSkipKeepsTheUtterance(t *testing.T) {
 			t.Errorf("after the skip: %q at %d ms, want %d", w.Text, finals[0][i].StartMs, want)
 		}
 	}
+}
+
+// onlyCallEvents is the events of the one call on the Redis at addr.
+func onlyCallEvents(t *testing.T, addr string) []map[string]any {
+	t.Helper()
+	var evs []map[string]any
+	for _, e := range transcripttest.CallStreams(t, addr) {
+		evs = e
+	}
+	return evs
 }

@@ -40,10 +40,7 @@ func pcm8k(t *testing.T, name string) []int16 {
 // the client as transcript events before closed.
 func TestAudioHookEndToEnd(t *testing.T) {
 	rd := transcripttest.Start(t)
-	cfg := configFile(t, "audiohook:\n  enabled: true\n")
-	g := startGatewayEnv(t, []string{"CALLSCRIBE_AUDIOHOOK_API_KEY=" + ahKey, "CALLSCRIBE_AUDIOHOOK_CLIENT_SECRET=" + ahSecret},
-		rd.Addr, "-config", cfg)
-	g.waitReady(t, 200)
+	g := startAudioHookGateway(t, rd.Addr, "")
 	ref := map[string]string{}
 	for _, name := range []string{"0.wav", "8k.wav"} {
 		ref[name] = referenceText(t, testModelDir(t), name)
@@ -179,10 +176,7 @@ func ahSession(t *testing.T, url string, x []int16, discardAt int) []audiohook.T
 // positions (the words before it where they were).
 func TestAudioHookDiscardWhileSpeaking(t *testing.T) {
 	rd := transcripttest.Start(t)
-	cfg := configFile(t, "audiohook:\n  enabled: true\nasr:\n  endpoint:\n    mode: vad\n")
-	g := startGatewayEnv(t, []string{"CALLSCRIBE_AUDIOHOOK_API_KEY=" + ahKey, "CALLSCRIBE_AUDIOHOOK_CLIENT_SECRET=" + ahSecret},
-		rd.Addr, "-config", cfg)
-	g.waitReady(t, 200)
+	g := startAudioHookGateway(t, rd.Addr, "asr:\n  endpoint:\n    mode: vad\n")
 	url := "ws://" + g.http + "/audiohook"
 	x := pcm8k(t, "0.wav")
 	plain := ahSession(t, url, x, -1)
@@ -214,4 +208,15 @@ func TestAudioHookDiscardWhileSpeaking(t *testing.T) {
 	}
 	check("first", p[0], l[0], 0)
 	check("last", p[len(p)-1], l[len(l)-1], 500*time.Millisecond)
+}
+
+// startAudioHookGateway starts a gateway with the AudioHook door on (the
+// key and secret from the environment) and more configuration, ready.
+func startAudioHookGateway(t *testing.T, redisAddr, config string) *gatewayProc {
+	t.Helper()
+	cfg := configFile(t, "audiohook:\n  enabled: true\n"+config)
+	g := startGatewayEnv(t, []string{"CALLSCRIBE_AUDIOHOOK_API_KEY=" + ahKey, "CALLSCRIBE_AUDIOHOOK_CLIENT_SECRET=" + ahSecret},
+		redisAddr, "-config", cfg)
+	g.waitReady(t, 200)
+	return g
 }
