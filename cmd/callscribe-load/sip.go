@@ -209,7 +209,7 @@ func sipLoad(args []string, w io.Writer) error {
 					mu.Unlock()
 					continue
 				}
-				legs, texts, last, endMs, partials, err := callFinals(follower, talked.CallID, talked.Start)
+				legs, texts, last, lastEnd, partials, err := callFinals(follower, talked.CallID, talked.Start)
 				if err != nil || len(legs) != len(parties) {
 					fmt.Fprintf(os.Stderr, "callscribe-load: call %s: legs %v: %v\n", talked.CallID, legs, err)
 					continue
@@ -224,7 +224,11 @@ func sipLoad(args []string, w io.Writer) error {
 					res.audio = max(res.audio, time.Duration(len(u.pcmu))*time.Second/8000)
 					res.legAudio += time.Duration(len(u.pcmu)) * time.Second / 8000
 				}
-				res.latency = last.Sub(talked.Start.Add(time.Duration(min(endMs, speechMs)) * time.Millisecond))
+				spoken := talked.Start.Add(time.Duration(speechMs) * time.Millisecond)
+				if lastEnd.Before(spoken) {
+					spoken = lastEnd
+				}
+				res.latency = last.Sub(spoken)
 				mu.Lock()
 				results = append(results, res)
 				mu.Unlock()
@@ -321,21 +325,25 @@ func gatewayMetrics(base string) (map[string]float64, error) {
 }
 
 // callFinals reads a call's events on Redis up to its call.end: its legs
-// (from call.start), each leg's finals, and when the last final was added
-// to Redis with the end of its last word in the call's audio.
-func callFinals(f *transcript.Follower, callID string, start time.Time) ([]string, map[string]string, time.Time, int64, []time.Duration, error) {
+// (from call.start), each leg's finals, when the last final was added to
+// Redis and when the end of its last word was heard, and how long after
+// its last word each partial came. Event times count from call.start (its
+// ts), which can be well before the caller's first audio when the answer
+// is slow to reach it (a burst of INVITEs): start, the caller's first
+// audio, is taken only if call.start has no ts.
+func callFinals(f *transcript.Follower, callID string, start time.Time) ([]string, map[string]string, time.Time, time.Time, []time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var legs []string
 	texts := map[string]string{}
-	var last time.Time
-	var endMs int64
+	var last, lastEnd time.Time
+	origin := start
 	var partials []time.Duration
 	after := ""
 	for {
 		ms, err := f.Read(ctx, callID, after, 64, 5*time.Second)
 		if err != nil {
-			return nil, nil, last, 0, nil, err
+			return nil, nil, last, lastEnd, nil, err
 		}
 		for _, m := range ms {
 			after = m.ID
@@ -347,26 +355,30 @@ func callFinals(f *transcript.Follower, callID string, start time.Time) ([]strin
 			switch m.Event.Type {
 			case transcript.CallStart:
 				legs = strings.Split(fl["legs"], ",")
+				if m.Event.TS > 0 {
+					origin = time.UnixMilli(m.Event.TS)
+				}
 			case transcript.Partial:
 				if fl["text"] != "" {
 					e, _ := strconv.ParseInt(fl["end_ms"], 10, 64)
-					partials = append(partials, now.Sub(start.Add(time.Duration(e)*time.Millisecond)))
+					partials = append(partials, now.Sub(origin.Add(time.Duration(e)*time.Millisecond)))
 				}
 			case transcript.Final:
 				if fl["text"] != "" {
 					texts[fl["leg"]] = strings.TrimSpace(texts[fl["leg"]] + " " + fl["text"])
 					last = now
-					endMs, _ = strconv.ParseInt(fl["end_ms"], 10, 64)
+					e, _ := strconv.ParseInt(fl["end_ms"], 10, 64)
+					lastEnd = origin.Add(time.Duration(e) * time.Millisecond)
 				}
 			case transcript.CallEnd:
 				if last.IsZero() {
 					last = now
 				}
-				return legs, texts, last, endMs, partials, nil
+				return legs, texts, last, lastEnd, partials, nil
 			}
 		}
 		if len(ms) == 0 && ctx.Err() != nil {
-			return nil, nil, last, 0, nil, fmt.Errorf("call %s: no call.end on Redis", callID)
+			return nil, nil, last, lastEnd, nil, fmt.Errorf("call %s: no call.end on Redis", callID)
 		}
 	}
 }

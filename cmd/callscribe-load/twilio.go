@@ -61,7 +61,7 @@ func round(base string, follower *transcript.Follower, n int, place func(i int) 
 				mu.Unlock()
 				return
 			}
-			legs, texts, last, endMs, partials, err := callFinals(follower, p.id, p.start)
+			legs, texts, last, lastEnd, partials, err := callFinals(follower, p.id, p.start)
 			if err != nil || len(legs) != len(p.refs) {
 				fmt.Fprintf(os.Stderr, "callscribe-load: call %s: legs %v: %v\n", p.id, legs, err)
 				return
@@ -76,7 +76,7 @@ func round(base string, follower *transcript.Follower, n int, place func(i int) 
 			f.legs += len(p.refs)
 			f.legAudio += time.Duration(len(p.refs)) * p.audio
 			f.partials = append(f.partials, partials...)
-			f.finals = append(f.finals, last.Sub(p.start.Add(time.Duration(endMs)*time.Millisecond)))
+			f.finals = append(f.finals, last.Sub(lastEnd))
 		})
 	}
 	wg.Wait()
