@@ -61,8 +61,8 @@ const (
 	mixTau   = 10 * time.Second
 )
 
-// observeVAD feeds a job's VAD time (windows: the model's) and how many of its chunks the encoder
-// runs into the mix.
+// observeVAD feeds a job's VAD time and windows (the model's) and how many
+// of its chunks the encoder runs into the mix.
 func (b *Batcher) observeVAD(job, enc []*Stream, heard int, windows int64, d time.Duration) {
 	if len(job) == 0 || b.workers[0].vad == nil {
 		return

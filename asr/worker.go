@@ -33,7 +33,7 @@ type worker struct {
 	vadFirst []int64 // sample where each stream's first window of vadSets starts
 	vadWins  [][]float32
 	vadProbs []float32
-	energy   []float32 // mean square of each stream's window in hand
+	energy   []float32 // mean square of each stream's window in hand (rules mode)
 	skip     []bool    // the job's streams whose chunk is not encoded
 	vadRan   int       // streams of the job the VAD heard
 	vadWinN  int64     // windows the model ran on for the job
@@ -508,15 +508,15 @@ func (w *worker) runVAD(job []*Stream) bool {
 				continue
 			}
 			x := w.vadSets[i][k]
-			w.energy[i] = meanSquare(x)
-			if s.seg == nil && s.floor.still(w.energy[i]) {
-				// Digital silence or the line's steady noise: no
-				// speech, and the model starts over after it (rules
-				// mode only: mode vad's segmenter hears the model's
-				// every window).
-				s.vad.h = [vadStateLen]float32{}
-				copy(s.vad.tail[:], x[VADWindow-vadContext:])
-				continue
+			if s.seg == nil { // rules mode: mode vad's segmenter hears the model's every window
+				w.energy[i] = meanSquare(x)
+				if s.floor.still(w.energy[i]) {
+					// Digital silence or the line's steady noise: no
+					// speech, and the model starts over after it.
+					s.vad.h = [vadStateLen]float32{}
+					copy(s.vad.tail[:], x[VADWindow-vadContext:])
+					continue
+				}
 			}
 			wins, states, who = append(wins, x), append(states, s.vad), append(who, i)
 		}
@@ -537,7 +537,7 @@ func (w *worker) runVAD(job []*Stream) bool {
 			end := w.vadFirst[i] + int64(k+1)*VADWindow
 			if probs[j] > voiceThreshold {
 				s.voiceEnd = end
-			} else {
+			} else if s.seg == nil {
 				s.floor.heard(w.energy[i])
 			}
 			if s.seg != nil {

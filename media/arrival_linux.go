@@ -25,22 +25,21 @@ import (
 const oobSize = 64
 
 // stampArrivals asks the kernel to stamp the datagrams conn receives with
-// their arrival (SO_TIMESTAMPNS, else SO_TIMESTAMP). It tells whether it
-// will; where not, receivers fall back on read times.
-func stampArrivals(conn *net.UDPConn) bool {
+// their arrival (SO_TIMESTAMPNS, else SO_TIMESTAMP). Where it cannot, the
+// datagrams come without a stamp and receivers fall back on read times.
+func stampArrivals(conn *net.UDPConn) {
 	if conn == nil {
-		return false
+		return
 	}
 	raw, err := conn.SyscallConn()
 	if err != nil {
-		return false
+		return
 	}
-	ok := false
 	raw.Control(func(fd uintptr) {
-		ok = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) == nil ||
-			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMP, 1) == nil
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) != nil {
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMP, 1)
+		}
 	})
-	return ok
 }
 
 // kernelArrival is the arrival stamp (unix nanoseconds) among a datagram's

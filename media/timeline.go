@@ -18,11 +18,11 @@ const pausedClockMs = 1000
 // arrivalClock maps packets' arrival times (the kernel's receive stamps,
 // see stampArrivals) onto a leg's timeline: a packet that arrived at t
 // ends its audio at index at(t), since a packet is sent once its audio has
-// been spoken. The origin is set by the leg's first
-// packet and moved later whenever a packet comes sooner than it predicts,
-// so the clock rides the least-delayed packets (the minimum of RFC 3550's
-// transit time): network delay never pushes the timeline ahead of the
-// call, and a sender's clock that runs fast does not either.
+// been spoken. The origin is set by the leg's first packet and moved later
+// whenever a packet comes sooner than it predicts, so the clock rides the
+// least-delayed packets (the minimum of RFC 3550's transit time): network
+// delay never pushes the timeline ahead of the call, and a sender's clock
+// that runs fast does not either.
 type arrivalClock struct {
 	started bool
 	origin  int64 // unix nanoseconds of timeline index 0
