@@ -689,12 +689,13 @@ func (b *Batcher) ChunkLatency() Latency { return b.chunkLat.snapshot() }
 // StepLatency is the histogram, since start, of successful steps' times.
 func (b *Batcher) StepLatency() Latency { return b.stepLat.snapshot() }
 
-// record counts a committed job: the encoder's step over enc took d (none
-// when every chunk was skipped); every chunk of job was committed.
-func (b *Batcher) record(job, enc []*Stream, d time.Duration) {
+// record counts a committed job: the encoder's step over enc took d and
+// cost its core busy (none when every chunk was skipped); every chunk of
+// job was committed.
+func (b *Batcher) record(job, enc []*Stream, d, busy time.Duration) {
 	n := len(enc)
 	if n > 0 {
-		b.observe(n, d)
+		b.observe(n, busy)
 		b.stepLat.add(d)
 	}
 	now := int64(time.Since(b.epoch))

@@ -47,8 +47,9 @@ type mix struct {
 	enc, all int64        // chunks since the last update: encoded, all
 	ran      int64        // and heard by the VAD
 	at       time.Time    // the last update
-	talk     float64      // EWMA (time constant mixTau) of the share encoded; 1 until measured
-	heard    float64      // the same of the share the VAD heard; 1 until measured
+	talk     float64      // EWMA (time constant mixTau) of the share encoded; 1 until measured or seeded
+	heard    float64      // the same of the share the VAD heard; 1 until measured or seeded
+	measured bool         // an update came from this batcher's streams
 	vad      atomic.Int64 // the VAD's time per chunk heard, ns (EWMA)
 	every    time.Duration
 	tau      time.Duration
@@ -106,10 +107,14 @@ func (b *Batcher) observeVAD(job, enc []*Stream, heard int, windows int64, d tim
 		m.at, m.talk, m.heard = now, 1, 1
 	}
 	if dt := now.Sub(m.at); dt >= m.every && m.all > 0 {
+		// The shares follow the streams' time, not the clock's: after
+		// an idle spell the first second of new calls moves them by a
+		// second's weight, not all the way.
+		dt = min(dt, 2*m.every)
 		a := 1 - math.Exp(-float64(dt)/float64(m.tau))
 		m.talk += (float64(m.enc)/float64(m.all) - m.talk) * a
 		m.heard += (float64(m.ran)/float64(m.all) - m.heard) * a
-		m.enc, m.all, m.ran, m.at = 0, 0, 0, now
+		m.enc, m.all, m.ran, m.at, m.measured = 0, 0, 0, now, true
 	}
 }
 
@@ -121,6 +126,35 @@ func (b *Batcher) mixNow() (talk, heard float64) {
 		return 1, 1
 	}
 	return b.mix.talk, b.mix.heard
+}
+
+// Mix is the shares of the streams' chunks lately encoded (talk) and heard
+// by the VAD (heard), and whether they were measured on this batcher's
+// streams (not only seeded): what a gateway shares with its fleet.
+func (b *Batcher) Mix() (talk, heard float64, measured bool) {
+	b.mix.mu.Lock()
+	defer b.mix.mu.Unlock()
+	if b.mix.at.IsZero() {
+		return 1, 1, false
+	}
+	return b.mix.talk, b.mix.heard, b.mix.measured
+}
+
+// SeedMix starts the shares at talk and heard (each in (0, 1]) before this
+// batcher has measured any: the mix of the calls a gateway's fleet served
+// lately, so that a gateway that starts into a burst of quiet calls need
+// not count them as talkers. The streams' own measure then takes over at
+// the mix's usual pace (about 10 s). No effect once measured or without
+// skipping.
+func (b *Batcher) SeedMix(talk, heard float64) {
+	if !b.opts.SkipSilence || !(talk > 0 && talk <= 1) || !(heard >= 0 && heard <= 1) {
+		return
+	}
+	b.mix.mu.Lock()
+	defer b.mix.mu.Unlock()
+	if !b.mix.measured {
+		b.mix.at, b.mix.talk, b.mix.heard = time.Now(), talk, heard
+	}
 }
 
 // Talking is the share of the streams' chunks the encoder has run lately

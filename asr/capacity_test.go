@@ -5,28 +5,29 @@ import (
 	"time"
 )
 
-// delayEngine makes each encoder step take a known time.
-type delayEngine struct {
+// busyEngine makes each encoder step take at least d of its thread's CPU.
+type busyEngine struct {
 	Engine
 	d time.Duration
 }
 
-func (e delayEngine) Encode(b *Batch) error {
-	time.Sleep(e.d)
+func (e busyEngine) Encode(b *Batch) error {
+	for t0 := threadCPU(); time.Duration(threadCPU()-t0) < e.d; {
+	}
 	return e.Engine.Encode(b)
 }
 
 // Capacity comes from measured steps: with every full batch of 4 taking at
-// least 200 ms, a stream costs at least 50 ms a chunk and one engine serves
-// at most 0.8 × 320 ms / 50 ms ≈ 5.1 streams; calibration measures it
+// least 100 ms of CPU, a stream costs at least 25 ms a chunk and one engine
+// serves at most 0.7 × 320 ms / 25 ms ≈ 9 streams; calibration measures it
 // before any stream. Lag grows while audio comes faster than that.
 func TestCapacityAndLagAreMeasured(t *testing.T) {
 	b := newTestBatcher(t, ModelFiles{}, BatcherOptions{MaxBatch: 4, Workers: 1, Calibrate: true,
 		NewEngine: func(i *ModelInfo, o EngineOptions) (Engine, error) {
 			e, err := NewEngine(i, o)
-			return delayEngine{e, 200 * time.Millisecond}, err
+			return busyEngine{e, 100 * time.Millisecond}, err
 		}})
-	if c, cost := b.Capacity(), b.StepCost(); c < 1 || c > 5 || cost < 50*time.Millisecond {
+	if c, cost := b.Capacity(), b.StepCost(); c < 1 || c > 9 || cost < 25*time.Millisecond {
 		t.Errorf("capacity %d streams, step %v per stream", c, cost)
 	}
 	if lag := b.Lag(); lag != 0 {
@@ -96,7 +97,7 @@ func TestCapacityFollowsTheMix(t *testing.T) {
 	talking = b.TalkingCapacity() // at the step time measured since
 	t.Logf("everyone talking %d streams; quiet streams: %.2f of chunks encoded, capacity %d; VAD %v a chunk, step %v",
 		talking, share, quiet, b.VADCost(), b.StepCost())
-	if share > 0.3 || float64(quiet) < 1.4*float64(talking) || quiet > int(1.6*float64(talking))+1 {
+	if share > 0.3 || float64(quiet) < 1.4*float64(talking) || quiet > int(1.6*float64(talking+1)) {
 		t.Errorf("quiet streams: %.2f of chunks encoded, capacity %d (%d with everyone talking)", share, quiet, talking)
 	}
 	feed(sigs[1][:8*16000])
@@ -105,5 +106,63 @@ func TestCapacityFollowsTheMix(t *testing.T) {
 	t.Logf("talking streams: %.2f of chunks encoded, capacity %d (%d with everyone talking); cost %v step %v vad %v", share, loud, talking, b.StreamCost(), b.StepCost(), b.VADCost())
 	if share < 0.7 || float64(loud) > 1.25*float64(talking) {
 		t.Errorf("talking streams: %.2f of chunks encoded, capacity %d (%d quiet)", share, loud, quiet)
+	}
+}
+
+// A seeded mix is the estimate until the streams' own measure: quiet
+// shares raise it (up to TalkOverload), and once the streams are measured
+// a seed changes nothing.
+func TestSeedMix(t *testing.T) {
+	b := newTestBatcher(t, ModelFiles{}, BatcherOptions{MaxBatch: 4, Workers: 1, Calibrate: true, SkipSilence: true,
+		TalkOverload: 1.6})
+	b.mix.mu.Lock()
+	b.mix.every, b.mix.tau = 20*time.Millisecond, 100*time.Millisecond
+	b.mix.mu.Unlock()
+	talking := b.TalkingCapacity()
+	if _, _, measured := b.Mix(); measured || b.Capacity() != talking {
+		t.Fatalf("before any stream: measured %v, capacity %d, %d with everyone talking", measured, b.Capacity(), talking)
+	}
+	for _, bad := range [][2]float64{{0, 0}, {1.5, 0.1}, {0.5, -1}, {0.5, 2}} {
+		b.SeedMix(bad[0], bad[1])
+		if c := b.Capacity(); c != talking {
+			t.Errorf("SeedMix(%v): capacity %d, want %d", bad, c, talking)
+		}
+	}
+	b.SeedMix(0.3, 0.2)
+	seeded := b.Capacity()
+	if talk, heard, measured := b.Mix(); talk != 0.3 || heard != 0.2 || measured {
+		t.Errorf("seeded: mix %v %v measured %v", talk, heard, measured)
+	}
+	if float64(seeded) < 1.4*float64(talking) || seeded > int(1.6*float64(talking+1)) {
+		t.Errorf("seeded with 30%% talk: capacity %d, %d with everyone talking", seeded, talking)
+	}
+	// Streams that talk: measured, the seed gives way.
+	_, sigs := loadTestWavs(t)
+	var streams []*Stream
+	for i := range 4 {
+		s, err := b.NewStreamWith(streamName(i), func(Result) {}, StreamOptions{MaxBacklogMs: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams = append(streams, s)
+	}
+	x := sigs[1][:4*16000]
+	for off := 0; off < len(x); off += 1600 {
+		for _, s := range streams {
+			s.Accept(x[off:min(off+1600, len(x))])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, s := range streams {
+		s.Finish()
+		<-s.Done()
+	}
+	talk, _, measured := b.Mix()
+	if !measured || talk < 0.6 {
+		t.Errorf("after talking streams: talk %.2f, measured %v", talk, measured)
+	}
+	b.SeedMix(0.1, 0.1)
+	if t2, _, _ := b.Mix(); t2 != talk {
+		t.Errorf("a seed after the measure moved the mix from %.2f to %.2f", talk, t2)
 	}
 }

@@ -3,6 +3,7 @@ package asr
 import (
 	"errors"
 	"math"
+	"runtime"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -44,7 +45,7 @@ type worker struct {
 type runner struct {
 	eng       Engine
 	in        chan []*Stream
-	out       chan error
+	out       chan stepDone
 	abandoned atomic.Bool
 	batch     *Batch
 	hyps      []scratch
@@ -55,6 +56,13 @@ type runner struct {
 	frame0 []int64
 	rows   [][2]int
 	topk   []int
+}
+
+// stepDone is how a runner's step ended: its error, and the CPU time its
+// thread spent on it (0 where not measured).
+type stepDone struct {
+	err error
+	cpu time.Duration
 }
 
 // scratch is one stream's decoding during a step, committed on success.
@@ -108,7 +116,7 @@ func (w *worker) newRunner() (*runner, error) {
 }
 
 func (w *worker) start(eng Engine) *runner {
-	r := &runner{eng: eng, in: make(chan []*Stream, 1), out: make(chan error, 1)}
+	r := &runner{eng: eng, in: make(chan []*Stream, 1), out: make(chan stepDone, 1)}
 	w.inUse.Store(eng.Provider())
 	go r.loop(w.b.info)
 	return r
@@ -149,14 +157,21 @@ func (r *runner) abandon() {
 	close(r.in)
 }
 
+// loop runs the steps on one OS thread, so that a step's CPU time is that
+// thread's: an engine of one intra-op thread runs its kernels on the
+// caller's thread, and the search is Go code on it.
 func (r *runner) loop(info *ModelInfo) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	defer r.eng.Close()
 	for job := range r.in {
+		t0 := threadCPU()
 		err := r.step(info, job)
+		cpu := time.Duration(threadCPU() - t0)
 		if r.abandoned.Load() {
 			return
 		}
-		r.out <- err
+		r.out <- stepDone{err, cpu}
 	}
 }
 
@@ -169,6 +184,8 @@ func (w *worker) close() {
 
 func (w *worker) loop() {
 	defer w.b.wg.Done()
+	runtime.LockOSThread() // the VAD's CPU time is this thread's (see run)
+	defer runtime.UnlockOSThread()
 	if w.vad != nil {
 		defer w.vad.Close()
 	}
@@ -192,12 +209,16 @@ func (w *worker) loop() {
 func (w *worker) run(job []*Stream) bool {
 	b := w.b
 	w.retryDevice()
-	start := time.Now()
+	start, cpu0 := time.Now(), threadCPU()
 	enc := w.prepare(job)
-	b.observeVAD(job, enc, w.vadRan, w.vadWinN, time.Since(start))
+	d := time.Since(start)
+	if cpu := time.Duration(threadCPU() - cpu0); cpu > 0 {
+		d = min(d, cpu) // what the VAD cost the core, as for steps (busy)
+	}
+	b.observeVAD(job, enc, w.vadRan, w.vadWinN, d)
 	if len(enc) == 0 {
 		w.commit(job)
-		b.record(job, nil, 0)
+		b.record(job, nil, 0, 0)
 		return true
 	}
 	for {
@@ -215,10 +236,10 @@ func (w *worker) run(job []*Stream) bool {
 		start := time.Now()
 		w.r.in <- enc
 		w.timer.Reset(b.opts.RunTimeout)
-		var err error
+		var done stepDone
 		timedOut := false
 		select {
-		case err = <-w.r.out:
+		case done = <-w.r.out:
 		case <-w.timer.C:
 			timedOut = true
 		case <-b.quit:
@@ -228,10 +249,11 @@ func (w *worker) run(job []*Stream) bool {
 		if !timedOut && !w.timer.Stop() {
 			<-w.timer.C
 		}
+		err := done.err
 		if err == nil && !timedOut {
 			d := time.Since(start)
 			w.commit(job)
-			b.record(job, enc, d)
+			b.record(job, enc, d, w.busy(d, done.cpu))
 			w.failures = 0
 			return true
 		}
@@ -254,6 +276,18 @@ func (w *worker) run(job []*Stream) bool {
 			return false
 		}
 	}
+}
+
+// busy is what a step that took d and its thread's CPU time cpu cost the
+// worker's core: its CPU time on an engine that runs on one CPU thread (so
+// that time the cores gave to others during the step, under load, is not
+// counted as the step's), its wall time otherwise (a device, a pool of
+// intra-op threads, or no thread clock).
+func (w *worker) busy(d, cpu time.Duration) time.Duration {
+	if p := w.opts.Provider; cpu <= 0 || p != "" && p != "cpu" || w.opts.Threads > 1 {
+		return d
+	}
+	return min(cpu, d)
 }
 
 // backoff waits a little longer after each failure; false when closing.

@@ -110,6 +110,15 @@ type ASRConfig struct {
 	// .cache/onnxruntime/.
 	ORTLib             string `yaml:"ort_lib"`
 	asr.BatcherOptions `yaml:",inline"`
+	// ShareMix: with skip_silence, the share of their time the calls talk,
+	// as this gateway measures it, is kept in Redis (<prefix>:mix, shared
+	// by the gateways of one prefix, kept a day after its last update),
+	// and a gateway that starts takes the last one as its first estimate
+	// (until its own calls have been measured, about 10 s), so that it
+	// admits a burst of quiet calls at start as what they are rather than
+	// as talkers. Off: a gateway counts every stream as talking until it
+	// has measured its own.
+	ShareMix bool `yaml:"share_mix"`
 	// FinalTimeout is how long, after a call ends, its remaining audio may
 	// take to be recognized before call.end goes out without the rest
 	// (counted).
@@ -366,7 +375,7 @@ func (c *LogConfig) Logger(w io.Writer, level slog.Leveler) (*slog.Logger, error
 func Defaults() Config {
 	return Config{
 		SIP: SIPConfig{Config: sip.DefaultConfig(), MaxCalls: 1000},
-		ASR: ASRConfig{BatcherOptions: asr.DefaultBatcherOptions(), FinalTimeout: 30 * time.Second, MaxStreams: "auto",
+		ASR: ASRConfig{BatcherOptions: asr.DefaultBatcherOptions(), ShareMix: true, FinalTimeout: 30 * time.Second, MaxStreams: "auto",
 			FinalModel: "moonshine-tiny", FinalModelTimeout: 3 * time.Second, FinalMaxSegment: 15 * time.Second,
 			MaxLag: DefaultMaxLag, Hotwords: []string{}, HotwordScore: asr.DefaultHotwordsScore, Keywords: []string{}},
 		Redis:  transcript.DefaultOptions(),

@@ -52,6 +52,7 @@ type Service struct {
 	reloads      [2]atomic.Int64 // Reload: applied, refused
 
 	stopStreams context.CancelFunc // ends the SSE streams left at Close
+	stopMix     chan struct{}      // ends shareMix; nil without asr.share_mix
 	errs        chan error         // a server that stopped by itself
 	wg          sync.WaitGroup
 	closeOnce   sync.Once
@@ -112,6 +113,15 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 		Hotwords: hotwords, Keywords: keywords, HotwordsScore: float32(a.HotwordScore), Redact: policy,
 		OnLatency: func(k asr.ResultKind, d time.Duration) { latency.WithLabelValues(k.String()).Observe(d.Seconds()) },
 		OnHold:    func(d time.Duration) { hold.Observe(d.Seconds()) }, SecondPass: s.pass})
+	if a.SkipSilence && a.ShareMix { // before any door opens: the first calls get the fleet's mix
+		s.seedMix()
+		s.stopMix = make(chan struct{})
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.shareMix(s.stopMix, mixShareEvery, mixMinStreams)
+		}()
+	}
 	sc := cfg.SIP.Config
 	sc.Logger = log
 	s.sip, err = sip.NewServer(sc, s.calls)
@@ -344,6 +354,9 @@ func (s *Service) close() {
 			s.log.Warn("callscribe: http shutdown", "err", err)
 			s.hs.Close()
 		}
+	}
+	if s.stopMix != nil {
+		close(s.stopMix)
 	}
 	s.wg.Wait()
 	if s.follower != nil {

@@ -76,6 +76,10 @@ func (k Keys) Instance(instance string) string {
 	return k.prefix() + ":instance:{" + instance + "}:calls"
 }
 
+// Mix is the hash of the mix of speech and silence a fleet's gateways
+// measured lately on their calls, <prefix>:mix (see Publisher.ShareMix).
+func (k Keys) Mix() string { return k.prefix() + ":mix" }
+
 // Seen is a consumer group's record of a call's delivered events, for
 // dedupe across readers and restarts.
 func (k Keys) Seen(group, callID string) string {
