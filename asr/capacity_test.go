@@ -72,26 +72,7 @@ func TestCapacityFollowsTheMix(t *testing.T) {
 		t.Fatalf("before any stream: capacity %d, %d with everyone talking", c, talking)
 	}
 	_, sigs := loadTestWavs(t)
-	feed := func(x []float32) {
-		var streams []*Stream
-		for i := range 8 {
-			s, err := b.NewStreamWith(streamName(i), func(Result) {}, StreamOptions{MaxBacklogMs: -1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			streams = append(streams, s)
-		}
-		for off := 0; off < len(x); off += 1600 { // 100 ms at a time, a little faster than real time
-			for _, s := range streams {
-				s.Accept(x[off:min(off+1600, len(x))])
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		for _, s := range streams {
-			s.Finish()
-			<-s.Done()
-		}
-	}
+	feed := func(x []float32) { feedStreams(t, b, 8, x) }
 	feed(make([]float32, 8*16000))
 	quiet, share := b.Capacity(), b.Talking()
 	talking = b.TalkingCapacity() // at the step time measured since
@@ -138,15 +119,29 @@ func TestSeedMix(t *testing.T) {
 	}
 	// Streams that talk: measured, the seed gives way.
 	_, sigs := loadTestWavs(t)
+	feedStreams(t, b, 4, sigs[1][:4*16000])
+	talk, _, measured := b.Mix()
+	if !measured || talk < 0.6 {
+		t.Errorf("after talking streams: talk %.2f, measured %v", talk, measured)
+	}
+	b.SeedMix(0.1, 0.1)
+	if t2, _, _ := b.Mix(); t2 != talk {
+		t.Errorf("a seed after the measure moved the mix from %.2f to %.2f", talk, t2)
+	}
+}
+
+// feedStreams gives x to n new streams of b, 100 ms at a time a little
+// faster than real time, and waits until they are done.
+func feedStreams(t *testing.T, b *Batcher, n int, x []float32) {
+	t.Helper()
 	var streams []*Stream
-	for i := range 4 {
+	for i := range n {
 		s, err := b.NewStreamWith(streamName(i), func(Result) {}, StreamOptions{MaxBacklogMs: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
 		streams = append(streams, s)
 	}
-	x := sigs[1][:4*16000]
 	for off := 0; off < len(x); off += 1600 {
 		for _, s := range streams {
 			s.Accept(x[off:min(off+1600, len(x))])
@@ -156,13 +151,5 @@ func TestSeedMix(t *testing.T) {
 	for _, s := range streams {
 		s.Finish()
 		<-s.Done()
-	}
-	talk, _, measured := b.Mix()
-	if !measured || talk < 0.6 {
-		t.Errorf("after talking streams: talk %.2f, measured %v", talk, measured)
-	}
-	b.SeedMix(0.1, 0.1)
-	if t2, _, _ := b.Mix(); t2 != talk {
-		t.Errorf("a seed after the measure moved the mix from %.2f to %.2f", talk, t2)
 	}
 }
