@@ -31,6 +31,7 @@ type snapshot struct {
 	asr        asr.Stats
 	lag        time.Duration
 	capacity   int
+	talking    float64
 	stepCost   time.Duration
 	engines    map[string]int
 	pub        transcript.Stats
@@ -40,7 +41,7 @@ type snapshot struct {
 
 func (s *Service) snapshot() *snapshot {
 	m := &snapshot{s: s, calls: s.calls.Stats(), active: s.calls.Active(), maxStreams: s.calls.MaxStreams(),
-		asr: s.batcher.Stats(), lag: s.batcher.Lag(), capacity: s.batcher.Capacity(), stepCost: s.batcher.StepCost(),
+		asr: s.batcher.Stats(), lag: s.batcher.Lag(), capacity: s.batcher.Capacity(), talking: s.batcher.Talking(), stepCost: s.batcher.StepCost(),
 		engines: s.batcher.Engines(), pub: s.pub.Stats(), pass: SecondPassStats{Fallbacks: map[string]int64{}}}
 	if p := s.calls.opts.SecondPass; p != nil {
 		m.pass, m.passCost = p.Stats(), p.Cost()
@@ -95,6 +96,8 @@ var unlabelled = []metric{
 	gauge("callscribe_asr_streams_active", "Recognition streams open.", func(m *snapshot) float64 { return float64(m.asr.ActiveStreams) }),
 	gauge("callscribe_asr_capacity_streams", "Streams the recognizer serves in real time, measured (workers × headroom × chunk period / the cost of a stream's chunk at the current mix of talking and quiet streams).",
 		func(m *snapshot) float64 { return float64(m.capacity) }),
+	gauge("callscribe_asr_talking_ratio", "Share of the streams' chunks the encoder ran lately, the rest skipped silence (EWMA over about 10 s; the fleet's shared mix, or 1, until measured).",
+		func(m *snapshot) float64 { return m.talking }),
 	gauge("callscribe_asr_max_streams", "Streams admission allows now (asr.max_streams, or the capacity when auto).",
 		func(m *snapshot) float64 { return float64(m.maxStreams) }),
 	gauge("callscribe_asr_lag_seconds", "How far behind real time decoding is: the most undecoded audio a live stream holds.",

@@ -49,7 +49,7 @@ func scrape(tb testing.TB, reg *prometheus.Registry) string {
 // timed are the series whose values depend on the machine and the moment
 // (step times, what calibration and batching did, the engines per core):
 // the golden file keeps their names and labels, not their values.
-var timed = []string{"callscribe_asr_step_seconds_total", "callscribe_asr_capacity_streams",
+var timed = []string{"callscribe_asr_step_seconds_total", "callscribe_asr_capacity_streams", "callscribe_asr_talking_ratio",
 	"callscribe_asr_step_per_stream_seconds", "callscribe_asr_batches_total", "callscribe_asr_chunks_total",
 	"callscribe_asr_skipped_chunks_total", "callscribe_asr_vad_windows_total", "callscribe_asr_vad_seconds_total",
 	"callscribe_asr_engines"}
