@@ -50,9 +50,9 @@ type BatcherOptions struct {
 	// batch; 0 (the default): 10ms on CPU, 20ms on CUDA.
 	MaxWait time.Duration `yaml:"max_wait"`
 	// Workers is the number of engines run in parallel; 0 (the default):
-	// one per CPU
-	// (each engine runs one intra-op thread by default), on CUDA two per
-	// device.
+	// one per CPU the process may use (GOMAXPROCS: a container's CPU
+	// limit, rounded up), each running one intra-op thread by default; on
+	// CUDA two per device.
 	Workers int `yaml:"workers"`
 	// Engine chooses the execution provider and threads.
 	Engine EngineOptions `yaml:",inline"`
@@ -198,7 +198,7 @@ func (o *BatcherOptions) withDefaults(info *ModelInfo) {
 		}
 	}
 	if o.Workers <= 0 {
-		o.Workers = runtime.NumCPU()
+		o.Workers = runtime.GOMAXPROCS(0) // the CPUs this process may use (a container's quota)
 		if cuda {
 			o.Workers = DefaultCUDAEnginesPerDevice * len(o.DeviceIDs)
 		}

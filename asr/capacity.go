@@ -3,6 +3,7 @@ package asr
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -50,6 +51,7 @@ type mix struct {
 	talk     float64      // EWMA (time constant mixTau) of the share encoded; 1 until measured or seeded
 	heard    float64      // the same of the share the VAD heard; 1 until measured or seeded
 	measured bool         // an update came from this batcher's streams
+	prior    float64      // the weight left in talk and heard of what they started at (1, or a seed)
 	vad      atomic.Int64 // the VAD's time per chunk heard, ns (EWMA)
 	every    time.Duration
 	tau      time.Duration
@@ -104,7 +106,7 @@ func (b *Batcher) observeVAD(job, enc []*Stream, heard int, windows int64, d tim
 	}
 	now := time.Now()
 	if m.at.IsZero() {
-		m.at, m.talk, m.heard = now, 1, 1
+		m.at, m.talk, m.heard, m.prior = now, 1, 1, 1
 	}
 	if dt := now.Sub(m.at); dt >= m.every && m.all > 0 {
 		// The shares follow the streams' time, not the clock's: after
@@ -114,6 +116,7 @@ func (b *Batcher) observeVAD(job, enc []*Stream, heard int, windows int64, d tim
 		a := 1 - math.Exp(-float64(dt)/float64(m.tau))
 		m.talk += (float64(m.enc)/float64(m.all) - m.talk) * a
 		m.heard += (float64(m.ran)/float64(m.all) - m.heard) * a
+		m.prior *= 1 - a
 		m.enc, m.all, m.ran, m.at, m.measured = 0, 0, 0, now, true
 	}
 }
@@ -129,15 +132,16 @@ func (b *Batcher) mixNow() (talk, heard float64) {
 }
 
 // Mix is the shares of the streams' chunks lately encoded (talk) and heard
-// by the VAD (heard), and whether they were measured on this batcher's
-// streams (not only seeded): what a gateway shares with its fleet.
-func (b *Batcher) Mix() (talk, heard float64, measured bool) {
+// by the VAD (heard), and whether they are mostly this batcher's own
+// measure (settled: what they started at, 1 or a seed, weighs under half,
+// after about 7 s of streams): what a gateway shares with its fleet.
+func (b *Batcher) Mix() (talk, heard float64, settled bool) {
 	b.mix.mu.Lock()
 	defer b.mix.mu.Unlock()
 	if b.mix.at.IsZero() {
 		return 1, 1, false
 	}
-	return b.mix.talk, b.mix.heard, b.mix.measured
+	return b.mix.talk, b.mix.heard, b.mix.measured && b.mix.prior < 0.5
 }
 
 // SeedMix starts the shares at talk and heard (each in (0, 1]) before this
@@ -153,7 +157,7 @@ func (b *Batcher) SeedMix(talk, heard float64) {
 	b.mix.mu.Lock()
 	defer b.mix.mu.Unlock()
 	if !b.mix.measured {
-		b.mix.at, b.mix.talk, b.mix.heard = time.Now(), talk, heard
+		b.mix.at, b.mix.talk, b.mix.heard, b.mix.prior = time.Now(), talk, heard, 1
 	}
 }
 
@@ -209,12 +213,23 @@ func (b *Batcher) Capacity() int {
 	if c <= 0 {
 		return 0
 	}
-	budget := float64(b.opts.Workers) * b.opts.Headroom * float64(b.ChunkPeriod())
+	budget := b.cores() * b.opts.Headroom * float64(b.ChunkPeriod())
 	n := budget / float64(b.StreamCost())
 	if b.opts.SkipSilence {
 		n = min(n, b.opts.TalkOverload*budget/c)
 	}
 	return int(n)
+}
+
+// cores is what the engines have to run on: a core each, but on CPU no
+// more than the process may use (GOMAXPROCS, which follows a container's
+// CPU quota): steps are timed in their thread's CPU, which does not see
+// engines queueing for fewer cores.
+func (b *Batcher) cores() float64 {
+	if p := b.opts.Engine.Provider; p != "" && p != "cpu" {
+		return float64(b.opts.Workers)
+	}
+	return float64(min(b.opts.Workers, runtime.GOMAXPROCS(0)))
 }
 
 // StreamCost is what a stream's chunk costs the engines at the current
@@ -233,7 +248,7 @@ func (b *Batcher) TalkingCapacity() int {
 	if c <= 0 {
 		return 0
 	}
-	return int(float64(b.opts.Workers) * b.opts.Headroom * float64(b.ChunkPeriod()) / c)
+	return int(b.cores() * b.opts.Headroom * float64(b.ChunkPeriod()) / c)
 }
 
 // Lag is how far behind real time decoding is: the most undecoded audio

@@ -242,7 +242,7 @@ func TestNoDeviceAtStartRunsAsCPU(t *testing.T) {
 	plan := &faultPlan{refuseCUDA: true}
 	b := newTestBatcher(t, ModelFiles{}, BatcherOptions{NewEngine: plan.open, GPURetry: time.Millisecond,
 		Engine: EngineOptions{Provider: "cuda"}})
-	if b.Workers() != runtime.NumCPU() || b.opts.MaxBatch != DefaultMaxBatch || b.opts.MaxWait != DefaultMaxWait ||
+	if b.Workers() != runtime.GOMAXPROCS(0) || b.opts.MaxBatch != DefaultMaxBatch || b.opts.MaxWait != DefaultMaxWait ||
 		b.Engines()["cpu"] != b.Workers() {
 		t.Errorf("workers %d, batch %d, wait %v, engines %v", b.Workers(), b.opts.MaxBatch, b.opts.MaxWait, b.Engines())
 	}

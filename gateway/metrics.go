@@ -110,7 +110,7 @@ var unlabelled = []metric{
 		func(m *snapshot) float64 { return float64(m.asr.Skipped) }),
 	counter("callscribe_asr_vad_windows_total", "Windows of audio (32 ms each) the VAD model heard: a quiet stream's when skipping silence (not its digital silence or steady line noise), every window with endpoint mode vad.",
 		func(m *snapshot) float64 { return float64(m.asr.VADWindows) }),
-	counter("callscribe_asr_vad_seconds_total", "Time spent in the VAD before steps.", func(m *snapshot) float64 { return m.asr.VADTime.Seconds() }),
+	counter("callscribe_asr_vad_seconds_total", "CPU time the VAD took before steps (its thread's, or the wall clock where not read).", func(m *snapshot) float64 { return m.asr.VADTime.Seconds() }),
 	counter("callscribe_asr_faults_total", "Failed or timed-out steps (retried).", func(m *snapshot) float64 { return float64(m.asr.Faults) }),
 	counter("callscribe_asr_fallbacks_total", "Engines moved to the CPU provider.", func(m *snapshot) float64 { return float64(m.asr.Fallbacks) }),
 	counter("callscribe_asr_recoveries_total", "Engines back on their GPU after a fallback (asr.gpu_retry).",

@@ -39,8 +39,9 @@ func (s *Service) seedMix() {
 		"measured_by", m.Instance, "streams", m.Streams, "age", time.Since(m.At).Round(time.Second))
 }
 
-// shareMix writes the recognizer's mix to Redis every period while it has
-// been measured and the calls hold at least minStreams streams, until quit.
+// shareMix writes the recognizer's mix to Redis every period while it is
+// mostly its own calls' measure (settled) and the calls hold at least
+// minStreams streams, until quit.
 func (s *Service) shareMix(quit <-chan struct{}, every time.Duration, minStreams int) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -50,9 +51,9 @@ func (s *Service) shareMix(quit <-chan struct{}, every time.Duration, minStreams
 			return
 		case <-t.C:
 		}
-		talk, heard, measured := s.batcher.Mix()
+		talk, heard, settled := s.batcher.Mix()
 		n := s.calls.Streams()
-		if !measured || n < minStreams {
+		if !settled || n < minStreams {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), mixRedisTimeout)

@@ -34,7 +34,7 @@ func Settings() []Setting {
 		{Keys: []string{"sip.rtp_ports"}, Flag: "rtp-ports", Env: "CALLSCRIBE_RTP_PORTS", Help: "RTP port range `LO-HI`"},
 		{Keys: []string{"sip.media_ip"}, Flag: "media-ip", Env: "CALLSCRIBE_MEDIA_IP", Help: "`address` of the RTP sockets, announced in SDP"},
 		{Keys: []string{"asr.provider"}, Flag: "provider", Env: "CALLSCRIBE_PROVIDER", Help: "execution `provider`: cpu or cuda"},
-		{Keys: []string{"asr.workers"}, Flag: "workers", Env: "CALLSCRIBE_WORKERS", Help: "engines run in parallel, and second-pass recognizers: a `number`; 0: one per CPU"},
+		{Keys: []string{"asr.workers"}, Flag: "workers", Env: "CALLSCRIBE_WORKERS", Help: "engines run in parallel, and second-pass recognizers: a `number`; 0: one per CPU the process may use"},
 		{Keys: []string{"asr.final_model"}, Flag: "final-model", Env: "CALLSCRIBE_FINAL_MODEL", Help: "second pass for finals: none, moonshine-tiny, moonshine-base or a model `directory`"},
 		{Keys: []string{"asr.max_streams"}, Flag: "max-streams", Env: "CALLSCRIBE_MAX_STREAMS", Help: "recognition streams admitted: auto or a `number`", Live: true},
 		{Keys: []string{"asr.max_lag"}, Flag: "max-lag", Env: "CALLSCRIBE_MAX_LAG", Help: "no call is admitted while decoding lags more than this `duration`", Live: true},

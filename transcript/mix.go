@@ -35,7 +35,7 @@ func (p *Publisher) ShareMix(ctx context.Context, m Mix) error {
 	}
 	key := p.keys.Mix()
 	_, err := p.client.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.HSet(ctx, key, "talk", strconv.FormatFloat(m.Talk, 'f', 4, 64), "heard", strconv.FormatFloat(m.Heard, 'f', 4, 64),
+		pipe.HSet(ctx, key, "talk", strconv.FormatFloat(m.Talk, 'g', -1, 64), "heard", strconv.FormatFloat(m.Heard, 'g', -1, 64),
 			"streams", m.Streams, "at", m.At.UnixMilli(), "instance", m.Instance)
 		pipe.Expire(ctx, key, MixTTL)
 		return nil

@@ -32,6 +32,12 @@ func TestShareMix(t *testing.T) {
 		}
 	}
 	at := time.Now().Truncate(time.Millisecond)
+	if err := a.ShareMix(ctx, Mix{Talk: 0.00001, Heard: 0, Streams: 8, At: at, Instance: "gw-0"}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := b.SharedMix(ctx); err != nil || m.Talk != 0.00001 { // written in full, not rounded to 0
+		t.Errorf("a quiet fleet's mix read back as %+v, %v", m, err)
+	}
 	if err := a.ShareMix(ctx, Mix{Talk: 0.5312, Heard: 0.25, Streams: 90, At: at, Instance: "gw-1"}); err != nil {
 		t.Fatal(err)
 	}

@@ -60,7 +60,7 @@ func transcribeMain(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.provider, "provider", "cpu", "execution provider: cpu or cuda")
 	fs.IntVar(&o.threads, "threads", 1, "intra-op threads per engine")
 	fs.IntVar(&o.maxBatch, "max-batch", 0, fmt.Sprintf("most streams per encoder call (default %d on cpu, %d on cuda)", asr.DefaultMaxBatch, asr.DefaultCUDAMaxBatch))
-	fs.IntVar(&o.workers, "workers", 0, fmt.Sprintf("engines run in parallel (default: one per CPU, %d here; on cuda %d per device)", runtime.NumCPU(), asr.DefaultCUDAEnginesPerDevice))
+	fs.IntVar(&o.workers, "workers", 0, fmt.Sprintf("engines run in parallel (default: one per CPU the process may use, %d here; on cuda %d per device)", runtime.GOMAXPROCS(0), asr.DefaultCUDAEnginesPerDevice))
 	fs.BoolVar(&o.endpoint, "endpoint", true, "split utterances at endpoints")
 	fs.StringVar(&o.epMode, "endpoint-mode", asr.EndpointRules, "endpoints by the decoder's blanks (rules) or by Silero VAD (vad)")
 	fs.StringVar(&o.decoding, "decoding", asr.Greedy, "decoding method: "+asr.Greedy+" or "+asr.ModifiedBeamSearch)
