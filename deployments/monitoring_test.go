@@ -216,7 +216,7 @@ func TestDashboard(t *testing.T) {
 	all := strings.Join(exprs, "\n")
 	for _, want := range []string{
 		"callscribe_calls_started_total", "callscribe_calls_rejected_total", "callscribe_asr_streams_active",
-		"callscribe_asr_capacity_streams", "callscribe_asr_max_streams", "callscribe_asr_lag_seconds", "callscribe_asr_step_seconds_total",
+		"callscribe_asr_capacity_streams", "callscribe_asr_talking_ratio", "callscribe_asr_max_streams", "callscribe_asr_lag_seconds", "callscribe_asr_step_seconds_total",
 		`callscribe_result_latency_seconds_bucket{job=~"$job",instance=~"$instance",type="partial"}`,
 		`callscribe_result_latency_seconds_bucket{job=~"$job",instance=~"$instance",type="final"}`,
 		"callscribe_second_pass_fallbacks_total", "callscribe_second_pass_seconds_bucket",
