@@ -50,8 +50,7 @@ type mix struct {
 	at       time.Time    // the last update
 	talk     float64      // EWMA (time constant mixTau) of the share encoded; 1 until measured or seeded
 	heard    float64      // the same of the share the VAD heard; 1 until measured or seeded
-	measured bool         // an update came from this batcher's streams
-	prior    float64      // the weight left in talk and heard of what they started at (1, or a seed)
+	prior    float64      // the weight left in talk and heard of what they started at (1, or a seed); under 1 once measured
 	vad      atomic.Int64 // the VAD's time per chunk heard, ns (EWMA)
 	every    time.Duration
 	tau      time.Duration
@@ -117,18 +116,8 @@ func (b *Batcher) observeVAD(job, enc []*Stream, heard int, windows int64, d tim
 		m.talk += (float64(m.enc)/float64(m.all) - m.talk) * a
 		m.heard += (float64(m.ran)/float64(m.all) - m.heard) * a
 		m.prior *= 1 - a
-		m.enc, m.all, m.ran, m.at, m.measured = 0, 0, 0, now, true
+		m.enc, m.all, m.ran, m.at = 0, 0, 0, now
 	}
-}
-
-// mixNow is the shares of chunks encoded and heard by the VAD.
-func (b *Batcher) mixNow() (talk, heard float64) {
-	b.mix.mu.Lock()
-	defer b.mix.mu.Unlock()
-	if b.mix.at.IsZero() {
-		return 1, 1
-	}
-	return b.mix.talk, b.mix.heard
 }
 
 // Mix is the shares of the streams' chunks lately encoded (talk) and heard
@@ -141,7 +130,7 @@ func (b *Batcher) Mix() (talk, heard float64, settled bool) {
 	if b.mix.at.IsZero() {
 		return 1, 1, false
 	}
-	return b.mix.talk, b.mix.heard, b.mix.measured && b.mix.prior < 0.5
+	return b.mix.talk, b.mix.heard, b.mix.prior < 0.5
 }
 
 // SeedMix starts the shares at talk and heard (each in (0, 1]) before this
@@ -156,7 +145,7 @@ func (b *Batcher) SeedMix(talk, heard float64) {
 	}
 	b.mix.mu.Lock()
 	defer b.mix.mu.Unlock()
-	if !b.mix.measured {
+	if b.mix.at.IsZero() || b.mix.prior == 1 { // nothing measured yet
 		b.mix.at, b.mix.talk, b.mix.heard, b.mix.prior = time.Now(), talk, heard, 1
 	}
 }
@@ -164,12 +153,8 @@ func (b *Batcher) SeedMix(talk, heard float64) {
 // Talking is the share of the streams' chunks the encoder has run lately
 // (EWMA over about 10 s): 1 without skipping or before any measure.
 func (b *Batcher) Talking() float64 {
-	b.mix.mu.Lock()
-	defer b.mix.mu.Unlock()
-	if b.mix.at.IsZero() {
-		return 1
-	}
-	return b.mix.talk
+	talk, _, _ := b.Mix()
+	return talk
 }
 
 // VADCost is the VAD's measured time per stream chunk; 0 without VAD or
@@ -226,7 +211,7 @@ func (b *Batcher) Capacity() int {
 // CPU quota): steps are timed in their thread's CPU, which does not see
 // engines queueing for fewer cores.
 func (b *Batcher) cores() float64 {
-	if p := b.opts.Engine.Provider; p != "" && p != "cpu" {
+	if b.opts.Engine.Provider != "cpu" {
 		return float64(b.opts.Workers)
 	}
 	return float64(min(b.opts.Workers, runtime.GOMAXPROCS(0)))
@@ -236,7 +221,7 @@ func (b *Batcher) cores() float64 {
 // mix: Talking × StepCost + the share the VAD hears × VADCost; 0 before
 // any measure.
 func (b *Batcher) StreamCost() time.Duration {
-	talk, heard := b.mixNow()
+	talk, heard, _ := b.Mix()
 	return time.Duration(talk*float64(b.cost.Load()) + heard*float64(b.mix.vad.Load()))
 }
 

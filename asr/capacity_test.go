@@ -66,11 +66,7 @@ func TestCapacityAndLagAreMeasured(t *testing.T) {
 // everyone talking; streams that talk bring it down to about that (their
 // chunks skip the VAD).
 func TestCapacityFollowsTheMix(t *testing.T) {
-	b := newTestBatcher(t, ModelFiles{}, BatcherOptions{MaxBatch: 4, Workers: 1, Calibrate: true, SkipSilence: true,
-		TalkOverload: 1.6})
-	b.mix.mu.Lock()
-	b.mix.every, b.mix.tau = 20*time.Millisecond, 100*time.Millisecond
-	b.mix.mu.Unlock()
+	b := mixTestBatcher(t)
 	talking := b.TalkingCapacity()
 	if c := b.Capacity(); talking < 1 || c != talking {
 		t.Fatalf("before any stream: capacity %d, %d with everyone talking", c, talking)
@@ -98,11 +94,7 @@ func TestCapacityFollowsTheMix(t *testing.T) {
 // shares raise it (up to TalkOverload), and once the streams are measured
 // a seed changes nothing.
 func TestSeedMix(t *testing.T) {
-	b := newTestBatcher(t, ModelFiles{}, BatcherOptions{MaxBatch: 4, Workers: 1, Calibrate: true, SkipSilence: true,
-		TalkOverload: 1.6})
-	b.mix.mu.Lock()
-	b.mix.every, b.mix.tau = 20*time.Millisecond, 100*time.Millisecond
-	b.mix.mu.Unlock()
+	b := mixTestBatcher(t)
 	talking := b.TalkingCapacity()
 	if _, _, settled := b.Mix(); settled || b.Capacity() != talking {
 		t.Fatalf("before any stream: settled %v, capacity %d, %d with everyone talking", settled, b.Capacity(), talking)
@@ -156,4 +148,16 @@ func feedStreams(t *testing.T, b *Batcher, n int, x []float32) {
 		s.Finish()
 		<-s.Done()
 	}
+}
+
+// mixTestBatcher is a calibrated batcher of one engine skipping silence,
+// TalkOverload 1.6, whose mix follows its streams within about 100 ms.
+func mixTestBatcher(t *testing.T) *Batcher {
+	t.Helper()
+	b := newTestBatcher(t, ModelFiles{}, BatcherOptions{MaxBatch: 4, Workers: 1, Calibrate: true, SkipSilence: true,
+		TalkOverload: 1.6})
+	b.mix.mu.Lock()
+	b.mix.every, b.mix.tau = 20*time.Millisecond, 100*time.Millisecond
+	b.mix.mu.Unlock()
+	return b
 }

@@ -211,11 +211,7 @@ func (w *worker) run(job []*Stream) bool {
 	w.retryDevice()
 	start, cpu0 := time.Now(), threadCPU()
 	enc := w.prepare(job)
-	d := time.Since(start)
-	if cpu := time.Duration(threadCPU() - cpu0); cpu > 0 {
-		d = min(d, cpu) // what the VAD cost the core, as for steps (busy)
-	}
-	b.observeVAD(job, enc, w.vadRan, w.vadWinN, d)
+	b.observeVAD(job, enc, w.vadRan, w.vadWinN, onCore(time.Since(start), time.Duration(threadCPU()-cpu0)))
 	if len(enc) == 0 {
 		w.commit(job)
 		b.record(job, nil, 0, 0)
@@ -279,12 +275,21 @@ func (w *worker) run(job []*Stream) bool {
 }
 
 // busy is what a step that took d and its thread's CPU time cpu cost the
-// worker's core: its CPU time on an engine that runs on one CPU thread (so
-// that time the cores gave to others during the step, under load, is not
-// counted as the step's), its wall time otherwise (a device, a pool of
-// intra-op threads, or no thread clock).
+// worker's core: onCore on an engine that runs on one CPU thread, its wall
+// time otherwise (a device, or a pool of intra-op threads).
 func (w *worker) busy(d, cpu time.Duration) time.Duration {
-	if p := w.opts.Provider; cpu <= 0 || p != "" && p != "cpu" || w.opts.Threads > 1 {
+	if w.opts.Provider != "cpu" || w.opts.Threads > 1 {
+		return d
+	}
+	return onCore(d, cpu)
+}
+
+// onCore is what work that took d of wall time and cpu of its thread's CPU
+// cost the core: its CPU time, so that time the cores gave to others
+// meanwhile, under load, is not counted as the work's; d where the thread
+// clock was not read (cpu 0).
+func onCore(d, cpu time.Duration) time.Duration {
+	if cpu <= 0 {
 		return d
 	}
 	return min(cpu, d)

@@ -22,6 +22,10 @@ type Mix struct {
 	Instance    string    // the gateway that measured it
 }
 
+// valid tells whether the shares are shares: talk in (0, 1] (a fleet
+// always encodes something), heard in [0, 1].
+func (m Mix) valid() bool { return m.Talk > 0 && m.Talk <= 1 && m.Heard >= 0 && m.Heard <= 1 }
+
 // MixTTL is how long a shared mix is kept after its last update: a fleet
 // idle for longer starts again from the safe guess (every stream talks).
 const MixTTL = 24 * time.Hour
@@ -30,7 +34,7 @@ const MixTTL = 24 * time.Hour
 // MixTTL). The last writer wins: the gateways of a fleet serve calls of the
 // same kind.
 func (p *Publisher) ShareMix(ctx context.Context, m Mix) error {
-	if !(m.Talk > 0 && m.Talk <= 1) || !(m.Heard >= 0 && m.Heard <= 1) {
+	if !m.valid() {
 		return fmt.Errorf("transcript: mix out of range: talk %v, heard %v", m.Talk, m.Heard)
 	}
 	key := p.keys.Mix()
@@ -68,7 +72,7 @@ func (p *Publisher) SharedMix(ctx context.Context) (Mix, error) {
 	if err == nil {
 		at, err = strconv.ParseInt(h["at"], 10, 64)
 	}
-	if err != nil || !(m.Talk > 0 && m.Talk <= 1) || !(m.Heard >= 0 && m.Heard <= 1) {
+	if err != nil || !m.valid() {
 		return Mix{}, fmt.Errorf("transcript: %s is not a mix: %v", p.keys.Mix(), h)
 	}
 	m.At, m.Instance = time.UnixMilli(at), h["instance"]
