@@ -60,7 +60,7 @@ func (r *Recognizer) batch(segments [][]float32, rows []int, p int, texts []Resu
 		return fmt.Errorf("moonshine: input tensor: %w", err)
 	}
 	out := []ort.Value{nil}
-	err = r.enc.Run([]ort.Value{x}, out)
+	err = r.sess.enc.Run([]ort.Value{x}, out)
 	x.Destroy()
 	if err != nil {
 		return fmt.Errorf("moonshine: encoder: %w", err)
@@ -103,7 +103,7 @@ func (r *Recognizer) batch(segments [][]float32, rows []int, p int, texts []Resu
 		if err := r.bind(in, outs, n, L, frames, hidden); err != nil {
 			return err
 		}
-		err := r.dec.Run(in, outs)
+		err := r.sess.dec.Run(in, outs)
 		destroyAll(in, outs)
 		if err != nil {
 			return fmt.Errorf("moonshine: decoder step %d: %w", step, err)

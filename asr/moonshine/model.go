@@ -7,6 +7,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	ort "github.com/yalue/onnxruntime_go"
 )
@@ -87,21 +89,45 @@ func cacheNames(i int) [4]string {
 	return [4]string{p[1:] + "decoder.key", p[1:] + "decoder.value", p[1:] + "encoder.key", p[1:] + "encoder.value"}
 }
 
-// openSessions opens the encoder and the merged decoder. The decoder's
-// inputs are input_ids, encoder_hidden_states, use_cache_branch, then the
-// caches layer by layer (cacheNames); its outputs logits, then the present
-// caches in the same order.
-func openSessions(files Files, m models, shape Shape, opts Options) (enc, dec *ort.DynamicAdvancedSession, err error) {
+// sessions are an encoder's and a decoder's, held by one recognizer or, on
+// the CPU, shared by all that NewN opened: ONNX Runtime runs a session from
+// several threads at once, each run on its caller's thread (one intra-op
+// thread), so n recognizers use n cores with one copy of the weights. On
+// CUDA each recognizer has its own (and its own stream).
+type sessions struct {
+	enc, dec *ort.DynamicAdvancedSession
+	refs     atomic.Int32
+}
+
+// share adds a holder.
+func (s *sessions) share() *sessions {
+	s.refs.Add(1)
+	return s
+}
+
+// release drops a holder; the last destroys the sessions.
+func (s *sessions) release() {
+	if s.refs.Add(-1) == 0 {
+		s.enc.Destroy()
+		s.dec.Destroy()
+	}
+}
+
+// openSessions opens the encoder and the merged decoder, at once, held
+// once. The decoder's inputs are input_ids, encoder_hidden_states,
+// use_cache_branch, then the caches layer by layer (cacheNames); its
+// outputs logits, then the present caches in the same order.
+func openSessions(files Files, m models, shape Shape, opts Options) (_ *sessions, err error) {
 	so, err := ort.NewSessionOptions()
 	if err != nil {
-		return nil, nil, fmt.Errorf("moonshine: session options: %w", err)
+		return nil, fmt.Errorf("moonshine: session options: %w", err)
 	}
 	defer so.Destroy()
 	if err := so.SetIntraOpNumThreads(opts.Threads); err != nil {
-		return nil, nil, fmt.Errorf("moonshine: intra-op threads: %w", err)
+		return nil, fmt.Errorf("moonshine: intra-op threads: %w", err)
 	}
 	if err := so.SetInterOpNumThreads(1); err != nil {
-		return nil, nil, fmt.Errorf("moonshine: inter-op threads: %w", err)
+		return nil, fmt.Errorf("moonshine: inter-op threads: %w", err)
 	}
 	// ONNX Runtime's graph optimizations (fusions, even some of the basic
 	// level) make kernels take paths that depend on the batch's shape,
@@ -110,11 +136,11 @@ func openSessions(files Files, m models, shape Shape, opts Options) (enc, dec *o
 	// one segment alone and the same segment in a batch (measured). The
 	// graph as written computes every row alike.
 	if err := so.SetGraphOptimizationLevel(ort.GraphOptimizationLevelDisableAll); err != nil {
-		return nil, nil, fmt.Errorf("moonshine: graph optimization: %w", err)
+		return nil, fmt.Errorf("moonshine: graph optimization: %w", err)
 	}
 	if opts.noPrepack {
 		if err := so.AddSessionConfigEntry("session.disable_prepacking", "1"); err != nil {
-			return nil, nil, fmt.Errorf("moonshine: prepacking: %w", err)
+			return nil, fmt.Errorf("moonshine: prepacking: %w", err)
 		}
 	}
 	switch opts.Provider {
@@ -122,7 +148,7 @@ func openSessions(files Files, m models, shape Shape, opts Options) (enc, dec *o
 	case "cuda":
 		co, err := ort.NewCUDAProviderOptions()
 		if err != nil {
-			return nil, nil, fmt.Errorf("moonshine: CUDA options: %w", err)
+			return nil, fmt.Errorf("moonshine: CUDA options: %w", err)
 		}
 		defer co.Destroy()
 		// Segment lengths change from call to call: an exhaustive cuDNN
@@ -131,16 +157,13 @@ func openSessions(files Files, m models, shape Shape, opts Options) (enc, dec *o
 		maps.Copy(m, opts.CUDAOptions)
 		m["device_id"] = strconv.Itoa(opts.DeviceID)
 		if err := co.Update(m); err != nil {
-			return nil, nil, fmt.Errorf("moonshine: CUDA options: %w", err)
+			return nil, fmt.Errorf("moonshine: CUDA options: %w", err)
 		}
 		if err := so.AppendExecutionProviderCUDA(co); err != nil {
-			return nil, nil, fmt.Errorf("moonshine: CUDA provider: %w", err)
+			return nil, fmt.Errorf("moonshine: CUDA provider: %w", err)
 		}
 	default:
-		return nil, nil, fmt.Errorf("moonshine: unknown provider %q (want cpu or cuda)", opts.Provider)
-	}
-	if enc, err = ort.NewDynamicAdvancedSessionWithONNXData(m.encoder, []string{"input_values"}, []string{"last_hidden_state"}, so); err != nil {
-		return nil, nil, fmt.Errorf("moonshine: open %s: %w", files.Encoder, err)
+		return nil, fmt.Errorf("moonshine: unknown provider %q (want cpu or cuda)", opts.Provider)
 	}
 	in := []string{"input_ids", "encoder_hidden_states", "use_cache_branch"}
 	out := []string{"logits"}
@@ -150,18 +173,33 @@ func openSessions(files Files, m models, shape Shape, opts Options) (enc, dec *o
 			out = append(out, "present."+n)
 		}
 	}
-	if dec, err = ort.NewDynamicAdvancedSessionWithONNXData(m.decoder, in, out, so); err != nil {
-		enc.Destroy()
-		return nil, nil, fmt.Errorf("moonshine: open %s: %w", files.Decoder, err)
+	s := &sessions{}
+	var encErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		s.enc, encErr = ort.NewDynamicAdvancedSessionWithONNXData(m.encoder, []string{"input_values"}, []string{"last_hidden_state"}, so)
+	})
+	s.dec, err = ort.NewDynamicAdvancedSessionWithONNXData(m.decoder, in, out, so)
+	wg.Wait()
+	switch {
+	case encErr != nil:
+		if s.dec != nil {
+			s.dec.Destroy()
+		}
+		return nil, fmt.Errorf("moonshine: open %s: %w", files.Encoder, encErr)
+	case err != nil:
+		s.enc.Destroy()
+		return nil, fmt.Errorf("moonshine: open %s: %w", files.Decoder, err)
 	}
-	return enc, dec, nil
+	s.refs.Store(1)
+	return s, nil
 }
 
 // models are the encoder and decoder as the sessions load them, and what
 // the rewrite changed in each.
 type models struct {
 	encoder, decoder []byte
-	rewrites         [2]*rewriter // nil as published
+	rewrites         [2]rewriteCounts // zero as published
 }
 
 // loadModels reads the model files, rewritten for exact batching
@@ -174,9 +212,11 @@ func loadModels(files Files, opts Options) (models, error) {
 			return m, fmt.Errorf("%w: %v", ErrModel, err)
 		}
 		if !opts.asPublished {
-			if b, m.rewrites[i], err = rowQuantize(b, !opts.singleRowHead); err != nil {
+			var rw *rewriter
+			if b, rw, err = rowQuantize(b, !opts.singleRowHead); err != nil {
 				return m, fmt.Errorf("%w: %s: batching per row: %v", ErrModel, path, err)
 			}
+			m.rewrites[i] = rw.rewriteCounts
 		}
 		if i == 0 {
 			m.encoder = b

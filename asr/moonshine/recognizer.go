@@ -7,8 +7,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	ort "github.com/yalue/onnxruntime_go"
 )
 
 // SampleRate is the rate of the audio Transcribe takes.
@@ -93,13 +91,13 @@ type Recognizer struct {
 	provider string
 	bucket   int // samples; 1: no padding
 
-	mu       sync.Mutex // one Transcribe at a time: the sessions' buffers are shared
-	enc, dec *ort.DynamicAdvancedSession
-	closed   bool
-	buf      buffers
+	mu     sync.Mutex // one Transcribe at a time: buf is the recognizer's
+	sess   *sessions
+	closed bool
+	buf    buffers
 
-	rewrites [2]*rewriter // encoder's and decoder's, for tests
-	forced   int          // Cost: every row decodes this many steps, mu held
+	rewrites [2]rewriteCounts // encoder's and decoder's, for tests
+	forced   int              // Cost: every row decodes this many steps, mu held
 
 	// debugLogits, if set, sees every decoder step's logits (tests).
 	debugLogits func(step int, logits []float32, n int)
@@ -114,8 +112,9 @@ func New(files Files, opts Options) (*Recognizer, error) {
 	return rs[0], nil
 }
 
-// NewN opens n recognizers of one model, each with sessions of its own (to
-// run on as many cores), reading and rewriting the model files once.
+// NewN opens n recognizers of one model, to run on as many cores, reading
+// and rewriting the model files once. On the CPU they share one pair of
+// sessions (see sessions); on CUDA each has its own.
 func NewN(files Files, opts Options, n int) ([]*Recognizer, error) {
 	files, err := files.Resolve()
 	if err != nil {
@@ -125,7 +124,17 @@ func NewN(files Files, opts Options, n int) ([]*Recognizer, error) {
 	if opts.BucketMs < -1 {
 		return nil, fmt.Errorf("moonshine: BucketMs %d", opts.BucketMs)
 	}
-	shape, err := ReadShape(files)
+	// ONNX Runtime reads the shapes (it opens each file) while the models
+	// are rewritten.
+	var shape Shape
+	var shapeErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { shape, shapeErr = ReadShape(files) })
+	m, err := loadModels(files, opts)
+	wg.Wait()
+	if shapeErr != nil {
+		return nil, shapeErr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -136,28 +145,33 @@ func NewN(files Files, opts Options, n int) ([]*Recognizer, error) {
 	if vocab.Len() > shape.Vocab {
 		return nil, fmt.Errorf("%w: %s has %d tokens, the decoder %d logits", ErrModel, files.Tokens, vocab.Len(), shape.Vocab)
 	}
-	m, err := loadModels(files, opts)
-	if err != nil {
-		return nil, err
-	}
 	var out []*Recognizer
+	var cpu *sessions // the pair the CPU's recognizers share
 	for range max(n, 1) {
 		r := &Recognizer{files: files, shape: shape, vocab: vocab, opts: opts, provider: opts.Provider, bucket: 1, rewrites: m.rewrites}
 		if opts.BucketMs > 0 {
 			r.bucket = opts.BucketMs * SampleRate / 1000
 		}
-		r.enc, r.dec, err = openSessions(files, m, shape, opts)
+		if cpu != nil {
+			r.sess = cpu.share()
+			out = append(out, r)
+			continue
+		}
+		r.sess, err = openSessions(files, m, shape, opts)
 		if err != nil && opts.Provider == "cuda" {
 			logger(opts.Logger).Warn("moonshine: CUDA provider unavailable, using CPU", "err", err)
 			opts.Provider = "cpu"
 			r.provider = "cpu"
-			r.enc, r.dec, err = openSessions(files, m, shape, opts)
+			r.sess, err = openSessions(files, m, shape, opts)
 		}
 		if err != nil {
 			for _, o := range out {
 				o.Close()
 			}
 			return nil, err
+		}
+		if opts.Provider == "cpu" {
+			cpu = r.sess
 		}
 		out = append(out, r)
 	}
@@ -185,8 +199,7 @@ func (r *Recognizer) Close() error {
 		return nil
 	}
 	r.closed = true
-	r.enc.Destroy()
-	r.dec.Destroy()
+	r.sess.release()
 	return nil
 }
 

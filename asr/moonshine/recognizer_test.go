@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/callscribe/callscribe/asr"
@@ -147,6 +149,69 @@ func TestTranscribeShortAndMixed(t *testing.T) {
 	}
 	if err := r.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// Recognizers opened together on the CPU share one pair of sessions, run
+// at once from as many goroutines with the texts of one alone, and the
+// sessions live until the last of them closes. Asked for CUDA that cannot
+// start, they share the CPU's pair too.
+func TestRecognizersShareTheCPUSessions(t *testing.T) {
+	if err := asr.InitRuntime("", "cpu"); err != nil {
+		t.Fatal(err)
+	}
+	segs := [][]float32{
+		readWAV(t, "../testdata/parity/u00-16k.wav"),
+		readWAV(t, "../testdata/parity/u03-8k.wav"),
+		readWAV(t, "../testdata/parity/u21-8k.wav"),
+	}
+	for _, provider := range []string{"cpu", "cuda"} {
+		rs, err := NewN(Files{Dir: modelDir("tiny")}, Options{Provider: provider, MaxBatch: 2, Logger: slog.New(slog.DiscardHandler)}, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rs[0].Provider() != "cpu" {
+			t.Skipf("provider %s: this ONNX Runtime runs CUDA", rs[0].Provider())
+		}
+		for _, r := range rs[1:] {
+			if r.sess != rs[0].sess || r.Provider() != "cpu" {
+				t.Fatalf("%s: a recognizer on %s with sessions of its own", provider, r.Provider())
+			}
+		}
+		if n := rs[0].sess.refs.Load(); n != 3 {
+			t.Errorf("%s: %d holders of the sessions, want 3", provider, n)
+		}
+		want, err := rs[0].Transcribe(segs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([][]string, len(rs))
+		errs := make([]error, len(rs))
+		var wg sync.WaitGroup
+		for i, r := range rs {
+			wg.Go(func() {
+				for range 2 {
+					if got[i], errs[i] = r.Transcribe(segs); errs[i] != nil {
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		for i := range rs {
+			if errs[i] != nil || !slices.Equal(got[i], want) {
+				t.Errorf("%s: recognizer %d at once with the others: %q, %v; alone %q", provider, i, got[i], errs[i], want)
+			}
+		}
+		rs[0].Close()
+		rs[1].Close()
+		if texts, err := rs[2].Transcribe(segs[:1]); err != nil || texts[0] != want[0] {
+			t.Errorf("%s: the last recognizer after the others closed: %q, %v", provider, texts, err)
+		}
+		rs[2].Close()
+		if n := rs[0].sess.refs.Load(); n != 0 {
+			t.Errorf("%s: %d holders after every recognizer closed", provider, n)
+		}
 	}
 }
 

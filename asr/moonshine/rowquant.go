@@ -38,9 +38,13 @@ type rewriter struct {
 	padHead      bool
 	foldedValues map[string]constValue // by initializer name
 	memo         map[string]constValue // by node (fold's key)
-	folds        int
-	// What was rewritten, for tests.
-	quantizers, matmuls, heads int
+	rewriteCounts
+}
+
+// rewriteCounts are what a rewrite changed, for tests (a Recognizer keeps
+// these, not the rewriter and the folded weights it holds).
+type rewriteCounts struct {
+	quantizers, matmuls, heads, folds int
 }
 
 // rowQuantize rewrites a model (see above). It returns the model unchanged

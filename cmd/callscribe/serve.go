@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -142,6 +143,9 @@ func serve(cfg gateway.Config, log *slog.Logger, level *slog.LevelVar, resolve f
 		return err
 	}
 	defer svc.Close()
+	// Rewriting the models left hundreds of megabytes of garbage: give it
+	// back now rather than over the next minutes.
+	debug.FreeOSMemory()
 	log.Info("callscribe: serving", "version", version, "sip", svc.SIPAddrs(), "http", svc.HTTPAddr().String(), "redis", cfg.Redis.Addr,
 		"model", cfg.ASR.ModelFiles.Dir, "provider", svc.Provider(), "onnxruntime", svc.RuntimePath(), "instance", cfg.InstanceName())
 	sigs := make(chan os.Signal, 2)
