@@ -3,15 +3,18 @@ package gateway
 import (
 	"crypto/tls"
 	"fmt"
+	"io"
+	"net"
 
 	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/asr/moonshine"
 )
 
 // Check is what a start needs beyond a valid configuration, without
 // starting anything: ONNX Runtime loads (with the provider's build), the
 // model's files are there and shaped as a streaming transducer, the VAD
 // model is found when asr.endpoint.mode is vad or asr.skip_silence is on,
-// and the TLS certificates and keys load. It binds no port and does not
+// and so is the second pass's, and the TLS certificates and keys load. It binds no port and does not
 // reach Redis. It returns a line naming what it found.
 func Check(cfg Config) (string, error) {
 	if err := cfg.Validate(); err != nil {
@@ -25,9 +28,30 @@ func Check(cfg Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := checkFiles(cfg); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("model %s (%d tokens, %d ms chunks), ONNX Runtime %s, provider %s",
+		a.ModelFiles.Dir, len(info.Tokens), info.ChunkShift*10, asr.RuntimePath(), a.Engine.Provider), nil
+}
+
+// checkFiles checks the files a start reads besides the first pass's
+// model: the VAD model when it is used, the second pass's model, the TLS
+// certificates and keys, and the SIP client's TLS settings.
+func checkFiles(cfg Config) error {
+	a := cfg.ASR
 	if a.Endpoint.Mode == asr.EndpointVAD || a.SkipSilence {
 		if _, err := asr.FindVADModel(a.VADModel); err != nil {
-			return "", fmt.Errorf("asr.vad_model: %w", err)
+			return fmt.Errorf("asr.vad_model: %w", err)
+		}
+	}
+	if a.FinalModel != "none" {
+		dir, err := moonshine.FindModel(a.FinalModel)
+		if err == nil {
+			_, err = moonshine.Files{Dir: dir}.Resolve()
+		}
+		if err != nil {
+			return fmt.Errorf("asr.final_model: %w", err)
 		}
 	}
 	for _, kp := range []struct{ field, cert, key string }{
@@ -38,12 +62,41 @@ func Check(cfg Config) (string, error) {
 			continue
 		}
 		if _, err := tls.LoadX509KeyPair(kp.cert, kp.key); err != nil {
-			return "", fmt.Errorf("%s: %w", kp.field, err)
+			return fmt.Errorf("%s: %w", kp.field, err)
 		}
 	}
 	if _, err := cfg.SIP.TLSClient.TLSConfig(); err != nil {
-		return "", fmt.Errorf("sip.%w", err)
+		return fmt.Errorf("sip.%w", err)
 	}
-	return fmt.Sprintf("model %s (%d tokens, %d ms chunks), ONNX Runtime %s, provider %s",
-		a.ModelFiles.Dir, len(info.Tokens), info.ChunkShift*10, asr.RuntimePath(), a.Engine.Provider), nil
+	return nil
+}
+
+// checkPorts binds each listen address that names its port and lets it go
+// at once, so that a port in use fails a start before the models load
+// (seconds on the CPU, more on a GPU) rather than after. Another process
+// may take a port in between: the real bind then says so, later.
+func checkPorts(cfg Config) error {
+	type listen struct{ key, network, addr string }
+	ls := []listen{{"sip.udp", "udp", cfg.SIP.UDP}, {"sip.tcp", "tcp", cfg.SIP.TCP},
+		{"sip.tls", "tcp", cfg.SIP.TLS}, {"http.addr", "tcp", cfg.HTTP.Addr}}
+	if cfg.AudioSocket.Enabled {
+		ls = append(ls, listen{"audiosocket.listen", "tcp", cfg.AudioSocket.Listen})
+	}
+	for _, l := range ls {
+		if _, port, err := net.SplitHostPort(l.addr); err != nil || port == "0" {
+			continue // none, or any free port
+		}
+		var c io.Closer
+		var err error
+		if l.network == "udp" {
+			c, err = net.ListenPacket(l.network, l.addr)
+		} else {
+			c, err = net.Listen(l.network, l.addr)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", l.key, err) // "listen udp ADDR: bind: ..."
+		}
+		c.Close()
+	}
+	return nil
 }

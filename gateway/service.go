@@ -70,6 +70,13 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 			s.Close()
 		}
 	}()
+	// What would fail the start after the models load fails it now.
+	if err := checkFiles(cfg); err != nil {
+		return nil, err
+	}
+	if err := checkPorts(cfg); err != nil {
+		return nil, err
+	}
 	a := cfg.ASR
 	if err := asr.InitRuntime(a.ORTLib, a.Engine.Provider); err != nil {
 		return nil, err

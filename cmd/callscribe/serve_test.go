@@ -364,15 +364,24 @@ func TestServeFromEnvironment(t *testing.T) {
 // returns its standard output, the last line of its standard error and its
 // exit error.
 func runServe(args ...string) (stdout, lastErrLine string, err error) {
+	stdout, stderr, err := runServeAll(args...)
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	return stdout, lines[len(lines)-1], err
+}
+
+// runServeAll is runServe with the whole standard error.
+func runServeAll(args ...string) (stdout, stderr string, err error) {
 	var out, errs bytes.Buffer
 	cmd := exec.Command(os.Args[0], append([]string{"serve"}, args...)...)
 	cmd.Env = append(os.Environ(), "CALLSCRIBE_TEST_MAIN=1")
 	cmd.Stdout, cmd.Stderr = &out, &errs
 	err = cmd.Run()
-	lines := strings.Split(strings.TrimSpace(errs.String()), "\n")
-	return out.String(), lines[len(lines)-1], err
+	return out.String(), errs.String(), err
 }
 
+// A start that cannot serve exits non-zero with the reason on its last
+// line, and what does not need the models (the ports, the files) is
+// refused before they load.
 func TestServeBadStart(t *testing.T) {
 	badConfig := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(badConfig, []byte("asr:\n  max_batch: -3\n"), 0o644)
@@ -380,6 +389,8 @@ func TestServeBadStart(t *testing.T) {
 	os.WriteFile(badTLS, []byte("http:\n  tls_cert_file: "+badConfig+"\n  tls_key_file: "+badConfig+"\n"), 0o644)
 	busy, _ := net.ListenPacket("udp", "127.0.0.1:0")
 	defer busy.Close()
+	busyTCP, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer busyTCP.Close()
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -388,14 +399,23 @@ func TestServeBadStart(t *testing.T) {
 		{"bad port range", []string{"-rtp-ports", "9-1"}, "sip.rtp_ports"},
 		{"bad config file", []string{"-config", badConfig}, "asr.max_batch"},
 		{"missing config file", []string{"-config", "/nonexistent.yaml"}, "nonexistent.yaml"},
-		{"busy SIP port", []string{"-sip", busy.LocalAddr().String()}, "listen udp"},
+		{"busy SIP port", []string{"-sip", busy.LocalAddr().String()}, "sip.udp: listen udp"},
+		{"busy HTTP port", []string{"-http", busyTCP.Addr().String()}, "http.addr: listen tcp"},
 		{"no model", []string{"-model", t.TempDir()}, "no encoder"},
+		{"no second-pass model", []string{"-final-model", t.TempDir()}, "asr.final_model"},
 		{"bad HTTPS key", []string{"-config", badTLS}, "http.tls_cert_file"},
 	} {
-		_, lastLine, err := runServe(append([]string{"-http", freePort(t, "tcp"), "-redis", freePort(t, "tcp"), "-rtp-ports", "35000-35100",
+		_, stderr, err := runServeAll(append([]string{"-http", freePort(t, "tcp"), "-redis", freePort(t, "tcp"), "-rtp-ports", "35000-35100",
 			"-model", testModelDir(t)}, tc.args...)...)
+		lines := strings.Split(strings.TrimSpace(stderr), "\n")
+		lastLine := lines[len(lines)-1]
 		if err == nil || !strings.Contains(lastLine, tc.want) || !strings.HasPrefix(lastLine, "callscribe serve: ") {
 			t.Errorf("%s: %v, last line %q", tc.name, err, lastLine)
+		}
+		// Refused before the models load (the first pass's calibration
+		// says the capacity), not seconds after.
+		if strings.Contains(stderr, "callscribe: capacity") {
+			t.Errorf("%s: refused after the models loaded:\n%s", tc.name, stderr)
 		}
 	}
 }
@@ -494,6 +514,7 @@ func TestServeCheck(t *testing.T) {
 		{"bad HTTPS key", []string{"-config", badTLS}, "http.tls_cert_file"},
 		{"bad CA file", []string{"-config", badCA}, "sip.tls_client.ca_file"},
 		{"no VAD model", []string{"-config", vad}, "asr.vad_model"},
+		{"no second-pass model", []string{"-final-model", dir}, "asr.final_model"},
 		{"busy SIP port, nothing bound", []string{"-sip", busy.LocalAddr().String()}, ""},
 	} {
 		stdout, last, err := runServe(append([]string{"-check", "-redis", freePort(t, "tcp"), "-model", testModelDir(t)}, tc.args...)...)
