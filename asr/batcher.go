@@ -122,7 +122,9 @@ type BatcherOptions struct {
 	// Calibrate runs a few full batches of silence at start, so that
 	// Capacity is measured before the first stream. Default off.
 	Calibrate bool `yaml:"-"`
-	// NewEngine opens an engine; default NewEngine. Tests wrap it.
+	// NewEngine opens an engine; default NewEngine. Tests wrap it. At
+	// start the engines after the first open at once, each from a
+	// goroutine of its own.
 	NewEngine func(*ModelInfo, EngineOptions) (Engine, error) `yaml:"-"`
 	// Logger; default slog.Default().
 	Logger *slog.Logger `yaml:"-"`
@@ -362,16 +364,26 @@ func NewBatcher(info *ModelInfo, opts BatcherOptions) (*Batcher, error) {
 	b.freed = make(chan *worker, b.opts.Workers)
 	b.workers = append(b.workers, first)
 	b.freed <- first
-	for i := 1; i < b.opts.Workers; i++ {
-		w, err := newWorker(b, i)
-		if err != nil {
-			close(b.quit) // the workers started stop
-			b.wg.Wait()
-			for _, w := range b.workers {
+	// The others open at once (their sessions take a few hundred
+	// milliseconds each on a core; a host has many).
+	rest := make([]*worker, b.opts.Workers-1)
+	errs := make([]error, len(rest))
+	var opening sync.WaitGroup
+	for i := range rest {
+		opening.Go(func() { rest[i], errs[i] = newWorker(b, i+1) })
+	}
+	opening.Wait()
+	if err := errors.Join(errs...); err != nil {
+		close(b.quit) // the workers started stop
+		b.wg.Wait()
+		for _, w := range append(b.workers, rest...) {
+			if w != nil {
 				w.close()
 			}
-			return nil, err
 		}
+		return nil, err
+	}
+	for _, w := range rest {
 		b.workers = append(b.workers, w)
 		b.freed <- w
 	}

@@ -1,7 +1,9 @@
 package asr
 
 import (
+	"errors"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -223,4 +225,46 @@ func TestMaxWaitBoundsPartialBatch(t *testing.T) {
 	idle.Finish()
 	<-a.Done()
 	<-idle.Done()
+}
+
+// The engines after the first open at once; when one cannot, NewBatcher
+// says why and every engine that opened is closed.
+func TestNewBatcherClosesTheEnginesWhenOneFails(t *testing.T) {
+	initRuntime(t)
+	info, err := LoadModelInfo(ModelFiles{Dir: asrtest.ModelDir(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opened, closed atomic.Int32
+	refused := errors.New("no engine today")
+	open := func(i *ModelInfo, o EngineOptions) (Engine, error) {
+		if opened.Add(1) == 3 {
+			return nil, refused
+		}
+		e, err := NewEngine(i, o)
+		if err != nil {
+			return nil, err
+		}
+		return closeCounter{e, &closed}, nil
+	}
+	b, err := NewBatcher(info, BatcherOptions{Workers: 4, NewEngine: open})
+	if !errors.Is(err, refused) || b != nil {
+		t.Fatalf("NewBatcher: %v, %v", b, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); closed.Load() < 3 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if opened.Load() != 4 || closed.Load() != 3 {
+		t.Errorf("%d engines asked for, %d closed; want 4 and 3", opened.Load(), closed.Load())
+	}
+}
+
+type closeCounter struct {
+	Engine
+	closed *atomic.Int32
+}
+
+func (c closeCounter) Close() error {
+	c.closed.Add(1)
+	return c.Engine.Close()
 }

@@ -12,10 +12,10 @@ import (
 
 // Check is what a start needs beyond a valid configuration, without
 // starting anything: ONNX Runtime loads (with the provider's build), the
-// model's files are there and shaped as a streaming transducer, the VAD
-// model is found when asr.endpoint.mode is vad or asr.skip_silence is on,
-// and so is the second pass's, and the TLS certificates and keys load. It binds no port and does not
-// reach Redis. It returns a line naming what it found.
+// model's files are there and shaped as a streaming transducer, and
+// checkFiles passes (the VAD model, the second pass's model, the TLS
+// certificates and keys in use). It binds no port and does not reach
+// Redis. It returns a line naming what it found.
 func Check(cfg Config) (string, error) {
 	if err := cfg.Validate(); err != nil {
 		return "", err
@@ -54,11 +54,14 @@ func checkFiles(cfg Config) error {
 			return fmt.Errorf("asr.final_model: %w", err)
 		}
 	}
-	for _, kp := range []struct{ field, cert, key string }{
-		{"sip.tls_cert_file", cfg.SIP.TLSCertFile, cfg.SIP.TLSKeyFile},
-		{"http.tls_cert_file", cfg.HTTP.TLSCertFile, cfg.HTTP.TLSKeyFile},
+	for _, kp := range []struct {
+		field, cert, key string
+		used             bool
+	}{
+		{"sip.tls_cert_file", cfg.SIP.TLSCertFile, cfg.SIP.TLSKeyFile, cfg.SIP.TLS != ""},
+		{"http.tls_cert_file", cfg.HTTP.TLSCertFile, cfg.HTTP.TLSKeyFile, true},
 	} {
-		if kp.cert == "" && kp.key == "" {
+		if !kp.used || kp.cert == "" && kp.key == "" {
 			continue
 		}
 		if _, err := tls.LoadX509KeyPair(kp.cert, kp.key); err != nil {

@@ -206,25 +206,35 @@ type models struct {
 // (rowQuantize) unless opts.asPublished.
 func loadModels(files Files, opts Options) (models, error) {
 	var m models
-	for i, path := range []string{files.Encoder, files.Decoder} {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return m, fmt.Errorf("%w: %v", ErrModel, err)
-		}
-		if !opts.asPublished {
-			var rw *rewriter
-			if b, rw, err = rowQuantize(b, !opts.singleRowHead); err != nil {
-				return m, fmt.Errorf("%w: %s: batching per row: %v", ErrModel, path, err)
-			}
-			m.rewrites[i] = rw.rewriteCounts
-		}
-		if i == 0 {
-			m.encoder = b
-		} else {
-			m.decoder = b
-		}
+	var err error
+	if m.encoder, m.rewrites[0], err = loadModel(files.Encoder, opts); err != nil {
+		return m, err
 	}
-	return m, nil
+	m.decoder, m.rewrites[1], err = loadModel(files.Decoder, opts)
+	return m, err
+}
+
+// loadModel reads one model file for loadModels. The rewrite reads a graph
+// as a Moonshine export has it; it runs beside ReadShape, before anything
+// says the file is one, so a graph it cannot follow is an error, not a
+// panic.
+func loadModel(path string, opts Options) (model []byte, counts rewriteCounts, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %s: batching per row: not a graph of a Moonshine export (%v)", ErrModel, path, p)
+		}
+	}()
+	if model, err = os.ReadFile(path); err != nil {
+		return nil, counts, fmt.Errorf("%w: %v", ErrModel, err)
+	}
+	if opts.asPublished {
+		return model, counts, nil
+	}
+	model, rw, err := rowQuantize(model, !opts.singleRowHead)
+	if err != nil {
+		return nil, counts, fmt.Errorf("%w: %s: batching per row: %v", ErrModel, path, err)
+	}
+	return model, rw.rewriteCounts, nil
 }
 
 func logger(l *slog.Logger) *slog.Logger {

@@ -124,8 +124,13 @@ func NewN(files Files, opts Options, n int) ([]*Recognizer, error) {
 	if opts.BucketMs < -1 {
 		return nil, fmt.Errorf("moonshine: BucketMs %d", opts.BucketMs)
 	}
+	vocab, err := ReadVocab(files.Tokens)
+	if err != nil {
+		return nil, err
+	}
 	// ONNX Runtime reads the shapes (it opens each file) while the models
-	// are rewritten.
+	// are rewritten; a file it refuses is refused for that, whatever the
+	// rewrite made of it.
 	var shape Shape
 	var shapeErr error
 	var wg sync.WaitGroup
@@ -135,10 +140,6 @@ func NewN(files Files, opts Options, n int) ([]*Recognizer, error) {
 	if shapeErr != nil {
 		return nil, shapeErr
 	}
-	if err != nil {
-		return nil, err
-	}
-	vocab, err := ReadVocab(files.Tokens)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/callscribe/callscribe/asr"
+	"github.com/callscribe/callscribe/asr/asrtest"
 )
 
 func TestReadShape(t *testing.T) {
@@ -31,6 +33,35 @@ func TestReadShape(t *testing.T) {
 		}
 		if s, err := ReadShape(f); err != nil || s != tc.want {
 			t.Errorf("%s: %+v, %v; want %+v", tc.size, s, err, tc.want)
+		}
+	}
+}
+
+// Other networks where a Moonshine model should be (the first pass's
+// transducer under Moonshine's names): NewN says the model is not one,
+// whichever of the shapes and the rewrite finds it first.
+func TestNewNRefusesOtherModels(t *testing.T) {
+	if err := asr.InitRuntime("", "cpu"); err != nil {
+		t.Fatal(err)
+	}
+	tiny, err := (Files{Dir: modelDir("tiny")}).Resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	zipformer, _ := filepath.Glob(filepath.Join(asrtest.ModelDir(t), "*.onnx"))
+	for _, other := range zipformer {
+		dir := t.TempDir()
+		for name, from := range map[string]string{"encoder_model.onnx": other, "decoder_model_merged.onnx": other, "tokens.txt": tiny.Tokens} {
+			b, err := os.ReadFile(from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if rs, err := NewN(Files{Dir: dir}, Options{}, 2); !errors.Is(err, ErrModel) {
+			t.Errorf("%s as Moonshine: %d recognizers, %v", filepath.Base(other), len(rs), err)
 		}
 	}
 }
@@ -171,6 +202,9 @@ func TestRecognizersShareTheCPUSessions(t *testing.T) {
 			t.Fatal(err)
 		}
 		if rs[0].Provider() != "cpu" {
+			for _, r := range rs {
+				r.Close()
+			}
 			t.Skipf("provider %s: this ONNX Runtime runs CUDA", rs[0].Provider())
 		}
 		for _, r := range rs[1:] {

@@ -143,17 +143,17 @@ func serve(cfg gateway.Config, log *slog.Logger, level *slog.LevelVar, resolve f
 		return err
 	}
 	defer svc.Close()
-	// Rewriting the models left hundreds of megabytes of garbage: give it
-	// back now rather than over the next minutes.
-	debug.FreeOSMemory()
-	log.Info("callscribe: serving", "version", version, "sip", svc.SIPAddrs(), "http", svc.HTTPAddr().String(), "redis", cfg.Redis.Addr,
-		"model", cfg.ASR.ModelFiles.Dir, "provider", svc.Provider(), "onnxruntime", svc.RuntimePath(), "instance", cfg.InstanceName())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 	hups := make(chan os.Signal, 1)
 	signal.Notify(hups, syscall.SIGHUP)
 	defer signal.Stop(hups)
+	log.Info("callscribe: serving", "version", version, "sip", svc.SIPAddrs(), "http", svc.HTTPAddr().String(), "redis", cfg.Redis.Addr,
+		"model", cfg.ASR.ModelFiles.Dir, "provider", svc.Provider(), "onnxruntime", svc.RuntimePath(), "instance", cfg.InstanceName())
+	// Rewriting the models left hundreds of megabytes of garbage: give it
+	// back now rather than over the next minutes.
+	debug.FreeOSMemory()
 	for stop := false; !stop; {
 		select {
 		case err := <-svc.Err():

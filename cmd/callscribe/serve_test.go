@@ -405,8 +405,8 @@ func TestServeBadStart(t *testing.T) {
 		{"no second-pass model", []string{"-final-model", t.TempDir()}, "asr.final_model"},
 		{"bad HTTPS key", []string{"-config", badTLS}, "http.tls_cert_file"},
 	} {
-		_, stderr, err := runServeAll(append([]string{"-http", freePort(t, "tcp"), "-redis", freePort(t, "tcp"), "-rtp-ports", "35000-35100",
-			"-model", testModelDir(t)}, tc.args...)...)
+		_, stderr, err := runServeAll(append([]string{"-sip", freePort(t, "udp"), "-http", freePort(t, "tcp"), "-redis", freePort(t, "tcp"),
+			"-rtp-ports", "35000-35100", "-model", testModelDir(t)}, tc.args...)...)
 		lines := strings.Split(strings.TrimSpace(stderr), "\n")
 		lastLine := lines[len(lines)-1]
 		if err == nil || !strings.Contains(lastLine, tc.want) || !strings.HasPrefix(lastLine, "callscribe serve: ") {
