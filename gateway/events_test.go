@@ -51,7 +51,10 @@ func readSSE(t *testing.T, body io.Reader, n int) []sseEvent {
 }
 
 func eventsServer(t *testing.T, addr string, configure func(*Events)) *httptest.Server {
-	f := transcript.NewFollower(transcript.FollowerOptions{Addr: addr})
+	f, err := transcript.NewFollower(transcript.FollowerOptions{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { f.Close() })
 	ev := NewEvents(f, nil)
 	ev.Heartbeat = 200 * time.Millisecond

@@ -156,7 +156,9 @@ func NewService(cfg Config, log *slog.Logger) (_ *Service, err error) {
 		mux.Handle(wc.Path, s.whip)
 		mux.Handle(wc.Path+"/", s.whip)
 	}
-	s.follower = transcript.NewFollower(r.Follower(cfg.HTTP.MaxEventStreams))
+	if s.follower, err = transcript.NewFollower(r.Follower(cfg.HTTP.MaxEventStreams)); err != nil {
+		return nil, err
+	}
 	s.events = NewEvents(s.follower, log)
 	s.events.Max = cfg.HTTP.MaxEventStreams
 	s.events.SetToken(cfg.WebRTC.Token)

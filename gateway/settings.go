@@ -49,6 +49,8 @@ func Settings() []Setting {
 		{Keys: []string{"twilio.auth_token"}, Env: "CALLSCRIBE_TWILIO_AUTH_TOKEN", Help: "Twilio auth token: X-Twilio-Signature checked"},
 		{Keys: []string{"twilio.bearer_token"}, Env: "CALLSCRIBE_TWILIO_BEARER_TOKEN", Help: "bearer token of the Twilio door"},
 		{Keys: []string{"stream.token"}, Env: "CALLSCRIBE_STREAM_TOKEN", Help: "bearer token of the audio-fork and jambonz doors"},
+		{Keys: []string{"redis.username"}, Env: "CALLSCRIBE_REDIS_USERNAME", Help: "Redis ACL user (AUTH)"},
+		{Keys: []string{"redis.password"}, Env: "CALLSCRIBE_REDIS_PASSWORD", Help: "Redis password (AUTH)"},
 		{Keys: []string{"sip.users"}, Live: true},
 		{Keys: []string{"sip.allow_cidrs"}, Live: true},
 		{Keys: []string{"sip.max_calls"}, Live: true},

@@ -61,7 +61,10 @@ func TestRedisCluster(t *testing.T) {
 	if got != 3*calls {
 		t.Errorf("%d events through the consumer groups, want %d", got, 3*calls)
 	}
-	f := NewFollower(FollowerOptions{Addr: nodes[2], Cluster: true})
+	f, err := NewFollower(FollowerOptions{Addr: nodes[2], Cluster: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer f.Close()
 	ms, err := f.Read(ctx, "call-7", "", 10, time.Second)
 	if err != nil || len(ms) != 3 || ms[1].Event.Fields["text"] != "text 7" || ms[2].Event.Type != CallEnd {

@@ -21,6 +21,7 @@ type Follower struct {
 type FollowerOptions struct {
 	Addr    string // default 127.0.0.1:6379
 	Cluster bool   // Addr is a node of a Redis Cluster
+	Conn           // the user, the password and TLS
 	Prefix  string // default "stt"
 	// MaxFollows is how many Reads may block at once (one connection
 	// each); default 100.
@@ -30,11 +31,11 @@ type FollowerOptions struct {
 // Follower are the options of a follower of the Redis these options
 // publish to, with maxFollows Reads at once.
 func (o Options) Follower(maxFollows int) FollowerOptions {
-	return FollowerOptions{Addr: o.Addr, Cluster: o.Cluster, Prefix: o.Prefix, MaxFollows: maxFollows}
+	return FollowerOptions{Addr: o.Addr, Cluster: o.Cluster, Conn: o.Conn, Prefix: o.Prefix, MaxFollows: maxFollows}
 }
 
 // NewFollower returns a follower; it connects on first use.
-func NewFollower(o FollowerOptions) *Follower {
+func NewFollower(o FollowerOptions) (*Follower, error) {
 	if o.Addr == "" {
 		o.Addr = DefaultAddr
 	}
@@ -43,8 +44,12 @@ func NewFollower(o FollowerOptions) *Follower {
 	}
 	// A blocked XREAD holds its connection: the pool has one per follow,
 	// and a spare for the quick reads.
-	return &Follower{keys: Keys{Prefix: o.Prefix}, client: redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{o.Addr},
-		IsClusterMode: o.Cluster, PoolSize: o.MaxFollows + 2, PoolTimeout: 2 * time.Second, ContextTimeoutEnabled: true})}
+	client, err := o.Conn.NewClient(o.Addr, o.Cluster, redis.UniversalOptions{PoolSize: o.MaxFollows + 2,
+		PoolTimeout: 2 * time.Second, ContextTimeoutEnabled: true})
+	if err != nil {
+		return nil, err
+	}
+	return &Follower{keys: Keys{Prefix: o.Prefix}, client: client}, nil
 }
 
 // Read returns the call's events after the entry id after ("0" or "" for

@@ -14,7 +14,10 @@ func TestFollowerReadsOneCallFromAnyPoint(t *testing.T) {
 	defer cancel()
 	p := newPublisher(t, Options{Addr: rd.Addr})
 	defer p.Close()
-	f := NewFollower(FollowerOptions{Addr: rd.Addr})
+	f, err := NewFollower(FollowerOptions{Addr: rd.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer f.Close()
 
 	// A follow that starts before the call exists gets its first event.

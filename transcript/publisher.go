@@ -54,6 +54,8 @@ type Options struct {
 	// tag); a call's stream and its firehose shard may live on different
 	// nodes.
 	Cluster bool `yaml:"cluster"`
+	// Conn: the user, the password and TLS.
+	Conn `yaml:",inline"`
 	// Prefix is every key's prefix: <prefix>:call:{<call_id>} and
 	// <prefix>:events:<shard>. Default stt.
 	Prefix string `yaml:"prefix"`
@@ -130,7 +132,7 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("%s: out of range", r.key)
 		}
 	}
-	return nil
+	return o.Conn.Validate()
 }
 
 func (o *Options) defaults() {
@@ -220,11 +222,15 @@ type Publisher struct {
 // run left in it are delivered first; an unreadable spool file is an error.
 func NewPublisher(opts Options) (*Publisher, error) {
 	opts.defaults()
+	client, err := opts.Conn.NewClient(opts.Addr, opts.Cluster, redis.UniversalOptions{MaxRetries: -1, DialerRetries: 1,
+		DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
+	if err != nil {
+		return nil, err
+	}
 	p := &Publisher{
-		opts: opts,
-		keys: Keys{Prefix: opts.Prefix, Shards: opts.Shards},
-		client: redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{opts.Addr}, IsClusterMode: opts.Cluster,
-			MaxRetries: -1, DialerRetries: 1, DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second}),
+		opts:    opts,
+		keys:    Keys{Prefix: opts.Prefix, Shards: opts.Shards},
+		client:  client,
 		seq:     map[string]int64{},
 		open:    map[string]bool{},
 		ended:   map[string]int64{},

@@ -41,6 +41,7 @@ type Reader struct {
 type ReaderOptions struct {
 	Addr    string // default 127.0.0.1:6379
 	Cluster bool   // Addr is a node of a Redis Cluster
+	Conn           // the user, the password and TLS
 	Prefix  string // default "stt"
 	// Shards is the number of firehose shards (redis.shards of the
 	// gateways); the reader reads all of them. Default 1.
@@ -85,7 +86,11 @@ func NewReader(ctx context.Context, o ReaderOptions) (*Reader, error) {
 		o.SeenTTL = 24 * time.Hour
 	}
 	keys := Keys{Prefix: o.Prefix, Shards: max(o.Shards, 1)}
-	r := &Reader{client: redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{o.Addr}, IsClusterMode: o.Cluster}),
+	client, err := o.Conn.NewClient(o.Addr, o.Cluster, redis.UniversalOptions{})
+	if err != nil {
+		return nil, err
+	}
+	r := &Reader{client: client,
 		keys: keys, streams: keys.Firehoses(), group: o.Group, consumer: o.Consumer, cluster: o.Cluster,
 		claimIdle: o.ClaimIdle, seenTTL: o.SeenTTL}
 	start := "$"

@@ -49,7 +49,10 @@ func audiohookLoad(args []string, w io.Writer) error {
 		return err
 	}
 	wsURL := "ws" + (*base)[len("http"):] + *path
-	follower := transcript.NewFollower(transcript.FollowerOptions{Addr: *redisAddr, MaxFollows: *sessions})
+	follower, err := transcript.NewFollower(transcript.FollowerOptions{Addr: *redisAddr, MaxFollows: *sessions})
+	if err != nil {
+		return err
+	}
 	defer follower.Close()
 
 	var mu sync.Mutex

@@ -140,7 +140,10 @@ func sipLoad(args []string, w io.Writer) error {
 		u.name, u.ref, u.pcmu = utts[(c+r)%len(utts)].name, strings.Join(refs, " "), x
 		return u
 	}
-	follower := transcript.NewFollower(transcript.FollowerOptions{Addr: *redisAddr, MaxFollows: *calls})
+	follower, err := transcript.NewFollower(transcript.FollowerOptions{Addr: *redisAddr, MaxFollows: *calls})
+	if err != nil {
+		return err
+	}
 	defer follower.Close()
 
 	type result struct {

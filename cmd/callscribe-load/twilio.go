@@ -128,7 +128,10 @@ func twilioLoad(args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	follower := transcript.NewFollower(transcript.FollowerOptions{Addr: *redisAddr, MaxFollows: *streams})
+	follower, err := transcript.NewFollower(transcript.FollowerOptions{Addr: *redisAddr, MaxFollows: *streams})
+	if err != nil {
+		return err
+	}
 	defer follower.Close()
 	wsURL := "ws" + strings.TrimPrefix(*base, "http") + "/twilio"
 	run := time.Now().UnixNano()

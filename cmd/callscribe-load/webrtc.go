@@ -58,7 +58,10 @@ func webrtcLoad(args []string, w io.Writer) error {
 			script = append(script, opusSilence)
 		}
 	}
-	follower := transcript.NewFollower(transcript.FollowerOptions{Addr: *redisAddr, MaxFollows: *sessions})
+	follower, err := transcript.NewFollower(transcript.FollowerOptions{Addr: *redisAddr, MaxFollows: *sessions})
+	if err != nil {
+		return err
+	}
 	defer follower.Close()
 
 	// Connect everyone first, so that the measured window is steady.

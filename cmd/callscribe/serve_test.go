@@ -701,14 +701,45 @@ func TestServeOnRedisCluster(t *testing.T) {
 	if err != nil || talked.Code != 200 {
 		t.Fatalf("call: %d %v", talked.Code, err)
 	}
-	f := transcript.NewFollower(transcript.FollowerOptions{Addr: nodes[2], Cluster: true})
+	if finals := finalsOnRedis(t, transcript.FollowerOptions{Addr: nodes[2], Cluster: true}, talked.CallID); !strings.Contains(finals, "APPREHENSION") {
+		t.Errorf("finals %q", finals)
+	}
+}
+
+// A Redis that speaks only TLS and wants AUTH (a managed service): the
+// gateway given its CA, an ACL user and the password from the environment
+// is ready and delivers a call's transcript.
+func TestServeOnRedisWithTLSAndAUTH(t *testing.T) {
+	rd := transcripttest.StartSecure(t)
+	config := configFile(t, fmt.Sprintf("redis:\n  username: %s\n  tls: true\n  tls_ca_file: %q\n", rd.User, rd.CAFile))
+	g := startGatewayEnv(t, []string{"CALLSCRIBE_REDIS_PASSWORD=" + rd.UserPass, "CALLSCRIBE_FINAL_MODEL=none"}, rd.Addr, "-config", config)
+	g.waitReady(t, 200)
+	a := testWAV(t, "8k.wav")
+	talked, err := siptest.NewPhone(t).Call(g.sip, siptest.PCMU(a.Samples))
+	if err != nil || talked.Code != 200 {
+		t.Fatalf("call: %d %v", talked.Code, err)
+	}
+	conn := transcript.Conn{Username: rd.User, Password: rd.UserPass, TLS: true, TLSCAFile: rd.CAFile}
+	if finals := finalsOnRedis(t, transcript.FollowerOptions{Addr: rd.Addr, Conn: conn}, talked.CallID); !strings.Contains(finals, "APPREHENSION") {
+		t.Errorf("finals %q", finals)
+	}
+}
+
+// finalsOnRedis follows a call's stream to its call.end and returns its
+// finals' texts.
+func finalsOnRedis(t *testing.T, o transcript.FollowerOptions, callID string) string {
+	t.Helper()
+	f, err := transcript.NewFollower(o)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer f.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var finals []string
 	after := ""
 	for ended := false; !ended; {
-		ms, err := f.Read(ctx, talked.CallID, after, 100, 5*time.Second)
+		ms, err := f.Read(ctx, callID, after, 100, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -720,9 +751,7 @@ func TestServeOnRedisCluster(t *testing.T) {
 			ended = ended || m.Event.Type == transcript.CallEnd
 		}
 	}
-	if !strings.Contains(strings.Join(finals, " "), "APPREHENSION") {
-		t.Errorf("finals %q", finals)
-	}
+	return strings.Join(finals, " ")
 }
 
 // A gateway killed (SIGKILL) in the middle of a call: its stream expires

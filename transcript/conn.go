@@ -1,0 +1,73 @@
+package transcript
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Conn is how a client reaches Redis beyond its address: the user and
+// password it authenticates with (AUTH; an ACL user, or the default user
+// of requirepass) and TLS, as managed Redis services ask. The zero value
+// speaks plain RESP without AUTH.
+type Conn struct {
+	// Username is the ACL user; empty: the default user (requirepass).
+	Username string `yaml:"username"`
+	// Password authenticates the user; empty: no AUTH. A secret: set it
+	// with $CALLSCRIBE_REDIS_PASSWORD rather than in a file others read.
+	Password string `yaml:"password"`
+	// TLS speaks TLS to Redis (1.2 or later), verifying its certificate
+	// against the system's roots or tls_ca_file.
+	TLS bool `yaml:"tls"`
+	// TLSCAFile is a PEM file of the CAs that sign Redis's certificate;
+	// empty: the system's roots. Needs tls.
+	TLSCAFile string `yaml:"tls_ca_file"`
+	// TLSServerName is the name Redis's certificate is checked for;
+	// empty: the host of addr. Needs tls.
+	TLSServerName string `yaml:"tls_server_name"`
+}
+
+// Validate checks the TLS settings (the CA file is read); an error names
+// the key.
+func (c Conn) Validate() error {
+	_, err := c.tlsConfig()
+	return err
+}
+
+// tlsConfig is the client's TLS configuration; nil without TLS.
+func (c Conn) tlsConfig() (*tls.Config, error) {
+	if !c.TLS {
+		if c.TLSCAFile != "" || c.TLSServerName != "" {
+			return nil, errors.New("tls_ca_file, tls_server_name: need tls: true")
+		}
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.TLSServerName}
+	if c.TLSCAFile != "" {
+		pem, err := os.ReadFile(c.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls_ca_file: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls_ca_file: %s: no PEM certificate", c.TLSCAFile)
+		}
+	}
+	return cfg, nil
+}
+
+// NewClient is a go-redis client of addr with these credentials and TLS;
+// o carries the caller's pool and timeout settings.
+func (c Conn) NewClient(addr string, cluster bool, o redis.UniversalOptions) (redis.UniversalClient, error) {
+	t, err := c.tlsConfig()
+	if err != nil {
+		return nil, fmt.Errorf("transcript: redis %w", err)
+	}
+	o.Addrs, o.IsClusterMode = []string{addr}, cluster
+	o.Username, o.Password, o.TLSConfig = c.Username, c.Password, t
+	return redis.NewUniversalClient(&o), nil
+}
