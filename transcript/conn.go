@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 
 	"github.com/redis/go-redis/v9"
@@ -27,7 +28,8 @@ type Conn struct {
 	// empty: the system's roots. Needs tls.
 	TLSCAFile string `yaml:"tls_ca_file"`
 	// TLSServerName is the name Redis's certificate is checked for;
-	// empty: the host of addr. Needs tls.
+	// empty: the host of addr (of each node dialled, or with cluster the
+	// host of addr for every node). Needs tls.
 	TLSServerName string `yaml:"tls_server_name"`
 }
 
@@ -66,6 +68,13 @@ func (c Conn) NewClient(addr string, cluster bool, o redis.UniversalOptions) (re
 	t, err := c.tlsConfig()
 	if err != nil {
 		return nil, fmt.Errorf("transcript: redis %w", err)
+	}
+	if t != nil && t.ServerName == "" && cluster {
+		// A cluster's nodes are dialled at the addresses they announce
+		// (IPs, mostly); their certificates name the cluster's host.
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			t.ServerName = host
+		}
 	}
 	o.Addrs, o.IsClusterMode = []string{addr}, cluster
 	o.Username, o.Password, o.TLSConfig = c.Username, c.Password, t

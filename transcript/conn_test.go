@@ -2,12 +2,14 @@ package transcript
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/callscribe/callscribe/transcript/transcripttest"
+	"github.com/redis/go-redis/v9"
 )
 
 // Against a Redis that speaks only TLS and wants AUTH, the publisher
@@ -75,6 +77,9 @@ func TestRedisWithTLSAndAUTH(t *testing.T) {
 // must hold a PEM certificate.
 func TestConnValidate(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.pem")
+	if err := os.WriteFile(bad, []byte("not a certificate\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		conn Conn
 		want string
@@ -82,7 +87,7 @@ func TestConnValidate(t *testing.T) {
 		{Conn{TLSCAFile: "/etc/ssl/certs/ca-certificates.crt"}, "need tls"},
 		{Conn{TLSServerName: "redis.internal"}, "need tls"},
 		{Conn{TLS: true, TLSCAFile: "/nonexistent.pem"}, "tls_ca_file"},
-		{Conn{TLS: true, TLSCAFile: bad}, "tls_ca_file"},
+		{Conn{TLS: true, TLSCAFile: bad}, "no PEM certificate"},
 	} {
 		o := DefaultOptions()
 		o.Conn = tc.conn
@@ -96,5 +101,30 @@ func TestConnValidate(t *testing.T) {
 		if err := o.Validate(); err != nil {
 			t.Errorf("%+v: %v", c, err)
 		}
+	}
+}
+
+// A cluster's nodes are dialled at the addresses they announce: without
+// tls_server_name their certificates are checked for the host of addr.
+func TestClusterTLSNamesTheSeedHost(t *testing.T) {
+	for _, tc := range []struct {
+		conn Conn
+		want string
+	}{
+		{Conn{TLS: true}, "redis.internal"},
+		{Conn{TLS: true, TLSServerName: "other.internal"}, "other.internal"},
+	} {
+		c, err := tc.conn.NewClient("redis.internal:6379", true, redis.UniversalOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc, ok := c.(*redis.ClusterClient)
+		if !ok {
+			t.Fatalf("a %T for a cluster", c)
+		}
+		if got := cc.Options().TLSConfig; got == nil || got.ServerName != tc.want {
+			t.Errorf("%+v: TLS %v, want the name %s", tc.conn, got, tc.want)
+		}
+		c.Close()
 	}
 }
