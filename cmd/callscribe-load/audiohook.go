@@ -27,7 +27,7 @@ func audiohookLoad(args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("audiohook", flag.ContinueOnError)
 	base := fs.String("url", "http://127.0.0.1:8080", "the gateway's HTTP address (/metrics; the door at /audiohook)")
 	path := fs.String("path", audiohook.DefaultPath, "the door's path")
-	redisAddr := fs.String("redis", "127.0.0.1:6379", "the gateway's Redis")
+	redisOpts := redisFlags(fs)
 	sessions := fs.Int("sessions", 50, "concurrent sessions (two legs each)")
 	rounds := fs.Int("rounds", 1, "sessions each client holds, one after the other")
 	wavs := fs.String("wavs", "", "directory of WAVs with trans.txt (default: the test model's test_wavs)")
@@ -49,7 +49,7 @@ func audiohookLoad(args []string, w io.Writer) error {
 		return err
 	}
 	wsURL := "ws" + (*base)[len("http"):] + *path
-	follower, err := transcript.NewFollower(transcript.FollowerOptions{Addr: *redisAddr, MaxFollows: *sessions})
+	follower, err := transcript.NewFollower(redisOpts(*sessions))
 	if err != nil {
 		return err
 	}

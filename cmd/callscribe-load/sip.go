@@ -74,7 +74,7 @@ func sipLoad(args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("sip", flag.ContinueOnError)
 	target := fs.String("sip", "127.0.0.1:5060", "the gateway's SIP address (UDP)")
 	base := fs.String("url", "http://127.0.0.1:8080", "the gateway's HTTP address (/metrics)")
-	redisAddr := fs.String("redis", "127.0.0.1:6379", "the gateway's Redis")
+	redisOpts := redisFlags(fs)
 	calls := fs.Int("calls", 20, "concurrent calls")
 	rounds := fs.Int("rounds", 2, "calls each caller places, one after the other")
 	wavs := fs.String("wavs", "", "directory of WAVs with trans.txt (default: the test model's test_wavs)")
@@ -140,7 +140,7 @@ func sipLoad(args []string, w io.Writer) error {
 		u.name, u.ref, u.pcmu = utts[(c+r)%len(utts)].name, strings.Join(refs, " "), x
 		return u
 	}
-	follower, err := transcript.NewFollower(transcript.FollowerOptions{Addr: *redisAddr, MaxFollows: *calls})
+	follower, err := transcript.NewFollower(redisOpts(*calls))
 	if err != nil {
 		return err
 	}

@@ -107,7 +107,7 @@ func (f roundFigures) report(w io.Writer, what string) {
 func twilioLoad(args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("twilio", flag.ContinueOnError)
 	base := fs.String("url", "http://127.0.0.1:8080", "the gateway's HTTP address (/twilio, /metrics)")
-	redisAddr := fs.String("redis", "127.0.0.1:6379", "the gateway's Redis")
+	redisOpts := redisFlags(fs)
 	streams := fs.Int("streams", 50, "concurrent streams")
 	both := fs.Bool("both", false, "both tracks: each stream is two legs, a recording each")
 	token := fs.String("token", os.Getenv("CALLSCRIBE_TWILIO_AUTH_TOKEN"), "the gateway's twilio.auth_token: streams are signed with it")
@@ -128,7 +128,7 @@ func twilioLoad(args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	follower, err := transcript.NewFollower(transcript.FollowerOptions{Addr: *redisAddr, MaxFollows: *streams})
+	follower, err := transcript.NewFollower(redisOpts(*streams))
 	if err != nil {
 		return err
 	}

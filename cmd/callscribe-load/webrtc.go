@@ -33,7 +33,7 @@ var opusSilence = []byte{0xf8, 0xff, 0xfe}
 func webrtcLoad(args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("webrtc", flag.ContinueOnError)
 	base := fs.String("url", "http://127.0.0.1:8080", "the gateway's HTTP address (WHIP at /whip, /metrics)")
-	redisAddr := fs.String("redis", "127.0.0.1:6379", "the gateway's Redis")
+	redisOpts := redisFlags(fs)
 	sessions := fs.Int("sessions", 10, "concurrent browser sessions")
 	repeat := fs.Int("repeat", 3, "utterances per session, each followed by -silence")
 	silence := fs.Duration("silence", 3*time.Second, "silence after each utterance (longer than the endpoint's trailing silence); 0 with -repeat 1: hang up as the speech ends")
@@ -58,7 +58,7 @@ func webrtcLoad(args []string, w io.Writer) error {
 			script = append(script, opusSilence)
 		}
 	}
-	follower, err := transcript.NewFollower(transcript.FollowerOptions{Addr: *redisAddr, MaxFollows: *sessions})
+	follower, err := transcript.NewFollower(redisOpts(*sessions))
 	if err != nil {
 		return err
 	}
