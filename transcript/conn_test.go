@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callscribe/callscribe/internal/testcert"
 	"github.com/callscribe/callscribe/transcript/transcripttest"
 	"github.com/redis/go-redis/v9"
 )
@@ -48,8 +49,7 @@ func TestRedisWithTLSAndAUTH(t *testing.T) {
 		t.Fatalf("follower: %+v, %v", ms, err)
 	}
 
-	otherCA := filepath.Join(t.TempDir(), "other.crt")
-	transcripttest.WriteCert(t, otherCA, filepath.Join(t.TempDir(), "other.key"))
+	otherCA, _ := testcert.Write(t)
 	for _, tc := range []struct {
 		name string
 		conn Conn

@@ -1,5 +1,6 @@
-// Package testcert makes a self-signed certificate for 127.0.0.1, for
-// tests of the TLS listeners.
+// Package testcert makes a self-signed certificate for 127.0.0.1 and
+// localhost, for tests of the TLS listeners (and, as its own CA, of the
+// clients that verify them).
 package testcert
 
 import (
@@ -17,8 +18,8 @@ import (
 	"time"
 )
 
-// Write writes a certificate for 127.0.0.1 and its key as PEM files in a
-// temporary directory of the test.
+// Write writes a certificate for 127.0.0.1 and localhost and its key as
+// PEM files in a temporary directory of the test.
 func Write(t testing.TB) (certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -27,7 +28,7 @@ func Write(t testing.TB) (certFile, keyFile string) {
 	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "callscribe test"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"}, KeyUsage: x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {

@@ -28,12 +28,7 @@ func StartCluster(t testing.TB, n int) []string {
 	dir := t.TempDir()
 	var addrs []string
 	for i := range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
+		addr := freeAddr(t)
 		_, port, _ := net.SplitHostPort(addr)
 		nodeDir := filepath.Join(dir, fmt.Sprint("node", i))
 		if err := os.MkdirAll(nodeDir, 0o755); err != nil {

@@ -21,13 +21,7 @@ type Redis struct {
 // Start runs redis-server on a free 127.0.0.1 port.
 func Start(t testing.TB) *Redis {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	r := &Redis{Addr: addr, t: t, dir: t.TempDir()}
+	r := &Redis{Addr: freeAddr(t), t: t, dir: t.TempDir()}
 	r.Restart()
 	t.Cleanup(r.Stop)
 	return r
@@ -56,4 +50,16 @@ func (r *Redis) Stop() {
 		r.cmd.Wait()
 		r.cmd = nil
 	}
+}
+
+// freeAddr is a 127.0.0.1 address whose port was free a moment ago, for a
+// redis-server to listen on.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

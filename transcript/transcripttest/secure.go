@@ -2,21 +2,16 @@ package transcripttest
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/callscribe/callscribe/internal/testcert"
 )
 
 // Secure is a redis-server that speaks only TLS and wants AUTH, as a
@@ -38,14 +33,8 @@ func StartSecure(t testing.TB) *Secure {
 		t.Fatalf("redis-server not found (run make setup): %v", err)
 	}
 	dir := t.TempDir()
-	cert, key := filepath.Join(dir, "redis.crt"), filepath.Join(dir, "redis.key")
-	WriteCert(t, cert, key)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	cert, key := testcert.Write(t)
+	addr := freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	s := &Secure{Addr: addr, CAFile: cert, Password: "s3cret-default", User: "gateway", UserPass: "s3cret-gateway"}
 	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", "0", "--tls-port", port, "--tls-cert-file", cert,
@@ -75,33 +64,4 @@ func StartSecure(t testing.TB) *Secure {
 	}
 	t.Fatalf("redis-server with TLS did not come up on %s", addr)
 	return nil
-}
-
-// WriteCert writes a self-signed certificate for 127.0.0.1 and localhost
-// and its key.
-func WriteCert(t testing.TB, certFile, keyFile string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "redis test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
