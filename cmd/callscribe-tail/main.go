@@ -21,6 +21,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/callscribe/callscribe/internal/redisflags"
 	"github.com/callscribe/callscribe/transcript"
 )
 
@@ -33,13 +34,8 @@ func main() {
 	calls := flag.Int("calls", 0, "exit after this many call.end events (0: run until interrupted)")
 	fromStart := flag.Bool("from-start", false, "print what is already on the stream first")
 	cluster := flag.Bool("cluster", false, "the Redis address is a node of a Redis Cluster")
-	var conn transcript.Conn
-	flag.StringVar(&conn.Username, "redis-user", os.Getenv("CALLSCRIBE_REDIS_USERNAME"), "Redis ACL user; the password is $CALLSCRIBE_REDIS_PASSWORD")
-	flag.BoolVar(&conn.TLS, "redis-tls", false, "speak TLS to Redis")
-	flag.StringVar(&conn.TLSCAFile, "redis-ca", "", "PEM `file` of the CAs of Redis's certificate (default: the system's roots)")
-	flag.StringVar(&conn.TLSServerName, "redis-server-name", "", "`name` Redis's certificate is checked for (default: the address's host)")
+	conn := redisflags.Conn(flag.CommandLine)
 	flag.Parse()
-	conn.Password = os.Getenv("CALLSCRIBE_REDIS_PASSWORD")
 	keys := transcript.Keys{Prefix: *prefix}
 	key := keys.Firehose(*shard)
 	if *call != "" {
@@ -47,7 +43,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rc, err := conn.NewClient(*addr, *cluster, redis.UniversalOptions{})
+	rc, err := conn().NewClient(*addr, *cluster, redis.UniversalOptions{})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "callscribe-tail: %v\n", err)
 		os.Exit(2)
