@@ -2,16 +2,15 @@ package sip
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"path"
 	"strings"
 	"time"
 
+	"github.com/callscribe/callscribe/internal/capool"
 	"github.com/callscribe/callscribe/media"
 )
 
@@ -168,14 +167,11 @@ type TLSClient struct {
 func (c TLSClient) TLSConfig() (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, InsecureSkipVerify: c.Verify != nil && !*c.Verify}
 	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
+		pool, err := capool.Load(c.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("tls_client.ca_file: %w", err)
 		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls_client.ca_file: %s: no PEM certificate", c.CAFile)
-		}
+		cfg.RootCAs = pool
 	}
 	return cfg, nil
 }

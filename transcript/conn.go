@@ -2,13 +2,13 @@ package transcript
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/callscribe/callscribe/internal/capool"
 )
 
 // Conn is how a client reaches Redis beyond its address: the user and
@@ -50,14 +50,11 @@ func (c Conn) tlsConfig() (*tls.Config, error) {
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.TLSServerName}
 	if c.TLSCAFile != "" {
-		pem, err := os.ReadFile(c.TLSCAFile)
+		pool, err := capool.Load(c.TLSCAFile)
 		if err != nil {
 			return nil, fmt.Errorf("tls_ca_file: %w", err)
 		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls_ca_file: %s: no PEM certificate", c.TLSCAFile)
-		}
+		cfg.RootCAs = pool
 	}
 	return cfg, nil
 }
